@@ -1,0 +1,9 @@
+//! What requests cost and who made them: pricing and the usage log (`state_dir/usage.jsonl`).
+
+mod pricing;
+mod usage_log;
+
+pub use self::{
+    pricing::cost_usd,
+    usage_log::{UsageLog, UsageRecord, UsageWriter, FLUSH_INTERVAL},
+};

@@ -1,0 +1,21 @@
+//! Configuration: the typed YAML schema, whole-config validation with YAML paths, secrets
+//! (`env:` / `enc:`), the runtime snapshot, and the `ArcSwap` store with hot reload.
+//! No request handling here.
+
+mod schema;
+mod secrets;
+mod snapshot;
+mod store;
+mod validate;
+
+pub use self::{
+    schema::{
+        AdminListener, Budget, BudgetPeriod, CircuitBreaker, Config, HealthCheck, Key as KeyEntry,
+        Limits as LimitsConfig, LogConfig, ModelAlias, Pricing, Project, Provider as ProviderEntry,
+        ProviderKind, Target as TargetEntry, TlsListener,
+    },
+    secrets::{MasterKey, Secret, SecretString},
+    snapshot::{Alias, Endpoint, Key, Limits, Provider, Snapshot, Target},
+    store::{ConfigStore, Reload, Reloader, POLL_INTERVAL},
+    validate::{build, load_str, parse, parse_key_hash, ConfigError, ConfigErrors},
+};

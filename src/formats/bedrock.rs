@@ -1,0 +1,1 @@
+//! STUB: Bedrock Converse wire format <-> IR (outbound only). To be replaced.

@@ -1,0 +1,1 @@
+//! STUB: AWS event-stream framing decoder. To be replaced.

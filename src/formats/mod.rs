@@ -1,0 +1,80 @@
+//! Wire formats <-> the canonical IR, and the translation entry points the proxy calls.
+//! Pure: no I/O, no config, no auth (provider URLs and credentials live in `providers/`).
+//!
+//! Each format file exposes the same verbs (decode = wire -> IR, encode = IR -> wire):
+//! `decode_request`, `encode_request`, `decode_response`, `encode_response`,
+//! `decode_error`, `encode_error`, and a `StreamDecoder` / `StreamEncoder` pair fed one
+//! chunk (or one event) at a time. The functions below dispatch over `Format`.
+//! Code in this folder refers to siblings with `super::`, never `crate::`.
+
+pub mod anthropic;
+pub mod bedrock;
+pub mod eventstream;
+pub mod gemini;
+pub mod ir;
+pub mod openai_chat;
+pub mod openai_responses;
+pub mod passthrough;
+pub mod sse;
+pub mod translate;
+
+pub use ir::*;
+pub use translate::*;
+
+/// What an encoder needs beyond the IR when writing a request for an upstream.
+#[derive(Clone, Debug)]
+pub struct RequestOptions<'a> {
+    /// The concrete upstream model to write into the body (or that the URL names).
+    pub target_model: &'a str,
+    /// `max_tokens` to send when the client gave none and the target requires one (Anthropic).
+    pub default_max_tokens: u32,
+}
+
+/// What an encoder needs beyond the IR when writing a response or stream for the client.
+#[derive(Clone, Debug)]
+pub struct ResponseOptions<'a> {
+    /// The model name to report to the client.
+    pub model: &'a str,
+    /// Gemini inbound only: `true` = SSE (`alt=sse`), `false` = one streamed JSON array.
+    pub gemini_sse: bool,
+    /// OpenAI Chat inbound only: the client asked for the usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+}
+
+/// A request body written for an upstream, with the parameters the target could not honour.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Encoded {
+    pub body: Vec<u8>,
+    /// Names of request parameters dropped because the target format cannot express them
+    /// (reported to the client in `x-gateway-dropped-params`).
+    pub dropped: Vec<&'static str>,
+}
+
+/// Why a body could not be translated. Always the client's fault or an unsupported feature;
+/// the proxy answers 400 in the client's format with this message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    #[error("invalid JSON body: {0}")]
+    Json(String),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("{0} is not supported by this route")]
+    Unsupported(String),
+    #[error("malformed upstream stream: {0}")]
+    Stream(String),
+}
+
+impl TranslateError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        TranslateError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<serde_json::Error> for TranslateError {
+    fn from(e: serde_json::Error) -> Self {
+        TranslateError::Json(e.to_string())
+    }
+}

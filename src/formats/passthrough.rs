@@ -1,0 +1,369 @@
+//! Same-format routes: read what routing needs from a body, rewrite `model` (and force usage
+//! reporting in OpenAI streams) by splicing bytes, and observe usage in a passed-through
+//! response, all without re-serialising the body.
+
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{TranslateError, Usage};
+
+/// What the gateway reads from an inbound JSON body before routing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Peek {
+    pub model: Option<String>,
+    pub stream: bool,
+    /// OpenAI `stream_options.include_usage`.
+    pub include_usage: bool,
+}
+
+/// The top-level members of a JSON object, values kept as raw slices of the body.
+struct TopLevel<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((k, raw)) = map.next_entry::<String, &'de RawValue>()? {
+                    v.push((k, raw));
+                }
+                Ok(TopLevel(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'a> TopLevel<'a> {
+    fn parse(body: &'a [u8]) -> Result<Self, TranslateError> {
+        serde_json::from_slice(body).map_err(|e| TranslateError::Json(e.to_string()))
+    }
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+/// Byte range of a raw value inside `body` (RawValue borrows from it).
+fn span(body: &[u8], raw: &RawValue) -> (usize, usize) {
+    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+    (start, start + raw.get().len())
+}
+
+/// Read `model`, `stream` and `stream_options.include_usage` from a JSON body.
+pub fn peek(body: &[u8]) -> Result<Peek, TranslateError> {
+    let top = TopLevel::parse(body)?;
+    let model = match top.get("model") {
+        None => None,
+        Some(raw) => match serde_json::from_str::<Option<String>>(raw.get()) {
+            Ok(m) => m,
+            Err(_) => return Err(TranslateError::invalid("model", "must be a string")),
+        },
+    };
+    let stream = match top.get("stream") {
+        None => false,
+        Some(raw) => serde_json::from_str::<Option<bool>>(raw.get())
+            .map_err(|_| TranslateError::invalid("stream", "must be a boolean"))?
+            .unwrap_or(false),
+    };
+    #[derive(Deserialize)]
+    struct StreamOptions {
+        #[serde(default)]
+        include_usage: Option<bool>,
+    }
+    let include_usage = top
+        .get("stream_options")
+        .and_then(|raw| {
+            serde_json::from_str::<Option<StreamOptions>>(raw.get())
+                .ok()
+                .flatten()
+        })
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    Ok(Peek {
+        model,
+        stream,
+        include_usage,
+    })
+}
+
+/// Rewrite a same-format request body for its upstream: `model` set to `model` (or removed when
+/// `None`, for providers that take the model from the URL) and, when `force_stream_usage`,
+/// `stream_options.include_usage: true` so the gateway can account streamed usage. Everything
+/// else is copied byte for byte.
+pub fn rewrite_request(
+    body: &[u8],
+    model: Option<&str>,
+    force_stream_usage: bool,
+) -> Result<Vec<u8>, TranslateError> {
+    let top = TopLevel::parse(body)?;
+    // (start, end, replacement); `start == end` inserts.
+    let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::with_capacity(2);
+    let first_member = body
+        .iter()
+        .position(|&b| b == b'{')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    match (top.get("model"), model) {
+        (Some(raw), Some(m)) => {
+            let (s, e) = span(body, raw);
+            edits.push((s, e, serde_json::to_vec(m).unwrap_or_default()));
+        }
+        (None, Some(m)) => {
+            let mut ins = b"\"model\":".to_vec();
+            ins.extend(serde_json::to_vec(m).unwrap_or_default());
+            ins.push(if top.0.is_empty() { b' ' } else { b',' });
+            edits.push((first_member, first_member, ins));
+        }
+        (Some(raw), None) => {
+            // Remove `"model": <value>` plus one adjacent comma.
+            let (s, e) = span(body, raw);
+            let key_start = body[..s]
+                .iter()
+                .rposition(|&b| b == b'"')
+                .and_then(|q| body[..q].iter().rposition(|&b| b == b'"'));
+            if let Some(ks) = key_start {
+                let after = body[e..]
+                    .iter()
+                    .position(|&b| !b.is_ascii_whitespace())
+                    .map(|i| e + i);
+                match after {
+                    Some(a) if body[a] == b',' => edits.push((ks, a + 1, Vec::new())),
+                    _ => {
+                        let before = body[..ks].iter().rposition(|&b| !b.is_ascii_whitespace());
+                        match before {
+                            Some(b) if body[b] == b',' => edits.push((b, e, Vec::new())),
+                            _ => edits.push((ks, e, Vec::new())),
+                        }
+                    }
+                }
+            }
+        }
+        (None, None) => {}
+    }
+    if force_stream_usage {
+        match top.get("stream_options") {
+            None => {
+                let ins = if top.0.is_empty() {
+                    b"\"stream_options\":{\"include_usage\":true}".to_vec()
+                } else {
+                    b"\"stream_options\":{\"include_usage\":true},".to_vec()
+                };
+                edits.push((first_member, first_member, ins));
+            }
+            Some(raw) => {
+                let mut opts: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(raw.get()).unwrap_or_default();
+                if opts.get("include_usage") != Some(&serde_json::Value::Bool(true)) {
+                    opts.insert("include_usage".into(), serde_json::Value::Bool(true));
+                    let (s, e) = span(body, raw);
+                    edits.push((s, e, serde_json::to_vec(&opts).unwrap_or_default()));
+                }
+            }
+        }
+    }
+    edits.sort_by_key(|(s, _, _)| *s);
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let mut at = 0;
+    for (s, e, rep) in edits {
+        if s < at {
+            continue; // overlapping edit (cannot happen for distinct members); keep the first
+        }
+        out.extend_from_slice(&body[at..s]);
+        out.extend_from_slice(&rep);
+        at = e;
+    }
+    out.extend_from_slice(&body[at..]);
+    Ok(out)
+}
+
+/// Usage of an OpenAI Chat (or Responses) non-stream response body, if it reports one.
+pub fn openai_usage(body: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct Body {
+        usage: Option<OpenAiUsage>,
+    }
+    serde_json::from_slice::<Body>(body)
+        .ok()?
+        .usage
+        .map(Usage::from)
+}
+
+#[derive(Deserialize, Default)]
+struct Details {
+    #[serde(default)]
+    cached_tokens: u64,
+    #[serde(default)]
+    reasoning_tokens: u64,
+}
+
+/// OpenAI usage in both the Chat (`prompt_tokens`) and Responses (`input_tokens`) spellings.
+#[derive(Deserialize)]
+struct OpenAiUsage {
+    #[serde(default, alias = "input_tokens")]
+    prompt_tokens: u64,
+    #[serde(default, alias = "output_tokens")]
+    completion_tokens: u64,
+    #[serde(default, alias = "input_tokens_details")]
+    prompt_tokens_details: Option<Details>,
+    #[serde(default, alias = "output_tokens_details")]
+    completion_tokens_details: Option<Details>,
+}
+
+impl From<OpenAiUsage> for Usage {
+    fn from(u: OpenAiUsage) -> Usage {
+        Usage {
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens,
+            cache_read_tokens: u
+                .prompt_tokens_details
+                .map(|d| d.cached_tokens)
+                .unwrap_or(0),
+            cache_write_tokens: 0,
+            reasoning_tokens: u
+                .completion_tokens_details
+                .map(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// Watches an OpenAI Chat SSE stream passing through unchanged and picks up the usage chunk.
+/// Only lines that mention `"usage"` are parsed, so the per-chunk cost is a substring search.
+#[derive(Default)]
+pub struct OpenAiStreamUsage {
+    /// The unfinished last line of the previous chunk.
+    partial: Vec<u8>,
+    usage: Option<Usage>,
+}
+
+impl OpenAiStreamUsage {
+    pub fn feed(&mut self, chunk: &[u8]) {
+        let finder = memchr::memmem::Finder::new(b"\"usage\"");
+        let mut data = chunk;
+        if !self.partial.is_empty() {
+            match memchr::memchr(b'\n', data) {
+                Some(nl) => {
+                    let mut line = std::mem::take(&mut self.partial);
+                    line.extend_from_slice(&data[..nl]);
+                    self.line(&line, &finder);
+                    data = &data[nl + 1..];
+                }
+                None => {
+                    self.partial.extend_from_slice(data);
+                    return;
+                }
+            }
+        }
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', data) {
+            self.line(&data[start..nl], &finder);
+            start = nl + 1;
+        }
+        if start < data.len() {
+            self.partial.extend_from_slice(&data[start..]);
+        }
+    }
+
+    fn line(&mut self, line: &[u8], finder: &memchr::memmem::Finder) {
+        if finder.find(line).is_none() {
+            return;
+        }
+        let Some(json) = line.strip_prefix(b"data:") else {
+            return;
+        };
+        if let Some(u) = openai_usage(json.trim_ascii()) {
+            self.usage = Some(u);
+        }
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_reads_model_stream_and_include_usage() {
+        let p = peek(br#"{"messages":[],"model":"fast","stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
+        assert_eq!(
+            p,
+            Peek {
+                model: Some("fast".into()),
+                stream: true,
+                include_usage: true
+            }
+        );
+        assert_eq!(peek(b"{}").unwrap(), Peek::default());
+        assert!(peek(b"[1]").is_err());
+        assert!(peek(br#"{"model":3}"#).is_err());
+    }
+
+    #[test]
+    fn model_is_rewritten_without_touching_other_bytes() {
+        let body = br#"{ "model" : "fast",  "messages":[{"role":"user","content":"hi \"x\""}],"temperature":0.50}"#;
+        let out = rewrite_request(body, Some("gpt-4o-mini"), false).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{ "model" : "gpt-4o-mini",  "messages":[{"role":"user","content":"hi \"x\""}],"temperature":0.50}"#
+        );
+    }
+
+    #[test]
+    fn stream_usage_is_forced_on_when_missing_or_false() {
+        let out = rewrite_request(br#"{"model":"a","stream":true}"#, Some("b"), true).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"stream_options":{"include_usage":true},"model":"b","stream":true}"#
+        );
+        let out = rewrite_request(
+            br#"{"model":"a","stream_options":{"include_usage":false}}"#,
+            Some("b"),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"b","stream_options":{"include_usage":true}}"#
+        );
+        let body = br#"{"model":"a","stream_options":{"include_usage":true}}"#;
+        assert_eq!(
+            rewrite_request(body, Some("a"), true).unwrap(),
+            body.to_vec()
+        );
+    }
+
+    #[test]
+    fn model_can_be_removed_for_url_routed_providers() {
+        let out = rewrite_request(br#"{"model":"a", "x":1}"#, None, false).unwrap();
+        assert_eq!(std::str::from_utf8(&out).unwrap(), r#"{ "x":1}"#);
+        let out = rewrite_request(br#"{"x":1, "model":"a"}"#, None, false).unwrap();
+        assert_eq!(std::str::from_utf8(&out).unwrap(), r#"{"x":1}"#);
+    }
+
+    #[test]
+    fn usage_is_found_in_a_stream_split_anywhere() {
+        let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"usage\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"prompt_tokens_details\":{\"cached_tokens\":2}}}\n\ndata: [DONE]\n\n";
+        for split in 0..stream.len() {
+            let mut o = OpenAiStreamUsage::default();
+            o.feed(&stream[..split]);
+            o.feed(&stream[split..]);
+            let u = o.usage().unwrap();
+            assert_eq!(
+                (u.input_tokens, u.output_tokens, u.cache_read_tokens),
+                (7, 3, 2),
+                "split {split}"
+            );
+        }
+    }
+}

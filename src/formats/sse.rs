@@ -1,0 +1,1 @@
+//! STUB: SSE framing. To be replaced.

@@ -1,0 +1,19 @@
+//! llm-gateway: an LLM gateway on Cloudflare Pingora. One endpoint for the OpenAI, Anthropic
+//! and Google SDKs in front of many providers, translating formats both ways.
+//!
+//! Rooms: `config` (schema, validation, hot reload), `proxy` (the data plane), `formats`
+//! (wire formats <-> IR, pure), `providers` (URLs and auth per provider kind), `routing`
+//! (target choice and resilience), `auth` (virtual keys), `accounting` (usage, cost),
+//! `admin` (the admin listener), `net` (async DNS), `server` (wiring it all into Pingora).
+
+#![forbid(unsafe_code)]
+
+pub mod accounting;
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod formats;
+pub mod net;
+pub mod providers;
+pub mod proxy;
+pub mod server;

@@ -1,0 +1,119 @@
+//! The `llm-gateway` command: set up logging, parse the command line, and run, check, hash a
+//! key or encrypt a secret. The work lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use llm_gateway::config::{self, ConfigStore, MasterKey};
+
+#[derive(Parser)]
+#[command(name = "llm-gateway", version, about = "An LLM gateway on Pingora")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the data and admin listeners (the default command).
+    Run {
+        #[arg(short, long, default_value = "conf/gateway.yaml")]
+        config: PathBuf,
+        /// Worker threads for the data plane (default: number of CPUs).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Validate a config file: prints every error with its YAML path; exit 0 if valid, 1 if not.
+    Check {
+        #[arg(short, long, default_value = "conf/gateway.yaml")]
+        config: PathBuf,
+    },
+    /// Print the stored form (`sha256:...`) of a plaintext virtual key.
+    HashKey { key: String },
+    /// Print `enc:...` for a provider secret, sealed with LLM_GATEWAY_MASTER_KEY (32 bytes, base64).
+    Encrypt { secret: String },
+}
+
+fn main() -> ExitCode {
+    let _ = tracing_log::LogTracer::init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LLM_GATEWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run {
+        config: "conf/gateway.yaml".into(),
+        threads: None,
+    }) {
+        Command::Run { config, threads } => {
+            let store = match ConfigStore::open(&config) {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    eprintln!("invalid configuration {}:\n{e}", config.display());
+                    return ExitCode::from(1);
+                }
+            };
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
+            if let Err(e) = llm_gateway::server::run(store, threads) {
+                eprintln!("llm-gateway: {e}");
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Check { config } => {
+            let text = match std::fs::read_to_string(&config) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("{}: cannot read: {e}", config.display());
+                    return ExitCode::from(1);
+                }
+            };
+            match config::load_str(&text) {
+                Ok(s) => {
+                    println!(
+                        "{}: ok ({} providers, {} models, {} keys)",
+                        config.display(),
+                        s.providers.len(),
+                        s.aliases.len(),
+                        s.keys.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(errs) => {
+                    for e in &errs.0 {
+                        println!("{}: {e}", config.display());
+                    }
+                    println!("{} error(s)", errs.0.len());
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::HashKey { key } => {
+            println!("{}", llm_gateway::auth::stored_form(&key));
+            ExitCode::SUCCESS
+        }
+        Command::Encrypt { secret } => {
+            let key = std::env::var("LLM_GATEWAY_MASTER_KEY")
+                .map_err(|_| "LLM_GATEWAY_MASTER_KEY is not set".to_string());
+            match key.and_then(|k| MasterKey::from_base64(&k)) {
+                Ok(k) => {
+                    println!("{}", k.encrypt(&secret));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("llm-gateway encrypt: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

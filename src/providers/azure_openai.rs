@@ -1,0 +1,38 @@
+//! Azure OpenAI: `/openai/deployments/{deployment}/chat/completions?api-version=...` with an
+//! `api-key` header, or the newer `/openai/v1/chat/completions` (model in the body) when
+//! `api_version: v1`.
+
+use super::Operation;
+
+pub fn request(
+    prefix: &str,
+    op: Operation,
+    deployment: &str,
+    api_version: Option<&str>,
+    key: Option<&str>,
+) -> (String, Vec<(&'static str, String)>) {
+    let path = match (op, api_version) {
+        (Operation::Chat { .. }, Some("v1")) => format!("{prefix}/openai/v1/chat/completions"),
+        (Operation::Chat { .. }, v) => format!(
+            "{prefix}/openai/deployments/{}/chat/completions?api-version={}",
+            encode_segment(deployment),
+            v.unwrap_or("2024-10-21")
+        ),
+    };
+    let headers = key
+        .map(|k| vec![("api-key", k.to_string())])
+        .unwrap_or_default();
+    (path, headers)
+}
+
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,155 @@
+//! The built-in `mock` provider: a deterministic echo that speaks OpenAI Chat Completions,
+//! answered in-process (no network), so the shipped config works with no credentials.
+//!
+//! The reply is `echo: <last user text>`. Usage counts are deterministic: input = bytes of all
+//! message text / 4 (at least 1), output = number of words in the reply. A stream sends one
+//! chunk per word, then the finish chunk, then the usage chunk when asked, then `[DONE]`.
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+/// Fixed `created` so the same request always gives the same bytes.
+pub const CREATED: u64 = 1_700_000_000;
+
+/// A complete upstream answer: status, content type and body chunks.
+pub struct MockResponse {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub chunks: Vec<Bytes>,
+}
+
+/// Answer an OpenAI Chat request body. `model` is the target model to report.
+pub fn chat(body: &[u8], model: &str) -> MockResponse {
+    let req: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return error(400, &format!("mock: invalid JSON body: {e}")),
+    };
+    let Some(messages) = req.get("messages").and_then(Value::as_array) else {
+        return error(400, "mock: `messages` is required");
+    };
+    let mut all_text = 0usize;
+    let mut last_user = String::new();
+    for m in messages {
+        let text = text_of(m.get("content"));
+        all_text += text.len();
+        if m.get("role").and_then(Value::as_str) == Some("user") {
+            last_user = text;
+        }
+    }
+    let reply = format!("echo: {last_user}");
+    let input_tokens = (all_text / 4).max(1);
+    let words: Vec<&str> = reply.split_inclusive(' ').collect();
+    let output_tokens = words.len();
+    let usage = json!({"prompt_tokens": input_tokens, "completion_tokens": output_tokens, "total_tokens": input_tokens + output_tokens});
+    let id = "chatcmpl-mock";
+    let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if !stream {
+        let body = json!({
+            "id": id, "object": "chat.completion", "created": CREATED, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+            "usage": usage,
+        });
+        return MockResponse {
+            status: 200,
+            content_type: "application/json",
+            chunks: vec![Bytes::from(serde_json::to_vec(&body).unwrap_or_default())],
+        };
+    }
+    let include_usage = req
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let chunk = |delta: Value, finish: Value| {
+        sse(
+            &json!({"id": id, "object": "chat.completion.chunk", "created": CREATED, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
+        )
+    };
+    let mut chunks = Vec::with_capacity(words.len() + 4);
+    chunks.push(chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    ));
+    for w in &words {
+        chunks.push(chunk(json!({"content": w}), Value::Null));
+    }
+    chunks.push(chunk(json!({}), json!("stop")));
+    if include_usage {
+        chunks.push(sse(
+            &json!({"id": id, "object": "chat.completion.chunk", "created": CREATED, "model": model,
+            "choices": [], "usage": usage}),
+        ));
+    }
+    chunks.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    MockResponse {
+        status: 200,
+        content_type: "text/event-stream",
+        chunks,
+    }
+}
+
+fn text_of(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+fn sse(v: &Value) -> Bytes {
+    let mut out = b"data: ".to_vec();
+    out.extend_from_slice(&serde_json::to_vec(v).unwrap_or_default());
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+fn error(status: u16, message: &str) -> MockResponse {
+    let body =
+        json!({"error": {"message": message, "type": "invalid_request_error", "code": null}});
+    MockResponse {
+        status,
+        content_type: "application/json",
+        chunks: vec![Bytes::from(serde_json::to_vec(&body).unwrap_or_default())],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_stream_echoes_the_last_user_message_with_usage() {
+        let r = chat(br#"{"model":"x","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hello there"}]}"#, "m1");
+        let v: Value = serde_json::from_slice(&r.chunks[0]).unwrap();
+        assert_eq!(v["choices"][0]["message"]["content"], "echo: hello there");
+        assert_eq!(v["model"], "m1");
+        assert_eq!(v["usage"]["completion_tokens"], 3);
+        assert_eq!(v["usage"]["prompt_tokens"], 4);
+    }
+
+    #[test]
+    fn stream_sends_a_chunk_per_word_then_usage_then_done() {
+        let r = chat(br#"{"model":"x","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":[{"type":"text","text":"a b"}]}]}"#, "m1");
+        assert_eq!(r.content_type, "text/event-stream");
+        let all: String = r
+            .chunks
+            .iter()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        assert!(all.contains(r#""delta":{"content":"echo: "}"#), "{all}");
+        assert!(all.contains(r#""choices":[],"#), "{all}");
+        assert!(all.ends_with("data: [DONE]\n\n"));
+        assert_eq!(r.chunks.len(), 1 + 3 + 1 + 1 + 1);
+    }
+
+    #[test]
+    fn bad_json_is_a_400_in_openai_shape() {
+        let r = chat(b"{", "m");
+        assert_eq!(r.status, 400);
+        assert!(String::from_utf8_lossy(&r.chunks[0]).contains("\"error\""));
+    }
+}

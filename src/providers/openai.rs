@@ -1,0 +1,20 @@
+//! OpenAI and OpenAI-compatible servers (vLLM, llama.cpp server, Ollama, TGI):
+//! `/v1/chat/completions`, `Authorization: Bearer` (optional for compatible servers).
+
+use super::Operation;
+
+pub const CHAT_PATH: &str = "/v1/chat/completions";
+
+pub fn request(
+    prefix: &str,
+    op: Operation,
+    key: Option<&str>,
+) -> (String, Vec<(&'static str, String)>) {
+    let path = match op {
+        Operation::Chat { .. } => format!("{prefix}{CHAT_PATH}"),
+    };
+    let headers = key
+        .map(|k| vec![("authorization", format!("Bearer {k}"))])
+        .unwrap_or_default();
+    (path, headers)
+}

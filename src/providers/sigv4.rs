@@ -1,0 +1,1 @@
+//! STUB: SigV4 signing (being written).

@@ -1,0 +1,541 @@
+//! The chat flow for every inbound format: authenticate, read the whole body (bounded), route
+//! by `model`, translate, try targets and fallbacks, then stream the answer back translated.
+//! Calls into `auth`, `formats`, `providers` and `routing`; holds no policy of its own.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use super::ctx::RequestCtx;
+use super::endpoint::GeminiCall;
+use super::respond::{self, GatewayError};
+use super::upstream::{self, AttemptError, Upstream};
+use super::Gateway;
+use crate::auth;
+use crate::config::{Key, Snapshot};
+use crate::formats::{self, passthrough, ErrorKind, Format, RequestOptions, ResponseOptions};
+use crate::providers::{self, Operation};
+
+/// What the client sent, once read and checked.
+pub struct Inbound {
+    pub format: Format,
+    pub body: Bytes,
+    pub model: String,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub gemini_sse: bool,
+}
+
+/// Authenticate with the key the caller's SDK sends; writes the 401 itself.
+pub async fn authenticate(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    snap: &Snapshot,
+    format: Format,
+) -> pingora::Result<Option<Arc<Key>>> {
+    let req = s.req_header();
+    let presented = auth::presented_key(&req.headers, req.uri.query());
+    match auth::authenticate(snap, presented, SystemTime::now()) {
+        Ok(k) => {
+            ctx.key = Some(k.clone());
+            Ok(Some(k))
+        }
+        Err(e) => {
+            respond::error(
+                s,
+                ctx,
+                format,
+                GatewayError::new(401, ErrorKind::Authentication, e.to_string()),
+            )
+            .await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Read the whole request body, refusing more than `max` bytes (413). Answers
+/// `Expect: 100-continue` first so clients don't stall waiting for it.
+pub async fn read_body(
+    s: &mut Session,
+    max: usize,
+) -> pingora::Result<Result<Bytes, GatewayError>> {
+    let too_large = || {
+        GatewayError::new(
+            413,
+            ErrorKind::RequestTooLarge,
+            format!("request body is larger than limits.max_body_bytes ({max} bytes)"),
+        )
+    };
+    let declared = s
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Ok(Err(too_large()));
+    }
+    let expects_continue = s
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        if let Some(h1) = s.as_downstream_mut().as_http1() {
+            let _ = h1; // the h1 session answers 100 below; h2 clients don't wait for it
+        }
+        s.as_downstream_mut().write_continue_response().await?;
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(max));
+    while let Some(chunk) = s.read_request_body().await? {
+        if buf.len() + chunk.len() > max {
+            return Ok(Err(too_large()));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Ok(buf.freeze()))
+}
+
+/// Serve one chat request end to end.
+pub async fn serve(
+    gw: &Gateway,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    format: Format,
+    gemini: Option<GeminiCall>,
+) -> pingora::Result<()> {
+    let snap = gw.store.load();
+    ctx.snap = Some(snap.clone());
+    let Some(key) = authenticate(s, ctx, &snap, format).await? else {
+        return Ok(());
+    };
+    let body = match read_body(s, snap.limits.max_body_bytes).await? {
+        Ok(b) => b,
+        Err(e) => return respond::error(s, ctx, format, e).await,
+    };
+    let inbound = match inbound(format, body, gemini) {
+        Ok(i) => i,
+        Err(e) => return respond::error(s, ctx, format, e).await,
+    };
+    ctx.stream = inbound.stream;
+    let Some((alias_idx, _)) = snap.alias(&inbound.model) else {
+        let e = GatewayError::new(
+            404,
+            ErrorKind::NotFound,
+            format!("model {:?} does not exist (no such alias)", inbound.model),
+        );
+        return respond::error(s, ctx, format, e).await;
+    };
+    ctx.alias = Some(alias_idx);
+    if !key.allows(alias_idx) {
+        let e = GatewayError::new(
+            403,
+            ErrorKind::PermissionDenied,
+            format!("key {:?} may not use model {:?}", key.id, inbound.model),
+        );
+        return respond::error(s, ctx, format, e).await;
+    }
+    proxy(gw, s, ctx, &snap, &inbound, alias_idx).await
+}
+
+fn inbound(
+    format: Format,
+    body: Bytes,
+    gemini: Option<GeminiCall>,
+) -> Result<Inbound, GatewayError> {
+    if let Some(g) = gemini {
+        // Gemini names the model in the path; the body must still be a JSON object.
+        passthrough::peek(&body).map_err(|e| GatewayError::bad_request(e.to_string()))?;
+        return Ok(Inbound {
+            format,
+            body,
+            model: g.model,
+            stream: g.stream,
+            include_usage: false,
+            gemini_sse: g.sse,
+        });
+    }
+    let p = passthrough::peek(&body).map_err(|e| GatewayError::bad_request(e.to_string()))?;
+    let model = p
+        .model
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| GatewayError::bad_request("`model` is required"))?;
+    Ok(Inbound {
+        format,
+        body,
+        model,
+        stream: p.stream,
+        include_usage: p.include_usage,
+        gemini_sse: true,
+    })
+}
+
+/// Try the alias's targets, then its fallbacks; answer with the first success.
+async fn proxy(
+    gw: &Gateway,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    snap: &Snapshot,
+    inb: &Inbound,
+    alias_idx: usize,
+) -> pingora::Result<()> {
+    let mut plan = gw.routing.plan(snap, alias_idx);
+    let mut last: Option<GatewayError> = None;
+    while let Some(step) = plan.next(Instant::now()) {
+        let alias = &snap.aliases[step.alias];
+        let target = &alias.targets[step.target];
+        let provider = &snap.providers[target.provider];
+        ctx.attempts += 1;
+        ctx.provider = Some(provider.name.clone());
+        ctx.model = Some(target.model.clone());
+        let upstream_format = providers::chat_format(provider.kind);
+        let (body, dropped) = match upstream_body(
+            inb,
+            upstream_format,
+            provider,
+            &target.model,
+            alias.default_max_tokens,
+        ) {
+            Ok(b) => b,
+            Err(e) => return respond::error(s, ctx, inb.format, e).await,
+        };
+        let req = match providers::build_request(
+            provider,
+            Operation::Chat { stream: inb.stream },
+            &target.model,
+            body,
+            &s.req_header().headers,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.attempt_log.push(e.to_string());
+                last = Some(GatewayError::new(
+                    502,
+                    ErrorKind::UpstreamError,
+                    e.to_string(),
+                ));
+                continue;
+            }
+        };
+        let started = Instant::now();
+        let mut up = match upstream::send(
+            &gw.connector,
+            &gw.resolver,
+            provider,
+            &target.model,
+            &req,
+            &snap.limits,
+        )
+        .await
+        {
+            Ok(up) => up,
+            Err(e) => {
+                ctx.attempt_log
+                    .push(format!("{}/{}: {e}", provider.name, target.model));
+                plan.failed(&step, &e, None);
+                last = Some(match e {
+                    AttemptError::Timeout { .. } => {
+                        GatewayError::new(504, ErrorKind::UpstreamTimeout, e.to_string())
+                    }
+                    _ => GatewayError::new(502, ErrorKind::UpstreamError, e.to_string()),
+                });
+                continue;
+            }
+        };
+        let status = up.status();
+        if (200..300).contains(&status) {
+            plan.succeeded(&step, started.elapsed());
+            let names = Names {
+                provider: &provider.name,
+                model: &target.model,
+                alias: &alias.name,
+            };
+            return respond_upstream(gw, s, ctx, inb, up, upstream_format, names, &dropped).await;
+        }
+        // An error answer: read it (bounded) so the connection can be reused, then decide.
+        let err_body = up.read_to_end(64 * 1024).await.unwrap_or_default();
+        let retry_after = up.header("retry-after").map(str::to_string);
+        let headers = up.headers().cloned();
+        up.release(&gw.connector).await;
+        ctx.attempt_log
+            .push(format!("{}/{}: HTTP {status}", provider.name, target.model));
+        let retry = plan.rejected(&step, status, headers.as_ref(), retry_after.as_deref());
+        let message = formats::translate_error(upstream_format, inb.format, status, &err_body);
+        if !retry {
+            // The client's fault (400, 401 from upstream, 413...): pass it on, in the client's shape.
+            ctx.status = status;
+            ctx.error = Some(format!("upstream {status}"));
+            let extra = [
+                ("x-gateway-attempts", ctx.attempts.to_string()),
+                ("x-gateway-provider", provider.name.clone()),
+            ];
+            return respond::json(s, ctx, status, message, &extra).await;
+        }
+        last = Some(GatewayError::new(
+            502,
+            ErrorKind::UpstreamError,
+            format!("{} answered HTTP {status}", provider.name),
+        ));
+    }
+    let e = last.unwrap_or_else(|| {
+        GatewayError::new(502, ErrorKind::UpstreamError, "no target is available")
+    });
+    let e = GatewayError {
+        message: format!(
+            "all targets failed after {} attempt(s); last: {}",
+            ctx.attempts, e.message
+        ),
+        ..e
+    };
+    respond::error(s, ctx, inb.format, e).await
+}
+
+/// The body for one upstream: same format = splice `model` only; else translate via the IR.
+fn upstream_body(
+    inb: &Inbound,
+    to: Format,
+    provider: &crate::config::Provider,
+    model: &str,
+    default_max_tokens: u32,
+) -> Result<(Bytes, Vec<&'static str>), GatewayError> {
+    if inb.format == to {
+        let model = providers::model_in_body(provider).then_some(model);
+        let force_usage = inb.stream && to == Format::OpenAiChat;
+        if to == Format::Gemini {
+            return Ok((inb.body.clone(), Vec::new()));
+        }
+        let body = passthrough::rewrite_request(&inb.body, model, force_usage)
+            .map_err(|e| GatewayError::bad_request(e.to_string()))?;
+        return Ok((Bytes::from(body), Vec::new()));
+    }
+    let opts = RequestOptions {
+        target_model: model,
+        default_max_tokens,
+    };
+    let enc = formats::translate_request(inb.format, to, &inb.body, &opts)
+        .map_err(|e| GatewayError::bad_request(e.to_string()))?;
+    Ok((Bytes::from(enc.body), enc.dropped))
+}
+
+struct Names<'a> {
+    provider: &'a str,
+    model: &'a str,
+    alias: &'a str,
+}
+
+/// Write a successful upstream answer to the client: passthrough or translated, JSON or stream.
+#[allow(clippy::too_many_arguments)]
+async fn respond_upstream(
+    gw: &Gateway,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    inb: &Inbound,
+    mut up: Upstream,
+    from: Format,
+    names: Names<'_>,
+    dropped: &[&'static str],
+) -> pingora::Result<()> {
+    let opts = ResponseOptions {
+        model: names.alias,
+        gemini_sse: inb.gemini_sse,
+        include_usage: inb.include_usage,
+    };
+    let same = from == inb.format;
+    let mut h = ResponseHeader::build(200, Some(8))?;
+    h.insert_header("x-request-id", ctx.request_id.as_str())?;
+    h.insert_header("x-gateway-provider", names.provider)?;
+    h.insert_header("x-gateway-model", names.model)?;
+    h.insert_header("x-gateway-attempts", ctx.attempts.to_string())?;
+    if !dropped.is_empty() {
+        h.insert_header("x-gateway-dropped-params", dropped.join(","))?;
+    }
+    ctx.status = 200;
+
+    if !up.is_event_stream() {
+        let body = match up.read_to_end(upstream::MAX_UPSTREAM_BODY).await {
+            Ok(b) => b,
+            Err(e) => {
+                let g = GatewayError::new(502, ErrorKind::UpstreamError, e.to_string());
+                return respond::error(s, ctx, inb.format, g).await;
+            }
+        };
+        up.release(&gw.connector).await;
+        let body = if same {
+            ctx.usage = usage_of(from, &body).unwrap_or_default();
+            body
+        } else {
+            match formats::translate_response(from, inb.format, &body, &opts) {
+                Ok((b, usage)) => {
+                    ctx.usage = usage;
+                    Bytes::from(b)
+                }
+                Err(e) => {
+                    let g = GatewayError::new(
+                        502,
+                        ErrorKind::UpstreamError,
+                        format!("cannot translate the upstream answer: {e}"),
+                    );
+                    return respond::error(s, ctx, inb.format, g).await;
+                }
+            }
+        };
+        h.insert_header("content-type", "application/json")?;
+        h.insert_header("content-length", body.len().to_string())?;
+        s.write_response_header(Box::new(h), false).await?;
+        return s.write_response_body(Some(body), true).await;
+    }
+
+    let gemini_array = inb.format == Format::Gemini && !inb.gemini_sse;
+    h.insert_header(
+        "content-type",
+        if gemini_array {
+            "application/json"
+        } else {
+            "text/event-stream"
+        },
+    )?;
+    h.insert_header("cache-control", "no-cache")?;
+    s.write_response_header(Box::new(h), false).await?;
+
+    let mut mode = if same {
+        StreamMode::Observe {
+            usage: passthrough::OpenAiStreamUsage::default(),
+            strip_usage: from == Format::OpenAiChat && !inb.include_usage,
+        }
+    } else {
+        StreamMode::Translate(Box::new(formats::StreamTranslator::new(
+            from, inb.format, &opts,
+        )))
+    };
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        match up.next_chunk().await {
+            Ok(Some(chunk)) => {
+                out.clear();
+                let data = match &mut mode {
+                    StreamMode::Observe { usage, strip_usage } => {
+                        usage.feed(&chunk);
+                        if *strip_usage {
+                            strip_usage_chunk(&chunk, &mut out);
+                            Bytes::copy_from_slice(&out)
+                        } else {
+                            chunk
+                        }
+                    }
+                    StreamMode::Translate(t) => {
+                        if let Err(e) = t.feed(&chunk, &mut out) {
+                            t.fail(ErrorKind::UpstreamError, &e.to_string(), &mut out);
+                            ctx.error = Some(e.to_string());
+                            let data = Bytes::copy_from_slice(&out);
+                            ctx.usage = t.usage();
+                            s.write_response_body(Some(data), true).await?;
+                            return Ok(());
+                        }
+                        Bytes::copy_from_slice(&out)
+                    }
+                };
+                if !data.is_empty() {
+                    if let Err(e) = s.write_response_body(Some(data), false).await {
+                        mode.take_usage(ctx);
+                        ctx.error = Some("client went away mid-stream".into());
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(None) => {
+                out.clear();
+                if let StreamMode::Translate(t) = &mut mode {
+                    t.finish(&mut out);
+                }
+                mode.take_usage(ctx);
+                up.release(&gw.connector).await;
+                return s
+                    .write_response_body(Some(Bytes::copy_from_slice(&out)), true)
+                    .await;
+            }
+            Err(e) => {
+                // After the first byte there is no retry: end the stream with an error event.
+                out.clear();
+                let kind = if matches!(e, AttemptError::Timeout { .. }) {
+                    ErrorKind::UpstreamTimeout
+                } else {
+                    ErrorKind::UpstreamError
+                };
+                match &mut mode {
+                    StreamMode::Translate(t) => t.fail(kind, &e.to_string(), &mut out),
+                    StreamMode::Observe { .. } => {
+                        out.extend_from_slice(&stream_error_event(inb.format, kind, &e.to_string()))
+                    }
+                }
+                mode.take_usage(ctx);
+                ctx.error = Some(e.to_string());
+                return s
+                    .write_response_body(Some(Bytes::copy_from_slice(&out)), true)
+                    .await;
+            }
+        }
+    }
+}
+
+enum StreamMode {
+    Observe {
+        usage: passthrough::OpenAiStreamUsage,
+        strip_usage: bool,
+    },
+    Translate(Box<formats::StreamTranslator>),
+}
+
+impl StreamMode {
+    fn take_usage(&self, ctx: &mut RequestCtx) {
+        ctx.usage = match self {
+            StreamMode::Observe { usage, .. } => usage.usage().unwrap_or_default(),
+            StreamMode::Translate(t) => t.usage(),
+        };
+    }
+}
+
+/// Usage of a same-format non-stream body.
+fn usage_of(format: Format, body: &[u8]) -> Option<formats::Usage> {
+    match format {
+        Format::OpenAiChat | Format::OpenAiResponses => passthrough::openai_usage(body),
+        _ => formats::translate_response(
+            format,
+            Format::OpenAiChat,
+            body,
+            &ResponseOptions {
+                model: "",
+                gemini_sse: true,
+                include_usage: false,
+            },
+        )
+        .ok()
+        .map(|(_, u)| u),
+    }
+}
+
+/// Drop the usage-only chunk (`"choices":[]`) the gateway asked for but the client did not.
+fn strip_usage_chunk(chunk: &[u8], out: &mut Vec<u8>) {
+    let finder = memchr::memmem::Finder::new(b"\"choices\":[]");
+    for event in chunk.split_inclusive(|&b| b == b'\n') {
+        if event.starts_with(b"data:") && finder.find(event).is_some() {
+            continue;
+        }
+        out.extend_from_slice(event);
+    }
+}
+
+/// An error event for a passed-through stream whose upstream failed mid-way.
+fn stream_error_event(format: Format, kind: ErrorKind, message: &str) -> Vec<u8> {
+    let body = formats::encode_error(format, kind, message);
+    let mut out = Vec::with_capacity(body.len() + 32);
+    if format == Format::Anthropic {
+        out.extend_from_slice(b"event: error\n");
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(&body);
+    out.extend_from_slice(b"\n\n");
+    out
+}

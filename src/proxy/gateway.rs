@@ -1,0 +1,225 @@
+//! The data-plane `ProxyHttp` implementation. Pingora sends the request header upstream before
+//! the body is read and caps retry replay at 64 KiB, so this gateway serves every request from
+//! `request_filter`: it reads the whole body, drives the upstream attempts itself with
+//! Pingora's connector (see `chat.rs`) and returns `Ok(true)` ("already responded").
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use async_trait::async_trait;
+use pingora::connectors::http::Connector;
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+
+use super::chat;
+use super::ctx::RequestCtx;
+use super::endpoint::{error_format_for_path, Endpoint};
+use super::plan::Routing;
+use super::respond::{self, GatewayError};
+use crate::accounting::{cost_usd, UsageLog, UsageRecord};
+use crate::config::ConfigStore;
+use crate::formats::ErrorKind;
+use crate::net::Resolver;
+
+/// Process-wide counters (exported by the admin listener's `/metrics`).
+#[derive(Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub active: AtomicI64,
+    pub errors: AtomicU64,
+}
+
+pub struct Gateway {
+    pub store: Arc<ConfigStore>,
+    pub connector: Connector,
+    pub resolver: Resolver,
+    pub routing: Routing,
+    pub usage: UsageLog,
+    pub counters: Arc<Counters>,
+}
+
+impl Gateway {
+    pub fn new(store: Arc<ConfigStore>, usage: UsageLog, counters: Arc<Counters>) -> Gateway {
+        let opts = pingora::connectors::ConnectorOptions::new(1024);
+        Gateway {
+            store,
+            connector: Connector::new(Some(opts)),
+            resolver: Resolver::default(),
+            routing: Routing::default(),
+            usage,
+            counters,
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    /// Never reached: `request_filter` serves every request and returns `Ok(true)`.
+    async fn upstream_peer(
+        &self,
+        _s: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        Error::e_explain(
+            ErrorType::InternalError,
+            "upstream_peer is not used: requests are served in request_filter",
+        )
+    }
+
+    /// Runs once the request header is read. Serves the whole request (every endpoint) and
+    /// returns `Ok(true)`: Pingora then skips its own upstream phases and calls `logging`.
+    /// `Err` means the client connection broke while we wrote to it.
+    async fn request_filter(&self, s: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.started = Some(Instant::now());
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        self.counters.active.fetch_add(1, Ordering::Relaxed);
+        ctx.request_id = request_id(s);
+        let req = s.req_header();
+        let endpoint = Endpoint::classify(&req.method, req.uri.path(), req.uri.query());
+        let fallback_format = error_format_for_path(req.uri.path());
+        ctx.client_format = Some(fallback_format);
+        match endpoint {
+            Endpoint::Healthz => {
+                ctx.endpoint = "healthz";
+                respond::json(s, ctx, 200, br#"{"status":"ok"}"#.to_vec(), &[]).await?;
+            }
+            Endpoint::Readyz => {
+                ctx.endpoint = "readyz";
+                let snap = self.store.load();
+                let ready = snap.aliases.iter().any(|a| !a.targets.is_empty());
+                let (status, body) = if ready {
+                    (200, &br#"{"status":"ready"}"#[..])
+                } else {
+                    (503, &br#"{"status":"no targets"}"#[..])
+                };
+                respond::json(s, ctx, status, body.to_vec(), &[]).await?;
+            }
+            Endpoint::Models => {
+                ctx.endpoint = "models";
+                let snap = self.store.load();
+                if let Some(key) = chat::authenticate(s, ctx, &snap, fallback_format).await? {
+                    let data: Vec<_> = snap
+                        .aliases
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| key.allows(*i))
+                        .map(|(_, a)| serde_json::json!({"id": a.name, "object": "model", "created": 0, "owned_by": "llm-gateway"}))
+                        .collect();
+                    let body =
+                        serde_json::to_vec(&serde_json::json!({"object": "list", "data": data}))
+                            .unwrap_or_default();
+                    respond::json(s, ctx, 200, body, &[]).await?;
+                }
+            }
+            Endpoint::CountTokens => {
+                ctx.endpoint = "count_tokens";
+                let snap = self.store.load();
+                if chat::authenticate(s, ctx, &snap, fallback_format)
+                    .await?
+                    .is_some()
+                {
+                    match chat::read_body(s, snap.limits.max_body_bytes).await? {
+                        Ok(body) => {
+                            // An estimate: about four bytes of JSON per token.
+                            let n = (body.len() / 4).max(1);
+                            respond::json(
+                                s,
+                                ctx,
+                                200,
+                                format!("{{\"input_tokens\":{n}}}").into_bytes(),
+                                &[],
+                            )
+                            .await?;
+                        }
+                        Err(e) => respond::error(s, ctx, fallback_format, e).await?,
+                    }
+                }
+            }
+            Endpoint::Chat { format, gemini } => {
+                ctx.endpoint = format.name();
+                ctx.client_format = Some(format);
+                chat::serve(self, s, ctx, format, gemini).await?;
+            }
+            Endpoint::NotFound => {
+                ctx.endpoint = "not_found";
+                let msg = format!("no route for {} {}", req.method, req.uri.path());
+                respond::error(
+                    s,
+                    ctx,
+                    fallback_format,
+                    GatewayError::new(404, ErrorKind::NotFound, msg),
+                )
+                .await?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Runs last, for every request, including ones whose client went away: the usage record.
+    async fn logging(&self, _s: &mut Session, e: Option<&pingora::Error>, ctx: &mut RequestCtx) {
+        self.counters.active.fetch_sub(1, Ordering::Relaxed);
+        if ctx.status >= 500 || e.is_some() {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(snap) = ctx.snap.as_ref() else {
+            return;
+        };
+        if ctx.alias.is_none() && ctx.key.is_none() {
+            return; // health checks, 404s: not usage
+        }
+        let alias = ctx.alias.map(|a| &snap.aliases[a]);
+        let r = UsageRecord {
+            time: now_rfc3339(),
+            request_id: std::mem::take(&mut ctx.request_id),
+            key: ctx.key.as_ref().map(|k| k.id.clone()),
+            project: ctx.key.as_ref().and_then(|k| k.project.clone()),
+            alias: alias.map(|a| a.name.clone()),
+            provider: ctx.provider.take(),
+            model: ctx.model.take(),
+            endpoint: ctx.endpoint,
+            stream: ctx.stream,
+            status: if ctx.status == 0 { 499 } else { ctx.status },
+            input_tokens: ctx.usage.input_tokens,
+            output_tokens: ctx.usage.output_tokens,
+            cached_tokens: ctx.usage.cache_read_tokens,
+            reasoning_tokens: ctx.usage.reasoning_tokens,
+            cost_usd: cost_usd(alias.and_then(|a| a.pricing.as_ref()), &ctx.usage),
+            latency_ms: ctx
+                .started
+                .map(|t| t.elapsed().as_secs_f64() * 1e3)
+                .unwrap_or(0.0),
+            attempts: ctx.attempts,
+            attempt_log: std::mem::take(&mut ctx.attempt_log),
+            error: ctx.error.take().or_else(|| e.map(|e| e.to_string())),
+        };
+        self.usage.record(&r, snap.log_requests);
+    }
+}
+
+/// Keep a sane client `x-request-id`, else make one.
+fn request_id(s: &Session) -> String {
+    if let Some(v) = s
+        .req_header()
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        if !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()) {
+            return v.to_string();
+        }
+    }
+    format!("{:032x}", fastrand::u128(..))
+}
+
+fn now_rfc3339() -> String {
+    let t = time::OffsetDateTime::from(SystemTime::now());
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,16 @@
+//! The data plane: the `ProxyHttp` implementation and the per-request flow. This room routes
+//! calls into `auth`, `formats`, `providers`, `routing` and `accounting`; nothing else lives here.
+
+mod chat;
+mod ctx;
+mod endpoint;
+mod gateway;
+mod plan;
+mod respond;
+mod upstream;
+
+pub use self::{
+    ctx::RequestCtx,
+    endpoint::Endpoint,
+    gateway::{Counters, Gateway},
+};

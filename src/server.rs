@@ -1,0 +1,76 @@
+//! Wiring: build the Pingora server with the data listener (HTTP and optional HTTPS), the
+//! admin listener and the background services, from an opened config store.
+
+use std::sync::Arc;
+
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::accounting::UsageLog;
+use crate::admin::AdminApp;
+use crate::config::{ConfigStore, Reloader};
+use crate::proxy::{Counters, Gateway};
+
+/// Build and run the server; returns only on a startup error.
+pub fn run(store: Arc<ConfigStore>, threads: usize) -> Result<(), String> {
+    let conf = ServerConf {
+        threads: threads.max(1),
+        work_stealing: true,
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(10),
+        pid_file: std::env::temp_dir()
+            .join(format!("llm-gateway-{}.pid", std::process::id()))
+            .display()
+            .to_string(),
+        upgrade_sock: std::env::temp_dir()
+            .join("llm-gateway-upgrade.sock")
+            .display()
+            .to_string(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let snap = store.load();
+    let cfg = &snap.config;
+    let counters = Arc::new(Counters::default());
+    let (usage, writer) = UsageLog::new(store.clone());
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(store.clone(), usage, counters.clone()),
+        "llm-gateway data plane",
+    );
+    if let Some(addr) = &cfg.listen {
+        proxy.add_tcp(addr);
+    }
+    if let Some(tls) = &cfg.tls {
+        let mut settings = TlsSettings::intermediate(&tls.cert, &tls.key)
+            .map_err(|e| format!("tls: cannot load {} / {}: {e}", tls.cert, tls.key))?;
+        settings.enable_h2();
+        proxy.add_tls_with_settings(&tls.listen, None, settings);
+    }
+    server.add_service(proxy);
+
+    if let Some(admin) = &cfg.admin {
+        let mut svc = Service::new(
+            "llm-gateway admin".to_string(),
+            AdminApp {
+                store: store.clone(),
+                counters,
+            },
+        );
+        svc.add_tcp(&admin.listen);
+        server.add_service(svc);
+    }
+    server.add_service(background_service(
+        "config reloader",
+        Reloader(store.clone()),
+    ));
+    server.add_service(background_service("usage log", writer));
+    tracing::info!(listen = ?cfg.listen, tls = ?cfg.tls.as_ref().map(|t| &t.listen), admin = ?cfg.admin.as_ref().map(|a| &a.listen), "llm-gateway starting");
+    server.run_forever();
+}

@@ -40,16 +40,10 @@ fn main() -> ExitCode {
     let _ = tracing_log::LogTracer::init();
     let filter = tracing_subscriber::EnvFilter::try_from_env("LLM_GATEWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run {
-        config: "conf/gateway.yaml".into(),
-        threads: None,
-    }) {
+    match cli.command.unwrap_or(Command::Run { config: "conf/gateway.yaml".into(), threads: None }) {
         Command::Run { config, threads } => {
             let store = match ConfigStore::open(&config) {
                 Ok(s) => Arc::new(s),
@@ -58,11 +52,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            let threads = threads.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            });
+            let threads =
+                threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
             if let Err(e) = llm_gateway::server::run(store, threads) {
                 eprintln!("llm-gateway: {e}");
                 return ExitCode::from(1);

@@ -25,10 +25,7 @@ pub fn run(store: Arc<ConfigStore>, threads: usize) -> Result<(), String> {
             .join(format!("llm-gateway-{}.pid", std::process::id()))
             .display()
             .to_string(),
-        upgrade_sock: std::env::temp_dir()
-            .join("llm-gateway-upgrade.sock")
-            .display()
-            .to_string(),
+        upgrade_sock: std::env::temp_dir().join("llm-gateway-upgrade.sock").display().to_string(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -56,20 +53,12 @@ pub fn run(store: Arc<ConfigStore>, threads: usize) -> Result<(), String> {
     server.add_service(proxy);
 
     if let Some(admin) = &cfg.admin {
-        let mut svc = Service::new(
-            "llm-gateway admin".to_string(),
-            AdminApp {
-                store: store.clone(),
-                counters,
-            },
-        );
+        let mut svc =
+            Service::new("llm-gateway admin".to_string(), AdminApp { store: store.clone(), counters });
         svc.add_tcp(&admin.listen);
         server.add_service(svc);
     }
-    server.add_service(background_service(
-        "config reloader",
-        Reloader(store.clone()),
-    ));
+    server.add_service(background_service("config reloader", Reloader(store.clone())));
     server.add_service(background_service("usage log", writer));
     tracing::info!(listen = ?cfg.listen, tls = ?cfg.tls.as_ref().map(|t| &t.listen), admin = ?cfg.admin.as_ref().map(|a| &a.listen), "llm-gateway starting");
     server.run_forever();

@@ -62,13 +62,7 @@ pub struct UsageWriter {
 impl UsageLog {
     pub fn new(store: Arc<ConfigStore>) -> (UsageLog, UsageWriter) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (
-            UsageLog { tx },
-            UsageWriter {
-                rx: Mutex::new(Some(rx)),
-                store,
-            },
-        )
+        (UsageLog { tx }, UsageWriter { rx: Mutex::new(Some(rx)), store })
     }
 
     pub fn record(&self, r: &UsageRecord, also_log: bool) {
@@ -143,9 +137,5 @@ fn open(path: &std::path::Path) -> Option<std::fs::File> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .ok()
+    std::fs::OpenOptions::new().create(true).append(true).open(path).ok()
 }

@@ -31,31 +31,21 @@ impl ServeHttp for AdminApp {
             .headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            });
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
         let authorized = match (&snap.admin_token, presented) {
             (Some(t), Some(p)) => bool::from(t.expose().as_bytes().ct_eq(p.trim().as_bytes())),
             _ => false,
         };
         if !authorized {
-            return error(
-                401,
-                "missing or wrong admin token (Authorization: Bearer <admin.token>)",
-            );
+            return error(401, "missing or wrong admin token (Authorization: Bearer <admin.token>)");
         }
         let _ = s.read_request_body().await;
         match (method.as_str(), path.as_str()) {
-            ("GET", "/admin/config") => json(
-                200,
-                serde_json::to_vec_pretty(&redacted(&snap.config)).unwrap_or_default(),
-            ),
+            ("GET", "/admin/config") => {
+                json(200, serde_json::to_vec_pretty(&redacted(&snap.config)).unwrap_or_default())
+            }
             ("POST", "/admin/reload") => match self.store.reload() {
-                Ok(r) => json(
-                    200,
-                    format!("{{\"reloaded\":{}}}", r == Reload::Applied).into_bytes(),
-                ),
+                Ok(r) => json(200, format!("{{\"reloaded\":{}}}", r == Reload::Applied).into_bytes()),
                 Err(e) => error(400, &e.to_string()),
             },
             ("GET", "/metrics") => {
@@ -116,8 +106,5 @@ fn json(status: u16, body: Vec<u8>) -> Response<Vec<u8>> {
 }
 
 fn error(status: u16, message: &str) -> Response<Vec<u8>> {
-    json(
-        status,
-        serde_json::to_vec(&serde_json::json!({"error": {"message": message}})).unwrap_or_default(),
-    )
+    json(status, serde_json::to_vec(&serde_json::json!({"error": {"message": message}})).unwrap_or_default())
 }

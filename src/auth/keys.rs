@@ -44,10 +44,7 @@ pub fn stored_form(plaintext: &str) -> String {
 /// current Anthropic SDKs), `x-api-key` (older Anthropic SDKs), `api-key` (Azure SDK),
 /// `x-goog-api-key` or the `key` query parameter (Google SDK).
 pub fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
-    if let Some(v) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
             return Some(v[7..].trim());
@@ -60,10 +57,7 @@ pub fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Opti
             }
         }
     }
-    query?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("key="))
-        .filter(|k| !k.is_empty())
+    query?.split('&').find_map(|kv| kv.strip_prefix("key=")).filter(|k| !k.is_empty())
 }
 
 /// Find the key, refusing revoked and expired ones.
@@ -125,10 +119,7 @@ mod tests {
             h.insert(name, value.parse().unwrap());
             assert_eq!(presented_key(&h, None), Some("sk-1"), "{name}");
         }
-        assert_eq!(
-            presented_key(&HeaderMap::new(), Some("alt=sse&key=sk-2")),
-            Some("sk-2")
-        );
+        assert_eq!(presented_key(&HeaderMap::new(), Some("alt=sse&key=sk-2")), Some("sk-2"));
         assert_eq!(presented_key(&HeaderMap::new(), Some("alt=sse")), None);
     }
 
@@ -137,18 +128,9 @@ mod tests {
         let s = snap();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         assert_eq!(authenticate(&s, Some("sk-live"), now).unwrap().id, "live");
-        assert_eq!(
-            authenticate(&s, Some("sk-old"), now).unwrap_err(),
-            AuthError::Expired("old".into())
-        );
-        assert_eq!(
-            authenticate(&s, Some("sk-gone"), now).unwrap_err(),
-            AuthError::Revoked("gone".into())
-        );
-        assert_eq!(
-            authenticate(&s, Some("sk-nope"), now).unwrap_err(),
-            AuthError::Unknown
-        );
+        assert_eq!(authenticate(&s, Some("sk-old"), now).unwrap_err(), AuthError::Expired("old".into()));
+        assert_eq!(authenticate(&s, Some("sk-gone"), now).unwrap_err(), AuthError::Revoked("gone".into()));
+        assert_eq!(authenticate(&s, Some("sk-nope"), now).unwrap_err(), AuthError::Unknown);
         assert_eq!(authenticate(&s, None, now).unwrap_err(), AuthError::Missing);
     }
 }

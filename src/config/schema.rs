@@ -100,10 +100,7 @@ pub struct CircuitBreaker {
 
 impl Default for CircuitBreaker {
     fn default() -> Self {
-        CircuitBreaker {
-            failure_threshold: 5,
-            cooldown_s: 30,
-        }
+        CircuitBreaker { failure_threshold: 5, cooldown_s: 30 }
     }
 }
 
@@ -118,10 +115,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            requests: true,
-            bodies: false,
-        }
+        LogConfig { requests: true, bodies: false }
     }
 }
 
@@ -140,15 +134,8 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
-    pub const ALL: &'static [&'static str] = &[
-        "openai",
-        "azure_openai",
-        "anthropic",
-        "gemini",
-        "bedrock",
-        "openai_compatible",
-        "mock",
-    ];
+    pub const ALL: &'static [&'static str] =
+        &["openai", "azure_openai", "anthropic", "gemini", "bedrock", "openai_compatible", "mock"];
 
     pub fn name(self) -> &'static str {
         match self {

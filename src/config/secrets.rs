@@ -78,14 +78,11 @@ pub struct MasterKey(LessSafeKey);
 impl MasterKey {
     /// Parse the configured master key: exactly 32 bytes, base64.
     pub fn from_base64(s: &str) -> Result<Self, String> {
-        let bytes = B64
-            .decode(s.trim())
-            .map_err(|e| format!("master key is not valid base64: {e}"))?;
+        let bytes = B64.decode(s.trim()).map_err(|e| format!("master key is not valid base64: {e}"))?;
         if bytes.len() != 32 {
             return Err(format!("master key must be 32 bytes, got {}", bytes.len()));
         }
-        let key =
-            UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| "bad master key".to_string())?;
+        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| "bad master key".to_string())?;
         Ok(MasterKey(LessSafeKey::new(key)))
     }
 
@@ -103,9 +100,7 @@ impl MasterKey {
     }
 
     fn decrypt(&self, blob: &str) -> Result<String, String> {
-        let bytes = B64
-            .decode(blob.trim())
-            .map_err(|e| format!("enc: value is not valid base64: {e}"))?;
+        let bytes = B64.decode(blob.trim()).map_err(|e| format!("enc: value is not valid base64: {e}"))?;
         if bytes.len() < NONCE_LEN + 16 {
             return Err("enc: value is too short".into());
         }
@@ -154,18 +149,13 @@ mod tests {
     #[test]
     fn literals_are_redacted_and_references_are_shown() {
         assert_eq!(Secret("sk-abc".into()).redacted(), "<redacted>");
-        assert_eq!(
-            Secret("env:OPENAI_API_KEY".into()).redacted(),
-            "env:OPENAI_API_KEY"
-        );
+        assert_eq!(Secret("env:OPENAI_API_KEY".into()).redacted(), "env:OPENAI_API_KEY");
         assert_eq!(format!("{:?}", Secret("sk-abc".into())), "<redacted>");
     }
 
     #[test]
     fn a_missing_environment_variable_is_named() {
-        let e = Secret("env:LLM_GATEWAY_TEST_SURELY_UNSET".into())
-            .resolve(None)
-            .unwrap_err();
+        let e = Secret("env:LLM_GATEWAY_TEST_SURELY_UNSET".into()).resolve(None).unwrap_err();
         assert!(e.contains("LLM_GATEWAY_TEST_SURELY_UNSET"));
     }
 }

@@ -76,6 +76,7 @@ pub struct Target {
     pub weight: u32,
 }
 
+#[derive(Debug)]
 pub struct Key {
     pub id: String,
     pub project: Option<String>,
@@ -122,29 +123,17 @@ impl Endpoint {
             return Err(format!("{url:?} has no host"));
         }
         if authority.contains('@') || path.contains('?') || path.contains('#') {
-            return Err(format!(
-                "{url:?}: credentials, query and fragment are not allowed in base_url"
-            ));
+            return Err(format!("{url:?}: credentials, query and fragment are not allowed in base_url"));
         }
         let default_port = if tls { 443 } else { 80 };
-        let (host, port) = split_host_port(authority, default_port)
-            .ok_or_else(|| format!("{url:?} has an invalid port"))?;
+        let (host, port) =
+            split_host_port(authority, default_port).ok_or_else(|| format!("{url:?} has an invalid port"))?;
         let mut prefix = path.trim_end_matches('/').to_string();
         if prefix.ends_with("/v1") {
             prefix.truncate(prefix.len() - 3);
         }
-        let authority = if port == default_port {
-            host.clone()
-        } else {
-            format!("{host}:{port}")
-        };
-        Ok(Endpoint {
-            tls,
-            host,
-            port,
-            path_prefix: prefix,
-            authority,
-        })
+        let authority = if port == default_port { host.clone() } else { format!("{host}:{port}") };
+        Ok(Endpoint { tls, host, port, path_prefix: prefix, authority })
     }
 
     /// The SNI / certificate name: the host without IPv6 brackets.
@@ -179,10 +168,7 @@ mod tests {
     fn base_url_with_trailing_v1_is_not_doubled() {
         let e = Endpoint::parse("https://api.openai.com/v1/").unwrap();
         assert_eq!(e.path_prefix, "");
-        assert_eq!(
-            (e.tls, e.port, e.authority.as_str()),
-            (true, 443, "api.openai.com")
-        );
+        assert_eq!((e.tls, e.port, e.authority.as_str()), (true, 443, "api.openai.com"));
     }
 
     #[test]

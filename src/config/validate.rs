@@ -53,10 +53,14 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        ConfigErrors(vec![ConfigError {
-            path,
-            message: e.into_inner().to_string(),
-        }])
+        let mut message = e.into_inner().to_string();
+        // The YAML error repeats the (parent) path before ": "; keep only the message.
+        if let Some((head, rest)) = message.split_once(": ") {
+            if !head.contains(' ') {
+                message = rest.to_string();
+            }
+        }
+        ConfigErrors(vec![ConfigError { path, message }])
     })
 }
 
@@ -70,10 +74,7 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
     let mut errs = Errors::default();
 
     if config.listen.is_none() && config.tls.is_none() {
-        errs.push(
-            "listen",
-            "set `listen` (plain HTTP) or `tls` (HTTPS) so the gateway has a data listener",
-        );
+        errs.push("listen", "set `listen` (plain HTTP) or `tls` (HTTPS) so the gateway has a data listener");
     }
     check_addr(&mut errs, "listen", config.listen.as_deref());
     if let Some(t) = &config.tls {
@@ -84,46 +85,31 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
     }
     let l = &config.limits;
     if l.max_body_bytes == 0 {
-        errs.push(
-            "limits.max_body_bytes",
-            "0 is not allowed; use a size in bytes such as 10485760",
-        );
+        errs.push("limits.max_body_bytes", "0 is not allowed; use a size in bytes such as 10485760");
     }
     if l.upstream_timeout_ms == 0 {
-        errs.push(
-            "limits.upstream_timeout_ms",
-            "0 is not allowed; use milliseconds such as 120000",
-        );
+        errs.push("limits.upstream_timeout_ms", "0 is not allowed; use milliseconds such as 120000");
     }
     if l.max_attempts == 0 {
-        errs.push(
-            "limits.max_attempts",
-            "0 is not allowed; use 1 for no retries",
-        );
+        errs.push("limits.max_attempts", "0 is not allowed; use 1 for no retries");
     }
     if l.circuit_breaker.failure_threshold == 0 {
-        errs.push(
-            "limits.circuit_breaker.failure_threshold",
-            "0 is not allowed; use 1 or more",
-        );
+        errs.push("limits.circuit_breaker.failure_threshold", "0 is not allowed; use 1 or more");
     }
 
-    let master = config
-        .master_key
-        .as_ref()
-        .and_then(|m| match m.resolve(None) {
-            Ok(v) => match MasterKey::from_base64(v.expose()) {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    errs.push("master_key", e);
-                    None
-                }
-            },
+    let master = config.master_key.as_ref().and_then(|m| match m.resolve(None) {
+        Ok(v) => match MasterKey::from_base64(v.expose()) {
+            Ok(k) => Some(k),
             Err(e) => {
                 errs.push("master_key", e);
                 None
             }
-        });
+        },
+        Err(e) => {
+            errs.push("master_key", e);
+            None
+        }
+    });
     let resolve = |errs: &mut Errors, path: String, s: &Option<Secret>| -> Option<SecretString> {
         let s = s.as_ref()?;
         match s.resolve(master.as_ref()) {
@@ -134,10 +120,7 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
             }
         }
     };
-    let admin_token = config
-        .admin
-        .as_ref()
-        .and_then(|a| resolve(&mut errs, "admin.token".into(), &a.token));
+    let admin_token = config.admin.as_ref().and_then(|a| resolve(&mut errs, "admin.token".into(), &a.token));
 
     // Providers.
     let mut provider_index: HashMap<&str, usize> = HashMap::new();
@@ -175,17 +158,11 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
             {
                 errs.push(
                     at("api_key"),
-                    format!(
-                        "required for kind {} (literal, env:NAME or enc:...)",
-                        p.kind.name()
-                    ),
+                    format!("required for kind {} (literal, env:NAME or enc:...)", p.kind.name()),
                 );
             }
             ProviderKind::AzureOpenai if p.api_version.is_none() => {
-                errs.push(
-                    at("api_version"),
-                    "required for azure_openai (e.g. \"2024-10-21\", or \"v1\")",
-                );
+                errs.push(at("api_version"), "required for azure_openai (e.g. \"2024-10-21\", or \"v1\")");
             }
             ProviderKind::Bedrock if p.region.is_none() => {
                 errs.push(at("region"), "required for bedrock (e.g. us-east-1)");
@@ -194,16 +171,10 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
         }
         if let Some(h) = &p.health_check {
             if !h.path.starts_with('/') {
-                errs.push(
-                    at("health_check.path"),
-                    format!("{:?} must start with /", h.path),
-                );
+                errs.push(at("health_check.path"), format!("{:?} must start with /", h.path));
             }
             if h.interval_s == 0 {
-                errs.push(
-                    at("health_check.interval_s"),
-                    "0 is not allowed; use seconds such as 15",
-                );
+                errs.push(at("health_check.interval_s"), "0 is not allowed; use seconds such as 15");
             }
         }
         providers.push(snapshot::Provider {
@@ -214,11 +185,7 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
             api_version: p.api_version.clone(),
             region: p.region.clone(),
             aws_access_key_id: resolve(&mut errs, at("aws_access_key_id"), &p.aws_access_key_id),
-            aws_secret_access_key: resolve(
-                &mut errs,
-                at("aws_secret_access_key"),
-                &p.aws_secret_access_key,
-            ),
+            aws_secret_access_key: resolve(&mut errs, at("aws_secret_access_key"), &p.aws_secret_access_key),
             aws_session_token: resolve(&mut errs, at("aws_session_token"), &p.aws_session_token),
             health_check: p.health_check.clone(),
             tls_verify: p.tls_verify,
@@ -231,10 +198,7 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
         if m.alias.is_empty() {
             errs.push(format!("models[{i}].alias"), "must not be empty");
         } else if alias_index.insert(m.alias.as_str().into(), i).is_some() {
-            errs.push(
-                format!("models[{i}].alias"),
-                format!("duplicate alias {:?}", m.alias),
-            );
+            errs.push(format!("models[{i}].alias"), format!("duplicate alias {:?}", m.alias));
         }
     }
     let provider_names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
@@ -250,10 +214,7 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
             let provider = match provider_index.get(t.provider.as_str()) {
                 Some(&p) => p,
                 None => {
-                    errs.push(
-                        at("provider"),
-                        unknown("provider", &t.provider, &provider_names),
-                    );
+                    errs.push(at("provider"), unknown("provider", &t.provider, &provider_names));
                     usize::MAX
                 }
             };
@@ -263,30 +224,19 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
             if !(1..=1000).contains(&t.weight) {
                 errs.push(
                     at("weight"),
-                    format!(
-                        "{} is not allowed; use 1..=1000 or remove the target",
-                        t.weight
-                    ),
+                    format!("{} is not allowed; use 1..=1000 or remove the target", t.weight),
                 );
             }
-            targets.push(snapshot::Target {
-                provider,
-                model: t.model.clone(),
-                weight: t.weight,
-            });
+            targets.push(snapshot::Target { provider, model: t.model.clone(), weight: t.weight });
         }
         let mut fallbacks = Vec::new();
         for (j, f) in m.fallbacks.iter().enumerate() {
             match alias_index.get(f.as_str()) {
-                Some(&k) if k == i => errs.push(
-                    format!("models[{i}].fallbacks[{j}]"),
-                    "an alias cannot fall back to itself",
-                ),
+                Some(&k) if k == i => {
+                    errs.push(format!("models[{i}].fallbacks[{j}]"), "an alias cannot fall back to itself")
+                }
                 Some(&k) => fallbacks.push(k),
-                None => errs.push(
-                    format!("models[{i}].fallbacks[{j}]"),
-                    unknown("alias", f, &alias_names),
-                ),
+                None => errs.push(format!("models[{i}].fallbacks[{j}]"), unknown("alias", f, &alias_names)),
             }
         }
         if let Some(p) = &m.pricing {
@@ -295,10 +245,7 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
                 || !p.input_per_mtok.is_finite()
                 || !p.output_per_mtok.is_finite()
             {
-                errs.push(
-                    format!("models[{i}].pricing"),
-                    "prices must be finite and >= 0",
-                );
+                errs.push(format!("models[{i}].pricing"), "prices must be finite and >= 0");
             }
         }
         aliases.push(snapshot::Alias {
@@ -314,10 +261,7 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
     let mut project_names = HashSet::new();
     for (i, p) in config.projects.iter().enumerate() {
         if !project_names.insert(p.name.as_str()) {
-            errs.push(
-                format!("projects[{i}].name"),
-                format!("duplicate project {:?}", p.name),
-            );
+            errs.push(format!("projects[{i}].name"), format!("duplicate project {:?}", p.name));
         }
         if let Some(b) = &p.budget {
             check_budget(&mut errs, format!("projects[{i}].budget.usd"), b.usd);
@@ -351,25 +295,19 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
                 .filter_map(|(j, m)| match alias_index.get(m.as_str()) {
                     Some(&a) => Some(a),
                     None => {
-                        errs.push(
-                            format!("keys[{i}].models[{j}]"),
-                            unknown("alias", m, &alias_names),
-                        );
+                        errs.push(format!("keys[{i}].models[{j}]"), unknown("alias", m, &alias_names));
                         None
                     }
                 })
                 .collect()
         });
-        let expires_at = k
-            .expires_at
-            .as_deref()
-            .and_then(|s| match parse_rfc3339(s) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    errs.push(at("expires_at"), e);
-                    None
-                }
-            });
+        let expires_at = k.expires_at.as_deref().and_then(|s| match parse_rfc3339(s) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errs.push(at("expires_at"), e);
+                None
+            }
+        });
         if let Some(b) = &k.budget {
             check_budget(&mut errs, at("budget.usd"), b.usd);
         }
@@ -406,10 +344,7 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
     };
     Ok(Snapshot {
         log_requests: config.log.requests,
-        state_dir: config
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| "/var/lib/llm-gateway".to_string()),
+        state_dir: config.state_dir.clone().unwrap_or_else(|| "/var/lib/llm-gateway".to_string()),
         config,
         providers,
         aliases,
@@ -425,20 +360,14 @@ struct Errors(Vec<ConfigError>);
 
 impl Errors {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigError {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.0.push(ConfigError { path: path.into(), message: message.into() });
     }
 }
 
 fn check_addr(errs: &mut Errors, path: &str, addr: Option<&str>) {
     if let Some(a) = addr {
         if a.parse::<std::net::SocketAddr>().is_err() {
-            errs.push(
-                path,
-                format!("{a:?} is not an ip:port address such as \"0.0.0.0:8080\""),
-            );
+            errs.push(path, format!("{a:?} is not an ip:port address such as \"0.0.0.0:8080\""));
         }
     }
 }
@@ -455,27 +384,21 @@ fn default_base_url(kind: ProviderKind, region: Option<&str>) -> Option<String> 
         ProviderKind::Anthropic => "https://api.anthropic.com".into(),
         ProviderKind::Gemini => "https://generativelanguage.googleapis.com".into(),
         ProviderKind::Bedrock => format!("https://bedrock-runtime.{}.amazonaws.com", region?),
-        ProviderKind::AzureOpenai | ProviderKind::OpenaiCompatible | ProviderKind::Mock => {
-            return None
-        }
+        ProviderKind::AzureOpenai | ProviderKind::OpenaiCompatible | ProviderKind::Mock => return None,
     })
 }
 
 /// `sha256:<64 hex>` -> the 32 bytes.
 pub fn parse_key_hash(s: &str) -> Result<[u8; 32], String> {
-    let hex = s.strip_prefix("sha256:").ok_or_else(|| {
-        format!("{s:?} must be \"sha256:<64 hex digits>\" (see `llm-gateway hash-key`)")
-    })?;
+    let hex = s
+        .strip_prefix("sha256:")
+        .ok_or_else(|| format!("{s:?} must be \"sha256:<64 hex digits>\" (see `llm-gateway hash-key`)"))?;
     if hex.len() != 64 {
-        return Err(format!(
-            "expected 64 hex digits after sha256:, got {}",
-            hex.len()
-        ));
+        return Err(format!("expected 64 hex digits after sha256:, got {}", hex.len()));
     }
     let mut out = [0u8; 32];
     for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-            .map_err(|_| format!("{s:?} is not hex"))?;
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| format!("{s:?} is not hex"))?;
     }
     Ok(out)
 }
@@ -492,11 +415,8 @@ fn parse_rfc3339(s: &str) -> Result<SystemTime, String> {
 }
 
 fn unknown(what: &str, name: &str, known: &[&str]) -> String {
-    let best = known
-        .iter()
-        .map(|k| (edit_distance(name, k), *k))
-        .filter(|(d, _)| *d <= 2.max(name.len() / 3))
-        .min();
+    let best =
+        known.iter().map(|k| (edit_distance(name, k), *k)).filter(|(d, _)| *d <= 2.max(name.len() / 3)).min();
     match best {
         Some((_, k)) => format!("unknown {what} {name:?}; did you mean {k:?}?"),
         None if known.is_empty() => format!("unknown {what} {name:?}; none are defined"),
@@ -510,9 +430,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         prev = cur;
     }

@@ -56,76 +56,38 @@ fn every_error_is_reported_at_once() {
         .replace("project: search", "project: serch")
         .replace("- alias: slow", "- alias: fast");
     let e = errors(&bad);
-    assert!(
-        e.iter()
-            .any(|e| e.starts_with("models[0].targets[0].weight: 0 is not allowed")),
-        "{e:?}"
-    );
-    assert!(
-        e.iter()
-            .any(|e| e.starts_with("models[1].alias: duplicate alias")),
-        "{e:?}"
-    );
-    assert!(
-        e.iter()
-            .any(|e| e.starts_with("models[0].fallbacks[0]: unknown alias")),
-        "{e:?}"
-    );
-    assert!(
-        e.iter()
-            .any(|e| e.starts_with("keys[0].project: unknown project \"serch\"")),
-        "{e:?}"
-    );
+    assert!(e.iter().any(|e| e.starts_with("models[0].targets[0].weight: 0 is not allowed")), "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("models[1].alias: duplicate alias")), "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("models[0].fallbacks[0]: unknown alias")), "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("keys[0].project: unknown project \"serch\"")), "{e:?}");
 }
 
 #[test]
 fn unknown_fields_and_unknown_kinds_name_their_path() {
     let e = errors(&GOOD.replace("weight: 3", "wieght: 3"));
     assert_eq!(e.len(), 1);
-    assert!(
-        e[0].starts_with("models[0].targets[0]: unknown field `wieght`"),
-        "{e:?}"
-    );
+    assert!(e[0].starts_with("models[0].targets[0].wieght: unknown field `wieght`"), "{e:?}");
     let e = errors(&GOOD.replace("kind: openai", "kind: opnai"));
-    assert!(
-        e[0].starts_with("providers[0].kind: unknown variant `opnai`"),
-        "{e:?}"
-    );
+    assert!(e[0].starts_with("providers[0].kind: unknown variant `opnai`"), "{e:?}");
 }
 
 #[test]
 fn empty_targets_and_bad_hashes_and_times_are_errors() {
     let bad = GOOD
-        .replace(
-            "targets: [ { provider: mock, model: echo } ]",
-            "targets: []",
-        )
+        .replace("targets: [ { provider: mock, model: echo } ]", "targets: []")
         .replace("sha256:0000", "sha1:0000")
         .replace("2027-01-01T00:00:00Z", "next year");
     let e = errors(&bad);
-    assert!(
-        e.iter()
-            .any(|e| e == "models[1].targets: needs at least one target"),
-        "{e:?}"
-    );
+    assert!(e.iter().any(|e| e == "models[1].targets: needs at least one target"), "{e:?}");
     assert!(e.iter().any(|e| e.starts_with("keys[0].hash:")), "{e:?}");
-    assert!(
-        e.iter().any(|e| e.starts_with("keys[0].expires_at:")),
-        "{e:?}"
-    );
+    assert!(e.iter().any(|e| e.starts_with("keys[0].expires_at:")), "{e:?}");
 }
 
 #[test]
 fn a_provider_secret_from_an_unset_variable_is_an_error() {
-    let bad = GOOD.replace(
-        "api_key: sk-test",
-        "api_key: env:LLM_GATEWAY_UNSET_FOR_TEST",
-    );
+    let bad = GOOD.replace("api_key: sk-test", "api_key: env:LLM_GATEWAY_UNSET_FOR_TEST");
     let e = errors(&bad);
-    assert_eq!(
-        e,
-        vec!["providers[0].api_key: environment variable LLM_GATEWAY_UNSET_FOR_TEST is not set"]
-    );
+    assert_eq!(e, vec!["providers[0].api_key: environment variable LLM_GATEWAY_UNSET_FOR_TEST is not set"]);
 }
 
 #[test]

@@ -80,18 +80,10 @@ pub fn peek(body: &[u8]) -> Result<Peek, TranslateError> {
     }
     let include_usage = top
         .get("stream_options")
-        .and_then(|raw| {
-            serde_json::from_str::<Option<StreamOptions>>(raw.get())
-                .ok()
-                .flatten()
-        })
+        .and_then(|raw| serde_json::from_str::<Option<StreamOptions>>(raw.get()).ok().flatten())
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
-    Ok(Peek {
-        model,
-        stream,
-        include_usage,
-    })
+    Ok(Peek { model, stream, include_usage })
 }
 
 /// Rewrite a same-format request body for its upstream: `model` set to `model` (or removed when
@@ -106,11 +98,7 @@ pub fn rewrite_request(
     let top = TopLevel::parse(body)?;
     // (start, end, replacement); `start == end` inserts.
     let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::with_capacity(2);
-    let first_member = body
-        .iter()
-        .position(|&b| b == b'{')
-        .map(|i| i + 1)
-        .unwrap_or(0);
+    let first_member = body.iter().position(|&b| b == b'{').map(|i| i + 1).unwrap_or(0);
     match (top.get("model"), model) {
         (Some(raw), Some(m)) => {
             let (s, e) = span(body, raw);
@@ -130,10 +118,7 @@ pub fn rewrite_request(
                 .rposition(|&b| b == b'"')
                 .and_then(|q| body[..q].iter().rposition(|&b| b == b'"'));
             if let Some(ks) = key_start {
-                let after = body[e..]
-                    .iter()
-                    .position(|&b| !b.is_ascii_whitespace())
-                    .map(|i| e + i);
+                let after = body[e..].iter().position(|&b| !b.is_ascii_whitespace()).map(|i| e + i);
                 match after {
                     Some(a) if body[a] == b',' => edits.push((ks, a + 1, Vec::new())),
                     _ => {
@@ -190,10 +175,7 @@ pub fn openai_usage(body: &[u8]) -> Option<Usage> {
     struct Body {
         usage: Option<OpenAiUsage>,
     }
-    serde_json::from_slice::<Body>(body)
-        .ok()?
-        .usage
-        .map(Usage::from)
+    serde_json::from_slice::<Body>(body).ok()?.usage.map(Usage::from)
 }
 
 #[derive(Deserialize, Default)]
@@ -222,65 +204,109 @@ impl From<OpenAiUsage> for Usage {
         Usage {
             input_tokens: u.prompt_tokens,
             output_tokens: u.completion_tokens,
-            cache_read_tokens: u
-                .prompt_tokens_details
-                .map(|d| d.cached_tokens)
-                .unwrap_or(0),
+            cache_read_tokens: u.prompt_tokens_details.map(|d| d.cached_tokens).unwrap_or(0),
             cache_write_tokens: 0,
-            reasoning_tokens: u
-                .completion_tokens_details
-                .map(|d| d.reasoning_tokens)
-                .unwrap_or(0),
+            reasoning_tokens: u.completion_tokens_details.map(|d| d.reasoning_tokens).unwrap_or(0),
         }
     }
 }
 
-/// Watches an OpenAI Chat SSE stream passing through unchanged and picks up the usage chunk.
-/// Only lines that mention `"usage"` are parsed, so the per-chunk cost is a substring search.
+/// Watches an OpenAI Chat SSE stream passing through and picks up the usage chunk. Only lines
+/// that mention `"usage"` are parsed, so the per-chunk cost is a substring search. With
+/// `strip`, the usage-only event (`"choices":[]`) that the gateway asked for on the client's
+/// behalf is removed from the stream (the client did not ask for it).
 #[derive(Default)]
 pub struct OpenAiStreamUsage {
-    /// The unfinished last line of the previous chunk.
+    strip: bool,
+    /// The unfinished last line (observe mode) or event (strip mode) of the previous chunk.
     partial: Vec<u8>,
     usage: Option<Usage>,
 }
 
 impl OpenAiStreamUsage {
-    pub fn feed(&mut self, chunk: &[u8]) {
-        let finder = memchr::memmem::Finder::new(b"\"usage\"");
+    pub fn new(strip: bool) -> Self {
+        OpenAiStreamUsage { strip, ..Default::default() }
+    }
+
+    /// Observe `chunk`; in strip mode also append what the client should get to `out`
+    /// (whole events only). Returns whether `chunk` may be forwarded unchanged instead.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> bool {
+        if self.strip {
+            self.feed_events(chunk, out);
+            return false;
+        }
         let mut data = chunk;
         if !self.partial.is_empty() {
             match memchr::memchr(b'\n', data) {
                 Some(nl) => {
                     let mut line = std::mem::take(&mut self.partial);
                     line.extend_from_slice(&data[..nl]);
-                    self.line(&line, &finder);
+                    self.observe(&line);
                     data = &data[nl + 1..];
                 }
                 None => {
                     self.partial.extend_from_slice(data);
-                    return;
+                    return true;
                 }
             }
         }
         let mut start = 0;
         for nl in memchr::memchr_iter(b'\n', data) {
-            self.line(&data[start..nl], &finder);
+            self.observe(&data[start..nl]);
             start = nl + 1;
         }
-        if start < data.len() {
-            self.partial.extend_from_slice(&data[start..]);
+        self.partial.extend_from_slice(&data[start..]);
+        true
+    }
+
+    fn feed_events(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        self.partial.extend_from_slice(chunk);
+        let buf = std::mem::take(&mut self.partial);
+        let mut start = 0;
+        let mut i = 0;
+        // An event ends at a blank line: "\n\n" (also "\n\r\n").
+        while let Some(nl) = memchr::memchr(b'\n', &buf[i..]).map(|p| i + p) {
+            let next = &buf[nl + 1..];
+            let end = if next.starts_with(b"\n") {
+                Some(nl + 2)
+            } else if next.starts_with(b"\r\n") {
+                Some(nl + 3)
+            } else {
+                None
+            };
+            match end {
+                Some(end) => {
+                    let event = &buf[start..end];
+                    let usage_only = memchr::memmem::find(event, b"\"choices\":[]").is_some();
+                    for line in event.split(|&b| b == b'\n') {
+                        self.observe(line);
+                    }
+                    if !usage_only {
+                        out.extend_from_slice(event);
+                    }
+                    start = end;
+                    i = end;
+                }
+                None => i = nl + 1,
+            }
+        }
+        self.partial.extend_from_slice(&buf[start..]);
+    }
+
+    fn observe(&mut self, line: &[u8]) {
+        if memchr::memmem::find(line, b"\"usage\"").is_none() {
+            return;
+        }
+        let Some(json) = line.strip_prefix(b"data:") else { return };
+        if let Some(u) = openai_usage(json.trim_ascii()) {
+            self.usage = Some(u);
         }
     }
 
-    fn line(&mut self, line: &[u8], finder: &memchr::memmem::Finder) {
-        if finder.find(line).is_none() {
-            return;
-        }
-        let Some(json) = line.strip_prefix(b"data:") else {
-            return;
-        };
-        if let Some(u) = openai_usage(json.trim_ascii()) {
-            self.usage = Some(u);
+    /// Whatever an unterminated last event left (strip mode), to flush at the end.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.strip {
+            out.append(&mut self.partial);
         }
     }
 
@@ -295,15 +321,10 @@ mod tests {
 
     #[test]
     fn peek_reads_model_stream_and_include_usage() {
-        let p = peek(br#"{"messages":[],"model":"fast","stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
-        assert_eq!(
-            p,
-            Peek {
-                model: Some("fast".into()),
-                stream: true,
-                include_usage: true
-            }
-        );
+        let p =
+            peek(br#"{"messages":[],"model":"fast","stream":true,"stream_options":{"include_usage":true}}"#)
+                .unwrap();
+        assert_eq!(p, Peek { model: Some("fast".into()), stream: true, include_usage: true });
         assert_eq!(peek(b"{}").unwrap(), Peek::default());
         assert!(peek(b"[1]").is_err());
         assert!(peek(br#"{"model":3}"#).is_err());
@@ -311,7 +332,8 @@ mod tests {
 
     #[test]
     fn model_is_rewritten_without_touching_other_bytes() {
-        let body = br#"{ "model" : "fast",  "messages":[{"role":"user","content":"hi \"x\""}],"temperature":0.50}"#;
+        let body =
+            br#"{ "model" : "fast",  "messages":[{"role":"user","content":"hi \"x\""}],"temperature":0.50}"#;
         let out = rewrite_request(body, Some("gpt-4o-mini"), false).unwrap();
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
@@ -326,21 +348,15 @@ mod tests {
             std::str::from_utf8(&out).unwrap(),
             r#"{"stream_options":{"include_usage":true},"model":"b","stream":true}"#
         );
-        let out = rewrite_request(
-            br#"{"model":"a","stream_options":{"include_usage":false}}"#,
-            Some("b"),
-            true,
-        )
-        .unwrap();
+        let out =
+            rewrite_request(br#"{"model":"a","stream_options":{"include_usage":false}}"#, Some("b"), true)
+                .unwrap();
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             r#"{"model":"b","stream_options":{"include_usage":true}}"#
         );
         let body = br#"{"model":"a","stream_options":{"include_usage":true}}"#;
-        assert_eq!(
-            rewrite_request(body, Some("a"), true).unwrap(),
-            body.to_vec()
-        );
+        assert_eq!(rewrite_request(body, Some("a"), true).unwrap(), body.to_vec());
     }
 
     #[test]
@@ -354,16 +370,27 @@ mod tests {
     #[test]
     fn usage_is_found_in_a_stream_split_anywhere() {
         let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"usage\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"prompt_tokens_details\":{\"cached_tokens\":2}}}\n\ndata: [DONE]\n\n";
-        for split in 0..stream.len() {
-            let mut o = OpenAiStreamUsage::default();
-            o.feed(&stream[..split]);
-            o.feed(&stream[split..]);
-            let u = o.usage().unwrap();
-            assert_eq!(
-                (u.input_tokens, u.output_tokens, u.cache_read_tokens),
-                (7, 3, 2),
-                "split {split}"
-            );
+        for strip in [false, true] {
+            for split in 0..stream.len() {
+                let mut o = OpenAiStreamUsage::new(strip);
+                let mut out = Vec::new();
+                o.feed(&stream[..split], &mut out);
+                o.feed(&stream[split..], &mut out);
+                o.finish(&mut out);
+                let u = o.usage().unwrap();
+                assert_eq!(
+                    (u.input_tokens, u.output_tokens, u.cache_read_tokens),
+                    (7, 3, 2),
+                    "split {split}"
+                );
+                if strip {
+                    assert_eq!(
+                        std::str::from_utf8(&out).unwrap(),
+                        "data: {\"choices\":[{\"delta\":{\"content\":\"usage\"}}]}\n\ndata: [DONE]\n\n",
+                        "split {split}"
+                    );
+                }
+            }
         }
     }
 }

@@ -54,11 +54,7 @@ impl Resolver {
                 if addrs.is_empty() {
                     return Err(std::io::Error::other(format!("no address for {host}")));
                 }
-                let e = Arc::new(Entry {
-                    addrs,
-                    fetched: Instant::now(),
-                    next: AtomicUsize::new(0),
-                });
+                let e = Arc::new(Entry { addrs, fetched: Instant::now(), next: AtomicUsize::new(0) });
                 let a = e.pick();
                 self.cache.write().insert(key, e);
                 Ok(a)
@@ -81,14 +77,8 @@ mod tests {
     #[tokio::test]
     async fn ip_literals_are_not_looked_up() {
         let r = Resolver::default();
-        assert_eq!(
-            r.resolve("127.0.0.1", 80).await.unwrap(),
-            "127.0.0.1:80".parse().unwrap()
-        );
-        assert_eq!(
-            r.resolve("[::1]", 81).await.unwrap(),
-            "[::1]:81".parse().unwrap()
-        );
+        assert_eq!(r.resolve("127.0.0.1", 80).await.unwrap(), "127.0.0.1:80".parse().unwrap());
+        assert_eq!(r.resolve("[::1]", 81).await.unwrap(), "[::1]:81".parse().unwrap());
         assert!(r.cache.read().is_empty());
     }
 

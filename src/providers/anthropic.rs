@@ -20,10 +20,7 @@ pub fn request(
     if let Some(k) = key {
         headers.push(("x-api-key", k.to_string()));
     }
-    let version = client
-        .get("anthropic-version")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(API_VERSION);
+    let version = client.get("anthropic-version").and_then(|v| v.to_str().ok()).unwrap_or(API_VERSION);
     headers.push(("anthropic-version", version.to_string()));
     if let Some(beta) = client.get("anthropic-beta").and_then(|v| v.to_str().ok()) {
         headers.push(("anthropic-beta", beta.to_string()));

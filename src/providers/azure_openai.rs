@@ -19,9 +19,7 @@ pub fn request(
             v.unwrap_or("2024-10-21")
         ),
     };
-    let headers = key
-        .map(|k| vec![("api-key", k.to_string())])
-        .unwrap_or_default();
+    let headers = key.map(|k| vec![("api-key", k.to_string())]).unwrap_or_default();
     (path, headers)
 }
 

@@ -18,8 +18,6 @@ pub fn request(
             format!("{prefix}/v1beta/models/{model}:streamGenerateContent?alt=sse")
         }
     };
-    let headers = key
-        .map(|k| vec![("x-goog-api-key", k.to_string())])
-        .unwrap_or_default();
+    let headers = key.map(|k| vec![("x-goog-api-key", k.to_string())]).unwrap_or_default();
     (path, headers)
 }

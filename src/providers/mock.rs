@@ -55,21 +55,14 @@ pub fn chat(body: &[u8], model: &str) -> MockResponse {
             chunks: vec![Bytes::from(serde_json::to_vec(&body).unwrap_or_default())],
         };
     }
-    let include_usage = req
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let include_usage =
+        req.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
     let chunk = |delta: Value, finish: Value| {
-        sse(
-            &json!({"id": id, "object": "chat.completion.chunk", "created": CREATED, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
-        )
+        sse(&json!({"id": id, "object": "chat.completion.chunk", "created": CREATED, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}))
     };
     let mut chunks = Vec::with_capacity(words.len() + 4);
-    chunks.push(chunk(
-        json!({"role": "assistant", "content": ""}),
-        Value::Null,
-    ));
+    chunks.push(chunk(json!({"role": "assistant", "content": ""}), Value::Null));
     for w in &words {
         chunks.push(chunk(json!({"content": w}), Value::Null));
     }
@@ -81,21 +74,15 @@ pub fn chat(body: &[u8], model: &str) -> MockResponse {
         ));
     }
     chunks.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    MockResponse {
-        status: 200,
-        content_type: "text/event-stream",
-        chunks,
-    }
+    MockResponse { status: 200, content_type: "text/event-stream", chunks }
 }
 
 fn text_of(content: Option<&Value>) -> String {
     match content {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(""),
+        Some(Value::Array(parts)) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("")
+        }
         _ => String::new(),
     }
 }
@@ -108,8 +95,7 @@ fn sse(v: &Value) -> Bytes {
 }
 
 fn error(status: u16, message: &str) -> MockResponse {
-    let body =
-        json!({"error": {"message": message, "type": "invalid_request_error", "code": null}});
+    let body = json!({"error": {"message": message, "type": "invalid_request_error", "code": null}});
     MockResponse {
         status,
         content_type: "application/json",
@@ -135,11 +121,7 @@ mod tests {
     fn stream_sends_a_chunk_per_word_then_usage_then_done() {
         let r = chat(br#"{"model":"x","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":[{"type":"text","text":"a b"}]}]}"#, "m1");
         assert_eq!(r.content_type, "text/event-stream");
-        let all: String = r
-            .chunks
-            .iter()
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect();
+        let all: String = r.chunks.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
         assert!(all.contains(r#""delta":{"content":"echo: "}"#), "{all}");
         assert!(all.contains(r#""choices":[],"#), "{all}");
         assert!(all.ends_with("data: [DONE]\n\n"));

@@ -69,19 +69,13 @@ pub fn build_request(
     body: Bytes,
     client: &HeaderMap,
 ) -> Result<UpstreamRequest, ProviderError> {
-    let prefix = p
-        .endpoint
-        .as_ref()
-        .map(|e| e.path_prefix.as_str())
-        .unwrap_or("");
+    let prefix = p.endpoint.as_ref().map(|e| e.path_prefix.as_str()).unwrap_or("");
     let key = p.api_key.as_ref().map(|k| k.expose());
     let (path_and_query, headers) = match p.kind {
         ProviderKind::Openai | ProviderKind::OpenaiCompatible | ProviderKind::Mock => {
             openai::request(prefix, op, key)
         }
-        ProviderKind::AzureOpenai => {
-            azure_openai::request(prefix, op, model, p.api_version.as_deref(), key)
-        }
+        ProviderKind::AzureOpenai => azure_openai::request(prefix, op, model, p.api_version.as_deref(), key),
         ProviderKind::Anthropic => anthropic::request(prefix, op, key, client),
         ProviderKind::Gemini => gemini::request(prefix, op, model, key),
         ProviderKind::Bedrock => {
@@ -91,9 +85,5 @@ pub fn build_request(
             })
         }
     };
-    Ok(UpstreamRequest {
-        path_and_query,
-        headers,
-        body,
-    })
+    Ok(UpstreamRequest { path_and_query, headers, body })
 }

@@ -5,16 +5,10 @@ use super::Operation;
 
 pub const CHAT_PATH: &str = "/v1/chat/completions";
 
-pub fn request(
-    prefix: &str,
-    op: Operation,
-    key: Option<&str>,
-) -> (String, Vec<(&'static str, String)>) {
+pub fn request(prefix: &str, op: Operation, key: Option<&str>) -> (String, Vec<(&'static str, String)>) {
     let path = match op {
         Operation::Chat { .. } => format!("{prefix}{CHAT_PATH}"),
     };
-    let headers = key
-        .map(|k| vec![("authorization", format!("Bearer {k}"))])
-        .unwrap_or_default();
+    let headers = key.map(|k| vec![("authorization", format!("Bearer {k}"))]).unwrap_or_default();
     (path, headers)
 }

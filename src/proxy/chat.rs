@@ -44,13 +44,8 @@ pub async fn authenticate(
             Ok(Some(k))
         }
         Err(e) => {
-            respond::error(
-                s,
-                ctx,
-                format,
-                GatewayError::new(401, ErrorKind::Authentication, e.to_string()),
-            )
-            .await?;
+            respond::error(s, ctx, format, GatewayError::new(401, ErrorKind::Authentication, e.to_string()))
+                .await?;
             Ok(None)
         }
     }
@@ -58,10 +53,7 @@ pub async fn authenticate(
 
 /// Read the whole request body, refusing more than `max` bytes (413). Answers
 /// `Expect: 100-continue` first so clients don't stall waiting for it.
-pub async fn read_body(
-    s: &mut Session,
-    max: usize,
-) -> pingora::Result<Result<Bytes, GatewayError>> {
+pub async fn read_body(s: &mut Session, max: usize) -> pingora::Result<Result<Bytes, GatewayError>> {
     let too_large = || {
         GatewayError::new(
             413,
@@ -141,11 +133,7 @@ pub async fn serve(
     proxy(gw, s, ctx, &snap, &inbound, alias_idx).await
 }
 
-fn inbound(
-    format: Format,
-    body: Bytes,
-    gemini: Option<GeminiCall>,
-) -> Result<Inbound, GatewayError> {
+fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<Inbound, GatewayError> {
     if let Some(g) = gemini {
         // Gemini names the model in the path; the body must still be a JSON object.
         passthrough::peek(&body).map_err(|e| GatewayError::bad_request(e.to_string()))?;
@@ -159,18 +147,9 @@ fn inbound(
         });
     }
     let p = passthrough::peek(&body).map_err(|e| GatewayError::bad_request(e.to_string()))?;
-    let model = p
-        .model
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| GatewayError::bad_request("`model` is required"))?;
-    Ok(Inbound {
-        format,
-        body,
-        model,
-        stream: p.stream,
-        include_usage: p.include_usage,
-        gemini_sse: true,
-    })
+    let model =
+        p.model.filter(|m| !m.is_empty()).ok_or_else(|| GatewayError::bad_request("`model` is required"))?;
+    Ok(Inbound { format, body, model, stream: p.stream, include_usage: p.include_usage, gemini_sse: true })
 }
 
 /// Try the alias's targets, then its fallbacks; answer with the first success.
@@ -192,16 +171,11 @@ async fn proxy(
         ctx.provider = Some(provider.name.clone());
         ctx.model = Some(target.model.clone());
         let upstream_format = providers::chat_format(provider.kind);
-        let (body, dropped) = match upstream_body(
-            inb,
-            upstream_format,
-            provider,
-            &target.model,
-            alias.default_max_tokens,
-        ) {
-            Ok(b) => b,
-            Err(e) => return respond::error(s, ctx, inb.format, e).await,
-        };
+        let (body, dropped) =
+            match upstream_body(inb, upstream_format, provider, &target.model, alias.default_max_tokens) {
+                Ok(b) => b,
+                Err(e) => return respond::error(s, ctx, inb.format, e).await,
+            };
         let req = match providers::build_request(
             provider,
             Operation::Chat { stream: inb.stream },
@@ -212,47 +186,32 @@ async fn proxy(
             Ok(r) => r,
             Err(e) => {
                 ctx.attempt_log.push(e.to_string());
-                last = Some(GatewayError::new(
-                    502,
-                    ErrorKind::UpstreamError,
-                    e.to_string(),
-                ));
+                last = Some(GatewayError::new(502, ErrorKind::UpstreamError, e.to_string()));
                 continue;
             }
         };
         let started = Instant::now();
-        let mut up = match upstream::send(
-            &gw.connector,
-            &gw.resolver,
-            provider,
-            &target.model,
-            &req,
-            &snap.limits,
-        )
-        .await
-        {
-            Ok(up) => up,
-            Err(e) => {
-                ctx.attempt_log
-                    .push(format!("{}/{}: {e}", provider.name, target.model));
-                plan.failed(&step, &e, None);
-                last = Some(match e {
-                    AttemptError::Timeout { .. } => {
-                        GatewayError::new(504, ErrorKind::UpstreamTimeout, e.to_string())
-                    }
-                    _ => GatewayError::new(502, ErrorKind::UpstreamError, e.to_string()),
-                });
-                continue;
-            }
-        };
+        let mut up =
+            match upstream::send(&gw.connector, &gw.resolver, provider, &target.model, &req, &snap.limits)
+                .await
+            {
+                Ok(up) => up,
+                Err(e) => {
+                    ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+                    plan.failed(&step, &e, None);
+                    last = Some(match e {
+                        AttemptError::Timeout { .. } => {
+                            GatewayError::new(504, ErrorKind::UpstreamTimeout, e.to_string())
+                        }
+                        _ => GatewayError::new(502, ErrorKind::UpstreamError, e.to_string()),
+                    });
+                    continue;
+                }
+            };
         let status = up.status();
         if (200..300).contains(&status) {
             plan.succeeded(&step, started.elapsed());
-            let names = Names {
-                provider: &provider.name,
-                model: &target.model,
-                alias: &alias.name,
-            };
+            let names = Names { provider: &provider.name, model: &target.model, alias: &alias.name };
             return respond_upstream(gw, s, ctx, inb, up, upstream_format, names, &dropped).await;
         }
         // An error answer: read it (bounded) so the connection can be reused, then decide.
@@ -260,8 +219,7 @@ async fn proxy(
         let retry_after = up.header("retry-after").map(str::to_string);
         let headers = up.headers().cloned();
         up.release(&gw.connector).await;
-        ctx.attempt_log
-            .push(format!("{}/{}: HTTP {status}", provider.name, target.model));
+        ctx.attempt_log.push(format!("{}/{}: HTTP {status}", provider.name, target.model));
         let retry = plan.rejected(&step, status, headers.as_ref(), retry_after.as_deref());
         let message = formats::translate_error(upstream_format, inb.format, status, &err_body);
         if !retry {
@@ -280,14 +238,10 @@ async fn proxy(
             format!("{} answered HTTP {status}", provider.name),
         ));
     }
-    let e = last.unwrap_or_else(|| {
-        GatewayError::new(502, ErrorKind::UpstreamError, "no target is available")
-    });
+    let e =
+        last.unwrap_or_else(|| GatewayError::new(502, ErrorKind::UpstreamError, "no target is available"));
     let e = GatewayError {
-        message: format!(
-            "all targets failed after {} attempt(s); last: {}",
-            ctx.attempts, e.message
-        ),
+        message: format!("all targets failed after {} attempt(s); last: {}", ctx.attempts, e.message),
         ..e
     };
     respond::error(s, ctx, inb.format, e).await
@@ -311,10 +265,7 @@ fn upstream_body(
             .map_err(|e| GatewayError::bad_request(e.to_string()))?;
         return Ok((Bytes::from(body), Vec::new()));
     }
-    let opts = RequestOptions {
-        target_model: model,
-        default_max_tokens,
-    };
+    let opts = RequestOptions { target_model: model, default_max_tokens };
     let enc = formats::translate_request(inb.format, to, &inb.body, &opts)
         .map_err(|e| GatewayError::bad_request(e.to_string()))?;
     Ok((Bytes::from(enc.body), enc.dropped))
@@ -338,11 +289,8 @@ async fn respond_upstream(
     names: Names<'_>,
     dropped: &[&'static str],
 ) -> pingora::Result<()> {
-    let opts = ResponseOptions {
-        model: names.alias,
-        gemini_sse: inb.gemini_sse,
-        include_usage: inb.include_usage,
-    };
+    let opts =
+        ResponseOptions { model: names.alias, gemini_sse: inb.gemini_sse, include_usage: inb.include_usage };
     let same = from == inb.format;
     let mut h = ResponseHeader::build(200, Some(8))?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
@@ -389,26 +337,16 @@ async fn respond_upstream(
     }
 
     let gemini_array = inb.format == Format::Gemini && !inb.gemini_sse;
-    h.insert_header(
-        "content-type",
-        if gemini_array {
-            "application/json"
-        } else {
-            "text/event-stream"
-        },
-    )?;
+    h.insert_header("content-type", if gemini_array { "application/json" } else { "text/event-stream" })?;
     h.insert_header("cache-control", "no-cache")?;
     s.write_response_header(Box::new(h), false).await?;
 
     let mut mode = if same {
-        StreamMode::Observe {
-            usage: passthrough::OpenAiStreamUsage::default(),
-            strip_usage: from == Format::OpenAiChat && !inb.include_usage,
-        }
+        StreamMode::Observe(passthrough::OpenAiStreamUsage::new(
+            from == Format::OpenAiChat && !inb.include_usage,
+        ))
     } else {
-        StreamMode::Translate(Box::new(formats::StreamTranslator::new(
-            from, inb.format, &opts,
-        )))
+        StreamMode::Translate(Box::new(formats::StreamTranslator::new(from, inb.format, &opts)))
     };
     let mut out = Vec::with_capacity(4096);
     loop {
@@ -416,13 +354,11 @@ async fn respond_upstream(
             Ok(Some(chunk)) => {
                 out.clear();
                 let data = match &mut mode {
-                    StreamMode::Observe { usage, strip_usage } => {
-                        usage.feed(&chunk);
-                        if *strip_usage {
-                            strip_usage_chunk(&chunk, &mut out);
-                            Bytes::copy_from_slice(&out)
-                        } else {
+                    StreamMode::Observe(o) => {
+                        if o.feed(&chunk, &mut out) {
                             chunk
+                        } else {
+                            Bytes::copy_from_slice(&out)
                         }
                     }
                     StreamMode::Translate(t) => {
@@ -447,14 +383,13 @@ async fn respond_upstream(
             }
             Ok(None) => {
                 out.clear();
-                if let StreamMode::Translate(t) = &mut mode {
-                    t.finish(&mut out);
+                match &mut mode {
+                    StreamMode::Translate(t) => t.finish(&mut out),
+                    StreamMode::Observe(o) => o.finish(&mut out),
                 }
                 mode.take_usage(ctx);
                 up.release(&gw.connector).await;
-                return s
-                    .write_response_body(Some(Bytes::copy_from_slice(&out)), true)
-                    .await;
+                return s.write_response_body(Some(Bytes::copy_from_slice(&out)), true).await;
             }
             Err(e) => {
                 // After the first byte there is no retry: end the stream with an error event.
@@ -466,32 +401,27 @@ async fn respond_upstream(
                 };
                 match &mut mode {
                     StreamMode::Translate(t) => t.fail(kind, &e.to_string(), &mut out),
-                    StreamMode::Observe { .. } => {
+                    StreamMode::Observe(_) => {
                         out.extend_from_slice(&stream_error_event(inb.format, kind, &e.to_string()))
                     }
                 }
                 mode.take_usage(ctx);
                 ctx.error = Some(e.to_string());
-                return s
-                    .write_response_body(Some(Bytes::copy_from_slice(&out)), true)
-                    .await;
+                return s.write_response_body(Some(Bytes::copy_from_slice(&out)), true).await;
             }
         }
     }
 }
 
 enum StreamMode {
-    Observe {
-        usage: passthrough::OpenAiStreamUsage,
-        strip_usage: bool,
-    },
+    Observe(passthrough::OpenAiStreamUsage),
     Translate(Box<formats::StreamTranslator>),
 }
 
 impl StreamMode {
     fn take_usage(&self, ctx: &mut RequestCtx) {
         ctx.usage = match self {
-            StreamMode::Observe { usage, .. } => usage.usage().unwrap_or_default(),
+            StreamMode::Observe(o) => o.usage().unwrap_or_default(),
             StreamMode::Translate(t) => t.usage(),
         };
     }
@@ -505,25 +435,10 @@ fn usage_of(format: Format, body: &[u8]) -> Option<formats::Usage> {
             format,
             Format::OpenAiChat,
             body,
-            &ResponseOptions {
-                model: "",
-                gemini_sse: true,
-                include_usage: false,
-            },
+            &ResponseOptions { model: "", gemini_sse: true, include_usage: false },
         )
         .ok()
         .map(|(_, u)| u),
-    }
-}
-
-/// Drop the usage-only chunk (`"choices":[]`) the gateway asked for but the client did not.
-fn strip_usage_chunk(chunk: &[u8], out: &mut Vec<u8>) {
-    let finder = memchr::memmem::Finder::new(b"\"choices\":[]");
-    for event in chunk.split_inclusive(|&b| b == b'\n') {
-        if event.starts_with(b"data:") && finder.find(event).is_some() {
-            continue;
-        }
-        out.extend_from_slice(event);
     }
 }
 

@@ -33,30 +33,18 @@ impl Endpoint {
             "/healthz" if get => Endpoint::Healthz,
             "/readyz" if get => Endpoint::Readyz,
             "/v1/models" | "/models" if get => Endpoint::Models,
-            "/v1/chat/completions" | "/chat/completions" if post => Endpoint::Chat {
-                format: Format::OpenAiChat,
-                gemini: None,
-            },
-            "/v1/responses" | "/responses" if post => Endpoint::Chat {
-                format: Format::OpenAiResponses,
-                gemini: None,
-            },
-            "/v1/messages" if post => Endpoint::Chat {
-                format: Format::Anthropic,
-                gemini: None,
-            },
+            "/v1/chat/completions" | "/chat/completions" if post => {
+                Endpoint::Chat { format: Format::OpenAiChat, gemini: None }
+            }
+            "/v1/responses" | "/responses" if post => {
+                Endpoint::Chat { format: Format::OpenAiResponses, gemini: None }
+            }
+            "/v1/messages" if post => Endpoint::Chat { format: Format::Anthropic, gemini: None },
             "/v1/messages/count_tokens" if post => Endpoint::CountTokens,
-            _ if post => match path
-                .strip_prefix("/v1beta/models/")
-                .and_then(|r| r.rsplit_once(':'))
-            {
+            _ if post => match path.strip_prefix("/v1beta/models/").and_then(|r| r.rsplit_once(':')) {
                 Some((model, "generateContent")) if !model.is_empty() => Endpoint::Chat {
                     format: Format::Gemini,
-                    gemini: Some(GeminiCall {
-                        model: model.to_string(),
-                        stream: false,
-                        sse: false,
-                    }),
+                    gemini: Some(GeminiCall { model: model.to_string(), stream: false, sse: false }),
                 },
                 Some((model, "streamGenerateContent")) if !model.is_empty() => Endpoint::Chat {
                     format: Format::Gemini,
@@ -91,21 +79,12 @@ mod tests {
 
     #[test]
     fn paths_map_to_endpoints() {
-        assert_eq!(
-            Endpoint::classify(&Method::GET, "/healthz", None),
-            Endpoint::Healthz
-        );
+        assert_eq!(Endpoint::classify(&Method::GET, "/healthz", None), Endpoint::Healthz);
         assert_eq!(
             Endpoint::classify(&Method::POST, "/v1/chat/completions", None),
-            Endpoint::Chat {
-                format: Format::OpenAiChat,
-                gemini: None
-            }
+            Endpoint::Chat { format: Format::OpenAiChat, gemini: None }
         );
-        assert_eq!(
-            Endpoint::classify(&Method::GET, "/v1/chat/completions", None),
-            Endpoint::NotFound
-        );
+        assert_eq!(Endpoint::classify(&Method::GET, "/v1/chat/completions", None), Endpoint::NotFound);
         assert_eq!(
             Endpoint::classify(
                 &Method::POST,
@@ -114,11 +93,7 @@ mod tests {
             ),
             Endpoint::Chat {
                 format: Format::Gemini,
-                gemini: Some(GeminiCall {
-                    model: "fast".into(),
-                    stream: true,
-                    sse: true
-                })
+                gemini: Some(GeminiCall { model: "fast".into(), stream: true, sse: true })
             }
         );
         assert_eq!(

@@ -62,11 +62,7 @@ impl ProxyHttp for Gateway {
     }
 
     /// Never reached: `request_filter` serves every request and returns `Ok(true)`.
-    async fn upstream_peer(
-        &self,
-        _s: &mut Session,
-        _ctx: &mut RequestCtx,
-    ) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _s: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         Error::e_explain(
             ErrorType::InternalError,
             "upstream_peer is not used: requests are served in request_filter",
@@ -112,31 +108,21 @@ impl ProxyHttp for Gateway {
                         .filter(|(i, _)| key.allows(*i))
                         .map(|(_, a)| serde_json::json!({"id": a.name, "object": "model", "created": 0, "owned_by": "llm-gateway"}))
                         .collect();
-                    let body =
-                        serde_json::to_vec(&serde_json::json!({"object": "list", "data": data}))
-                            .unwrap_or_default();
+                    let body = serde_json::to_vec(&serde_json::json!({"object": "list", "data": data}))
+                        .unwrap_or_default();
                     respond::json(s, ctx, 200, body, &[]).await?;
                 }
             }
             Endpoint::CountTokens => {
                 ctx.endpoint = "count_tokens";
                 let snap = self.store.load();
-                if chat::authenticate(s, ctx, &snap, fallback_format)
-                    .await?
-                    .is_some()
-                {
+                if chat::authenticate(s, ctx, &snap, fallback_format).await?.is_some() {
                     match chat::read_body(s, snap.limits.max_body_bytes).await? {
                         Ok(body) => {
                             // An estimate: about four bytes of JSON per token.
                             let n = (body.len() / 4).max(1);
-                            respond::json(
-                                s,
-                                ctx,
-                                200,
-                                format!("{{\"input_tokens\":{n}}}").into_bytes(),
-                                &[],
-                            )
-                            .await?;
+                            respond::json(s, ctx, 200, format!("{{\"input_tokens\":{n}}}").into_bytes(), &[])
+                                .await?;
                         }
                         Err(e) => respond::error(s, ctx, fallback_format, e).await?,
                     }
@@ -150,13 +136,8 @@ impl ProxyHttp for Gateway {
             Endpoint::NotFound => {
                 ctx.endpoint = "not_found";
                 let msg = format!("no route for {} {}", req.method, req.uri.path());
-                respond::error(
-                    s,
-                    ctx,
-                    fallback_format,
-                    GatewayError::new(404, ErrorKind::NotFound, msg),
-                )
-                .await?;
+                respond::error(s, ctx, fallback_format, GatewayError::new(404, ErrorKind::NotFound, msg))
+                    .await?;
             }
         }
         Ok(true)
@@ -191,10 +172,7 @@ impl ProxyHttp for Gateway {
             cached_tokens: ctx.usage.cache_read_tokens,
             reasoning_tokens: ctx.usage.reasoning_tokens,
             cost_usd: cost_usd(alias.and_then(|a| a.pricing.as_ref()), &ctx.usage),
-            latency_ms: ctx
-                .started
-                .map(|t| t.elapsed().as_secs_f64() * 1e3)
-                .unwrap_or(0.0),
+            latency_ms: ctx.started.map(|t| t.elapsed().as_secs_f64() * 1e3).unwrap_or(0.0),
             attempts: ctx.attempts,
             attempt_log: std::mem::take(&mut ctx.attempt_log),
             error: ctx.error.take().or_else(|| e.map(|e| e.to_string())),
@@ -205,12 +183,7 @@ impl ProxyHttp for Gateway {
 
 /// Keep a sane client `x-request-id`, else make one.
 fn request_id(s: &Session) -> String {
-    if let Some(v) = s
-        .req_header()
-        .headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(v) = s.req_header().headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
         if !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()) {
             return v.to_string();
         }
@@ -220,6 +193,5 @@ fn request_id(s: &Session) -> String {
 
 fn now_rfc3339() -> String {
     let t = time::OffsetDateTime::from(SystemTime::now());
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

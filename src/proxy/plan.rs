@@ -30,24 +30,9 @@ pub struct Plan {
 impl Routing {
     pub fn plan(&self, snap: &Snapshot, alias: usize) -> Plan {
         let mut chain = vec![alias];
-        chain.extend(
-            snap.aliases[alias]
-                .fallbacks
-                .iter()
-                .copied()
-                .filter(|&f| f != alias),
-        );
-        let targets_per_alias = chain
-            .iter()
-            .map(|&a| snap.aliases[a].targets.len())
-            .collect();
-        Plan {
-            chain,
-            pos: 0,
-            tried: Vec::new(),
-            max_attempts: snap.limits.max_attempts,
-            targets_per_alias,
-        }
+        chain.extend(snap.aliases[alias].fallbacks.iter().copied().filter(|&f| f != alias));
+        let targets_per_alias = chain.iter().map(|&a| snap.aliases[a].targets.len()).collect();
+        Plan { chain, pos: 0, tried: Vec::new(), max_attempts: snap.limits.max_attempts, targets_per_alias }
     }
 }
 
@@ -58,10 +43,7 @@ impl Plan {
             if (self.tried.len() as u32) < self.max_attempts && self.tried.len() < n {
                 let t = self.tried.len();
                 self.tried.push(t);
-                return Some(Step {
-                    alias: self.chain[self.pos],
-                    target: t,
-                });
+                return Some(Step { alias: self.chain[self.pos], target: t });
             }
             self.pos += 1;
             self.tried.clear();

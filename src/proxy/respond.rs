@@ -18,11 +18,7 @@ pub struct GatewayError {
 
 impl GatewayError {
     pub fn new(status: u16, kind: ErrorKind, message: impl Into<String>) -> Self {
-        GatewayError {
-            status,
-            kind,
-            message: message.into(),
-        }
+        GatewayError { status, kind, message: message.into() }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, ErrorKind::InvalidRequest, message)

@@ -61,9 +61,7 @@ impl Upstream {
     pub fn header(&self, name: &str) -> Option<&str> {
         match self {
             Upstream::Http { header, .. } => header.headers.get(name).and_then(|v| v.to_str().ok()),
-            Upstream::Mock { content_type, .. } => {
-                (name == "content-type").then_some(*content_type)
-            }
+            Upstream::Mock { content_type, .. } => (name == "content-type").then_some(*content_type),
         }
     }
 
@@ -78,8 +76,7 @@ impl Upstream {
     pub fn is_event_stream(&self) -> bool {
         self.header("content-type").is_some_and(|ct| {
             let ct = ct.to_ascii_lowercase();
-            ct.starts_with("text/event-stream")
-                || ct.starts_with("application/vnd.amazon.eventstream")
+            ct.starts_with("text/event-stream") || ct.starts_with("application/vnd.amazon.eventstream")
         })
     }
 
@@ -87,15 +84,9 @@ impl Upstream {
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, AttemptError> {
         match self {
             Upstream::Mock { chunks, .. } => Ok(chunks.next()),
-            Upstream::Http {
-                session,
-                provider,
-                timeout,
-                ..
-            } => session
-                .read_response_body()
-                .await
-                .map_err(|e| classify(provider, *timeout, &e)),
+            Upstream::Http { session, provider, timeout, .. } => {
+                session.read_response_body().await.map_err(|e| classify(provider, *timeout, &e))
+            }
         }
     }
 
@@ -114,11 +105,7 @@ impl Upstream {
                 }
                 (_, Some(b)) => b.extend_from_slice(&chunk),
             }
-            let len = buf
-                .as_ref()
-                .map(|b| b.len())
-                .or(first.as_ref().map(|f| f.len()))
-                .unwrap_or(0);
+            let len = buf.as_ref().map(|b| b.len()).or(first.as_ref().map(|f| f.len())).unwrap_or(0);
             if len > max {
                 return Err(AttemptError::Io {
                     provider: self.provider().into(),
@@ -142,9 +129,7 @@ impl Upstream {
     /// Return the connection to the pool (only reused if the body was read to the end).
     pub async fn release(self, connector: &Connector) {
         if let Upstream::Http { session, peer, .. } = self {
-            connector
-                .release_http_session(session, &*peer, Some(POOL_IDLE_TIMEOUT))
-                .await;
+            connector.release_http_session(session, &*peer, Some(POOL_IDLE_TIMEOUT)).await;
         }
     }
 }
@@ -170,17 +155,11 @@ pub async fn send(
     let ep = provider
         .endpoint
         .as_ref()
-        .ok_or_else(|| AttemptError::Connect {
-            provider: name.clone(),
-            detail: "no base_url".into(),
-        })?;
-    let addr = resolver
-        .resolve(&ep.host, ep.port)
-        .await
-        .map_err(|e| AttemptError::Connect {
-            provider: name.clone(),
-            detail: format!("DNS lookup of {}: {e}", ep.host),
-        })?;
+        .ok_or_else(|| AttemptError::Connect { provider: name.clone(), detail: "no base_url".into() })?;
+    let addr = resolver.resolve(&ep.host, ep.port).await.map_err(|e| AttemptError::Connect {
+        provider: name.clone(),
+        detail: format!("DNS lookup of {}: {e}", ep.host),
+    })?;
     let mut peer = HttpPeer::new(addr, ep.tls, ep.sni().to_string());
     let o = &mut peer.options;
     o.connection_timeout = Some(limits.connect_timeout);
@@ -192,14 +171,13 @@ pub async fn send(
     o.verify_hostname = provider.tls_verify;
     let timeout = limits.upstream_timeout;
 
-    let (mut session, _reused) = connector
-        .get_http_session(&peer)
-        .await
-        .map_err(|e| classify(&name, timeout, &e))?;
-    let header = request_header(&ep.authority, req).map_err(|e| AttemptError::Io {
-        provider: name.clone(),
-        detail: e.to_string(),
-    })?;
+    let (mut session, _reused) =
+        connector.get_http_session(&peer).await.map_err(|e| classify(&name, timeout, &e))?;
+    // The connector does not copy the peer's timeouts onto the session.
+    session.set_read_timeout(Some(timeout));
+    session.set_write_timeout(Some(timeout));
+    let header = request_header(&ep.authority, req)
+        .map_err(|e| AttemptError::Io { provider: name.clone(), detail: e.to_string() })?;
     let io = async {
         session.write_request_header(Box::new(header)).await?;
         if !req.body.is_empty() {
@@ -214,33 +192,17 @@ pub async fn send(
         .response_header()
         .cloned()
         .map(Box::new)
-        .ok_or_else(|| AttemptError::Io {
-            provider: name.clone(),
-            detail: "no response header".into(),
-        })?;
-    Ok(Upstream::Http {
-        session,
-        peer: Box::new(peer),
-        header,
-        provider: name,
-        timeout,
-    })
+        .ok_or_else(|| AttemptError::Io { provider: name.clone(), detail: "no response header".into() })?;
+    Ok(Upstream::Http { session, peer: Box::new(peer), header, provider: name, timeout })
 }
 
 fn request_header(authority: &str, req: &UpstreamRequest) -> PResult<RequestHeader> {
-    let mut h = RequestHeader::build(
-        "POST",
-        req.path_and_query.as_bytes(),
-        Some(6 + req.headers.len()),
-    )?;
+    let mut h = RequestHeader::build("POST", req.path_and_query.as_bytes(), Some(6 + req.headers.len()))?;
     h.insert_header("host", authority)?;
     h.insert_header("content-type", "application/json")?;
     h.insert_header("content-length", req.body.len().to_string())?;
     h.insert_header("accept-encoding", "identity")?;
-    h.insert_header(
-        "user-agent",
-        concat!("llm-gateway/", env!("CARGO_PKG_VERSION")),
-    )?;
+    h.insert_header("user-agent", concat!("llm-gateway/", env!("CARGO_PKG_VERSION")))?;
     for (k, v) in &req.headers {
         h.insert_header(*k, v.as_str())?;
     }
@@ -251,20 +213,11 @@ fn classify(provider: &str, timeout: Duration, e: &pingora::Error) -> AttemptErr
     use ErrorType::*;
     let provider = provider.to_string();
     match e.etype() {
-        ReadTimedout | WriteTimedout => AttemptError::Timeout {
-            provider,
-            after: timeout,
-        },
+        ReadTimedout | WriteTimedout => AttemptError::Timeout { provider, after: timeout },
         ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure
         | TLSHandshakeTimedout | InvalidCert | HandshakeError | SocketError | BindError => {
-            AttemptError::Connect {
-                provider,
-                detail: e.to_string(),
-            }
+            AttemptError::Connect { provider, detail: e.to_string() }
         }
-        _ => AttemptError::Io {
-            provider,
-            detail: e.to_string(),
-        },
+        _ => AttemptError::Io { provider, detail: e.to_string() },
     }
 }

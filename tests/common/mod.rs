@@ -1,0 +1,346 @@
+//! Test harness: a scriptable HTTP/1.1 mock upstream on loopback, and the real `llm-gateway`
+//! binary started on a generated config. Every test gets its own ports and state directory.
+#![allow(dead_code)]
+
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One request as the mock upstream received it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("upstream got JSON")
+    }
+}
+
+/// What the mock upstream answers.
+pub enum Reply {
+    /// A complete answer with Content-Length.
+    Full { status: u16, headers: Vec<(String, String)>, body: Vec<u8> },
+    /// A chunked answer; each part is sent after waiting for its `Gate` (if any) or delay.
+    Stream { status: u16, content_type: String, parts: Vec<(Wait, Vec<u8>)> },
+    /// Never answer (for timeouts).
+    Hang,
+    /// Close the connection without answering.
+    Close,
+}
+
+pub enum Wait {
+    None,
+    Delay(Duration),
+    /// Wait until the test opens this gate.
+    Gate(Arc<tokio::sync::Notify>),
+}
+
+impl Reply {
+    pub fn json(status: u16, body: &str) -> Reply {
+        Reply::Full {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+    pub fn with_header(mut self, k: &str, v: &str) -> Reply {
+        if let Reply::Full { headers, .. } = &mut self {
+            headers.push((k.into(), v.into()));
+        }
+        self
+    }
+    pub fn sse(parts: Vec<(Wait, &str)>) -> Reply {
+        Reply::Stream {
+            status: 200,
+            content_type: "text/event-stream".into(),
+            parts: parts.into_iter().map(|(w, s)| (w, s.as_bytes().to_vec())).collect(),
+        }
+    }
+}
+
+type Handler = dyn Fn(&Received, usize) -> Reply + Send + Sync;
+
+/// A mock upstream: records every request, answers with `handler(request, n)` (n = 0, 1, ...).
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    count: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockUpstream {
+    pub async fn start(handler: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static) -> MockUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let count = Arc::new(AtomicUsize::new(0));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (rec, cnt) = (received.clone(), count.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else { return };
+                let (rec, cnt, handler) = (rec.clone(), cnt.clone(), handler.clone());
+                tokio::spawn(async move {
+                    let _ = serve(sock, rec, cnt, handler).await;
+                });
+            }
+        });
+        MockUpstream { addr, received, count, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(
+    mut sock: TcpStream,
+    rec: Arc<Mutex<Vec<Received>>>,
+    cnt: Arc<AtomicUsize>,
+    handler: Arc<Handler>,
+) -> std::io::Result<()> {
+    sock.set_nodelay(true)?;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    loop {
+        // Read a header.
+        let head_end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i;
+            }
+            let mut tmp = [0u8; 65536];
+            let n = sock.read(&mut tmp).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let mut first = lines.next().unwrap_or("").split(' ');
+        let method = first.next().unwrap_or("").to_string();
+        let path = first.next().unwrap_or("").to_string();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let body_start = head_end + 4;
+        while buf.len() < body_start + len {
+            let mut tmp = [0u8; 65536];
+            let n = sock.read(&mut tmp).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        }
+        let body = buf[body_start..body_start + len].to_vec();
+        buf.drain(..body_start + len);
+        let req = Received { method, path, headers, body };
+        let n = cnt.fetch_add(1, Ordering::SeqCst);
+        rec.lock().push(req.clone());
+        match handler(&req, n) {
+            Reply::Full { status, headers, body } => {
+                let mut out = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len());
+                for (k, v) in headers {
+                    out.push_str(&format!("{k}: {v}\r\n"));
+                }
+                out.push_str("\r\n");
+                let mut bytes = out.into_bytes();
+                bytes.extend_from_slice(&body);
+                sock.write_all(&bytes).await?;
+            }
+            Reply::Stream { status, content_type, parts } => {
+                let h = format!("HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n");
+                sock.write_all(h.as_bytes()).await?;
+                for (wait, data) in parts {
+                    match wait {
+                        Wait::None => {}
+                        Wait::Delay(d) => tokio::time::sleep(d).await,
+                        Wait::Gate(g) => g.notified().await,
+                    }
+                    if !data.is_empty() {
+                        sock.write_all(format!("{:x}\r\n", data.len()).as_bytes()).await?;
+                        sock.write_all(&data).await?;
+                        sock.write_all(b"\r\n").await?;
+                    }
+                }
+                sock.write_all(b"0\r\n\r\n").await?;
+            }
+            Reply::Hang => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            Reply::Close => return Ok(()),
+        }
+    }
+}
+
+fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub const KEY: &str = "sk-test-key";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// The running gateway binary. Killed on drop.
+pub struct Gateway {
+    pub port: u16,
+    pub admin_port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Gateway {
+    /// Start on `body` (providers/models/keys...); `listen`, `admin` and `state_dir` are added.
+    /// `{KEY_HASH}` in `body` is replaced by the stored form of `KEY`.
+    pub async fn start(body: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, admin_port) = (free_port(), free_port());
+        let text = Self::config_text(port, admin_port, &dir.path().join("state"), body);
+        std::fs::write(dir.path().join("gateway.yaml"), text).unwrap();
+        let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_llm-gateway"))
+            .args(["run", "-c"])
+            .arg(dir.path().join("gateway.yaml"))
+            .args(["--threads", "2"])
+            .env("LLM_GATEWAY_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let gw = Gateway { port, admin_port, dir, child };
+        gw.wait_ready().await;
+        gw
+    }
+
+    pub fn config_text(port: u16, admin_port: u16, state: &std::path::Path, body: &str) -> String {
+        format!(
+            "listen: \"127.0.0.1:{port}\"\nadmin: {{ listen: \"127.0.0.1:{admin_port}\", token: {ADMIN_TOKEN} }}\nstate_dir: {}\n{}",
+            state.display(),
+            body.replace("{KEY_HASH}", &llm_gateway::auth::stored_form(KEY))
+        )
+    }
+
+    /// Rewrite the config file (hot reload picks it up).
+    pub fn write_config(&self, body: &str) {
+        let text = Self::config_text(self.port, self.admin_port, &self.dir.path().join("state"), body);
+        let tmp = self.dir.path().join("gateway.yaml.tmp");
+        let mut f = std::fs::File::create(&tmp).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f.sync_all().unwrap();
+        std::fs::rename(tmp, self.config_path()).unwrap();
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.yaml")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = reqwest::Client::new();
+        while Instant::now() < deadline {
+            if let Ok(r) = client.get(self.url("/healthz")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway did not become ready; log:\n{}", self.log());
+    }
+
+    /// Lines of `usage.jsonl`, waiting up to 2 s for `n` of them.
+    pub async fn usage_lines(&self, n: usize) -> Vec<serde_json::Value> {
+        let path = self.dir.path().join("state/usage.jsonl");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            if lines.len() >= n || Instant::now() > deadline {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config body with one openai-kind provider at `upstream` and alias `fast`.
+pub fn openai_config(upstream: &str, extra_limits: &str) -> String {
+    format!(
+        r#"limits: {{ upstream_timeout_ms: 2000, max_body_bytes: 2097152 {extra_limits} }}
+providers:
+  - {{ name: up, kind: openai, base_url: "{upstream}", api_key: sk-provider-secret }}
+models:
+  - alias: fast
+    targets: [ {{ provider: up, model: gpt-4o-mini }} ]
+    pricing: {{ input_per_mtok: 1.0, output_per_mtok: 2.0 }}
+  - alias: other
+    targets: [ {{ provider: up, model: gpt-4o }} ]
+keys:
+  - {{ id: k1, hash: "{{KEY_HASH}}", models: [fast] }}
+"#
+    )
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+}

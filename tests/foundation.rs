@@ -1,0 +1,337 @@
+//! Foundation: the gateway binary in front of a mock OpenAI upstream on loopback.
+//! Exact-byte passthrough, streaming without buffering, large bodies, error shapes, timeouts,
+//! hot reload during a stream, refused reloads, and `check`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const COMPLETION: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hi there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":11,"completion_tokens":2,"total_tokens":13}}"#;
+
+fn chat_body(model: &str, stream: bool) -> String {
+    format!(
+        r#"{{"model":"{model}","stream":{stream},"messages":[{{"role":"user","content":"Hello"}}],"temperature":0.25}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_stream_is_passed_through_byte_for_byte() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, COMPLETION)).await;
+    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("x-request-id", "req-123")
+        .body(chat_body("fast", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "req-123");
+    assert_eq!(r.headers()["x-gateway-provider"], "up");
+    assert_eq!(r.headers()["x-gateway-model"], "gpt-4o-mini");
+    assert_eq!(r.text().await.unwrap(), COMPLETION);
+
+    let got = &up.requests()[0];
+    assert_eq!(got.path, "/v1/chat/completions");
+    assert_eq!(got.header("authorization"), Some("Bearer sk-provider-secret"));
+    assert_eq!(got.header("accept-encoding"), Some("identity"));
+    // Only `model` changed; every other byte is the client's.
+    assert_eq!(String::from_utf8(got.body.clone()).unwrap(), chat_body("gpt-4o-mini", false));
+
+    let usage = gw.usage_lines(1).await;
+    assert_eq!(usage[0]["input_tokens"], 11);
+    assert_eq!(usage[0]["output_tokens"], 2);
+    assert_eq!(usage[0]["request_id"], "req-123");
+    assert!((usage[0]["cost_usd"].as_f64().unwrap() - 15e-6).abs() < 1e-12);
+    assert!(!gw.log().contains("sk-provider-secret"), "provider secret leaked to the log");
+}
+
+const EVENTS: [&str; 4] = [
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7}}\n\n",
+    "data: [DONE]\n\n",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_is_passed_through_and_usage_is_recorded() {
+    let up = MockUpstream::start(|_, _| Reply::sse(EVENTS.iter().map(|e| (Wait::None, *e)).collect())).await;
+    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let c = client();
+    // The client asks for usage: the stream is the upstream's, byte for byte.
+    let body = r#"{"model":"fast","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]}"#;
+    let r = c.post(gw.url("/v1/chat/completions")).bearer_auth(KEY).body(body).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    assert_eq!(r.text().await.unwrap(), EVENTS.concat());
+    // The client did not ask: the gateway still asks upstream (for accounting) but strips the usage event.
+    let r = c
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .body(chat_body("fast", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), [EVENTS[0], EVENTS[1], EVENTS[3]].concat());
+    let sent = up.requests()[1].json();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    let usage = gw.usage_lines(2).await;
+    assert_eq!((usage[1]["input_tokens"].as_u64(), usage[1]["output_tokens"].as_u64()), (Some(5), Some(2)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_sse_event_reaches_the_client_before_the_upstream_sends_the_next() {
+    let gates: Vec<Arc<tokio::sync::Notify>> = (0..3).map(|_| Arc::new(tokio::sync::Notify::new())).collect();
+    let g = gates.clone();
+    let up = MockUpstream::start(move |_, _| {
+        Reply::sse(vec![
+            (Wait::None, EVENTS[0]),
+            (Wait::Gate(g[0].clone()), EVENTS[1]),
+            (Wait::Gate(g[1].clone()), EVENTS[2]),
+            (Wait::Gate(g[2].clone()), EVENTS[3]),
+        ])
+    })
+    .await;
+    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let body = r#"{"model":"fast","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]}"#;
+    let mut r =
+        client().post(gw.url("/v1/chat/completions")).bearer_auth(KEY).body(body).send().await.unwrap();
+    let mut seen = String::new();
+    for (i, expected) in EVENTS.iter().enumerate() {
+        // The upstream holds event i+1 until we open gate i, so event i must arrive on its own.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !seen.ends_with(expected) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = tokio::time::timeout(left, r.chunk())
+                .await
+                .unwrap_or_else(|_| panic!("event {i} was held back by the gateway; got so far: {seen:?}"))
+                .unwrap();
+            seen.push_str(std::str::from_utf8(&chunk.expect("stream ended early")).unwrap());
+        }
+        if let Some(g) = gates.get(i) {
+            g.notify_one();
+        }
+    }
+    assert_eq!(seen, EVENTS.concat());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_mebibyte_body_is_routed_by_model_and_arrives_intact() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, COMPLETION)).await;
+    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let big = "x".repeat(1024 * 1024);
+    // `model` comes last, after a megabyte of prompt.
+    let body = format!(r#"{{"messages":[{{"role":"user","content":"{big}"}}],"model":"fast"}}"#);
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = &up.requests()[0];
+    assert_eq!(got.body.len(), body.len() + "gpt-4o-mini".len() - "fast".len());
+    assert_eq!(
+        String::from_utf8(got.body.clone()).unwrap(),
+        body.replace(r#""model":"fast""#, r#""model":"gpt-4o-mini""#)
+    );
+}
+
+async fn error_of(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert!(r.headers().contains_key("x-request-id"));
+    (status, serde_json::from_slice(&r.bytes().await.unwrap()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_and_routing_errors_have_the_callers_shape() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, COMPLETION)).await;
+    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let c = client();
+    let chat = gw.url("/v1/chat/completions");
+
+    let (s, e) = error_of(c.post(&chat).body(chat_body("fast", false)).send().await.unwrap()).await;
+    assert_eq!(s, 401);
+    assert_eq!(e["error"]["type"], "invalid_request_error");
+    assert!(e["error"]["message"].as_str().unwrap().contains("missing API key"));
+
+    let (s, e) =
+        error_of(c.post(&chat).bearer_auth("sk-wrong").body(chat_body("fast", false)).send().await.unwrap())
+            .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_api_key")));
+
+    let (s, e) =
+        error_of(c.post(&chat).bearer_auth(KEY).body(chat_body("other", false)).send().await.unwrap()).await;
+    assert_eq!(s, 403);
+    assert!(e["error"]["message"].as_str().unwrap().contains("\"other\""));
+
+    let (s, e) =
+        error_of(c.post(&chat).bearer_auth(KEY).body(chat_body("nope", false)).send().await.unwrap()).await;
+    assert_eq!(s, 404);
+    assert!(e["error"]["message"].as_str().unwrap().contains("\"nope\""));
+
+    let (s, e) = error_of(c.post(&chat).bearer_auth(KEY).body("{not json").send().await.unwrap()).await;
+    assert_eq!((s, e["error"]["type"].as_str()), (400, Some("invalid_request_error")));
+
+    let huge = format!(
+        r#"{{"model":"fast","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "y".repeat(2 * 1024 * 1024 + 1)
+    );
+    let (s, e) = error_of(c.post(&chat).bearer_auth(KEY).body(huge).send().await.unwrap()).await;
+    assert_eq!(s, 413);
+    assert!(e["error"]["message"].as_str().unwrap().contains("max_body_bytes"));
+
+    // Anthropic callers get Anthropic's envelope; their SDK's x-api-key header works too.
+    let (s, e) = error_of(
+        c.post(gw.url("/v1/messages")).header("x-api-key", "sk-wrong").body("{}").send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(s, 401);
+    assert_eq!(e["type"], "error");
+    assert_eq!(e["error"]["type"], "authentication_error");
+
+    assert_eq!(up.count(), 0, "no error case may reach the upstream");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_does_not_answer_gives_504_within_the_timeout() {
+    let up = MockUpstream::start(|_, _| Reply::Hang).await;
+    let gw = Gateway::start(
+        &openai_config(&up.url(), ", max_attempts: 1")
+            .replace("upstream_timeout_ms: 2000", "upstream_timeout_ms: 300"),
+    )
+    .await;
+    let t = Instant::now();
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .body(chat_body("fast", false))
+        .send()
+        .await
+        .unwrap();
+    let (s, e) = error_of(r).await;
+    assert_eq!(s, 504);
+    assert_eq!(e["error"]["code"], "upstream_timeout");
+    assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hot_reload_adds_an_alias_while_an_older_stream_completes_intact() {
+    let up = MockUpstream::start(|_, _| {
+        Reply::sse(EVENTS.iter().map(|e| (Wait::Delay(Duration::from_millis(400)), *e)).collect())
+    })
+    .await;
+    let config = openai_config(&up.url(), "");
+    let gw = Gateway::start(&config).await;
+    let c = client();
+    let body = r#"{"model":"fast","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]}"#;
+    let stream = tokio::spawn({
+        let (c, url) = (c.clone(), gw.url("/v1/chat/completions"));
+        async move { c.post(url).bearer_auth(KEY).body(body).send().await.unwrap().text().await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let added = config
+        .replace("keys:", "  - alias: fresh\n    targets: [ { provider: up, model: gpt-fresh } ]\nkeys:")
+        .replace("models: [fast]", "models: [fast, fresh]");
+    gw.write_config(&added);
+    let t = Instant::now();
+    loop {
+        let r = c
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .body(chat_body("fresh", false))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "the new alias was not served within 2 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stream.await.unwrap(), EVENTS.concat(), "the stream started before the reload was cut");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_edit_is_refused_and_the_old_config_keeps_serving() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, COMPLETION)).await;
+    let config = openai_config(&up.url(), "");
+    let gw = Gateway::start(&config).await;
+    gw.write_config(&config.replace("provider: up, model: gpt-4o-mini", "provider: upp, model: gpt-4o-mini"));
+    let c = client();
+    let metrics = gw.admin_url("/metrics");
+    let t = Instant::now();
+    loop {
+        let m = c.get(&metrics).bearer_auth(ADMIN_TOKEN).send().await.unwrap().text().await.unwrap();
+        if m.contains("llm_gateway_config_reloads_total{result=\"error\"} 1") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "reload error not counted: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = c
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .body(chat_body("fast", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let log = gw.log();
+    assert!(
+        log.contains("config reload refused")
+            && log.contains("models[0].targets[0].provider: unknown provider \\\"upp\\\"")
+            || log.contains("models[0].targets[0].provider: unknown provider \"upp\""),
+        "{log}"
+    );
+}
+
+#[test]
+fn check_prints_every_error_with_its_path_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.yaml");
+    std::fs::write(
+        &path,
+        r#"listen: "127.0.0.1:8080"
+providers:
+  - { name: openai, kind: openai, api_key: sk-x }
+models:
+  - alias: a
+    targets: [ { provider: openai, model: m } ]
+  - alias: b
+    targets: [ { provider: openai, model: m } ]
+  - alias: c
+    targets: [ { provider: opnai, model: m, weight: 0 } ]
+  - alias: a
+    targets: []
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_llm-gateway"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for expected in [
+        "models[2].targets[0].provider: unknown provider \"opnai\"; did you mean \"openai\"?",
+        "models[2].targets[0].weight: 0 is not allowed",
+        "models[3].alias: duplicate alias \"a\"",
+        "models[3].targets: needs at least one target",
+        "4 error(s)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_llm-gateway"))
+        .args(["check", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/conf/gateway.yaml")])
+        .output()
+        .unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
+}

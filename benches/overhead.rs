@@ -1,0 +1,437 @@
+//! End-to-end overhead: the gateway vs a direct call to the same mock upstream (and, when the
+//! `nginx` binary is installed, vs nginx as a plain reverse proxy: our bar is >= 0.7x its
+//! requests/s per core).
+//!
+//! Run: `cargo bench --bench overhead` (options after `--`: `--duration 5 --connections 32
+//! --rate 2000 --scenario chat|stream`). On a machine with >= 2 CPUs the proxy under test is
+//! pinned to CPU 1 with one worker thread, and this process (load generator + mock upstream)
+//! to CPU 0, so "per core" figures compare like with like.
+//!
+//! Reports, per target: max-throughput req/s (closed loop, N keep-alive connections), p50/p99
+//! latency at a fixed request rate (open loop, latency measured from the scheduled send time),
+//! and the proxy's CPU time per request (from /proc/<pid>/stat).
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"The quick brown fox jumps over the lazy dog."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":10,"total_tokens":22}}"#;
+const KEY: &str = "sk-bench";
+
+struct Opts {
+    duration: Duration,
+    connections: usize,
+    rate: u64,
+    scenario: String,
+}
+
+fn opts() -> Opts {
+    let args: Vec<String> = std::env::args().collect();
+    let get = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    Opts {
+        duration: Duration::from_secs_f64(get("--duration").and_then(|v| v.parse().ok()).unwrap_or(5.0)),
+        connections: get("--connections").and_then(|v| v.parse().ok()).unwrap_or(32),
+        rate: get("--rate").and_then(|v| v.parse().ok()).unwrap_or(2000),
+        scenario: get("--scenario").unwrap_or_else(|| "chat".into()),
+    }
+}
+
+fn main() {
+    let o = opts();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let pin = cpus >= 2;
+    if pin {
+        let _ =
+            Command::new("taskset").args(["-a", "-p", "-c", "0", &std::process::id().to_string()]).output();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(run(o, pin));
+}
+
+async fn run(o: Opts, pin: bool) {
+    let stream = o.scenario == "stream";
+    let mock = start_mock(stream).await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = if stream {
+        r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"Say something short."}]}"#
+    } else {
+        r#"{"model":"fast","messages":[{"role":"user","content":"Say something short."}],"temperature":0.2}"#
+    };
+
+    println!(
+        "scenario: {}, {} connections, fixed rate {} req/s, {:?} per run, pinned: {pin}",
+        o.scenario, o.connections, o.rate, o.duration
+    );
+    println!(
+        "{:<10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>14}",
+        "target", "max req/s", "p50 µs", "p99 µs", "fix p50", "fix p99", "cpu µs/req"
+    );
+
+    let direct = measure("direct", mock, None, &o, body).await;
+
+    let gw = start_gateway(dir.path(), mock, pin);
+    let gw_result = measure("gateway", gw.addr, Some(gw.child.id()), &o, body).await;
+
+    let nginx = start_nginx(dir.path(), mock, pin);
+    let nginx_result = match &nginx {
+        Some(n) => Some(measure("nginx", n.addr, n.worker_pid(), &o, body).await),
+        None => {
+            println!("nginx: not installed (apt-get install -y nginx) - skipped");
+            None
+        }
+    };
+    println!();
+    println!("gateway / direct throughput: {:.2}x", gw_result.max_rps / direct.max_rps);
+    println!(
+        "gateway added latency at {} req/s: p50 +{} µs, p99 +{} µs",
+        o.rate,
+        gw_result.fixed_p50.saturating_sub(direct.fixed_p50),
+        gw_result.fixed_p99.saturating_sub(direct.fixed_p99)
+    );
+    if let Some(n) = nginx_result {
+        println!("gateway / nginx throughput (one core each): {:.2}x", gw_result.max_rps / n.max_rps);
+        println!("gateway / nginx CPU per request: {:.2}x", gw_result.cpu_us / n.cpu_us);
+    }
+    drop(gw);
+    drop(nginx);
+}
+
+struct Result {
+    max_rps: f64,
+    fixed_p50: u64,
+    fixed_p99: u64,
+    cpu_us: f64,
+}
+
+async fn measure(name: &str, addr: SocketAddr, pid: Option<u32>, o: &Opts, body: &str) -> Result {
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\nauthorization: Bearer {KEY}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let req: Arc<[u8]> = req.into_bytes().into();
+    // Warm up (connections, pools, caches).
+    let _ = closed_loop(addr, req.clone(), o.connections, Duration::from_millis(500)).await;
+    let cpu0 = pid.map(cpu_ticks);
+    let (n, h, elapsed) = closed_loop(addr, req.clone(), o.connections, o.duration).await;
+    let cpu1 = pid.map(cpu_ticks);
+    let fixed = open_loop(addr, req, o.connections, o.rate, o.duration).await;
+    let cpu_us = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => (b - a) as f64 * 1e6 / ticks_per_sec() / n as f64,
+        _ => f64::NAN,
+    };
+    let r = Result {
+        max_rps: n as f64 / elapsed.as_secs_f64(),
+        fixed_p50: fixed.value_at_quantile(0.5),
+        fixed_p99: fixed.value_at_quantile(0.99),
+        cpu_us,
+    };
+    println!(
+        "{:<10} {:>12.0} {:>10} {:>10} {:>10} {:>10} {:>14.1}",
+        name,
+        r.max_rps,
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        r.fixed_p50,
+        r.fixed_p99,
+        r.cpu_us
+    );
+    r
+}
+
+/// N connections, each sending the next request as soon as the previous answer is complete.
+async fn closed_loop(
+    addr: SocketAddr,
+    req: Arc<[u8]>,
+    conns: usize,
+    dur: Duration,
+) -> (u64, Histogram<u64>, Duration) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (req, stop, count) = (req.clone(), stop.clone(), count.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new(3).unwrap();
+            let mut c = Conn::connect(addr).await;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                c.call(&req).await;
+                h.record(t.elapsed().as_micros() as u64).ok();
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            h
+        }));
+    }
+    tokio::time::sleep(dur).await;
+    stop.store(true, Ordering::Relaxed);
+    let n = count.load(Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    let mut all = Histogram::<u64>::new(3).unwrap();
+    for t in tasks {
+        all.add(t.await.unwrap()).ok();
+    }
+    (n, all, elapsed)
+}
+
+/// A fixed total rate spread over N connections; latency counts from the scheduled send time
+/// (no coordinated omission).
+async fn open_loop(
+    addr: SocketAddr,
+    req: Arc<[u8]>,
+    conns: usize,
+    rate: u64,
+    dur: Duration,
+) -> Histogram<u64> {
+    let per_conn = Duration::from_secs_f64(conns as f64 / rate as f64);
+    let mut tasks = Vec::new();
+    for i in 0..conns {
+        let req = req.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new(3).unwrap();
+            let mut c = Conn::connect(addr).await;
+            let start = Instant::now() + per_conn.mul_f64(i as f64 / conns as f64);
+            let mut k = 0u32;
+            let mut prev_end = start;
+            loop {
+                let due = start + per_conn * k;
+                if due.duration_since(start) >= dur {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                // Late because the previous answer was slow: count from `due` (no coordinated
+                // omission). Late only because of the 1 ms timer: count from the actual send.
+                let from = if prev_end > due { due } else { Instant::now() };
+                c.call(&req).await;
+                prev_end = Instant::now();
+                h.record(prev_end.duration_since(from).as_micros() as u64).ok();
+                k += 1;
+            }
+            h
+        }));
+    }
+    let mut all = Histogram::<u64>::new(3).unwrap();
+    for t in tasks {
+        all.add(t.await.unwrap()).ok();
+    }
+    all
+}
+
+/// A minimal HTTP/1.1 keep-alive client (Content-Length or chunked answers).
+struct Conn {
+    s: TcpStream,
+    addr: SocketAddr,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn connect(addr: SocketAddr) -> Conn {
+        let s = TcpStream::connect(addr).await.expect("connect");
+        s.set_nodelay(true).unwrap();
+        Conn { s, addr, buf: Vec::with_capacity(16 * 1024) }
+    }
+
+    async fn call(&mut self, req: &[u8]) {
+        if self.s.write_all(req).await.is_err() {
+            *self = Conn::connect(self.addr).await;
+            self.s.write_all(req).await.expect("write");
+        }
+        self.buf.clear();
+        loop {
+            if let Some(end) = complete(&self.buf) {
+                assert!(
+                    self.buf.starts_with(b"HTTP/1.1 200"),
+                    "non-200: {}",
+                    String::from_utf8_lossy(&self.buf[..end.min(300)])
+                );
+                return;
+            }
+            let mut tmp = [0u8; 16384];
+            let n = self.s.read(&mut tmp).await.unwrap_or(0);
+            if n == 0 && self.buf.is_empty() {
+                // The server closed an idle keep-alive connection: reconnect and resend.
+                *self = Conn::connect(self.addr).await;
+                self.s.write_all(req).await.expect("write");
+                continue;
+            }
+            assert!(n > 0, "connection closed mid-response");
+            self.buf.extend_from_slice(&tmp[..n]);
+        }
+    }
+}
+
+/// Length of a complete response in `b`, if it is complete.
+fn complete(b: &[u8]) -> Option<usize> {
+    let head = b.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let h = String::from_utf8_lossy(&b[..head]).to_ascii_lowercase();
+    if let Some(cl) = h.lines().find_map(|l| l.strip_prefix("content-length:")) {
+        let n: usize = cl.trim().parse().ok()?;
+        return (b.len() >= head + n).then_some(head + n);
+    }
+    // chunked: complete at the terminating zero chunk
+    let tail = &b[head..];
+    (tail.ends_with(b"0\r\n\r\n")).then_some(b.len())
+}
+
+async fn start_mock(stream: bool) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let resp: Arc<[u8]> = if stream {
+        let mut body = String::new();
+        for w in ["The ", "quick ", "brown ", "fox ", "jumps."] {
+            body.push_str(&format!("data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{w}\"}},\"finish_reason\":null}}]}}\n\n"));
+        }
+        body.push_str("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":5,\"total_tokens\":10}}\n\ndata: [DONE]\n\n");
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+        .into()
+    } else {
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{COMPLETION}",
+            COMPLETION.len()
+        )
+        .into_bytes()
+        .into()
+    };
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            let resp = resp.clone();
+            tokio::spawn(async move {
+                s.set_nodelay(true).ok();
+                let mut buf = Vec::with_capacity(8192);
+                loop {
+                    // one request: header + content-length body
+                    let mut tmp = [0u8; 16384];
+                    let n = match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&tmp[..n]);
+                    while let Some(len) = complete(&buf) {
+                        buf.drain(..len);
+                        if s.write_all(&resp).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+struct Proc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Proc {
+    /// nginx: the worker is the master's child.
+    fn worker_pid(&self) -> Option<u32> {
+        let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id())).ok()?;
+        kids.split_whitespace().next()?.parse().ok()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn wait_port(addr: SocketAddr) {
+    let t = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "{addr} did not open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn pinned(pin: bool, program: &str) -> Command {
+    if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1", program]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn start_gateway(dir: &std::path::Path, mock: SocketAddr, pin: bool) -> Proc {
+    let addr = free_addr();
+    let cfg = format!(
+        "listen: \"{addr}\"\nstate_dir: {}\nlog: {{ requests: false }}\nproviders:\n  - {{ name: up, kind: openai_compatible, base_url: \"http://{mock}\" }}\nmodels:\n  - {{ alias: fast, targets: [ {{ provider: up, model: gpt-4o-mini }} ], pricing: {{ input_per_mtok: 1, output_per_mtok: 2 }} }}\nkeys:\n  - {{ id: bench, hash: \"{}\" }}\n",
+        dir.join("state").display(),
+        llm_gateway::auth::stored_form(KEY)
+    );
+    let path = dir.join("gateway.yaml");
+    std::fs::File::create(&path).unwrap().write_all(cfg.as_bytes()).unwrap();
+    let child = pinned(pin, env!("CARGO_BIN_EXE_llm-gateway"))
+        .args(["run", "--threads", "1", "-c"])
+        .arg(&path)
+        .env("LLM_GATEWAY_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start gateway");
+    wait_port(addr);
+    // taskset execs the gateway: the pid is the gateway's.
+    Proc { child, addr }
+}
+
+fn start_nginx(dir: &std::path::Path, mock: SocketAddr, pin: bool) -> Option<Proc> {
+    let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
+    let addr = free_addr();
+    let conf = format!(
+        "worker_processes 1;\ndaemon off;\nmaster_process on;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log warn;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off; keepalive_requests 100000000; keepalive_timeout 300s;\n  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;\n  upstream mock {{ server {mock}; keepalive 128; keepalive_requests 100000000; }}\n  server {{\n    listen {addr};\n    location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }}\n  }}\n}}\n",
+        dir = dir.display()
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = pinned(pin, nginx)
+        .args(["-c"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    wait_port(addr);
+    Some(Proc { child, addr })
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // fields after the ")" of the command name: utime is field 14, stime 15 (1-based)
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn ticks_per_sec() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}

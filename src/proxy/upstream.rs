@@ -35,7 +35,7 @@ pub enum AttemptError {
 /// An upstream that has answered with a header.
 pub enum Upstream {
     Http {
-        session: HttpSession,
+        session: Box<HttpSession>,
         peer: Box<HttpPeer>,
         header: Box<ResponseHeader>,
         provider: String,
@@ -129,7 +129,7 @@ impl Upstream {
     /// Return the connection to the pool (only reused if the body was read to the end).
     pub async fn release(self, connector: &Connector) {
         if let Upstream::Http { session, peer, .. } = self {
-            connector.release_http_session(session, &*peer, Some(POOL_IDLE_TIMEOUT)).await;
+            connector.release_http_session(*session, &*peer, Some(POOL_IDLE_TIMEOUT)).await;
         }
     }
 }
@@ -193,7 +193,7 @@ pub async fn send(
         .cloned()
         .map(Box::new)
         .ok_or_else(|| AttemptError::Io { provider: name.clone(), detail: "no response header".into() })?;
-    Ok(Upstream::Http { session, peer: Box::new(peer), header, provider: name, timeout })
+    Ok(Upstream::Http { session: Box::new(session), peer: Box::new(peer), header, provider: name, timeout })
 }
 
 fn request_header(authority: &str, req: &UpstreamRequest) -> PResult<RequestHeader> {

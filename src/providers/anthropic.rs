@@ -14,7 +14,7 @@ pub fn request(
     client: &HeaderMap,
 ) -> (String, Vec<(&'static str, String)>) {
     let path = match op {
-        Operation::Chat { .. } => format!("{prefix}/v1/messages"),
+        Operation::Chat { .. } | Operation::Media(_) => format!("{prefix}/v1/messages"),
     };
     let mut headers = Vec::with_capacity(3);
     if let Some(k) = key {

@@ -4,6 +4,9 @@
 
 use super::Operation;
 
+/// Used when the config names no `api_version`.
+pub const DEFAULT_API_VERSION: &str = "2024-10-21";
+
 pub fn request(
     prefix: &str,
     op: Operation,
@@ -13,10 +16,17 @@ pub fn request(
 ) -> (String, Vec<(&'static str, String)>) {
     let path = match (op, api_version) {
         (Operation::Chat { .. }, Some("v1")) => format!("{prefix}/openai/v1/chat/completions"),
+        (Operation::Media(m), Some("v1")) => format!("{prefix}/openai/v1{}", m.path()),
+        (Operation::Media(m), v) => format!(
+            "{prefix}/openai/deployments/{}{}?api-version={}",
+            encode_segment(deployment),
+            m.path(),
+            v.unwrap_or(DEFAULT_API_VERSION)
+        ),
         (Operation::Chat { .. }, v) => format!(
             "{prefix}/openai/deployments/{}/chat/completions?api-version={}",
             encode_segment(deployment),
-            v.unwrap_or("2024-10-21")
+            v.unwrap_or(DEFAULT_API_VERSION)
         ),
     };
     let headers = key.map(|k| vec![("api-key", k.to_string())]).unwrap_or_default();

@@ -17,6 +17,8 @@ pub fn request(
         Operation::Chat { stream: true } => {
             format!("{prefix}/v1beta/models/{model}:streamGenerateContent?alt=sse")
         }
+        // Not served: `supports_media` is false for gemini (embeddings need a translation).
+        Operation::Media(_) => format!("{prefix}/v1beta/models/{model}:embedContent"),
     };
     let headers = key.map(|k| vec![("x-goog-api-key", k.to_string())]).unwrap_or_default();
     (path, headers)

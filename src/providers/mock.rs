@@ -77,6 +77,42 @@ pub fn chat(body: &[u8], model: &str) -> MockResponse {
     MockResponse { status: 200, content_type: "text/event-stream", chunks }
 }
 
+/// Answer an OpenAI embeddings request: an 8-dimensional vector per input, derived from the
+/// input's bytes (same input, same vector), and usage of bytes / 4 tokens.
+pub fn embeddings(body: &[u8], model: &str) -> MockResponse {
+    let req: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return error(400, &format!("mock: invalid JSON body: {e}")),
+    };
+    let inputs: Vec<String> = match req.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => {
+            a.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect()
+        }
+        _ => return error(400, "mock: `input` is required"),
+    };
+    let mut tokens = 0;
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            tokens += (text.len() / 4).max(1);
+            let mut v = [0f64; 8];
+            for (j, b) in text.bytes().enumerate() {
+                v[j % 8] += f64::from(b) / 255.0;
+            }
+            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-9);
+            json!({"object": "embedding", "index": i, "embedding": v.iter().map(|x| x / norm).collect::<Vec<_>>()})
+        })
+        .collect();
+    let body = json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
+    MockResponse {
+        status: 200,
+        content_type: "application/json",
+        chunks: vec![Bytes::from(serde_json::to_vec(&body).unwrap_or_default())],
+    }
+}
+
 fn text_of(content: Option<&Value>) -> String {
     match content {
         Some(Value::String(s)) => s.clone(),

@@ -19,6 +19,47 @@ use crate::formats::Format;
 pub enum Operation {
     /// A chat turn (Chat Completions, Responses, Messages, generateContent).
     Chat { stream: bool },
+    /// OpenAI-family media and embeddings, passed through (`/v1/<path>`).
+    Media(MediaOp),
+}
+
+/// The OpenAI media endpoints, each passed through to providers of the OpenAI family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaOp {
+    Embeddings,
+    ImagesGenerations,
+    AudioSpeech,
+    AudioTranscriptions,
+}
+
+impl MediaOp {
+    /// The path after `/v1` (OpenAI) or after the deployment (Azure).
+    pub fn path(self) -> &'static str {
+        match self {
+            MediaOp::Embeddings => "/embeddings",
+            MediaOp::ImagesGenerations => "/images/generations",
+            MediaOp::AudioSpeech => "/audio/speech",
+            MediaOp::AudioTranscriptions => "/audio/transcriptions",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MediaOp::Embeddings => "embeddings",
+            MediaOp::ImagesGenerations => "images_generations",
+            MediaOp::AudioSpeech => "audio_speech",
+            MediaOp::AudioTranscriptions => "audio_transcriptions",
+        }
+    }
+}
+
+/// Whether a provider kind serves an OpenAI media operation.
+pub fn supports_media(kind: ProviderKind, op: MediaOp) -> bool {
+    match kind {
+        ProviderKind::Openai | ProviderKind::AzureOpenai | ProviderKind::OpenaiCompatible => true,
+        ProviderKind::Mock => op == MediaOp::Embeddings,
+        ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Bedrock => false,
+    }
 }
 
 /// The request to send to one upstream for one attempt (the body is shared, never copied).

@@ -8,6 +8,7 @@ pub const CHAT_PATH: &str = "/v1/chat/completions";
 pub fn request(prefix: &str, op: Operation, key: Option<&str>) -> (String, Vec<(&'static str, String)>) {
     let path = match op {
         Operation::Chat { .. } => format!("{prefix}{CHAT_PATH}"),
+        Operation::Media(m) => format!("{prefix}/v1{}", m.path()),
     };
     let headers = key.map(|k| vec![("authorization", format!("Bearer {k}"))]).unwrap_or_default();
     (path, headers)

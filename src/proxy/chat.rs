@@ -17,10 +17,11 @@ use super::Gateway;
 use crate::auth;
 use crate::config::{Key, Snapshot};
 use crate::formats::{self, passthrough, ErrorKind, Format, RequestOptions, ResponseOptions};
-use crate::providers::{self, Operation};
+use crate::providers::{self, MediaOp, Operation};
 
 /// What the client sent, once read and checked.
 pub struct Inbound {
+    pub op: Operation,
     pub format: Format,
     pub body: Bytes,
     pub model: String,
@@ -70,17 +71,7 @@ pub async fn read_body(s: &mut Session, max: usize) -> pingora::Result<Result<By
     if declared.is_some_and(|n| n > max) {
         return Ok(Err(too_large()));
     }
-    let expects_continue = s
-        .req_header()
-        .headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue {
-        if let Some(h1) = s.as_downstream_mut().as_http1() {
-            let _ = h1; // the h1 session answers 100 below; h2 clients don't wait for it
-        }
-        s.as_downstream_mut().write_continue_response().await?;
-    }
+    answer_expect_continue(s).await?;
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(max));
     while let Some(chunk) = s.read_request_body().await? {
         if buf.len() + chunk.len() > max {
@@ -91,6 +82,19 @@ pub async fn read_body(s: &mut Session, max: usize) -> pingora::Result<Result<By
     Ok(Ok(buf.freeze()))
 }
 
+/// Answer `Expect: 100-continue` so clients don't stall (Pingora never sends the 100 itself).
+pub async fn answer_expect_continue(s: &mut Session) -> pingora::Result<()> {
+    let expects = s
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects {
+        s.as_downstream_mut().write_continue_response().await?;
+    }
+    Ok(())
+}
+
 /// Serve one chat request end to end.
 pub async fn serve(
     gw: &Gateway,
@@ -98,6 +102,7 @@ pub async fn serve(
     ctx: &mut RequestCtx,
     format: Format,
     gemini: Option<GeminiCall>,
+    media: Option<MediaOp>,
 ) -> pingora::Result<()> {
     let snap = gw.store.load();
     ctx.snap = Some(snap.clone());
@@ -109,7 +114,13 @@ pub async fn serve(
         Err(e) => return respond::error(s, ctx, format, e).await,
     };
     let inbound = match inbound(format, body, gemini) {
-        Ok(i) => i,
+        Ok(mut i) => {
+            if let Some(m) = media {
+                i.op = Operation::Media(m);
+                i.stream = false;
+            }
+            i
+        }
         Err(e) => return respond::error(s, ctx, format, e).await,
     };
     ctx.stream = inbound.stream;
@@ -138,6 +149,7 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
         // Gemini names the model in the path; the body must still be a JSON object.
         passthrough::peek(&body).map_err(|e| GatewayError::bad_request(e.to_string()))?;
         return Ok(Inbound {
+            op: Operation::Chat { stream: g.stream },
             format,
             body,
             model: g.model,
@@ -149,7 +161,15 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
     let p = passthrough::peek(&body).map_err(|e| GatewayError::bad_request(e.to_string()))?;
     let model =
         p.model.filter(|m| !m.is_empty()).ok_or_else(|| GatewayError::bad_request("`model` is required"))?;
-    Ok(Inbound { format, body, model, stream: p.stream, include_usage: p.include_usage, gemini_sse: true })
+    Ok(Inbound {
+        op: Operation::Chat { stream: p.stream },
+        format,
+        body,
+        model,
+        stream: p.stream,
+        include_usage: p.include_usage,
+        gemini_sse: true,
+    })
 }
 
 /// Try the alias's targets, then its fallbacks; answer with the first success.
@@ -170,19 +190,28 @@ async fn proxy(
         ctx.attempts += 1;
         ctx.provider = Some(provider.name.clone());
         ctx.model = Some(target.model.clone());
-        let upstream_format = providers::chat_format(provider.kind);
+        let upstream_format = match inb.op {
+            Operation::Chat { .. } => providers::chat_format(provider.kind),
+            Operation::Media(m) if providers::supports_media(provider.kind, m) => inb.format,
+            Operation::Media(m) => {
+                let msg = format!(
+                    "provider {} ({}) does not serve {}",
+                    provider.name,
+                    provider.kind.name(),
+                    m.name()
+                );
+                ctx.attempt_log.push(msg.clone());
+                last = Some(GatewayError::new(502, ErrorKind::UpstreamError, msg));
+                continue;
+            }
+        };
         let (body, dropped) =
             match upstream_body(inb, upstream_format, provider, &target.model, alias.default_max_tokens) {
                 Ok(b) => b,
                 Err(e) => return respond::error(s, ctx, inb.format, e).await,
             };
-        let req = match providers::build_request(
-            provider,
-            Operation::Chat { stream: inb.stream },
-            &target.model,
-            body,
-            &s.req_header().headers,
-        ) {
+        let op = inb.op;
+        let req = match providers::build_request(provider, op, &target.model, body, &s.req_header().headers) {
             Ok(r) => r,
             Err(e) => {
                 ctx.attempt_log.push(e.to_string());
@@ -191,23 +220,30 @@ async fn proxy(
             }
         };
         let started = Instant::now();
-        let mut up =
-            match upstream::send(&gw.connector, &gw.resolver, provider, &target.model, &req, &snap.limits)
-                .await
-            {
-                Ok(up) => up,
-                Err(e) => {
-                    ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
-                    plan.failed(&step, &e, None);
-                    last = Some(match e {
-                        AttemptError::Timeout { .. } => {
-                            GatewayError::new(504, ErrorKind::UpstreamTimeout, e.to_string())
-                        }
-                        _ => GatewayError::new(502, ErrorKind::UpstreamError, e.to_string()),
-                    });
-                    continue;
-                }
-            };
+        let mut up = match upstream::send(
+            &gw.connector,
+            &gw.resolver,
+            provider,
+            &target.model,
+            op,
+            &req,
+            &snap.limits,
+        )
+        .await
+        {
+            Ok(up) => up,
+            Err(e) => {
+                ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+                plan.failed(&step, &e, None);
+                last = Some(match e {
+                    AttemptError::Timeout { .. } => {
+                        GatewayError::new(504, ErrorKind::UpstreamTimeout, e.to_string())
+                    }
+                    _ => GatewayError::new(502, ErrorKind::UpstreamError, e.to_string()),
+                });
+                continue;
+            }
+        };
         let status = up.status();
         if (200..300).contains(&status) {
             plan.succeeded(&step, started.elapsed());
@@ -257,7 +293,7 @@ fn upstream_body(
 ) -> Result<(Bytes, Vec<&'static str>), GatewayError> {
     if inb.format == to {
         let model = providers::model_in_body(provider).then_some(model);
-        let force_usage = inb.stream && to == Format::OpenAiChat;
+        let force_usage = inb.stream && to == Format::OpenAiChat && matches!(inb.op, Operation::Chat { .. });
         if to == Format::Gemini {
             return Ok((inb.body.clone(), Vec::new()));
         }
@@ -271,15 +307,15 @@ fn upstream_body(
     Ok((Bytes::from(enc.body), enc.dropped))
 }
 
-struct Names<'a> {
-    provider: &'a str,
-    model: &'a str,
-    alias: &'a str,
+pub struct Names<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub alias: &'a str,
 }
 
 /// Write a successful upstream answer to the client: passthrough or translated, JSON or stream.
 #[allow(clippy::too_many_arguments)]
-async fn respond_upstream(
+pub async fn respond_upstream(
     gw: &Gateway,
     s: &mut Session,
     ctx: &mut RequestCtx,
@@ -301,6 +337,29 @@ async fn respond_upstream(
         h.insert_header("x-gateway-dropped-params", dropped.join(","))?;
     }
     ctx.status = 200;
+
+    let content_type = up.header("content-type").unwrap_or("application/json").to_string();
+    if !up.is_event_stream() && !content_type.starts_with("application/json") {
+        // Binary media (e.g. speech audio): stream it through as it comes.
+        h.insert_header("content-type", content_type)?;
+        if let Some(len) = up.header("content-length").map(str::to_string) {
+            h.insert_header("content-length", len)?;
+        }
+        s.write_response_header(Box::new(h), false).await?;
+        loop {
+            match up.next_chunk().await {
+                Ok(Some(chunk)) => s.write_response_body(Some(chunk), false).await?,
+                Ok(None) => {
+                    up.release(&gw.connector).await;
+                    return s.write_response_body(None, true).await;
+                }
+                Err(e) => {
+                    ctx.error = Some(e.to_string());
+                    return Err(pingora::Error::explain(pingora::ErrorType::ReadError, e.to_string()));
+                }
+            }
+        }
+    }
 
     if !up.is_event_stream() {
         let body = match up.read_to_end(upstream::MAX_UPSTREAM_BODY).await {

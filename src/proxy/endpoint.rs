@@ -1,6 +1,7 @@
 //! Which data-plane endpoint a request is for, from its method and path (SPEC section 3).
 
 use crate::formats::Format;
+use crate::providers::MediaOp;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -14,6 +15,8 @@ pub enum Endpoint {
     },
     /// Anthropic `/v1/messages/count_tokens` (an estimate).
     CountTokens,
+    /// OpenAI media and embeddings, passed through to the OpenAI family.
+    Media(MediaOp),
     NotFound,
 }
 
@@ -41,6 +44,14 @@ impl Endpoint {
             }
             "/v1/messages" if post => Endpoint::Chat { format: Format::Anthropic, gemini: None },
             "/v1/messages/count_tokens" if post => Endpoint::CountTokens,
+            "/v1/embeddings" | "/embeddings" if post => Endpoint::Media(MediaOp::Embeddings),
+            "/v1/images/generations" | "/images/generations" if post => {
+                Endpoint::Media(MediaOp::ImagesGenerations)
+            }
+            "/v1/audio/speech" | "/audio/speech" if post => Endpoint::Media(MediaOp::AudioSpeech),
+            "/v1/audio/transcriptions" | "/audio/transcriptions" if post => {
+                Endpoint::Media(MediaOp::AudioTranscriptions)
+            }
             _ if post => match path.strip_prefix("/v1beta/models/").and_then(|r| r.rsplit_once(':')) {
                 Some((model, "generateContent")) if !model.is_empty() => Endpoint::Chat {
                     format: Format::Gemini,

@@ -12,15 +12,16 @@ use pingora::connectors::http::Connector;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 
-use super::chat;
 use super::ctx::RequestCtx;
 use super::endpoint::{error_format_for_path, Endpoint};
 use super::plan::Routing;
 use super::respond::{self, GatewayError};
+use super::{chat, media};
 use crate::accounting::{cost_usd, UsageLog, UsageRecord};
 use crate::config::ConfigStore;
-use crate::formats::ErrorKind;
+use crate::formats::{ErrorKind, Format};
 use crate::net::Resolver;
+use crate::providers::MediaOp;
 
 /// Process-wide counters (exported by the admin listener's `/metrics`).
 #[derive(Default)]
@@ -131,7 +132,15 @@ impl ProxyHttp for Gateway {
             Endpoint::Chat { format, gemini } => {
                 ctx.endpoint = format.name();
                 ctx.client_format = Some(format);
-                chat::serve(self, s, ctx, format, gemini).await?;
+                chat::serve(self, s, ctx, format, gemini, None).await?;
+            }
+            Endpoint::Media(MediaOp::AudioTranscriptions) => {
+                ctx.endpoint = MediaOp::AudioTranscriptions.name();
+                media::transcribe(self, s, ctx).await?;
+            }
+            Endpoint::Media(op) => {
+                ctx.endpoint = op.name();
+                chat::serve(self, s, ctx, Format::OpenAiChat, None, Some(op)).await?;
             }
             Endpoint::NotFound => {
                 ctx.endpoint = "not_found";

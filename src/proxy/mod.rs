@@ -5,6 +5,7 @@ mod chat;
 mod ctx;
 mod endpoint;
 mod gateway;
+mod media;
 mod plan;
 mod respond;
 mod upstream;

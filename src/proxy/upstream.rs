@@ -14,7 +14,7 @@ use pingora::{ErrorType, Result as PResult};
 
 use crate::config::{Limits, Provider, ProviderKind};
 use crate::net::Resolver;
-use crate::providers::{mock, UpstreamRequest};
+use crate::providers::{mock, MediaOp, Operation, UpstreamRequest};
 
 /// How long a pooled upstream connection may sit idle.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -134,23 +134,51 @@ impl Upstream {
     }
 }
 
-/// Send one attempt and wait for the response header.
+/// Send one attempt with its whole body and wait for the response header.
 pub async fn send(
     connector: &Connector,
     resolver: &Resolver,
     provider: &Provider,
     model: &str,
+    op: Operation,
     req: &UpstreamRequest,
     limits: &Limits,
 ) -> Result<Upstream, AttemptError> {
     if provider.kind == ProviderKind::Mock {
-        let r = mock::chat(&req.body, model);
+        let r = match op {
+            Operation::Media(MediaOp::Embeddings) => mock::embeddings(&req.body, model),
+            _ => mock::chat(&req.body, model),
+        };
         return Ok(Upstream::Mock {
             status: r.status,
             content_type: r.content_type,
             chunks: r.chunks.into_iter(),
         });
     }
+    let mut p = open(connector, resolver, provider, limits).await?;
+    p.write_header(req, "application/json", Some(req.body.len())).await?;
+    if !req.body.is_empty() {
+        p.write(req.body.clone()).await?;
+    }
+    p.finish().await
+}
+
+/// A connected upstream whose request is being written (for bodies streamed from the client).
+pub struct Pending {
+    session: Box<HttpSession>,
+    peer: Box<HttpPeer>,
+    authority: String,
+    provider: String,
+    timeout: Duration,
+}
+
+/// Connect (or take a pooled connection) for one attempt.
+pub async fn open(
+    connector: &Connector,
+    resolver: &Resolver,
+    provider: &Provider,
+    limits: &Limits,
+) -> Result<Pending, AttemptError> {
     let name = provider.name.clone();
     let ep = provider
         .endpoint
@@ -170,37 +198,75 @@ pub async fn send(
     o.verify_cert = provider.tls_verify;
     o.verify_hostname = provider.tls_verify;
     let timeout = limits.upstream_timeout;
-
     let (mut session, _reused) =
         connector.get_http_session(&peer).await.map_err(|e| classify(&name, timeout, &e))?;
     // The connector does not copy the peer's timeouts onto the session.
     session.set_read_timeout(Some(timeout));
     session.set_write_timeout(Some(timeout));
-    let header = request_header(&ep.authority, req)
-        .map_err(|e| AttemptError::Io { provider: name.clone(), detail: e.to_string() })?;
-    let io = async {
-        session.write_request_header(Box::new(header)).await?;
-        if !req.body.is_empty() {
-            session.write_request_body(req.body.clone(), true).await?;
-        }
-        session.finish_request_body().await?;
-        session.read_response_header().await
-    };
-    let sent: PResult<()> = io.await;
-    sent.map_err(|e| classify(&name, timeout, &e))?;
-    let header = session
-        .response_header()
-        .cloned()
-        .map(Box::new)
-        .ok_or_else(|| AttemptError::Io { provider: name.clone(), detail: "no response header".into() })?;
-    Ok(Upstream::Http { session: Box::new(session), peer: Box::new(peer), header, provider: name, timeout })
+    Ok(Pending {
+        session: Box::new(session),
+        peer: Box::new(peer),
+        authority: ep.authority.clone(),
+        provider: name,
+        timeout,
+    })
 }
 
-fn request_header(authority: &str, req: &UpstreamRequest) -> PResult<RequestHeader> {
+// === impl Pending ===
+
+impl Pending {
+    /// Write the request header: exact `content_length`, or chunked when it is unknown.
+    pub async fn write_header(
+        &mut self,
+        req: &UpstreamRequest,
+        content_type: &str,
+        content_length: Option<usize>,
+    ) -> Result<(), AttemptError> {
+        let header = request_header(&self.authority, req, content_type, content_length)
+            .map_err(|e| AttemptError::Io { provider: self.provider.clone(), detail: e.to_string() })?;
+        let r: PResult<()> = self.session.write_request_header(Box::new(header)).await;
+        r.map_err(|e| classify(&self.provider, self.timeout, &e))
+    }
+
+    pub async fn write(&mut self, data: Bytes) -> Result<(), AttemptError> {
+        let r: PResult<()> = self.session.write_request_body(data, false).await;
+        r.map_err(|e| classify(&self.provider, self.timeout, &e))
+    }
+
+    /// End the request body and wait for the response header.
+    pub async fn finish(mut self) -> Result<Upstream, AttemptError> {
+        let r: PResult<()> = async {
+            self.session.finish_request_body().await?;
+            self.session.read_response_header().await
+        }
+        .await;
+        r.map_err(|e| classify(&self.provider, self.timeout, &e))?;
+        let header = self.session.response_header().cloned().map(Box::new).ok_or_else(|| {
+            AttemptError::Io { provider: self.provider.clone(), detail: "no response header".into() }
+        })?;
+        Ok(Upstream::Http {
+            session: self.session,
+            peer: self.peer,
+            header,
+            provider: self.provider,
+            timeout: self.timeout,
+        })
+    }
+}
+
+fn request_header(
+    authority: &str,
+    req: &UpstreamRequest,
+    content_type: &str,
+    content_length: Option<usize>,
+) -> PResult<RequestHeader> {
     let mut h = RequestHeader::build("POST", req.path_and_query.as_bytes(), Some(6 + req.headers.len()))?;
     h.insert_header("host", authority)?;
-    h.insert_header("content-type", "application/json")?;
-    h.insert_header("content-length", req.body.len().to_string())?;
+    h.insert_header("content-type", content_type)?;
+    match content_length {
+        Some(n) => h.insert_header("content-length", n.to_string())?,
+        None => h.insert_header("transfer-encoding", "chunked")?,
+    }
     h.insert_header("accept-encoding", "identity")?;
     h.insert_header("user-agent", concat!("llm-gateway/", env!("CARGO_PKG_VERSION")))?;
     for (k, v) in &req.headers {

@@ -268,6 +268,22 @@ impl Gateway {
         std::fs::rename(tmp, self.config_path()).unwrap();
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A `/proc/<pid>/status` field in kB (e.g. "VmRSS", "VmHWM").
+    pub fn proc_kb(&self, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(field)
+                    .and_then(|r| r.trim_start_matches(':').trim().split(' ').next()?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("gateway.yaml")
     }

@@ -1,0 +1,157 @@
+//! OpenAI media and embeddings through the gateway: passed through to OpenAI-family providers
+//! with `model` rewritten, binary answers streamed, and multipart uploads streamed with flat memory.
+
+mod common;
+
+use common::*;
+
+fn config(up: &MockUpstream) -> String {
+    format!(
+        r#"limits: {{ upstream_timeout_ms: 5000, max_body_bytes: 20971520 }}
+providers:
+  - {{ name: up, kind: openai, base_url: "{}", api_key: sk-provider-secret }}
+  - {{ name: az, kind: azure_openai, base_url: "{}", api_key: az-secret, api_version: "2024-10-21" }}
+  - {{ name: m, kind: mock }}
+models:
+  - {{ alias: emb, targets: [ {{ provider: up, model: text-embedding-3-small }} ] }}
+  - {{ alias: emb-az, targets: [ {{ provider: az, model: my-embedding-deploy }} ] }}
+  - {{ alias: emb-mock, targets: [ {{ provider: m, model: mock-embed }} ] }}
+  - {{ alias: img, targets: [ {{ provider: up, model: gpt-image-1 }} ] }}
+  - {{ alias: tts, targets: [ {{ provider: up, model: gpt-4o-mini-tts }} ] }}
+  - {{ alias: stt, targets: [ {{ provider: up, model: whisper-1 }} ] }}
+keys:
+  - {{ id: k, hash: "{{KEY_HASH}}" }}
+"#,
+        up.url(),
+        up.url()
+    )
+}
+
+const EMB: &str = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":4,"total_tokens":4}}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embeddings_and_images_pass_through_with_the_model_rewritten() {
+    let up = MockUpstream::start(|r, _| match r.path.as_str() {
+        "/v1/embeddings" => Reply::json(200, EMB),
+        p if p.starts_with("/openai/deployments/my-embedding-deploy/embeddings?api-version=2024-10-21") => {
+            Reply::json(200, EMB)
+        }
+        "/v1/images/generations" => Reply::json(200, r#"{"created":1,"data":[{"b64_json":"aGk="}]}"#),
+        _ => Reply::json(404, "{}"),
+    })
+    .await;
+    let gw = Gateway::start(&config(&up)).await;
+    let c = client();
+    let r = c
+        .post(gw.url("/v1/embeddings"))
+        .bearer_auth(KEY)
+        .body(r#"{"model":"emb","input":"hello world"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), EMB);
+    let got = &up.requests()[0];
+    assert_eq!(got.json()["model"], "text-embedding-3-small");
+    assert_eq!(got.header("authorization"), Some("Bearer sk-provider-secret"));
+
+    let r = c
+        .post(gw.url("/v1/embeddings"))
+        .bearer_auth(KEY)
+        .body(r#"{"model":"emb-az","input":"hi"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.requests()[1].header("api-key"), Some("az-secret"));
+
+    let r = c
+        .post(gw.url("/v1/embeddings"))
+        .bearer_auth(KEY)
+        .body(r#"{"model":"emb-mock","input":["a","b"]}"#)
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    assert_eq!(v["model"], "mock-embed");
+
+    let r = c
+        .post(gw.url("/v1/images/generations"))
+        .bearer_auth(KEY)
+        .body(r#"{"model":"img","prompt":"a cat"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.requests()[2].json()["model"], "gpt-image-1");
+
+    let usage = gw.usage_lines(4).await;
+    assert_eq!(usage[0]["endpoint"], "embeddings");
+    assert_eq!(usage[0]["input_tokens"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn speech_audio_is_streamed_back_as_binary() {
+    let audio: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let a = audio.clone();
+    let up = MockUpstream::start(move |_, _| Reply::Full {
+        status: 200,
+        headers: vec![("content-type".into(), "audio/mpeg".into())],
+        body: a.clone(),
+    })
+    .await;
+    let gw = Gateway::start(&config(&up)).await;
+    let r = client()
+        .post(gw.url("/v1/audio/speech"))
+        .bearer_auth(KEY)
+        .body(r#"{"model":"tts","input":"Hello","voice":"alloy"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "audio/mpeg");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), audio);
+    assert_eq!(up.requests()[0].json()["model"], "gpt-4o-mini-tts");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ten_mebibyte_audio_upload_streams_through_with_flat_memory() {
+    let up = MockUpstream::start(|r, _| {
+        let text = format!(r#"{{"text":"got {} bytes"}}"#, r.body.len());
+        Reply::json(200, &text)
+    })
+    .await;
+    let gw = Gateway::start(&config(&up)).await;
+    let audio: Vec<u8> = (0..10 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let mut body = Vec::new();
+    body.extend_from_slice(b"--BOUNDARY\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nstt\r\n");
+    body.extend_from_slice(b"--BOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\n");
+    body.extend_from_slice(&audio);
+    body.extend_from_slice(b"\r\n--BOUNDARY--\r\n");
+    let rss_before = gw.proc_kb("VmHWM");
+    let r = client()
+        .post(gw.url("/v1/audio/transcriptions"))
+        .bearer_auth(KEY)
+        .header("content-type", "multipart/form-data; boundary=BOUNDARY")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let expected_len = body.len() - "stt".len() + "whisper-1".len();
+    assert_eq!(r.text().await.unwrap(), format!(r#"{{"text":"got {expected_len} bytes"}}"#));
+    let got = &up.requests()[0];
+    assert_eq!(got.path, "/v1/audio/transcriptions");
+    assert_eq!(got.header("content-type"), Some("multipart/form-data; boundary=BOUNDARY"));
+    let mut expected = body.clone();
+    let at = body.windows(7).position(|w| w == b"\r\n\r\nstt").unwrap() + 4;
+    expected.splice(at..at + 3, b"whisper-1".iter().copied());
+    assert_eq!(got.body, expected, "the upload arrives byte for byte, model rewritten");
+    let rss_after = gw.proc_kb("VmHWM");
+    let grew_kb = rss_after.saturating_sub(rss_before);
+    println!(
+        "gateway peak RSS: {rss_before} kB before, {rss_after} kB after a 10 MiB upload (+{grew_kb} kB)"
+    );
+    assert!(grew_kb < 4 * 1024, "peak RSS grew by {grew_kb} kB: the upload was buffered");
+}

@@ -3,6 +3,7 @@
 
 mod anthropic;
 mod azure_openai;
+mod bedrock;
 mod gemini;
 pub mod mock;
 mod openai;
@@ -120,10 +121,12 @@ pub fn build_request(
         ProviderKind::Anthropic => anthropic::request(prefix, op, key, client),
         ProviderKind::Gemini => gemini::request(prefix, op, model, key),
         ProviderKind::Bedrock => {
-            return Err(ProviderError {
-                provider: p.name.clone(),
-                message: "bedrock is not wired yet".into(),
-            })
+            let ep = p
+                .endpoint
+                .as_ref()
+                .ok_or_else(|| ProviderError { provider: p.name.clone(), message: "no base_url".into() })?;
+            bedrock::request(p, ep, op, model, &body)
+                .map_err(|message| ProviderError { provider: p.name.clone(), message })?
         }
     };
     Ok(UpstreamRequest { path_and_query, headers, body })

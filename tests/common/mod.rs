@@ -2,6 +2,8 @@
 //! binary started on a generated config. Every test gets its own ports and state directory.
 #![allow(dead_code)]
 
+pub mod providers;
+
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;

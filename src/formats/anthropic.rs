@@ -1,67 +1,581 @@
-//! STUB: to be replaced by the real anthropic wire format <-> IR converters.
-//! Pure: no I/O.
+//! Anthropic Messages wire format <-> IR: requests, responses, errors, and (in
+//! `anthropic_stream.rs`) the Messages SSE stream. Pure: no I/O, no config, no auth.
+//!
+//! Encoding rules worth knowing: `max_tokens` is required, so the client's value is used,
+//! else `RequestOptions::default_max_tokens`; same-role turns are merged (the API requires
+//! alternation), so several OpenAI `tool` messages become ONE user turn of `tool_result`s;
+//! `Thinking` parts without a signature (another provider's reasoning) are not sent back;
+//! parameters Anthropic cannot express are listed in `Encoded::dropped` (see `translate.rs`).
+//!
+//! Usage convention (the IR's): `input_tokens` counts ALL prompt tokens, cached or not, as
+//! OpenAI's `prompt_tokens` does; Anthropic's `input_tokens` excludes cache reads and writes,
+//! so decode adds them and encode subtracts them.
 
+use serde_json::{json, Map, Value};
+
+use super::finish_reason;
+use super::tools::{object_schema, tool_arguments_to_object, tool_id_for_anthropic, value_to_tool_arguments};
 use super::{
-    ChatRequest, ChatResponse, Encoded, ErrorKind, RequestOptions, ResponseOptions, StreamEvent,
-    TranslateError,
+    ChatRequest, ChatResponse, Encoded, ErrorKind, FinishReason, Format, ImageSource, Message, Part,
+    Reasoning, RequestOptions, ResponseFormat, ResponseOptions, Role, SystemPart, Tool, ToolCall, ToolChoice,
+    ToolResult, TranslateError, Usage,
 };
 
-pub fn decode_request(_body: &[u8]) -> Result<ChatRequest, TranslateError> {
-    Err(TranslateError::Unsupported("anthropic".into()))
-}
+pub use super::anthropic_stream::{StreamDecoder, StreamEncoder};
 
-pub fn encode_request(
-    _req: &ChatRequest,
-    _opts: &RequestOptions,
-) -> Result<Encoded, TranslateError> {
-    Err(TranslateError::Unsupported("anthropic".into()))
-}
+/// Top-level request fields this file models; everything else goes to `ChatRequest::extra`.
+const MODELLED: &[&str] = &[
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "max_tokens",
+    "stop_sequences",
+    "temperature",
+    "top_p",
+    "top_k",
+    "thinking",
+    "metadata",
+    "stream",
+];
 
-pub fn decode_response(_body: &[u8]) -> Result<ChatResponse, TranslateError> {
-    Err(TranslateError::Unsupported("anthropic".into()))
-}
+/// The smallest thinking budget Anthropic accepts.
+const MIN_THINKING_BUDGET: u32 = 1024;
 
-pub fn encode_response(_resp: &ChatResponse, _opts: &ResponseOptions) -> Vec<u8> {
-    Vec::new()
-}
+// === Request ===
 
-pub fn decode_error(_status: u16, body: &[u8]) -> (ErrorKind, String) {
-    (
-        ErrorKind::UpstreamError,
-        String::from_utf8_lossy(body).into_owned(),
-    )
-}
-
-pub fn encode_error(_kind: ErrorKind, message: &str) -> Vec<u8> {
-    message.as_bytes().to_vec()
-}
-
-#[derive(Debug, Default)]
-pub struct StreamDecoder;
-
-impl StreamDecoder {
-    pub fn new() -> Self {
-        StreamDecoder
+pub fn decode_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
+    let v: Value = serde_json::from_slice(body)?;
+    let obj = v.as_object().ok_or_else(|| TranslateError::invalid("body", "expected a JSON object"))?;
+    let mut req = ChatRequest {
+        model: obj.get("model").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        ..ChatRequest::default()
+    };
+    match obj.get("system") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => req.system.push(SystemPart { text: s.clone(), cache_control: None }),
+        Some(Value::Array(blocks)) => {
+            for b in blocks {
+                req.system.push(SystemPart {
+                    text: b.get("text").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                    cache_control: b.get("cache_control").cloned(),
+                });
+            }
+        }
+        Some(_) => {
+            return Err(TranslateError::invalid("system", "must be a string or an array of text blocks"))
+        }
     }
-    pub fn feed(
-        &mut self,
-        _chunk: &[u8],
-        _out: &mut Vec<StreamEvent>,
-    ) -> Result<(), TranslateError> {
-        Err(TranslateError::Unsupported("anthropic".into()))
+    let messages = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| TranslateError::invalid("messages", "is required and must be an array"))?;
+    for (i, m) in messages.iter().enumerate() {
+        let role = match m.get("role").and_then(Value::as_str) {
+            Some("user") => Role::User,
+            Some("assistant") => Role::Assistant,
+            other => {
+                return Err(TranslateError::invalid(
+                    format!("messages[{i}].role"),
+                    format!("{other:?} is not user or assistant"),
+                ))
+            }
+        };
+        let parts =
+            decode_blocks(m.get("content").unwrap_or(&Value::Null), &format!("messages[{i}].content"))?;
+        req.messages.push(Message { role, parts });
     }
-    pub fn finish(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
-        Ok(())
+    for (i, t) in obj.get("tools").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        if let Some(ty) = t.get("type").and_then(Value::as_str).filter(|t| *t != "custom") {
+            return Err(TranslateError::Unsupported(format!("tools[{i}] of server tool type {ty:?}")));
+        }
+        req.tools.push(Tool {
+            name: t
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| TranslateError::invalid(format!("tools[{i}].name"), "is required"))?
+                .to_owned(),
+            description: t.get("description").and_then(Value::as_str).map(str::to_owned),
+            parameters: t.get("input_schema").cloned().unwrap_or(Value::Null),
+            strict: t.get("strict").and_then(Value::as_bool),
+        });
+    }
+    if let Some(tc) = obj.get("tool_choice").filter(|v| !v.is_null()) {
+        req.tool_choice = Some(match tc.get("type").and_then(Value::as_str) {
+            Some("auto") => ToolChoice::Auto,
+            Some("any") => ToolChoice::Required,
+            Some("none") => ToolChoice::None,
+            Some("tool") => {
+                ToolChoice::Tool(tc.get("name").and_then(Value::as_str).unwrap_or_default().to_owned())
+            }
+            other => {
+                return Err(TranslateError::invalid("tool_choice.type", format!("unknown value {other:?}")))
+            }
+        });
+        if tc.get("disable_parallel_tool_use").and_then(Value::as_bool) == Some(true) {
+            req.parallel_tool_calls = Some(false);
+        }
+    }
+    req.max_tokens = obj.get("max_tokens").and_then(Value::as_u64).map(|n| n.min(u32::MAX as u64) as u32);
+    req.sampling.stop = obj
+        .get("stop_sequences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect();
+    req.sampling.temperature = obj.get("temperature").and_then(Value::as_f64);
+    req.sampling.top_p = obj.get("top_p").and_then(Value::as_f64);
+    req.sampling.top_k = obj.get("top_k").and_then(Value::as_u64).map(|n| n.min(u32::MAX as u64) as u32);
+    if let Some(t) = obj.get("thinking") {
+        if t.get("type").and_then(Value::as_str) == Some("enabled") {
+            req.reasoning = Some(Reasoning {
+                effort: None,
+                budget_tokens: t
+                    .get("budget_tokens")
+                    .and_then(Value::as_u64)
+                    .map(|n| n.min(u32::MAX as u64) as u32),
+            });
+        }
+    }
+    req.user = v.pointer("/metadata/user_id").and_then(Value::as_str).map(str::to_owned);
+    req.stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    // An Anthropic client always receives usage in the stream.
+    req.include_usage = req.stream;
+    for (k, val) in obj {
+        if !MODELLED.contains(&k.as_str()) {
+            req.extra.insert(k.clone(), val.clone());
+        }
+    }
+    Ok(req)
+}
+
+/// Message `content`: a string or an array of content blocks.
+fn decode_blocks(content: &Value, field: &str) -> Result<Vec<Part>, TranslateError> {
+    let blocks = match content {
+        Value::String(s) => return Ok(vec![Part::Text { text: s.clone(), cache_control: None }]),
+        Value::Array(a) => a,
+        Value::Null => return Ok(Vec::new()),
+        _ => return Err(TranslateError::invalid(field, "must be a string or an array of content blocks")),
+    };
+    let mut out = Vec::with_capacity(blocks.len());
+    for (j, b) in blocks.iter().enumerate() {
+        let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let part = match b.get("type").and_then(Value::as_str).unwrap_or_default() {
+            "text" => Part::Text { text: s("text"), cache_control: b.get("cache_control").cloned() },
+            "image" => Part::Image(decode_image(
+                b.get("source").unwrap_or(&Value::Null),
+                &format!("{field}[{j}].source"),
+            )?),
+            "tool_use" => Part::ToolCall(ToolCall {
+                id: s("id"),
+                name: s("name"),
+                arguments: value_to_tool_arguments(b.get("input").unwrap_or(&Value::Null)),
+                signature: None,
+            }),
+            "tool_result" => Part::ToolResult(ToolResult {
+                call_id: s("tool_use_id"),
+                name: None,
+                content: decode_blocks(
+                    b.get("content").unwrap_or(&Value::Null),
+                    &format!("{field}[{j}].content"),
+                )?,
+                is_error: b.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+            }),
+            // An empty signature (another provider's reasoning shown to the client) is no signature.
+            "thinking" => Part::Thinking {
+                text: s("thinking"),
+                signature: b
+                    .get("signature")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            },
+            "redacted_thinking" => Part::RedactedThinking { data: s("data") },
+            other => return Err(TranslateError::Unsupported(format!("{field}[{j}] of type {other:?}"))),
+        };
+        out.push(part);
+    }
+    Ok(out)
+}
+
+fn decode_image(src: &Value, field: &str) -> Result<ImageSource, TranslateError> {
+    let s = |k: &str| src.get(k).and_then(Value::as_str).map(str::to_owned);
+    match src.get("type").and_then(Value::as_str) {
+        Some("base64") => Ok(ImageSource::Base64 {
+            media_type: s("media_type").unwrap_or_default(),
+            data: s("data").unwrap_or_default(),
+        }),
+        Some("url") => Ok(ImageSource::Url(s("url").unwrap_or_default())),
+        other => Err(TranslateError::Unsupported(format!("{field} of type {other:?}"))),
     }
 }
 
-#[derive(Debug)]
-pub struct StreamEncoder;
-
-impl StreamEncoder {
-    pub fn new(_opts: &ResponseOptions) -> Self {
-        StreamEncoder
+pub fn encode_request(req: &ChatRequest, opts: &RequestOptions) -> Result<Encoded, TranslateError> {
+    let mut dropped = Vec::new();
+    let s = &req.sampling;
+    if s.n.is_some_and(|n| n > 1) {
+        return Err(TranslateError::invalid("n", "only n=1 is supported when the target is Anthropic"));
     }
-    pub fn encode(&mut self, _ev: &StreamEvent, _out: &mut Vec<u8>) {}
-    pub fn finish(&mut self, _out: &mut Vec<u8>) {}
+    let mut body = Map::new();
+    body.insert("model".into(), json!(opts.target_model));
+    let mut max_tokens = req.max_tokens.unwrap_or(opts.default_max_tokens).max(1);
+    if !req.system.is_empty() {
+        let system = if let [SystemPart { text, cache_control: None }] = req.system.as_slice() {
+            json!(text)
+        } else {
+            Value::Array(req.system.iter().map(|p| text_block(&p.text, p.cache_control.as_ref())).collect())
+        };
+        body.insert("system".into(), system);
+    }
+    body.insert("messages".into(), Value::Array(encode_messages(&req.messages)));
+    if !req.tools.is_empty() {
+        let tools = req.tools.iter().map(|t| {
+            let mut o = Map::new();
+            o.insert("name".into(), json!(t.name));
+            if let Some(d) = &t.description {
+                o.insert("description".into(), json!(d));
+            }
+            o.insert("input_schema".into(), object_schema(&t.parameters));
+            Value::Object(o)
+        });
+        body.insert("tools".into(), Value::Array(tools.collect()));
+    }
+    let disable_parallel = req.parallel_tool_calls == Some(false) && !req.tools.is_empty();
+    if !req.tools.is_empty() && (req.tool_choice.is_some() || disable_parallel) {
+        let mut tc = match req.tool_choice.as_ref().unwrap_or(&ToolChoice::Auto) {
+            ToolChoice::Auto => json!({"type": "auto"}),
+            ToolChoice::None => json!({"type": "none"}),
+            ToolChoice::Required => json!({"type": "any"}),
+            ToolChoice::Tool(name) => json!({"type": "tool", "name": name}),
+        };
+        if disable_parallel && req.tool_choice != Some(ToolChoice::None) {
+            tc["disable_parallel_tool_use"] = json!(true);
+        }
+        body.insert("tool_choice".into(), tc);
+    }
+    if !s.stop.is_empty() {
+        body.insert("stop_sequences".into(), json!(s.stop));
+    }
+    let mut budget = thinking_budget(req.reasoning.as_ref());
+    if let Some(b) = budget.filter(|b| max_tokens <= *b) {
+        // budget_tokens must be below max_tokens. A client's own cap is kept (the budget
+        // shrinks to half of it, or thinking is dropped); the default cap grows instead.
+        if req.max_tokens.is_none() {
+            max_tokens = b.saturating_add(max_tokens);
+        } else if max_tokens / 2 >= MIN_THINKING_BUDGET {
+            budget = Some(max_tokens / 2);
+        } else {
+            budget = None;
+            dropped.push("reasoning_effort");
+        }
+    }
+    if budget.is_some() && !thinking_allowed(req) {
+        budget = None;
+        dropped.push("reasoning_effort");
+    }
+    if let Some(budget) = budget {
+        body.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": budget}));
+        // Extended thinking rejects modified temperature / top_k and top_p below 0.95.
+        if s.temperature.is_some() {
+            dropped.push("temperature");
+        }
+        if s.top_k.is_some() {
+            dropped.push("top_k");
+        }
+        match s.top_p {
+            Some(p) if p >= 0.95 => {
+                body.insert("top_p".into(), json!(p));
+            }
+            Some(_) => dropped.push("top_p"),
+            None => {}
+        }
+    } else {
+        if let Some(t) = s.temperature {
+            // Anthropic's range is 0..=1 (OpenAI's is 0..=2).
+            body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
+        }
+        if let Some(p) = s.top_p {
+            body.insert("top_p".into(), json!(p));
+        }
+        if let Some(k) = s.top_k {
+            body.insert("top_k".into(), json!(k));
+        }
+    }
+    body.insert("max_tokens".into(), json!(max_tokens));
+    if let Some(u) = &req.user {
+        body.insert("metadata".into(), json!({"user_id": u}));
+    }
+    if req.stream {
+        body.insert("stream".into(), json!(true));
+    }
+    for (name, present) in [
+        ("seed", s.seed.is_some()),
+        ("presence_penalty", s.presence_penalty.is_some()),
+        ("frequency_penalty", s.frequency_penalty.is_some()),
+        ("logprobs", s.logprobs.is_some()),
+        ("n", s.n.is_some()),
+        (
+            "response_format",
+            matches!(
+                req.response_format,
+                Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
+            ),
+        ),
+    ] {
+        if present {
+            dropped.push(name);
+        }
+    }
+    Ok(Encoded { body: serde_json::to_vec(&Value::Object(body))?, dropped })
 }
+
+/// An explicit budget wins; else an OpenAI effort maps to a budget; "none"/"minimal" mean off.
+fn thinking_budget(r: Option<&Reasoning>) -> Option<u32> {
+    let r = r?;
+    if let Some(b) = r.budget_tokens {
+        return Some(b.max(MIN_THINKING_BUDGET));
+    }
+    match r.effort.as_deref()? {
+        "low" => Some(2048),
+        "medium" => Some(8192),
+        "high" => Some(16384),
+        "xhigh" | "max" => Some(32768),
+        _ => None,
+    }
+}
+
+/// Anthropic refuses extended thinking when `tool_choice` forces a tool, and when the last
+/// assistant turn called tools without its signed thinking block (history from another
+/// provider or a client that dropped it); thinking is then turned off rather than failing.
+fn thinking_allowed(req: &ChatRequest) -> bool {
+    if matches!(req.tool_choice, Some(ToolChoice::Required | ToolChoice::Tool(_))) {
+        return false;
+    }
+    let Some(last) = req.messages.iter().rev().find(|m| m.role == Role::Assistant) else {
+        return true;
+    };
+    let calls_tools = last.parts.iter().any(|p| matches!(p, Part::ToolCall(_)));
+    let signed = last
+        .parts
+        .iter()
+        .any(|p| matches!(p, Part::Thinking { signature: Some(_), .. } | Part::RedactedThinking { .. }));
+    !calls_tools || signed
+}
+
+/// IR turns -> Anthropic messages, merging consecutive same-role turns. A turn with nothing
+/// Anthropic can carry (e.g. only empty text) is left out rather than sent empty.
+fn encode_messages(messages: &[Message]) -> Vec<Value> {
+    let mut out: Vec<(Role, Vec<Value>)> = Vec::new();
+    for m in messages {
+        let blocks: Vec<Value> = m.parts.iter().filter_map(encode_part).collect();
+        if blocks.is_empty() {
+            continue;
+        }
+        match out.last_mut() {
+            Some((role, prev)) if *role == m.role => prev.extend(blocks),
+            _ => out.push((m.role, blocks)),
+        }
+    }
+    out.into_iter()
+        .map(|(role, mut blocks)| {
+            let role = if role == Role::User { "user" } else { "assistant" };
+            if role == "user" {
+                // Anthropic wants tool_result blocks before any other content of the turn.
+                blocks.sort_by_key(|b| b.get("type").and_then(Value::as_str) != Some("tool_result"));
+            }
+            let content = match blocks.as_slice() {
+                [b] if b.get("type").and_then(Value::as_str) == Some("text")
+                    && b.get("cache_control").is_none() =>
+                {
+                    b["text"].clone()
+                }
+                _ => Value::Array(blocks),
+            };
+            json!({"role": role, "content": content})
+        })
+        .collect()
+}
+
+fn encode_part(p: &Part) -> Option<Value> {
+    Some(match p {
+        Part::Text { text, cache_control } => {
+            if text.is_empty() {
+                return None; // Anthropic rejects empty text blocks.
+            }
+            text_block(text, cache_control.as_ref())
+        }
+        Part::Image(ImageSource::Base64 { media_type, data }) => {
+            json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}})
+        }
+        Part::Image(ImageSource::Url(url)) => json!({"type": "image", "source": {"type": "url", "url": url}}),
+        Part::ToolCall(c) => json!({
+            "type": "tool_use",
+            "id": tool_id_for_anthropic(&c.id),
+            "name": c.name,
+            "input": tool_arguments_to_object(&c.arguments),
+        }),
+        Part::ToolResult(r) => {
+            let mut b = json!({"type": "tool_result", "tool_use_id": tool_id_for_anthropic(&r.call_id)});
+            b["content"] = match r.content.as_slice() {
+                [Part::Text { text, cache_control: None }] => json!(text),
+                parts => Value::Array(parts.iter().filter_map(encode_part).collect()),
+            };
+            if r.is_error {
+                b["is_error"] = json!(true);
+            }
+            b
+        }
+        // Only Anthropic's own signed thinking can be sent back.
+        Part::Thinking { text, signature: Some(sig) } => {
+            json!({"type": "thinking", "thinking": text, "signature": sig})
+        }
+        Part::Thinking { signature: None, .. } => return None,
+        Part::RedactedThinking { data } => json!({"type": "redacted_thinking", "data": data}),
+    })
+}
+
+fn text_block(text: &str, cache_control: Option<&Value>) -> Value {
+    let mut b = json!({"type": "text", "text": text});
+    if let Some(cc) = cache_control {
+        b["cache_control"] = cc.clone();
+    }
+    b
+}
+
+// === Response ===
+
+pub fn decode_response(body: &[u8]) -> Result<ChatResponse, TranslateError> {
+    let v: Value = serde_json::from_slice(body)?;
+    let content = decode_blocks(v.get("content").unwrap_or(&Value::Null), "content")?;
+    Ok(ChatResponse {
+        id: v.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        model: v.get("model").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        created: 0,
+        content,
+        finish: v
+            .get("stop_reason")
+            .and_then(Value::as_str)
+            .map_or(FinishReason::Stop, |r| finish_reason::decode(Format::Anthropic, r)),
+        usage: v.get("usage").map(|u| decode_usage(u, Usage::default())).unwrap_or_default(),
+    })
+}
+
+/// Anthropic `usage` over `prev` (fields absent here keep their previous value).
+pub(crate) fn decode_usage(u: &Value, prev: Usage) -> Usage {
+    let n = |k: &str| u.get(k).and_then(Value::as_u64);
+    let uncached = n("input_tokens");
+    let read = n("cache_read_input_tokens").unwrap_or(prev.cache_read_tokens);
+    let write = n("cache_creation_input_tokens").unwrap_or(prev.cache_write_tokens);
+    Usage {
+        input_tokens: match uncached {
+            Some(i) => i + read + write,
+            None => prev.input_tokens.max(read + write),
+        },
+        output_tokens: n("output_tokens").unwrap_or(prev.output_tokens),
+        cache_read_tokens: read,
+        cache_write_tokens: write,
+        reasoning_tokens: prev.reasoning_tokens,
+    }
+}
+
+pub(crate) fn encode_usage(u: &Usage) -> Value {
+    json!({
+        "input_tokens": u.input_tokens.saturating_sub(u.cache_read_tokens + u.cache_write_tokens),
+        "cache_creation_input_tokens": u.cache_write_tokens,
+        "cache_read_input_tokens": u.cache_read_tokens,
+        "output_tokens": u.output_tokens,
+    })
+}
+
+pub fn encode_response(resp: &ChatResponse, opts: &ResponseOptions) -> Vec<u8> {
+    let content: Vec<Value> = resp
+        .content
+        .iter()
+        .filter_map(|p| match p {
+            // Unsigned reasoning from another provider is still shown to the client.
+            Part::Thinking { text, signature: None } => {
+                Some(json!({"type": "thinking", "thinking": text, "signature": ""}))
+            }
+            p => encode_part(p),
+        })
+        .collect();
+    let has_tools = resp.content.iter().any(|p| matches!(p, Part::ToolCall(_)));
+    let v = json!({
+        "id": resp.id,
+        "type": "message",
+        "role": "assistant",
+        "model": opts.model,
+        "content": content,
+        "stop_reason": stop_reason(resp.finish, has_tools),
+        "stop_sequence": null,
+        "usage": encode_usage(&resp.usage),
+    });
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// Upstreams that finish with `stop` after calling tools (Gemini, OpenAI with a forced tool)
+/// still mean `tool_use` to an Anthropic client, which only runs tools on that reason.
+pub(crate) fn stop_reason(finish: FinishReason, has_tools: bool) -> &'static str {
+    match finish {
+        FinishReason::Stop if has_tools => "tool_use",
+        f => finish_reason::encode(Format::Anthropic, f),
+    }
+}
+
+// === Error ===
+
+/// `{"type":"error","error":{"type","message"}}`; the kind comes from the error type, else the status.
+pub fn decode_error(status: u16, body: &[u8]) -> (ErrorKind, String) {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let e = v.get("error").unwrap_or(&Value::Null);
+    let message = e
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
+    let kind = e
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(kind_for_type)
+        .unwrap_or_else(|| super::kind_for_status(status));
+    (kind, message)
+}
+
+pub(crate) fn kind_for_type(t: &str) -> Option<ErrorKind> {
+    Some(match t {
+        "invalid_request_error" => ErrorKind::InvalidRequest,
+        "authentication_error" => ErrorKind::Authentication,
+        "permission_error" => ErrorKind::PermissionDenied,
+        "not_found_error" => ErrorKind::NotFound,
+        "request_too_large" => ErrorKind::RequestTooLarge,
+        "rate_limit_error" => ErrorKind::RateLimited,
+        "overloaded_error" => ErrorKind::Overloaded,
+        "api_error" => ErrorKind::UpstreamError,
+        "timeout_error" => ErrorKind::UpstreamTimeout,
+        _ => return None,
+    })
+}
+
+pub fn encode_error(kind: ErrorKind, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&error_value(kind, message)).unwrap_or_default()
+}
+
+pub(crate) fn error_value(kind: ErrorKind, message: &str) -> Value {
+    let t = match kind {
+        ErrorKind::InvalidRequest => "invalid_request_error",
+        ErrorKind::Authentication => "authentication_error",
+        ErrorKind::PermissionDenied => "permission_error",
+        ErrorKind::NotFound => "not_found_error",
+        ErrorKind::RequestTooLarge => "request_too_large",
+        ErrorKind::RateLimited | ErrorKind::BudgetExceeded => "rate_limit_error",
+        ErrorKind::Overloaded => "overloaded_error",
+        ErrorKind::UpstreamTimeout | ErrorKind::UpstreamError | ErrorKind::Internal => "api_error",
+    };
+    json!({"type": "error", "error": {"type": t, "message": message}})
+}
+
+#[cfg(test)]
+#[path = "anthropic_tests.rs"]
+mod tests;

@@ -8,14 +8,19 @@
 //! Code in this folder refers to siblings with `super::`, never `crate::`.
 
 pub mod anthropic;
+mod anthropic_stream;
 pub mod bedrock;
 pub mod eventstream;
+pub mod finish_reason;
 pub mod gemini;
+pub mod grammar;
 pub mod ir;
 pub mod openai_chat;
+mod openai_chat_stream;
 pub mod openai_responses;
 pub mod passthrough;
 pub mod sse;
+pub mod tools;
 pub mod translate;
 
 pub use ir::*;

@@ -1,67 +1,625 @@
-//! STUB: to be replaced by the real openai_chat wire format <-> IR converters.
-//! Pure: no I/O.
+//! OpenAI Chat Completions wire format <-> IR: requests, responses, errors, and (in
+//! `openai_chat_stream.rs`) the `chat.completion.chunk` stream. Pure: no I/O, no config, no auth.
+//!
+//! Decoding: `system`/`developer` messages are hoisted into `ChatRequest::system` in order
+//! (wherever they appear); consecutive `role: tool` messages become `ToolResult` parts of one
+//! `User` turn; `reasoning_content` (OpenAI-compatible servers) becomes a `Thinking` part.
+//! Encoding always asks a streaming upstream for usage (`stream_options.include_usage`).
 
+use serde_json::{json, Map, Value};
+
+use super::finish_reason;
+use super::tools::value_to_tool_arguments;
 use super::{
-    ChatRequest, ChatResponse, Encoded, ErrorKind, RequestOptions, ResponseOptions, StreamEvent,
-    TranslateError,
+    ChatRequest, ChatResponse, Encoded, ErrorKind, Format, ImageSource, Message, Part, Reasoning,
+    RequestOptions, ResponseFormat, ResponseOptions, Role, SystemPart, Tool, ToolCall, ToolChoice,
+    ToolResult, TranslateError, Usage,
 };
 
-pub fn decode_request(_body: &[u8]) -> Result<ChatRequest, TranslateError> {
-    Err(TranslateError::Unsupported("openai_chat".into()))
-}
+pub use super::openai_chat_stream::{StreamDecoder, StreamEncoder};
 
-pub fn encode_request(
-    _req: &ChatRequest,
-    _opts: &RequestOptions,
-) -> Result<Encoded, TranslateError> {
-    Err(TranslateError::Unsupported("openai_chat".into()))
-}
+/// Top-level request fields this file models; everything else goes to `ChatRequest::extra`.
+const MODELLED: &[&str] = &[
+    "model",
+    "messages",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "temperature",
+    "top_p",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "n",
+    "logprobs",
+    "response_format",
+    "reasoning_effort",
+    "user",
+    "stream",
+    "stream_options",
+];
 
-pub fn decode_response(_body: &[u8]) -> Result<ChatResponse, TranslateError> {
-    Err(TranslateError::Unsupported("openai_chat".into()))
-}
+// === Request ===
 
-pub fn encode_response(_resp: &ChatResponse, _opts: &ResponseOptions) -> Vec<u8> {
-    Vec::new()
-}
-
-pub fn decode_error(_status: u16, body: &[u8]) -> (ErrorKind, String) {
-    (
-        ErrorKind::UpstreamError,
-        String::from_utf8_lossy(body).into_owned(),
-    )
-}
-
-pub fn encode_error(_kind: ErrorKind, message: &str) -> Vec<u8> {
-    message.as_bytes().to_vec()
-}
-
-#[derive(Debug, Default)]
-pub struct StreamDecoder;
-
-impl StreamDecoder {
-    pub fn new() -> Self {
-        StreamDecoder
+pub fn decode_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
+    let v: Value = serde_json::from_slice(body)?;
+    let obj = v.as_object().ok_or_else(|| TranslateError::invalid("body", "expected a JSON object"))?;
+    let mut req = ChatRequest {
+        model: str_field(obj, "model").unwrap_or_default().to_owned(),
+        ..ChatRequest::default()
+    };
+    let messages = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| TranslateError::invalid("messages", "is required and must be an array"))?;
+    for (i, m) in messages.iter().enumerate() {
+        decode_message(&mut req, i, m)?;
     }
-    pub fn feed(
-        &mut self,
-        _chunk: &[u8],
-        _out: &mut Vec<StreamEvent>,
-    ) -> Result<(), TranslateError> {
-        Err(TranslateError::Unsupported("openai_chat".into()))
+    if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
+        for (i, t) in tools.iter().enumerate() {
+            req.tools.push(decode_tool(i, t)?);
+        }
     }
-    pub fn finish(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
-        Ok(())
+    req.tool_choice = match obj.get("tool_choice") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            other => return Err(TranslateError::invalid("tool_choice", format!("unknown value {other:?}"))),
+        }),
+        Some(v) => match v.pointer("/function/name").and_then(Value::as_str) {
+            Some(name) => Some(ToolChoice::Tool(name.to_owned())),
+            None => {
+                return Err(TranslateError::invalid(
+                    "tool_choice",
+                    "expected a string or {\"type\":\"function\",\"function\":{\"name\":...}}",
+                ))
+            }
+        },
+    };
+    req.parallel_tool_calls = obj.get("parallel_tool_calls").and_then(Value::as_bool);
+    req.max_tokens = u32_field(obj, "max_completion_tokens").or_else(|| u32_field(obj, "max_tokens"));
+    req.sampling.stop = match obj.get("stop") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect(),
+        _ => Vec::new(),
+    };
+    req.sampling.temperature = obj.get("temperature").and_then(Value::as_f64);
+    req.sampling.top_p = obj.get("top_p").and_then(Value::as_f64);
+    req.sampling.seed = obj.get("seed").and_then(Value::as_i64);
+    req.sampling.presence_penalty = obj.get("presence_penalty").and_then(Value::as_f64);
+    req.sampling.frequency_penalty = obj.get("frequency_penalty").and_then(Value::as_f64);
+    req.sampling.n = u32_field(obj, "n");
+    req.sampling.logprobs = obj.get("logprobs").and_then(Value::as_bool);
+    req.response_format = obj.get("response_format").and_then(decode_response_format);
+    req.reasoning = str_field(obj, "reasoning_effort")
+        .map(|e| Reasoning { effort: Some(e.to_owned()), budget_tokens: None });
+    req.user = str_field(obj, "user").map(str::to_owned);
+    req.stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    req.include_usage = v.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
+    for (k, v) in obj {
+        if !MODELLED.contains(&k.as_str()) {
+            req.extra.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(req)
+}
+
+fn decode_message(req: &mut ChatRequest, i: usize, m: &Value) -> Result<(), TranslateError> {
+    let field = |f: &str| format!("messages[{i}].{f}");
+    let role = m
+        .get("role")
+        .and_then(Value::as_str)
+        .ok_or_else(|| TranslateError::invalid(field("role"), "is required"))?;
+    let content = m.get("content").unwrap_or(&Value::Null);
+    match role {
+        "system" | "developer" => {
+            for part in decode_content(content, &field("content"))? {
+                if let Part::Text { text, cache_control } = part {
+                    req.system.push(SystemPart { text, cache_control });
+                }
+            }
+        }
+        "user" => {
+            let parts = decode_content(content, &field("content"))?;
+            req.messages.push(Message { role: Role::User, parts });
+        }
+        "assistant" => {
+            let mut parts = Vec::new();
+            if let Some(r) = m.get("reasoning_content").and_then(Value::as_str) {
+                if !r.is_empty() {
+                    parts.push(Part::Thinking { text: r.to_owned(), signature: None });
+                }
+            }
+            parts.extend(decode_content(content, &field("content"))?);
+            if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
+                for (j, c) in calls.iter().enumerate() {
+                    let name = c.pointer("/function/name").and_then(Value::as_str).ok_or_else(|| {
+                        TranslateError::invalid(
+                            field(&format!("tool_calls[{j}].function.name")),
+                            "is required",
+                        )
+                    })?;
+                    parts.push(Part::ToolCall(ToolCall {
+                        id: c.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                        name: name.to_owned(),
+                        arguments: match c.pointer("/function/arguments") {
+                            Some(Value::String(s)) => s.clone(),
+                            Some(Value::Null) | None => String::new(),
+                            Some(v) => value_to_tool_arguments(v),
+                        },
+                        signature: None,
+                    }));
+                }
+            }
+            req.messages.push(Message { role: Role::Assistant, parts });
+        }
+        "tool" => {
+            let result = Part::ToolResult(ToolResult {
+                call_id: m.get("tool_call_id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                name: m.get("name").and_then(Value::as_str).map(str::to_owned),
+                content: decode_content(content, &field("content"))?,
+                is_error: false,
+            });
+            // Consecutive tool messages become one user turn of results.
+            match req.messages.last_mut() {
+                Some(last)
+                    if last.role == Role::User
+                        && !last.parts.is_empty()
+                        && last.parts.iter().all(|p| matches!(p, Part::ToolResult(_))) =>
+                {
+                    last.parts.push(result)
+                }
+                _ => req.messages.push(Message { role: Role::User, parts: vec![result] }),
+            }
+        }
+        other => return Err(TranslateError::invalid(field("role"), format!("{other:?} is not supported"))),
+    }
+    Ok(())
+}
+
+/// Message `content`: a string, null, or an array of typed parts.
+fn decode_content(content: &Value, field: &str) -> Result<Vec<Part>, TranslateError> {
+    match content {
+        Value::Null => Ok(Vec::new()),
+        Value::String(s) => Ok(vec![text(s)]),
+        Value::Array(parts) => {
+            let mut out = Vec::with_capacity(parts.len());
+            for (j, p) in parts.iter().enumerate() {
+                let ty = p.get("type").and_then(Value::as_str).unwrap_or("text");
+                match ty {
+                    "text" | "input_text" | "refusal" => {
+                        let key = if ty == "refusal" { "refusal" } else { "text" };
+                        let t = p.get(key).and_then(Value::as_str).unwrap_or_default();
+                        out.push(Part::Text {
+                            text: t.to_owned(),
+                            cache_control: p.get("cache_control").cloned(),
+                        });
+                    }
+                    "image_url" => {
+                        let url = p
+                            .pointer("/image_url/url")
+                            .or_else(|| p.get("image_url"))
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| {
+                                TranslateError::invalid(format!("{field}[{j}].image_url.url"), "is required")
+                            })?;
+                        out.push(Part::Image(image_from_url(url)));
+                    }
+                    other => {
+                        return Err(TranslateError::Unsupported(format!("{field}[{j}] of type {other:?}")))
+                    }
+                }
+            }
+            Ok(out)
+        }
+        _ => Err(TranslateError::invalid(field, "must be a string, an array or null")),
     }
 }
 
-#[derive(Debug)]
-pub struct StreamEncoder;
-
-impl StreamEncoder {
-    pub fn new(_opts: &ResponseOptions) -> Self {
-        StreamEncoder
+/// `data:<mime>;base64,<data>` becomes inline bytes; anything else is a URL.
+pub(crate) fn image_from_url(url: &str) -> ImageSource {
+    if let Some(rest) = url.strip_prefix("data:") {
+        if let Some((meta, data)) = rest.split_once(',') {
+            if let Some(media_type) = meta.strip_suffix(";base64") {
+                return ImageSource::Base64 { media_type: media_type.to_owned(), data: data.to_owned() };
+            }
+        }
     }
-    pub fn encode(&mut self, _ev: &StreamEvent, _out: &mut Vec<u8>) {}
-    pub fn finish(&mut self, _out: &mut Vec<u8>) {}
+    ImageSource::Url(url.to_owned())
 }
+
+fn decode_tool(i: usize, t: &Value) -> Result<Tool, TranslateError> {
+    let f = t.get("function").unwrap_or(t);
+    let name = f
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| TranslateError::invalid(format!("tools[{i}].function.name"), "is required"))?;
+    Ok(Tool {
+        name: name.to_owned(),
+        description: f.get("description").and_then(Value::as_str).map(str::to_owned),
+        parameters: f.get("parameters").cloned().unwrap_or(Value::Null),
+        strict: f.get("strict").and_then(Value::as_bool),
+    })
+}
+
+fn decode_response_format(v: &Value) -> Option<ResponseFormat> {
+    match v.get("type")?.as_str()? {
+        "text" => Some(ResponseFormat::Text),
+        "json_object" => Some(ResponseFormat::JsonObject),
+        "json_schema" => {
+            let s = v.get("json_schema")?;
+            Some(ResponseFormat::JsonSchema {
+                name: s.get("name").and_then(Value::as_str).unwrap_or("response").to_owned(),
+                schema: s.get("schema").cloned().unwrap_or(Value::Null),
+                strict: s.get("strict").and_then(Value::as_bool),
+            })
+        }
+        _ => None,
+    }
+}
+
+pub fn encode_request(req: &ChatRequest, opts: &RequestOptions) -> Result<Encoded, TranslateError> {
+    let mut dropped = Vec::new();
+    let mut body = Map::new();
+    body.insert("model".into(), json!(opts.target_model));
+    let mut messages: Vec<Value> =
+        req.system.iter().map(|s| json!({"role": "system", "content": s.text})).collect();
+    for m in &req.messages {
+        encode_message(m, &mut messages);
+    }
+    body.insert("messages".into(), Value::Array(messages));
+    if !req.tools.is_empty() {
+        let tools = req.tools.iter().map(|t| {
+            let mut f = Map::new();
+            f.insert("name".into(), json!(t.name));
+            if let Some(d) = &t.description {
+                f.insert("description".into(), json!(d));
+            }
+            f.insert("parameters".into(), super::tools::object_schema(&t.parameters));
+            if let Some(s) = t.strict {
+                f.insert("strict".into(), json!(s));
+            }
+            json!({"type": "function", "function": f})
+        });
+        body.insert("tools".into(), Value::Array(tools.collect()));
+    }
+    if let Some(tc) = &req.tool_choice {
+        let v = match tc {
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::None => json!("none"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::Tool(name) => json!({"type": "function", "function": {"name": name}}),
+        };
+        body.insert("tool_choice".into(), v);
+    }
+    if let (Some(p), false) = (req.parallel_tool_calls, req.tools.is_empty()) {
+        body.insert("parallel_tool_calls".into(), json!(p));
+    }
+    if let Some(n) = req.max_tokens {
+        body.insert("max_completion_tokens".into(), json!(n));
+    }
+    let s = &req.sampling;
+    match s.stop.len() {
+        0 => {}
+        _ => {
+            body.insert("stop".into(), json!(s.stop));
+        }
+    }
+    put(&mut body, "temperature", s.temperature.map(Value::from));
+    put(&mut body, "top_p", s.top_p.map(Value::from));
+    put(&mut body, "seed", s.seed.map(Value::from));
+    put(&mut body, "presence_penalty", s.presence_penalty.map(Value::from));
+    put(&mut body, "frequency_penalty", s.frequency_penalty.map(Value::from));
+    put(&mut body, "n", s.n.map(Value::from));
+    put(&mut body, "logprobs", s.logprobs.map(Value::from));
+    if s.top_k.is_some() {
+        dropped.push("top_k");
+    }
+    if let Some(rf) = &req.response_format {
+        let v = match rf {
+            ResponseFormat::Text => json!({"type": "text"}),
+            ResponseFormat::JsonObject => json!({"type": "json_object"}),
+            ResponseFormat::JsonSchema { name, schema, strict } => {
+                let mut js = json!({"name": name, "schema": schema});
+                if let Some(st) = strict {
+                    js["strict"] = json!(st);
+                }
+                json!({"type": "json_schema", "json_schema": js})
+            }
+        };
+        body.insert("response_format".into(), v);
+    }
+    if let Some(r) = &req.reasoning {
+        let effort = r.effort.clone().or_else(|| r.budget_tokens.map(|b| effort_for_budget(b).to_owned()));
+        put(&mut body, "reasoning_effort", effort.map(Value::from));
+    }
+    put(&mut body, "user", req.user.clone().map(Value::from));
+    if req.stream {
+        body.insert("stream".into(), json!(true));
+        // Always: accounting needs the usage chunk; the encoder hides it unless the client asked.
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Ok(Encoded { body: serde_json::to_vec(&Value::Object(body))?, dropped })
+}
+
+/// Anthropic/Gemini thinking budgets as an OpenAI `reasoning_effort`.
+pub(crate) fn effort_for_budget(budget: u32) -> &'static str {
+    match budget {
+        0..=2048 => "low",
+        2049..=12288 => "medium",
+        _ => "high",
+    }
+}
+
+fn encode_message(m: &Message, out: &mut Vec<Value>) {
+    match m.role {
+        Role::Assistant => {
+            let mut msg = Map::new();
+            msg.insert("role".into(), json!("assistant"));
+            let text: String = m
+                .parts
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Text { text, .. } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let thinking: String = m
+                .parts
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Thinking { text, .. } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let calls: Vec<Value> = m.parts.iter().filter_map(|p| match p {
+                Part::ToolCall(c) => Some(json!({
+                    "id": c.id, "type": "function",
+                    "function": {"name": c.name, "arguments": if c.arguments.is_empty() { "{}" } else { c.arguments.as_str() }},
+                })),
+                _ => None,
+            }).collect();
+            msg.insert(
+                "content".into(),
+                if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) },
+            );
+            if !thinking.is_empty() {
+                msg.insert("reasoning_content".into(), json!(thinking));
+            }
+            if !calls.is_empty() {
+                msg.insert("tool_calls".into(), Value::Array(calls));
+            }
+            out.push(Value::Object(msg));
+        }
+        Role::User => {
+            let mut rest = Vec::new();
+            for p in &m.parts {
+                match p {
+                    Part::ToolResult(r) => {
+                        let mut text = String::new();
+                        for c in &r.content {
+                            match c {
+                                Part::Text { text: t, .. } => text.push_str(t),
+                                // Tool messages carry text only; images follow in a user message.
+                                other => rest.push(other.clone()),
+                            }
+                        }
+                        out.push(json!({"role": "tool", "tool_call_id": r.call_id, "content": text}));
+                    }
+                    other => rest.push(other.clone()),
+                }
+            }
+            if !rest.is_empty() || m.parts.is_empty() {
+                out.push(json!({"role": "user", "content": encode_user_content(&rest)}));
+            }
+        }
+    }
+}
+
+fn encode_user_content(parts: &[Part]) -> Value {
+    if let [Part::Text { text, cache_control: None }] = parts {
+        return json!(text);
+    }
+    let parts = parts.iter().filter_map(|p| match p {
+        Part::Text { text, .. } => Some(json!({"type": "text", "text": text})),
+        Part::Image(ImageSource::Url(u)) => Some(json!({"type": "image_url", "image_url": {"url": u}})),
+        Part::Image(ImageSource::Base64 { media_type, data }) => Some(json!({
+            "type": "image_url", "image_url": {"url": format!("data:{media_type};base64,{data}")}
+        })),
+        _ => None,
+    });
+    Value::Array(parts.collect())
+}
+
+// === Response ===
+
+pub fn decode_response(body: &[u8]) -> Result<ChatResponse, TranslateError> {
+    let v: Value = serde_json::from_slice(body)?;
+    let choice = v.pointer("/choices/0");
+    let msg = choice.and_then(|c| c.get("message")).unwrap_or(&Value::Null);
+    let mut content = Vec::new();
+    if let Some(r) = msg.get("reasoning_content").and_then(Value::as_str).filter(|r| !r.is_empty()) {
+        content.push(Part::Thinking { text: r.to_owned(), signature: None });
+    }
+    if let Some(t) = msg.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        content.push(text(t));
+    }
+    if let Some(t) = msg.get("refusal").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        content.push(text(t));
+    }
+    for c in msg.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+        content.push(Part::ToolCall(ToolCall {
+            id: c.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            name: c.pointer("/function/name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            arguments: c
+                .pointer("/function/arguments")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            signature: None,
+        }));
+    }
+    let finish = choice
+        .and_then(|c| c.get("finish_reason"))
+        .and_then(Value::as_str)
+        .map_or(super::FinishReason::Stop, |r| finish_reason::decode(Format::OpenAiChat, r));
+    Ok(ChatResponse {
+        id: v.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        model: v.get("model").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        created: v.get("created").and_then(Value::as_u64).unwrap_or(0),
+        content,
+        finish,
+        usage: v.get("usage").map(decode_usage).unwrap_or_default(),
+    })
+}
+
+/// `usage` of a response or of the final stream chunk.
+pub(crate) fn decode_usage(u: &Value) -> Usage {
+    let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    Usage {
+        input_tokens: n("/prompt_tokens"),
+        output_tokens: n("/completion_tokens"),
+        cache_read_tokens: n("/prompt_tokens_details/cached_tokens"),
+        cache_write_tokens: 0,
+        reasoning_tokens: n("/completion_tokens_details/reasoning_tokens"),
+    }
+}
+
+pub(crate) fn encode_usage(u: &Usage) -> Value {
+    json!({
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens + u.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+    })
+}
+
+pub fn encode_response(resp: &ChatResponse, opts: &ResponseOptions) -> Vec<u8> {
+    let mut msg = Map::new();
+    msg.insert("role".into(), json!("assistant"));
+    let text: String = resp
+        .content
+        .iter()
+        .filter_map(|p| match p {
+            Part::Text { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    let thinking: String = resp
+        .content
+        .iter()
+        .filter_map(|p| match p {
+            Part::Thinking { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    let calls: Vec<Value> = resp.content.iter().filter_map(|p| match p {
+        Part::ToolCall(c) => Some(json!({
+            "id": c.id, "type": "function",
+            "function": {"name": c.name, "arguments": if c.arguments.is_empty() { "{}" } else { c.arguments.as_str() }},
+        })),
+        _ => None,
+    }).collect();
+    msg.insert(
+        "content".into(),
+        if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) },
+    );
+    if !thinking.is_empty() {
+        msg.insert("reasoning_content".into(), json!(thinking));
+    }
+    if !calls.is_empty() {
+        msg.insert("tool_calls".into(), Value::Array(calls));
+    }
+    let v = json!({
+        "id": resp.id,
+        "object": "chat.completion",
+        "created": resp.created,
+        "model": opts.model,
+        "choices": [{
+            "index": 0,
+            "message": msg,
+            "logprobs": null,
+            "finish_reason": finish_reason::encode(Format::OpenAiChat, resp.finish),
+        }],
+        "usage": encode_usage(&resp.usage),
+    });
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+// === Error ===
+
+/// `{"error":{"message","type","code"}}` (also accepts a bare string body). The kind comes
+/// from the status, refined by the type/code.
+pub fn decode_error(status: u16, body: &[u8]) -> (ErrorKind, String) {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let e = v.get("error").unwrap_or(&Value::Null);
+    let message = e
+        .get("message")
+        .and_then(Value::as_str)
+        .or_else(|| e.as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
+    let mut kind = super::kind_for_status(status);
+    let ty = e.get("type").and_then(Value::as_str).unwrap_or_default();
+    let code = e.get("code").and_then(Value::as_str).unwrap_or_default();
+    if status < 400 || kind == ErrorKind::UpstreamError {
+        kind = match (ty, code) {
+            (_, "rate_limit_exceeded") | ("rate_limit_error", _) => ErrorKind::RateLimited,
+            ("invalid_request_error", _) => ErrorKind::InvalidRequest,
+            (_, "invalid_api_key") | ("authentication_error", _) => ErrorKind::Authentication,
+            _ => kind,
+        };
+    }
+    (kind, message)
+}
+
+pub fn encode_error(kind: ErrorKind, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&error_value(kind, message)).unwrap_or_default()
+}
+
+pub(crate) fn error_value(kind: ErrorKind, message: &str) -> Value {
+    let (t, code) = match kind {
+        ErrorKind::InvalidRequest => ("invalid_request_error", None),
+        ErrorKind::Authentication => ("invalid_request_error", Some("invalid_api_key")),
+        ErrorKind::PermissionDenied => ("permission_error", Some("model_not_allowed")),
+        ErrorKind::NotFound => ("invalid_request_error", Some("model_not_found")),
+        ErrorKind::RequestTooLarge => ("invalid_request_error", Some("request_too_large")),
+        ErrorKind::RateLimited => ("rate_limit_error", Some("rate_limit_exceeded")),
+        ErrorKind::BudgetExceeded => ("insufficient_quota", Some("budget_exceeded")),
+        ErrorKind::Overloaded => ("server_error", Some("overloaded")),
+        ErrorKind::UpstreamTimeout => ("server_error", Some("upstream_timeout")),
+        ErrorKind::UpstreamError => ("server_error", Some("upstream_error")),
+        ErrorKind::Internal => ("server_error", None),
+    };
+    json!({"error": {"message": message, "type": t, "code": code}})
+}
+
+// === Helpers ===
+
+fn text(s: &str) -> Part {
+    Part::Text { text: s.to_owned(), cache_control: None }
+}
+
+fn str_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    obj.get(key).and_then(Value::as_str)
+}
+
+fn u32_field(obj: &Map<String, Value>, key: &str) -> Option<u32> {
+    obj.get(key).and_then(Value::as_u64).map(|n| n.min(u32::MAX as u64) as u32)
+}
+
+fn put(body: &mut Map<String, Value>, key: &str, v: Option<Value>) {
+    if let Some(v) = v {
+        body.insert(key.into(), v);
+    }
+}
+
+#[cfg(test)]
+#[path = "openai_chat_tests.rs"]
+mod tests;

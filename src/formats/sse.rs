@@ -1,1 +1,185 @@
-//! STUB: SSE framing. To be replaced.
+//! Server-Sent Events framing: an incremental parser fed arbitrary byte chunks, and writers.
+//! Knows nothing about what the `data` means (that is each format's stream decoder).
+//!
+//! Parsing follows the WHATWG event-stream rules that matter for LLM APIs: lines end in
+//! `\n`, `\r\n` or `\r` (a `\r` at the end of a chunk waits for the next byte), `:` lines
+//! are comments, `data` lines of one event are joined with `\n`, one space after the colon
+//! is dropped, a blank line dispatches. `id` and `retry` are ignored.
+
+use super::TranslateError;
+
+/// Refuse to buffer more than this waiting for the end of one event (a corrupt or hostile
+/// upstream must not make us hold gigabytes).
+pub const MAX_EVENT_BYTES: usize = 32 * 1024 * 1024;
+
+/// One dispatched event. `event` is empty when the upstream sent no `event:` field.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+/// Incremental SSE parser.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    /// Bytes of the line being received.
+    line: Vec<u8>,
+    /// The previous chunk ended in `\r`: skip a `\n` at the start of the next one.
+    skip_lf: bool,
+    /// Still at the very start of the stream (a UTF-8 BOM is dropped there).
+    at_start: bool,
+    event: String,
+    data: String,
+    has_data: bool,
+}
+
+// === impl SseParser ===
+
+impl SseParser {
+    pub fn new() -> Self {
+        SseParser { at_start: true, ..Self::default() }
+    }
+
+    /// Feed the next chunk; every event it completes is pushed onto `out`.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), TranslateError> {
+        let mut rest = chunk;
+        if self.skip_lf && !rest.is_empty() {
+            self.skip_lf = false;
+            if rest[0] == b'\n' {
+                rest = &rest[1..];
+            }
+        }
+        if self.at_start && !rest.is_empty() {
+            let bom = b"\xEF\xBB\xBF";
+            let have = self.line.len() + rest.len();
+            if have < 3 && bom.starts_with(&[&self.line[..], rest].concat()) {
+                self.line.extend_from_slice(rest);
+                return Ok(());
+            }
+            self.at_start = false;
+            let mut joined = std::mem::take(&mut self.line);
+            joined.extend_from_slice(rest);
+            let start = if joined.starts_with(bom) { 3 } else { 0 };
+            return self.feed_lines(&joined[start..], out);
+        }
+        self.feed_lines(rest, out)
+    }
+
+    fn feed_lines(&mut self, mut rest: &[u8], out: &mut Vec<SseEvent>) -> Result<(), TranslateError> {
+        while let Some(pos) = memchr::memchr2(b'\n', b'\r', rest) {
+            let (head, tail) = rest.split_at(pos);
+            let line = if self.line.is_empty() {
+                head.to_vec()
+            } else {
+                let mut l = std::mem::take(&mut self.line);
+                l.extend_from_slice(head);
+                l
+            };
+            self.process_line(&line, out);
+            rest = &tail[1..];
+            if tail[0] == b'\r' {
+                match rest.first() {
+                    Some(b'\n') => rest = &rest[1..],
+                    Some(_) => {}
+                    None => self.skip_lf = true,
+                }
+            }
+        }
+        self.line.extend_from_slice(rest);
+        if self.line.len() + self.data.len() > MAX_EVENT_BYTES {
+            self.line.clear();
+            self.data.clear();
+            return Err(TranslateError::Stream(format!("one SSE event exceeds {MAX_EVENT_BYTES} bytes")));
+        }
+        Ok(())
+    }
+
+    /// End of input: a last line without its newline and an event without its blank line
+    /// are still delivered (some upstreams close without the final `\n\n`).
+    pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            if !(self.at_start && b"\xEF\xBB\xBF".starts_with(&line)) {
+                self.process_line(&line, out);
+            }
+        }
+        self.dispatch(out);
+    }
+
+    fn process_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) {
+        if line.is_empty() {
+            self.dispatch(out);
+            return;
+        }
+        if line[0] == b':' {
+            return;
+        }
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"event" => self.event = String::from_utf8_lossy(value).into_owned(),
+            b"data" => {
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(&String::from_utf8_lossy(value));
+                self.has_data = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
+        if self.has_data {
+            out.push(SseEvent {
+                event: std::mem::take(&mut self.event),
+                data: std::mem::take(&mut self.data),
+            });
+        }
+        self.event.clear();
+        self.data.clear();
+        self.has_data = false;
+    }
+}
+
+/// Append `event: <name>` (when non-empty) and `data:` lines for `data`, then a blank line.
+pub fn write_event(out: &mut Vec<u8>, event: &str, data: &str) {
+    if !event.is_empty() {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(event.as_bytes());
+        out.push(b'\n');
+    }
+    write_data(out, data);
+}
+
+/// Append one data-only event (`data: ...\n\n`), splitting embedded newlines into lines.
+pub fn write_data(out: &mut Vec<u8>, data: &str) {
+    for line in data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.strip_suffix('\r').unwrap_or(line).as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+}
+
+/// Append an event whose data is `value` serialised as JSON (no raw newlines possible).
+pub fn write_json(out: &mut Vec<u8>, event: &str, value: &serde_json::Value) {
+    if !event.is_empty() {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(event.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    // Serialising a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+    out.extend_from_slice(b"\n\n");
+}
+
+#[cfg(test)]
+#[path = "sse_tests.rs"]
+mod tests;

@@ -1,36 +1,87 @@
-//! STUB written by the lead so the crate compiles: the formats helper replaces this whole file
-//! with the real dispatch (same public signatures).
+//! The translation entry points the proxy calls: request, response, error and stream
+//! translation between any inbound (client) format and any upstream format, through the IR.
+//! Pure dispatch: each format's own file does the decoding and encoding.
+//!
+//! # Parameters a target cannot honour
+//! The policy is per parameter, decided here and in the encoders, and always visible: a
+//! dropped parameter is named in `Encoded::dropped` (the proxy reports it in
+//! `x-gateway-dropped-params`); a parameter whose loss would change the answer's *shape* is a
+//! 400 (`TranslateError`), never silently ignored.
+//!
+//! | parameter | to OpenAI Chat | to Anthropic |
+//! |---|---|---|
+//! | `n` > 1 | 400 (the IR carries one choice; only same-format passthrough keeps `n`) | 400 |
+//! | `n` = 1 | kept | dropped (listed) |
+//! | `seed`, `presence_penalty`, `frequency_penalty`, `logprobs` | kept | dropped (listed) |
+//! | `response_format` json_object / json_schema | kept | dropped (listed) |
+//! | `top_k` | dropped (listed) | kept |
+//! | `temperature` | kept | clamped to Anthropic's 0..=1 |
+//! | `temperature`, `top_k`, `top_p` < 0.95 with thinking on | kept | dropped (listed): extended thinking rejects them |
+//! | `max_tokens` | `max_completion_tokens` | the client's value, else `RequestOptions::default_max_tokens` (required); a client cap below the thinking budget halves the budget (or drops thinking, listed as `reasoning_effort`), the default cap grows by the budget instead |
+//! | `reasoning_effort` / thinking budget | `reasoning_effort` (a budget maps to low/medium/high) | `thinking.budget_tokens` (low 2048, medium 8192, high 16384; none/minimal = off) |
+//! | `parallel_tool_calls: false` | kept | `tool_choice.disable_parallel_tool_use` |
+//! | `user` / `metadata.user_id` | `user` | `metadata.user_id` |
+//! | `stop` / `stop_sequences` | `stop` | `stop_sequences` |
+//! | unsigned reasoning (another provider's) in history | `reasoning_content` | not sent (Anthropic only accepts its own signed thinking) |
+//! | tool-call arguments that are not a JSON object | kept as text | `{"_raw_arguments": text}` (never lost, never `{}`) |
+//!
+//! Mid-conversation `system`/`developer` messages are hoisted, in order, into the system
+//! prompt (no format but OpenAI can place them mid-conversation).
 
-use super::{Encoded, ErrorKind, Format, RequestOptions, ResponseOptions, TranslateError, Usage};
+use super::{
+    anthropic, bedrock, gemini, openai_chat, openai_responses, ChatRequest, ChatResponse, Encoded, ErrorKind,
+    Format, RequestOptions, ResponseOptions, TranslateError, Usage,
+};
 
+/// Inbound body (client format `from`) -> upstream body (format `to`).
+/// `from == to` is not called by the proxy (it passes the body through).
 pub fn translate_request(
-    _from: Format,
+    from: Format,
     to: Format,
-    _body: &[u8],
-    _opts: &RequestOptions,
+    body: &[u8],
+    opts: &RequestOptions,
 ) -> Result<Encoded, TranslateError> {
-    Err(TranslateError::Unsupported(format!(
-        "translation to {}",
-        to.name()
-    )))
+    let req = decode_request(from, body)?;
+    if req.sampling.n.is_some_and(|n| n > 1) {
+        return Err(TranslateError::invalid(
+            "n",
+            format!("n > 1 cannot be translated to {}; send n=1 or omit it", to.name()),
+        ));
+    }
+    encode_request(to, &req, opts)
 }
 
+/// Upstream non-stream response body (format `from`) -> client body (format `to`), plus usage.
 pub fn translate_response(
-    _from: Format,
+    from: Format,
     to: Format,
-    _body: &[u8],
-    _opts: &ResponseOptions,
+    body: &[u8],
+    opts: &ResponseOptions,
 ) -> Result<(Vec<u8>, Usage), TranslateError> {
-    Err(TranslateError::Unsupported(format!(
-        "translation to {}",
-        to.name()
-    )))
+    let resp = decode_response(from, body)?;
+    Ok((encode_response(to, &resp, opts), resp.usage))
 }
 
-pub fn translate_error(_from: Format, to: Format, status: u16, body: &[u8]) -> Vec<u8> {
-    encode_error(to, kind_for_status(status), &String::from_utf8_lossy(body))
+/// Upstream error body (any status >= 400) -> client error body in format `to`, keeping the
+/// upstream's message. The status stays the proxy's business.
+pub fn translate_error(from: Format, to: Format, status: u16, body: &[u8]) -> Vec<u8> {
+    let (kind, message) = decode_error(from, status, body);
+    encode_error(to, kind, &message)
 }
 
+/// The client error envelope (format `to`) for an error the gateway itself raises.
+pub fn encode_error(to: Format, kind: ErrorKind, message: &str) -> Vec<u8> {
+    match to {
+        Format::OpenAiChat => openai_chat::encode_error(kind, message),
+        Format::OpenAiResponses => openai_responses::encode_error(kind, message),
+        Format::Anthropic => anthropic::encode_error(kind, message),
+        Format::Gemini => gemini::encode_error(kind, message),
+        // Bedrock is outbound only; a Bedrock-shaped client does not exist. OpenAI's envelope.
+        Format::Bedrock => openai_chat::encode_error(kind, message),
+    }
+}
+
+/// The HTTP status for an error class.
 pub fn status_for(kind: ErrorKind) -> u16 {
     match kind {
         ErrorKind::InvalidRequest => 400,
@@ -46,6 +97,7 @@ pub fn status_for(kind: ErrorKind) -> u16 {
     }
 }
 
+/// The error class of an upstream HTTP status (529 is Anthropic's "overloaded").
 pub fn kind_for_status(status: u16) -> ErrorKind {
     match status {
         400 | 422 => ErrorKind::InvalidRequest,
@@ -55,78 +107,72 @@ pub fn kind_for_status(status: u16) -> ErrorKind {
         413 => ErrorKind::RequestTooLarge,
         429 => ErrorKind::RateLimited,
         503 | 529 => ErrorKind::Overloaded,
-        504 => ErrorKind::UpstreamTimeout,
+        408 | 504 => ErrorKind::UpstreamTimeout,
         _ => ErrorKind::UpstreamError,
     }
 }
 
-pub fn encode_error(to: Format, kind: ErrorKind, message: &str) -> Vec<u8> {
-    use serde_json::json;
-    let v = match to {
-        Format::Anthropic => {
-            let t = match kind {
-                ErrorKind::InvalidRequest => "invalid_request_error",
-                ErrorKind::Authentication => "authentication_error",
-                ErrorKind::PermissionDenied => "permission_error",
-                ErrorKind::NotFound => "not_found_error",
-                ErrorKind::RequestTooLarge => "request_too_large",
-                ErrorKind::RateLimited | ErrorKind::BudgetExceeded => "rate_limit_error",
-                ErrorKind::Overloaded => "overloaded_error",
-                _ => "api_error",
-            };
-            json!({"type": "error", "error": {"type": t, "message": message}})
-        }
-        Format::Gemini => {
-            let s = match kind {
-                ErrorKind::InvalidRequest | ErrorKind::RequestTooLarge => "INVALID_ARGUMENT",
-                ErrorKind::Authentication => "UNAUTHENTICATED",
-                ErrorKind::PermissionDenied => "PERMISSION_DENIED",
-                ErrorKind::NotFound => "NOT_FOUND",
-                ErrorKind::RateLimited | ErrorKind::BudgetExceeded => "RESOURCE_EXHAUSTED",
-                ErrorKind::Overloaded => "UNAVAILABLE",
-                ErrorKind::UpstreamTimeout => "DEADLINE_EXCEEDED",
-                _ => "INTERNAL",
-            };
-            json!({"error": {"code": status_for(kind), "message": message, "status": s}})
-        }
-        _ => {
-            let (t, code) = match kind {
-                ErrorKind::InvalidRequest => ("invalid_request_error", None),
-                ErrorKind::Authentication => ("invalid_request_error", Some("invalid_api_key")),
-                ErrorKind::PermissionDenied => ("permission_error", Some("model_not_allowed")),
-                ErrorKind::NotFound => ("invalid_request_error", Some("model_not_found")),
-                ErrorKind::RequestTooLarge => ("invalid_request_error", Some("request_too_large")),
-                ErrorKind::RateLimited => ("rate_limit_error", Some("rate_limit_exceeded")),
-                ErrorKind::BudgetExceeded => ("insufficient_quota", Some("budget_exceeded")),
-                ErrorKind::Overloaded => ("server_error", Some("overloaded")),
-                ErrorKind::UpstreamTimeout => ("server_error", Some("upstream_timeout")),
-                ErrorKind::UpstreamError => ("server_error", Some("upstream_error")),
-                ErrorKind::Internal => ("server_error", None),
-            };
-            json!({"error": {"message": message, "type": t, "code": code}})
-        }
-    };
-    serde_json::to_vec(&v).unwrap_or_default()
+// === Dispatch over formats ===
+
+pub fn decode_request(from: Format, body: &[u8]) -> Result<ChatRequest, TranslateError> {
+    match from {
+        Format::OpenAiChat => openai_chat::decode_request(body),
+        Format::OpenAiResponses => openai_responses::decode_request(body),
+        Format::Anthropic => anthropic::decode_request(body),
+        Format::Gemini => gemini::decode_request(body),
+        Format::Bedrock => Err(TranslateError::Unsupported("Bedrock as a client format".into())),
+    }
 }
 
-/// STUB: only the same-format (observe) path works until the real dispatch lands.
-pub struct StreamTranslator {
+pub fn encode_request(
     to: Format,
+    req: &ChatRequest,
+    opts: &RequestOptions,
+) -> Result<Encoded, TranslateError> {
+    match to {
+        Format::OpenAiChat => openai_chat::encode_request(req, opts),
+        Format::OpenAiResponses => openai_responses::encode_request(req, opts),
+        Format::Anthropic => anthropic::encode_request(req, opts),
+        Format::Gemini => gemini::encode_request(req, opts),
+        Format::Bedrock => bedrock::encode_request(req, opts),
+    }
 }
 
-impl StreamTranslator {
-    pub fn new(_from: Format, to: Format, _opts: &ResponseOptions) -> Self {
-        StreamTranslator { to }
-    }
-    pub fn feed(&mut self, _chunk: &[u8], _out: &mut Vec<u8>) -> Result<(), TranslateError> {
-        Err(TranslateError::Unsupported(format!(
-            "stream translation to {}",
-            self.to.name()
-        )))
-    }
-    pub fn finish(&mut self, _out: &mut Vec<u8>) {}
-    pub fn fail(&mut self, _kind: ErrorKind, _message: &str, _out: &mut Vec<u8>) {}
-    pub fn usage(&self) -> Usage {
-        Usage::default()
+pub fn decode_response(from: Format, body: &[u8]) -> Result<ChatResponse, TranslateError> {
+    match from {
+        Format::OpenAiChat => openai_chat::decode_response(body),
+        Format::OpenAiResponses => openai_responses::decode_response(body),
+        Format::Anthropic => anthropic::decode_response(body),
+        Format::Gemini => gemini::decode_response(body),
+        Format::Bedrock => bedrock::decode_response(body),
     }
 }
+
+pub fn encode_response(to: Format, resp: &ChatResponse, opts: &ResponseOptions) -> Vec<u8> {
+    match to {
+        Format::OpenAiChat => openai_chat::encode_response(resp, opts),
+        Format::OpenAiResponses => openai_responses::encode_response(resp, opts),
+        Format::Anthropic => anthropic::encode_response(resp, opts),
+        Format::Gemini => gemini::encode_response(resp, opts),
+        // Not a client format: answer in OpenAI's shape rather than nothing.
+        Format::Bedrock => openai_chat::encode_response(resp, opts),
+    }
+}
+
+pub fn decode_error(from: Format, status: u16, body: &[u8]) -> (ErrorKind, String) {
+    match from {
+        Format::OpenAiChat => openai_chat::decode_error(status, body),
+        Format::OpenAiResponses => openai_responses::decode_error(status, body),
+        Format::Anthropic => anthropic::decode_error(status, body),
+        Format::Gemini => gemini::decode_error(status, body),
+        Format::Bedrock => bedrock::decode_error(status, body),
+    }
+}
+
+#[path = "translate_stream.rs"]
+mod stream;
+pub use stream::StreamTranslator;
+
+#[cfg(test)]
+#[path = "translate_tests.rs"]
+mod tests;

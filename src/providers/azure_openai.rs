@@ -14,9 +14,11 @@ pub fn request(
     api_version: Option<&str>,
     key: Option<&str>,
 ) -> (String, Vec<(&'static str, String)>) {
+    // A base_url given as ".../openai/v1" arrives here as prefix ".../openai".
+    let v1_prefix = prefix.strip_suffix("/openai").unwrap_or(prefix);
     let path = match (op, api_version) {
-        (Operation::Chat { .. }, Some("v1")) => format!("{prefix}/openai/v1/chat/completions"),
-        (Operation::Media(m), Some("v1")) => format!("{prefix}/openai/v1{}", m.path()),
+        (Operation::Chat { .. }, Some("v1")) => format!("{v1_prefix}/openai/v1/chat/completions"),
+        (Operation::Media(m), Some("v1")) => format!("{v1_prefix}/openai/v1{}", m.path()),
         (Operation::Media(m), v) => format!(
             "{prefix}/openai/deployments/{}{}?api-version={}",
             encode_segment(deployment),

@@ -302,8 +302,16 @@ fn upstream_body(
         return Ok((Bytes::from(body), Vec::new()));
     }
     let opts = RequestOptions { target_model: model, default_max_tokens };
-    let enc = formats::translate_request(inb.format, to, &inb.body, &opts)
-        .map_err(|e| GatewayError::bad_request(e.to_string()))?;
+    let enc = if inb.format == Format::Gemini {
+        // Gemini says "stream" in the URL, not the body: carry it into the IR.
+        let mut ir = formats::decode_request(inb.format, &inb.body)
+            .map_err(|e| GatewayError::bad_request(e.to_string()))?;
+        ir.stream = inb.stream;
+        formats::encode_request(to, &ir, &opts)
+    } else {
+        formats::translate_request(inb.format, to, &inb.body, &opts)
+    }
+    .map_err(|e| GatewayError::bad_request(e.to_string()))?;
     Ok((Bytes::from(enc.body), enc.dropped))
 }
 
@@ -400,13 +408,13 @@ pub async fn respond_upstream(
     h.insert_header("cache-control", "no-cache")?;
     s.write_response_header(Box::new(h), false).await?;
 
-    let mut mode = if same {
-        StreamMode::Observe(passthrough::OpenAiStreamUsage::new(
-            from == Format::OpenAiChat && !inb.include_usage,
-        ))
+    let mut mode = if same && from == Format::OpenAiChat {
+        StreamMode::Observe(passthrough::OpenAiStreamUsage::new(!inb.include_usage))
     } else {
+        // Another format, or the same non-OpenAI format (the translator then only observes usage).
         StreamMode::Translate(Box::new(formats::StreamTranslator::new(from, inb.format, &opts)))
     };
+
     let mut out = Vec::with_capacity(4096);
     loop {
         match up.next_chunk().await {
@@ -490,14 +498,7 @@ impl StreamMode {
 fn usage_of(format: Format, body: &[u8]) -> Option<formats::Usage> {
     match format {
         Format::OpenAiChat | Format::OpenAiResponses => passthrough::openai_usage(body),
-        _ => formats::translate_response(
-            format,
-            Format::OpenAiChat,
-            body,
-            &ResponseOptions { model: "", gemini_sse: true, include_usage: false },
-        )
-        .ok()
-        .map(|(_, u)| u),
+        _ => formats::decode_response(format, body).ok().map(|r| r.usage),
     }
 }
 

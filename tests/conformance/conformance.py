@@ -141,6 +141,12 @@ def gemini(up, stream, tool):
         chunks = [r]
     else:
         chunks = list(gg.models.generate_content_stream(model=f"to-{up}", contents=PROMPT, config=cfg))
+        # The SDK would also accept one JSON object; check the wire is really a stream.
+        import httpx
+        raw = httpx.post(f"{URL}/v1beta/models/to-{up}:streamGenerateContent?alt=sse", headers={"x-goog-api-key": KEY},
+                         json={"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]}, timeout=20)
+        assert raw.headers["content-type"].startswith("text/event-stream"), raw.headers["content-type"]
+        assert raw.text.startswith("data: "), raw.text[:80]
     assert any(c.usage_metadata and c.usage_metadata.prompt_token_count for c in chunks), "no usageMetadata"
     if tool:
         calls = [fc for c in chunks for fc in (c.function_calls or [])]

@@ -1,0 +1,338 @@
+//! The Anthropic Messages stream (SSE) <-> `StreamEvent`s. Re-exported as
+//! `anthropic::{StreamDecoder, StreamEncoder}`. Pure: no I/O.
+//!
+//! The encoder is the hard direction (an OpenAI-style flat delta stream into blocks):
+//! `message_start` goes out first, before any usage is known; a block is opened on the first
+//! delta of its kind and closed before a block of another kind (or another tool call) opens,
+//! so two blocks are never open at once; `Finish` and `Usage` are held until the upstream
+//! ends, because OpenAI sends usage after `finish_reason`, and then `message_delta` carries
+//! the stop reason with the final cumulative usage, followed by `message_stop`.
+
+use serde_json::{json, Value};
+
+use super::anthropic::{decode_usage, encode_usage, error_value, kind_for_type, stop_reason};
+use super::finish_reason;
+use super::sse::{write_json, SseEvent, SseParser};
+use super::{ErrorKind, FinishReason, Format, ResponseOptions, StreamEvent, TranslateError, Usage};
+
+/// What the block at an Anthropic content index is, as far as the decoder cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Block {
+    Text,
+    Thinking,
+    /// A tool_use block and its tool-call ordinal.
+    Tool(u32),
+    Other,
+}
+
+/// Decodes an upstream Anthropic SSE stream into `StreamEvent`s.
+#[derive(Debug, Default)]
+pub struct StreamDecoder {
+    sse: SseParser,
+    events: Vec<SseEvent>,
+    /// Content index -> block kind, for blocks started.
+    blocks: Vec<(u64, Block)>,
+    tools: u32,
+    usage: Usage,
+    done: bool,
+}
+
+// === impl StreamDecoder ===
+
+impl StreamDecoder {
+    pub fn new() -> Self {
+        StreamDecoder { sse: SseParser::new(), ..Self::default() }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+        self.sse.feed(chunk, &mut self.events)?;
+        self.drain(out)
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+        self.sse.finish(&mut self.events);
+        self.drain(out)
+    }
+
+    fn drain(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+        let events = std::mem::take(&mut self.events);
+        for ev in &events {
+            self.on_event(ev, out)?;
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+        if self.done {
+            return Ok(());
+        }
+        let v: Value = serde_json::from_str(&ev.data)
+            .map_err(|e| TranslateError::Stream(format!("{} event is not JSON: {e}", ev.event)))?;
+        // The `type` in the data is authoritative; the `event:` line names the same thing.
+        let ty = v.get("type").and_then(Value::as_str).unwrap_or(ev.event.as_str());
+        let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
+        match ty {
+            "message_start" => {
+                out.push(StreamEvent::Start { id: s("/message/id"), model: s("/message/model") });
+                if let Some(u) = v.pointer("/message/usage") {
+                    self.usage = decode_usage(u, self.usage);
+                    out.push(StreamEvent::Usage(self.usage));
+                }
+            }
+            "content_block_start" => {
+                let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                let cb = v.get("content_block").unwrap_or(&Value::Null);
+                let text = |k: &str| cb.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+                let block = match cb.get("type").and_then(Value::as_str).unwrap_or_default() {
+                    "text" => {
+                        let t = text("text");
+                        if !t.is_empty() {
+                            out.push(StreamEvent::TextDelta { text: t });
+                        }
+                        Block::Text
+                    }
+                    "thinking" => {
+                        let t = text("thinking");
+                        if !t.is_empty() {
+                            out.push(StreamEvent::ThinkingDelta { text: t });
+                        }
+                        Block::Thinking
+                    }
+                    "tool_use" => {
+                        let ordinal = self.tools;
+                        self.tools += 1;
+                        out.push(StreamEvent::ToolCallStart {
+                            index: ordinal,
+                            id: text("id"),
+                            name: text("name"),
+                            signature: None,
+                        });
+                        // The start block's input is `{}`; arguments come as input_json_delta.
+                        if let Some(input) =
+                            cb.get("input").filter(|i| i.as_object().is_some_and(|o| !o.is_empty()))
+                        {
+                            out.push(StreamEvent::ToolArgsDelta {
+                                index: ordinal,
+                                fragment: input.to_string(),
+                            });
+                        }
+                        Block::Tool(ordinal)
+                    }
+                    _ => Block::Other,
+                };
+                self.blocks.push((index, block));
+            }
+            "content_block_delta" => {
+                let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                let block = self.blocks.iter().rev().find(|(i, _)| *i == index).map(|(_, b)| *b);
+                let d = v.get("delta").unwrap_or(&Value::Null);
+                let field = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+                match (d.get("type").and_then(Value::as_str).unwrap_or_default(), block) {
+                    ("text_delta", _) => out.push(StreamEvent::TextDelta { text: field("text") }),
+                    ("thinking_delta", _) => out.push(StreamEvent::ThinkingDelta { text: field("thinking") }),
+                    ("signature_delta", _) => {
+                        out.push(StreamEvent::ThinkingSignature { signature: field("signature") })
+                    }
+                    ("input_json_delta", Some(Block::Tool(ordinal))) => {
+                        let fragment = field("partial_json");
+                        if !fragment.is_empty() {
+                            out.push(StreamEvent::ToolArgsDelta { index: ordinal, fragment });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(u) = v.get("usage") {
+                    self.usage = decode_usage(u, self.usage);
+                    out.push(StreamEvent::Usage(self.usage));
+                }
+                if let Some(r) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                    out.push(StreamEvent::Finish(finish_reason::decode(Format::Anthropic, r)));
+                }
+            }
+            "message_stop" => self.done = true,
+            "error" => {
+                let kind = v
+                    .pointer("/error/type")
+                    .and_then(Value::as_str)
+                    .and_then(kind_for_type)
+                    .unwrap_or(ErrorKind::UpstreamError);
+                out.push(StreamEvent::Error { kind, message: s("/error/message") });
+                self.done = true;
+            }
+            // ping, content_block_stop, and event types added later.
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The block the encoder has open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Open {
+    Text,
+    Thinking,
+    Tool(u32),
+}
+
+/// Encodes `StreamEvent`s as an Anthropic Messages SSE stream for the client.
+#[derive(Debug)]
+pub struct StreamEncoder {
+    model: String,
+    started: bool,
+    done: bool,
+    open: Option<Open>,
+    /// Content index of the next block.
+    next_index: u32,
+    /// Tool calls whose block was opened (a tool's block is never reopened).
+    tools_seen: Vec<u32>,
+    finish: Option<FinishReason>,
+    usage: Usage,
+}
+
+// === impl StreamEncoder ===
+
+impl StreamEncoder {
+    pub fn new(opts: &ResponseOptions) -> Self {
+        StreamEncoder {
+            model: opts.model.to_owned(),
+            started: false,
+            done: false,
+            open: None,
+            next_index: 0,
+            tools_seen: Vec::new(),
+            finish: None,
+            usage: Usage::default(),
+        }
+    }
+
+    pub fn encode(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        match ev {
+            StreamEvent::Start { id, .. } => self.start(id, out),
+            StreamEvent::Usage(u) => {
+                self.usage = *u;
+            }
+            StreamEvent::Error { kind, message } => self.fail(*kind, message, out),
+            _ if self.finish.is_some() => {} // nothing but usage may follow the finish
+            StreamEvent::TextDelta { text } if !text.is_empty() => {
+                self.open_block(Open::Text, out);
+                self.delta(json!({"type": "text_delta", "text": text}), out);
+            }
+            StreamEvent::ThinkingDelta { text } if !text.is_empty() => {
+                self.open_block(Open::Thinking, out);
+                self.delta(json!({"type": "thinking_delta", "thinking": text}), out);
+            }
+            // A signature belongs to the open thinking block; with none open it has no home.
+            StreamEvent::ThinkingSignature { signature } if self.open == Some(Open::Thinking) => {
+                self.delta(json!({"type": "signature_delta", "signature": signature}), out);
+            }
+            StreamEvent::ToolCallStart { index, id, name, .. } => {
+                if self.tools_seen.contains(index) {
+                    return;
+                }
+                self.start("", out);
+                self.close_block(out);
+                self.tools_seen.push(*index);
+                let id = if id.is_empty() { format!("toolu_gateway_{index}") } else { id.clone() };
+                let block = json!({"type": "tool_use", "id": id, "name": name, "input": {}});
+                self.block_start(block, out);
+                self.open = Some(Open::Tool(*index));
+            }
+            // Fragments of the open call stream straight through. Fragments of a call whose
+            // block is closed cannot be placed (OpenAI never interleaves calls).
+            StreamEvent::ToolArgsDelta { index, fragment }
+                if !fragment.is_empty() && self.open == Some(Open::Tool(*index)) =>
+            {
+                self.delta(json!({"type": "input_json_delta", "partial_json": fragment}), out);
+            }
+            StreamEvent::Finish(reason) => {
+                self.start("", out);
+                self.close_block(out);
+                self.finish = Some(*reason);
+            }
+            _ => {}
+        }
+    }
+
+    /// End of the upstream stream: close the open block, then `message_delta` (stop reason,
+    /// final usage) and `message_stop`.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        self.start("", out);
+        self.close_block(out);
+        let reason = stop_reason(self.finish.unwrap_or(FinishReason::Stop), !self.tools_seen.is_empty());
+        let delta = json!({
+            "type": "message_delta",
+            "delta": {"stop_reason": reason, "stop_sequence": null},
+            "usage": encode_usage(&self.usage),
+        });
+        write_json(out, "message_delta", &delta);
+        write_json(out, "message_stop", &json!({"type": "message_stop"}));
+        self.done = true;
+    }
+
+    fn fail(&mut self, kind: ErrorKind, message: &str, out: &mut Vec<u8>) {
+        write_json(out, "error", &error_value(kind, message));
+        self.done = true;
+    }
+
+    fn start(&mut self, id: &str, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let id = if id.is_empty() { "msg_gateway" } else { id };
+        let msg = json!({
+            "type": "message_start",
+            "message": {
+                "id": id, "type": "message", "role": "assistant", "model": self.model,
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": encode_usage(&self.usage),
+            },
+        });
+        write_json(out, "message_start", &msg);
+    }
+
+    fn open_block(&mut self, kind: Open, out: &mut Vec<u8>) {
+        self.start("", out);
+        if self.open == Some(kind) {
+            return;
+        }
+        self.close_block(out);
+        let block = match kind {
+            Open::Text => json!({"type": "text", "text": ""}),
+            Open::Thinking => json!({"type": "thinking", "thinking": ""}),
+            Open::Tool(_) => return,
+        };
+        self.block_start(block, out);
+        self.open = Some(kind);
+    }
+
+    fn block_start(&mut self, block: Value, out: &mut Vec<u8>) {
+        let ev = json!({"type": "content_block_start", "index": self.next_index, "content_block": block});
+        write_json(out, "content_block_start", &ev);
+    }
+
+    fn delta(&self, delta: Value, out: &mut Vec<u8>) {
+        let ev = json!({"type": "content_block_delta", "index": self.next_index, "delta": delta});
+        write_json(out, "content_block_delta", &ev);
+    }
+
+    fn close_block(&mut self, out: &mut Vec<u8>) {
+        if self.open.take().is_some() {
+            let ev = json!({"type": "content_block_stop", "index": self.next_index});
+            write_json(out, "content_block_stop", &ev);
+            self.next_index += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "anthropic_stream_tests.rs"]
+mod tests;

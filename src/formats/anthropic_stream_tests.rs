@@ -1,0 +1,218 @@
+use super::*;
+use super::super::sse::{SseEvent, SseParser};
+
+fn opts() -> ResponseOptions<'static> {
+    ResponseOptions { model: "claude-x", gemini_sse: true, include_usage: false }
+}
+
+fn encode(events: &[StreamEvent]) -> Vec<u8> {
+    let mut enc = StreamEncoder::new(&opts());
+    let mut out = Vec::new();
+    for e in events {
+        enc.encode(e, &mut out);
+    }
+    enc.finish(&mut out);
+    out
+}
+
+fn names(bytes: &[u8]) -> Vec<String> {
+    let mut p = SseParser::new();
+    let mut evs: Vec<SseEvent> = Vec::new();
+    p.feed(bytes, &mut evs).unwrap();
+    p.finish(&mut evs);
+    evs.into_iter()
+        .map(|e| {
+            let v: Value = serde_json::from_str(&e.data).unwrap();
+            match v.pointer("/delta/type").and_then(Value::as_str) {
+                Some(d) if e.event == "content_block_delta" => format!("delta:{d}@{}", v["index"]),
+                _ => match v.get("index") {
+                    Some(i) => format!("{}@{i}", e.event),
+                    None => e.event,
+                },
+            }
+        })
+        .collect()
+}
+
+fn start() -> StreamEvent {
+    StreamEvent::Start { id: "chatcmpl-1".into(), model: "gpt".into() }
+}
+
+fn text(t: &str) -> StreamEvent {
+    StreamEvent::TextDelta { text: t.into() }
+}
+
+fn tool(index: u32, name: &str) -> StreamEvent {
+    StreamEvent::ToolCallStart { index, id: format!("call_{index}"), name: name.into(), signature: None }
+}
+
+fn args(index: u32, f: &str) -> StreamEvent {
+    StreamEvent::ToolArgsDelta { index, fragment: f.into() }
+}
+
+#[test]
+fn message_start_comes_first_even_before_usage_is_known() {
+    let out = encode(&[start(), text("hi")]);
+    assert_eq!(names(&out)[0], "message_start");
+    let s = String::from_utf8(out).unwrap();
+    assert!(s.contains(r#""input_tokens":0"#), "{s}");
+}
+
+#[test]
+fn text_then_tool_call_closes_the_text_block_first() {
+    let out = encode(&[
+        start(),
+        text("Let me check."),
+        tool(0, "get_weather"),
+        args(0, "{\"city\":"),
+        args(0, "\"Paris\"}"),
+        StreamEvent::Finish(FinishReason::ToolCalls),
+    ]);
+    assert_eq!(
+        names(&out),
+        [
+            "message_start",
+            "content_block_start@0",
+            "delta:text_delta@0",
+            "content_block_stop@0",
+            "content_block_start@1",
+            "delta:input_json_delta@1",
+            "delta:input_json_delta@1",
+            "content_block_stop@1",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    let s = String::from_utf8(out).unwrap();
+    assert!(s.contains(r#""stop_reason":"tool_use""#));
+}
+
+#[test]
+fn parallel_tool_calls_get_one_block_each_in_order() {
+    let out = encode(&[start(), tool(0, "a"), args(0, "{}"), tool(1, "b"), args(1, "{\"x\":1}")]);
+    assert_eq!(
+        names(&out),
+        [
+            "message_start",
+            "content_block_start@0",
+            "delta:input_json_delta@0",
+            "content_block_stop@0",
+            "content_block_start@1",
+            "delta:input_json_delta@1",
+            "content_block_stop@1",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+}
+
+#[test]
+fn tool_arguments_are_streamed_never_replaced_by_an_empty_object() {
+    let out =
+        String::from_utf8(encode(&[start(), text("a"), tool(0, "f"), args(0, "{\"q\":\"v\"}")])).unwrap();
+    assert!(out.contains(r#""partial_json":"{\"q\":\"v\"}""#), "{out}");
+}
+
+#[test]
+fn usage_after_the_finish_lands_in_message_delta() {
+    let u = Usage { input_tokens: 10, output_tokens: 5, ..Usage::default() };
+    let out = String::from_utf8(encode(&[
+        start(),
+        text("a"),
+        StreamEvent::Finish(FinishReason::Length),
+        StreamEvent::Usage(u),
+    ]))
+    .unwrap();
+    let delta = out.split("event: message_delta").nth(1).unwrap();
+    assert!(delta.contains(r#""stop_reason":"max_tokens""#));
+    assert!(delta.contains(r#""output_tokens":5"#) && delta.contains(r#""input_tokens":10"#), "{delta}");
+}
+
+#[test]
+fn thinking_then_text_switches_blocks_and_keeps_the_signature() {
+    let out = encode(&[
+        start(),
+        StreamEvent::ThinkingDelta { text: "hmm".into() },
+        StreamEvent::ThinkingSignature { signature: "sig".into() },
+        text("answer"),
+    ]);
+    assert_eq!(
+        names(&out),
+        [
+            "message_start",
+            "content_block_start@0",
+            "delta:thinking_delta@0",
+            "delta:signature_delta@0",
+            "content_block_stop@0",
+            "content_block_start@1",
+            "delta:text_delta@1",
+            "content_block_stop@1",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+}
+
+#[test]
+fn a_stream_that_ends_without_a_reason_ends_as_end_turn() {
+    let out = String::from_utf8(encode(&[start(), text("a")])).unwrap();
+    assert!(out.contains(r#""stop_reason":"end_turn""#));
+}
+
+#[test]
+fn an_error_ends_the_stream_with_an_error_event() {
+    let out = encode(&[
+        start(),
+        text("a"),
+        StreamEvent::Error { kind: ErrorKind::Overloaded, message: "busy".into() },
+        text("late"),
+    ]);
+    assert_eq!(names(&out), ["message_start", "content_block_start@0", "delta:text_delta@0", "error"]);
+    assert!(String::from_utf8(out).unwrap().contains("overloaded_error"));
+}
+
+#[test]
+fn an_empty_upstream_still_gets_a_complete_message() {
+    assert_eq!(names(&encode(&[])), ["message_start", "message_delta", "message_stop"]);
+}
+
+const UPSTREAM: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude\",\"usage\":{\"input_tokens\":20,\"cache_read_input_tokens\":5,\"output_tokens\":1}}}\n\n\
+event: ping\ndata: {\"type\":\"ping\"}\n\n\
+event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n\
+event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"f\",\"input\":{}}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\\\":1}\"}}\n\n\
+event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":9}}\n\n\
+event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+#[test]
+fn the_decoder_maps_blocks_to_events_and_keeps_cumulative_usage() {
+    let mut d = StreamDecoder::new();
+    let mut evs = Vec::new();
+    d.feed(UPSTREAM.as_bytes(), &mut evs).unwrap();
+    d.finish(&mut evs).unwrap();
+    let u1 = Usage { input_tokens: 25, output_tokens: 1, cache_read_tokens: 5, ..Usage::default() };
+    let u2 = Usage { output_tokens: 9, ..u1 };
+    assert_eq!(
+        evs,
+        vec![
+            StreamEvent::Start { id: "msg_1".into(), model: "claude".into() },
+            StreamEvent::Usage(u1),
+            text("Hi"),
+            StreamEvent::ToolCallStart { index: 0, id: "toolu_1".into(), name: "f".into(), signature: None },
+            args(0, "{\"a\":1}"),
+            StreamEvent::Usage(u2),
+            StreamEvent::Finish(FinishReason::ToolCalls),
+        ]
+    );
+}
+
+#[test]
+fn an_upstream_error_event_becomes_a_stream_error() {
+    let mut d = StreamDecoder::new();
+    let mut evs = Vec::new();
+    d.feed(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n", &mut evs).unwrap();
+    assert_eq!(evs, vec![StreamEvent::Error { kind: ErrorKind::Overloaded, message: "Overloaded".into() }]);
+}

@@ -1,0 +1,290 @@
+//! The OpenAI Chat Completions stream (`chat.completion.chunk` SSE) <-> `StreamEvent`s.
+//! Re-exported as `openai_chat::{StreamDecoder, StreamEncoder}`. Pure: no I/O.
+//!
+//! Chunk grammar written by the encoder: every chunk has the same `id`; the first carries
+//! `delta.role = "assistant"`; a tool call's `id`, `type` and `function.name` (with
+//! `arguments: ""`) appear only on the first chunk of its `index`, argument fragments after;
+//! `finish_reason` is set once, on the last choice chunk; the usage chunk (`choices: []`)
+//! comes only if the client asked for it; `data: [DONE]` ends every stream.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use super::finish_reason;
+use super::openai_chat::{decode_usage, encode_usage, error_value};
+use super::sse::{write_data, write_json, SseEvent, SseParser};
+use super::{ErrorKind, FinishReason, Format, ResponseOptions, StreamEvent, TranslateError};
+
+/// Decodes an upstream OpenAI Chat SSE stream into `StreamEvent`s.
+#[derive(Debug, Default)]
+pub struct StreamDecoder {
+    sse: SseParser,
+    events: Vec<SseEvent>,
+    started: bool,
+    done: bool,
+    /// Upstream `tool_calls[].index` -> our ordinal (0, 1, ...), for indices already started.
+    tools: HashMap<u64, u32>,
+}
+
+// === impl StreamDecoder ===
+
+impl StreamDecoder {
+    pub fn new() -> Self {
+        StreamDecoder { sse: SseParser::new(), ..Self::default() }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+        self.sse.feed(chunk, &mut self.events)?;
+        self.drain(out)
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+        self.sse.finish(&mut self.events);
+        self.drain(out)
+    }
+
+    fn drain(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+        let events = std::mem::take(&mut self.events);
+        for ev in &events {
+            self.on_event(ev, out)?;
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+        let data = ev.data.trim();
+        if self.done || data.is_empty() {
+            return Ok(());
+        }
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        let v: Value = serde_json::from_str(data)
+            .map_err(|e| TranslateError::Stream(format!("chunk is not JSON: {e}")))?;
+        if let Some(e) = v.get("error") {
+            let (kind, message) =
+                super::openai_chat::decode_error(0, &serde_json::to_vec(&json!({"error": e}))?);
+            let kind = if kind == ErrorKind::UpstreamError { kind_for_error_type(e) } else { kind };
+            out.push(StreamEvent::Error { kind, message });
+            self.done = true;
+            return Ok(());
+        }
+        if !self.started {
+            self.started = true;
+            out.push(StreamEvent::Start {
+                id: v.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                model: v.get("model").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            });
+        }
+        if let Some(choice) = v.pointer("/choices/0") {
+            let delta = choice.get("delta").unwrap_or(&Value::Null);
+            if let Some(t) = delta.get("reasoning_content").and_then(Value::as_str).filter(|t| !t.is_empty())
+            {
+                out.push(StreamEvent::ThinkingDelta { text: t.to_owned() });
+            }
+            if let Some(t) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                out.push(StreamEvent::TextDelta { text: t.to_owned() });
+            }
+            if let Some(t) = delta.get("refusal").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                out.push(StreamEvent::TextDelta { text: t.to_owned() });
+            }
+            for (pos, call) in
+                delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate()
+            {
+                self.on_tool_call(pos, call, out);
+            }
+            if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
+                out.push(StreamEvent::Finish(finish_reason::decode(Format::OpenAiChat, r)));
+            }
+        }
+        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+            out.push(StreamEvent::Usage(decode_usage(u)));
+        }
+        Ok(())
+    }
+
+    fn on_tool_call(&mut self, pos: usize, call: &Value, out: &mut Vec<StreamEvent>) {
+        let upstream_index = call.get("index").and_then(Value::as_u64).unwrap_or(pos as u64);
+        let next = self.tools.len() as u32;
+        let index = match self.tools.get(&upstream_index) {
+            Some(i) => *i,
+            None => {
+                let name = call.pointer("/function/name").and_then(Value::as_str).unwrap_or_default();
+                let id = call.get("id").and_then(Value::as_str).unwrap_or_default();
+                if name.is_empty() && id.is_empty() {
+                    // Arguments for a call never announced: nothing to attach them to.
+                    return;
+                }
+                self.tools.insert(upstream_index, next);
+                out.push(StreamEvent::ToolCallStart {
+                    index: next,
+                    id: id.to_owned(),
+                    name: name.to_owned(),
+                    signature: None,
+                });
+                next
+            }
+        };
+        if let Some(f) = call.pointer("/function/arguments").and_then(Value::as_str).filter(|f| !f.is_empty())
+        {
+            out.push(StreamEvent::ToolArgsDelta { index, fragment: f.to_owned() });
+        }
+    }
+}
+
+fn kind_for_error_type(e: &Value) -> ErrorKind {
+    match e.get("type").and_then(Value::as_str).unwrap_or_default() {
+        "rate_limit_error" | "rate_limit_exceeded" => ErrorKind::RateLimited,
+        "invalid_request_error" => ErrorKind::InvalidRequest,
+        "server_error" => ErrorKind::UpstreamError,
+        _ => ErrorKind::UpstreamError,
+    }
+}
+
+/// Encodes `StreamEvent`s as an OpenAI Chat SSE stream for the client.
+#[derive(Debug)]
+pub struct StreamEncoder {
+    model: String,
+    include_usage: bool,
+    id: String,
+    created: u64,
+    started: bool,
+    finished: bool,
+    done: bool,
+    /// Tool indices whose first chunk (id + name) was sent.
+    tools_started: Vec<u32>,
+    usage: Option<super::Usage>,
+}
+
+// === impl StreamEncoder ===
+
+impl StreamEncoder {
+    pub fn new(opts: &ResponseOptions) -> Self {
+        StreamEncoder {
+            model: opts.model.to_owned(),
+            include_usage: opts.include_usage,
+            id: String::new(),
+            created: 0,
+            started: false,
+            finished: false,
+            done: false,
+            tools_started: Vec::new(),
+            usage: None,
+        }
+    }
+
+    pub fn encode(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        if let StreamEvent::Start { id, .. } = ev {
+            if !self.started {
+                self.id = if id.is_empty() { "chatcmpl-gateway".to_owned() } else { id.clone() };
+                self.start(out);
+            }
+            return;
+        }
+        if let StreamEvent::Error { kind, message } = ev {
+            self.fail(*kind, message, out);
+            return;
+        }
+        if let StreamEvent::Usage(u) = ev {
+            self.usage = Some(*u);
+            return;
+        }
+        if self.finished {
+            // Nothing may follow the finish_reason chunk except usage.
+            return;
+        }
+        self.start(out);
+        let delta = match ev {
+            StreamEvent::TextDelta { text } if !text.is_empty() => json!({"content": text}),
+            StreamEvent::ThinkingDelta { text } if !text.is_empty() => json!({"reasoning_content": text}),
+            StreamEvent::ToolCallStart { index, id, name, .. } => {
+                if self.tools_started.contains(index) {
+                    return;
+                }
+                self.tools_started.push(*index);
+                let id = if id.is_empty() { format!("call_{index}") } else { id.clone() };
+                json!({"tool_calls": [{
+                    "index": index, "id": id, "type": "function",
+                    "function": {"name": name, "arguments": ""},
+                }]})
+            }
+            StreamEvent::ToolArgsDelta { index, fragment } if !fragment.is_empty() => {
+                if !self.tools_started.contains(index) {
+                    return;
+                }
+                json!({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
+            }
+            StreamEvent::Finish(reason) => {
+                self.finish_chunk(*reason, out);
+                return;
+            }
+            _ => return,
+        };
+        self.chunk(delta, Value::Null, out);
+    }
+
+    /// End of the upstream stream: the finish chunk (`stop` if none came), usage if asked, `[DONE]`.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        self.start(out);
+        if !self.finished {
+            self.finish_chunk(FinishReason::Stop, out);
+        }
+        if self.include_usage {
+            let u = self.usage.unwrap_or_default();
+            let v = json!({
+                "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "choices": [], "usage": encode_usage(&u),
+            });
+            write_json(out, "", &v);
+        }
+        write_data(out, "[DONE]");
+        self.done = true;
+    }
+
+    fn fail(&mut self, kind: ErrorKind, message: &str, out: &mut Vec<u8>) {
+        write_json(out, "", &error_value(kind, message));
+        write_data(out, "[DONE]");
+        self.done = true;
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        if self.id.is_empty() {
+            self.id = "chatcmpl-gateway".to_owned();
+        }
+        self.chunk(json!({"role": "assistant", "content": ""}), Value::Null, out);
+    }
+
+    fn finish_chunk(&mut self, reason: FinishReason, out: &mut Vec<u8>) {
+        let mut reason = reason;
+        if reason == FinishReason::Stop && !self.tools_started.is_empty() {
+            reason = FinishReason::ToolCalls;
+        }
+        self.chunk(json!({}), json!(finish_reason::encode(Format::OpenAiChat, reason)), out);
+        self.finished = true;
+    }
+
+    fn chunk(&self, delta: Value, finish: Value, out: &mut Vec<u8>) {
+        let v = json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        write_json(out, "", &v);
+    }
+}
+
+#[cfg(test)]
+#[path = "openai_chat_stream_tests.rs"]
+mod tests;

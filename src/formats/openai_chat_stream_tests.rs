@@ -1,0 +1,119 @@
+use super::*;
+use super::super::Usage;
+
+fn encode(events: &[StreamEvent], include_usage: bool) -> String {
+    let opts = ResponseOptions { model: "gpt-x", gemini_sse: true, include_usage };
+    let mut enc = StreamEncoder::new(&opts);
+    let mut out = Vec::new();
+    for e in events {
+        enc.encode(e, &mut out);
+    }
+    enc.finish(&mut out);
+    String::from_utf8(out).unwrap()
+}
+
+fn data_lines(s: &str) -> Vec<Value> {
+    s.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+fn start() -> StreamEvent {
+    StreamEvent::Start { id: "msg_1".into(), model: "claude".into() }
+}
+
+#[test]
+fn the_first_chunk_carries_the_assistant_role() {
+    let chunks = data_lines(&encode(&[start(), StreamEvent::TextDelta { text: "hi".into() }], false));
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert_eq!(chunks[1]["choices"][0]["delta"]["content"], "hi");
+    assert!(chunks.iter().all(|c| c["id"] == "msg_1" && c["object"] == "chat.completion.chunk"));
+}
+
+#[test]
+fn tool_call_id_and_name_appear_only_on_the_first_chunk_of_an_index() {
+    let s = encode(
+        &[
+            start(),
+            StreamEvent::ToolCallStart { index: 0, id: "toolu_1".into(), name: "f".into(), signature: None },
+            StreamEvent::ToolArgsDelta { index: 0, fragment: "{\"a\"".into() },
+            StreamEvent::ToolArgsDelta { index: 0, fragment: ":1}".into() },
+            StreamEvent::Finish(FinishReason::ToolCalls),
+        ],
+        false,
+    );
+    let chunks = data_lines(&s);
+    let first = &chunks[1]["choices"][0]["delta"]["tool_calls"][0];
+    assert_eq!(first["id"], "toolu_1");
+    assert_eq!(first["function"]["name"], "f");
+    assert_eq!(first["function"]["arguments"], "");
+    let second = &chunks[2]["choices"][0]["delta"]["tool_calls"][0];
+    assert!(second.get("id").is_none() && second["function"].get("name").is_none());
+    assert_eq!(chunks[4]["choices"][0]["finish_reason"], "tool_calls");
+    assert!(s.ends_with("data: [DONE]\n\n"));
+}
+
+#[test]
+fn the_usage_chunk_is_sent_only_when_the_client_asked() {
+    let u = Usage { input_tokens: 3, output_tokens: 4, ..Usage::default() };
+    let evs = [start(), StreamEvent::Finish(FinishReason::Stop), StreamEvent::Usage(u)];
+    let without = data_lines(&encode(&evs, false));
+    assert!(without.iter().all(|c| c.get("usage").is_none()));
+    let with = data_lines(&encode(&evs, true));
+    let last = with.last().unwrap();
+    assert_eq!(last["choices"], serde_json::json!([]));
+    assert_eq!(last["usage"]["total_tokens"], 7);
+}
+
+#[test]
+fn finish_reason_is_sent_once_even_if_the_upstream_never_gave_one() {
+    let chunks = data_lines(&encode(&[start(), StreamEvent::TextDelta { text: "a".into() }], false));
+    let reasons: Vec<_> = chunks.iter().filter(|c| !c["choices"][0]["finish_reason"].is_null()).collect();
+    assert_eq!(reasons.len(), 1);
+    assert_eq!(reasons[0]["choices"][0]["finish_reason"], "stop");
+}
+
+#[test]
+fn the_decoder_numbers_tool_calls_and_reads_the_usage_chunk() {
+    let up = "data: {\"id\":\"c1\",\"model\":\"gpt\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n\
+data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}}]}\n\n\
+data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{}\"}}]}}]}\n\n\
+data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n\
+data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"prompt_tokens_details\":{\"cached_tokens\":1}}}\n\n\
+data: [DONE]\n\n";
+    let mut d = StreamDecoder::new();
+    let mut evs = Vec::new();
+    d.feed(up.as_bytes(), &mut evs).unwrap();
+    d.finish(&mut evs).unwrap();
+    assert_eq!(
+        evs,
+        vec![
+            StreamEvent::Start { id: "c1".into(), model: "gpt".into() },
+            StreamEvent::ToolCallStart { index: 0, id: "call_a".into(), name: "f".into(), signature: None },
+            StreamEvent::ToolArgsDelta { index: 0, fragment: "{}".into() },
+            StreamEvent::Finish(FinishReason::ToolCalls),
+            StreamEvent::Usage(Usage {
+                input_tokens: 5,
+                output_tokens: 2,
+                cache_read_tokens: 1,
+                ..Usage::default()
+            }),
+        ]
+    );
+}
+
+#[test]
+fn a_mid_stream_error_object_becomes_a_stream_error() {
+    let mut d = StreamDecoder::new();
+    let mut evs = Vec::new();
+    d.feed(b"data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n", &mut evs).unwrap();
+    assert!(matches!(&evs[0], StreamEvent::Error { message, .. } if message == "boom"));
+}
+
+#[test]
+fn garbage_data_is_a_stream_error_not_a_panic() {
+    let mut d = StreamDecoder::new();
+    assert!(d.feed(b"data: {nope\n\n", &mut Vec::new()).is_err());
+}

@@ -1,0 +1,199 @@
+//! `StreamTranslator`: an upstream stream in one format -> the client's stream in another,
+//! one chunk at a time, through `StreamEvent`s. Never buffers more than one unfinished event.
+
+use super::super::{
+    anthropic, bedrock, gemini, openai_chat, openai_responses, ErrorKind, Format, ResponseOptions,
+    StreamEvent, TranslateError, Usage,
+};
+
+#[derive(Debug)]
+enum Decoder {
+    OpenAiChat(openai_chat::StreamDecoder),
+    OpenAiResponses(openai_responses::StreamDecoder),
+    Anthropic(anthropic::StreamDecoder),
+    Gemini(gemini::StreamDecoder),
+    Bedrock(bedrock::StreamDecoder),
+}
+
+// === impl Decoder ===
+
+impl Decoder {
+    fn new(from: Format) -> Self {
+        match from {
+            Format::OpenAiChat => Decoder::OpenAiChat(openai_chat::StreamDecoder::new()),
+            Format::OpenAiResponses => Decoder::OpenAiResponses(openai_responses::StreamDecoder::new()),
+            Format::Anthropic => Decoder::Anthropic(anthropic::StreamDecoder::new()),
+            Format::Gemini => Decoder::Gemini(gemini::StreamDecoder::new()),
+            Format::Bedrock => Decoder::Bedrock(bedrock::StreamDecoder::new()),
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+        match self {
+            Decoder::OpenAiChat(d) => d.feed(chunk, out),
+            Decoder::OpenAiResponses(d) => d.feed(chunk, out),
+            Decoder::Anthropic(d) => d.feed(chunk, out),
+            Decoder::Gemini(d) => d.feed(chunk, out),
+            Decoder::Bedrock(d) => d.feed(chunk, out),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+        match self {
+            Decoder::OpenAiChat(d) => d.finish(out),
+            Decoder::OpenAiResponses(d) => d.finish(out),
+            Decoder::Anthropic(d) => d.finish(out),
+            Decoder::Gemini(d) => d.finish(out),
+            Decoder::Bedrock(d) => d.finish(out),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Encoder {
+    OpenAiChat(openai_chat::StreamEncoder),
+    OpenAiResponses(openai_responses::StreamEncoder),
+    Anthropic(anthropic::StreamEncoder),
+    Gemini(gemini::StreamEncoder),
+}
+
+// === impl Encoder ===
+
+impl Encoder {
+    fn new(to: Format, opts: &ResponseOptions) -> Self {
+        match to {
+            Format::OpenAiResponses => Encoder::OpenAiResponses(openai_responses::StreamEncoder::new(opts)),
+            Format::Anthropic => Encoder::Anthropic(anthropic::StreamEncoder::new(opts)),
+            Format::Gemini => Encoder::Gemini(gemini::StreamEncoder::new(opts)),
+            // Bedrock is never a client format; OpenAI Chat is the safe default.
+            Format::OpenAiChat | Format::Bedrock => {
+                Encoder::OpenAiChat(openai_chat::StreamEncoder::new(opts))
+            }
+        }
+    }
+
+    fn encode(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
+        match self {
+            Encoder::OpenAiChat(e) => e.encode(ev, out),
+            Encoder::OpenAiResponses(e) => e.encode(ev, out),
+            Encoder::Anthropic(e) => e.encode(ev, out),
+            Encoder::Gemini(e) => e.encode(ev, out),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        match self {
+            Encoder::OpenAiChat(e) => e.finish(out),
+            Encoder::OpenAiResponses(e) => e.finish(out),
+            Encoder::Anthropic(e) => e.finish(out),
+            Encoder::Gemini(e) => e.finish(out),
+        }
+    }
+}
+
+/// Translates one upstream stream (format `from`) into the client's stream (format `to`).
+///
+/// When `from == to` it observes instead: the upstream bytes pass through unchanged and are
+/// decoded only to track usage (a decoding problem then stops the observing, never the stream).
+#[derive(Debug)]
+pub struct StreamTranslator {
+    decoder: Decoder,
+    encoder: Encoder,
+    passthrough: bool,
+    /// The decoder failed (observe mode): stop decoding, keep passing bytes.
+    blind: bool,
+    events: Vec<StreamEvent>,
+    usage: Usage,
+    ended: bool,
+}
+
+// === impl StreamTranslator ===
+
+impl StreamTranslator {
+    pub fn new(from: Format, to: Format, opts: &ResponseOptions) -> Self {
+        StreamTranslator {
+            decoder: Decoder::new(from),
+            encoder: Encoder::new(to, opts),
+            passthrough: from == to,
+            blind: false,
+            events: Vec::new(),
+            usage: Usage::default(),
+            ended: false,
+        }
+    }
+
+    /// Translate what is complete in `chunk` and append the client's bytes to `out` (possibly
+    /// nothing). An `Err` means the upstream stream is malformed; the caller should `fail`.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
+        if self.ended {
+            return Ok(());
+        }
+        if self.passthrough {
+            out.extend_from_slice(chunk);
+            if !self.blind && self.decoder.feed(chunk, &mut self.events).is_err() {
+                self.blind = true;
+            }
+            self.observe();
+            return Ok(());
+        }
+        let r = self.decoder.feed(chunk, &mut self.events);
+        self.emit(out);
+        r
+    }
+
+    /// The upstream ended cleanly: close open blocks and write the terminal events.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.ended {
+            return;
+        }
+        if self.passthrough {
+            if !self.blind {
+                let _ = self.decoder.finish(&mut self.events);
+            }
+            self.observe();
+            self.ended = true;
+            return;
+        }
+        let r = self.decoder.finish(&mut self.events);
+        self.emit(out);
+        match r {
+            Ok(()) => self.encoder.finish(out),
+            Err(e) => self
+                .encoder
+                .encode(&StreamEvent::Error { kind: ErrorKind::UpstreamError, message: e.to_string() }, out),
+        }
+        self.ended = true;
+    }
+
+    /// The upstream failed mid-stream: write an error event in the client's format and end.
+    pub fn fail(&mut self, kind: ErrorKind, message: &str, out: &mut Vec<u8>) {
+        if self.ended {
+            return;
+        }
+        self.encoder.encode(&StreamEvent::Error { kind, message: message.to_owned() }, out);
+        self.encoder.finish(out);
+        self.ended = true;
+    }
+
+    /// The latest usage totals seen so far.
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    fn observe(&mut self) {
+        for ev in self.events.drain(..) {
+            if let StreamEvent::Usage(u) = ev {
+                self.usage = u;
+            }
+        }
+    }
+
+    fn emit(&mut self, out: &mut Vec<u8>) {
+        for ev in self.events.drain(..) {
+            if let StreamEvent::Usage(u) = &ev {
+                self.usage = *u;
+            }
+            self.encoder.encode(&ev, out);
+        }
+    }
+}

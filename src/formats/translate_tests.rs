@@ -1,0 +1,84 @@
+use super::*;
+
+const REQ: RequestOptions<'static> = RequestOptions { target_model: "t", default_max_tokens: 1024 };
+
+#[test]
+fn n_above_one_is_a_400_for_every_cross_format_target() {
+    let body = br#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}"#;
+    for to in [Format::Anthropic, Format::Gemini, Format::Bedrock, Format::OpenAiResponses] {
+        assert!(
+            matches!(
+                translate_request(Format::OpenAiChat, to, body, &REQ),
+                Err(TranslateError::Invalid { .. })
+            ),
+            "{to:?}"
+        );
+    }
+}
+
+#[test]
+fn dropped_parameters_are_reported() {
+    let body = br#"{"model":"m","messages":[{"role":"user","content":"x"}],"seed":1,"logprobs":true}"#;
+    let enc = translate_request(Format::OpenAiChat, Format::Anthropic, body, &REQ).unwrap();
+    assert_eq!(enc.dropped, ["seed", "logprobs"]);
+}
+
+#[test]
+fn status_and_kind_round_trip() {
+    for kind in [
+        ErrorKind::InvalidRequest,
+        ErrorKind::Authentication,
+        ErrorKind::PermissionDenied,
+        ErrorKind::NotFound,
+        ErrorKind::RequestTooLarge,
+        ErrorKind::RateLimited,
+        ErrorKind::Overloaded,
+        ErrorKind::UpstreamTimeout,
+        ErrorKind::UpstreamError,
+    ] {
+        assert_eq!(kind_for_status(status_for(kind)), kind);
+    }
+    assert_eq!(kind_for_status(529), ErrorKind::Overloaded);
+}
+
+#[test]
+fn errors_are_translated_into_the_client_envelope_with_the_upstream_message() {
+    let body = br#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of requests has exceeded your rate limit"}}"#;
+    let out: serde_json::Value =
+        serde_json::from_slice(&translate_error(Format::Anthropic, Format::OpenAiChat, 429, body)).unwrap();
+    assert_eq!(out["error"]["message"], "Number of requests has exceeded your rate limit");
+    assert_eq!(out["error"]["type"], "rate_limit_error");
+}
+
+#[test]
+fn a_same_format_stream_passes_through_and_still_counts_usage() {
+    let opts = ResponseOptions { model: "m", gemini_sse: true, include_usage: false };
+    let up = b"data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n";
+    let mut t = StreamTranslator::new(Format::OpenAiChat, Format::OpenAiChat, &opts);
+    let mut out = Vec::new();
+    t.feed(up, &mut out).unwrap();
+    t.finish(&mut out);
+    assert_eq!(out, up);
+    assert_eq!((t.usage().input_tokens, t.usage().output_tokens), (3, 4));
+}
+
+#[test]
+fn fail_mid_stream_ends_the_client_stream_with_an_error_event() {
+    let opts = ResponseOptions { model: "m", gemini_sse: true, include_usage: false };
+    let mut t = StreamTranslator::new(Format::OpenAiChat, Format::Anthropic, &opts);
+    let mut out = Vec::new();
+    t.feed(b"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n", &mut out)
+        .unwrap();
+    t.fail(ErrorKind::UpstreamTimeout, "upstream timed out", &mut out);
+    t.finish(&mut out);
+    let s = String::from_utf8(out.clone()).unwrap();
+    assert!(s.ends_with("event: error\ndata: {\"error\":{\"message\":\"upstream timed out\",\"type\":\"api_error\"},\"type\":\"error\"}\n\n"), "{s}");
+    super::super::grammar::check(Format::Anthropic, &out).unwrap();
+}
+
+#[test]
+fn a_malformed_upstream_chunk_is_an_error_the_proxy_can_fail_on() {
+    let opts = ResponseOptions { model: "m", gemini_sse: true, include_usage: false };
+    let mut t = StreamTranslator::new(Format::Anthropic, Format::OpenAiChat, &opts);
+    assert!(t.feed(b"event: message_start\ndata: {oops\n\n", &mut Vec::new()).is_err());
+}

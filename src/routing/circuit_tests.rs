@@ -1,0 +1,2 @@
+//! Tests for `circuit.rs`.
+use super::*;

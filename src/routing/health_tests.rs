@@ -1,0 +1,2 @@
+//! Tests for `health.rs`.
+use super::*;

@@ -1,0 +1,2 @@
+//! Tests for `retry.rs`.
+use super::*;

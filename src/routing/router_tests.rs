@@ -1,0 +1,2 @@
+//! Tests for `router.rs`.
+use super::*;

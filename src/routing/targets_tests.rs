@@ -1,0 +1,2 @@
+//! Tests for `targets.rs`.
+use super::*;

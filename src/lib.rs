@@ -16,4 +16,5 @@ pub mod formats;
 pub mod net;
 pub mod providers;
 pub mod proxy;
+pub mod routing;
 pub mod server;

@@ -27,26 +27,46 @@ use llm_gateway::formats::{
 
 /// (client format, upstream formats to translate into).
 const REQUESTS: &[(Format, &[Format])] = &[
-    (Format::OpenAiChat, &[Format::Anthropic, Format::OpenAiChat]),
-    (Format::Anthropic, &[Format::OpenAiChat, Format::Anthropic]),
+    (Format::OpenAiChat, &[Format::Anthropic, Format::OpenAiChat, Format::OpenAiResponses, Format::Gemini]),
+    (Format::Anthropic, &[Format::OpenAiChat, Format::Anthropic, Format::OpenAiResponses, Format::Gemini]),
+    (
+        Format::OpenAiResponses,
+        &[Format::OpenAiChat, Format::Anthropic, Format::OpenAiResponses, Format::Gemini],
+    ),
+    (Format::Gemini, &[Format::OpenAiChat, Format::Anthropic, Format::Gemini, Format::OpenAiResponses]),
 ];
 
 /// (upstream format, client formats to translate into).
 const RESPONSES: &[(Format, &[Format])] = &[
-    (Format::OpenAiChat, &[Format::Anthropic, Format::OpenAiChat]),
-    (Format::Anthropic, &[Format::OpenAiChat, Format::Anthropic]),
+    (Format::OpenAiChat, &[Format::Anthropic, Format::OpenAiChat, Format::OpenAiResponses, Format::Gemini]),
+    (Format::Anthropic, &[Format::OpenAiChat, Format::Anthropic, Format::OpenAiResponses, Format::Gemini]),
+    (
+        Format::OpenAiResponses,
+        &[Format::OpenAiChat, Format::Anthropic, Format::OpenAiResponses, Format::Gemini],
+    ),
+    (Format::Gemini, &[Format::OpenAiChat, Format::Anthropic, Format::Gemini, Format::OpenAiResponses]),
 ];
 
 /// (upstream format, client formats).
 const ERRORS: &[(Format, &[Format])] = &[
-    (Format::OpenAiChat, &[Format::Anthropic, Format::OpenAiChat]),
-    (Format::Anthropic, &[Format::OpenAiChat, Format::Anthropic]),
+    (Format::OpenAiChat, &[Format::Anthropic, Format::OpenAiChat, Format::OpenAiResponses, Format::Gemini]),
+    (Format::Anthropic, &[Format::OpenAiChat, Format::Anthropic, Format::OpenAiResponses, Format::Gemini]),
+    (
+        Format::OpenAiResponses,
+        &[Format::OpenAiChat, Format::Anthropic, Format::OpenAiResponses, Format::Gemini],
+    ),
+    (Format::Gemini, &[Format::OpenAiChat, Format::Anthropic, Format::Gemini, Format::OpenAiResponses]),
 ];
 
 /// (upstream format, client formats). Same-format streams pass through (observe mode).
 const STREAMS: &[(Format, &[Format])] = &[
-    (Format::OpenAiChat, &[Format::Anthropic, Format::OpenAiChat]),
-    (Format::Anthropic, &[Format::OpenAiChat, Format::Anthropic]),
+    (Format::OpenAiChat, &[Format::Anthropic, Format::OpenAiChat, Format::OpenAiResponses, Format::Gemini]),
+    (Format::Anthropic, &[Format::OpenAiChat, Format::Anthropic, Format::OpenAiResponses, Format::Gemini]),
+    (
+        Format::OpenAiResponses,
+        &[Format::OpenAiChat, Format::Anthropic, Format::OpenAiResponses, Format::Gemini],
+    ),
+    (Format::Gemini, &[Format::OpenAiChat, Format::Anthropic, Format::Gemini, Format::OpenAiResponses]),
 ];
 
 const REQUEST_OPTS: RequestOptions<'static> =

@@ -11,10 +11,12 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{Config, ConfigStore, Reload, Secret};
 use crate::proxy::Counters;
+use crate::routing::Targets;
 
 pub struct AdminApp {
     pub store: Arc<ConfigStore>,
     pub counters: Arc<Counters>,
+    pub targets: Arc<Targets>,
 }
 
 #[async_trait]
@@ -48,6 +50,14 @@ impl ServeHttp for AdminApp {
                 Ok(r) => json(200, format!("{{\"reloaded\":{}}}", r == Reload::Applied).into_bytes()),
                 Err(e) => error(400, &e.to_string()),
             },
+            ("GET", "/admin/health") => {
+                let mut targets = self.targets.snapshot();
+                targets.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
+                json(
+                    200,
+                    serde_json::to_vec_pretty(&serde_json::json!({ "targets": targets })).unwrap_or_default(),
+                )
+            }
             ("GET", "/metrics") => {
                 let c = &self.counters;
                 let body = format!(

@@ -470,8 +470,8 @@ pub(crate) fn decode_usage(u: &Value, prev: Usage) -> Usage {
     let write = n("cache_creation_input_tokens").unwrap_or(prev.cache_write_tokens);
     Usage {
         input_tokens: match uncached {
-            Some(i) => i + read + write,
-            None => prev.input_tokens.max(read + write),
+            Some(i) => i.saturating_add(read).saturating_add(write),
+            None => prev.input_tokens.max(read.saturating_add(write)),
         },
         output_tokens: n("output_tokens").unwrap_or(prev.output_tokens),
         cache_read_tokens: read,
@@ -482,7 +482,7 @@ pub(crate) fn decode_usage(u: &Value, prev: Usage) -> Usage {
 
 pub(crate) fn encode_usage(u: &Usage) -> Value {
     json!({
-        "input_tokens": u.input_tokens.saturating_sub(u.cache_read_tokens + u.cache_write_tokens),
+        "input_tokens": u.input_tokens.saturating_sub(u.cache_read_tokens.saturating_add(u.cache_write_tokens)),
         "cache_creation_input_tokens": u.cache_write_tokens,
         "cache_read_input_tokens": u.cache_read_tokens,
         "output_tokens": u.output_tokens,

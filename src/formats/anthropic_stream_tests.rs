@@ -1,5 +1,5 @@
-use super::*;
 use super::super::sse::{SseEvent, SseParser};
+use super::*;
 
 fn opts() -> ResponseOptions<'static> {
     ResponseOptions { model: "claude-x", gemini_sse: true, include_usage: false }

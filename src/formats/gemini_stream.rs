@@ -248,7 +248,7 @@ impl StreamDecoder {
                 out.push(StreamEvent::ThinkingDelta { text: text.to_owned() });
             }
             if let Some(s) = signature {
-                out.push(StreamEvent::ThinkingSignature { signature: s });
+                out.push(StreamEvent::ThinkingSignature { signature: super::tag_signature(&s) });
             }
             return;
         }

@@ -1,4 +1,8 @@
-use super::super::StreamEvent;
+use super::super::{
+    ChatRequest, ErrorKind, FinishReason, ImageSource, Message, Part, Reasoning, RequestOptions,
+    ResponseFormat, ResponseOptions, Role, StreamEvent, ToolCall, ToolChoice, ToolResult, TranslateError,
+    Usage,
+};
 use super::*;
 use serde_json::json;
 
@@ -53,7 +57,7 @@ fn conversation() -> Value {
         "tools": [{"functionDeclarations": [{"name": "get_weather", "description": "d",
             "parameters": {"type": "OBJECT", "properties": {"city": {"type": "STRING"}}}}]}],
         "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}},
-        "generationConfig": {"temperature": 0.5, "topP": 0.9, "topK": 40, "maxOutputTokens": 100,
+        "generationConfig": {"temperature": 0.5, "topP": 0.9, "topK": 40, "maxOutputTokens": 1000,
             "stopSequences": ["END"], "thinkingConfig": {"thinkingBudget": 512}}
     })
 }
@@ -82,7 +86,7 @@ fn a_conversation_decodes_with_synthesised_ids_matched_by_name() {
     assert_eq!(r.tool_choice, Some(ToolChoice::Tool("get_weather".into())));
     assert_eq!(r.sampling.top_k, Some(40));
     assert_eq!(r.sampling.stop, vec!["END"]);
-    assert_eq!(r.max_tokens, Some(100));
+    assert_eq!(r.max_tokens, Some(1000));
     assert_eq!(r.reasoning.unwrap().budget_tokens, Some(512));
 }
 
@@ -105,6 +109,13 @@ fn a_decoded_conversation_encodes_back_to_the_same_gemini_shape() {
         json!({"mode": "ANY", "allowedFunctionNames": ["get_weather"]})
     );
     assert_eq!(v["generationConfig"]["thinkingConfig"]["thinkingBudget"], 512);
+    let mut capped = r.clone();
+    capped.max_tokens = Some(300);
+    let (v, _) = encode(&capped);
+    assert_eq!(
+        v["generationConfig"]["thinkingConfig"]["thinkingBudget"], 150,
+        "thoughts count against the cap"
+    );
     assert_eq!(v["systemInstruction"], json!({"parts": [{"text": "be brief"}]}));
 }
 
@@ -248,12 +259,13 @@ fn stop_with_function_calls_decodes_as_tool_calls_and_usage_adds_thoughts() {
 }
 
 #[test]
-fn a_signed_text_part_round_trips_through_an_empty_thought() {
+fn a_plain_text_parts_signature_is_dropped() {
     let body = json!({"candidates": [{"content": {"parts": [{"text": "hi", "thoughtSignature": "T"}]},
         "finishReason": "STOP"}]});
     let r = decode_response(&serde_json::to_vec(&body).unwrap()).unwrap();
-    let out: Value = serde_json::from_slice(&encode_response(&r, &resp_opts(true))).unwrap();
-    assert_eq!(out["candidates"][0]["content"]["parts"], json!([{"text": "hi", "thoughtSignature": "T"}]));
+    assert_eq!(r.content, vec![text_part("hi")]);
+    let req = decode(json!({"contents": [{"role": "model", "parts": [{"text": "hi", "thoughtSignature": "T"}, {"thoughtSignature": "U"}]}]})).unwrap();
+    assert_eq!(req.messages[0].parts, vec![text_part("hi")]);
 }
 
 #[test]
@@ -380,7 +392,7 @@ fn thought_parts_stream_as_thinking_with_their_signature() {
     let s = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"hmm\",\"thought\":true,\"thoughtSignature\":\"Z\"}]}}]}\n\n";
     let evs = decode_stream(s.as_bytes());
     assert_eq!(evs[1], StreamEvent::ThinkingDelta { text: "hmm".into() });
-    assert_eq!(evs[2], StreamEvent::ThinkingSignature { signature: "Z".into() });
+    assert_eq!(evs[2], StreamEvent::ThinkingSignature { signature: "gemini:Z".into() });
     assert_eq!(evs[3], StreamEvent::Finish(FinishReason::Stop));
 }
 
@@ -441,6 +453,46 @@ mod props {
             let bytes = encode_stream(&expected_events(), false);
             let whole = feed_split(&bytes, Vec::new());
             prop_assert_eq!(feed_split(&bytes, cuts), whole);
+        }
+    }
+}
+
+#[test]
+fn only_gemini_tagged_thoughts_are_sent_back_to_gemini() {
+    let body = json!({"candidates": [{"content": {"parts": [
+        {"text": "plan", "thought": true, "thoughtSignature": "A"}, {"text": "hi"}]}, "finishReason": "STOP"}]});
+    let resp = decode_response(&serde_json::to_vec(&body).unwrap()).unwrap();
+    let mut parts = resp.content;
+    parts.push(Part::Thinking { text: String::new(), signature: Some("gemini:B".into()) });
+    parts.push(Part::Thinking { text: "anthropic thought".into(), signature: Some("EqQB".into()) });
+    let r =
+        ChatRequest { messages: vec![Message { role: Role::Assistant, parts }], ..ChatRequest::default() };
+    let (v, _) = encode(&r);
+    assert_eq!(
+        v["contents"][0]["parts"],
+        json!([{"text": "plan", "thought": true, "thoughtSignature": "A"}, {"text": "hi", "thoughtSignature": "B"}])
+    );
+}
+
+mod event_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arbitrary_events(ops: &[(u8, String)]) -> Vec<StreamEvent> {
+        super::super::super::openai_responses::tests::arbitrary_events(ops)
+    }
+
+    proptest! {
+        #[test]
+        fn any_ir_event_sequence_encodes_to_a_grammatical_stream_in_both_forms(
+            ops in proptest::collection::vec((any::<u8>(), "[a-z\"{} ]{0,6}"), 0..24),
+            sse in any::<bool>(),
+        ) {
+            let out = encode_stream(&arbitrary_events(&ops), sse);
+            prop_assert!(check_stream_grammar(&out).is_ok(), "{}", String::from_utf8_lossy(&out));
+            let back = decode_stream(&out);
+            let ends_well = matches!(back.last(), Some(StreamEvent::Finish(_) | StreamEvent::Error { .. }));
+            prop_assert!(ends_well);
         }
     }
 }

@@ -17,9 +17,9 @@ pub fn check(format: Format, bytes: &[u8]) -> Result<(), String> {
     match format {
         Format::Anthropic => check_anthropic(bytes),
         Format::OpenAiChat => check_openai_chat(bytes),
-        // Not yet provided by their format files (openai_responses.rs, gemini.rs); Bedrock
-        // is never a client format.
-        Format::OpenAiResponses | Format::Gemini | Format::Bedrock => Ok(()),
+        Format::Gemini => super::gemini::check_stream_grammar(bytes),
+        // Not yet provided by openai_responses.rs; Bedrock is never a client format.
+        Format::OpenAiResponses | Format::Bedrock => Ok(()),
     }
 }
 

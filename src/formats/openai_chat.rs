@@ -3,8 +3,11 @@
 //!
 //! Decoding: `system`/`developer` messages are hoisted into `ChatRequest::system` in order
 //! (wherever they appear); consecutive `role: tool` messages become `ToolResult` parts of one
-//! `User` turn; `reasoning_content` (OpenAI-compatible servers) becomes a `Thinking` part.
-//! Encoding always asks a streaming upstream for usage (`stream_options.include_usage`).
+//! `User` turn; `reasoning_content` (OpenAI-compatible servers) becomes a `Thinking` part, and
+//! `thinking_blocks` (signed Anthropic thinking, the LiteLLM convention) win over it when present.
+//! Encoding always asks a streaming upstream for usage (`stream_options.include_usage`) and
+//! writes the cap as `max_completion_tokens` (reasoning models reject `max_tokens`). Responses
+//! to clients carry signed thinking in `thinking_blocks` so it can return on the next turn.
 
 use serde_json::{json, Map, Value};
 
@@ -129,12 +132,7 @@ fn decode_message(req: &mut ChatRequest, i: usize, m: &Value) -> Result<(), Tran
             req.messages.push(Message { role: Role::User, parts });
         }
         "assistant" => {
-            let mut parts = Vec::new();
-            if let Some(r) = m.get("reasoning_content").and_then(Value::as_str) {
-                if !r.is_empty() {
-                    parts.push(Part::Thinking { text: r.to_owned(), signature: None });
-                }
-            }
+            let mut parts = decode_thinking(m);
             parts.extend(decode_content(content, &field("content"))?);
             if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
                 for (j, c) in calls.iter().enumerate() {
@@ -358,44 +356,7 @@ pub(crate) fn effort_for_budget(budget: u32) -> &'static str {
 
 fn encode_message(m: &Message, out: &mut Vec<Value>) {
     match m.role {
-        Role::Assistant => {
-            let mut msg = Map::new();
-            msg.insert("role".into(), json!("assistant"));
-            let text: String = m
-                .parts
-                .iter()
-                .filter_map(|p| match p {
-                    Part::Text { text, .. } => Some(text.as_str()),
-                    _ => None,
-                })
-                .collect();
-            let thinking: String = m
-                .parts
-                .iter()
-                .filter_map(|p| match p {
-                    Part::Thinking { text, .. } => Some(text.as_str()),
-                    _ => None,
-                })
-                .collect();
-            let calls: Vec<Value> = m.parts.iter().filter_map(|p| match p {
-                Part::ToolCall(c) => Some(json!({
-                    "id": c.id, "type": "function",
-                    "function": {"name": c.name, "arguments": if c.arguments.is_empty() { "{}" } else { c.arguments.as_str() }},
-                })),
-                _ => None,
-            }).collect();
-            msg.insert(
-                "content".into(),
-                if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) },
-            );
-            if !thinking.is_empty() {
-                msg.insert("reasoning_content".into(), json!(thinking));
-            }
-            if !calls.is_empty() {
-                msg.insert("tool_calls".into(), Value::Array(calls));
-            }
-            out.push(Value::Object(msg));
-        }
+        Role::Assistant => out.push(assistant_message(&m.parts, false)),
         Role::User => {
             let mut rest = Vec::new();
             for p in &m.parts {
@@ -443,9 +404,7 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, TranslateError> {
     let choice = v.pointer("/choices/0");
     let msg = choice.and_then(|c| c.get("message")).unwrap_or(&Value::Null);
     let mut content = Vec::new();
-    if let Some(r) = msg.get("reasoning_content").and_then(Value::as_str).filter(|r| !r.is_empty()) {
-        content.push(Part::Thinking { text: r.to_owned(), signature: None });
-    }
+    content.extend(decode_thinking(msg));
     if let Some(t) = msg.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
         content.push(text(t));
     }
@@ -494,48 +453,84 @@ pub(crate) fn encode_usage(u: &Usage) -> Value {
     json!({
         "prompt_tokens": u.input_tokens,
         "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens + u.output_tokens,
+        "total_tokens": u.input_tokens.saturating_add(u.output_tokens),
         "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens},
         "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
     })
 }
 
-pub fn encode_response(resp: &ChatResponse, opts: &ResponseOptions) -> Vec<u8> {
+/// An assistant message's reasoning: `thinking_blocks` (signed Anthropic thinking carried by
+/// OpenAI-shaped clients, the LiteLLM convention) when present, else `reasoning_content`.
+fn decode_thinking(msg: &Value) -> Vec<Part> {
+    let s = |b: &Value, k: &str| b.get(k).and_then(Value::as_str).map(str::to_owned);
+    let blocks = msg.get("thinking_blocks").and_then(Value::as_array).filter(|b| !b.is_empty());
+    if let Some(blocks) = blocks {
+        return blocks
+            .iter()
+            .filter_map(|b| match b.get("type").and_then(Value::as_str)? {
+                "thinking" => Some(Part::Thinking {
+                    text: s(b, "thinking").unwrap_or_default(),
+                    signature: s(b, "signature").filter(|s| !s.is_empty()),
+                }),
+                "redacted_thinking" => Some(Part::RedactedThinking { data: s(b, "data")? }),
+                _ => None,
+            })
+            .collect();
+    }
+    match msg.get("reasoning_content").and_then(Value::as_str) {
+        Some(r) if !r.is_empty() => vec![Part::Thinking { text: r.to_owned(), signature: None }],
+        _ => Vec::new(),
+    }
+}
+
+/// An assistant message: text parts joined into `content` (null when there are only tool
+/// calls), thinking into `reasoning_content`, tool calls with `""` arguments sent as `"{}"`.
+/// For a client (`to_client`), signed or redacted thinking is also kept in `thinking_blocks`
+/// so it can come back on the next turn; upstreams never get that field.
+fn assistant_message(parts: &[Part], to_client: bool) -> Value {
+    let mut text = String::new();
+    let mut thinking = String::new();
+    let mut calls = Vec::new();
+    for p in parts {
+        match p {
+            Part::Text { text: t, .. } => text.push_str(t),
+            Part::Thinking { text: t, .. } => thinking.push_str(t),
+            Part::ToolCall(c) => {
+                let args = if c.arguments.is_empty() { "{}" } else { c.arguments.as_str() };
+                calls.push(json!({
+                    "id": c.id, "type": "function", "function": {"name": c.name, "arguments": args},
+                }));
+            }
+            _ => {}
+        }
+    }
     let mut msg = Map::new();
     msg.insert("role".into(), json!("assistant"));
-    let text: String = resp
-        .content
-        .iter()
-        .filter_map(|p| match p {
-            Part::Text { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect();
-    let thinking: String = resp
-        .content
-        .iter()
-        .filter_map(|p| match p {
-            Part::Thinking { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect();
-    let calls: Vec<Value> = resp.content.iter().filter_map(|p| match p {
-        Part::ToolCall(c) => Some(json!({
-            "id": c.id, "type": "function",
-            "function": {"name": c.name, "arguments": if c.arguments.is_empty() { "{}" } else { c.arguments.as_str() }},
-        })),
-        _ => None,
-    }).collect();
-    msg.insert(
-        "content".into(),
-        if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) },
-    );
+    let content = if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) };
+    msg.insert("content".into(), content);
     if !thinking.is_empty() {
         msg.insert("reasoning_content".into(), json!(thinking));
     }
     if !calls.is_empty() {
         msg.insert("tool_calls".into(), Value::Array(calls));
     }
+    let signed =
+        |p: &Part| matches!(p, Part::Thinking { signature: Some(_), .. } | Part::RedactedThinking { .. });
+    if to_client && parts.iter().any(signed) {
+        let blocks = parts.iter().filter_map(|p| match p {
+            Part::Thinking { text, signature } => {
+                Some(json!({"type": "thinking", "thinking": text, "signature": signature.as_deref().unwrap_or("")}))
+            }
+            Part::RedactedThinking { data } => Some(json!({"type": "redacted_thinking", "data": data})),
+            _ => None,
+        });
+        msg.insert("thinking_blocks".into(), Value::Array(blocks.collect()));
+    }
+    Value::Object(msg)
+}
+
+pub fn encode_response(resp: &ChatResponse, opts: &ResponseOptions) -> Vec<u8> {
+    let msg = assistant_message(&resp.content, true);
     let v = json!({
         "id": resp.id,
         "object": "chat.completion",

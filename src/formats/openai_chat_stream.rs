@@ -45,11 +45,11 @@ impl StreamDecoder {
     }
 
     fn drain(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
-        let events = std::mem::take(&mut self.events);
-        for ev in &events {
-            self.on_event(ev, out)?;
-        }
-        Ok(())
+        let mut events = std::mem::take(&mut self.events);
+        let r = events.iter().try_for_each(|ev| self.on_event(ev, out));
+        events.clear();
+        self.events = events; // keep the capacity
+        r
     }
 
     fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {

@@ -1,5 +1,5 @@
-use super::*;
 use super::super::Usage;
+use super::*;
 
 fn encode(events: &[StreamEvent], include_usage: bool) -> String {
     let opts = ResponseOptions { model: "gpt-x", gemini_sse: true, include_usage };

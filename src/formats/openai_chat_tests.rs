@@ -1,5 +1,5 @@
-use super::*;
 use super::super::Sampling;
+use super::*;
 
 fn decode(v: Value) -> ChatRequest {
     decode_request(&serde_json::to_vec(&v).unwrap()).unwrap()
@@ -127,4 +127,25 @@ fn errors_keep_the_upstream_message_and_budget_is_insufficient_quota() {
 fn malformed_json_is_a_translate_error() {
     assert!(matches!(decode_request(b"{"), Err(TranslateError::Json(_))));
     assert!(matches!(decode_response(b"nope"), Err(TranslateError::Json(_))));
+}
+
+#[test]
+fn signed_thinking_round_trips_through_thinking_blocks() {
+    let resp = ChatResponse {
+        content: vec![
+            Part::Thinking { text: "t".into(), signature: Some("sig".into()) },
+            Part::RedactedThinking { data: "r".into() },
+            text("a"),
+        ],
+        ..ChatResponse::default()
+    };
+    let opts = ResponseOptions { model: "m", gemini_sse: true, include_usage: false };
+    let out: Value = serde_json::from_slice(&encode_response(&resp, &opts)).unwrap();
+    let msg = &out["choices"][0]["message"];
+    assert_eq!(msg["reasoning_content"], "t");
+    // The client sends the message back; the signature survives for an Anthropic upstream.
+    let req = decode(json!({"messages": [msg]}));
+    assert_eq!(req.messages[0].parts, resp.content);
+    // An upstream OpenAI request never carries thinking_blocks.
+    assert!(encode(&req)["messages"][0].get("thinking_blocks").is_none());
 }

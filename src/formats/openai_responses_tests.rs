@@ -1,4 +1,7 @@
-use super::super::StreamEvent;
+use super::super::{
+    ChatRequest, ErrorKind, FinishReason, ImageSource, Part, RequestOptions, ResponseFormat, ResponseOptions,
+    Role, StreamEvent, SystemPart, ToolCall, ToolChoice, TranslateError, Usage,
+};
 use super::*;
 use serde_json::json;
 
@@ -90,15 +93,20 @@ fn typed_items_decode_into_turns_with_tool_calls_and_results() {
 #[test]
 fn reasoning_items_carry_encrypted_content_as_the_thinking_signature() {
     let r = decode(json!({"input": [{"type": "reasoning", "id": "rs_1",
-        "summary": [{"type": "summary_text", "text": "thought"}], "encrypted_content": "ENC"}]}))
+        "summary": [{"type": "summary_text", "text": "thought"}], "encrypted_content": "openai:ENC"},
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "foreign"}], "encrypted_content": "EqQB"}]}))
     .unwrap();
     assert_eq!(
         r.messages[0].parts[0],
-        Part::Thinking { text: "thought".into(), signature: Some("ENC".into()) }
+        Part::Thinking { text: "thought".into(), signature: Some("openai:ENC".into()) }
     );
     let body = encode_request(&r, &req_opts()).unwrap().body;
     let v: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["input"][0]["encrypted_content"], "ENC");
+    assert_eq!(v["input"][0]["encrypted_content"], "ENC", "our tag is stripped upstream");
+    assert_eq!(v["input"].as_array().unwrap().len(), 1, "another provider's reasoning is not replayed");
+    let resp = decode_response(br#"{"output":[{"type":"reasoning","summary":[],"encrypted_content":"X"}]}"#)
+        .unwrap();
+    assert_eq!(resp.content[0], Part::Thinking { text: String::new(), signature: Some("openai:X".into()) });
 }
 
 #[test]
@@ -375,7 +383,7 @@ fn thinking_streams_as_a_reasoning_item_with_its_signature() {
     assert_eq!(last["response"]["output"][0]["summary"][0]["text"], "hmm");
     let back = decode_stream(&out);
     assert_eq!(back[1], StreamEvent::ThinkingDelta { text: "hmm".into() });
-    assert_eq!(back[2], StreamEvent::ThinkingSignature { signature: "SIG".into() });
+    assert_eq!(back[2], StreamEvent::ThinkingSignature { signature: "openai:SIG".into() });
 }
 
 #[test]
@@ -445,4 +453,69 @@ mod props {
             prop_assert_eq!(out, whole);
         }
     }
+}
+
+/// Arbitrary IR event sequences (tool indices in start order, as decoders produce them).
+pub(crate) fn arbitrary_events(ops: &[(u8, String)]) -> Vec<StreamEvent> {
+    let mut evs = vec![StreamEvent::Start { id: "r".into(), model: "m".into() }];
+    let mut tools = 0u32;
+    for (op, s) in ops {
+        evs.push(match op % 8 {
+            0 | 1 => StreamEvent::TextDelta { text: s.clone() },
+            2 => StreamEvent::ThinkingDelta { text: s.clone() },
+            3 => StreamEvent::ThinkingSignature { signature: s.clone() },
+            4 => {
+                tools += 1;
+                StreamEvent::ToolCallStart {
+                    index: tools - 1,
+                    id: format!("c{tools}"),
+                    name: "f".into(),
+                    signature: None,
+                }
+            }
+            5 if tools > 0 => StreamEvent::ToolArgsDelta { index: tools - 1, fragment: s.clone() },
+            5 | 6 => StreamEvent::Usage(Usage { input_tokens: s.len() as u64, ..Usage::default() }),
+            _ if s.len() % 3 == 0 => {
+                StreamEvent::Error { kind: ErrorKind::UpstreamError, message: s.clone() }
+            }
+            _ => StreamEvent::Finish(FinishReason::Length),
+        });
+    }
+    evs
+}
+
+mod event_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_ir_event_sequence_encodes_to_a_grammatical_stream_that_decodes(
+            ops in proptest::collection::vec((any::<u8>(), "[a-z\"{} ]{0,6}"), 0..24)
+        ) {
+            let out = encode_stream(&arbitrary_events(&ops));
+            prop_assert!(check_stream_grammar(&out).is_ok(), "{}", String::from_utf8_lossy(&out));
+            let back = decode_stream(&out);
+            let ends_well = matches!(back.last(), Some(StreamEvent::Finish(_) | StreamEvent::Error { .. }));
+            prop_assert!(ends_well);
+        }
+    }
+}
+
+#[test]
+fn a_function_call_sent_only_as_a_done_item_still_decodes() {
+    let s = concat!(
+        "data: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"model\":\"m\"}}\n\n",
+        "data: {\"type\":\"response.output_item.done\",\"sequence_number\":1,\"output_index\":0,",
+        "\"item\":{\"type\":\"function_call\",\"call_id\":\"c9\",\"name\":\"f\",\"arguments\":\"{}\"}}\n\n",
+        "data: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"status\":\"completed\"}}\n\n",
+    );
+    assert_eq!(
+        decode_stream(s.as_bytes())[1..],
+        [
+            StreamEvent::ToolCallStart { index: 0, id: "c9".into(), name: "f".into(), signature: None },
+            StreamEvent::ToolArgsDelta { index: 0, fragment: "{}".into() },
+            StreamEvent::Finish(FinishReason::ToolCalls),
+        ]
+    );
 }

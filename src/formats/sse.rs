@@ -68,14 +68,15 @@ impl SseParser {
     fn feed_lines(&mut self, mut rest: &[u8], out: &mut Vec<SseEvent>) -> Result<(), TranslateError> {
         while let Some(pos) = memchr::memchr2(b'\n', b'\r', rest) {
             let (head, tail) = rest.split_at(pos);
-            let line = if self.line.is_empty() {
-                head.to_vec()
+            if self.line.is_empty() {
+                self.process_line(head, out);
             } else {
-                let mut l = std::mem::take(&mut self.line);
-                l.extend_from_slice(head);
-                l
-            };
-            self.process_line(&line, out);
+                let mut line = std::mem::take(&mut self.line);
+                line.extend_from_slice(head);
+                self.process_line(&line, out);
+                line.clear();
+                self.line = line; // keep the capacity
+            }
             rest = &tail[1..];
             if tail[0] == b'\r' {
                 match rest.first() {

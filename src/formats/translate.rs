@@ -19,6 +19,7 @@
 //! | `temperature`, `top_k`, `top_p` < 0.95 with thinking on | kept | dropped (listed): extended thinking rejects them |
 //! | `max_tokens` | `max_completion_tokens` | the client's value, else `RequestOptions::default_max_tokens` (required); a client cap below the thinking budget halves the budget (or drops thinking, listed as `reasoning_effort`), the default cap grows by the budget instead |
 //! | `reasoning_effort` / thinking budget | `reasoning_effort` (a budget maps to low/medium/high) | `thinking.budget_tokens` (low 2048, medium 8192, high 16384; none/minimal = off) |
+//! | thinking with a forced tool (`required`/named), or when the last assistant tool-call turn has no signed thinking | `reasoning_effort` kept | thinking off, listed as `reasoning_effort` (Anthropic would 400) |
 //! | `parallel_tool_calls: false` | kept | `tool_choice.disable_parallel_tool_use` |
 //! | `user` / `metadata.user_id` | `user` | `metadata.user_id` |
 //! | `stop` / `stop_sequences` | `stop` | `stop_sequences` |

@@ -2,6 +2,7 @@
 //! it speaks. Declarative and small; translation lives in `formats/`, I/O in `proxy/`.
 
 mod anthropic;
+pub use self::anthropic::API_VERSION as ANTHROPIC_API_VERSION;
 mod azure_openai;
 mod bedrock;
 mod gemini;

@@ -177,13 +177,13 @@ async fn proxy(
     gw: &Gateway,
     s: &mut Session,
     ctx: &mut RequestCtx,
-    snap: &Snapshot,
+    snap: &Arc<Snapshot>,
     inb: &Inbound,
     alias_idx: usize,
 ) -> pingora::Result<()> {
     let mut plan = gw.routing.plan(snap, alias_idx);
     let mut last: Option<GatewayError> = None;
-    while let Some(step) = plan.next(Instant::now()) {
+    while let Some(step) = plan.next().await {
         let alias = &snap.aliases[step.alias];
         let target = &alias.targets[step.target];
         let provider = &snap.providers[target.provider];
@@ -234,7 +234,7 @@ async fn proxy(
             Ok(up) => up,
             Err(e) => {
                 ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
-                plan.failed(&step, &e, None);
+                plan.failed(&step, &e);
                 last = Some(match e {
                     AttemptError::Timeout { .. } => {
                         GatewayError::new(504, ErrorKind::UpstreamTimeout, e.to_string())
@@ -252,11 +252,11 @@ async fn proxy(
         }
         // An error answer: read it (bounded) so the connection can be reused, then decide.
         let err_body = up.read_to_end(64 * 1024).await.unwrap_or_default();
-        let retry_after = up.header("retry-after").map(str::to_string);
         let headers = up.headers().cloned();
         up.release(&gw.connector).await;
         ctx.attempt_log.push(format!("{}/{}: HTTP {status}", provider.name, target.model));
-        let retry = plan.rejected(&step, status, headers.as_ref(), retry_after.as_deref());
+        let error_type = upstream_error_type(&err_body);
+        let retry = plan.rejected(&step, status, headers.as_ref(), error_type.as_deref(), started.elapsed());
         let message = formats::translate_error(upstream_format, inb.format, status, &err_body);
         if !retry {
             // The client's fault (400, 401 from upstream, 413...): pass it on, in the client's shape.
@@ -500,6 +500,14 @@ fn usage_of(format: Format, body: &[u8]) -> Option<formats::Usage> {
         Format::OpenAiChat | Format::OpenAiResponses => passthrough::openai_usage(body),
         _ => formats::decode_response(format, body).ok().map(|r| r.usage),
     }
+}
+
+/// The provider's error type in an error body, for classification: OpenAI/Anthropic
+/// `error.type`, Gemini `error.status`, Bedrock `__type`.
+fn upstream_error_type(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let pick = |p: &str| v.pointer(p).and_then(|t| t.as_str()).map(str::to_string);
+    pick("/error/type").or_else(|| pick("/error/status")).or_else(|| pick("/__type"))
 }
 
 /// An error event for a passed-through stream whose upstream failed mid-way.

@@ -90,7 +90,7 @@ impl ProxyHttp for Gateway {
             Endpoint::Readyz => {
                 ctx.endpoint = "readyz";
                 let snap = self.store.load();
-                let ready = snap.aliases.iter().any(|a| !a.targets.is_empty());
+                let ready = self.routing.any_available(&snap);
                 let (status, body) = if ready {
                     (200, &br#"{"status":"ready"}"#[..])
                 } else {

@@ -93,7 +93,7 @@ pub async fn transcribe(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> 
 
     let mut plan = gw.routing.plan(&snap, alias_idx);
     let mut last = GatewayError::new(502, ErrorKind::UpstreamError, "no target serves audio transcriptions");
-    while let Some(step) = plan.next(Instant::now()) {
+    while let Some(step) = plan.next().await {
         let alias = &snap.aliases[step.alias];
         let target = &alias.targets[step.target];
         let provider = &snap.providers[target.provider];
@@ -109,7 +109,7 @@ pub async fn transcribe(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> 
             Ok(p) => p,
             Err(e) => {
                 ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
-                plan.failed(&step, &e, None);
+                plan.failed(&step, &e);
                 last = GatewayError::new(502, ErrorKind::UpstreamError, e.to_string());
                 continue;
             }
@@ -168,7 +168,7 @@ pub async fn transcribe(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> 
         let mut up = match pending.finish().await {
             Ok(up) => up,
             Err(e) => {
-                plan.failed(&step, &e, None);
+                plan.failed(&step, &e);
                 let status = if matches!(e, AttemptError::Timeout { .. }) { 504 } else { 502 };
                 let kind = if status == 504 { ErrorKind::UpstreamTimeout } else { ErrorKind::UpstreamError };
                 return respond::error(s, ctx, format, GatewayError::new(status, kind, e.to_string())).await;

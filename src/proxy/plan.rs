@@ -1,68 +1,135 @@
-//! The order of attempts for one request: the alias's targets (chosen by `routing`), up to
-//! `limits.max_attempts`, then each fallback alias in turn. The proxy reports each attempt's
-//! outcome back here so target health, circuits and cool-downs learn from it.
+//! The proxy's side of routing: builds one `AliasRouter` per alias for each config snapshot
+//! (target state, circuits and latency persist in `routing::Targets` across reloads) and wraps
+//! `routing::AttemptPlan` for one request, turning attempt results into routing outcomes.
 
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use super::upstream::AttemptError;
 use crate::config::Snapshot;
+use crate::routing::{AliasRouter, AttemptPlan, CircuitConfig, Failure, Outcome, TargetKey, Targets};
 
-/// One attempt: which alias (the requested one or a fallback) and which of its targets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Step {
-    pub alias: usize,
-    pub target: usize,
+pub use crate::routing::Step;
+
+/// Routing state shared by all requests.
+pub struct Routing {
+    pub targets: Arc<Targets>,
+    routers: ArcSwap<RouterSet>,
 }
 
-/// Routing state shared by all requests (outlives config snapshots).
-#[derive(Default)]
-pub struct Routing {}
+/// The routers of one snapshot.
+struct RouterSet {
+    snap: Weak<Snapshot>,
+    routers: Vec<Arc<AliasRouter>>,
+}
 
+/// One request's attempts.
 pub struct Plan {
-    /// The requested alias, then its fallbacks.
-    chain: Vec<usize>,
-    pos: usize,
-    tried: Vec<usize>,
-    max_attempts: u32,
-    targets_per_alias: Vec<usize>,
+    inner: AttemptPlan,
+}
+
+// === impl Routing ===
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            targets: Targets::new(),
+            routers: ArcSwap::from_pointee(RouterSet { snap: Weak::new(), routers: Vec::new() }),
+        }
+    }
 }
 
 impl Routing {
-    pub fn plan(&self, snap: &Snapshot, alias: usize) -> Plan {
-        let mut chain = vec![alias];
-        chain.extend(snap.aliases[alias].fallbacks.iter().copied().filter(|&f| f != alias));
-        let targets_per_alias = chain.iter().map(|&a| snap.aliases[a].targets.len()).collect();
-        Plan { chain, pos: 0, tried: Vec::new(), max_attempts: snap.limits.max_attempts, targets_per_alias }
+    /// The routers for `snap`, built once per snapshot.
+    fn routers(&self, snap: &Arc<Snapshot>) -> Arc<RouterSet> {
+        let cur = self.routers.load_full();
+        if Weak::ptr_eq(&cur.snap, &Arc::downgrade(snap)) {
+            return cur;
+        }
+        let circuit = CircuitConfig {
+            failure_threshold: snap.limits.failure_threshold,
+            cooldown: snap.limits.cooldown,
+        };
+        let routers = snap
+            .aliases
+            .iter()
+            .map(|a| {
+                let states = a
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        let key = TargetKey::new(snap.providers[t.provider].name.clone(), t.model.clone());
+                        self.targets.target(&key, circuit)
+                    })
+                    .collect();
+                let weights: Vec<u32> = a.targets.iter().map(|t| t.weight).collect();
+                Arc::new(AliasRouter::new(states, &weights))
+            })
+            .collect();
+        let set = Arc::new(RouterSet { snap: Arc::downgrade(snap), routers });
+        self.routers.store(set.clone());
+        set
+    }
+
+    /// The attempts for a request to `alias` (then its fallbacks). Each attempt may take the
+    /// full `upstream_timeout`; the whole request is bounded by `max_attempts` of them.
+    pub fn plan(&self, snap: &Arc<Snapshot>, alias: usize) -> Plan {
+        let set = self.routers(snap);
+        let mut chain = vec![(alias, set.routers[alias].clone())];
+        for &f in &snap.aliases[alias].fallbacks {
+            if f != alias {
+                chain.push((f, set.routers[f].clone()));
+            }
+        }
+        let deadline = Instant::now() + snap.limits.upstream_timeout * snap.limits.max_attempts.max(1);
+        Plan { inner: AttemptPlan::new(chain, snap.limits.max_attempts, deadline) }
+    }
+
+    /// Whether any target of any alias can take traffic now (for `/readyz`).
+    pub fn any_available(&self, snap: &Arc<Snapshot>) -> bool {
+        let now = Instant::now();
+        self.routers(snap).routers.iter().any(|r| r.targets().iter().any(|t| t.is_available(now)))
     }
 }
 
+// === impl Plan ===
+
 impl Plan {
-    pub fn next(&mut self, _now: Instant) -> Option<Step> {
-        while self.pos < self.chain.len() {
-            let n = self.targets_per_alias[self.pos];
-            if (self.tried.len() as u32) < self.max_attempts && self.tried.len() < n {
-                let t = self.tried.len();
-                self.tried.push(t);
-                return Some(Step { alias: self.chain[self.pos], target: t });
-            }
-            self.pos += 1;
-            self.tried.clear();
+    /// The next attempt, after sleeping its backoff (if any).
+    pub async fn next(&mut self) -> Option<Step> {
+        let step = self.inner.next(Instant::now())?;
+        if !step.wait.is_zero() {
+            tokio::time::sleep(step.wait).await;
         }
-        None
+        Some(step)
     }
 
-    pub fn succeeded(&mut self, _step: &Step, _latency: Duration) {}
+    pub fn succeeded(&mut self, step: &Step, latency: Duration) {
+        self.inner.answered(step, 200, &http::HeaderMap::new(), None, latency, Instant::now());
+    }
 
-    pub fn failed(&mut self, _step: &Step, _e: &AttemptError, _retry_after: Option<Duration>) {}
+    pub fn failed(&mut self, step: &Step, e: &AttemptError) {
+        let failure = match e {
+            AttemptError::Timeout { .. } => Failure::Timeout,
+            _ => Failure::Connect,
+        };
+        self.inner.failed(step, failure, Instant::now());
+    }
 
-    /// The upstream answered `status` (not 2xx): whether to try the next target.
+    /// The upstream answered `status` (not 2xx): whether to try another attempt.
     pub fn rejected(
         &mut self,
-        _step: &Step,
+        step: &Step,
         status: u16,
-        _headers: Option<&http::HeaderMap>,
-        _retry_after: Option<&str>,
+        headers: Option<&http::HeaderMap>,
+        error_type: Option<&str>,
+        latency: Duration,
     ) -> bool {
-        status == 408 || status == 429 || status >= 500
+        let empty = http::HeaderMap::new();
+        let outcome =
+            self.inner.answered(step, status, headers.unwrap_or(&empty), error_type, latency, Instant::now());
+        matches!(outcome, Outcome::Quota { .. } | Outcome::Transient)
     }
 }

@@ -68,7 +68,8 @@ pub struct HealthChecker {
 
 impl HealthChecker {
     pub fn new(targets: Arc<Targets>, checks: Vec<HealthTarget>) -> Self {
-        let checker = HealthChecker { targets, checks: ArcSwap::from_pointee(Vec::new()), changed: Notify::new() };
+        let checker =
+            HealthChecker { targets, checks: ArcSwap::from_pointee(Vec::new()), changed: Notify::new() };
         checker.update(checks);
         checker
     }
@@ -122,7 +123,9 @@ impl HealthChecker {
             if self.targets.provider(provider).set(healthy, result.as_ref().err().cloned()) {
                 match &result {
                     Ok(()) => tracing::info!(provider = %provider, "health check passing again"),
-                    Err(e) => tracing::warn!(provider = %provider, url = %check.target.url, error = %e, "health check failing"),
+                    Err(e) => {
+                        tracing::warn!(provider = %provider, url = %check.target.url, error = %e, "health check failing")
+                    }
                 }
             }
         }
@@ -169,7 +172,8 @@ impl BackgroundService for HealthChecker {
 
 impl Check {
     fn new(target: HealthTarget) -> Result<Self, String> {
-        let uri: http::Uri = target.url.parse().map_err(|e| format!("{}: bad url {:?}: {e}", target.provider, target.url))?;
+        let uri: http::Uri =
+            target.url.parse().map_err(|e| format!("{}: bad url {:?}: {e}", target.provider, target.url))?;
         let host = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_else(|| target.sni.clone());
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
         let mut hc = HttpHealthCheck::new(&host, target.tls);
@@ -193,7 +197,8 @@ impl Check {
             if resp.status.is_success() {
                 Ok(())
             } else {
-                Error::e_explain(ErrorType::CustomCode("non 2xx code", resp.status.as_u16()), "during health check")
+                let status = resp.status.as_u16();
+                Error::e_explain(ErrorType::CustomCode("non 2xx", status), format!("answered {status}"))
             }
         }));
         let backend = Backend {

@@ -6,6 +6,7 @@
 //!
 //! - `selector`: smooth weighted round-robin, lock-free (also a pingora `BackendSelection`).
 //! - `router`: one alias's targets, `AliasRouter::pick(tried, last, now)`.
+//! - `plan`: `AttemptPlan`, one request's attempt order over an alias and its fallbacks.
 //! - `targets`: `Targets`, the per-target state registry that outlives config snapshots.
 //! - `circuit`: the breaker state machine (closed → open → half-open → closed).
 //! - `retry`: `classify`, `retry_after`, `backoff`.
@@ -16,6 +17,7 @@ mod circuit;
 mod clock;
 mod health;
 mod latency;
+mod plan;
 mod retry;
 mod router;
 mod selector;
@@ -25,6 +27,8 @@ mod targets;
 mod circuit_tests;
 #[cfg(test)]
 mod health_tests;
+#[cfg(test)]
+mod plan_tests;
 #[cfg(test)]
 mod retry_tests;
 #[cfg(test)]
@@ -37,12 +41,11 @@ mod targets_tests;
 pub use self::circuit::{CircuitBreaker, CircuitConfig, CircuitState};
 pub use self::health::{HealthChecker, HealthTarget};
 pub use self::latency::{LatencyHistogram, LatencySummary};
+pub use self::plan::{AttemptPlan, BackoffPolicy, Step};
 pub use self::retry::{
     backoff, backoff_with, classify, classify_at, parse_retry_after, retry_after, Outcome,
     DEFAULT_QUOTA_COOLDOWN, MAX_RETRY_AFTER,
 };
 pub use self::router::AliasRouter;
 pub use self::selector::{SmoothBackends, SmoothIter, SmoothWeighted};
-pub use self::targets::{
-    Failure, LastError, ProviderHealth, TargetHealth, TargetKey, TargetState, Targets,
-};
+pub use self::targets::{Failure, LastError, ProviderHealth, TargetHealth, TargetKey, TargetState, Targets};

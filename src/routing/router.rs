@@ -21,7 +21,10 @@ impl AliasRouter {
     /// `targets[i]` has weight `weights[i]` (extra weights or targets are ignored).
     pub fn new(targets: Vec<Arc<TargetState>>, weights: &[u32]) -> Self {
         let n = targets.len().min(weights.len());
-        AliasRouter { selector: SmoothWeighted::new(&weights[..n]), targets: targets.into_iter().take(n).collect() }
+        AliasRouter {
+            selector: SmoothWeighted::new(&weights[..n]),
+            targets: targets.into_iter().take(n).collect(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -59,7 +62,8 @@ impl AliasRouter {
             excluded |= bit(t);
         }
         for _ in 0..=n {
-            let avail = |i: usize| excluded & bit(i) == 0 && !tried.contains(&i) && self.targets[i].is_available(now);
+            let avail =
+                |i: usize| excluded & bit(i) == 0 && !tried.contains(&i) && self.targets[i].is_available(now);
             let others = |i: usize| Some(i) != last && avail(i);
             let i = self.selector.pick(others).or_else(|| last.filter(|&l| l < n && avail(l)))?;
             if self.targets[i].try_acquire(now) {
@@ -72,5 +76,19 @@ impl AliasRouter {
             }
         }
         None
+    }
+
+    /// Panic mode: when no target is available, the one whose quota cool-down ends first among
+    /// those that are otherwise usable (healthy, circuit allowing). Claims it like `pick`.
+    pub fn pick_cooling(&self, now: Instant, skip: &[usize]) -> Option<usize> {
+        let mut order: Vec<(Instant, usize)> = self
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !skip.contains(i))
+            .filter_map(|(i, t)| t.cool_down_until(now).map(|until| (until, i)))
+            .collect();
+        order.sort();
+        order.into_iter().map(|(_, i)| i).find(|&i| self.targets[i].try_acquire_ignoring_cooldown(now))
     }
 }

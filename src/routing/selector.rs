@@ -92,7 +92,8 @@ impl BackendSelection for SmoothBackends {
 
     fn build(backends: &BTreeSet<Backend>) -> Self {
         let backends: Box<[Backend]> = backends.iter().cloned().collect();
-        let weights: Vec<u32> = backends.iter().map(|b| u32::try_from(b.weight).unwrap_or(u32::MAX)).collect();
+        let weights: Vec<u32> =
+            backends.iter().map(|b| u32::try_from(b.weight).unwrap_or(u32::MAX)).collect();
         SmoothBackends { selector: SmoothWeighted::new(&weights), backends }
     }
 

@@ -120,11 +120,7 @@ fn pingora_weighted_round_robin_picks_in_runs_where_smooth_interleaves() {
     let pingora_seq: Vec<usize> = (0..400).map(|_| index_of(rr.iter(b"").next().unwrap())).collect();
     let smooth = Arc::new(SmoothBackends::build(&set));
     let smooth_seq: Vec<usize> = (0..400).map(|_| index_of(smooth.iter(b"").next().unwrap())).collect();
-    println!(
-        "3:1 first 12 picks: pingora {:?} smooth {:?}",
-        &pingora_seq[..12],
-        &smooth_seq[..12]
-    );
+    println!("3:1 first 12 picks: pingora {:?} smooth {:?}", &pingora_seq[..12], &smooth_seq[..12]);
     println!(
         "3:1 over 400: pingora counts {:?} longest runs {:?}; smooth counts {:?} longest runs {:?}",
         counts(&pingora_seq, 2),
@@ -174,8 +170,8 @@ fn pingora_weighted_round_robin_picks_in_runs_where_smooth_interleaves() {
     let rr = Arc::new(RoundRobin::build(&set));
     let sm = Arc::new(SmoothBackends::build(&set));
     let first_ok = |sel: &dyn Fn() -> Vec<usize>| sel().into_iter().find(|&i| i != 1).unwrap();
-    let mut pc = vec![0; 3];
-    let mut sc = vec![0; 3];
+    let mut pc = [0; 3];
+    let mut sc = [0; 3];
     for _ in 0..4000 {
         pc[first_ok(&|| {
             let mut it = rr.iter(b"");
@@ -186,6 +182,9 @@ fn pingora_weighted_round_robin_picks_in_runs_where_smooth_interleaves() {
             (0..3).filter_map(|_| it.next().map(index_of)).collect()
         })] += 1;
     }
-    println!("2:1:1 with B down over 4000: pingora A,C = {}, {}; smooth A,C = {}, {}", pc[0], pc[2], sc[0], sc[2]);
+    println!(
+        "2:1:1 with B down over 4000: pingora A,C = {}, {}; smooth A,C = {}, {}",
+        pc[0], pc[2], sc[0], sc[2]
+    );
     assert_eq!((sc[0], sc[2]), (2667, 1333), "smooth keeps 2:1 among the rest (within rounding)");
 }

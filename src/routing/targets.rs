@@ -169,6 +169,12 @@ impl TargetState {
         self.provider.is_healthy() && !self.cooling_down(now) && self.circuit.try_acquire(now)
     }
 
+    /// Like [`Self::try_acquire`] but ignoring a quota cool-down: for the plan's panic mode,
+    /// when every target of a request is cooling down (health and circuit still apply).
+    pub fn try_acquire_ignoring_cooldown(&self, now: Instant) -> bool {
+        self.provider.is_healthy() && self.circuit.try_acquire(now)
+    }
+
     /// The upstream answered with a success (status < 400). `latency`: time to the response
     /// header.
     pub fn on_success(&self, latency: Duration) {
@@ -225,7 +231,9 @@ impl TargetState {
             consecutive_failures: self.circuit.consecutive_failures(),
             cooling_down_ms: self.cool_down_until(now).map(|t| (t - now).as_millis() as u64),
             last_error: self.last_error.load_full().map(|e| (*e).clone()).or_else(|| {
-                self.provider.last_error().map(|m| LastError { message: format!("health check: {m}"), at_unix_ms: 0 })
+                self.provider
+                    .last_error()
+                    .map(|m| LastError { message: format!("health check: {m}"), at_unix_ms: 0 })
             }),
             attempts: self.attempts.load(Ordering::Relaxed),
             successes: self.successes.load(Ordering::Relaxed),

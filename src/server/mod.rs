@@ -13,6 +13,9 @@ use crate::accounting::UsageLog;
 use crate::admin::AdminApp;
 use crate::config::{ConfigStore, Reloader};
 use crate::proxy::{Counters, Gateway};
+use crate::routing::HealthChecker;
+
+mod health_sync;
 
 /// Build and run the server; returns only on a startup error.
 pub fn run(store: Arc<ConfigStore>, threads: usize) -> Result<(), String> {
@@ -36,9 +39,17 @@ pub fn run(store: Arc<ConfigStore>, threads: usize) -> Result<(), String> {
     let counters = Arc::new(Counters::default());
     let (usage, writer) = UsageLog::new(store.clone());
 
+    let gateway = Gateway::new(store.clone(), usage, counters.clone());
+    let targets = gateway.routing.targets.clone();
+    let health = background_service("health checks", HealthChecker::new(targets.clone(), Vec::new()));
+    let sync = health_sync::HealthSync {
+        store: store.clone(),
+        checker: health.task(),
+        resolver: Default::default(),
+    };
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(store.clone(), usage, counters.clone()),
+        gateway,
         "llm-gateway data plane",
     );
     if let Some(addr) = &cfg.listen {
@@ -53,13 +64,17 @@ pub fn run(store: Arc<ConfigStore>, threads: usize) -> Result<(), String> {
     server.add_service(proxy);
 
     if let Some(admin) = &cfg.admin {
-        let mut svc =
-            Service::new("llm-gateway admin".to_string(), AdminApp { store: store.clone(), counters });
+        let mut svc = Service::new(
+            "llm-gateway admin".to_string(),
+            AdminApp { store: store.clone(), counters, targets },
+        );
         svc.add_tcp(&admin.listen);
         server.add_service(svc);
     }
     server.add_service(background_service("config reloader", Reloader(store.clone())));
     server.add_service(background_service("usage log", writer));
+    server.add_service(health);
+    server.add_service(background_service("health check sync", sync));
     tracing::info!(listen = ?cfg.listen, tls = ?cfg.tls.as_ref().map(|t| &t.listen), admin = ?cfg.admin.as_ref().map(|a| &a.listen), "llm-gateway starting");
     server.run_forever();
 }

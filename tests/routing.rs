@@ -1,0 +1,318 @@
+//! Routing and resilience through the real gateway: weighted round-robin, active health checks,
+//! circuit breakers, quota cool-downs, retries, fallbacks, and a chaos run.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const OK: &str = r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+const BODY: &str = r#"{"model":"a","messages":[{"role":"user","content":"hi"}]}"#;
+
+/// Providers `pa`, `pb`, `pc` at the given upstreams; alias `a` over the first ones with `weights`.
+fn config(upstreams: &[&MockUpstream], weights: &[u32], limits: &str, extra_provider: &str) -> String {
+    let mut s = format!("limits: {{ upstream_timeout_ms: 1000 {limits} }}\nproviders:\n");
+    for (i, u) in upstreams.iter().enumerate() {
+        let name = ["pa", "pb", "pc"][i];
+        s.push_str(&format!(
+            "  - {{ name: {name}, kind: openai_compatible, base_url: \"{}\" {extra_provider} }}\n",
+            u.url()
+        ));
+    }
+    s.push_str("models:\n  - alias: a\n    targets:\n");
+    for (i, w) in weights.iter().enumerate() {
+        s.push_str(&format!("      - {{ provider: {}, model: m{i}, weight: {w} }}\n", ["pa", "pb", "pc"][i]));
+    }
+    s.push_str("keys:\n  - { id: k, hash: \"{KEY_HASH}\" }\n");
+    s
+}
+
+async fn call(gw: &Gateway, body: &str) -> reqwest::Response {
+    client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+fn provider_of(r: &reqwest::Response) -> String {
+    r.headers().get("x-gateway-provider").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weights_three_to_one_hold_within_five_percent_and_interleave() {
+    let a = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let b = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let gw = Gateway::start(&config(&[&a, &b], &[3, 1], "", "")).await;
+    let mut seq = Vec::new();
+    for _ in 0..400 {
+        let r = call(&gw, BODY).await;
+        assert_eq!(r.status(), 200);
+        seq.push(provider_of(&r));
+    }
+    let pa = seq.iter().filter(|p| *p == "pa").count();
+    assert!((280..=320).contains(&pa), "pa got {pa} of 400");
+    assert_eq!(a.count() + b.count(), 400);
+    let mut longest: HashMap<&str, usize> = HashMap::new();
+    let mut run = 1;
+    for w in seq.windows(2) {
+        run = if w[0] == w[1] { run + 1 } else { 1 };
+        let e = longest.entry(w[1].as_str()).or_default();
+        *e = (*e).max(run);
+    }
+    assert!(longest["pa"] <= 3 && longest["pb"] <= 1, "runs too long: {longest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unhealthy_target_gets_no_traffic_and_gets_it_back_after_recovery() {
+    let sick = Arc::new(AtomicBool::new(false));
+    let s = sick.clone();
+    let a = MockUpstream::start(move |r, _| {
+        if r.path == "/health" {
+            return if s.load(Ordering::SeqCst) { Reply::json(503, "{}") } else { Reply::json(200, "{}") };
+        }
+        Reply::json(200, OK)
+    })
+    .await;
+    let b =
+        MockUpstream::start(
+            |r, _| if r.path == "/health" { Reply::json(200, "{}") } else { Reply::json(200, OK) },
+        )
+        .await;
+    let gw =
+        Gateway::start(&config(&[&a, &b], &[1, 1], "", ", health_check: { path: /health, interval_s: 1 }"))
+            .await;
+    sick.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..20 {
+        assert_eq!(provider_of(&call(&gw, BODY).await), "pb");
+    }
+    sick.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut to_a = 0;
+    for _ in 0..20 {
+        if provider_of(&call(&gw, BODY).await) == "pa" {
+            to_a += 1;
+        }
+    }
+    assert!(to_a >= 8, "recovered target got {to_a} of 20");
+}
+
+fn chat_count(m: &MockUpstream) -> usize {
+    m.requests().iter().filter(|r| r.path != "/health").count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_breaker_opens_after_n_failures_half_opens_after_the_cooldown_and_closes_on_success() {
+    let failing = Arc::new(AtomicBool::new(true));
+    let f = failing.clone();
+    let a = MockUpstream::start(move |_, _| {
+        if f.load(Ordering::SeqCst) {
+            Reply::json(500, "{}")
+        } else {
+            Reply::json(200, OK)
+        }
+    })
+    .await;
+    let b = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let limits = ", max_attempts: 2, circuit_breaker: { failure_threshold: 3, cooldown_s: 1 }";
+    let gw = Gateway::start(&config(&[&a, &b], &[1, 1], limits, "")).await;
+    for _ in 0..12 {
+        assert_eq!(call(&gw, BODY).await.status(), 200, "B serves every request");
+    }
+    assert_eq!(chat_count(&a), 3, "the open circuit keeps further requests away from A");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Half-open: exactly one probe reaches A (and fails: the circuit opens again).
+    for _ in 0..6 {
+        assert_eq!(call(&gw, BODY).await.status(), 200);
+    }
+    assert_eq!(chat_count(&a), 4, "one half-open probe");
+    failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for _ in 0..10 {
+        assert_eq!(call(&gw, BODY).await.status(), 200);
+    }
+    assert!(chat_count(&a) >= 4 + 4, "closed again after a successful probe: A has {}", chat_count(&a));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_with_retry_after_cools_the_target_down_for_that_long() {
+    let a = MockUpstream::start(|_, n| {
+        if n == 0 {
+            Reply::json(429, r#"{"error":{"message":"slow down"}}"#).with_header("retry-after", "2")
+        } else {
+            Reply::json(200, OK)
+        }
+    })
+    .await;
+    let b = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let gw = Gateway::start(&config(&[&a, &b], &[1, 1], "", "")).await;
+    let t = Instant::now();
+    let r = call(&gw, BODY).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-gateway-attempts"], "2", "switched target at once");
+    while t.elapsed() < Duration::from_millis(1700) {
+        assert_eq!(provider_of(&call(&gw, BODY).await), "pb", "A is cooling down");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut back = false;
+    for _ in 0..6 {
+        back |= provider_of(&call(&gw, BODY).await) == "pa";
+    }
+    assert!(back, "A serves again after its retry-after");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flaky_target_is_retried_and_a_client_error_is_not() {
+    let a = MockUpstream::start(|r, n| {
+        if r.body.windows(7).any(|w| w == b"invalid") {
+            return Reply::json(400, r#"{"error":{"message":"bad input","type":"invalid_request_error"}}"#);
+        }
+        if n == 0 {
+            Reply::json(503, "{}")
+        } else {
+            Reply::json(200, OK)
+        }
+    })
+    .await;
+    let gw = Gateway::start(&config(&[&a], &[1], "", "")).await;
+    let r = call(&gw, BODY).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-gateway-attempts"], "2");
+    let r = call(&gw, r#"{"model":"a","messages":[{"role":"user","content":"invalid"}]}"#).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["x-gateway-attempts"], "1", "a client error is not retried");
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["message"], "bad input");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_every_target_fails_the_fallback_alias_serves_and_else_502_within_the_deadline() {
+    let a = MockUpstream::start(|_, _| Reply::json(500, "{}")).await;
+    let b = MockUpstream::start(|_, _| Reply::json(502, "{}")).await;
+    let c = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let mut cfg = config(&[&a, &b, &c], &[1, 1], ", max_attempts: 3", "");
+    cfg = cfg.replace(
+        "keys:",
+        "    fallbacks: [backup]\n  - alias: backup\n    targets: [ { provider: pc, model: m-backup } ]\n  - alias: doomed\n    targets: [ { provider: pa, model: m }, { provider: pb, model: m } ]\nkeys:",
+    );
+    let gw = Gateway::start(&cfg).await;
+    let r = call(&gw, BODY).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(provider_of(&r), "pc");
+    assert_eq!(r.headers()["x-gateway-model"], "m-backup");
+    let t = Instant::now();
+    let r = call(&gw, r#"{"model":"doomed","messages":[{"role":"user","content":"hi"}]}"#).await;
+    assert_eq!(r.status(), 502);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("all targets failed"), "{v}");
+    assert!(t.elapsed() < Duration::from_secs(3));
+    // The Anthropic caller gets Anthropic's envelope for the same failure.
+    let r = client()
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", KEY)
+        .body(r#"{"model":"doomed","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["type"], "error");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_mebibyte_body_is_retried_intact_on_the_next_target() {
+    let a = MockUpstream::start(|_, _| Reply::json(500, "{}")).await;
+    let b = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let gw = Gateway::start(&config(&[&a, &b], &[1, 1], ", max_body_bytes: 4194304", "")).await;
+    let big =
+        format!(r#"{{"messages":[{{"role":"user","content":"{}"}}],"model":"a"}}"#, "z".repeat(1 << 20));
+    let mut served = 0;
+    for _ in 0..2 {
+        let r = call(&gw, &big).await;
+        assert_eq!(r.status(), 200);
+        served += 1;
+    }
+    assert_eq!(served, 2);
+    let expect = |m: &str| big.replace(r#""model":"a""#, &format!(r#""model":"{m}""#));
+    for r in a.requests() {
+        assert_eq!(r.body, expect("m0").into_bytes());
+    }
+    for r in b.requests() {
+        assert_eq!(r.body, expect("m1").into_bytes(), "the retried body arrived whole");
+    }
+}
+
+/// Three targets that randomly refuse, hang, 500 and 429, under 200 concurrent clients.
+/// Every request must end (success or a clean error) and none may hang.
+#[tokio::test(flavor = "multi_thread")]
+async fn chaos_every_request_ends_cleanly_and_success_matches_healthy_capacity() {
+    let secs: u64 = std::env::var("CHAOS_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let flaky = |seed: u64| {
+        move |_: &Received, n: usize| {
+            let x = (n as u64).wrapping_mul(6364136223846793005).wrapping_add(seed) >> 33;
+            match x % 10 {
+                0 => Reply::Close,
+                1 => Reply::Hang,
+                2 => Reply::json(500, "{}"),
+                3 => Reply::json(429, "{}").with_header("retry-after", "1"),
+                _ => Reply::json(200, OK),
+            }
+        }
+    };
+    let a = MockUpstream::start(flaky(1)).await;
+    let b = MockUpstream::start(flaky(2)).await;
+    let c = MockUpstream::start(flaky(3)).await;
+    let cfg = config(
+        &[&a, &b, &c],
+        &[1, 1, 1],
+        ", max_attempts: 3, circuit_breaker: { failure_threshold: 50, cooldown_s: 1 }",
+        "",
+    )
+    .replace("upstream_timeout_ms: 1000", "upstream_timeout_ms: 500");
+    let gw = Arc::new(Gateway::start(&cfg).await);
+    let ok = Arc::new(AtomicU32::new(0));
+    let clean_err = Arc::new(AtomicU32::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let (gw, ok, clean_err) = (gw.clone(), ok.clone(), clean_err.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+            while Instant::now() < deadline {
+                let r = c
+                    .post(gw.url("/v1/chat/completions"))
+                    .bearer_auth(KEY)
+                    .body(BODY)
+                    .send()
+                    .await
+                    .expect("no request may hang or break");
+                let status = r.status().as_u16();
+                let body = r.bytes().await.expect("body");
+                if status == 200 {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    assert!([502, 504].contains(&status), "unexpected status {status}");
+                    let v: serde_json::Value = serde_json::from_slice(&body).expect("a clean JSON error");
+                    assert!(v["error"]["message"].is_string());
+                    clean_err.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (ok, err) = (ok.load(Ordering::Relaxed), clean_err.load(Ordering::Relaxed));
+    let rate = ok as f64 / (ok + err) as f64;
+    println!("chaos: {ok} ok, {err} clean errors, success rate {:.3} over {secs}s", rate);
+    // Each attempt succeeds with p = 0.6; three attempts: 1 - 0.4^3 = 0.936. Allow for cool-downs.
+    assert!(rate > 0.85, "success rate {rate:.3} below what the healthy capacity allows");
+}

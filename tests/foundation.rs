@@ -335,3 +335,17 @@ models:
         .unwrap();
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
 }
+
+#[test]
+fn an_unreadable_trust_file_is_a_clear_startup_error_not_a_panic() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_llm-gateway"))
+        .args(["run", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/conf/gateway.yaml")])
+        .env("SSL_CERT_FILE", "/nonexistent/ca.pem")
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SSL_CERT_FILE=/nonexistent/ca.pem cannot be read"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

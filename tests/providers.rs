@@ -143,6 +143,22 @@ async fn gemini_gets_the_model_in_the_url_and_its_key_header() {
     assert_eq!(s, 200);
     assert_eq!(up.requests()[1].path, "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse");
     assert!(body.starts_with("data: {") && body.contains("from gemini"), "{body}");
+
+    // Without alt=sse the Google SDK gets one streamed JSON array (upstream is still SSE).
+    let (s, body) = post(
+        &gw,
+        "/v1beta/models/flash:streamGenerateContent",
+        &[("x-goog-api-key", KEY)],
+        json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(up.requests()[2].path, "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse");
+    let chunks: Vec<Value> =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("not a JSON array ({e}): {body}"));
+    let text: String =
+        chunks.iter().filter_map(|c| c["candidates"][0]["content"]["parts"][0]["text"].as_str()).collect();
+    assert_eq!(text, "Hello from gemini");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -222,7 +238,8 @@ mod sigv4 {
         let credential = field("Credential=")?;
         let signed_headers = field("SignedHeaders=")?;
         let signature = field("Signature=")?;
-        let scope: Vec<&str> = credential.splitn(2, '/').nth(1).ok_or("bad credential")?.split('/').collect();
+        let scope: Vec<&str> =
+            credential.split_once('/').map(|x| x.1).ok_or("bad credential")?.split('/').collect();
         let (date, reg, service) = (scope[0], scope[1], scope[2]);
         if reg != region || service != "bedrock" {
             return Err(format!("scope {scope:?}"));

@@ -351,6 +351,12 @@ fn assert_openai_502(alias: &str, (status, err, body): &(u16, Option<String>, St
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{alias}: {e}: {body}"));
     assert!(v["error"]["message"].is_string(), "{alias}: OpenAI error shape: {v}");
     assert!(v["error"]["type"].is_string(), "{alias}: OpenAI error shape: {v}");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("TLS") || msg.contains("certificate") || msg.contains("Cert"),
+        "{alias}: says why: {msg}"
+    );
+    assert!(!msg.contains("local address"), "{alias}: the gateway's own address must not leak: {msg}");
 }
 
 // === upstream TLS ===

@@ -174,9 +174,7 @@ proptest! {
         let openai = format!(
             r#"{{"id":"c","choices":[],"usage":{{"prompt_tokens":{a},"completion_tokens":{b},"prompt_tokens_details":{{"cached_tokens":{c}}}}}}}"#
         );
-        // TODO(helpers): widen to CLIENTS once openai_responses.rs `usage_to_value` and gemini.rs
-        // `totalTokenCount` add with saturation (both overflow-panic in debug builds today).
-        for to in [Format::OpenAiChat, Format::Anthropic] {
+        for to in [Format::OpenAiChat, Format::Anthropic, Format::OpenAiResponses, Format::Gemini] {
             let _ = translate_response(Format::Anthropic, to, anthropic.as_bytes(), &opts());
             let _ = translate_response(Format::OpenAiChat, to, openai.as_bytes(), &opts());
         }

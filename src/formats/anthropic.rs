@@ -360,7 +360,11 @@ fn thinking_allowed(req: &ChatRequest) -> bool {
     let signed = last
         .parts
         .iter()
-        .any(|p| matches!(p, Part::Thinking { signature: Some(_), .. } | Part::RedactedThinking { .. }));
+        .any(|p| match p {
+            Part::Thinking { signature: Some(sig), .. } => !super::foreign_signature(sig),
+            Part::RedactedThinking { .. } => true,
+            _ => false,
+        });
     !calls_tools || signed
 }
 
@@ -428,10 +432,10 @@ fn encode_part(p: &Part) -> Option<Value> {
             b
         }
         // Only Anthropic's own signed thinking can be sent back.
-        Part::Thinking { text, signature: Some(sig) } => {
+        Part::Thinking { text, signature: Some(sig) } if !super::foreign_signature(sig) => {
             json!({"type": "thinking", "thinking": text, "signature": sig})
         }
-        Part::Thinking { signature: None, .. } => return None,
+        Part::Thinking { .. } => return None,
         Part::RedactedThinking { data } => json!({"type": "redacted_thinking", "data": data}),
     })
 }

@@ -200,3 +200,25 @@ fn a_turn_with_only_empty_text_is_left_out_and_neighbours_merge() {
         json!([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}])
     );
 }
+
+#[test]
+fn thinking_signed_by_another_provider_is_not_sent_to_anthropic() {
+    use super::super::ir::*;
+    let req = ChatRequest {
+        messages: vec![
+            Message { role: Role::User, parts: vec![Part::Text { text: "q".into(), cache_control: None }] },
+            Message {
+                role: Role::Assistant,
+                parts: vec![
+                    Part::Thinking { text: "gemini thought".into(), signature: Some("gemini:abc".into()) },
+                    Part::Text { text: "a".into(), cache_control: None },
+                ],
+            },
+            Message { role: Role::User, parts: vec![Part::Text { text: "q2".into(), cache_control: None }] },
+        ],
+        ..Default::default()
+    };
+    let opts = super::super::RequestOptions { target_model: "claude", default_max_tokens: 100 };
+    let body = String::from_utf8(super::encode_request(&req, &opts).unwrap().body).unwrap();
+    assert!(!body.contains("gemini:abc") && !body.contains("gemini thought"), "{body}");
+}

@@ -286,7 +286,7 @@ fn encode_part<'a>(
             out.push(json!({ "toolResult": block }));
         }
         Part::Thinking { text, signature } => {
-            if let (Role::Assistant, Some(sig)) = (role, signature) {
+            if let (Role::Assistant, Some(sig)) = (role, signature.as_ref().filter(|s| !super::foreign_signature(s))) {
                 out.push(json!({ "reasoningContent": {
                     "reasoningText": { "text": text, "signature": sig }
                 }}));

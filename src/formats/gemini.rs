@@ -207,7 +207,7 @@ pub(crate) fn usage_to_value(u: &Usage) -> Value {
     let mut m = json!({
         "promptTokenCount": u.input_tokens,
         "candidatesTokenCount": u.output_tokens.saturating_sub(u.reasoning_tokens),
-        "totalTokenCount": u.input_tokens + u.output_tokens,
+        "totalTokenCount": u.input_tokens.saturating_add(u.output_tokens),
     });
     if u.cache_read_tokens > 0 {
         m["cachedContentTokenCount"] = json!(u.cache_read_tokens);

@@ -18,8 +18,9 @@ pub fn check(format: Format, bytes: &[u8]) -> Result<(), String> {
         Format::Anthropic => check_anthropic(bytes),
         Format::OpenAiChat => check_openai_chat(bytes),
         Format::Gemini => super::gemini::check_stream_grammar(bytes),
-        // Not yet provided by openai_responses.rs; Bedrock is never a client format.
-        Format::OpenAiResponses | Format::Bedrock => Ok(()),
+        Format::OpenAiResponses => super::openai_responses::check_stream_grammar(bytes),
+        // Bedrock is never a client format (its upstream framing is checked by eventstream.rs).
+        Format::Bedrock => Ok(()),
     }
 }
 

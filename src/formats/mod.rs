@@ -26,6 +26,13 @@ pub mod translate;
 pub use ir::*;
 pub use translate::*;
 
+/// Whether a thinking signature was issued by another provider (Gemini and OpenAI Responses
+/// signatures are tagged on decode). Only Anthropic/Bedrock-Claude's own signatures may be
+/// sent to them: a foreign one would be rejected with a 400.
+pub fn foreign_signature(signature: &str) -> bool {
+    signature.starts_with(gemini::SIGNATURE_PREFIX) || signature.starts_with(openai_responses::SIGNATURE_PREFIX)
+}
+
 /// What an encoder needs beyond the IR when writing a request for an upstream.
 #[derive(Clone, Debug)]
 pub struct RequestOptions<'a> {

@@ -263,7 +263,7 @@ pub(crate) fn usage_to_value(u: &Usage) -> Value {
         "input_tokens_details": {"cached_tokens": u.cache_read_tokens},
         "output_tokens": u.output_tokens,
         "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-        "total_tokens": u.input_tokens + u.output_tokens,
+        "total_tokens": u.input_tokens.saturating_add(u.output_tokens),
     })
 }
 

@@ -111,10 +111,18 @@ pub struct StreamTranslator {
 
 impl StreamTranslator {
     pub fn new(from: Format, to: Format, opts: &ResponseOptions) -> Self {
+        let mut t = Self::reencoding(from, to, opts);
+        t.passthrough = from == to;
+        t
+    }
+
+    /// Always decode and re-encode, even when `from == to` (e.g. a Gemini SSE upstream for a
+    /// client that asked for Gemini's streamed JSON-array form).
+    pub fn reencoding(from: Format, to: Format, opts: &ResponseOptions) -> Self {
         StreamTranslator {
             decoder: Decoder::new(from),
             encoder: Encoder::new(to, opts),
-            passthrough: from == to,
+            passthrough: false,
             blind: false,
             events: Vec::new(),
             usage: Usage::default(),

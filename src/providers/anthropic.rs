@@ -3,7 +3,7 @@
 
 use http::HeaderMap;
 
-use super::Operation;
+use super::{Operation, Route};
 
 pub const API_VERSION: &str = "2023-06-01";
 
@@ -12,7 +12,7 @@ pub fn request(
     op: Operation,
     key: Option<&str>,
     client: &HeaderMap,
-) -> (String, Vec<(&'static str, String)>) {
+) -> Route {
     let path = match op {
         Operation::Chat { .. } | Operation::Media(_) => format!("{prefix}/v1/messages"),
     };

@@ -2,7 +2,7 @@
 //! `api-key` header, or the newer `/openai/v1/chat/completions` (model in the body) when
 //! `api_version: v1`.
 
-use super::Operation;
+use super::{Operation, Route};
 
 /// Used when the config names no `api_version`.
 pub const DEFAULT_API_VERSION: &str = "2024-10-21";
@@ -13,7 +13,7 @@ pub fn request(
     deployment: &str,
     api_version: Option<&str>,
     key: Option<&str>,
-) -> (String, Vec<(&'static str, String)>) {
+) -> Route {
     // A base_url given as ".../openai/v1" arrives here as prefix ".../openai".
     let v1_prefix = prefix.strip_suffix("/openai").unwrap_or(prefix);
     let path = match (op, api_version) {

@@ -5,7 +5,7 @@
 use std::time::SystemTime;
 
 use super::sigv4::{self, AwsCredentials, SigningInput};
-use super::Operation;
+use super::{Operation, Route};
 use crate::config::{Endpoint, Provider};
 
 pub fn request(
@@ -14,7 +14,7 @@ pub fn request(
     op: Operation,
     model: &str,
     body: &[u8],
-) -> Result<(String, Vec<(&'static str, String)>), String> {
+) -> Result<Route, String> {
     let stream = matches!(op, Operation::Chat { stream: true });
     if matches!(op, Operation::Media(_)) {
         return Err("bedrock serves chat only".into());

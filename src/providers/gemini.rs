@@ -1,14 +1,14 @@
 //! Gemini (AI Studio): `/v1beta/models/{model}:generateContent`, or
 //! `:streamGenerateContent?alt=sse` for streams (always SSE upstream), `x-goog-api-key`.
 
-use super::Operation;
+use super::{Operation, Route};
 
 pub fn request(
     prefix: &str,
     op: Operation,
     model: &str,
     key: Option<&str>,
-) -> (String, Vec<(&'static str, String)>) {
+) -> Route {
     let model = model.strip_prefix("models/").unwrap_or(model);
     let path = match op {
         Operation::Chat { stream: false } => {

@@ -64,6 +64,9 @@ pub fn supports_media(kind: ProviderKind, op: MediaOp) -> bool {
     }
 }
 
+/// A provider's answer to "where and how": the path (and query) and the auth headers.
+pub type Route = (String, Vec<(&'static str, String)>);
+
 /// The request to send to one upstream for one attempt (the body is shared, never copied).
 #[derive(Clone, Debug)]
 pub struct UpstreamRequest {

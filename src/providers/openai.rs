@@ -1,11 +1,11 @@
 //! OpenAI and OpenAI-compatible servers (vLLM, llama.cpp server, Ollama, TGI):
 //! `/v1/chat/completions`, `Authorization: Bearer` (optional for compatible servers).
 
-use super::Operation;
+use super::{Operation, Route};
 
 pub const CHAT_PATH: &str = "/v1/chat/completions";
 
-pub fn request(prefix: &str, op: Operation, key: Option<&str>) -> (String, Vec<(&'static str, String)>) {
+pub fn request(prefix: &str, op: Operation, key: Option<&str>) -> Route {
     let path = match op {
         Operation::Chat { .. } => format!("{prefix}{CHAT_PATH}"),
         Operation::Media(m) => format!("{prefix}/v1{}", m.path()),

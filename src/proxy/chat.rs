@@ -69,12 +69,18 @@ pub async fn read_body(s: &mut Session, max: usize) -> pingora::Result<Result<By
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > max) {
+        if !expects_continue(s) {
+            // The client is sending the body anyway: read and drop it (bounded) so it sees
+            // the 413 instead of a reset connection.
+            drain(s).await;
+        }
         return Ok(Err(too_large()));
     }
     answer_expect_continue(s).await?;
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(max));
     while let Some(chunk) = s.read_request_body().await? {
         if buf.len() + chunk.len() > max {
+            drain(s).await;
             return Ok(Err(too_large()));
         }
         buf.extend_from_slice(&chunk);
@@ -82,14 +88,24 @@ pub async fn read_body(s: &mut Session, max: usize) -> pingora::Result<Result<By
     Ok(Ok(buf.freeze()))
 }
 
-/// Answer `Expect: 100-continue` so clients don't stall (Pingora never sends the 100 itself).
-pub async fn answer_expect_continue(s: &mut Session) -> pingora::Result<()> {
-    let expects = s
-        .req_header()
+/// How long a refused body may keep arriving before the connection is closed.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Read and discard the rest of a refused request body, for at most `DRAIN_TIMEOUT`.
+pub async fn drain(s: &mut Session) {
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, s.as_downstream_mut().drain_request_body()).await;
+}
+
+fn expects_continue(s: &Session) -> bool {
+    s.req_header()
         .headers
         .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects {
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Answer `Expect: 100-continue` so clients don't stall (Pingora never sends the 100 itself).
+pub async fn answer_expect_continue(s: &mut Session) -> pingora::Result<()> {
+    if expects_continue(s) {
         s.as_downstream_mut().write_continue_response().await?;
     }
     Ok(())
@@ -410,6 +426,9 @@ pub async fn respond_upstream(
 
     let mut mode = if same && from == Format::OpenAiChat {
         StreamMode::Observe(passthrough::OpenAiStreamUsage::new(!inb.include_usage))
+    } else if gemini_array {
+        // Upstream Gemini streams are always SSE; this client asked for the JSON-array form.
+        StreamMode::Translate(Box::new(formats::StreamTranslator::reencoding(from, inb.format, &opts)))
     } else {
         // Another format, or the same non-OpenAI format (the translator then only observes usage).
         StreamMode::Translate(Box::new(formats::StreamTranslator::new(from, inb.format, &opts)))

@@ -45,6 +45,7 @@ pub async fn transcribe(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> 
         )
     };
     if declared.is_some_and(|n| n > max) {
+        chat::drain(s).await;
         return respond::error(s, ctx, format, too_large()).await;
     }
     chat::answer_expect_continue(s).await?;

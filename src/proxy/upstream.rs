@@ -275,6 +275,15 @@ fn request_header(
     Ok(h)
 }
 
+/// What went wrong, for the client and the log: the error type and its context, without the
+/// cause chain (which names the gateway's own local address).
+fn describe(e: &pingora::Error) -> String {
+    match &e.context {
+        Some(c) => format!("{}: {}", e.etype.as_str(), c.as_str().trim()),
+        None => e.etype.as_str().to_string(),
+    }
+}
+
 fn classify(provider: &str, timeout: Duration, e: &pingora::Error) -> AttemptError {
     use ErrorType::*;
     let provider = provider.to_string();
@@ -282,8 +291,8 @@ fn classify(provider: &str, timeout: Duration, e: &pingora::Error) -> AttemptErr
         ReadTimedout | WriteTimedout => AttemptError::Timeout { provider, after: timeout },
         ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure
         | TLSHandshakeTimedout | InvalidCert | HandshakeError | SocketError | BindError => {
-            AttemptError::Connect { provider, detail: e.to_string() }
+            AttemptError::Connect { provider, detail: describe(e) }
         }
-        _ => AttemptError::Io { provider, detail: e.to_string() },
+        _ => AttemptError::Io { provider, detail: describe(e) },
     }
 }

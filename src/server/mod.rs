@@ -19,6 +19,7 @@ mod health_sync;
 
 /// Build and run the server; returns only on a startup error.
 pub fn run(store: Arc<ConfigStore>, threads: usize) -> Result<(), String> {
+    crate::net::check_trust_roots()?;
     let conf = ServerConf {
         threads: threads.max(1),
         work_stealing: true,

@@ -68,5 +68,67 @@ fn auth(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, passthrough_bodies, stream_usage, auth);
+fn translation(c: &mut Criterion) {
+    use llm_gateway::formats::{self, Format, RequestOptions, ResponseOptions, StreamTranslator};
+    let anthropic_req = br#"{"model":"fast","max_tokens":1024,"system":"You are a helpful assistant.","messages":[{"role":"user","content":"What is the weather in Paris and in Rome?"},{"role":"assistant","content":[{"type":"text","text":"Let me check."},{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Paris"}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"18C, sunny"}]}],"tools":[{"name":"get_weather","description":"Weather for a city","input_schema":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}],"stream":true}"#;
+    let ropts = RequestOptions { target_model: "gpt-4o-mini", default_max_tokens: 4096 };
+    let openai_resp = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"It is 18C and sunny in Paris; Rome is 22C and clear."},"finish_reason":"stop"}],"usage":{"prompt_tokens":120,"completion_tokens":20,"total_tokens":140}}"#;
+    let opts = ResponseOptions { model: "fast", gemini_sse: true, include_usage: false };
+    let mut g = c.benchmark_group("translate");
+    g.bench_function("request_anthropic_to_openai", |x| {
+        x.iter(|| {
+            formats::translate_request(
+                Format::Anthropic,
+                Format::OpenAiChat,
+                black_box(anthropic_req),
+                &ropts,
+            )
+            .unwrap()
+        })
+    });
+    g.bench_function("response_openai_to_anthropic", |x| {
+        x.iter(|| {
+            formats::translate_response(Format::OpenAiChat, Format::Anthropic, black_box(openai_resp), &opts)
+                .unwrap()
+        })
+    });
+    g.finish();
+
+    let chunk = br#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"Hello there, "},"finish_reason":null}]}
+
+"#;
+    let first = br#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}
+
+"#;
+    let mut g = c.benchmark_group("stream_chunk");
+    g.throughput(Throughput::Elements(1));
+    for (name, to) in [
+        ("openai_to_anthropic", Format::Anthropic),
+        ("openai_to_responses", Format::OpenAiResponses),
+        ("openai_to_gemini", Format::Gemini),
+    ] {
+        g.bench_function(name, |x| {
+            let mut t = StreamTranslator::new(Format::OpenAiChat, to, &opts);
+            let mut out = Vec::with_capacity(4096);
+            t.feed(first, &mut out).unwrap();
+            x.iter(|| {
+                out.clear();
+                t.feed(black_box(chunk), &mut out).unwrap();
+            })
+        });
+    }
+    let anth = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello there, \"}}\n\n";
+    g.bench_function("anthropic_to_openai", |x| {
+        let mut t = StreamTranslator::new(Format::Anthropic, Format::OpenAiChat, &opts);
+        let mut out = Vec::with_capacity(4096);
+        t.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n", &mut out).unwrap();
+        x.iter(|| {
+            out.clear();
+            t.feed(black_box(anth), &mut out).unwrap();
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, passthrough_bodies, stream_usage, auth, translation);
 criterion_main!(benches);

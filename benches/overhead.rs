@@ -56,15 +56,25 @@ fn main() {
 }
 
 async fn run(o: Opts, pin: bool) {
-    let stream = o.scenario == "stream";
+    // chat: OpenAI JSON passthrough; stream: OpenAI SSE passthrough;
+    // anthropic-stream: Anthropic Messages in, OpenAI SSE out (translated per chunk).
+    let stream = o.scenario == "stream" || o.scenario == "anthropic-stream";
     let mock = start_mock(stream).await;
     let dir = tempfile::tempdir().unwrap();
-    let body = if stream {
-        r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"Say something short."}]}"#
-    } else {
-        r#"{"model":"fast","messages":[{"role":"user","content":"Say something short."}],"temperature":0.2}"#
+    let (path, body) = match o.scenario.as_str() {
+        "anthropic-stream" => (
+            "/v1/messages",
+            r#"{"model":"fast","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Say something short."}]}"#,
+        ),
+        "stream" => (
+            "/v1/chat/completions",
+            r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"Say something short."}]}"#,
+        ),
+        _ => (
+            "/v1/chat/completions",
+            r#"{"model":"fast","messages":[{"role":"user","content":"Say something short."}],"temperature":0.2}"#,
+        ),
     };
-
     println!(
         "scenario: {}, {} connections, fixed rate {} req/s, {:?} per run, pinned: {pin}",
         o.scenario, o.connections, o.rate, o.duration
@@ -74,14 +84,22 @@ async fn run(o: Opts, pin: bool) {
         "target", "max req/s", "p50 µs", "p99 µs", "fix p50", "fix p99", "cpu µs/req"
     );
 
-    let direct = measure("direct", mock, None, &o, body).await;
+    // "direct" always calls the mock the way the gateway does (OpenAI format).
+    let direct_body = if o.scenario == "anthropic-stream" {
+        r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"Say something short."}]}"#
+    } else {
+        body
+    };
+    let direct = measure("direct", mock, None, &o, "/v1/chat/completions", direct_body).await;
 
     let gw = start_gateway(dir.path(), mock, pin);
-    let gw_result = measure("gateway", gw.addr, Some(gw.child.id()), &o, body).await;
+    let gw_result = measure("gateway", gw.addr, Some(gw.child.id()), &o, path, body).await;
 
     let nginx = start_nginx(dir.path(), mock, pin);
     let nginx_result = match &nginx {
-        Some(n) => Some(measure("nginx", n.addr, n.worker_pid(), &o, body).await),
+        Some(n) => {
+            Some(measure("nginx", n.addr, n.worker_pid(), &o, "/v1/chat/completions", direct_body).await)
+        }
         None => {
             println!("nginx: not installed (apt-get install -y nginx) - skipped");
             None
@@ -110,9 +128,9 @@ struct Result {
     cpu_us: f64,
 }
 
-async fn measure(name: &str, addr: SocketAddr, pid: Option<u32>, o: &Opts, body: &str) -> Result {
+async fn measure(name: &str, addr: SocketAddr, pid: Option<u32>, o: &Opts, path: &str, body: &str) -> Result {
     let req = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\nauthorization: Bearer {KEY}\r\ncontent-length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\nauthorization: Bearer {KEY}\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     let req: Arc<[u8]> = req.into_bytes().into();

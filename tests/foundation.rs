@@ -67,6 +67,7 @@ async fn stream_is_passed_through_and_usage_is_recorded() {
     let body = r#"{"model":"fast","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]}"#;
     let r = c.post(gw.url("/v1/chat/completions")).bearer_auth(KEY).body(body).send().await.unwrap();
     assert_eq!(r.headers()["content-type"], "text/event-stream");
+    assert_eq!(r.headers()["transfer-encoding"], "chunked", "a stream must not be close-delimited");
     assert_eq!(r.text().await.unwrap(), EVENTS.concat());
     // The client did not ask: the gateway still asks upstream (for accounting) but strips the usage event.
     let r = c

@@ -366,8 +366,9 @@ pub async fn respond_upstream(
     if !up.is_event_stream() && !content_type.starts_with("application/json") {
         // Binary media (e.g. speech audio): stream it through as it comes.
         h.insert_header("content-type", content_type)?;
-        if let Some(len) = up.header("content-length").map(str::to_string) {
-            h.insert_header("content-length", len)?;
+        match up.header("content-length").map(str::to_string) {
+            Some(len) => h.insert_header("content-length", len)?,
+            None => chunked(s, &mut h)?,
         }
         s.write_response_header(Box::new(h), false).await?;
         loop {
@@ -422,6 +423,7 @@ pub async fn respond_upstream(
     let gemini_array = inb.format == Format::Gemini && !inb.gemini_sse;
     h.insert_header("content-type", if gemini_array { "application/json" } else { "text/event-stream" })?;
     h.insert_header("cache-control", "no-cache")?;
+    chunked(s, &mut h)?;
     s.write_response_header(Box::new(h), false).await?;
 
     let mut mode = if same && from == Format::OpenAiChat {
@@ -511,6 +513,15 @@ impl StreamMode {
             StreamMode::Translate(t) => t.usage(),
         };
     }
+}
+
+/// Mark a response of unknown length as chunked on HTTP/1 (without it Pingora writes a
+/// close-delimited body and the client connection cannot be reused; h2 frames bodies itself).
+fn chunked(s: &Session, h: &mut ResponseHeader) -> pingora::Result<()> {
+    if !s.as_downstream().is_http2() {
+        h.insert_header("transfer-encoding", "chunked")?;
+    }
+    Ok(())
 }
 
 /// Usage of a same-format non-stream body.

@@ -357,14 +357,11 @@ fn thinking_allowed(req: &ChatRequest) -> bool {
         return true;
     };
     let calls_tools = last.parts.iter().any(|p| matches!(p, Part::ToolCall(_)));
-    let signed = last
-        .parts
-        .iter()
-        .any(|p| match p {
-            Part::Thinking { signature: Some(sig), .. } => !super::foreign_signature(sig),
-            Part::RedactedThinking { .. } => true,
-            _ => false,
-        });
+    let signed = last.parts.iter().any(|p| match p {
+        Part::Thinking { signature: Some(sig), .. } => !super::foreign_signature(sig),
+        Part::RedactedThinking { .. } => true,
+        _ => false,
+    });
     !calls_tools || signed
 }
 
@@ -373,7 +370,13 @@ fn thinking_allowed(req: &ChatRequest) -> bool {
 fn encode_messages(messages: &[Message]) -> Vec<Value> {
     let mut out: Vec<(Role, Vec<Value>)> = Vec::new();
     for m in messages {
-        let blocks: Vec<Value> = m.parts.iter().filter_map(encode_part).collect();
+        // Thinking signed by another provider is never sent to Anthropic (it would be a 400).
+        let blocks: Vec<Value> = m
+            .parts
+            .iter()
+            .filter(|p| !matches!(p, Part::Thinking { signature: Some(sig), .. } if super::foreign_signature(sig)))
+            .filter_map(encode_part)
+            .collect();
         if blocks.is_empty() {
             continue;
         }
@@ -432,10 +435,10 @@ fn encode_part(p: &Part) -> Option<Value> {
             b
         }
         // Only Anthropic's own signed thinking can be sent back.
-        Part::Thinking { text, signature: Some(sig) } if !super::foreign_signature(sig) => {
+        Part::Thinking { text, signature: Some(sig) } => {
             json!({"type": "thinking", "thinking": text, "signature": sig})
         }
-        Part::Thinking { .. } => return None,
+        Part::Thinking { signature: None, .. } => return None,
         Part::RedactedThinking { data } => json!({"type": "redacted_thinking", "data": data}),
     })
 }

@@ -332,7 +332,8 @@ pub fn encode_request(req: &ChatRequest, opts: &RequestOptions) -> Result<Encode
 }
 
 /// An explicit budget wins; else an OpenAI effort maps to a budget; "none"/"minimal" mean off.
-fn thinking_budget(r: Option<&Reasoning>) -> Option<u32> {
+/// Shared with Bedrock (Claude models take the same budgets there).
+pub(crate) fn thinking_budget(r: Option<&Reasoning>) -> Option<u32> {
     let r = r?;
     if let Some(b) = r.budget_tokens {
         return Some(b.max(MIN_THINKING_BUDGET));

@@ -207,24 +207,7 @@ impl ModelFamily {
     }
 }
 
-/// The smallest thinking budget Claude accepts.
-const MIN_THINKING_BUDGET: u32 = 1024;
-
-/// An explicit budget wins (raised to the minimum); else an OpenAI effort maps to a budget
-/// (the same table as `anthropic.rs`); "none"/"minimal" mean off.
-fn thinking_budget(r: Option<&super::Reasoning>) -> Option<u32> {
-    let r = r?;
-    if let Some(b) = r.budget_tokens {
-        return Some(b.max(MIN_THINKING_BUDGET));
-    }
-    match r.effort.as_deref()? {
-        "low" => Some(2048),
-        "medium" => Some(8192),
-        "high" => Some(16384),
-        "xhigh" | "max" => Some(32768),
-        _ => None,
-    }
-}
+use super::anthropic::thinking_budget;
 
 fn cache_point() -> Value {
     json!({ "cachePoint": { "type": "default" } })
@@ -286,7 +269,9 @@ fn encode_part<'a>(
             out.push(json!({ "toolResult": block }));
         }
         Part::Thinking { text, signature } => {
-            if let (Role::Assistant, Some(sig)) = (role, signature.as_ref().filter(|s| !super::foreign_signature(s))) {
+            if let (Role::Assistant, Some(sig)) =
+                (role, signature.as_ref().filter(|s| !super::foreign_signature(s)))
+            {
                 out.push(json!({ "reasoningContent": {
                     "reasoningText": { "text": text, "signature": sig }
                 }}));
@@ -501,7 +486,7 @@ pub fn decode_error_typed(status: u16, error_type: Option<&str>, body: &[u8]) ->
     let kind = name
         .as_deref()
         .and_then(|n| exception_kind(short_exception_name(n)))
-        .unwrap_or_else(|| kind_for_status(status));
+        .unwrap_or_else(|| super::kind_for_status(status));
     let message = match (name.as_deref().map(short_exception_name), message.is_empty()) {
         (Some(n), true) => n.to_owned(),
         (Some(n), false) if !n.is_empty() => format!("{n}: {message}"),
@@ -540,20 +525,6 @@ pub fn exception_kind(name: &str) -> Option<ErrorKind> {
         "internalserver" | "internalfailure" | "modelerror" | "modelstreamerror" => ErrorKind::UpstreamError,
         _ => return None,
     })
-}
-
-fn kind_for_status(status: u16) -> ErrorKind {
-    match status {
-        400 | 422 => ErrorKind::InvalidRequest,
-        401 => ErrorKind::Authentication,
-        403 => ErrorKind::PermissionDenied,
-        404 => ErrorKind::NotFound,
-        408 | 504 => ErrorKind::UpstreamTimeout,
-        413 => ErrorKind::RequestTooLarge,
-        429 => ErrorKind::RateLimited,
-        503 => ErrorKind::Overloaded,
-        _ => ErrorKind::UpstreamError,
-    }
 }
 
 // === Stream ===

@@ -233,7 +233,7 @@ pub fn decode_error(status: u16, body: &[u8]) -> (ErrorKind, String) {
     let kind = kind_from_status_name(str_of(err, "status")).unwrap_or_else(|| {
         let code =
             err.get("code").and_then(Value::as_u64).and_then(|c| u16::try_from(c).ok()).unwrap_or(status);
-        kind_for_http(code)
+        super::kind_for_status(code)
     });
     (kind, message)
 }
@@ -250,20 +250,6 @@ pub(crate) fn kind_from_status_name(s: &str) -> Option<ErrorKind> {
         "INTERNAL" | "UNKNOWN" => ErrorKind::UpstreamError,
         _ => return None,
     })
-}
-
-fn kind_for_http(status: u16) -> ErrorKind {
-    match status {
-        400 | 422 => ErrorKind::InvalidRequest,
-        401 => ErrorKind::Authentication,
-        403 => ErrorKind::PermissionDenied,
-        404 => ErrorKind::NotFound,
-        413 => ErrorKind::RequestTooLarge,
-        429 => ErrorKind::RateLimited,
-        503 | 529 => ErrorKind::Overloaded,
-        504 => ErrorKind::UpstreamTimeout,
-        _ => ErrorKind::UpstreamError,
-    }
 }
 
 /// `(HTTP code, status name)` of the Google error envelope for `kind`.

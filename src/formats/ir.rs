@@ -166,11 +166,7 @@ pub struct Sampling {
 pub enum ResponseFormat {
     Text,
     JsonObject,
-    JsonSchema {
-        name: String,
-        schema: Value,
-        strict: Option<bool>,
-    },
+    JsonSchema { name: String, schema: Value, strict: Option<bool> },
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

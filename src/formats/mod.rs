@@ -30,7 +30,8 @@ pub use translate::*;
 /// signatures are tagged on decode). Only Anthropic/Bedrock-Claude's own signatures may be
 /// sent to them: a foreign one would be rejected with a 400.
 pub fn foreign_signature(signature: &str) -> bool {
-    signature.starts_with(gemini::SIGNATURE_PREFIX) || signature.starts_with(openai_responses::SIGNATURE_PREFIX)
+    signature.starts_with(gemini::SIGNATURE_PREFIX)
+        || signature.starts_with(openai_responses::SIGNATURE_PREFIX)
 }
 
 /// What an encoder needs beyond the IR when writing a request for an upstream.
@@ -78,10 +79,7 @@ pub enum TranslateError {
 
 impl TranslateError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        TranslateError::Invalid {
-            field: field.into(),
-            message: message.into(),
-        }
+        TranslateError::Invalid { field: field.into(), message: message.into() }
     }
 }
 

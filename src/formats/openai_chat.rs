@@ -579,7 +579,13 @@ pub fn encode_error(kind: ErrorKind, message: &str) -> Vec<u8> {
 }
 
 pub(crate) fn error_value(kind: ErrorKind, message: &str) -> Value {
-    let (t, code) = match kind {
+    let (t, code) = error_type_code(kind);
+    json!({"error": {"message": message, "type": t, "code": code}})
+}
+
+/// `(type, code)` of the OpenAI error envelope for `kind` (Chat and Responses share it).
+pub(crate) fn error_type_code(kind: ErrorKind) -> (&'static str, Option<&'static str>) {
+    match kind {
         ErrorKind::InvalidRequest => ("invalid_request_error", None),
         ErrorKind::Authentication => ("invalid_request_error", Some("invalid_api_key")),
         ErrorKind::PermissionDenied => ("permission_error", Some("model_not_allowed")),
@@ -591,8 +597,7 @@ pub(crate) fn error_value(kind: ErrorKind, message: &str) -> Value {
         ErrorKind::UpstreamTimeout => ("server_error", Some("upstream_timeout")),
         ErrorKind::UpstreamError => ("server_error", Some("upstream_error")),
         ErrorKind::Internal => ("server_error", None),
-    };
-    json!({"error": {"message": message, "type": t, "code": code}})
+    }
 }
 
 // === Helpers ===

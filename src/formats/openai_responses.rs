@@ -278,7 +278,7 @@ pub fn decode_error(status: u16, body: &[u8]) -> (ErrorKind, String) {
         .map(str::to_owned)
         .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
     let kind = kind_from_code(str_field(err, "code"), str_field(err, "type"))
-        .unwrap_or_else(|| kind_for_status(status));
+        .unwrap_or_else(|| super::kind_for_status(status));
     (kind, message)
 }
 
@@ -296,36 +296,7 @@ pub(crate) fn kind_from_code(code: &str, ty: &str) -> Option<ErrorKind> {
     })
 }
 
-fn kind_for_status(status: u16) -> ErrorKind {
-    match status {
-        400 | 422 => ErrorKind::InvalidRequest,
-        401 => ErrorKind::Authentication,
-        403 => ErrorKind::PermissionDenied,
-        404 => ErrorKind::NotFound,
-        413 => ErrorKind::RequestTooLarge,
-        429 => ErrorKind::RateLimited,
-        503 | 529 => ErrorKind::Overloaded,
-        504 => ErrorKind::UpstreamTimeout,
-        _ => ErrorKind::UpstreamError,
-    }
-}
-
-/// `(type, code)` of the OpenAI error envelope for `kind`.
-pub(crate) fn error_type_code(kind: ErrorKind) -> (&'static str, Option<&'static str>) {
-    match kind {
-        ErrorKind::InvalidRequest => ("invalid_request_error", None),
-        ErrorKind::Authentication => ("invalid_request_error", Some("invalid_api_key")),
-        ErrorKind::PermissionDenied => ("permission_error", Some("model_not_allowed")),
-        ErrorKind::NotFound => ("invalid_request_error", Some("model_not_found")),
-        ErrorKind::RequestTooLarge => ("invalid_request_error", Some("request_too_large")),
-        ErrorKind::RateLimited => ("rate_limit_error", Some("rate_limit_exceeded")),
-        ErrorKind::BudgetExceeded => ("insufficient_quota", Some("budget_exceeded")),
-        ErrorKind::Overloaded => ("server_error", Some("overloaded")),
-        ErrorKind::UpstreamTimeout => ("server_error", Some("upstream_timeout")),
-        ErrorKind::UpstreamError => ("server_error", Some("upstream_error")),
-        ErrorKind::Internal => ("server_error", None),
-    }
-}
+pub(crate) use super::openai_chat::error_type_code;
 
 pub fn encode_error(kind: ErrorKind, message: &str) -> Vec<u8> {
     let (ty, code) = error_type_code(kind);

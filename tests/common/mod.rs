@@ -134,44 +134,7 @@ async fn serve(
     sock.set_nodelay(true)?;
     let mut buf = Vec::with_capacity(64 * 1024);
     loop {
-        // Read a header.
-        let head_end = loop {
-            if let Some(i) = find(&buf, b"\r\n\r\n") {
-                break i;
-            }
-            let mut tmp = [0u8; 65536];
-            let n = sock.read(&mut tmp).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&tmp[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let mut first = lines.next().unwrap_or("").split(' ');
-        let method = first.next().unwrap_or("").to_string();
-        let path = first.next().unwrap_or("").to_string();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let body_start = head_end + 4;
-        while buf.len() < body_start + len {
-            let mut tmp = [0u8; 65536];
-            let n = sock.read(&mut tmp).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&tmp[..n]);
-        }
-        let body = buf[body_start..body_start + len].to_vec();
-        buf.drain(..body_start + len);
-        let req = Received { method, path, headers, body };
+        let Some(req) = read_request(&mut sock, &mut buf).await? else { return Ok(()) };
         let n = cnt.fetch_add(1, Ordering::SeqCst);
         rec.lock().push(req.clone());
         match handler(&req, n) {
@@ -208,6 +171,48 @@ async fn serve(
             Reply::Close => return Ok(()),
         }
     }
+}
+
+/// Read one HTTP/1.1 request (Content-Length body) from `sock`; `buf` keeps what was read past
+/// it for the next call. `None` when the peer closed the connection.
+pub async fn read_request<S: tokio::io::AsyncRead + Unpin>(
+    sock: &mut S,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<Received>> {
+    let head_end = loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            break i;
+        }
+        let mut tmp = [0u8; 65536];
+        let n = sock.read(&mut tmp).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or("").split(' ');
+    let method = first.next().unwrap_or("").to_string();
+    let path = first.next().unwrap_or("").to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len: usize =
+        headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let body_start = head_end + 4;
+    while buf.len() < body_start + len {
+        let mut tmp = [0u8; 65536];
+        let n = sock.read(&mut tmp).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+    let body = buf[body_start..body_start + len].to_vec();
+    buf.drain(..body_start + len);
+    Ok(Some(Received { method, path, headers, body }))
 }
 
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {

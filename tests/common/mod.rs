@@ -310,11 +310,12 @@ impl Gateway {
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = reqwest::Client::new();
+        // Both listeners: the admin service can come up a moment after the data plane.
         while Instant::now() < deadline {
-            if let Ok(r) = client.get(self.url("/healthz")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            let data = client.get(self.url("/healthz")).send().await.is_ok_and(|r| r.status() == 200);
+            let admin = client.get(self.admin_url("/healthz")).send().await.is_ok_and(|r| r.status() == 200);
+            if data && admin {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -201,6 +201,47 @@ async fn bedrock_requests_are_sigv4_signed_over_the_exact_bytes_with_the_model_i
     assert!(body.contains("\"name\":\"get_weather\"") && body.ends_with("data: [DONE]\n\n"), "{body}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bedrock_exception_frame_after_200_becomes_an_error_event_in_the_clients_stream() {
+    use llm_gateway::formats::eventstream::{encode_event, encode_exception};
+    let up = MockUpstream::start(|_, _| {
+        let frames = vec![
+            encode_event("messageStart", br#"{"role":"assistant"}"#),
+            encode_event("contentBlockDelta", br#"{"contentBlockIndex":0,"delta":{"text":"Partial "}}"#),
+            encode_exception("throttlingException", br#"{"message":"Too many tokens, please wait"}"#),
+        ];
+        Reply::Stream {
+            status: 200,
+            content_type: "application/vnd.amazon.eventstream".into(),
+            parts: frames.into_iter().map(|f| (Wait::None, f)).collect(),
+        }
+    })
+    .await;
+    let cfg = format!(
+        "providers:\n  - {{ name: br, kind: bedrock, base_url: \"{}\", region: us-east-1 }}\nmodels:\n  - {{ alias: haiku, targets: [ {{ provider: br, model: \"anthropic.claude-3-5-haiku-20241022-v1:0\" }} ] }}\nkeys: [ {{ id: k, hash: \"{{KEY_HASH}}\" }} ]\n",
+        up.url()
+    );
+    // Credentials from the standard AWS environment variables.
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIDENV"),
+        ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+        ("AWS_SESSION_TOKEN", "env-token"),
+    ];
+    let gw = Gateway::start_with_env(&cfg, &env).await;
+    let req = json!({"model": "haiku", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let (s, body) = post(&gw, "/v1/messages", &[("x-api-key", KEY)], req).await;
+    assert_eq!(s, 200);
+    assert!(body.contains("\"text\":\"Partial \""), "the text before the exception arrives: {body}");
+    assert!(body.contains("event: error"), "an Anthropic error event ends the stream: {body}");
+    assert!(body.contains("Too many tokens"), "{body}");
+    let got = &up.requests()[0];
+    assert!(got.header("authorization").unwrap().contains("Credential=AKIDENV/"), "env credentials used");
+    assert_eq!(got.header("x-amz-security-token"), Some("env-token"));
+    sigv4::verify(got, "env-secret", "us-east-1").expect("signed with the env secret");
+    let usage = gw.usage_lines(1).await;
+    assert!(usage[0]["error"].is_string(), "the usage line records the stream error: {:?}", usage[0]);
+}
+
 /// An independent SigV4 verifier (AWS Signature Version 4, as documented), for the mock side.
 mod sigv4 {
     use super::Received;

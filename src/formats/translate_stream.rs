@@ -104,6 +104,8 @@ pub struct StreamTranslator {
     blind: bool,
     events: Vec<StreamEvent>,
     usage: Usage,
+    /// The first error the upstream reported inside the stream, if any.
+    error: Option<String>,
     ended: bool,
 }
 
@@ -126,6 +128,7 @@ impl StreamTranslator {
             blind: false,
             events: Vec::new(),
             usage: Usage::default(),
+            error: None,
             ended: false,
         }
     }
@@ -166,9 +169,13 @@ impl StreamTranslator {
         self.emit(out);
         match r {
             Ok(()) => self.encoder.finish(out),
-            Err(e) => self
-                .encoder
-                .encode(&StreamEvent::Error { kind: ErrorKind::UpstreamError, message: e.to_string() }, out),
+            Err(e) => {
+                self.error.get_or_insert_with(|| e.to_string());
+                self.encoder.encode(
+                    &StreamEvent::Error { kind: ErrorKind::UpstreamError, message: e.to_string() },
+                    out,
+                )
+            }
         }
         self.ended = true;
     }
@@ -178,9 +185,15 @@ impl StreamTranslator {
         if self.ended {
             return;
         }
+        self.error.get_or_insert_with(|| message.to_owned());
         self.encoder.encode(&StreamEvent::Error { kind, message: message.to_owned() }, out);
         self.encoder.finish(out);
         self.ended = true;
+    }
+
+    /// The first error reported inside the stream (by the upstream or by `fail`), if any.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     /// The latest usage totals seen so far.
@@ -190,16 +203,24 @@ impl StreamTranslator {
 
     fn observe(&mut self) {
         for ev in self.events.drain(..) {
-            if let StreamEvent::Usage(u) = ev {
-                self.usage = u;
+            match ev {
+                StreamEvent::Usage(u) => self.usage = u,
+                StreamEvent::Error { message, .. } => {
+                    self.error.get_or_insert(message);
+                }
+                _ => {}
             }
         }
     }
 
     fn emit(&mut self, out: &mut Vec<u8>) {
         for ev in self.events.drain(..) {
-            if let StreamEvent::Usage(u) = &ev {
-                self.usage = *u;
+            match &ev {
+                StreamEvent::Usage(u) => self.usage = *u,
+                StreamEvent::Error { message, .. } => {
+                    self.error.get_or_insert_with(|| message.clone());
+                }
+                _ => {}
             }
             self.encoder.encode(&ev, out);
         }

@@ -507,10 +507,16 @@ enum StreamMode {
 }
 
 impl StreamMode {
+    /// Usage (and any error the upstream reported inside the stream) for the usage line.
     fn take_usage(&self, ctx: &mut RequestCtx) {
         ctx.usage = match self {
             StreamMode::Observe(o) => o.usage().unwrap_or_default(),
-            StreamMode::Translate(t) => t.usage(),
+            StreamMode::Translate(t) => {
+                if let (None, Some(e)) = (&ctx.error, t.error()) {
+                    ctx.error = Some(e.to_string());
+                }
+                t.usage()
+            }
         };
     }
 }

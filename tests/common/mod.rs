@@ -238,6 +238,11 @@ impl Gateway {
     /// Start on `body` (providers/models/keys...); `listen`, `admin` and `state_dir` are added.
     /// `{KEY_HASH}` in `body` is replaced by the stored form of `KEY`.
     pub async fn start(body: &str) -> Gateway {
+        Self::start_with_env(body, &[]).await
+    }
+
+    /// `start`, with extra environment variables for the gateway process.
+    pub async fn start_with_env(body: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let (port, admin_port) = (free_port(), free_port());
         let text = Self::config_text(port, admin_port, &dir.path().join("state"), body);
@@ -248,6 +253,7 @@ impl Gateway {
             .arg(dir.path().join("gateway.yaml"))
             .args(["--threads", "2"])
             .env("LLM_GATEWAY_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -69,6 +69,11 @@ async fn official_sdks_work_for_every_inbound_and_outbound_pair() {
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
+    // .ci/run prints this report (cargo test captures the output of passing tests).
+    let _ = std::fs::write(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/conformance-report.txt"),
+        stdout.as_bytes(),
+    );
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success(),

@@ -71,7 +71,8 @@ fn auth(c: &mut Criterion) {
 fn translation(c: &mut Criterion) {
     use llm_gateway::formats::{self, Format, RequestOptions, ResponseOptions, StreamTranslator};
     let anthropic_req = br#"{"model":"fast","max_tokens":1024,"system":"You are a helpful assistant.","messages":[{"role":"user","content":"What is the weather in Paris and in Rome?"},{"role":"assistant","content":[{"type":"text","text":"Let me check."},{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Paris"}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"18C, sunny"}]}],"tools":[{"name":"get_weather","description":"Weather for a city","input_schema":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}],"stream":true}"#;
-    let ropts = RequestOptions { target_model: "gpt-4o-mini", default_max_tokens: 4096 };
+    let ropts =
+        RequestOptions { target_model: "gpt-4o-mini", default_max_tokens: 4096, legacy_max_tokens: false };
     let openai_resp = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"It is 18C and sunny in Paris; Rome is 22C and clear."},"finish_reason":"stop"}],"usage":{"prompt_tokens":120,"completion_tokens":20,"total_tokens":140}}"#;
     let opts = ResponseOptions { model: "fast", gemini_sse: true, include_usage: false };
     let mut g = c.benchmark_group("translate");

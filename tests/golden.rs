@@ -70,7 +70,7 @@ const STREAMS: &[(Format, &[Format])] = &[
 ];
 
 const REQUEST_OPTS: RequestOptions<'static> =
-    RequestOptions { target_model: "target-model", default_max_tokens: 4096 };
+    RequestOptions { target_model: "target-model", default_max_tokens: 4096, legacy_max_tokens: false };
 
 fn response_opts() -> ResponseOptions<'static> {
     ResponseOptions { model: "client-model", gemini_sse: true, include_usage: true }

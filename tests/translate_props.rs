@@ -22,7 +22,8 @@ fn opts() -> ResponseOptions<'static> {
     ResponseOptions { model: "m", gemini_sse: true, include_usage: true }
 }
 
-const REQ: RequestOptions<'static> = RequestOptions { target_model: "t", default_max_tokens: 1024 };
+const REQ: RequestOptions<'static> =
+    RequestOptions { target_model: "t", default_max_tokens: 1024, legacy_max_tokens: false };
 
 /// Every input fixture (`<case>.<ext>`, one dot) of `tests/golden/<kind>/<format>/`.
 fn fixtures(kind: &str) -> Vec<(Format, Vec<u8>)> {

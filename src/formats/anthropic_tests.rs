@@ -2,7 +2,7 @@ use super::super::Sampling;
 use super::*;
 
 fn opts() -> RequestOptions<'static> {
-    RequestOptions { target_model: "claude", default_max_tokens: 8192 }
+    RequestOptions { target_model: "claude", default_max_tokens: 8192, legacy_max_tokens: false }
 }
 
 fn encode(req: &ChatRequest) -> (Value, Vec<&'static str>) {
@@ -218,7 +218,11 @@ fn thinking_signed_by_another_provider_is_not_sent_to_anthropic() {
         ],
         ..Default::default()
     };
-    let opts = super::super::RequestOptions { target_model: "claude", default_max_tokens: 100 };
+    let opts = super::super::RequestOptions {
+        target_model: "claude",
+        default_max_tokens: 100,
+        legacy_max_tokens: false,
+    };
     let body = String::from_utf8(super::encode_request(&req, &opts).unwrap().body).unwrap();
     assert!(!body.contains("gemini:abc") && !body.contains("gemini thought"), "{body}");
 }

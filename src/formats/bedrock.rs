@@ -434,12 +434,14 @@ pub fn decode_response_with_id(body: &[u8], id: String) -> Result<ChatResponse, 
     })
 }
 
-/// Converse `usage` as IR usage. `inputTokens` is kept as Bedrock reports it (for Claude it
-/// excludes cache reads and writes, as Anthropic's `input_tokens` does).
+/// Converse `usage` as IR usage. Bedrock's `inputTokens` excludes cache reads and writes (as
+/// Anthropic's `input_tokens` does); the IR counts every prompt token, so they are added.
 fn decode_usage(u: &Value) -> Usage {
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     Usage {
-        input_tokens: n("inputTokens"),
+        input_tokens: n("inputTokens")
+            .saturating_add(n("cacheReadInputTokens"))
+            .saturating_add(n("cacheWriteInputTokens")),
         output_tokens: n("outputTokens"),
         cache_read_tokens: n("cacheReadInputTokens"),
         cache_write_tokens: n("cacheWriteInputTokens"),

@@ -4,7 +4,11 @@ use super::*;
 use serde_json::json;
 
 fn opts() -> RequestOptions<'static> {
-    RequestOptions { target_model: "anthropic.claude-3-5-haiku-20241022-v1:0", default_max_tokens: 4096 }
+    RequestOptions {
+        target_model: "anthropic.claude-3-5-haiku-20241022-v1:0",
+        default_max_tokens: 4096,
+        legacy_max_tokens: false,
+    }
 }
 
 fn text(t: &str) -> Part {
@@ -327,7 +331,7 @@ fn signed_thinking_is_replayed_and_budget_goes_to_additional_fields() {
 }
 
 fn encode_for(model: &str, req: &ChatRequest) -> (Value, Vec<&'static str>) {
-    let o = RequestOptions { target_model: model, default_max_tokens: 1000 };
+    let o = RequestOptions { target_model: model, default_max_tokens: 1000, legacy_max_tokens: false };
     let e = encode_request(req, &o).unwrap();
     (serde_json::from_slice(&e.body).unwrap(), e.dropped)
 }
@@ -408,7 +412,7 @@ fn response_with_text_tool_use_and_usage() {
     assert_eq!(
         r.usage,
         Usage {
-            input_tokens: 30,
+            input_tokens: 38, // 30 + 5 cache reads + 3 cache writes: the IR counts every prompt token
             output_tokens: 12,
             cache_read_tokens: 5,
             cache_write_tokens: 3,
@@ -623,7 +627,7 @@ fn reasoning_deltas_and_signature() {
             StreamEvent::ThinkingSignature { signature: "SIG".into() },
             StreamEvent::TextDelta { text: "Answer".into() },
             StreamEvent::Usage(Usage {
-                input_tokens: 1,
+                input_tokens: 10, // 1 + 9 cache reads
                 output_tokens: 2,
                 cache_read_tokens: 9,
                 ..Default::default()

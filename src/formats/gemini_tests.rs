@@ -7,7 +7,7 @@ use super::*;
 use serde_json::json;
 
 fn req_opts() -> RequestOptions<'static> {
-    RequestOptions { target_model: "gemini-2.5-flash", default_max_tokens: 1024 }
+    RequestOptions { target_model: "gemini-2.5-flash", default_max_tokens: 1024, legacy_max_tokens: false }
 }
 
 fn resp_opts(sse: bool) -> ResponseOptions<'static> {

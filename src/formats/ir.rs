@@ -204,7 +204,10 @@ pub enum FinishReason {
     Error,
 }
 
-/// Token usage. In streams, a `StreamEvent::Usage` carries the *latest known totals*
+/// Token usage. `input_tokens` counts every prompt token, cached ones included (as OpenAI's
+/// `prompt_tokens` and Gemini's `promptTokenCount` do); decoders of formats that report cache
+/// reads and writes separately (Anthropic, Bedrock) add them, and encoders subtract them again.
+/// In streams, a `StreamEvent::Usage` carries the *latest known totals*
 /// (fields already known stay as they were when a later event leaves them `None`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {

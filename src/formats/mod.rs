@@ -41,6 +41,10 @@ pub struct RequestOptions<'a> {
     pub target_model: &'a str,
     /// `max_tokens` to send when the client gave none and the target requires one (Anthropic).
     pub default_max_tokens: u32,
+    /// OpenAI Chat upstreams: write the cap as `max_tokens` instead of `max_completion_tokens`
+    /// (self-hosted OpenAI-compatible servers such as older vLLM, llama.cpp and Ollama only know
+    /// `max_tokens`; OpenAI's reasoning models only accept `max_completion_tokens`).
+    pub legacy_max_tokens: bool,
 }
 
 /// What an encoder needs beyond the IR when writing a response or stream for the client.

@@ -299,7 +299,8 @@ pub fn encode_request(req: &ChatRequest, opts: &RequestOptions) -> Result<Encode
         body.insert("parallel_tool_calls".into(), json!(p));
     }
     if let Some(n) = req.max_tokens {
-        body.insert("max_completion_tokens".into(), json!(n));
+        let field = if opts.legacy_max_tokens { "max_tokens" } else { "max_completion_tokens" };
+        body.insert(field.into(), json!(n));
     }
     let s = &req.sampling;
     match s.stop.len() {

@@ -6,7 +6,7 @@ fn decode(v: Value) -> ChatRequest {
 }
 
 fn encode(req: &ChatRequest) -> Value {
-    let opts = RequestOptions { target_model: "up", default_max_tokens: 100 };
+    let opts = RequestOptions { target_model: "up", default_max_tokens: 100, legacy_max_tokens: false };
     serde_json::from_slice(&encode_request(req, &opts).unwrap().body).unwrap()
 }
 
@@ -101,7 +101,7 @@ fn top_k_is_listed_as_dropped() {
         sampling: Sampling { top_k: Some(3), ..Sampling::default() },
         ..ChatRequest::default()
     };
-    let opts = RequestOptions { target_model: "up", default_max_tokens: 100 };
+    let opts = RequestOptions { target_model: "up", default_max_tokens: 100, legacy_max_tokens: false };
     assert_eq!(encode_request(&req, &opts).unwrap().dropped, ["top_k"]);
 }
 
@@ -148,4 +148,17 @@ fn signed_thinking_round_trips_through_thinking_blocks() {
     assert_eq!(req.messages[0].parts, resp.content);
     // An upstream OpenAI request never carries thinking_blocks.
     assert!(encode(&req)["messages"][0].get("thinking_blocks").is_none());
+}
+
+#[test]
+fn the_cap_is_max_tokens_for_compatible_servers_and_max_completion_tokens_for_openai() {
+    let req = super::super::ChatRequest { max_tokens: Some(77), ..Default::default() };
+    let mut opts = RequestOptions { target_model: "up", default_max_tokens: 100, legacy_max_tokens: false };
+    let body: serde_json::Value =
+        serde_json::from_slice(&super::encode_request(&req, &opts).unwrap().body).unwrap();
+    assert_eq!((body["max_completion_tokens"].as_u64(), body.get("max_tokens")), (Some(77), None));
+    opts.legacy_max_tokens = true;
+    let body: serde_json::Value =
+        serde_json::from_slice(&super::encode_request(&req, &opts).unwrap().body).unwrap();
+    assert_eq!((body["max_tokens"].as_u64(), body.get("max_completion_tokens")), (Some(77), None));
 }

@@ -6,7 +6,7 @@ use super::*;
 use serde_json::json;
 
 fn req_opts() -> RequestOptions<'static> {
-    RequestOptions { target_model: "gpt-5", default_max_tokens: 1024 }
+    RequestOptions { target_model: "gpt-5", default_max_tokens: 1024, legacy_max_tokens: false }
 }
 
 fn resp_opts() -> ResponseOptions<'static> {

@@ -1,6 +1,7 @@
 use super::*;
 
-const REQ: RequestOptions<'static> = RequestOptions { target_model: "t", default_max_tokens: 1024 };
+const REQ: RequestOptions<'static> =
+    RequestOptions { target_model: "t", default_max_tokens: 1024, legacy_max_tokens: false };
 
 #[test]
 fn n_above_one_is_a_400_for_every_cross_format_target() {

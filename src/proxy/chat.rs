@@ -317,7 +317,8 @@ fn upstream_body(
             .map_err(|e| GatewayError::bad_request(e.to_string()))?;
         return Ok((Bytes::from(body), Vec::new()));
     }
-    let opts = RequestOptions { target_model: model, default_max_tokens };
+    let legacy_max_tokens = provider.kind == crate::config::ProviderKind::OpenaiCompatible;
+    let opts = RequestOptions { target_model: model, default_max_tokens, legacy_max_tokens };
     let enc = if inb.format == Format::Gemini {
         // Gemini says "stream" in the URL, not the body: carry it into the IR.
         let mut ir = formats::decode_request(inb.format, &inb.body)

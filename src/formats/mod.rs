@@ -10,6 +10,7 @@
 pub mod anthropic;
 mod anthropic_stream;
 pub mod bedrock;
+pub mod embeddings;
 pub mod eventstream;
 pub mod finish_reason;
 pub mod gemini;

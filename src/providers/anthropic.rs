@@ -7,12 +7,7 @@ use super::{Operation, Route};
 
 pub const API_VERSION: &str = "2023-06-01";
 
-pub fn request(
-    prefix: &str,
-    op: Operation,
-    key: Option<&str>,
-    client: &HeaderMap,
-) -> Route {
+pub fn request(prefix: &str, op: Operation, key: Option<&str>, client: &HeaderMap) -> Route {
     let path = match op {
         Operation::Chat { .. } | Operation::Media(_) => format!("{prefix}/v1/messages"),
     };

@@ -3,12 +3,7 @@
 
 use super::{Operation, Route};
 
-pub fn request(
-    prefix: &str,
-    op: Operation,
-    model: &str,
-    key: Option<&str>,
-) -> Route {
+pub fn request(prefix: &str, op: Operation, model: &str, key: Option<&str>) -> Route {
     let model = model.strip_prefix("models/").unwrap_or(model);
     let path = match op {
         Operation::Chat { stream: false } => {

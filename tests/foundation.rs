@@ -350,3 +350,24 @@ fn an_unreadable_trust_file_is_a_clear_startup_error_not_a_panic() {
     assert!(err.contains("SSL_CERT_FILE=/nonexistent/ca.pem cannot be read"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn count_tokens_answers_an_estimate_in_anthropics_shape() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, COMPLETION)).await;
+    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let body = r#"{"model":"fast","messages":[{"role":"user","content":"How many tokens is this sentence, roughly?"}]}"#;
+    let r = client()
+        .post(gw.url("/v1/messages/count_tokens"))
+        .header("x-api-key", KEY)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let n = v["input_tokens"].as_u64().unwrap();
+    assert_eq!(n, (body.len() / 4) as u64, "about four bytes per token");
+    let r = client().post(gw.url("/v1/messages/count_tokens")).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(up.count(), 0, "counting never calls the upstream");
+}

@@ -172,3 +172,86 @@ async fn a_ten_mebibyte_audio_upload_streams_through_with_flat_memory() {
     // Buffering the upload would add at least its 10 MiB; streaming adds a few buffers.
     assert!(grew_kb < 3 * 1024, "peak RSS grew by {grew_kb} kB: the upload was buffered");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embeddings_are_translated_for_gemini_and_bedrock_titan() {
+    let gemini = MockUpstream::start(|r, _| {
+        let req = r.json();
+        let n = req["requests"].as_array().map(|a| a.len()).unwrap_or(0);
+        let embeddings: Vec<serde_json::Value> =
+            (0..n).map(|i| serde_json::json!({"values": [i as f32, 0.5, -0.5]})).collect();
+        Reply::json(200, &serde_json::json!({"embeddings": embeddings}).to_string())
+    })
+    .await;
+    let bedrock = MockUpstream::start(|r, _| {
+        let text = r.json()["inputText"].as_str().unwrap_or("").to_string();
+        Reply::json(
+            200,
+            &serde_json::json!({"embedding": [text.len() as f32, 1.0], "inputTextTokenCount": 2}).to_string(),
+        )
+    })
+    .await;
+    let cfg = format!(
+        r#"providers:
+  - {{ name: gm, kind: gemini, base_url: "{}", api_key: gm-key }}
+  - {{ name: br, kind: bedrock, base_url: "{}", region: us-east-1, aws_access_key_id: AKID, aws_secret_access_key: secret }}
+models:
+  - {{ alias: emb-g, targets: [ {{ provider: gm, model: text-embedding-004 }} ] }}
+  - {{ alias: emb-t, targets: [ {{ provider: br, model: "amazon.titan-embed-text-v2:0" }} ] }}
+keys:
+  - {{ id: k, hash: "{{KEY_HASH}}" }}
+"#,
+        gemini.url(),
+        bedrock.url()
+    );
+    let gw = Gateway::start(&cfg).await;
+    let c = client();
+    let r = c
+        .post(gw.url("/v1/embeddings"))
+        .bearer_auth(KEY)
+        .body(r#"{"model":"emb-g","input":["a","bb"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["data"][1]["index"], 1);
+    assert_eq!(v["data"][1]["embedding"], serde_json::json!([1.0, 0.5, -0.5]));
+    let got = &gemini.requests()[0];
+    assert_eq!(got.path, "/v1beta/models/text-embedding-004:batchEmbedContents");
+    assert_eq!(got.header("x-goog-api-key"), Some("gm-key"));
+    assert_eq!(got.json()["requests"][1]["content"]["parts"][0]["text"], "bb");
+
+    // Titan embeds one input per call: three calls, answers combined in order, usage summed.
+    let r = c
+        .post(gw.url("/v1/embeddings"))
+        .bearer_auth(KEY)
+        .body(r#"{"model":"emb-t","input":["x","yy","zzz"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let firsts: Vec<f64> =
+        v["data"].as_array().unwrap().iter().map(|d| d["embedding"][0].as_f64().unwrap()).collect();
+    assert_eq!(firsts, vec![1.0, 2.0, 3.0]);
+    assert_eq!(v["usage"]["prompt_tokens"], 6);
+    assert_eq!(bedrock.count(), 3);
+    let got = &bedrock.requests()[0];
+    assert_eq!(got.path, "/model/amazon.titan-embed-text-v2%3A0/invoke");
+    assert!(got.header("authorization").unwrap().starts_with("AWS4-HMAC-SHA256 Credential=AKID/"));
+    let usage = gw.usage_lines(2).await;
+    assert_eq!(usage[1]["input_tokens"], 6);
+
+    // A request the target cannot serve is a clear 400, not an upstream call.
+    let r = c
+        .post(gw.url("/v1/embeddings"))
+        .bearer_auth(KEY)
+        .body(r#"{"model":"emb-t","input":"x","dimensions":300}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(bedrock.count(), 3);
+}

@@ -5,7 +5,7 @@
 use std::time::SystemTime;
 
 use super::sigv4::{self, AwsCredentials, SigningInput};
-use super::{Operation, Route};
+use super::{MediaOp, Operation, Route};
 use crate::config::{Endpoint, Provider};
 
 pub fn request(
@@ -16,10 +16,15 @@ pub fn request(
     body: &[u8],
 ) -> Result<Route, String> {
     let stream = matches!(op, Operation::Chat { stream: true });
-    if matches!(op, Operation::Media(_)) {
-        return Err("bedrock serves chat only".into());
-    }
-    let path = format!("{}{}", ep.path_prefix, sigv4::converse_path(model, stream));
+    let path = match op {
+        Operation::Chat { .. } => format!("{}{}", ep.path_prefix, sigv4::converse_path(model, stream)),
+        // Embeddings go through InvokeModel (Titan, Cohere bodies from formats::embeddings).
+        Operation::Media(MediaOp::Embeddings) => {
+            let converse = sigv4::converse_path(model, false);
+            format!("{}{}/invoke", ep.path_prefix, converse.trim_end_matches("/converse"))
+        }
+        Operation::Media(_) => return Err("bedrock serves chat and embeddings only".into()),
+    };
     let creds = credentials(p)?;
     let region = p.region.as_deref().ok_or("bedrock needs `region`")?;
     let scheme = if ep.tls { "https" } else { "http" };

@@ -12,8 +12,8 @@ pub fn request(prefix: &str, op: Operation, model: &str, key: Option<&str>) -> R
         Operation::Chat { stream: true } => {
             format!("{prefix}/v1beta/models/{model}:streamGenerateContent?alt=sse")
         }
-        // Not served: `supports_media` is false for gemini (embeddings need a translation).
-        Operation::Media(_) => format!("{prefix}/v1beta/models/{model}:embedContent"),
+        // Embeddings (the only media operation Gemini serves), translated by formats::embeddings.
+        Operation::Media(_) => format!("{prefix}/v1beta/models/{model}:batchEmbedContents"),
     };
     let headers = key.map(|k| vec![("x-goog-api-key", k.to_string())]).unwrap_or_default();
     (path, headers)

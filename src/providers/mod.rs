@@ -55,12 +55,19 @@ impl MediaOp {
     }
 }
 
+/// Whether a provider kind needs an OpenAI media request translated (not passed through).
+pub fn media_translated(kind: ProviderKind) -> bool {
+    matches!(kind, ProviderKind::Gemini | ProviderKind::Bedrock)
+}
+
 /// Whether a provider kind serves an OpenAI media operation.
 pub fn supports_media(kind: ProviderKind, op: MediaOp) -> bool {
     match kind {
         ProviderKind::Openai | ProviderKind::AzureOpenai | ProviderKind::OpenaiCompatible => true,
         ProviderKind::Mock => op == MediaOp::Embeddings,
-        ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Bedrock => false,
+        // Embeddings through `formats::embeddings` (batchEmbedContents, InvokeModel).
+        ProviderKind::Gemini | ProviderKind::Bedrock => op == MediaOp::Embeddings,
+        ProviderKind::Anthropic => false,
     }
 }
 

@@ -199,6 +199,7 @@ async fn proxy(
 ) -> pingora::Result<()> {
     let mut plan = gw.routing.plan(snap, alias_idx);
     let mut last: Option<GatewayError> = None;
+    let mut dropped_params: Vec<&'static str> = Vec::new();
     while let Some(step) = plan.next().await {
         let alias = &snap.aliases[step.alias];
         let target = &alias.targets[step.target];
@@ -206,8 +207,13 @@ async fn proxy(
         ctx.attempts += 1;
         ctx.provider = Some(provider.name.clone());
         ctx.model = Some(target.model.clone());
+        let translated_media =
+            matches!(inb.op, Operation::Media(_)) && providers::media_translated(provider.kind);
         let upstream_format = match inb.op {
             Operation::Chat { .. } => providers::chat_format(provider.kind),
+            Operation::Media(m) if translated_media && providers::supports_media(provider.kind, m) => {
+                inb.format
+            }
             Operation::Media(m) if providers::supports_media(provider.kind, m) => inb.format,
             Operation::Media(m) => {
                 let msg = format!(
@@ -221,32 +227,44 @@ async fn proxy(
                 continue;
             }
         };
-        let (body, dropped) =
-            match upstream_body(inb, upstream_format, provider, &target.model, alias.default_max_tokens) {
+        let started = Instant::now();
+        let sent = if translated_media {
+            let headers = &s.req_header().headers;
+            super::embeddings::send(gw, provider, &target.model, &inb.body, &snap.limits, headers).await
+        } else {
+            let (body, dropped) = match upstream_body(
+                inb,
+                upstream_format,
+                provider,
+                &target.model,
+                alias.default_max_tokens,
+            ) {
                 Ok(b) => b,
                 Err(e) => return respond::error(s, ctx, inb.format, e).await,
             };
-        let op = inb.op;
-        let req = match providers::build_request(provider, op, &target.model, body, &s.req_header().headers) {
-            Ok(r) => r,
-            Err(e) => {
-                ctx.attempt_log.push(e.to_string());
-                last = Some(GatewayError::new(502, ErrorKind::UpstreamError, e.to_string()));
-                continue;
+            dropped_params = dropped;
+            let op = inb.op;
+            match providers::build_request(provider, op, &target.model, body, &s.req_header().headers) {
+                Ok(req) => {
+                    upstream::send(
+                        &gw.connector,
+                        &gw.resolver,
+                        provider,
+                        &target.model,
+                        op,
+                        &req,
+                        &snap.limits,
+                    )
+                    .await
+                }
+                Err(e) => {
+                    ctx.attempt_log.push(e.to_string());
+                    last = Some(GatewayError::new(502, ErrorKind::UpstreamError, e.to_string()));
+                    continue;
+                }
             }
         };
-        let started = Instant::now();
-        let mut up = match upstream::send(
-            &gw.connector,
-            &gw.resolver,
-            provider,
-            &target.model,
-            op,
-            &req,
-            &snap.limits,
-        )
-        .await
-        {
+        let mut up = match sent {
             Ok(up) => up,
             Err(e) => {
                 ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
@@ -264,7 +282,7 @@ async fn proxy(
         if (200..300).contains(&status) {
             plan.succeeded(&step, started.elapsed());
             let names = Names { provider: &provider.name, model: &target.model, alias: &alias.name };
-            return respond_upstream(gw, s, ctx, inb, up, upstream_format, names, &dropped).await;
+            return respond_upstream(gw, s, ctx, inb, up, upstream_format, names, &dropped_params).await;
         }
         // An error answer: read it (bounded) so the connection can be reused, then decide.
         let err_body = up.read_to_end(64 * 1024).await.unwrap_or_default();

@@ -3,6 +3,7 @@
 
 mod chat;
 mod ctx;
+mod embeddings;
 mod endpoint;
 mod gateway;
 mod media;

@@ -51,6 +51,11 @@ pub enum Upstream {
 // === impl Upstream ===
 
 impl Upstream {
+    /// An answer made in-process (the mock provider, translated embeddings).
+    pub fn ready(status: u16, content_type: &'static str, body: Vec<u8>) -> Upstream {
+        Upstream::Mock { status, content_type, chunks: vec![Bytes::from(body)].into_iter() }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             Upstream::Http { header, .. } => header.status.as_u16(),

@@ -227,7 +227,7 @@ async fn a_bedrock_exception_frame_after_200_becomes_an_error_event_in_the_clien
         ("AWS_SECRET_ACCESS_KEY", "env-secret"),
         ("AWS_SESSION_TOKEN", "env-token"),
     ];
-    let gw = Gateway::start_with_env(&cfg, &env).await;
+    let gw = Gateway::start_with_env(&cfg, &env, &[]).await;
     let req = json!({"model": "haiku", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
     let (s, body) = post(&gw, "/v1/messages", &[("x-api-key", KEY)], req).await;
     assert_eq!(s, 200);

@@ -10,7 +10,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -217,79 +216,26 @@ where
 
 // === the gateway, started with a chosen trust store ===
 
-/// The gateway binary started like `Gateway::start`, but with `SSL_CERT_FILE` set to `ca_file`
-/// (and `SSL_CERT_DIR` removed) so the upstream trust roots are exactly that file. Killed on drop.
-struct TrustingGateway {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Child,
+/// The gateway with `SSL_CERT_FILE` set to `ca_file` (and `SSL_CERT_DIR` removed), so its
+/// upstream trust roots are exactly that file.
+async fn trusting_gateway(body: &str, ca_file: &Path) -> Gateway {
+    let ca = ca_file.to_str().unwrap();
+    Gateway::start_with_env(body, &[("SSL_CERT_FILE", ca)], &["SSL_CERT_DIR"]).await
 }
 
-impl TrustingGateway {
-    async fn start(body: &str, ca_file: &Path) -> TrustingGateway {
-        let dir = tempfile::tempdir().unwrap();
-        let (port, admin_port) = (free_port(), free_port());
-        let text = Gateway::config_text(port, admin_port, &dir.path().join("state"), body);
-        std::fs::write(dir.path().join("gateway.yaml"), text).unwrap();
-        let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_llm-gateway"))
-            .args(["run", "-c"])
-            .arg(dir.path().join("gateway.yaml"))
-            .args(["--threads", "2"])
-            .env("LLM_GATEWAY_LOG", "info")
-            .env_remove("SSL_CERT_DIR")
-            .env("SSL_CERT_FILE", ca_file)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let gw = TrustingGateway { port, dir, child };
-        gw.wait_ready().await;
-        gw
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let c = client();
-        while Instant::now() < deadline {
-            if let Ok(r) = c.get(self.url("/healthz")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("gateway did not become ready; log:\n{}", self.log());
-    }
-
-    async fn chat(&self, alias: &str) -> (u16, Option<String>, String) {
-        let r = client()
-            .post(self.url("/v1/chat/completions"))
-            .bearer_auth(KEY)
-            .header("content-type", "application/json")
-            .body(chat_body(alias, false))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let err = r.headers().get("x-gateway-error").map(|v| v.to_str().unwrap().to_string());
-        (status, err, r.text().await.unwrap())
-    }
-}
-
-impl Drop for TrustingGateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A chat request for `alias`: (status, x-gateway-error, body).
+async fn chat(gw: &Gateway, alias: &str) -> (u16, Option<String>, String) {
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(chat_body(alias, false))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let err = r.headers().get("x-gateway-error").map(|v| v.to_str().unwrap().to_string());
+    (status, err, r.text().await.unwrap())
 }
 
 fn provider_config(providers: &[(&str, &str, &str)]) -> String {
@@ -335,7 +281,7 @@ async fn upstream_tls_uses_sni_and_verifies_the_certificate() {
     ca.write_pem(&ca_file);
     let up = TlsUpstream::start(ca.issue("localhost").server_config()).await;
 
-    let gw = TrustingGateway::start(&provider_config(&[("up", &up.url(), "")]), &ca_file).await;
+    let gw = trusting_gateway(&provider_config(&[("up", &up.url(), "")]), &ca_file).await;
     let r = client()
         .post(gw.url("/v1/chat/completions"))
         .bearer_auth(KEY)
@@ -379,11 +325,11 @@ async fn upstream_with_an_untrusted_or_wrong_name_certificate_is_refused() {
         ("wrongname", &b.url(), ""),
         ("noverify", &c.url(), ", tls_verify: false"),
     ]);
-    let gw = TrustingGateway::start(&config, &ca_file).await;
+    let gw = trusting_gateway(&config, &ca_file).await;
 
     let t = Instant::now();
-    let ra = gw.chat("untrusted").await;
-    let rb = gw.chat("wrongname").await;
+    let ra = chat(&gw, "untrusted").await;
+    let rb = chat(&gw, "wrongname").await;
     assert!(t.elapsed() < Duration::from_secs(3), "a refused certificate fails fast: {:?}", t.elapsed());
     let log = gw.log();
     assert_openai_502("untrusted", &ra, &log);
@@ -397,7 +343,7 @@ async fn upstream_with_an_untrusted_or_wrong_name_certificate_is_refused() {
         assert!(up.requests().is_empty(), "{name}: the upstream got a request: {:?}", up.requests());
     }
 
-    let (status, err, body) = gw.chat("noverify").await;
+    let (status, err, body) = chat(&gw, "noverify").await;
     assert_eq!(status, 200, "{body}\nlog:\n{log}");
     assert_eq!(err, None);
     assert_eq!(body, COMPLETION);

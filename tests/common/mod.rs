@@ -238,17 +238,21 @@ impl Gateway {
     /// Start on `body` (providers/models/keys...); `listen`, `admin` and `state_dir` are added.
     /// `{KEY_HASH}` in `body` is replaced by the stored form of `KEY`.
     pub async fn start(body: &str) -> Gateway {
-        Self::start_with_env(body, &[]).await
+        Self::start_with_env(body, &[], &[]).await
     }
 
-    /// `start`, with extra environment variables for the gateway process.
-    pub async fn start_with_env(body: &str, env: &[(&str, &str)]) -> Gateway {
+    /// `start`, with environment variables set (`env`) and removed (`remove`) for the gateway.
+    pub async fn start_with_env(body: &str, env: &[(&str, &str)], remove: &[&str]) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let (port, admin_port) = (free_port(), free_port());
         let text = Self::config_text(port, admin_port, &dir.path().join("state"), body);
         std::fs::write(dir.path().join("gateway.yaml"), text).unwrap();
         let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_llm-gateway"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-gateway"));
+        for name in remove {
+            cmd.env_remove(name);
+        }
+        let child = cmd
             .args(["run", "-c"])
             .arg(dir.path().join("gateway.yaml"))
             .args(["--threads", "2"])

@@ -10,13 +10,25 @@ use serde_json::value::RawValue;
 
 use super::{TranslateError, Usage};
 
-/// What the gateway reads from an inbound JSON body before routing.
+/// What the gateway reads from an inbound JSON body before routing, plus where the members a
+/// same-format rewrite touches are, so the body is parsed once per request, not per attempt.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Peek {
     pub model: Option<String>,
     pub stream: bool,
     /// OpenAI `stream_options.include_usage`.
     pub include_usage: bool,
+    layout: Layout,
+}
+
+/// Byte ranges of the top-level values `rewrite_peeked` edits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Layout {
+    model: Option<(usize, usize)>,
+    stream_options: Option<(usize, usize)>,
+    /// Just after the opening `{`.
+    first_member: usize,
+    empty: bool,
 }
 
 /// The top-level members of a JSON object, values kept as raw slices of the body.
@@ -83,36 +95,45 @@ pub fn peek(body: &[u8]) -> Result<Peek, TranslateError> {
         .and_then(|raw| serde_json::from_str::<Option<StreamOptions>>(raw.get()).ok().flatten())
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
-    Ok(Peek { model, stream, include_usage })
+    let layout = Layout {
+        model: top.get("model").map(|raw| span(body, raw)),
+        stream_options: top.get("stream_options").map(|raw| span(body, raw)),
+        first_member: body.iter().position(|&b| b == b'{').map(|i| i + 1).unwrap_or(0),
+        empty: top.0.is_empty(),
+    };
+    Ok(Peek { model, stream, include_usage, layout })
 }
 
 /// Rewrite a same-format request body for its upstream: `model` set to `model` (or removed when
 /// `None`, for providers that take the model from the URL) and, when `force_stream_usage`,
 /// `stream_options.include_usage: true` so the gateway can account streamed usage. Everything
-/// else is copied byte for byte.
+/// else is copied byte for byte. (Parses the body; the proxy uses `rewrite_peeked`.)
 pub fn rewrite_request(
     body: &[u8],
     model: Option<&str>,
     force_stream_usage: bool,
 ) -> Result<Vec<u8>, TranslateError> {
-    let top = TopLevel::parse(body)?;
+    Ok(rewrite_peeked(body, &peek(body)?, model, force_stream_usage))
+}
+
+/// `rewrite_request` for a body already read by `peek` (no second parse).
+pub fn rewrite_peeked(body: &[u8], peek: &Peek, model: Option<&str>, force_stream_usage: bool) -> Vec<u8> {
+    let l = &peek.layout;
     // (start, end, replacement); `start == end` inserts.
     let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::with_capacity(2);
-    let first_member = body.iter().position(|&b| b == b'{').map(|i| i + 1).unwrap_or(0);
-    match (top.get("model"), model) {
-        (Some(raw), Some(m)) => {
-            let (s, e) = span(body, raw);
+    let first_member = l.first_member;
+    match (l.model, model) {
+        (Some((s, e)), Some(m)) => {
             edits.push((s, e, serde_json::to_vec(m).unwrap_or_default()));
         }
         (None, Some(m)) => {
             let mut ins = b"\"model\":".to_vec();
             ins.extend(serde_json::to_vec(m).unwrap_or_default());
-            ins.push(if top.0.is_empty() { b' ' } else { b',' });
+            ins.push(if l.empty { b' ' } else { b',' });
             edits.push((first_member, first_member, ins));
         }
-        (Some(raw), None) => {
+        (Some((s, e)), None) => {
             // Remove `"model": <value>` plus one adjacent comma.
-            let (s, e) = span(body, raw);
             let key_start = body[..s]
                 .iter()
                 .rposition(|&b| b == b'"')
@@ -134,21 +155,20 @@ pub fn rewrite_request(
         (None, None) => {}
     }
     if force_stream_usage {
-        match top.get("stream_options") {
+        match l.stream_options {
             None => {
-                let ins = if top.0.is_empty() {
+                let ins = if l.empty {
                     b"\"stream_options\":{\"include_usage\":true}".to_vec()
                 } else {
                     b"\"stream_options\":{\"include_usage\":true},".to_vec()
                 };
                 edits.push((first_member, first_member, ins));
             }
-            Some(raw) => {
+            Some((s, e)) => {
                 let mut opts: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_str(raw.get()).unwrap_or_default();
+                    serde_json::from_slice(&body[s..e]).unwrap_or_default();
                 if opts.get("include_usage") != Some(&serde_json::Value::Bool(true)) {
                     opts.insert("include_usage".into(), serde_json::Value::Bool(true));
-                    let (s, e) = span(body, raw);
                     edits.push((s, e, serde_json::to_vec(&opts).unwrap_or_default()));
                 }
             }
@@ -166,7 +186,7 @@ pub fn rewrite_request(
         at = e;
     }
     out.extend_from_slice(&body[at..]);
-    Ok(out)
+    out
 }
 
 /// Usage of an OpenAI Chat (or Responses) non-stream response body, if it reports one.

@@ -22,6 +22,8 @@ use crate::providers::{self, MediaOp, Operation};
 /// What the client sent, once read and checked.
 pub struct Inbound {
     pub op: Operation,
+    /// What `peek` read from the body (parsed once per request).
+    pub peek: passthrough::Peek,
     pub format: Format,
     pub body: Bytes,
     pub model: String,
@@ -163,9 +165,10 @@ pub async fn serve(
 fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<Inbound, GatewayError> {
     if let Some(g) = gemini {
         // Gemini names the model in the path; the body must still be a JSON object.
-        passthrough::peek(&body).map_err(|e| GatewayError::bad_request(e.to_string()))?;
+        let peek = passthrough::peek(&body).map_err(|e| GatewayError::bad_request(e.to_string()))?;
         return Ok(Inbound {
             op: Operation::Chat { stream: g.stream },
+            peek,
             format,
             body,
             model: g.model,
@@ -175,8 +178,11 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
         });
     }
     let p = passthrough::peek(&body).map_err(|e| GatewayError::bad_request(e.to_string()))?;
-    let model =
-        p.model.filter(|m| !m.is_empty()).ok_or_else(|| GatewayError::bad_request("`model` is required"))?;
+    let model = p
+        .model
+        .clone()
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| GatewayError::bad_request("`model` is required"))?;
     Ok(Inbound {
         op: Operation::Chat { stream: p.stream },
         format,
@@ -185,6 +191,7 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
         stream: p.stream,
         include_usage: p.include_usage,
         gemini_sse: true,
+        peek: p,
     })
 }
 
@@ -331,8 +338,7 @@ fn upstream_body(
         if to == Format::Gemini {
             return Ok((inb.body.clone(), Vec::new()));
         }
-        let body = passthrough::rewrite_request(&inb.body, model, force_usage)
-            .map_err(|e| GatewayError::bad_request(e.to_string()))?;
+        let body = passthrough::rewrite_peeked(&inb.body, &inb.peek, model, force_usage);
         return Ok((Bytes::from(body), Vec::new()));
     }
     let legacy_max_tokens = provider.kind == crate::config::ProviderKind::OpenaiCompatible;

@@ -178,6 +178,7 @@ pub async fn transcribe(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> 
         let status = up.status();
         let inb = Inbound {
             op: Operation::Media(OP),
+            peek: Default::default(),
             format,
             body: Bytes::new(),
             model,

@@ -21,6 +21,10 @@ fn passthrough_bodies(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("passthrough/{}KiB", size / 1024));
         g.throughput(Throughput::Bytes(b.len() as u64));
         g.bench_function("peek", |x| x.iter(|| passthrough::peek(black_box(&b)).unwrap()));
+        let peeked = passthrough::peek(&b).unwrap();
+        g.bench_function("rewrite_peeked", |x| {
+            x.iter(|| passthrough::rewrite_peeked(black_box(&b), &peeked, Some("gpt-4o-mini"), true))
+        });
         g.bench_function("rewrite_model_and_usage", |x| {
             x.iter(|| passthrough::rewrite_request(black_box(&b), Some("gpt-4o-mini"), true).unwrap())
         });

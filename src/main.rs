@@ -8,10 +8,6 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use llm_gateway::config::{self, ConfigStore, MasterKey};
 
-/// mimalloc: measured faster than glibc malloc on the request path (see README "Performance").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "llm-gateway", version, about = "An LLM gateway on Pingora")]
 struct Cli {

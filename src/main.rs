@@ -8,6 +8,11 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use llm_gateway::config::{self, ConfigStore, MasterKey};
 
+/// mimalloc rather than glibc malloc: on `cargo bench --bench overhead` (chat, one core) it gave
+/// 30.7k / 33.0k req/s at 32.5 / 30.2 µs CPU per request, against 28.5k / 26.3k at 35.0 / 37.8 µs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "llm-gateway", version, about = "An LLM gateway on Pingora")]
 struct Cli {

@@ -371,3 +371,55 @@ async fn count_tokens_answers_an_estimate_in_anthropics_shape() {
     assert_eq!(r.status(), 401);
     assert_eq!(up.count(), 0, "counting never calls the upstream");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_goes_away_mid_stream_still_gets_a_usage_line() {
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let g = gate.clone();
+    let up = MockUpstream::start(move |_, _| {
+        Reply::sse(vec![
+            (Wait::None, EVENTS[0]),
+            (Wait::Gate(g.clone()), EVENTS[1]),
+            (Wait::None, EVENTS[2]),
+            (Wait::None, EVENTS[3]),
+        ])
+    })
+    .await;
+    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let body = r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"Hi"}]}"#;
+    let mut r =
+        client().post(gw.url("/v1/chat/completions")).bearer_auth(KEY).body(body).send().await.unwrap();
+    let first = r.chunk().await.unwrap().unwrap();
+    assert!(std::str::from_utf8(&first).unwrap().contains("Hel"));
+    drop(r); // the client goes away mid-stream
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gate.notify_one(); // the upstream carries on; the gateway's next write fails
+    let usage = gw.usage_lines(1).await;
+    assert_eq!(usage.len(), 1, "the aborted stream is accounted");
+    assert_eq!(usage[0]["alias"], "fast");
+    assert_eq!(usage[0]["stream"], true);
+    assert!(usage[0]["error"].as_str().is_some_and(|e| e.contains("client went away")), "{:?}", usage[0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_kill_9_at_most_the_last_flush_interval_of_usage_lines_is_missing() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, COMPLETION)).await;
+    let mut gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let c = client();
+    for _ in 0..50 {
+        let r = c
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .body(chat_body("fast", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // More than one group-commit interval (200 ms) later, every line is on disk.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    gw.kill9();
+    let lines = std::fs::read_to_string(gw.dir.path().join("state/usage.jsonl")).unwrap();
+    let n = lines.lines().filter(|l| serde_json::from_str::<Value>(l).is_ok()).count();
+    assert_eq!(n, 50, "all 50 usage lines survive kill -9");
+}

@@ -285,6 +285,12 @@ impl Gateway {
         std::fs::rename(tmp, self.config_path()).unwrap();
     }
 
+    /// SIGKILL the gateway now (no graceful shutdown).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -35,6 +35,25 @@ impl Entry {
 // === impl Resolver ===
 
 impl Resolver {
+    /// Every address of `host:port`, starting at the next one in round-robin order (for trying
+    /// another address when one refuses).
+    pub async fn resolve_all(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        let first = self.resolve(host, port).await?;
+        let mut all = vec![first];
+        if let Some(e) = self.cache.read().get(&(host.to_string(), port)) {
+            let at = e.addrs.iter().position(|a| *a == first).unwrap_or(0);
+            all.extend(e.addrs.iter().cycle().skip(at + 1).take(e.addrs.len() - 1).copied());
+        }
+        Ok(all)
+    }
+
+    /// Answer `host:port` with `addrs` (in this order) until the TTL runs out. For tests.
+    #[cfg(test)]
+    pub(crate) fn pin(&self, host: &str, port: u16, addrs: Vec<SocketAddr>) {
+        let e = Arc::new(Entry { addrs, fetched: Instant::now(), next: AtomicUsize::new(0) });
+        self.cache.write().insert((host.to_string(), port), e);
+    }
+
     /// One address for `host:port` (round-robin over the answer).
     pub async fn resolve(&self, host: &str, port: u16) -> std::io::Result<SocketAddr> {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -80,6 +99,18 @@ mod tests {
         assert_eq!(r.resolve("127.0.0.1", 80).await.unwrap(), "127.0.0.1:80".parse().unwrap());
         assert_eq!(r.resolve("[::1]", 81).await.unwrap(), "[::1]:81".parse().unwrap());
         assert!(r.cache.read().is_empty());
+    }
+
+    #[tokio::test]
+    async fn every_address_is_offered_in_turn() {
+        let r = Resolver::default();
+        let all = r.resolve_all("localhost", 9).await.unwrap();
+        assert!(!all.is_empty() && all.iter().all(|a| a.ip().is_loopback()));
+        let mut sorted = all.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), all.len(), "no address twice: {all:?}");
+        assert_eq!(r.resolve_all("127.0.0.1", 9).await.unwrap(), vec!["127.0.0.1:9".parse().unwrap()]);
     }
 
     #[tokio::test]

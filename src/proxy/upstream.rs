@@ -189,22 +189,30 @@ pub async fn open(
         .endpoint
         .as_ref()
         .ok_or_else(|| AttemptError::Connect { provider: name.clone(), detail: "no base_url".into() })?;
-    let addr = resolver.resolve(&ep.host, ep.port).await.map_err(|e| AttemptError::Connect {
+    let addrs = resolver.resolve_all(&ep.host, ep.port).await.map_err(|e| AttemptError::Connect {
         provider: name.clone(),
         detail: format!("DNS lookup of {}: {e}", ep.host),
     })?;
-    let mut peer = HttpPeer::new(addr, ep.tls, ep.sni().to_string());
-    let o = &mut peer.options;
-    o.connection_timeout = Some(limits.connect_timeout);
-    o.total_connection_timeout = Some(limits.connect_timeout);
-    o.read_timeout = Some(limits.upstream_timeout);
-    o.write_timeout = Some(limits.upstream_timeout);
-    o.idle_timeout = Some(POOL_IDLE_TIMEOUT);
-    o.verify_cert = provider.tls_verify;
-    o.verify_hostname = provider.tls_verify;
     let timeout = limits.upstream_timeout;
-    let (mut session, _reused) =
-        connector.get_http_session(&peer).await.map_err(|e| classify(&name, timeout, &e))?;
+    let mut connected = None;
+    let mut last_err = None;
+    for addr in addrs {
+        let peer = peer_for(addr, ep, provider, limits);
+        match connector.get_http_session(&peer).await {
+            Ok((session, _reused)) => {
+                connected = Some((session, peer));
+                break;
+            }
+            // Refused or unreachable fails fast: try the next address of the same answer.
+            Err(e) if matches!(e.etype(), ErrorType::ConnectRefused | ErrorType::ConnectNoRoute) => {
+                last_err = Some(classify(&name, timeout, &e));
+            }
+            Err(e) => return Err(classify(&name, timeout, &e)),
+        }
+    }
+    let Some((mut session, peer)) = connected else {
+        return Err(last_err.unwrap_or(AttemptError::Connect { provider: name, detail: "no address".into() }));
+    };
     // The connector does not copy the peer's timeouts onto the session.
     session.set_read_timeout(Some(timeout));
     session.set_write_timeout(Some(timeout));
@@ -259,6 +267,25 @@ impl Pending {
     }
 }
 
+/// The peer for one address of an endpoint: TLS with SNI and verification, and the timeouts.
+fn peer_for(
+    addr: std::net::SocketAddr,
+    ep: &crate::config::Endpoint,
+    provider: &Provider,
+    limits: &Limits,
+) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, ep.tls, ep.sni().to_string());
+    let o = &mut peer.options;
+    o.connection_timeout = Some(limits.connect_timeout);
+    o.total_connection_timeout = Some(limits.connect_timeout);
+    o.read_timeout = Some(limits.upstream_timeout);
+    o.write_timeout = Some(limits.upstream_timeout);
+    o.idle_timeout = Some(POOL_IDLE_TIMEOUT);
+    o.verify_cert = provider.tls_verify;
+    o.verify_hostname = provider.tls_verify;
+    peer
+}
+
 fn request_header(
     authority: &str,
     req: &UpstreamRequest,
@@ -299,5 +326,35 @@ fn classify(provider: &str, timeout: Duration, e: &pingora::Error) -> AttemptErr
             AttemptError::Connect { provider, detail: describe(e) }
         }
         _ => AttemptError::Io { provider, detail: describe(e) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_address_moves_on_to_the_next_address_of_the_same_name() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let _ = listener.accept().await;
+            }
+        });
+        let text = format!(
+            "listen: 127.0.0.1:1\nproviders: [{{name: p, kind: openai_compatible, base_url: \"http://multi.test:{port}\"}}]\nmodels: [{{alias: a, targets: [{{provider: p, model: m}}]}}]\n"
+        );
+        let snap = crate::config::load_str(&text).unwrap();
+        let resolver = Resolver::default();
+        // 127.0.0.2 refuses (the listener is bound to 127.0.0.1 only).
+        resolver.pin(
+            "multi.test",
+            port,
+            vec![format!("127.0.0.2:{port}").parse().unwrap(), format!("127.0.0.1:{port}").parse().unwrap()],
+        );
+        let connector = Connector::new(None);
+        let p = open(&connector, &resolver, &snap.providers[0], &snap.limits).await;
+        assert!(p.is_ok(), "connected through the second address: {:?}", p.err());
     }
 }

@@ -43,6 +43,20 @@ async fn non_stream_is_passed_through_byte_for_byte() {
     // Only `model` changed; every other byte is the client's.
     assert_eq!(String::from_utf8(got.body.clone()).unwrap(), chat_body("gpt-4o-mini", false));
 
+    // Upstream connections are pooled: more requests, still one connection.
+    for _ in 0..5 {
+        let r = client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .body(chat_body("fast", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.text().await.unwrap(), COMPLETION);
+    }
+    assert_eq!(up.count(), 6);
+    assert_eq!(up.connections(), 1, "the keep-alive pool reuses the upstream connection");
+
     let usage = gw.usage_lines(1).await;
     assert_eq!(usage[0]["input_tokens"], 11);
     assert_eq!(usage[0]["output_tokens"], 2);

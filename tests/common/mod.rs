@@ -83,6 +83,7 @@ pub struct MockUpstream {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
     count: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -93,17 +94,19 @@ impl MockUpstream {
         let received = Arc::new(Mutex::new(Vec::new()));
         let count = Arc::new(AtomicUsize::new(0));
         let handler: Arc<Handler> = Arc::new(handler);
-        let (rec, cnt) = (received.clone(), count.clone());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (rec, cnt, conns) = (received.clone(), count.clone(), connections.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((sock, _)) = listener.accept().await else { return };
+                conns.fetch_add(1, Ordering::SeqCst);
                 let (rec, cnt, handler) = (rec.clone(), cnt.clone(), handler.clone());
                 tokio::spawn(async move {
                     let _ = serve(sock, rec, cnt, handler).await;
                 });
             }
         });
-        MockUpstream { addr, received, count, task }
+        MockUpstream { addr, received, count, connections, task }
     }
 
     pub fn url(&self) -> String {
@@ -116,6 +119,11 @@ impl MockUpstream {
 
     pub fn count(&self) -> usize {
         self.count.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 

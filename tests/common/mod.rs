@@ -392,3 +392,26 @@ keys:
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
 }
+
+/// Providers `pa`, `pb`, `pc` at the given upstreams; alias `a` over the first ones with `weights`.
+pub fn routing_config(
+    upstreams: &[&MockUpstream],
+    weights: &[u32],
+    limits: &str,
+    extra_provider: &str,
+) -> String {
+    let mut s = format!("limits: {{ upstream_timeout_ms: 1000 {limits} }}\nproviders:\n");
+    for (i, u) in upstreams.iter().enumerate() {
+        let name = ["pa", "pb", "pc"][i];
+        s.push_str(&format!(
+            "  - {{ name: {name}, kind: openai_compatible, base_url: \"{}\" {extra_provider} }}\n",
+            u.url()
+        ));
+    }
+    s.push_str("models:\n  - alias: a\n    targets:\n");
+    for (i, w) in weights.iter().enumerate() {
+        s.push_str(&format!("      - {{ provider: {}, model: m{i}, weight: {w} }}\n", ["pa", "pb", "pc"][i]));
+    }
+    s.push_str("keys:\n  - { id: k, hash: \"{KEY_HASH}\" }\n");
+    s
+}

@@ -197,6 +197,7 @@ async fn when_every_target_fails_the_fallback_alias_serves_and_else_502_within_t
     let t = Instant::now();
     let r = call(&gw, r#"{"model":"doomed","messages":[{"role":"user","content":"hi"}]}"#).await;
     assert_eq!(r.status(), 502);
+    assert_eq!(r.headers()["x-gateway-attempts"], "3", "max_attempts tries over the two failing targets");
     let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert!(v["error"]["message"].as_str().unwrap().contains("all targets failed"), "{v}");
     assert!(t.elapsed() < Duration::from_secs(3));

@@ -55,6 +55,9 @@ pub async fn error(
     let body = formats::encode_error(format, e.kind, &e.message);
     ctx.error = Some(e.message);
     let mut extra = vec![("x-gateway-error", "1".to_string())];
+    if ctx.attempts > 0 {
+        extra.push(("x-gateway-attempts", ctx.attempts.to_string()));
+    }
     if e.status == 429 || e.status == 503 {
         extra.push(("retry-after", "1".to_string()));
     }

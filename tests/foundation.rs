@@ -437,3 +437,33 @@ async fn after_kill_9_at_most_the_last_flush_interval_of_usage_lines_is_missing(
     let n = lines.lines().filter(|l| serde_json::from_str::<Value>(l).is_ok()).count();
     assert_eq!(n, 50, "all 50 usage lines survive kill -9");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expect_100_continue_is_answered_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = MockUpstream::start(|_, _| Reply::json(200, COMPLETION)).await;
+    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let body = chat_body("fast", false);
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    // The client waits for "100 Continue" before sending the body (curl waits 1 s otherwise).
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_millis(500), sock.read(&mut buf))
+        .await
+        .expect("no 100 Continue within 500 ms")
+        .unwrap();
+    assert!(std::str::from_utf8(&buf[..n]).unwrap().starts_with("HTTP/1.1 100 Continue"), "{:?}", &buf[..n]);
+    sock.write_all(body.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    while !String::from_utf8_lossy(&answer).contains(COMPLETION) {
+        let n = tokio::time::timeout(Duration::from_secs(3), sock.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "connection closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    assert_eq!(up.requests()[0].header("expect"), None, "Expect is not forwarded upstream");
+}

@@ -251,28 +251,35 @@ impl Gateway {
 
     /// `start`, with environment variables set (`env`) and removed (`remove`) for the gateway.
     pub async fn start_with_env(body: &str, env: &[(&str, &str)], remove: &[&str]) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let (port, admin_port) = (free_port(), free_port());
-        let text = Self::config_text(port, admin_port, &dir.path().join("state"), body);
-        std::fs::write(dir.path().join("gateway.yaml"), text).unwrap();
-        let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-gateway"));
-        for name in remove {
-            cmd.env_remove(name);
+        // Free ports are found by binding port 0 and letting go, so another test can take one
+        // before the gateway binds it: if the gateway cannot bind, try other ports.
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let (port, admin_port) = (free_port(), free_port());
+            let text = Self::config_text(port, admin_port, &dir.path().join("state"), body);
+            std::fs::write(dir.path().join("gateway.yaml"), text).unwrap();
+            let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-gateway"));
+            for name in remove {
+                cmd.env_remove(name);
+            }
+            let child = cmd
+                .args(["run", "-c"])
+                .arg(dir.path().join("gateway.yaml"))
+                .args(["--threads", "2"])
+                .env("LLM_GATEWAY_LOG", "info")
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            let mut gw = Gateway { port, admin_port, dir, child };
+            if gw.wait_ready().await {
+                return gw;
+            }
+            eprintln!("gateway could not start (port taken?); retrying on other ports. log:\n{}", gw.log());
         }
-        let child = cmd
-            .args(["run", "-c"])
-            .arg(dir.path().join("gateway.yaml"))
-            .args(["--threads", "2"])
-            .env("LLM_GATEWAY_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let gw = Gateway { port, admin_port, dir, child };
-        gw.wait_ready().await;
-        gw
+        panic!("the gateway did not start in three tries");
     }
 
     pub fn config_text(port: u16, admin_port: u16, state: &std::path::Path, body: &str) -> String {
@@ -331,15 +338,25 @@ impl Gateway {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
     }
 
-    async fn wait_ready(&self) {
+    /// Wait until both listeners answer. `false` if the gateway exited first.
+    async fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = reqwest::Client::new();
         // Both listeners: the admin service can come up a moment after the data plane.
         while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+            // Pingora retries a taken port instead of exiting: give up on this one.
+            if self.log().contains("is in use, will try again") {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return false;
+            }
             let data = client.get(self.url("/healthz")).send().await.is_ok_and(|r| r.status() == 200);
             let admin = client.get(self.admin_url("/healthz")).send().await.is_ok_and(|r| r.status() == 200);
             if data && admin {
-                return;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

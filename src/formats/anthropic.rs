@@ -46,8 +46,7 @@ const MIN_THINKING_BUDGET: u32 = 1024;
 // === Request ===
 
 pub fn decode_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
-    let v: Value = serde_json::from_slice(body)?;
-    let obj = v.as_object().ok_or_else(|| TranslateError::invalid("body", "expected a JSON object"))?;
+    let obj = &super::json_object(body)?;
     let mut req = ChatRequest {
         model: obj.get("model").and_then(Value::as_str).unwrap_or_default().to_owned(),
         ..ChatRequest::default()
@@ -139,7 +138,7 @@ pub fn decode_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
             });
         }
     }
-    req.user = v.pointer("/metadata/user_id").and_then(Value::as_str).map(str::to_owned);
+    req.user = obj.get("metadata").and_then(|m| m.get("user_id")).and_then(Value::as_str).map(str::to_owned);
     req.stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
     // An Anthropic client always receives usage in the stream.
     req.include_usage = req.stream;

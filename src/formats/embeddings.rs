@@ -72,8 +72,7 @@ pub enum BedrockEmbedFamily {
 /// Decode an OpenAI `POST /v1/embeddings` body. `input` may be a string or an array of
 /// strings; token arrays (`[1, 2]`, `[[1, 2]]`) are `Unsupported`: no target takes token ids.
 pub fn decode_openai_request(body: &[u8]) -> Result<EmbeddingRequest, TranslateError> {
-    let mut v: Value = serde_json::from_slice(body)?;
-    let obj = v.as_object_mut().ok_or_else(|| TranslateError::invalid("body", "expected a JSON object"))?;
+    let obj = &mut super::json_object(body)?;
     let model = match obj.get_mut("model").map(Value::take) {
         Some(Value::String(m)) if !m.is_empty() => m,
         Some(Value::String(_)) | None | Some(Value::Null) => {

@@ -15,10 +15,7 @@ use super::{
 // === Request: wire -> IR ===
 
 pub fn decode_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
-    let v: Value = serde_json::from_slice(body)?;
-    let Value::Object(m) = v else {
-        return Err(TranslateError::invalid("body", "expected a JSON object"));
-    };
+    let m = super::super::json_object(body)?;
     let mut req = ChatRequest::default();
     for (k, val) in m {
         match k.as_str() {

@@ -35,6 +35,14 @@ pub fn foreign_signature(signature: &str) -> bool {
         || signature.starts_with(openai_responses::SIGNATURE_PREFIX)
 }
 
+/// A request body as its top-level JSON object (every request decoder starts here).
+pub(crate) fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, TranslateError> {
+    match serde_json::from_slice(body)? {
+        serde_json::Value::Object(m) => Ok(m),
+        _ => Err(TranslateError::invalid("body", "expected a JSON object")),
+    }
+}
+
 /// What an encoder needs beyond the IR when writing a request for an upstream.
 #[derive(Clone, Debug)]
 pub struct RequestOptions<'a> {

@@ -48,8 +48,7 @@ const MODELLED: &[&str] = &[
 // === Request ===
 
 pub fn decode_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
-    let v: Value = serde_json::from_slice(body)?;
-    let obj = v.as_object().ok_or_else(|| TranslateError::invalid("body", "expected a JSON object"))?;
+    let obj = &super::json_object(body)?;
     let mut req = ChatRequest {
         model: str_field(obj, "model").unwrap_or_default().to_owned(),
         ..ChatRequest::default()
@@ -103,7 +102,11 @@ pub fn decode_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
         .map(|e| Reasoning { effort: Some(e.to_owned()), budget_tokens: None });
     req.user = str_field(obj, "user").map(str::to_owned);
     req.stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    req.include_usage = v.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
+    req.include_usage = obj
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     for (k, v) in obj {
         if !MODELLED.contains(&k.as_str()) {
             req.extra.insert(k.clone(), v.clone());

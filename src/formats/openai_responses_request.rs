@@ -11,10 +11,7 @@ use super::{image_from_url, str_field, text_part, SIGNATURE_PREFIX};
 // === Request: wire -> IR ===
 
 pub fn decode_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
-    let v: Value = serde_json::from_slice(body)?;
-    let Value::Object(m) = v else {
-        return Err(TranslateError::invalid("body", "expected a JSON object"));
-    };
+    let m = super::super::json_object(body)?;
     let mut req = ChatRequest::default();
     for (k, val) in m {
         match k.as_str() {

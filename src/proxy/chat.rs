@@ -461,7 +461,8 @@ pub async fn respond_upstream(
         StreamMode::Translate(Box::new(formats::StreamTranslator::new(from, inb.format, &opts)))
     };
 
-    let mut out = Vec::with_capacity(4096);
+    // Each chunk's output is handed to the client as its own buffer (no copy).
+    let mut out = Vec::new();
     loop {
         match up.next_chunk().await {
             Ok(Some(chunk)) => {
@@ -471,19 +472,19 @@ pub async fn respond_upstream(
                         if o.feed(&chunk, &mut out) {
                             chunk
                         } else {
-                            Bytes::copy_from_slice(&out)
+                            Bytes::from(std::mem::take(&mut out))
                         }
                     }
                     StreamMode::Translate(t) => {
                         if let Err(e) = t.feed(&chunk, &mut out) {
                             t.fail(ErrorKind::UpstreamError, &e.to_string(), &mut out);
                             ctx.error = Some(e.to_string());
-                            let data = Bytes::copy_from_slice(&out);
+                            let data = Bytes::from(std::mem::take(&mut out));
                             ctx.usage = t.usage();
                             s.write_response_body(Some(data), true).await?;
                             return Ok(());
                         }
-                        Bytes::copy_from_slice(&out)
+                        Bytes::from(std::mem::take(&mut out))
                     }
                 };
                 if !data.is_empty() {
@@ -502,7 +503,7 @@ pub async fn respond_upstream(
                 }
                 mode.take_usage(ctx);
                 up.release(&gw.connector).await;
-                return s.write_response_body(Some(Bytes::copy_from_slice(&out)), true).await;
+                return s.write_response_body(Some(Bytes::from(std::mem::take(&mut out))), true).await;
             }
             Err(e) => {
                 // After the first byte there is no retry: end the stream with an error event.
@@ -520,7 +521,7 @@ pub async fn respond_upstream(
                 }
                 mode.take_usage(ctx);
                 ctx.error = Some(e.to_string());
-                return s.write_response_body(Some(Bytes::copy_from_slice(&out)), true).await;
+                return s.write_response_body(Some(Bytes::from(std::mem::take(&mut out))), true).await;
             }
         }
     }

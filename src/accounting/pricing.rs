@@ -20,7 +20,7 @@ mod tests {
 
     #[test]
     fn cost_is_per_million_tokens() {
-        let p = Pricing { input_per_mtok: 0.15, output_per_mtok: 0.60 };
+        let p: Pricing = serde_json::from_str(r#"{"input_per_mtok":0.15,"output_per_mtok":0.60}"#).unwrap();
         let u = Usage { input_tokens: 1_000_000, output_tokens: 500_000, ..Usage::default() };
         assert!((cost_usd(Some(&p), &u) - 0.45).abs() < 1e-12);
         assert_eq!(cost_usd(None, &u), 0.0);

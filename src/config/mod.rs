@@ -10,9 +10,11 @@ mod validate;
 
 pub use self::{
     schema::{
-        AdminListener, Budget, BudgetPeriod, CircuitBreaker, Config, HealthCheck, Key as KeyEntry,
-        Limits as LimitsConfig, LogConfig, ModelAlias, Pricing, Project, Provider as ProviderEntry,
-        ProviderKind, Target as TargetEntry, TlsListener,
+        AdminListener, AdminRole, AdminToken, AlertsConfig, AuthConfig, Budget, BudgetPeriod, CircuitBreaker,
+        Config, CorsConfig, HealthCheck, JobsConfig, JwtClaims, JwtConfig, Key as KeyEntry,
+        Limits as LimitsConfig, LogConfig, ModelAlias, OtelConfig, Pricing, Project,
+        Provider as ProviderEntry, ProviderKind, RedisConfig, RedisOnError, Target as TargetEntry,
+        TierPricing, TlsListener,
     },
     secrets::{MasterKey, Secret, SecretString},
     snapshot::{Alias, Endpoint, Key, Limits, Provider, Snapshot, Target},

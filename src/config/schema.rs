@@ -28,9 +28,24 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub log: LogConfig,
-    /// `redis://host:port` to share limits and spend between instances (not used yet).
+    /// Share limits and spend between instances through Redis (SPEC section 9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redis: Option<String>,
+    pub redis: Option<RedisConfig>,
+    /// Other ways to authenticate besides virtual keys (JWT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
+    /// CORS for browser apps calling the data listener directly (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsConfig>,
+    /// Where alert events (budget, circuit, alias down, reload failed) are posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertsConfig>,
+    /// OpenTelemetry export over OTLP/HTTP (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otel: Option<OtelConfig>,
+    /// Where Files, Batches, fine-tuning and videos go (SPEC section 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<JobsConfig>,
     #[serde(default)]
     pub providers: Vec<Provider>,
     #[serde(default)]
@@ -60,6 +75,35 @@ pub struct AdminListener {
     /// Bearer token for the admin API. Without one the admin API answers 401 to everything but `/healthz`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
+    /// More admin tokens, with roles; their ids appear in the audit log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<AdminToken>,
+}
+
+/// One admin API token: stored hashed like a virtual key.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminToken {
+    /// Shown in the audit log as the actor.
+    pub id: String,
+    /// `sha256:<64 hex>` of the token.
+    pub hash: String,
+    pub role: AdminRole,
+    /// The project a `project` token manages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+/// What an admin token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminRole {
+    /// Everything.
+    Admin,
+    /// GET only (secrets redacted as always).
+    Viewer,
+    /// The keys of one project, and that project's usage.
+    Project,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -75,6 +119,10 @@ pub struct Limits {
     /// Tries across an alias's targets before its fallbacks (default 3).
     pub max_attempts: u32,
     pub circuit_breaker: CircuitBreaker,
+    /// Largest upload to `/v1/files`, bytes (default 512 MiB; streamed, never held whole).
+    pub max_file_bytes: u64,
+    /// SIGTERM / upgrade: seconds in-flight requests and streams get to finish (default 30).
+    pub shutdown_grace_s: u64,
 }
 
 impl Default for Limits {
@@ -85,6 +133,8 @@ impl Default for Limits {
             connect_timeout_ms: 5_000,
             max_attempts: 3,
             circuit_breaker: CircuitBreaker::default(),
+            max_file_bytes: 512 * 1024 * 1024,
+            shutdown_grace_s: 30,
         }
     }
 }
@@ -181,6 +231,9 @@ pub struct Provider {
     /// Verify the upstream's TLS certificate and hostname (default true).
     #[serde(default = "default_true")]
     pub tls_verify: bool,
+    /// `openai_compatible` only: the server speaks the Responses API natively (e.g. vLLM).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub responses: bool,
 }
 
 fn default_true() -> bool {
@@ -228,6 +281,9 @@ pub struct Target {
     /// Relative weight, 1..=1000 (default 1).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// This target's own prices (win over the alias's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<Pricing>,
 }
 
 fn default_weight() -> u32 {
@@ -237,10 +293,40 @@ fn default_weight() -> u32 {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pricing {
-    /// USD per million input tokens.
+    /// USD per million input tokens (cached ones excluded when `cached_input_per_mtok` is set).
+    #[serde(default)]
     pub input_per_mtok: f64,
-    /// USD per million output tokens.
+    /// USD per million output tokens (reasoning tokens included).
+    #[serde(default)]
     pub output_per_mtok: f64,
+    /// USD per million cache-read input tokens (OpenAI cached, Anthropic cache_read, Gemini cached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_mtok: Option<f64>,
+    /// USD per million cache-write input tokens (Anthropic cache_creation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_mtok: Option<f64>,
+    /// Long-context tier: these prices apply to the whole request when its input exceeds 200k tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above_200k: Option<TierPricing>,
+    /// USD per image generated or edited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_image: Option<f64>,
+    /// USD per second of audio (transcription input, speech output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_audio_second: Option<f64>,
+    /// USD per second of generated video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_video_second: Option<f64>,
+}
+
+/// Prices of the long-context tier.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierPricing {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_mtok: Option<f64>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -249,13 +335,27 @@ pub struct Project {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
+    /// Requests per minute shared by the project's keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    /// Tokens per minute shared by the project's keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// Requests in flight at once across the project's keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u32>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
+    /// The budget in USD per period.
     pub usd: f64,
+    /// UTC periods: daily, weekly (from Monday), monthly, or total (never resets).
     pub period: BudgetPeriod,
+    /// Fraction (0..1) of the budget at which an alert fires, once per period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_at: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -279,10 +379,10 @@ pub struct Key {
     /// Aliases this key may use; omitted = all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<String>>,
-    /// Requests per minute (not enforced yet).
+    /// Requests per minute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpm: Option<u64>,
-    /// Tokens per minute (not enforced yet).
+    /// Tokens per minute (input reserved at admission + output cap, reconciled with usage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -293,4 +393,137 @@ pub struct Key {
     /// A revoked key is refused (kept for the audit trail).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub revoked: bool,
+    /// Requests in flight at once (streams count until they end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u32>,
+}
+
+/// `redis:`: limits and spend shared by every instance (SPEC section 9).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` or `rediss://` (TLS). Put the password in `password`, not here.
+    pub url: String,
+    /// Literal, `env:NAME` or `enc:BASE64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// What to do when Redis cannot answer within `timeout_ms` (default `local`).
+    #[serde(default)]
+    pub on_error: RedisOnError,
+    /// Longest a request waits on Redis, milliseconds (default 50).
+    #[serde(default = "default_redis_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_redis_timeout() -> u64 {
+    50
+}
+
+/// Behaviour while Redis is unreachable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisOnError {
+    /// Admit without limits.
+    Open,
+    /// Refuse with 503 and `retry-after`.
+    Closed,
+    /// Enforce each instance's own in-memory counters until Redis is back.
+    #[default]
+    Local,
+}
+
+/// `auth:`: authentication besides virtual keys.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtConfig>,
+}
+
+/// `auth.jwt`: JWT bearer tokens (RS256, ES256, HS256, EdDSA).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud` (one of the token's audiences).
+    pub audience: String,
+    /// A JWKS file (re-read with every config reload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<String>,
+    /// Inline PEM public keys, or HMAC secrets written `hmac:<secret>` (literal, env: or enc:).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<Secret>,
+    /// Which claims carry the project, allowed models and subject.
+    #[serde(default)]
+    pub claims: JwtClaims,
+    /// Project for a token without the project claim; without it such a token is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_project: Option<String>,
+}
+
+/// Claim names read from a JWT.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtClaims {
+    pub project: String,
+    pub models: String,
+    pub subject: String,
+}
+
+impl Default for JwtClaims {
+    fn default() -> Self {
+        JwtClaims { project: "project".into(), models: "models".into(), subject: "sub".into() }
+    }
+}
+
+/// `cors:`: answer browser preflights on the data listener.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Allowed origins (`*` for any).
+    pub allow_origins: Vec<String>,
+    /// Extra request headers allowed besides the SDKs' auth headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_headers: Vec<String>,
+    /// How long a browser may cache a preflight answer (default 600).
+    #[serde(default = "default_cors_max_age")]
+    pub max_age_s: u64,
+}
+
+fn default_cors_max_age() -> u64 {
+    600
+}
+
+/// `alerts:`: events posted as JSON (with a Slack-compatible `text`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    pub webhook: String,
+}
+
+/// `otel:`: OpenTelemetry export over OTLP/HTTP.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtelConfig {
+    /// Collector base URL, e.g. `http://127.0.0.1:4318`.
+    pub endpoint: String,
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+}
+
+fn default_service_name() -> String {
+    "llm-gateway".into()
+}
+
+/// `jobs:`: the providers that serve the job APIs.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    /// An OpenAI-family provider for files, batches, fine-tuning and videos.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// An `anthropic` provider for message batches (default: the only one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anthropic_provider: Option<String>,
 }

@@ -10,11 +10,14 @@
 
 pub mod accounting;
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod config;
+pub mod error;
 pub mod formats;
 pub mod net;
 pub mod providers;
 pub mod proxy;
 pub mod routing;
+pub mod runtime;
 pub mod server;

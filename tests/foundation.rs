@@ -308,7 +308,7 @@ async fn an_invalid_edit_is_refused_and_the_old_config_keeps_serving() {
 }
 
 #[test]
-fn check_prints_every_error_with_its_path_and_exits_1() {
+fn check_prints_every_error_with_its_path_and_exits_64() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("broken.yaml");
     std::fs::write(
@@ -333,9 +333,10 @@ models:
         .arg(&path)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(64));
     let text = String::from_utf8(out.stdout).unwrap();
     for expected in [
+        "invalid configuration: ",
         "models[2].targets[0].provider: unknown provider \"opnai\"; did you mean \"openai\"?",
         "models[2].targets[0].weight: 0 is not allowed",
         "models[3].alias: duplicate alias \"a\"",
@@ -466,4 +467,56 @@ async fn expect_100_continue_is_answered_at_once() {
     }
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
     assert_eq!(up.requests()[0].header("expect"), None, "Expect is not forwarded upstream");
+}
+
+#[test]
+fn check_reports_a_type_error_in_every_entry_and_validates_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("types.yaml");
+    std::fs::write(
+        &path,
+        r#"listen: "127.0.0.1:8080"
+providers:
+  - { name: openai, kind: opnai }
+  - { name: anth, kind: anthropic, api_key: env:SURELY_UNSET_ANTHROPIC_KEY_FOR_TEST }
+models:
+  - { alias: a, targets: [ { provider: anth, model: m, weight: "heavy" } ] }
+keys:
+  - { id: k, hash: "sha256:00", rpm: "many" }
+"#,
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_llm-gateway"))
+            .args(["check", "-c"])
+            .arg(&path)
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, text) = run(&[]);
+    assert_eq!(code, Some(64), "{text}");
+    for expected in ["providers[0].kind", "models[0].targets[0].weight", "keys[0].rpm", "3 error(s)"] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    // A config whose only problem is an unset env: secret passes with --no-secrets.
+    std::fs::write(
+        &path,
+        r#"listen: "127.0.0.1:8080"
+providers:
+  - { name: anth, kind: anthropic, api_key: env:SURELY_UNSET_ANTHROPIC_KEY_FOR_TEST }
+models:
+  - { alias: a, targets: [ { provider: anth, model: m } ] }
+keys:
+  - { id: k, hash: "sha256:82dae6d443609cfcb4e698af21391e5132c679ce83b37086ada791a0fb2a43ee", rpm: 5 }
+"#,
+    )
+    .unwrap();
+    let (code, text) = run(&[]);
+    assert_eq!(code, Some(64), "{text}");
+    assert!(text.contains("SURELY_UNSET_ANTHROPIC_KEY_FOR_TEST"), "{text}");
+    let (code, text) = run(&["--no-secrets"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("keys[0].rpm is not enforced yet"), "{text}");
 }

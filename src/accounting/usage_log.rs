@@ -16,7 +16,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde::Serialize;
 
-use crate::config::ConfigStore;
+use crate::runtime::RuntimeStore;
 
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -55,13 +55,13 @@ pub struct UsageLog {
 /// The background writer (a Pingora background service).
 pub struct UsageWriter {
     pending: Arc<Mutex<Vec<u8>>>,
-    store: Arc<ConfigStore>,
+    store: Arc<RuntimeStore>,
 }
 
 // === impl UsageLog ===
 
 impl UsageLog {
-    pub fn new(store: Arc<ConfigStore>) -> (UsageLog, UsageWriter) {
+    pub fn new(store: Arc<RuntimeStore>) -> (UsageLog, UsageWriter) {
         let pending = Arc::new(Mutex::new(Vec::with_capacity(64 * 1024)));
         (UsageLog { pending: pending.clone() }, UsageWriter { pending, store })
     }
@@ -103,7 +103,7 @@ impl UsageWriter {
         if pending.is_empty() {
             return;
         }
-        let path = PathBuf::from(&self.store.load().state_dir).join("usage.jsonl");
+        let path = PathBuf::from(&self.store.load().snap.state_dir).join("usage.jsonl");
         if file.as_ref().is_none_or(|(p, _)| *p != path) {
             *file = open(&path).map(|f| (path.clone(), f));
         }

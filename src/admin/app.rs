@@ -9,12 +9,13 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use subtle::ConstantTimeEq;
 
-use crate::config::{Config, ConfigStore, Reload, Secret};
+use crate::config::{Config, Secret};
 use crate::proxy::Counters;
 use crate::routing::Targets;
+use crate::runtime::{Reload, RuntimeStore, Trigger};
 
 pub struct AdminApp {
-    pub store: Arc<ConfigStore>,
+    pub store: Arc<RuntimeStore>,
     pub counters: Arc<Counters>,
     pub targets: Arc<Targets>,
 }
@@ -27,7 +28,8 @@ impl ServeHttp for AdminApp {
         if path == "/healthz" {
             return json(200, br#"{"status":"ok"}"#.to_vec());
         }
-        let snap = self.store.load();
+        let rt = self.store.load();
+        let snap = &rt.snap;
         let presented = s
             .req_header()
             .headers
@@ -46,7 +48,7 @@ impl ServeHttp for AdminApp {
             ("GET", "/admin/config") => {
                 json(200, serde_json::to_vec_pretty(&redacted(&snap.config)).unwrap_or_default())
             }
-            ("POST", "/admin/reload") => match self.store.reload() {
+            ("POST", "/admin/reload") => match self.store.reload(Trigger::Admin) {
                 Ok(r) => json(200, format!("{{\"reloaded\":{}}}", r == Reload::Applied).into_bytes()),
                 Err(e) => error(400, &e.to_string()),
             },

@@ -1,11 +1,10 @@
 //! Configuration: the typed YAML schema, whole-config validation with YAML paths, secrets
-//! (`env:` / `enc:`), the runtime snapshot, and the `ArcSwap` store with hot reload.
+//! (`env:` / `enc:`) and the resolved snapshot a `runtime::Runtime` is built from.
 //! No request handling here.
 
 mod schema;
 mod secrets;
 mod snapshot;
-mod store;
 mod validate;
 
 pub use self::{
@@ -18,6 +17,5 @@ pub use self::{
     },
     secrets::{MasterKey, Secret, SecretString},
     snapshot::{Alias, Endpoint, Key, Limits, Provider, Snapshot, Target},
-    store::{ConfigStore, Reload, Reloader, POLL_INTERVAL},
-    validate::{build, load_str, parse, parse_key_hash, ConfigError, ConfigErrors},
+    validate::{build, build_with, load_str, parse, parse_key_hash, ConfigError, ConfigErrors, Secrets},
 };

@@ -46,6 +46,8 @@ pub struct Provider {
     pub aws_session_token: Option<SecretString>,
     pub health_check: Option<HealthCheck>,
     pub tls_verify: bool,
+    /// `openai_compatible`: speaks the Responses API natively.
+    pub responses: bool,
 }
 
 /// A parsed `base_url`.
@@ -74,6 +76,8 @@ pub struct Target {
     pub provider: usize,
     pub model: String,
     pub weight: u32,
+    /// This target's own prices (win over the alias's).
+    pub pricing: Option<Pricing>,
 }
 
 #[derive(Debug)]
@@ -86,6 +90,7 @@ pub struct Key {
     pub revoked: bool,
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
+    pub max_parallel: Option<u32>,
     pub budget: Option<Budget>,
 }
 

@@ -47,10 +47,85 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Parse YAML text into the typed config (first type error, with its path).
+/// Parse YAML text into the typed config. A YAML syntax error is reported alone; otherwise
+/// every entry of `providers`, `models`, `projects` and `keys` is read on its own so that one
+/// run reports a type error in each of them, with its path.
 pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
-    let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
+    let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+        ConfigErrors(vec![ConfigError { path: String::new(), message: format!("not valid YAML: {e}") }])
+    })?;
+    if value.is_null() {
+        value = serde_yaml::Value::Mapping(Default::default());
+    }
+    let mut errs = Vec::new();
+    let mut lists: Vec<(&str, Vec<serde_yaml::Value>)> = Vec::new();
+    if let serde_yaml::Value::Mapping(m) = &mut value {
+        for name in ["providers", "models", "projects", "keys"] {
+            if let Some(serde_yaml::Value::Sequence(items)) = m.get(name) {
+                lists.push((name, items.clone()));
+                m.remove(name);
+            }
+        }
+    }
+    let mut config = match typed::<Config>(value) {
+        Ok(c) => Some(c),
+        Err((path, message)) => {
+            errs.push(ConfigError { path, message });
+            None
+        }
+    };
+    for (name, items) in lists {
+        for (i, item) in items.into_iter().enumerate() {
+            let at = |(p, message): (String, String)| ConfigError {
+                path: if p.is_empty() { format!("{name}[{i}]") } else { format!("{name}[{i}].{p}") },
+                message,
+            };
+            let c = config.as_mut();
+            match name {
+                "providers" => match typed(item) {
+                    Ok(v) => {
+                        if let Some(c) = c {
+                            c.providers.push(v)
+                        }
+                    }
+                    Err(e) => errs.push(at(e)),
+                },
+                "models" => match typed(item) {
+                    Ok(v) => {
+                        if let Some(c) = c {
+                            c.models.push(v)
+                        }
+                    }
+                    Err(e) => errs.push(at(e)),
+                },
+                "projects" => match typed(item) {
+                    Ok(v) => {
+                        if let Some(c) = c {
+                            c.projects.push(v)
+                        }
+                    }
+                    Err(e) => errs.push(at(e)),
+                },
+                _ => match typed(item) {
+                    Ok(v) => {
+                        if let Some(c) = c {
+                            c.keys.push(v)
+                        }
+                    }
+                    Err(e) => errs.push(at(e)),
+                },
+            }
+        }
+    }
+    match config {
+        Some(c) if errs.is_empty() => Ok(c),
+        _ => Err(ConfigErrors(errs)),
+    }
+}
+
+/// Deserialize one YAML value, turning the first error into (path, message).
+fn typed<T: serde::de::DeserializeOwned>(v: serde_yaml::Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
         let mut message = e.into_inner().to_string();
@@ -60,8 +135,17 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
                 message = rest.to_string();
             }
         }
-        ConfigErrors(vec![ConfigError { path, message }])
+        (path, message)
     })
+}
+
+/// How secrets are treated while building.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Secrets {
+    /// Resolve `env:` and `enc:` values (run, reload, admin mutations).
+    Resolve,
+    /// Check their syntax only (`check --no-secrets`, e.g. in CI without the environment).
+    Skip,
 }
 
 /// Parse, validate and resolve: the one entry point for text.
@@ -71,6 +155,11 @@ pub fn load_str(text: &str) -> Result<Snapshot, ConfigErrors> {
 
 /// Validate a typed config as a whole and build its runtime snapshot.
 pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
+    build_with(config, Secrets::Resolve)
+}
+
+/// [`build`], choosing how secrets are treated.
+pub fn build_with(config: Config, secrets: Secrets) -> Result<Snapshot, ConfigErrors> {
     let mut errs = Errors::default();
 
     if config.listen.is_none() && config.tls.is_none() {
@@ -97,7 +186,22 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
         errs.push("limits.circuit_breaker.failure_threshold", "0 is not allowed; use 1 or more");
     }
 
-    let master = config.master_key.as_ref().and_then(|m| match m.resolve(None) {
+    if l.shutdown_grace_s == 0 {
+        errs.push("limits.shutdown_grace_s", "0 is not allowed; use seconds such as 30");
+    }
+    if l.max_file_bytes == 0 {
+        errs.push("limits.max_file_bytes", "0 is not allowed; use a size in bytes such as 536870912");
+    }
+    if let Some(r) = &config.redis {
+        if !(r.url.starts_with("redis://") || r.url.starts_with("rediss://")) {
+            errs.push("redis.url", format!("{:?} must start with redis:// or rediss://", r.url));
+        }
+        if r.timeout_ms == 0 {
+            errs.push("redis.timeout_ms", "0 is not allowed; use milliseconds such as 50");
+        }
+    }
+    let skip = secrets == Secrets::Skip;
+    let master = config.master_key.as_ref().filter(|_| !skip).and_then(|m| match m.resolve(None) {
         Ok(v) => match MasterKey::from_base64(v.expose()) {
             Ok(k) => Some(k),
             Err(e) => {
@@ -112,6 +216,9 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
     });
     let resolve = |errs: &mut Errors, path: String, s: &Option<Secret>| -> Option<SecretString> {
         let s = s.as_ref()?;
+        if skip {
+            return None;
+        }
         match s.resolve(master.as_ref()) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -141,7 +248,7 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
                     None
                 }
             },
-            (kind, None) => match default_base_url(kind, p.region.as_deref()) {
+            (kind, None) => match crate::providers::spec(kind).default_base_url(p.region.as_deref()) {
                 Some(url) => Endpoint::parse(&url).ok(),
                 None => {
                     errs.push(at("base_url"), format!("required for kind {}", kind.name()));
@@ -149,13 +256,11 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
                 }
             },
         };
+        if p.responses && p.kind != ProviderKind::OpenaiCompatible {
+            errs.push(at("responses"), "only for kind openai_compatible (the others declare it themselves)");
+        }
         match p.kind {
-            ProviderKind::Openai
-            | ProviderKind::AzureOpenai
-            | ProviderKind::Anthropic
-            | ProviderKind::Gemini
-                if p.api_key.is_none() =>
-            {
+            kind if crate::providers::spec(kind).api_key_required && p.api_key.is_none() => {
                 errs.push(
                     at("api_key"),
                     format!("required for kind {} (literal, env:NAME or enc:...)", p.kind.name()),
@@ -189,6 +294,7 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
             aws_session_token: resolve(&mut errs, at("aws_session_token"), &p.aws_session_token),
             health_check: p.health_check.clone(),
             tls_verify: p.tls_verify,
+            responses: p.responses,
         });
     }
 
@@ -220,6 +326,11 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
             };
             if t.model.is_empty() {
                 errs.push(at("model"), "must not be empty");
+            } else if t.model.chars().any(|c| c.is_control()) {
+                errs.push(at("model"), "must not contain control characters (CR, LF, ...)");
+            }
+            if let Some(p) = &t.pricing {
+                check_pricing(&mut errs, at("pricing"), p);
             }
             if !(1..=1000).contains(&t.weight) {
                 errs.push(
@@ -227,7 +338,12 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
                     format!("{} is not allowed; use 1..=1000 or remove the target", t.weight),
                 );
             }
-            targets.push(snapshot::Target { provider, model: t.model.clone(), weight: t.weight });
+            targets.push(snapshot::Target {
+                provider,
+                model: t.model.clone(),
+                weight: t.weight,
+                pricing: t.pricing.clone(),
+            });
         }
         let mut fallbacks = Vec::new();
         for (j, f) in m.fallbacks.iter().enumerate() {
@@ -240,13 +356,7 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
             }
         }
         if let Some(p) = &m.pricing {
-            if p.input_per_mtok < 0.0
-                || p.output_per_mtok < 0.0
-                || !p.input_per_mtok.is_finite()
-                || !p.output_per_mtok.is_finite()
-            {
-                errs.push(format!("models[{i}].pricing"), "prices must be finite and >= 0");
-            }
+            check_pricing(&mut errs, format!("models[{i}].pricing"), p);
         }
         aliases.push(snapshot::Alias {
             name: m.alias.clone(),
@@ -264,8 +374,9 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
             errs.push(format!("projects[{i}].name"), format!("duplicate project {:?}", p.name));
         }
         if let Some(b) = &p.budget {
-            check_budget(&mut errs, format!("projects[{i}].budget.usd"), b.usd);
+            check_budget(&mut errs, format!("projects[{i}].budget"), b);
         }
+        check_limits(&mut errs, &format!("projects[{i}]"), p.rpm, p.tpm, p.max_parallel);
     }
     let projects: Vec<&str> = config.projects.iter().map(|p| p.name.as_str()).collect();
     let mut keys = HashMap::new();
@@ -309,8 +420,9 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
             }
         });
         if let Some(b) = &k.budget {
-            check_budget(&mut errs, at("budget.usd"), b.usd);
+            check_budget(&mut errs, at("budget"), b);
         }
+        check_limits(&mut errs, &format!("keys[{i}]"), k.rpm, k.tpm, k.max_parallel);
         if let Some(h) = hash {
             if keys.contains_key(&h) {
                 errs.push(at("hash"), "the same key hash appears twice");
@@ -325,6 +437,7 @@ pub fn build(config: Config) -> Result<Snapshot, ConfigErrors> {
                     revoked: k.revoked,
                     rpm: k.rpm,
                     tpm: k.tpm,
+                    max_parallel: k.max_parallel,
                     budget: k.budget.clone(),
                 }),
             );
@@ -372,20 +485,45 @@ fn check_addr(errs: &mut Errors, path: &str, addr: Option<&str>) {
     }
 }
 
-fn check_budget(errs: &mut Errors, path: String, usd: f64) {
-    if !(usd.is_finite() && usd >= 0.0) {
-        errs.push(path, format!("{usd} is not allowed; use a USD amount >= 0"));
+fn check_budget(errs: &mut Errors, path: String, b: &super::schema::Budget) {
+    if !(b.usd.is_finite() && b.usd >= 0.0) {
+        errs.push(format!("{path}.usd"), format!("{} is not allowed; use a USD amount >= 0", b.usd));
+    }
+    if let Some(a) = b.alert_at {
+        if !(a > 0.0 && a <= 1.0) {
+            errs.push(
+                format!("{path}.alert_at"),
+                format!("{a} is not allowed; use a fraction in (0, 1] such as 0.8"),
+            );
+        }
     }
 }
 
-fn default_base_url(kind: ProviderKind, region: Option<&str>) -> Option<String> {
-    Some(match kind {
-        ProviderKind::Openai => "https://api.openai.com".into(),
-        ProviderKind::Anthropic => "https://api.anthropic.com".into(),
-        ProviderKind::Gemini => "https://generativelanguage.googleapis.com".into(),
-        ProviderKind::Bedrock => format!("https://bedrock-runtime.{}.amazonaws.com", region?),
-        ProviderKind::AzureOpenai | ProviderKind::OpenaiCompatible | ProviderKind::Mock => return None,
-    })
+fn check_limits(errs: &mut Errors, at: &str, rpm: Option<u64>, tpm: Option<u64>, parallel: Option<u32>) {
+    for (name, v) in [("rpm", rpm), ("tpm", tpm), ("max_parallel", parallel.map(u64::from))] {
+        if v == Some(0) {
+            errs.push(format!("{at}.{name}"), "0 is not allowed; remove the field for no limit");
+        }
+    }
+}
+
+fn check_pricing(errs: &mut Errors, path: String, p: &super::schema::Pricing) {
+    let tier = p.above_200k.as_ref();
+    let all = [
+        Some(p.input_per_mtok),
+        Some(p.output_per_mtok),
+        p.cached_input_per_mtok,
+        p.cache_write_per_mtok,
+        p.per_image,
+        p.per_audio_second,
+        p.per_video_second,
+        tier.map(|t| t.input_per_mtok),
+        tier.map(|t| t.output_per_mtok),
+        tier.and_then(|t| t.cached_input_per_mtok),
+    ];
+    if all.into_iter().flatten().any(|v| !(v.is_finite() && v >= 0.0)) {
+        errs.push(path, "prices must be finite and >= 0");
+    }
 }
 
 /// `sha256:<64 hex>` -> the 32 bytes.

@@ -3,7 +3,24 @@
 
 use http::HeaderMap;
 
+use super::{AuthScheme, ModelIn, ProviderSpec, Responses};
 use super::{Operation, Route};
+use crate::config::ProviderKind;
+use crate::formats::Format;
+
+pub const SPEC: ProviderSpec = ProviderSpec {
+    kind: ProviderKind::Anthropic,
+    chat_format: Format::Anthropic,
+    default_base_url: Some("https://api.anthropic.com"),
+    auth: AuthScheme::Header("x-api-key"),
+    api_key_required: true,
+    fixed_headers: &[("anthropic-version", API_VERSION)],
+    media: &[],
+    media_translated: false,
+    model_in: ModelIn::Body,
+    legacy_max_tokens: false,
+    responses: Responses::Never,
+};
 
 pub const API_VERSION: &str = "2023-06-01";
 

@@ -2,7 +2,29 @@
 //! `api-key` header, or the newer `/openai/v1/chat/completions` (model in the body) when
 //! `api_version: v1`.
 
+use super::{AuthScheme, MediaOp, ModelIn, ProviderSpec, Responses};
 use super::{Operation, Route};
+use crate::config::ProviderKind;
+use crate::formats::Format;
+
+pub const SPEC: ProviderSpec = ProviderSpec {
+    kind: ProviderKind::AzureOpenai,
+    chat_format: Format::OpenAiChat,
+    default_base_url: None,
+    auth: AuthScheme::Header("api-key"),
+    api_key_required: true,
+    fixed_headers: &[],
+    media: &[
+        MediaOp::Embeddings,
+        MediaOp::ImagesGenerations,
+        MediaOp::AudioSpeech,
+        MediaOp::AudioTranscriptions,
+    ],
+    media_translated: false,
+    model_in: ModelIn::PathUnlessV1,
+    legacy_max_tokens: false,
+    responses: Responses::Native,
+};
 
 /// Used when the config names no `api_version`.
 pub const DEFAULT_API_VERSION: &str = "2024-10-21";

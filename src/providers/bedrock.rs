@@ -5,8 +5,26 @@
 use std::time::SystemTime;
 
 use super::sigv4::{self, AwsCredentials, SigningInput};
+use super::{AuthScheme, ModelIn, ProviderSpec, Responses};
 use super::{MediaOp, Operation, Route};
+use crate::config::ProviderKind;
 use crate::config::{Endpoint, Provider};
+use crate::formats::Format;
+
+pub const SPEC: ProviderSpec = ProviderSpec {
+    kind: ProviderKind::Bedrock,
+    chat_format: Format::Bedrock,
+    default_base_url: Some("https://bedrock-runtime.{region}.amazonaws.com"),
+    auth: AuthScheme::SigV4,
+    api_key_required: false,
+    fixed_headers: &[],
+    // Embeddings through InvokeModel (Titan, Cohere bodies from formats::embeddings).
+    media: &[MediaOp::Embeddings],
+    media_translated: true,
+    model_in: ModelIn::Path,
+    legacy_max_tokens: false,
+    responses: Responses::Never,
+};
 
 pub fn request(
     p: &Provider,

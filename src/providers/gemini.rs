@@ -1,7 +1,25 @@
 //! Gemini (AI Studio): `/v1beta/models/{model}:generateContent`, or
 //! `:streamGenerateContent?alt=sse` for streams (always SSE upstream), `x-goog-api-key`.
 
+use super::{AuthScheme, MediaOp, ModelIn, ProviderSpec, Responses};
 use super::{Operation, Route};
+use crate::config::ProviderKind;
+use crate::formats::Format;
+
+pub const SPEC: ProviderSpec = ProviderSpec {
+    kind: ProviderKind::Gemini,
+    chat_format: Format::Gemini,
+    default_base_url: Some("https://generativelanguage.googleapis.com"),
+    auth: AuthScheme::Header("x-goog-api-key"),
+    api_key_required: true,
+    fixed_headers: &[],
+    // Embeddings through formats::embeddings (batchEmbedContents).
+    media: &[MediaOp::Embeddings],
+    media_translated: true,
+    model_in: ModelIn::Path,
+    legacy_max_tokens: false,
+    responses: Responses::Never,
+};
 
 pub fn request(prefix: &str, op: Operation, model: &str, key: Option<&str>) -> Route {
     let model = model.strip_prefix("models/").unwrap_or(model);

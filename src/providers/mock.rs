@@ -1,12 +1,32 @@
 //! The built-in `mock` provider: a deterministic echo that speaks OpenAI Chat Completions,
 //! answered in-process (no network), so the shipped config works with no credentials.
 //!
-//! The reply is `echo: <last user text>`. Usage counts are deterministic: input = bytes of all
+//! The reply is `echo: <last user text>`, except that a last user text `call <tool> [json args]`
+//! is answered with a call of that tool (arguments `{}` when none are given), so tool calls can
+//! be tried through every inbound format without credentials. Usage counts are deterministic: input = bytes of all
 //! message text / 4 (at least 1), output = number of words in the reply. A stream sends one
 //! chunk per word, then the finish chunk, then the usage chunk when asked, then `[DONE]`.
 
 use bytes::Bytes;
 use serde_json::{json, Value};
+
+use super::{AuthScheme, MediaOp, ModelIn, ProviderSpec, Responses};
+use crate::config::ProviderKind;
+use crate::formats::Format;
+
+pub const SPEC: ProviderSpec = ProviderSpec {
+    kind: ProviderKind::Mock,
+    chat_format: Format::OpenAiChat,
+    default_base_url: None,
+    auth: AuthScheme::None,
+    api_key_required: false,
+    fixed_headers: &[],
+    media: &[MediaOp::Embeddings],
+    media_translated: false,
+    model_in: ModelIn::Body,
+    legacy_max_tokens: false,
+    responses: Responses::Never,
+};
 
 /// Fixed `created` so the same request always gives the same bytes.
 pub const CREATED: u64 = 1_700_000_000;
@@ -36,13 +56,16 @@ pub fn chat(body: &[u8], model: &str) -> MockResponse {
             last_user = text;
         }
     }
-    let reply = format!("echo: {last_user}");
     let input_tokens = (all_text / 4).max(1);
+    let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if let Some((tool, args)) = tool_call_prompt(&last_user) {
+        return tool_call(&req, model, input_tokens, tool, args, stream);
+    }
+    let reply = format!("echo: {last_user}");
     let words: Vec<&str> = reply.split_inclusive(' ').collect();
     let output_tokens = words.len();
     let usage = json!({"prompt_tokens": input_tokens, "completion_tokens": output_tokens, "total_tokens": input_tokens + output_tokens});
     let id = "chatcmpl-mock";
-    let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if !stream {
         let body = json!({
             "id": id, "object": "chat.completion", "created": CREATED, "model": model,
@@ -72,6 +95,80 @@ pub fn chat(body: &[u8], model: &str) -> MockResponse {
             &json!({"id": id, "object": "chat.completion.chunk", "created": CREATED, "model": model,
             "choices": [], "usage": usage}),
         ));
+    }
+    chunks.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    MockResponse { status: 200, content_type: "text/event-stream", chunks }
+}
+
+/// `call <tool> [args]` → the tool name and its JSON arguments (`{}` when none or not JSON).
+fn tool_call_prompt(text: &str) -> Option<(&str, String)> {
+    let rest = text.trim().strip_prefix("call ")?;
+    let (name, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return None;
+    }
+    let args = args.trim();
+    let args = match serde_json::from_str::<Value>(args) {
+        Ok(v @ Value::Object(_)) => v.to_string(),
+        _ => "{}".to_string(),
+    };
+    Some((name, args))
+}
+
+/// A tool-call answer (non-stream or stream) for `tool` with `args`.
+fn tool_call(
+    req: &Value,
+    model: &str,
+    input_tokens: usize,
+    tool: &str,
+    args: String,
+    stream: bool,
+) -> MockResponse {
+    let id = "chatcmpl-mock";
+    let call_id = "call_mock_1";
+    let output_tokens = (args.len() / 4).max(1) + 1;
+    let usage = json!({"prompt_tokens": input_tokens, "completion_tokens": output_tokens, "total_tokens": input_tokens + output_tokens});
+    if !stream {
+        let body = json!({
+            "id": id, "object": "chat.completion", "created": CREATED, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": tool, "arguments": args}}
+            ]}, "finish_reason": "tool_calls"}],
+            "usage": usage,
+        });
+        return MockResponse {
+            status: 200,
+            content_type: "application/json",
+            chunks: vec![Bytes::from(serde_json::to_vec(&body).unwrap_or_default())],
+        };
+    }
+    let include_usage =
+        req.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
+    let chunk = |delta: Value, finish: Value| {
+        sse(&json!({"id": id, "object": "chat.completion.chunk", "created": CREATED, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}))
+    };
+    let mut chunks = vec![chunk(
+        json!({"role": "assistant", "content": null, "tool_calls": [
+            {"index": 0, "id": call_id, "type": "function", "function": {"name": tool, "arguments": ""}}
+        ]}),
+        Value::Null,
+    )];
+    // The arguments in two pieces, as real servers split them.
+    let mid = args.char_indices().nth(args.chars().count() / 2).map(|(i, _)| i).unwrap_or(0);
+    for piece in [&args[..mid], &args[mid..]] {
+        if !piece.is_empty() {
+            chunks.push(chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                Value::Null,
+            ));
+        }
+    }
+    chunks.push(chunk(json!({}), json!("tool_calls")));
+    if include_usage {
+        chunks.push(sse(&json!({"id": id, "object": "chat.completion.chunk", "created": CREATED,
+            "model": model, "choices": [], "usage": usage})));
     }
     chunks.push(Bytes::from_static(b"data: [DONE]\n\n"));
     MockResponse { status: 200, content_type: "text/event-stream", chunks }
@@ -162,6 +259,35 @@ mod tests {
         assert!(all.contains(r#""choices":[],"#), "{all}");
         assert!(all.ends_with("data: [DONE]\n\n"));
         assert_eq!(r.chunks.len(), 1 + 3 + 1 + 1 + 1);
+    }
+
+    #[test]
+    fn call_prompt_answers_with_a_tool_call() {
+        let r = chat(br#"{"model":"x","messages":[{"role":"user","content":"call get_weather {\"city\":\"Paris\"}"}]}"#, "m1");
+        let v: Value = serde_json::from_slice(&r.chunks[0]).unwrap();
+        let call = &v["choices"][0]["message"]["tool_calls"][0];
+        assert_eq!(call["function"]["name"], "get_weather");
+        assert_eq!(call["function"]["arguments"], r#"{"city":"Paris"}"#);
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    }
+
+    #[test]
+    fn streamed_tool_call_splits_arguments_and_finishes_with_tool_calls() {
+        let r = chat(br#"{"model":"x","stream":true,"messages":[{"role":"user","content":"call lookup {\"q\":\"rust\"}"}]}"#, "m1");
+        let all: String = r.chunks.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+        assert!(all.contains(r#""name":"lookup""#), "{all}");
+        assert!(all.contains(r#""finish_reason":"tool_calls""#), "{all}");
+        let args: String = r.chunks[1..3]
+            .iter()
+            .map(|c| {
+                let v: Value = serde_json::from_slice(&c[6..c.len() - 2]).unwrap();
+                v["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(args, r#"{"q":"rust"}"#);
     }
 
     #[test]

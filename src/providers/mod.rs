@@ -55,19 +55,127 @@ impl MediaOp {
     }
 }
 
+/// How a provider kind authenticates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthScheme {
+    /// `Authorization: Bearer <api_key>`.
+    Bearer,
+    /// The key in a header of its own (`api-key`, `x-api-key`, `x-goog-api-key`).
+    Header(&'static str),
+    /// AWS SigV4 over each request (no static header).
+    SigV4,
+    /// No credentials (the built-in mock).
+    None,
+}
+
+/// Where the target model goes in an upstream request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelIn {
+    /// The body's `model` field.
+    Body,
+    /// The URL path (Gemini, Bedrock).
+    Path,
+    /// Azure: the deployment in the path, except the `api_version: v1` form (body).
+    PathUnlessV1,
+}
+
+/// Whether a kind speaks the Responses API natively.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Responses {
+    Native,
+    /// `openai_compatible` servers that say `responses: true` (e.g. vLLM).
+    WhenConfigured,
+    Never,
+}
+
+/// Everything the gateway needs to know about a provider kind, declared once per kind (in its
+/// own file) and read by routing, validation, health checks and media.
+#[derive(Debug)]
+pub struct ProviderSpec {
+    pub kind: ProviderKind,
+    /// The wire format it speaks for chat.
+    pub chat_format: Format,
+    /// Used when the config has no `base_url` (`None` = required; `{region}` is substituted).
+    pub default_base_url: Option<&'static str>,
+    pub auth: AuthScheme,
+    /// Whether `api_key` must be set.
+    pub api_key_required: bool,
+    /// Headers sent with every request besides auth (e.g. `anthropic-version`), health checks included.
+    pub fixed_headers: &'static [(&'static str, &'static str)],
+    /// The OpenAI media operations it serves.
+    pub media: &'static [MediaOp],
+    /// Media requests must be translated (not passed through) for it.
+    pub media_translated: bool,
+    pub model_in: ModelIn,
+    /// Sends `max_tokens` rather than OpenAI's `max_completion_tokens`.
+    pub legacy_max_tokens: bool,
+    pub responses: Responses,
+}
+
+/// The declaration of `kind`.
+pub fn spec(kind: ProviderKind) -> &'static ProviderSpec {
+    match kind {
+        ProviderKind::Openai => &openai::SPEC,
+        ProviderKind::OpenaiCompatible => &openai::COMPATIBLE_SPEC,
+        ProviderKind::AzureOpenai => &azure_openai::SPEC,
+        ProviderKind::Anthropic => &anthropic::SPEC,
+        ProviderKind::Gemini => &gemini::SPEC,
+        ProviderKind::Bedrock => &bedrock::SPEC,
+        ProviderKind::Mock => &mock::SPEC,
+    }
+}
+
+// === impl ProviderSpec ===
+
+impl ProviderSpec {
+    pub fn serves_media(&self, op: MediaOp) -> bool {
+        self.media.contains(&op)
+    }
+
+    /// The default `base_url` for this kind (`None` when the config must give one).
+    pub fn default_base_url(&self, region: Option<&str>) -> Option<String> {
+        let url = self.default_base_url?;
+        if url.contains("{region}") {
+            Some(url.replace("{region}", region?))
+        } else {
+            Some(url.to_string())
+        }
+    }
+
+    /// The static headers a request (or health check) to this provider carries for `api_key`.
+    pub fn auth_headers(&self, api_key: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> =
+            self.fixed_headers.iter().map(|(k, v)| (*k, (*v).to_string())).collect();
+        match (self.auth, api_key) {
+            (AuthScheme::Bearer, Some(k)) => out.push(("authorization", format!("Bearer {k}"))),
+            (AuthScheme::Header(h), Some(k)) => out.push((h, k.to_string())),
+            _ => {}
+        }
+        out
+    }
+}
+
+/// The wire format a provider kind speaks for chat.
+pub fn chat_format(kind: ProviderKind) -> Format {
+    spec(kind).chat_format
+}
+
 /// Whether a provider kind needs an OpenAI media request translated (not passed through).
 pub fn media_translated(kind: ProviderKind) -> bool {
-    matches!(kind, ProviderKind::Gemini | ProviderKind::Bedrock)
+    spec(kind).media_translated
 }
 
 /// Whether a provider kind serves an OpenAI media operation.
 pub fn supports_media(kind: ProviderKind, op: MediaOp) -> bool {
-    match kind {
-        ProviderKind::Openai | ProviderKind::AzureOpenai | ProviderKind::OpenaiCompatible => true,
-        ProviderKind::Mock => op == MediaOp::Embeddings,
-        // Embeddings through `formats::embeddings` (batchEmbedContents, InvokeModel).
-        ProviderKind::Gemini | ProviderKind::Bedrock => op == MediaOp::Embeddings,
-        ProviderKind::Anthropic => false,
+    spec(kind).serves_media(op)
+}
+
+/// Whether a provider speaks the Responses API natively (passed through, not translated).
+pub fn speaks_responses(p: &Provider) -> bool {
+    match spec(p.kind).responses {
+        Responses::Native => true,
+        Responses::WhenConfigured => p.responses,
+        Responses::Never => false,
     }
 }
 
@@ -91,25 +199,12 @@ pub struct ProviderError {
     pub message: String,
 }
 
-/// The wire format a provider kind speaks for chat.
-pub fn chat_format(kind: ProviderKind) -> Format {
-    match kind {
-        ProviderKind::Openai
-        | ProviderKind::AzureOpenai
-        | ProviderKind::OpenaiCompatible
-        | ProviderKind::Mock => Format::OpenAiChat,
-        ProviderKind::Anthropic => Format::Anthropic,
-        ProviderKind::Gemini => Format::Gemini,
-        ProviderKind::Bedrock => Format::Bedrock,
-    }
-}
-
-/// Whether the body must name the model (`model` field) for this provider kind.
+/// Whether the body must name the model (`model` field) for this provider.
 pub fn model_in_body(p: &Provider) -> bool {
-    match p.kind {
-        ProviderKind::Gemini | ProviderKind::Bedrock => false,
-        ProviderKind::AzureOpenai => p.api_version.as_deref() == Some("v1"),
-        _ => true,
+    match spec(p.kind).model_in {
+        ModelIn::Body => true,
+        ModelIn::Path => false,
+        ModelIn::PathUnlessV1 => p.api_version.as_deref() == Some("v1"),
     }
 }
 

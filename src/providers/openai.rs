@@ -1,7 +1,37 @@
 //! OpenAI and OpenAI-compatible servers (vLLM, llama.cpp server, Ollama, TGI):
 //! `/v1/chat/completions`, `Authorization: Bearer` (optional for compatible servers).
 
+use super::{AuthScheme, MediaOp, ModelIn, ProviderSpec, Responses};
 use super::{Operation, Route};
+use crate::config::ProviderKind;
+use crate::formats::Format;
+
+const ALL_MEDIA: &[MediaOp] =
+    &[MediaOp::Embeddings, MediaOp::ImagesGenerations, MediaOp::AudioSpeech, MediaOp::AudioTranscriptions];
+
+pub const SPEC: ProviderSpec = ProviderSpec {
+    kind: ProviderKind::Openai,
+    chat_format: Format::OpenAiChat,
+    default_base_url: Some("https://api.openai.com"),
+    auth: AuthScheme::Bearer,
+    api_key_required: true,
+    fixed_headers: &[],
+    media: ALL_MEDIA,
+    media_translated: false,
+    model_in: ModelIn::Body,
+    legacy_max_tokens: false,
+    responses: Responses::Native,
+};
+
+/// vLLM, llama.cpp server, Ollama, TGI: OpenAI's wire format, key optional, `max_tokens`.
+pub const COMPATIBLE_SPEC: ProviderSpec = ProviderSpec {
+    kind: ProviderKind::OpenaiCompatible,
+    default_base_url: None,
+    api_key_required: false,
+    legacy_max_tokens: true,
+    responses: Responses::WhenConfigured,
+    ..SPEC
+};
 
 pub const CHAT_PATH: &str = "/v1/chat/completions";
 

@@ -11,13 +11,15 @@ use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
 use super::endpoint::GeminiCall;
-use super::respond::{self, GatewayError};
+use super::plan::Plan;
+use super::respond;
 use super::upstream::{self, AttemptError, Upstream};
 use super::Gateway;
-use crate::auth;
-use crate::config::{Key, Snapshot};
+use crate::admission::{self, Shape};
+use crate::error::GatewayError;
 use crate::formats::{self, passthrough, ErrorKind, Format, RequestOptions, ResponseOptions};
 use crate::providers::{self, MediaOp, Operation};
+use crate::runtime::Runtime;
 
 /// What the client sent, once read and checked.
 pub struct Inbound {
@@ -32,38 +34,10 @@ pub struct Inbound {
     pub gemini_sse: bool,
 }
 
-/// Authenticate with the key the caller's SDK sends; writes the 401 itself.
-pub async fn authenticate(
-    s: &mut Session,
-    ctx: &mut RequestCtx,
-    snap: &Snapshot,
-    format: Format,
-) -> pingora::Result<Option<Arc<Key>>> {
-    let req = s.req_header();
-    let presented = auth::presented_key(&req.headers, req.uri.query());
-    match auth::authenticate(snap, presented, SystemTime::now()) {
-        Ok(k) => {
-            ctx.key = Some(k.clone());
-            Ok(Some(k))
-        }
-        Err(e) => {
-            respond::error(s, ctx, format, GatewayError::new(401, ErrorKind::Authentication, e.to_string()))
-                .await?;
-            Ok(None)
-        }
-    }
-}
-
 /// Read the whole request body, refusing more than `max` bytes (413). Answers
 /// `Expect: 100-continue` first so clients don't stall waiting for it.
 pub async fn read_body(s: &mut Session, max: usize) -> pingora::Result<Result<Bytes, GatewayError>> {
-    let too_large = || {
-        GatewayError::new(
-            413,
-            ErrorKind::RequestTooLarge,
-            format!("request body is larger than limits.max_body_bytes ({max} bytes)"),
-        )
-    };
+    let too_large = || GatewayError::BodyTooLarge { limit: "limits.max_body_bytes", max: max as u64 };
     let declared = s
         .req_header()
         .headers
@@ -113,7 +87,7 @@ pub async fn answer_expect_continue(s: &mut Session) -> pingora::Result<()> {
     Ok(())
 }
 
-/// Serve one chat request end to end.
+/// Serve one chat (or JSON media) request end to end: admission, then the attempts.
 pub async fn serve(
     gw: &Gateway,
     s: &mut Session,
@@ -122,50 +96,68 @@ pub async fn serve(
     gemini: Option<GeminiCall>,
     media: Option<MediaOp>,
 ) -> pingora::Result<()> {
-    let snap = gw.store.load();
-    ctx.snap = Some(snap.clone());
-    let Some(key) = authenticate(s, ctx, &snap, format).await? else {
-        return Ok(());
-    };
-    let body = match read_body(s, snap.limits.max_body_bytes).await? {
-        Ok(b) => b,
-        Err(e) => return respond::error(s, ctx, format, e).await,
-    };
-    let inbound = match inbound(format, body, gemini) {
-        Ok(mut i) => {
-            if let Some(m) = media {
-                i.op = Operation::Media(m);
-                i.stream = false;
-            }
-            i
+    let Some(rt) = ctx.rt.clone() else { return Ok(()) };
+    match admit(s, ctx, &rt, format, gemini, media).await? {
+        Ok(inbound) => {
+            let alias = ctx.alias.unwrap_or_default();
+            proxy(gw, s, ctx, &rt, &inbound, alias).await
         }
-        Err(e) => return respond::error(s, ctx, format, e).await,
-    };
-    ctx.stream = inbound.stream;
-    let Some((alias_idx, _)) = snap.alias(&inbound.model) else {
-        let e = GatewayError::new(
-            404,
-            ErrorKind::NotFound,
-            format!("model {:?} does not exist (no such alias)", inbound.model),
-        );
-        return respond::error(s, ctx, format, e).await;
-    };
-    ctx.alias = Some(alias_idx);
-    if !key.allows(alias_idx) {
-        let e = GatewayError::new(
-            403,
-            ErrorKind::PermissionDenied,
-            format!("key {:?} may not use model {:?}", key.id, inbound.model),
-        );
-        return respond::error(s, ctx, format, e).await;
+        Err(e) => respond::error(s, ctx, format, e).await,
     }
-    proxy(gw, s, ctx, &snap, &inbound, alias_idx).await
+}
+
+/// The admission step for a chat or JSON media request: principal, body (bounded), alias,
+/// allow-list and required fields, before anything is sent upstream.
+async fn admit(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    rt: &Arc<Runtime>,
+    format: Format,
+    gemini: Option<GeminiCall>,
+    media: Option<MediaOp>,
+) -> pingora::Result<Result<Inbound, GatewayError>> {
+    let req = s.req_header();
+    let principal = match admission::authenticate(rt, &req.headers, req.uri.query(), SystemTime::now()) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    ctx.principal = Some(principal.clone());
+    let body = match read_body(s, rt.snap.limits.max_body_bytes).await? {
+        Ok(b) => b,
+        Err(e) => return Ok(Err(e)),
+    };
+    let model_in_path = gemini.is_some();
+    let mut inbound = match inbound(format, body, gemini) {
+        Ok(i) => i,
+        Err(e) => return Ok(Err(e)),
+    };
+    if let Some(m) = media {
+        inbound.op = Operation::Media(m);
+        inbound.stream = false;
+    }
+    ctx.stream = inbound.stream;
+    let shape = media.map(Shape::Media).unwrap_or(Shape::Chat(format));
+    let admitted =
+        match admission::admit(rt, principal, &inbound.model, shape, Some(&inbound.body), model_in_path) {
+            Ok(a) => a,
+            Err(e) => {
+                if let Ok(a) =
+                    admission::resolve_alias(rt, ctx.principal.as_ref().expect("set above"), &inbound.model)
+                {
+                    ctx.alias = Some(a);
+                }
+                return Ok(Err(e));
+            }
+        };
+    ctx.alias = admitted.alias;
+    ctx.admission = Some(admitted);
+    Ok(Ok(inbound))
 }
 
 fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<Inbound, GatewayError> {
+    let peek = passthrough::peek(&body).map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
     if let Some(g) = gemini {
-        // Gemini names the model in the path; the body must still be a JSON object.
-        let peek = passthrough::peek(&body).map_err(|e| GatewayError::bad_request(e.to_string()))?;
+        // Gemini names the model in the path and says "stream" in the URL.
         return Ok(Inbound {
             op: Operation::Chat { stream: g.stream },
             peek,
@@ -177,65 +169,64 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
             gemini_sse: g.sse,
         });
     }
-    let p = passthrough::peek(&body).map_err(|e| GatewayError::bad_request(e.to_string()))?;
-    let model = p
-        .model
-        .clone()
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| GatewayError::bad_request("`model` is required"))?;
+    let model = match &peek.model {
+        Some(m) if !m.is_empty() => m.clone(),
+        Some(_) => {
+            return Err(GatewayError::InvalidField {
+                field: "model".into(),
+                problem: "must not be empty".into(),
+            })
+        }
+        None => return Err(GatewayError::MissingField { field: "model" }),
+    };
     Ok(Inbound {
-        op: Operation::Chat { stream: p.stream },
+        op: Operation::Chat { stream: peek.stream },
         format,
         body,
         model,
-        stream: p.stream,
-        include_usage: p.include_usage,
+        stream: peek.stream,
+        include_usage: peek.include_usage,
         gemini_sse: true,
-        peek: p,
+        peek,
     })
 }
 
-/// Try the alias's targets, then its fallbacks; answer with the first success.
+/// Try the alias's targets, then its fallbacks; answer with the first success. A target the
+/// request cannot be sent to (translation, media support, provider config) is skipped for the
+/// next one like any failure that is not the client's.
 async fn proxy(
     gw: &Gateway,
     s: &mut Session,
     ctx: &mut RequestCtx,
-    snap: &Arc<Snapshot>,
+    rt: &Arc<Runtime>,
     inb: &Inbound,
     alias_idx: usize,
 ) -> pingora::Result<()> {
-    let mut plan = gw.routing.plan(snap, alias_idx);
-    let mut last: Option<GatewayError> = None;
-    let mut dropped_params: Vec<&'static str> = Vec::new();
+    let snap = &rt.snap;
+    let mut plan = Plan::new(rt, alias_idx);
+    let mut dropped_params: Vec<&'static str>;
     while let Some(step) = plan.next().await {
         let alias = &snap.aliases[step.alias];
         let target = &alias.targets[step.target];
         let provider = &snap.providers[target.provider];
-        ctx.attempts += 1;
-        ctx.provider = Some(provider.name.clone());
-        ctx.model = Some(target.model.clone());
         let translated_media =
             matches!(inb.op, Operation::Media(_)) && providers::media_translated(provider.kind);
         let upstream_format = match inb.op {
             Operation::Chat { .. } => providers::chat_format(provider.kind),
-            Operation::Media(m) if translated_media && providers::supports_media(provider.kind, m) => {
-                inb.format
-            }
             Operation::Media(m) if providers::supports_media(provider.kind, m) => inb.format,
             Operation::Media(m) => {
-                let msg = format!(
-                    "provider {} ({}) does not serve {}",
-                    provider.name,
-                    provider.kind.name(),
-                    m.name()
-                );
-                ctx.attempt_log.push(msg.clone());
-                last = Some(GatewayError::new(502, ErrorKind::UpstreamError, msg));
+                let msg = format!("skipped: {} does not serve {}", provider.kind.name(), m.name());
+                ctx.attempt_log.push(format!("{}/{}: {msg}", provider.name, target.model));
+                plan.skipped(&step, msg);
                 continue;
             }
         };
+        ctx.attempts += 1;
+        ctx.provider = Some(provider.name.clone());
+        ctx.model = Some(target.model.clone());
         let started = Instant::now();
         let sent = if translated_media {
+            dropped_params = Vec::new();
             let headers = &s.req_header().headers;
             super::embeddings::send(gw, provider, &target.model, &inb.body, &snap.limits, headers).await
         } else {
@@ -247,7 +238,14 @@ async fn proxy(
                 alias.default_max_tokens,
             ) {
                 Ok(b) => b,
-                Err(e) => return respond::error(s, ctx, inb.format, e).await,
+                Err(e) => {
+                    let msg =
+                        format!("skipped: cannot translate the request for {}: {e}", provider.kind.name());
+                    ctx.attempt_log.push(format!("{}/{}: {msg}", provider.name, target.model));
+                    ctx.attempts -= 1;
+                    plan.skipped(&step, msg);
+                    continue;
+                }
             };
             dropped_params = dropped;
             let op = inb.op;
@@ -266,7 +264,8 @@ async fn proxy(
                 }
                 Err(e) => {
                     ctx.attempt_log.push(e.to_string());
-                    last = Some(GatewayError::new(502, ErrorKind::UpstreamError, e.to_string()));
+                    ctx.attempts -= 1;
+                    plan.skipped(&step, format!("skipped: {e}"));
                     continue;
                 }
             }
@@ -276,18 +275,13 @@ async fn proxy(
             Err(e) => {
                 ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
                 plan.failed(&step, &e);
-                last = Some(match e {
-                    AttemptError::Timeout { .. } => {
-                        GatewayError::new(504, ErrorKind::UpstreamTimeout, e.to_string())
-                    }
-                    _ => GatewayError::new(502, ErrorKind::UpstreamError, e.to_string()),
-                });
                 continue;
             }
         };
         let status = up.status();
         if (200..300).contains(&status) {
             plan.succeeded(&step, started.elapsed());
+            ctx.served = Some((step.alias, step.target));
             let names = Names { provider: &provider.name, model: &target.model, alias: &alias.name };
             return respond_upstream(gw, s, ctx, inb, up, upstream_format, names, &dropped_params).await;
         }
@@ -296,31 +290,29 @@ async fn proxy(
         let headers = up.headers().cloned();
         up.release(&gw.connector).await;
         ctx.attempt_log.push(format!("{}/{}: HTTP {status}", provider.name, target.model));
+        if status == 401 || status == 403 {
+            // The provider refused the gateway's own credentials: a config problem of this
+            // target, never the client's 401, and the provider's text (which may echo part of
+            // the provider key) is not passed on.
+            plan.skipped(
+                &step,
+                format!("HTTP {status}: the provider refused the gateway's credentials for it"),
+            );
+            continue;
+        }
         let error_type = upstream_error_type(&err_body);
         let retry = plan.rejected(&step, status, headers.as_ref(), error_type.as_deref(), started.elapsed());
-        let message = formats::translate_error(upstream_format, inb.format, status, &err_body);
         if !retry {
-            // The client's fault (400, 401 from upstream, 413...): pass it on, in the client's shape.
+            // The client's fault (400, 413...): pass it on, in the client's shape.
+            let message = formats::translate_error(upstream_format, inb.format, status, &err_body);
             ctx.status = status;
             ctx.error = Some(format!("upstream {status}"));
-            let extra = [
-                ("x-gateway-attempts", ctx.attempts.to_string()),
-                ("x-gateway-provider", provider.name.clone()),
-            ];
+            let extra = [("x-gateway-provider", provider.name.clone())];
             return respond::json(s, ctx, status, message, &extra).await;
         }
-        last = Some(GatewayError::new(
-            502,
-            ErrorKind::UpstreamError,
-            format!("{} answered HTTP {status}", provider.name),
-        ));
     }
-    let e =
-        last.unwrap_or_else(|| GatewayError::new(502, ErrorKind::UpstreamError, "no target is available"));
-    let e = GatewayError {
-        message: format!("all targets failed after {} attempt(s); last: {}", ctx.attempts, e.message),
-        ..e
-    };
+    let (tried, timed_out) = plan.into_report();
+    let e = GatewayError::AllTargetsFailed { attempts: ctx.attempts, tried, timed_out };
     respond::error(s, ctx, inb.format, e).await
 }
 
@@ -341,18 +333,18 @@ fn upstream_body(
         let body = passthrough::rewrite_peeked(&inb.body, &inb.peek, model, force_usage);
         return Ok((Bytes::from(body), Vec::new()));
     }
-    let legacy_max_tokens = provider.kind == crate::config::ProviderKind::OpenaiCompatible;
+    let legacy_max_tokens = providers::spec(provider.kind).legacy_max_tokens;
     let opts = RequestOptions { target_model: model, default_max_tokens, legacy_max_tokens };
     let enc = if inb.format == Format::Gemini {
         // Gemini says "stream" in the URL, not the body: carry it into the IR.
         let mut ir = formats::decode_request(inb.format, &inb.body)
-            .map_err(|e| GatewayError::bad_request(e.to_string()))?;
+            .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
         ir.stream = inb.stream;
         formats::encode_request(to, &ir, &opts)
     } else {
         formats::translate_request(inb.format, to, &inb.body, &opts)
     }
-    .map_err(|e| GatewayError::bad_request(e.to_string()))?;
+    .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
     Ok((Bytes::from(enc.body), enc.dropped))
 }
 
@@ -415,8 +407,7 @@ pub async fn respond_upstream(
         let body = match up.read_to_end(upstream::MAX_UPSTREAM_BODY).await {
             Ok(b) => b,
             Err(e) => {
-                let g = GatewayError::new(502, ErrorKind::UpstreamError, e.to_string());
-                return respond::error(s, ctx, inb.format, g).await;
+                return respond::error(s, ctx, inb.format, GatewayError::Upstream(e.to_string())).await;
             }
         };
         up.release(&gw.connector).await;
@@ -430,11 +421,7 @@ pub async fn respond_upstream(
                     Bytes::from(b)
                 }
                 Err(e) => {
-                    let g = GatewayError::new(
-                        502,
-                        ErrorKind::UpstreamError,
-                        format!("cannot translate the upstream answer: {e}"),
-                    );
+                    let g = GatewayError::Upstream(format!("cannot translate the upstream answer: {e}"));
                     return respond::error(s, ctx, inb.format, g).await;
                 }
             }

@@ -3,23 +3,30 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{Key, Snapshot};
+use crate::admission::{Admission, Principal};
 use crate::formats::{Format, Usage};
+use crate::runtime::Runtime;
 
 #[derive(Default)]
 pub struct RequestCtx {
     // --- request
     pub started: Option<Instant>,
     pub request_id: String,
-    /// The config this request uses from start to end (loaded once).
-    pub snap: Option<Arc<Snapshot>>,
+    /// The runtime this request uses from start to end (loaded once).
+    pub rt: Option<Arc<Runtime>>,
     pub endpoint: &'static str,
     pub client_format: Option<Format>,
     pub stream: bool,
-    // --- auth
-    pub key: Option<Arc<Key>>,
-    // --- route
+    // --- admission
+    /// The caller, once authenticated (kept even when a later admission step refuses, so the
+    /// refusal is accounted to it).
+    pub principal: Option<Principal>,
+    pub admission: Option<Admission>,
+    /// The alias the request named, once resolved.
     pub alias: Option<usize>,
+    // --- route
+    /// (alias, target) that answered: the request is priced by it (a fallback's own price).
+    pub served: Option<(usize, usize)>,
     pub provider: Option<String>,
     pub model: Option<String>,
     // --- attempts

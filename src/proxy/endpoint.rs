@@ -17,6 +17,10 @@ pub enum Endpoint {
     CountTokens,
     /// OpenAI media and embeddings, passed through to the OpenAI family.
     Media(MediaOp),
+    /// A known path with the wrong method (405, with `allow`).
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     NotFound,
 }
 
@@ -32,51 +36,66 @@ impl Endpoint {
     pub fn classify(method: &http::Method, path: &str, query: Option<&str>) -> Endpoint {
         let get = method == http::Method::GET;
         let post = method == http::Method::POST;
+        let only = |ok: bool, allow: &'static str, e: Endpoint| {
+            if ok {
+                e
+            } else {
+                Endpoint::MethodNotAllowed { allow }
+            }
+        };
         match path {
-            "/healthz" if get => Endpoint::Healthz,
-            "/readyz" if get => Endpoint::Readyz,
-            "/v1/models" | "/models" if get => Endpoint::Models,
-            "/v1/chat/completions" | "/chat/completions" if post => {
-                Endpoint::Chat { format: Format::OpenAiChat, gemini: None }
+            "/healthz" => only(get, "GET", Endpoint::Healthz),
+            "/readyz" => only(get, "GET", Endpoint::Readyz),
+            "/v1/models" | "/models" | "/v1beta/models" => only(get, "GET", Endpoint::Models),
+            "/v1/chat/completions" | "/chat/completions" => {
+                only(post, "POST", Endpoint::Chat { format: Format::OpenAiChat, gemini: None })
             }
-            "/v1/responses" | "/responses" if post => {
-                Endpoint::Chat { format: Format::OpenAiResponses, gemini: None }
+            "/v1/responses" | "/responses" => {
+                only(post, "POST", Endpoint::Chat { format: Format::OpenAiResponses, gemini: None })
             }
-            "/v1/messages" if post => Endpoint::Chat { format: Format::Anthropic, gemini: None },
-            "/v1/messages/count_tokens" if post => Endpoint::CountTokens,
-            "/v1/embeddings" | "/embeddings" if post => Endpoint::Media(MediaOp::Embeddings),
-            "/v1/images/generations" | "/images/generations" if post => {
-                Endpoint::Media(MediaOp::ImagesGenerations)
+            "/v1/messages" => only(post, "POST", Endpoint::Chat { format: Format::Anthropic, gemini: None }),
+            "/v1/messages/count_tokens" => only(post, "POST", Endpoint::CountTokens),
+            "/v1/embeddings" | "/embeddings" => only(post, "POST", Endpoint::Media(MediaOp::Embeddings)),
+            "/v1/images/generations" | "/images/generations" => {
+                only(post, "POST", Endpoint::Media(MediaOp::ImagesGenerations))
             }
-            "/v1/audio/speech" | "/audio/speech" if post => Endpoint::Media(MediaOp::AudioSpeech),
-            "/v1/audio/transcriptions" | "/audio/transcriptions" if post => {
-                Endpoint::Media(MediaOp::AudioTranscriptions)
+            "/v1/audio/speech" | "/audio/speech" => only(post, "POST", Endpoint::Media(MediaOp::AudioSpeech)),
+            "/v1/audio/transcriptions" | "/audio/transcriptions" => {
+                only(post, "POST", Endpoint::Media(MediaOp::AudioTranscriptions))
             }
-            _ if post => match path.strip_prefix("/v1beta/models/").and_then(|r| r.rsplit_once(':')) {
-                Some((model, "generateContent")) if !model.is_empty() => Endpoint::Chat {
-                    format: Format::Gemini,
-                    gemini: Some(GeminiCall { model: model.to_string(), stream: false, sse: false }),
-                },
-                Some((model, "streamGenerateContent")) if !model.is_empty() => Endpoint::Chat {
-                    format: Format::Gemini,
-                    gemini: Some(GeminiCall {
+            _ => match gemini_call(path) {
+                Some((model, verb)) => {
+                    let stream = verb == "streamGenerateContent";
+                    let call = GeminiCall {
                         model: model.to_string(),
-                        stream: true,
-                        sse: query.is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse")),
-                    }),
-                },
-                _ => Endpoint::NotFound,
+                        stream,
+                        sse: stream && query.is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse")),
+                    };
+                    match verb {
+                        "generateContent" | "streamGenerateContent" if !model.is_empty() => {
+                            only(post, "POST", Endpoint::Chat { format: Format::Gemini, gemini: Some(call) })
+                        }
+                        _ => Endpoint::NotFound,
+                    }
+                }
+                None => Endpoint::NotFound,
             },
-            _ => Endpoint::NotFound,
         }
     }
+}
+
+/// `/v1beta/models/{model}:{verb}` or `/v1/models/{model}:{verb}` (the current google-genai SDK
+/// calls `/v1/`): the model and the verb.
+fn gemini_call(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/v1beta/models/").or_else(|| path.strip_prefix("/v1/models/"))?;
+    rest.rsplit_once(':')
 }
 
 /// The error shape a client on `path` expects, even before we know the endpoint is valid.
 pub fn error_format_for_path(path: &str) -> Format {
     if path.starts_with("/v1/messages") {
         Format::Anthropic
-    } else if path.starts_with("/v1beta/") {
+    } else if path.starts_with("/v1beta/") || (path.starts_with("/v1/models/") && path.contains(':')) {
         Format::Gemini
     } else {
         Format::OpenAiChat
@@ -95,7 +114,19 @@ mod tests {
             Endpoint::classify(&Method::POST, "/v1/chat/completions", None),
             Endpoint::Chat { format: Format::OpenAiChat, gemini: None }
         );
-        assert_eq!(Endpoint::classify(&Method::GET, "/v1/chat/completions", None), Endpoint::NotFound);
+        assert_eq!(
+            Endpoint::classify(&Method::GET, "/v1/chat/completions", None),
+            Endpoint::MethodNotAllowed { allow: "POST" }
+        );
+        assert_eq!(Endpoint::classify(&Method::GET, "/v1/nothing", None), Endpoint::NotFound);
+        assert_eq!(
+            Endpoint::classify(&Method::POST, "/v1/models/fast:generateContent", None),
+            Endpoint::Chat {
+                format: Format::Gemini,
+                gemini: Some(GeminiCall { model: "fast".into(), stream: false, sse: false })
+            }
+        );
+        assert_eq!(error_format_for_path("/v1/models/fast:generateContent"), Format::Gemini);
         assert_eq!(
             Endpoint::classify(
                 &Method::POST,

@@ -14,14 +14,15 @@ use pingora::proxy::{ProxyHttp, Session};
 
 use super::ctx::RequestCtx;
 use super::endpoint::{error_format_for_path, Endpoint};
-use super::plan::Routing;
-use super::respond::{self, GatewayError};
+use super::respond;
 use super::{chat, media};
 use crate::accounting::{cost_usd, UsageLog, UsageRecord};
-use crate::config::ConfigStore;
-use crate::formats::{ErrorKind, Format};
+use crate::admission::{self, Shape};
+use crate::error::GatewayError;
+use crate::formats::Format;
 use crate::net::Resolver;
 use crate::providers::MediaOp;
+use crate::runtime::RuntimeStore;
 
 /// Process-wide counters (exported by the admin listener's `/metrics`).
 #[derive(Default)]
@@ -32,22 +33,20 @@ pub struct Counters {
 }
 
 pub struct Gateway {
-    pub store: Arc<ConfigStore>,
+    pub store: Arc<RuntimeStore>,
     pub connector: Connector,
     pub resolver: Resolver,
-    pub routing: Routing,
     pub usage: UsageLog,
     pub counters: Arc<Counters>,
 }
 
 impl Gateway {
-    pub fn new(store: Arc<ConfigStore>, usage: UsageLog, counters: Arc<Counters>) -> Gateway {
+    pub fn new(store: Arc<RuntimeStore>, usage: UsageLog, counters: Arc<Counters>) -> Gateway {
         let opts = pingora::connectors::ConnectorOptions::new(1024);
         Gateway {
             store,
             connector: Connector::new(Some(opts)),
             resolver: Resolver::default(),
-            routing: Routing::default(),
             usage,
             counters,
         }
@@ -78,6 +77,9 @@ impl ProxyHttp for Gateway {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         self.counters.active.fetch_add(1, Ordering::Relaxed);
         ctx.request_id = request_id(s);
+        // The one runtime load of this request.
+        let rt = self.store.load();
+        ctx.rt = Some(rt.clone());
         let req = s.req_header();
         let endpoint = Endpoint::classify(&req.method, req.uri.path(), req.uri.query());
         let fallback_format = error_format_for_path(req.uri.path());
@@ -89,9 +91,7 @@ impl ProxyHttp for Gateway {
             }
             Endpoint::Readyz => {
                 ctx.endpoint = "readyz";
-                let snap = self.store.load();
-                let ready = self.routing.any_available(&snap);
-                let (status, body) = if ready {
+                let (status, body) = if rt.any_available(Instant::now()) {
                     (200, &br#"{"status":"ready"}"#[..])
                 } else {
                     (503, &br#"{"status":"no targets"}"#[..])
@@ -100,33 +100,30 @@ impl ProxyHttp for Gateway {
             }
             Endpoint::Models => {
                 ctx.endpoint = "models";
-                let snap = self.store.load();
-                if let Some(key) = chat::authenticate(s, ctx, &snap, fallback_format).await? {
-                    let data: Vec<_> = snap
-                        .aliases
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| key.allows(*i))
-                        .map(|(_, a)| serde_json::json!({"id": a.name, "object": "model", "created": 0, "owned_by": "llm-gateway"}))
-                        .collect();
-                    let body = serde_json::to_vec(&serde_json::json!({"object": "list", "data": data}))
-                        .unwrap_or_default();
-                    respond::json(s, ctx, 200, body, &[]).await?;
+                let req = s.req_header();
+                match admission::authenticate(&rt, &req.headers, req.uri.query(), SystemTime::now()) {
+                    Ok(p) => {
+                        let data: Vec<_> = rt
+                            .snap
+                            .aliases
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| p.allows(*i))
+                            .map(|(_, a)| serde_json::json!({"id": a.name, "object": "model", "created": 0, "owned_by": "llm-gateway"}))
+                            .collect();
+                        ctx.principal = Some(p.clone());
+                        ctx.admission = Some(admission::admit_without_model(p));
+                        let body = serde_json::to_vec(&serde_json::json!({"object": "list", "data": data}))
+                            .unwrap_or_default();
+                        respond::json(s, ctx, 200, body, &[]).await?;
+                    }
+                    Err(e) => respond::error(s, ctx, fallback_format, e).await?,
                 }
             }
             Endpoint::CountTokens => {
                 ctx.endpoint = "count_tokens";
-                let snap = self.store.load();
-                if chat::authenticate(s, ctx, &snap, fallback_format).await?.is_some() {
-                    match chat::read_body(s, snap.limits.max_body_bytes).await? {
-                        Ok(body) => {
-                            // An estimate: about four bytes of JSON per token.
-                            let n = (body.len() / 4).max(1);
-                            respond::json(s, ctx, 200, format!("{{\"input_tokens\":{n}}}").into_bytes(), &[])
-                                .await?;
-                        }
-                        Err(e) => respond::error(s, ctx, fallback_format, e).await?,
-                    }
+                if let Err(e) = count_tokens(s, ctx, &rt).await? {
+                    respond::error(s, ctx, Format::Anthropic, e).await?;
                 }
             }
             Endpoint::Chat { format, gemini } => {
@@ -142,34 +139,52 @@ impl ProxyHttp for Gateway {
                 ctx.endpoint = op.name();
                 chat::serve(self, s, ctx, Format::OpenAiChat, None, Some(op)).await?;
             }
+            Endpoint::MethodNotAllowed { allow } => {
+                ctx.endpoint = "method_not_allowed";
+                let e = GatewayError::MethodNotAllowed {
+                    method: req.method.to_string(),
+                    path: req.uri.path().to_string(),
+                    allow,
+                };
+                respond::error(s, ctx, fallback_format, e).await?;
+            }
             Endpoint::NotFound => {
                 ctx.endpoint = "not_found";
-                let msg = format!("no route for {} {}", req.method, req.uri.path());
-                respond::error(s, ctx, fallback_format, GatewayError::new(404, ErrorKind::NotFound, msg))
-                    .await?;
+                let e = GatewayError::NoRoute {
+                    method: req.method.to_string(),
+                    path: req.uri.path().to_string(),
+                };
+                respond::error(s, ctx, fallback_format, e).await?;
             }
         }
         Ok(true)
     }
 
-    /// Runs last, for every request, including ones whose client went away: the usage record.
+    /// Runs last, for every request, including ones whose client went away: the `account`
+    /// step, exactly once per request that got as far as an authenticated principal.
     async fn logging(&self, _s: &mut Session, e: Option<&pingora::Error>, ctx: &mut RequestCtx) {
         self.counters.active.fetch_sub(1, Ordering::Relaxed);
         if ctx.status >= 500 || e.is_some() {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
         }
-        let Some(snap) = ctx.snap.as_ref() else {
-            return;
+        self.account(ctx, e);
+    }
+}
+
+impl Gateway {
+    /// The usage line (and, as they land, spend and limit reconciliation) of one request.
+    fn account(&self, ctx: &mut RequestCtx, e: Option<&pingora::Error>) {
+        let Some(rt) = ctx.rt.clone() else { return };
+        let Some(principal) = ctx.principal.take() else {
+            return; // health checks, 404s, 401s: not usage
         };
-        if ctx.alias.is_none() && ctx.key.is_none() {
-            return; // health checks, 404s: not usage
-        }
+        let snap = &rt.snap;
         let alias = ctx.alias.map(|a| &snap.aliases[a]);
         let r = UsageRecord {
             time: now_rfc3339(),
             request_id: std::mem::take(&mut ctx.request_id),
-            key: ctx.key.as_ref().map(|k| k.id.clone()),
-            project: ctx.key.as_ref().and_then(|k| k.project.clone()),
+            key: Some(principal.id().to_string()),
+            project: principal.project().map(str::to_string),
             alias: alias.map(|a| a.name.clone()),
             provider: ctx.provider.take(),
             model: ctx.model.take(),
@@ -180,7 +195,7 @@ impl ProxyHttp for Gateway {
             output_tokens: ctx.usage.output_tokens,
             cached_tokens: ctx.usage.cache_read_tokens,
             reasoning_tokens: ctx.usage.reasoning_tokens,
-            cost_usd: cost_usd(alias.and_then(|a| a.pricing.as_ref()), &ctx.usage),
+            cost_usd: cost_usd(price_of(snap, ctx.served, ctx.alias), &ctx.usage),
             latency_ms: ctx.started.map(|t| t.elapsed().as_secs_f64() * 1e3).unwrap_or(0.0),
             attempts: ctx.attempts,
             attempt_log: std::mem::take(&mut ctx.attempt_log),
@@ -188,6 +203,54 @@ impl ProxyHttp for Gateway {
         };
         self.usage.record(&r, snap.log_requests);
     }
+}
+
+/// The prices a request is charged at: the target that answered, else the alias that answered
+/// (a fallback's own), else the alias requested.
+fn price_of(
+    snap: &crate::config::Snapshot,
+    served: Option<(usize, usize)>,
+    requested: Option<usize>,
+) -> Option<&crate::config::Pricing> {
+    if let Some((a, t)) = served {
+        let alias = &snap.aliases[a];
+        return alias.targets[t].pricing.as_ref().or(alias.pricing.as_ref());
+    }
+    requested.and_then(|a| snap.aliases[a].pricing.as_ref())
+}
+
+/// `POST /v1/messages/count_tokens`: admitted like a message (key, alias, allow-list, body),
+/// answered with an estimate and accounted.
+async fn count_tokens(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    rt: &Arc<crate::runtime::Runtime>,
+) -> Result<std::result::Result<(), GatewayError>> {
+    let req = s.req_header();
+    let principal = match admission::authenticate(rt, &req.headers, req.uri.query(), SystemTime::now()) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    ctx.principal = Some(principal.clone());
+    let body = match chat::read_body(s, rt.snap.limits.max_body_bytes).await? {
+        Ok(b) => b,
+        Err(e) => return Ok(Err(e)),
+    };
+    let model = match crate::formats::passthrough::peek(&body) {
+        Ok(p) => p.model.unwrap_or_default(),
+        Err(e) => return Ok(Err(GatewayError::InvalidRequest(e.to_string()))),
+    };
+    let admitted = match admission::admit(rt, principal, &model, Shape::CountTokens, Some(&body), false) {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    ctx.alias = admitted.alias;
+    ctx.admission = Some(admitted);
+    // An estimate: about four bytes of JSON per token (a real tokenizer replaces this).
+    let n = (body.len() / 4).max(1) as u64;
+    ctx.usage.input_tokens = n;
+    respond::json(s, ctx, 200, format!("{{\"input_tokens\":{n}}}").into_bytes(), &[]).await?;
+    Ok(Ok(()))
 }
 
 /// Keep a sane client `x-request-id`, else make one.

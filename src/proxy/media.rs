@@ -10,26 +10,48 @@ use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
 use super::chat::{self, Inbound};
+use std::time::SystemTime;
+
 use super::ctx::RequestCtx;
-use super::respond::{self, GatewayError};
+use super::plan::Plan;
+use super::respond;
 use super::upstream::{self, AttemptError};
 use super::Gateway;
-use crate::formats::{ErrorKind, Format};
+use crate::admission::{self, Shape};
+use crate::error::GatewayError;
+use crate::formats::Format;
 use crate::providers::{self, MediaOp, Operation};
 
 const OP: MediaOp = MediaOp::AudioTranscriptions;
 
 pub async fn transcribe(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
     let format = Format::OpenAiChat;
-    let snap = gw.store.load();
-    ctx.snap = Some(snap.clone());
-    let Some(key) = chat::authenticate(s, ctx, &snap, format).await? else { return Ok(()) };
-    let max = snap.limits.max_body_bytes;
+    match admit(s, ctx).await? {
+        Ok((prefix, model, done)) => upload(gw, s, ctx, prefix, model, done).await,
+        Err(e) => respond::error(s, ctx, format, e).await,
+    }
+}
+
+/// Admission for an upload: principal, the `model` part (read from the body's prefix), alias and
+/// allow-list. Answers the prefix read so far and the model.
+async fn admit(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<Result<(BytesMut, String, bool), GatewayError>> {
+    let Some(rt) = ctx.rt.clone() else { return Ok(Err(GatewayError::Internal("no runtime".into()))) };
+    let req = s.req_header();
+    let principal = match admission::authenticate(&rt, &req.headers, req.uri.query(), SystemTime::now()) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    ctx.principal = Some(principal.clone());
+    let max = rt.snap.limits.max_body_bytes;
     let content_type =
         s.req_header().headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let Some(boundary) = boundary_of(&content_type) else {
-        let e = GatewayError::bad_request("expected a multipart/form-data body with a boundary");
-        return respond::error(s, ctx, format, e).await;
+        return Ok(Err(GatewayError::InvalidRequest(
+            "expected a multipart/form-data body with a boundary".into(),
+        )));
     };
     let declared = s
         .req_header()
@@ -37,16 +59,10 @@ pub async fn transcribe(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> 
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let too_large = || {
-        GatewayError::new(
-            413,
-            ErrorKind::RequestTooLarge,
-            format!("request body is larger than limits.max_body_bytes ({max} bytes)"),
-        )
-    };
+    let too_large = || GatewayError::BodyTooLarge { limit: "limits.max_body_bytes", max: max as u64 };
     if declared.is_some_and(|n| n > max) {
         chat::drain(s).await;
-        return respond::error(s, ctx, format, too_large()).await;
+        return Ok(Err(too_large()));
     }
     chat::answer_expect_continue(s).await?;
 
@@ -63,7 +79,7 @@ pub async fn transcribe(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> 
         match s.read_request_body().await? {
             Some(c) => {
                 if prefix.len() + c.len() > max {
-                    return respond::error(s, ctx, format, too_large()).await;
+                    return Ok(Err(too_large()));
                 }
                 prefix.extend_from_slice(&c);
             }
@@ -71,35 +87,54 @@ pub async fn transcribe(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> 
         }
     };
     let Some((vs, ve)) = field else {
-        return respond::error(s, ctx, format, GatewayError::bad_request("`model` is required")).await;
+        return Ok(Err(GatewayError::MissingField { field: "model" }));
     };
     let model = String::from_utf8_lossy(&prefix[vs..ve]).trim().to_string();
-    let Some((alias_idx, _)) = snap.alias(&model) else {
-        let e = GatewayError::new(
-            404,
-            ErrorKind::NotFound,
-            format!("model {model:?} does not exist (no such alias)"),
-        );
-        return respond::error(s, ctx, format, e).await;
-    };
-    ctx.alias = Some(alias_idx);
-    if !key.allows(alias_idx) {
-        let e = GatewayError::new(
-            403,
-            ErrorKind::PermissionDenied,
-            format!("key {:?} may not use model {model:?}", key.id),
-        );
-        return respond::error(s, ctx, format, e).await;
+    match admission::admit(&rt, principal, &model, Shape::Media(OP), None, false) {
+        Ok(a) => {
+            ctx.alias = a.alias;
+            ctx.admission = Some(a);
+            Ok(Ok((prefix, model, done)))
+        }
+        Err(e) => Ok(Err(e)),
     }
+}
 
-    let mut plan = gw.routing.plan(&snap, alias_idx);
-    let mut last = GatewayError::new(502, ErrorKind::UpstreamError, "no target serves audio transcriptions");
+/// Stream the upload to the first target that serves transcriptions.
+async fn upload(
+    gw: &Gateway,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    prefix: BytesMut,
+    model: String,
+    done: bool,
+) -> pingora::Result<()> {
+    let format = Format::OpenAiChat;
+    let Some(rt) = ctx.rt.clone() else { return Ok(()) };
+    let snap = &rt.snap;
+    let max = snap.limits.max_body_bytes;
+    let alias_idx = ctx.alias.unwrap_or_default();
+    let content_type =
+        s.req_header().headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let boundary = boundary_of(&content_type).unwrap_or_default();
+    let (vs, ve) = field_value(&prefix, &boundary, "model").unwrap_or((0, 0));
+    let declared = s
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut plan = Plan::new(&rt, alias_idx);
     while let Some(step) = plan.next().await {
         let alias = &snap.aliases[step.alias];
         let target = &alias.targets[step.target];
         let provider = &snap.providers[target.provider];
         if !providers::supports_media(provider.kind, OP) {
             ctx.attempt_log.push(format!("provider {} does not serve audio transcriptions", provider.name));
+            plan.skipped(
+                &step,
+                format!("skipped: {} does not serve audio transcriptions", provider.kind.name()),
+            );
             continue;
         }
         ctx.attempts += 1;
@@ -111,7 +146,6 @@ pub async fn transcribe(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> 
             Err(e) => {
                 ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
                 plan.failed(&step, &e);
-                last = GatewayError::new(502, ErrorKind::UpstreamError, e.to_string());
                 continue;
             }
         };
@@ -124,55 +158,51 @@ pub async fn transcribe(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> 
             &s.req_header().headers,
         ) {
             Ok(r) => r,
-            Err(e) => {
-                return respond::error(
-                    s,
-                    ctx,
-                    format,
-                    GatewayError::new(502, ErrorKind::UpstreamError, e.to_string()),
-                )
-                .await
-            }
+            Err(e) => return respond::error(s, ctx, format, GatewayError::Upstream(e.to_string())).await,
         };
         let mut head = BytesMut::with_capacity(prefix.len() + target.model.len());
         head.extend_from_slice(&prefix[..vs]);
         head.extend_from_slice(target.model.as_bytes());
         head.extend_from_slice(&prefix[ve..]);
         let length = declared.map(|n| n - (ve - vs) + target.model.len());
-        let sent: Result<(), AttemptError> = async {
-            pending.write_header(&req, &content_type, length).await?;
-            pending.write(head.freeze()).await?;
+        let sent: Result<(), Sent> = async {
+            pending.write_header(&req, &content_type, length).await.map_err(Sent::Failed)?;
+            pending.write(head.freeze()).await.map_err(Sent::Failed)?;
             let mut total = prefix.len();
             if !done {
-                while let Some(chunk) = s.read_request_body().await.map_err(|e| AttemptError::Io {
-                    provider: "client".into(),
-                    detail: format!("reading the upload: {e}"),
+                while let Some(chunk) = s.read_request_body().await.map_err(|e| {
+                    Sent::Failed(AttemptError::Io {
+                        provider: "client".into(),
+                        detail: format!("reading the upload: {e}"),
+                    })
                 })? {
                     total += chunk.len();
                     if total > max {
-                        return Err(AttemptError::Io {
-                            provider: "client".into(),
-                            detail: "upload over max_body_bytes".into(),
-                        });
+                        return Err(Sent::TooLarge);
                     }
-                    pending.write(chunk).await?;
+                    pending.write(chunk).await.map_err(Sent::Failed)?;
                 }
             }
             Ok(())
         }
         .await;
-        if let Err(e) = sent {
-            let status = if e.to_string().contains("max_body_bytes") { 413 } else { 502 };
-            let kind = if status == 413 { ErrorKind::RequestTooLarge } else { ErrorKind::UpstreamError };
-            return respond::error(s, ctx, format, GatewayError::new(status, kind, e.to_string())).await;
+        match sent {
+            Ok(()) => {}
+            Err(Sent::TooLarge) => {
+                let e = GatewayError::BodyTooLarge { limit: "limits.max_body_bytes", max: max as u64 };
+                return respond::error(s, ctx, format, e).await;
+            }
+            Err(Sent::Failed(e)) => {
+                return respond::error(s, ctx, format, GatewayError::Upstream(e.to_string())).await
+            }
         }
         let mut up = match pending.finish().await {
             Ok(up) => up,
             Err(e) => {
                 plan.failed(&step, &e);
-                let status = if matches!(e, AttemptError::Timeout { .. }) { 504 } else { 502 };
-                let kind = if status == 504 { ErrorKind::UpstreamTimeout } else { ErrorKind::UpstreamError };
-                return respond::error(s, ctx, format, GatewayError::new(status, kind, e.to_string())).await;
+                let (tried, timed_out) = plan.into_report();
+                let e = GatewayError::AllTargetsFailed { attempts: ctx.attempts, tried, timed_out };
+                return respond::error(s, ctx, format, e).await;
             }
         };
         let status = up.status();
@@ -195,15 +225,19 @@ pub async fn transcribe(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> 
         up.release(&gw.connector).await;
         ctx.status = status;
         ctx.error = Some(format!("upstream {status}"));
-        let extra =
-            [("x-gateway-attempts", ctx.attempts.to_string()), ("x-gateway-provider", provider.name.clone())];
+        let extra = [("x-gateway-provider", provider.name.clone())];
         return respond::json(s, ctx, status, body.to_vec(), &extra).await;
     }
-    let e = GatewayError {
-        message: format!("all targets failed after {} attempt(s); last: {}", ctx.attempts, last.message),
-        ..last
-    };
+    let (tried, timed_out) = plan.into_report();
+    let e = GatewayError::AllTargetsFailed { attempts: ctx.attempts, tried, timed_out };
     respond::error(s, ctx, format, e).await
+}
+
+/// Why forwarding the upload stopped.
+enum Sent {
+    /// The client sent more than `limits.max_body_bytes`.
+    TooLarge,
+    Failed(AttemptError),
 }
 
 /// The boundary of a `multipart/form-data` content type.

@@ -1,102 +1,47 @@
-//! The proxy's side of routing: builds one `AliasRouter` per alias for each config snapshot
-//! (target state, circuits and latency persist in `routing::Targets` across reloads) and wraps
-//! `routing::AttemptPlan` for one request, turning attempt results into routing outcomes.
+//! The proxy's side of routing: wraps `routing::AttemptPlan` for one request over the runtime's
+//! routers (built once per config by `runtime::Registries`), turning attempt results into
+//! routing outcomes and keeping the report of every target tried or skipped.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
-
 use super::upstream::AttemptError;
-use crate::config::Snapshot;
-use crate::routing::{AliasRouter, AttemptPlan, CircuitConfig, Failure, Outcome, TargetKey, Targets};
+use crate::error::TargetReport;
+use crate::routing::{AttemptPlan, Failure, Outcome};
+use crate::runtime::Runtime;
 
 pub use crate::routing::Step;
-
-/// Routing state shared by all requests.
-pub struct Routing {
-    pub targets: Arc<Targets>,
-    routers: ArcSwap<RouterSet>,
-}
-
-/// The routers of one snapshot.
-struct RouterSet {
-    snap: Weak<Snapshot>,
-    routers: Vec<Arc<AliasRouter>>,
-}
 
 /// One request's attempts.
 pub struct Plan {
     inner: AttemptPlan,
-}
-
-// === impl Routing ===
-
-impl Default for Routing {
-    fn default() -> Self {
-        Routing {
-            targets: Targets::new(),
-            routers: ArcSwap::from_pointee(RouterSet { snap: Weak::new(), routers: Vec::new() }),
-        }
-    }
-}
-
-impl Routing {
-    /// The routers for `snap`, built once per snapshot.
-    fn routers(&self, snap: &Arc<Snapshot>) -> Arc<RouterSet> {
-        let cur = self.routers.load_full();
-        if Weak::ptr_eq(&cur.snap, &Arc::downgrade(snap)) {
-            return cur;
-        }
-        let circuit = CircuitConfig {
-            failure_threshold: snap.limits.failure_threshold,
-            cooldown: snap.limits.cooldown,
-        };
-        let routers = snap
-            .aliases
-            .iter()
-            .map(|a| {
-                let states = a
-                    .targets
-                    .iter()
-                    .map(|t| {
-                        let key = TargetKey::new(snap.providers[t.provider].name.clone(), t.model.clone());
-                        self.targets.target(&key, circuit)
-                    })
-                    .collect();
-                let weights: Vec<u32> = a.targets.iter().map(|t| t.weight).collect();
-                Arc::new(AliasRouter::new(states, &weights))
-            })
-            .collect();
-        let set = Arc::new(RouterSet { snap: Arc::downgrade(snap), routers });
-        self.routers.store(set.clone());
-        set
-    }
-
-    /// The attempts for a request to `alias` (then its fallbacks). Each attempt may take the
-    /// full `upstream_timeout`; the whole request is bounded by `max_attempts` of them.
-    pub fn plan(&self, snap: &Arc<Snapshot>, alias: usize) -> Plan {
-        let set = self.routers(snap);
-        let mut chain = vec![(alias, set.routers[alias].clone())];
-        for &f in &snap.aliases[alias].fallbacks {
-            if f != alias {
-                chain.push((f, set.routers[f].clone()));
-            }
-        }
-        let deadline = Instant::now() + snap.limits.upstream_timeout * snap.limits.max_attempts.max(1);
-        Plan { inner: AttemptPlan::new(chain, snap.limits.max_attempts, deadline) }
-    }
-
-    /// Whether any target of any alias can take traffic now (for `/readyz`).
-    pub fn any_available(&self, snap: &Arc<Snapshot>) -> bool {
-        let now = Instant::now();
-        self.routers(snap).routers.iter().any(|r| r.targets().iter().any(|t| t.is_available(now)))
-    }
+    rt: Arc<Runtime>,
+    chain: Vec<usize>,
+    /// Every target this request tried, and how it went.
+    pub report: Vec<TargetReport>,
+    pub timed_out: bool,
 }
 
 // === impl Plan ===
 
 impl Plan {
+    /// The attempts for a request to `alias` (then its fallbacks). Each attempt may take the
+    /// full `upstream_timeout`; the whole request is bounded by `max_attempts` of them.
+    pub fn new(rt: &Arc<Runtime>, alias: usize) -> Plan {
+        let snap = &rt.snap;
+        let mut chain = vec![alias];
+        chain.extend(snap.aliases[alias].fallbacks.iter().copied().filter(|&f| f != alias));
+        let routers = chain.iter().map(|&a| (a, rt.routers[a].clone())).collect();
+        let deadline = Instant::now() + snap.limits.upstream_timeout * snap.limits.max_attempts.max(1);
+        Plan {
+            inner: AttemptPlan::new(routers, snap.limits.max_attempts, deadline),
+            rt: rt.clone(),
+            chain,
+            report: Vec::new(),
+            timed_out: false,
+        }
+    }
+
     /// The next attempt, after sleeping its backoff (if any).
     pub async fn next(&mut self) -> Option<Step> {
         let step = self.inner.next(Instant::now())?;
@@ -106,15 +51,34 @@ impl Plan {
         Some(step)
     }
 
+    /// `provider/model` of a step's target.
+    pub fn name(&self, step: &Step) -> String {
+        let snap = &self.rt.snap;
+        let t = &snap.aliases[step.alias].targets[step.target];
+        format!("{}/{}", snap.providers[t.provider].name, t.model)
+    }
+
+    /// Record that `step` was not sent or failed without an upstream verdict (e.g. the request
+    /// cannot be translated for it): the plan moves on, the target's health is untouched.
+    pub fn skipped(&mut self, step: &Step, why: impl Into<String>) {
+        let target = self.name(step);
+        self.report.push(TargetReport { target, outcome: why.into() });
+    }
+
     pub fn succeeded(&mut self, step: &Step, latency: Duration) {
         self.inner.answered(step, 200, &http::HeaderMap::new(), None, latency, Instant::now());
     }
 
     pub fn failed(&mut self, step: &Step, e: &AttemptError) {
         let failure = match e {
-            AttemptError::Timeout { .. } => Failure::Timeout,
+            AttemptError::Timeout { .. } => {
+                self.timed_out = true;
+                Failure::Timeout
+            }
             _ => Failure::Connect,
         };
+        let target = self.name(step);
+        self.report.push(TargetReport { target, outcome: e.to_string() });
         self.inner.failed(step, failure, Instant::now());
     }
 
@@ -128,8 +92,36 @@ impl Plan {
         latency: Duration,
     ) -> bool {
         let empty = http::HeaderMap::new();
+        let target = self.name(step);
+        let outcome = match error_type {
+            Some(t) => format!("HTTP {status} ({t})"),
+            None => format!("HTTP {status}"),
+        };
+        self.report.push(TargetReport { target, outcome });
         let outcome =
             self.inner.answered(step, status, headers.unwrap_or(&empty), error_type, latency, Instant::now());
         matches!(outcome, Outcome::Quota { .. } | Outcome::Transient)
+    }
+
+    /// The report, completed with every target of the chain that was never tried and why.
+    pub fn into_report(mut self) -> (Vec<TargetReport>, bool) {
+        let now = Instant::now();
+        for &a in &self.chain {
+            let router = &self.rt.routers[a];
+            let alias = &self.rt.snap.aliases[a];
+            for (i, t) in alias.targets.iter().enumerate() {
+                let name = format!("{}/{}", self.rt.snap.providers[t.provider].name, t.model);
+                if self.report.iter().any(|r| r.target == name) {
+                    continue;
+                }
+                let why = router
+                    .target(i)
+                    .unavailable_reason(now)
+                    .map(|r| format!("skipped: {r}"))
+                    .unwrap_or_else(|| "not tried (attempts or time exhausted)".into());
+                self.report.push(TargetReport { target: name, outcome: why });
+            }
+        }
+        (self.report, self.timed_out)
     }
 }

@@ -1,29 +1,14 @@
 //! Responses the gateway writes itself: JSON bodies and errors in the client's own format,
-//! always with `x-request-id` and `x-gateway-error` (so clients can tell them from upstream errors).
+//! always with `x-request-id` and `x-gateway-attempts`; errors also carry `x-gateway-error`
+//! (so clients can tell them from upstream errors) and the headers `error::rescue` says are true.
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
-use crate::formats::{self, ErrorKind, Format};
-
-/// A gateway-made error: status, class, message.
-#[derive(Debug, Clone)]
-pub struct GatewayError {
-    pub status: u16,
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
-impl GatewayError {
-    pub fn new(status: u16, kind: ErrorKind, message: impl Into<String>) -> Self {
-        GatewayError { status, kind, message: message.into() }
-    }
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, ErrorKind::InvalidRequest, message)
-    }
-}
+use crate::error::{rescue, GatewayError};
+use crate::formats::{self, Format};
 
 /// Write a complete JSON answer.
 pub async fn json(
@@ -34,10 +19,11 @@ pub async fn json(
     extra: &[(&'static str, String)],
 ) -> pingora::Result<()> {
     ctx.status = status;
-    let mut h = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    let mut h = ResponseHeader::build(status, Some(5 + extra.len()))?;
     h.insert_header("content-type", "application/json")?;
     h.insert_header("content-length", body.len().to_string())?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
+    h.insert_header("x-gateway-attempts", ctx.attempts.to_string())?;
     for (k, v) in extra {
         h.insert_header(*k, v.as_str())?;
     }
@@ -52,14 +38,10 @@ pub async fn error(
     format: Format,
     e: GatewayError,
 ) -> pingora::Result<()> {
-    let body = formats::encode_error(format, e.kind, &e.message);
-    ctx.error = Some(e.message);
-    let mut extra = vec![("x-gateway-error", "1".to_string())];
-    if ctx.attempts > 0 {
-        extra.push(("x-gateway-attempts", ctx.attempts.to_string()));
-    }
-    if e.status == 429 || e.status == 503 {
-        extra.push(("retry-after", "1".to_string()));
-    }
-    json(s, ctx, e.status, body, &extra).await
+    let r = rescue(&e);
+    let body = formats::encode_error(format, r.kind, &r.message);
+    ctx.error = Some(r.message);
+    let mut extra = r.headers;
+    extra.push(("x-gateway-error", "1".to_string()));
+    json(s, ctx, r.status, body, &extra).await
 }

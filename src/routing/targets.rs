@@ -207,6 +207,25 @@ impl TargetState {
         self.last_error.store(Some(Arc::new(LastError { message: failure.to_string(), at_unix_ms })));
     }
 
+    /// Why the target cannot take a request at `now` ("unhealthy: ...", "circuit open",
+    /// "cooling down ..."), or `None` when it can. For the error that names every target.
+    pub fn unavailable_reason(&self, now: Instant) -> Option<String> {
+        if !self.provider.is_healthy() {
+            let why = self.provider.last_error().map(|e| format!(": {e}")).unwrap_or_default();
+            return Some(format!("unhealthy (health check failing{why})"));
+        }
+        if let Some(until) = self.cool_down_until(now) {
+            return Some(format!("cooling down after a quota error for {} ms", (until - now).as_millis()));
+        }
+        if !self.circuit.allows(now) {
+            return Some(format!(
+                "circuit open after {} consecutive failures",
+                self.circuit.consecutive_failures()
+            ));
+        }
+        None
+    }
+
     /// Whether a quota cool-down is running at `now`.
     pub fn cooling_down(&self, now: Instant) -> bool {
         self.cool_until.load(Ordering::Relaxed) > clock::since_epoch(now)

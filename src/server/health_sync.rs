@@ -1,6 +1,7 @@
 //! Keeps the active health checks in step with the config: maps each provider's `health_check`
 //! to a `routing::HealthTarget` (address resolved asynchronously, the provider's own TLS, SNI
-//! and auth header) and hands the list to the checker whenever the snapshot or an address changes.
+//! and auth headers from its declaration) and hands the list to the checker whenever a new
+//! runtime is published (followed through the store's `watch`) or, every minute, an address changes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,15 +10,16 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::config::{ConfigStore, Provider, ProviderKind, Snapshot};
+use crate::config::Snapshot;
 use crate::net::Resolver;
 use crate::routing::{HealthChecker, HealthTarget};
+use crate::runtime::RuntimeStore;
 
-/// How often the snapshot is compared (reloads) and addresses re-resolved (DNS changes).
-const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// How often addresses are re-resolved (DNS changes) without a config change.
+const RESOLVE_INTERVAL: Duration = Duration::from_secs(60);
 
 pub struct HealthSync {
-    pub store: Arc<ConfigStore>,
+    pub store: Arc<RuntimeStore>,
     pub checker: Arc<HealthChecker>,
     pub resolver: Resolver,
 }
@@ -26,17 +28,19 @@ pub struct HealthSync {
 impl BackgroundService for HealthSync {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut last: Option<Vec<HealthTarget>> = None;
-        let mut tick = tokio::time::interval(SYNC_INTERVAL);
+        let mut runtimes = self.store.subscribe();
+        let mut tick = tokio::time::interval(RESOLVE_INTERVAL);
         loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => {}
-            }
-            let snap = self.store.load();
-            let targets = self.targets(&snap).await;
+            let rt = runtimes.borrow_and_update().clone();
+            let targets = self.targets(&rt.snap).await;
             if last.as_ref() != Some(&targets) {
                 self.checker.update(targets.clone());
                 last = Some(targets);
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                r = runtimes.changed() => if r.is_err() { return },
+                _ = tick.tick() => {}
             }
         }
     }
@@ -62,28 +66,16 @@ impl HealthSync {
                 sni: ep.sni().to_string(),
                 verify: p.tls_verify,
                 addr,
-                headers: auth_headers(p),
+                // Bedrock signs per request (no static header): its health check should name an
+                // unauthenticated path.
+                headers: crate::providers::spec(p.kind)
+                    .auth_headers(p.api_key.as_ref().map(|k| k.expose()))
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
                 interval: Duration::from_secs(hc.interval_s.max(1)),
             });
         }
         out
-    }
-}
-
-/// The header a provider authenticates with (Bedrock signs per request: no header, so its
-/// health check should name an unauthenticated path).
-fn auth_headers(p: &Provider) -> Vec<(String, String)> {
-    let Some(key) = p.api_key.as_ref().map(|k| k.expose().to_string()) else { return Vec::new() };
-    match p.kind {
-        ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
-            vec![("authorization".into(), format!("Bearer {key}"))]
-        }
-        ProviderKind::AzureOpenai => vec![("api-key".into(), key)],
-        ProviderKind::Anthropic => vec![
-            ("x-api-key".into(), key),
-            ("anthropic-version".into(), crate::providers::ANTHROPIC_API_VERSION.into()),
-        ],
-        ProviderKind::Gemini => vec![("x-goog-api-key".into(), key)],
-        ProviderKind::Bedrock | ProviderKind::Mock => Vec::new(),
     }
 }

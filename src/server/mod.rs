@@ -11,14 +11,14 @@ use pingora::services::listening::Service;
 
 use crate::accounting::UsageLog;
 use crate::admin::AdminApp;
-use crate::config::{ConfigStore, Reloader};
 use crate::proxy::{Counters, Gateway};
 use crate::routing::HealthChecker;
+use crate::runtime::{Reloader, RuntimeStore};
 
 mod health_sync;
 
 /// Build and run the server; returns only on a startup error.
-pub fn run(store: Arc<ConfigStore>, threads: usize) -> Result<(), String> {
+pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
     crate::net::check_trust_roots()?;
     let conf = ServerConf {
         threads: threads.max(1),
@@ -35,13 +35,16 @@ pub fn run(store: Arc<ConfigStore>, threads: usize) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let snap = store.load();
-    let cfg = &snap.config;
+    let rt = store.load();
+    let cfg = &rt.snap.config;
+    for w in &rt.warnings {
+        tracing::warn!("{w}");
+    }
     let counters = Arc::new(Counters::default());
     let (usage, writer) = UsageLog::new(store.clone());
 
     let gateway = Gateway::new(store.clone(), usage, counters.clone());
-    let targets = gateway.routing.targets.clone();
+    let targets = store.registries().targets.clone();
     let health = background_service("health checks", HealthChecker::new(targets.clone(), Vec::new()));
     let sync = health_sync::HealthSync {
         store: store.clone(),
@@ -76,6 +79,11 @@ pub fn run(store: Arc<ConfigStore>, threads: usize) -> Result<(), String> {
     server.add_service(background_service("usage log", writer));
     server.add_service(health);
     server.add_service(background_service("health check sync", sync));
-    tracing::info!(listen = ?cfg.listen, tls = ?cfg.tls.as_ref().map(|t| &t.listen), admin = ?cfg.admin.as_ref().map(|a| &a.listen), "llm-gateway starting");
+    tracing::info!(
+        listen = cfg.listen.as_deref().unwrap_or("-"),
+        tls = cfg.tls.as_ref().map(|t| t.listen.as_str()).unwrap_or("-"),
+        admin = cfg.admin.as_ref().map(|a| a.listen.as_str()).unwrap_or("-"),
+        "llm-gateway starting"
+    );
     server.run_forever();
 }

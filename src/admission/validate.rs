@@ -1,0 +1,359 @@
+//! Body validation before anything goes upstream: the required fields of each inbound format and
+//! the types of the fields the gateway or the provider would otherwise misread. Typed serde
+//! shapes with `IgnoredAny` for what is not checked, so a valid body costs one fast pass.
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+use crate::error::GatewayError;
+use crate::formats::Format;
+use crate::providers::MediaOp;
+
+/// What the body must contain, by endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Chat(Format),
+    Media(MediaOp),
+    CountTokens,
+}
+
+/// Check `body` for `shape`. `model_in_path` (Gemini) skips the `model` field.
+pub fn validate(shape: Shape, body: &[u8], model_in_path: bool) -> Result<(), GatewayError> {
+    match shape {
+        Shape::Chat(Format::OpenAiChat) => {
+            let b: OpenAiChat = parse(body)?;
+            need_model(b.model, model_in_path)?;
+            non_empty_array("messages", b.messages.map(|m| m.0))?;
+            positive("max_tokens", b.max_tokens)?;
+            positive("max_completion_tokens", b.max_completion_tokens)?;
+            Ok(())
+        }
+        Shape::Chat(Format::OpenAiResponses) => {
+            let b: Responses = parse(body)?;
+            need_model(b.model, model_in_path)?;
+            match b.input {
+                Some(Input::Text(t)) if t.is_empty() && b.previous_response_id.is_none() => {
+                    Err(GatewayError::InvalidField {
+                        field: "input".into(),
+                        problem: "must not be empty".into(),
+                    })
+                }
+                Some(Input::Items(n)) if n.0 == 0 && b.previous_response_id.is_none() => {
+                    Err(GatewayError::InvalidField {
+                        field: "input".into(),
+                        problem: "must not be empty".into(),
+                    })
+                }
+                None if b.previous_response_id.is_none() && b.prompt.is_none() => {
+                    Err(GatewayError::MissingField { field: "input" })
+                }
+                _ => Ok(()),
+            }?;
+            positive("max_output_tokens", b.max_output_tokens)
+        }
+        Shape::Chat(Format::Anthropic) | Shape::CountTokens => {
+            let b: Anthropic = parse(body)?;
+            need_model(b.model, model_in_path)?;
+            non_empty_array("messages", b.messages.map(|m| m.0))?;
+            positive("max_tokens", b.max_tokens)
+        }
+        Shape::Chat(Format::Gemini) => {
+            let b: Gemini = parse(body)?;
+            non_empty_array("contents", b.contents.map(|m| m.0))?;
+            if let Some(g) = b.generation_config {
+                positive("generationConfig.maxOutputTokens", g.max_output_tokens)?;
+            }
+            Ok(())
+        }
+        Shape::Chat(Format::Bedrock) => Ok(()),
+        Shape::Media(MediaOp::Embeddings) => {
+            let b: Embeddings = parse(body)?;
+            need_model(b.model, model_in_path)?;
+            match b.input {
+                None => Err(GatewayError::MissingField { field: "input" }),
+                Some(EmbedInput::Text(t)) if t.is_empty() => Err(GatewayError::InvalidField {
+                    field: "input".into(),
+                    problem: "must not be empty".into(),
+                }),
+                Some(EmbedInput::Many(n)) if n.0 == 0 => Err(GatewayError::InvalidField {
+                    field: "input".into(),
+                    problem: "must not be empty".into(),
+                }),
+                Some(_) => Ok(()),
+            }
+        }
+        Shape::Media(MediaOp::ImagesGenerations) => {
+            let b: Prompted = parse(body)?;
+            need_model(b.model, model_in_path)?;
+            match b.prompt {
+                Some(p) if !p.is_empty() => Ok(()),
+                Some(_) => Err(GatewayError::InvalidField {
+                    field: "prompt".into(),
+                    problem: "must not be empty".into(),
+                }),
+                None => Err(GatewayError::MissingField { field: "prompt" }),
+            }
+        }
+        Shape::Media(MediaOp::AudioSpeech) => {
+            let b: Speech = parse(body)?;
+            need_model(b.model, model_in_path)?;
+            if b.input.is_none() {
+                return Err(GatewayError::MissingField { field: "input" });
+            }
+            Ok(())
+        }
+        // Multipart: checked by the upload path.
+        Shape::Media(MediaOp::AudioTranscriptions) => Ok(()),
+    }
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, GatewayError> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|&b| b != b'{') {
+        return Err(GatewayError::InvalidRequest("the body must be a JSON object".into()));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(v) => {
+            de.end().map_err(|e| GatewayError::InvalidRequest(format!("the body is not valid JSON: {e}")))?;
+            Ok(v)
+        }
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                return Err(GatewayError::InvalidRequest(format!("the body is not valid JSON: {inner}")));
+            }
+            if path == "." {
+                return Err(GatewayError::InvalidRequest(format!("the body must be a JSON object: {inner}")));
+            }
+            // serde's message ends with " at line L column C": keep the readable part.
+            let msg = inner.to_string();
+            let problem = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            Err(GatewayError::InvalidField { field: path, problem })
+        }
+    }
+}
+
+fn need_model(model: Option<String>, model_in_path: bool) -> Result<(), GatewayError> {
+    if model_in_path {
+        return Ok(());
+    }
+    match model {
+        Some(m) if !m.is_empty() => Ok(()),
+        Some(_) => {
+            Err(GatewayError::InvalidField { field: "model".into(), problem: "must not be empty".into() })
+        }
+        None => Err(GatewayError::MissingField { field: "model" }),
+    }
+}
+
+fn non_empty_array(field: &'static str, n: Option<usize>) -> Result<(), GatewayError> {
+    match n {
+        None => Err(GatewayError::MissingField { field }),
+        Some(0) => Err(GatewayError::InvalidField {
+            field: field.into(),
+            problem: "must contain at least one entry".into(),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+fn positive(field: &str, v: Option<u64>) -> Result<(), GatewayError> {
+    if v == Some(0) {
+        return Err(GatewayError::InvalidField { field: field.into(), problem: "must be at least 1".into() });
+    }
+    Ok(())
+}
+
+/// A JSON array, counted without keeping its items; each item must be an object.
+struct Count(usize);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let items: Vec<Obj> = Vec::deserialize(d)?;
+        Ok(Count(items.len()))
+    }
+}
+
+/// Any JSON object (its members are not checked here).
+struct Obj;
+
+impl<'de> Deserialize<'de> for Obj {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Obj;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Obj, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Obj)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct OpenAiChat {
+    model: Option<String>,
+    messages: Option<Count>,
+    #[serde(rename = "stream")]
+    _stream: Option<bool>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    #[serde(rename = "temperature")]
+    _temperature: Option<f64>,
+    #[serde(rename = "top_p")]
+    _top_p: Option<f64>,
+    #[serde(rename = "n")]
+    _n: Option<u32>,
+    #[serde(rename = "tools")]
+    _tools: Option<Vec<Obj>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Input {
+    Text(String),
+    Items(Count),
+}
+
+#[derive(Deserialize)]
+struct Responses {
+    model: Option<String>,
+    input: Option<Input>,
+    previous_response_id: Option<String>,
+    prompt: Option<IgnoredAny>,
+    #[serde(rename = "stream")]
+    _stream: Option<bool>,
+    max_output_tokens: Option<u64>,
+    #[serde(rename = "temperature")]
+    _temperature: Option<f64>,
+    #[serde(rename = "tools")]
+    _tools: Option<Vec<Obj>>,
+}
+
+#[derive(Deserialize)]
+struct Anthropic {
+    model: Option<String>,
+    messages: Option<Count>,
+    max_tokens: Option<u64>,
+    #[serde(rename = "stream")]
+    _stream: Option<bool>,
+    #[serde(rename = "temperature")]
+    _temperature: Option<f64>,
+    #[serde(rename = "tools")]
+    _tools: Option<Vec<Obj>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerationConfig {
+    max_output_tokens: Option<u64>,
+    #[serde(rename = "temperature")]
+    _temperature: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct Gemini {
+    contents: Option<Count>,
+    #[serde(rename = "generationConfig", alias = "generation_config")]
+    generation_config: Option<GenerationConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EmbedInput {
+    Text(String),
+    Many(CountAny),
+}
+
+/// A JSON array of anything, counted.
+struct CountAny(usize);
+
+impl<'de> Deserialize<'de> for CountAny {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let items: Vec<IgnoredAny> = Vec::deserialize(d)?;
+        Ok(CountAny(items.len()))
+    }
+}
+
+#[derive(Deserialize)]
+struct Embeddings {
+    model: Option<String>,
+    input: Option<EmbedInput>,
+}
+
+#[derive(Deserialize)]
+struct Prompted {
+    model: Option<String>,
+    prompt: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Speech {
+    model: Option<String>,
+    input: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(shape: Shape, body: &str) -> String {
+        validate(shape, body.as_bytes(), false).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn required_fields_per_format() {
+        let chat = Shape::Chat(Format::OpenAiChat);
+        assert_eq!(
+            err(chat, r#"{"model":"fast","messages":[]}"#),
+            "`messages`: must contain at least one entry"
+        );
+        assert_eq!(err(chat, r#"{"model":"fast"}"#), "`messages` is required");
+        assert_eq!(err(chat, r#"{"messages":[{"role":"user","content":"hi"}]}"#), "`model` is required");
+        assert!(
+            validate(chat, br#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#, false).is_ok()
+        );
+        let a = Shape::Chat(Format::Anthropic);
+        assert_eq!(
+            err(a, r#"{"model":"fast","max_tokens":10,"messages":[]}"#),
+            "`messages`: must contain at least one entry"
+        );
+        let g = Shape::Chat(Format::Gemini);
+        assert_eq!(validate(g, b"{}", true).unwrap_err().to_string(), "`contents` is required");
+        let r = Shape::Chat(Format::OpenAiResponses);
+        assert_eq!(err(r, r#"{"model":"fast"}"#), "`input` is required");
+        assert!(validate(r, br#"{"model":"fast","input":"hi"}"#, false).is_ok());
+        assert!(validate(r, br#"{"model":"fast","previous_response_id":"resp_1","input":[]}"#, false).is_ok());
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let chat = Shape::Chat(Format::OpenAiChat);
+        let e =
+            err(chat, r#"{"model":"fast","messages":[{"role":"user","content":"hi"}],"temperature":"0.5"}"#);
+        assert!(e.starts_with("`temperature`: invalid type: string \"0.5\", expected f64"), "{e}");
+        let e = err(chat, r#"{"model":"fast","messages":"hi"}"#);
+        assert!(e.starts_with("`messages`: invalid type: string"), "{e}");
+        let e = err(chat, r#"{"model":"fast","messages":[{"role":"user"}],"stream":"yes"}"#);
+        assert!(e.starts_with("`stream`: invalid type"), "{e}");
+        let e = err(chat, r#"{"model":7,"messages":[{}]}"#);
+        assert!(e.starts_with("`model`: invalid type: integer"), "{e}");
+        assert!(err(chat, "[1,2]").starts_with("the body must be a JSON object"));
+        assert!(err(chat, "{\"model\":").starts_with("the body is not valid JSON"));
+    }
+
+    #[test]
+    fn media_shapes() {
+        let e = Shape::Media(MediaOp::Embeddings);
+        assert_eq!(err(e, r#"{"model":"m"}"#), "`input` is required");
+        assert_eq!(err(e, r#"{"model":"m","input":[]}"#), "`input`: must not be empty");
+        assert!(validate(e, br#"{"model":"m","input":[[1,2]]}"#, false).is_ok());
+        let i = Shape::Media(MediaOp::ImagesGenerations);
+        assert_eq!(err(i, r#"{"model":"m"}"#), "`prompt` is required");
+    }
+}

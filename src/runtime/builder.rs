@@ -1,0 +1,116 @@
+//! Builds a [`Runtime`] from a validated snapshot. State that must survive a reload lives in
+//! [`Registries`] (target circuits, latency and health in `routing::Targets`); an alias whose
+//! targets and weights did not change keeps its router, so its smooth weighted round-robin
+//! sequence goes on where it was.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::Runtime;
+use crate::config::{Config, Snapshot};
+use crate::routing::{AliasRouter, CircuitConfig, TargetKey, Targets};
+
+/// State that outlives reloads.
+pub struct Registries {
+    pub targets: Arc<Targets>,
+}
+
+/// What identifies an alias's router: its targets (provider, model) and weights, in order.
+type RouterSig = Vec<(TargetKey, u32)>;
+
+// === impl Registries ===
+
+impl Default for Registries {
+    fn default() -> Self {
+        Registries { targets: Targets::new() }
+    }
+}
+
+impl Registries {
+    /// Build the runtime for `snap`, reusing `prev`'s routers for unchanged aliases.
+    pub fn build(&self, snap: Snapshot, prev: Option<&Runtime>, generation: u64) -> Runtime {
+        let circuit = CircuitConfig {
+            failure_threshold: snap.limits.failure_threshold,
+            cooldown: snap.limits.cooldown,
+        };
+        let mut old: HashMap<RouterSig, Arc<AliasRouter>> = HashMap::new();
+        if let Some(p) = prev {
+            for (a, r) in p.snap.aliases.iter().enumerate().filter_map(|(i, a)| Some((a, p.routers.get(i)?)))
+            {
+                old.insert(signature(&p.snap, a), r.clone());
+            }
+        }
+        let mut live = Vec::new();
+        let routers = snap
+            .aliases
+            .iter()
+            .map(|a| {
+                let sig = signature(&snap, a);
+                live.extend(sig.iter().map(|(k, _)| k.clone()));
+                // Circuit settings may have changed: apply them to the shared target states.
+                let states: Vec<_> = sig.iter().map(|(k, _)| self.targets.target(k, circuit)).collect();
+                if let Some(r) = old.get(&sig) {
+                    return r.clone();
+                }
+                let weights: Vec<u32> = sig.iter().map(|(_, w)| *w).collect();
+                Arc::new(AliasRouter::new(states, &weights))
+            })
+            .collect();
+        self.targets.retain(&live);
+        let warnings = unenforced_fields(&snap.config);
+        Runtime { snap, routers, generation, warnings }
+    }
+}
+
+fn signature(snap: &Snapshot, a: &crate::config::Alias) -> RouterSig {
+    a.targets
+        .iter()
+        .map(|t| (TargetKey::new(snap.providers[t.provider].name.clone(), t.model.clone()), t.weight))
+        .collect()
+}
+
+/// Config fields that are accepted but not enforced by this build, one line per field and
+/// entry ("keys[2].rpm is not enforced yet"), so nothing is silently ignored.
+pub fn unenforced_fields(c: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut note = |path: String| out.push(format!("{path} is not enforced yet"));
+    for (i, k) in c.keys.iter().enumerate() {
+        for (name, set) in [
+            ("rpm", k.rpm.is_some()),
+            ("tpm", k.tpm.is_some()),
+            ("max_parallel", k.max_parallel.is_some()),
+            ("budget", k.budget.is_some()),
+        ] {
+            if set {
+                note(format!("keys[{i}].{name}"));
+            }
+        }
+    }
+    for (i, p) in c.projects.iter().enumerate() {
+        for (name, set) in [
+            ("rpm", p.rpm.is_some()),
+            ("tpm", p.tpm.is_some()),
+            ("max_parallel", p.max_parallel.is_some()),
+            ("budget", p.budget.is_some()),
+        ] {
+            if set {
+                note(format!("projects[{i}].{name}"));
+            }
+        }
+    }
+    for (name, set) in [
+        ("redis", c.redis.is_some()),
+        ("auth.jwt", c.auth.as_ref().is_some_and(|a| a.jwt.is_some())),
+        ("cors", c.cors.is_some()),
+        ("alerts", c.alerts.is_some()),
+        ("otel", c.otel.is_some()),
+        ("jobs", c.jobs.is_some()),
+        ("log.bodies", c.log.bodies),
+        ("admin.tokens", c.admin.as_ref().is_some_and(|a| !a.tokens.is_empty())),
+    ] {
+        if set {
+            note(name.to_string());
+        }
+    }
+    out
+}

@@ -7,6 +7,9 @@
 //!   rewritten as `\s+$` | `\s+\s` (then give the last character back) | the fallback, run
 //!   by `regex-automata` anchored at each piece's start (no reverse scan). The alternation
 //!   order is kept, so the pieces are exactly tiktoken's.
+//! - For o200k, a hand-written matcher of the same alternatives handles pieces that are
+//!   ASCII up to and including the character after them (most prompts: prose, code, JSON);
+//!   anything else goes to the regex. About 5x less time than the regex alone.
 //! - A piece found whole in the rank table is one token (most pieces); otherwise the BPE
 //!   merge of tiktoken runs on it (quadratic under 100 bytes, a heap above, as tiktoken).
 //!
@@ -25,6 +28,8 @@ type Rank = u32;
 pub struct Bpe {
     ranks: FxHashMap<Box<[u8]>, Rank>,
     pretokenizer: Regex,
+    /// The ASCII fast path of the pre-tokenizer, when this encoding has one.
+    ascii: Option<fn(&[u8], usize) -> Option<usize>>,
 }
 
 /// Which encoding.
@@ -83,7 +88,11 @@ impl Bpe {
         }
         let pretokenizer =
             Regex::new_many(&patterns).map_err(|e| format!("building the {encoding:?} pre-tokenizer: {e}"))?;
-        Ok(Bpe { ranks, pretokenizer })
+        let ascii = match encoding {
+            Encoding::O200k => Some(ascii_o200k as fn(&[u8], usize) -> Option<usize>),
+            Encoding::Cl100k => None,
+        };
+        Ok(Bpe { ranks, pretokenizer, ascii })
     }
 
     /// Tokens in `text` (ordinary text: special-token strings count as text).
@@ -92,6 +101,11 @@ impl Bpe {
         let mut pos = 0;
         let mut n = 0;
         while pos < bytes.len() {
+            if let Some(end) = self.ascii.and_then(|f| f(bytes, pos)) {
+                n += self.piece(&bytes[pos..end]);
+                pos = end;
+                continue;
+            }
             let input = Input::new(bytes).range(pos..).anchored(Anchored::Yes);
             let mut end = match self.pretokenizer.search(&input) {
                 Some(m) if m.pattern().as_usize() == 1 => {
@@ -123,6 +137,132 @@ impl Bpe {
             merge_large(&self.ranks, piece)
         }
     }
+}
+
+/// The o200k pre-tokenizer on ASCII: the end of the piece starting at `pos`, or `None` when
+/// the piece or the character deciding its end is not ASCII (the regex decides then). The
+/// alternatives, in tiktoken's order, restricted to ASCII (where Lu = A-Z, Ll = a-z, N = 0-9,
+/// `\s` = `\t \n \v \f \r` and space, and every other byte is "punctuation"):
+/// 1-2. `[^\r\n L N]? [Lu]* [Ll]+ contraction?` | `[^\r\n L N]? [Lu]+ [Ll]* contraction?`
+/// 3. `N{1,3}`   4. ` ?[^\s L N]+[\r\n/]*`   5. `\s*[\r\n]+`   6. `\s+(?!\S)`   7. `\s+`
+fn ascii_o200k(b: &[u8], pos: usize) -> Option<usize> {
+    #[derive(PartialEq)]
+    enum Class {
+        Upper,
+        Lower,
+        Digit,
+        Newline,
+        Space,
+        Punct,
+    }
+    // `None` = end of text; `Err` = not ASCII.
+    let class = |i: usize| -> Option<Result<Class, ()>> {
+        let c = *b.get(i)?;
+        Some(match c {
+            b'A'..=b'Z' => Ok(Class::Upper),
+            b'a'..=b'z' => Ok(Class::Lower),
+            b'0'..=b'9' => Ok(Class::Digit),
+            b'\r' | b'\n' => Ok(Class::Newline),
+            b' ' | b'\t' | 0x0b | 0x0c => Ok(Class::Space),
+            0x80.. => Err(()),
+            _ => Ok(Class::Punct),
+        })
+    };
+    let letter = |c: &Class| matches!(c, Class::Upper | Class::Lower);
+    let first = class(pos)?.ok()?;
+    // 1-2: letters, after at most one prefix character that is not \r, \n, a letter or digit.
+    let word_start = if letter(&first) {
+        Some(pos)
+    } else if matches!(first, Class::Space | Class::Punct) {
+        match class(pos + 1) {
+            Some(Err(())) => return None,
+            Some(Ok(c)) if letter(&c) => Some(pos + 1),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    if let Some(mut i) = word_start {
+        while let Some(Ok(Class::Upper)) = class(i) {
+            i += 1;
+        }
+        while let Some(Ok(Class::Lower)) = class(i) {
+            i += 1;
+        }
+        if let Some(Err(())) = class(i) {
+            return None;
+        }
+        // Contractions, case-insensitive: 's 't 're 've 'm 'll 'd.
+        if b.get(i) == Some(&b'\'') {
+            let lower = |k: usize| b.get(k).map(u8::to_ascii_lowercase);
+            if b.get(i + 1).is_some_and(|c| !c.is_ascii()) {
+                return None;
+            }
+            match (lower(i + 1), lower(i + 2)) {
+                (Some(b's' | b't' | b'm' | b'd'), _) => return Some(i + 2),
+                (Some(b'r'), Some(b'e')) | (Some(b'v'), Some(b'e')) | (Some(b'l'), Some(b'l')) => return Some(i + 3),
+                _ => {}
+            }
+        }
+        return Some(i);
+    }
+    match first {
+        // 3: one to three digits.
+        Class::Digit => {
+            let mut i = pos + 1;
+            while i < pos + 3 && class(i).is_some_and(|c| c == Ok(Class::Digit)) {
+                i += 1;
+            }
+            if i < pos + 3 && matches!(class(i), Some(Err(()))) {
+                return None;
+            }
+            Some(i)
+        }
+        // 4: punctuation run (after an optional space), then newlines and slashes.
+        Class::Punct => punct_run(b, pos),
+        Class::Space if b.get(pos) == Some(&b' ') && matches!(class(pos + 1), Some(Ok(Class::Punct))) => {
+            punct_run(b, pos + 1)
+        }
+        // 5-7: whitespace.
+        Class::Space | Class::Newline => {
+            let mut end = pos;
+            let mut last_newline = None;
+            loop {
+                match class(end) {
+                    Some(Ok(Class::Newline)) => {
+                        last_newline = Some(end);
+                        end += 1;
+                    }
+                    Some(Ok(Class::Space)) => end += 1,
+                    Some(Err(())) => return None,
+                    _ => break,
+                }
+            }
+            Some(match last_newline {
+                Some(n) => n + 1,
+                None if end == b.len() => end,
+                None if end - pos >= 2 => end - 1,
+                None => end,
+            })
+        }
+        Class::Upper | Class::Lower => None,
+    }
+}
+
+/// Alternative 4 from `start` (after the optional space): ASCII punctuation, then `[\r\n/]*`.
+fn punct_run(b: &[u8], start: usize) -> Option<usize> {
+    let punct = |c: u8| c.is_ascii() && !c.is_ascii_alphanumeric() && !matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let mut i = start;
+    while b.get(i).is_some_and(|&c| punct(c)) {
+        i += 1;
+    }
+    if b.get(i).is_some_and(|c| !c.is_ascii()) {
+        return None;
+    }
+    while b.get(i).is_some_and(|&c| matches!(c, b'\r' | b'\n' | b'/')) {
+        i += 1;
+    }
+    Some(i)
 }
 
 /// tiktoken's `_byte_pair_merge`, returning the number of parts.

@@ -34,6 +34,10 @@ const SAMPLES: &[&str] = &[
     "<|endoftext|> is ordinary text here <|fim_prefix|>",
     "\n\n\n   \n\t\n",
     " \u{a0}\u{2028}\u{2009} odd whitespace\u{85}end",
+    "x  \u{a0}y z\t\u{3000}w 5\u{663}\u{664} 12\u{663} 123\u{663} it'S THEY'RE we'Ve I'ſ o'\u{e9}",
+    "end with newline and spaces \n  \n   ",
+    ".Hello (World) 'quoted' \"json\": {\"a\": [1, 22, 333, 4444]}\r\n\r\n}/\n//comment\n",
+    "\u{1}\u{2}ctrl\u{7f}DEL \u{b}\u{c}vt ff",
 ];
 
 #[test]
@@ -65,8 +69,25 @@ fn alphabet() -> impl Strategy<Value = String> {
     prop::collection::vec(chars, 0..120).prop_map(|v| v.into_iter().collect())
 }
 
+/// Mostly ASCII, to exercise the o200k fast path and its hand-over to the regex.
+fn ascii_heavy() -> impl Strategy<Value = String> {
+    let chars = prop::sample::select(vec![
+        'a', 'b', 'e', 'l', 'r', 's', 't', 'v', 'd', 'm', 'A', 'E', 'L', 'R', 'S', 'T', 'V', 'D', 'M', '0', '5', '9',
+        ' ', ' ', ' ', '\t', '\n', '\r', '\u{b}', '\u{c}', '\u{1}', '\u{7f}', '\'', '/', '.', '(', '{', '"', '-', '_',
+        'é', '\u{a0}', '\u{3000}', '٣', 'ſ', '中', '…',
+    ]);
+    prop::collection::vec(chars, 0..160).prop_map(|v| v.into_iter().collect())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
+    #[test]
+    fn ascii_heavy_text_counts_equal_tiktoken(s in ascii_heavy()) {
+        for e in [Encoding::O200k, Encoding::Cl100k] {
+            prop_assert_eq!(ours(e).count(&s), reference(e).encode_ordinary(&s).len(), "{:?} on {:?}", e, s);
+        }
+    }
+
     #[test]
     fn random_text_counts_equal_tiktoken(s in alphabet()) {
         for e in [Encoding::O200k, Encoding::Cl100k] {

@@ -18,7 +18,11 @@ fn rules() -> ScopeRules {
         rpm: Some(1_000_000_000),
         tpm: Some(1_000_000_000_000),
         max_parallel: Some(1_000),
-        budget: Some(BudgetRule { limit_micros: u64::MAX / 4, period: BudgetPeriod::Monthly, alert_at: Some(0.8) }),
+        budget: Some(BudgetRule {
+            limit_micros: u64::MAX / 4,
+            period: BudgetPeriod::Monthly,
+            alert_at: Some(0.8),
+        }),
     }
 }
 
@@ -71,8 +75,26 @@ fn admit_settle(c: &mut Criterion) {
 /// Deterministic mixed text: English-like words, numbers, code and JSON fragments.
 fn prompt(bytes: usize) -> String {
     const WORDS: &[&str] = &[
-        "the", "gateway", "routes", "requests", "to", "providers", "and", "counts", "tokens", "budget",
-        "limits", "Anthropic", "streaming", "reliable", "latency", "of", "a", "retry", "when", "fails",
+        "the",
+        "gateway",
+        "routes",
+        "requests",
+        "to",
+        "providers",
+        "and",
+        "counts",
+        "tokens",
+        "budget",
+        "limits",
+        "Anthropic",
+        "streaming",
+        "reliable",
+        "latency",
+        "of",
+        "a",
+        "retry",
+        "when",
+        "fails",
     ];
     const CODE: &[&str] = &[
         "fn admit(&self, n: u64) -> Result<(), Error> {\n    self.bucket.take(n)?;\n}\n",
@@ -110,7 +132,9 @@ fn chat_body(text: &str) -> Vec<u8> {
 
 fn token_counting(c: &mut Criterion) {
     tokens::warm().unwrap();
-    for (label, size) in [("1KiB", 1024), ("100KiB", 100 * 1024), ("200KiB", 200 * 1024), ("1MiB", 1024 * 1024)] {
+    for (label, size) in
+        [("1KiB", 1024), ("100KiB", 100 * 1024), ("200KiB", 200 * 1024), ("1MiB", 1024 * 1024)]
+    {
         let text = prompt(size);
         let body = chat_body(&text);
         let mut g = c.benchmark_group(format!("tokens/{label}"));
@@ -119,9 +143,13 @@ fn token_counting(c: &mut Criterion) {
             g.sample_size(20).measurement_time(Duration::from_secs(8));
         }
         g.bench_function("count_request_tokens/openai_chat/o200k", |b| {
-            b.iter(|| tokens::count_request_tokens(Format::OpenAiChat, black_box(&body), TokenizerFamily::O200k))
+            b.iter(|| {
+                tokens::count_request_tokens(Format::OpenAiChat, black_box(&body), TokenizerFamily::O200k)
+            })
         });
-        g.bench_function("count_text/o200k", |b| b.iter(|| tokens::count_text(black_box(&text), TokenizerFamily::O200k)));
+        g.bench_function("count_text/o200k", |b| {
+            b.iter(|| tokens::count_text(black_box(&text), TokenizerFamily::O200k))
+        });
         g.bench_function("count_text/cl100k", |b| {
             b.iter(|| tokens::count_text(black_box(&text), TokenizerFamily::Cl100k))
         });

@@ -104,7 +104,8 @@ impl Price {
                     if self.input == 0 {
                         p
                     } else {
-                        u64::try_from(u128::from(p) * u128::from(t.input) / u128::from(self.input)).unwrap_or(u64::MAX)
+                        u64::try_from(u128::from(p) * u128::from(t.input) / u128::from(self.input))
+                            .unwrap_or(u64::MAX)
                     }
                 };
                 (t.input, t.output, t.cached_input.unwrap_or_else(|| scale(read)), scale(write))
@@ -207,7 +208,8 @@ impl PriceTable {
     /// A table from YAML: `models: { <model id>: <pricing block> }`.
     pub fn parse(yaml: &str) -> Result<PriceTable, String> {
         let file: TableFile = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
-        let models = file.models.iter().map(|(m, p)| (m.to_ascii_lowercase(), Price::from_config(p))).collect();
+        let models =
+            file.models.iter().map(|(m, p)| (m.to_ascii_lowercase(), Price::from_config(p))).collect();
         Ok(PriceTable { models })
     }
 
@@ -280,7 +282,13 @@ fn strip_date(m: &str) -> Option<&str> {
     if b.len() > 11 {
         let t = &b[b.len() - 11..];
         let digits = |r: &[u8]| r.iter().all(u8::is_ascii_digit);
-        if t[0] == b'-' && t[5] == b'-' && t[8] == b'-' && digits(&t[1..5]) && digits(&t[6..8]) && digits(&t[9..]) {
+        if t[0] == b'-'
+            && t[5] == b'-'
+            && t[8] == b'-'
+            && digits(&t[1..5])
+            && digits(&t[6..8])
+            && digits(&t[9..])
+        {
             return m.get(..m.len() - 11);
         }
     }
@@ -294,7 +302,8 @@ fn strip_date(m: &str) -> Option<&str> {
     }
     // -YYYYMMDD, -0613, -001, -preview, -exp
     let (head, tail) = m.rsplit_once('-')?;
-    ((all_digits(tail) && (3..=8).contains(&tail.len())) || tail == "preview" || tail == "exp").then_some(head)
+    ((all_digits(tail) && (3..=8).contains(&tail.len())) || tail == "preview" || tail == "exp")
+        .then_some(head)
 }
 
 fn all_digits(s: &str) -> bool {

@@ -19,15 +19,27 @@ fn config_prices_become_fixed_point() {
         "cache_write_per_mtok": 0.1875, "above_200k": {"input_per_mtok": 0.30, "output_per_mtok": 1.20},
         "per_image": 0.04, "per_audio_second": 0.0001, "per_video_second": 0.10
     })));
-    assert_eq!((p.input, p.output, p.cached_input, p.cache_write), (150_000, 600_000, Some(75_000), Some(187_500)));
+    assert_eq!(
+        (p.input, p.output, p.cached_input, p.cache_write),
+        (150_000, 600_000, Some(75_000), Some(187_500))
+    );
     assert_eq!(p.above_200k, Some(Tier { input: 300_000, output: 1_200_000, cached_input: None }));
-    assert_eq!((p.per_image_nanos, p.per_audio_second_nanos, p.per_video_second_nanos), (40_000_000, 100_000, 100_000_000));
+    assert_eq!(
+        (p.per_image_nanos, p.per_audio_second_nanos, p.per_video_second_nanos),
+        (40_000_000, 100_000, 100_000_000)
+    );
 }
 
 #[test]
 fn openai_usage_bills_cached_prompt_tokens_at_the_cached_price() {
     // prompt_tokens 10,000 of which cached_tokens 4,000; completion 1,000 with 200 reasoning.
-    let u = Usage { input_tokens: 10_000, output_tokens: 1_000, cache_read_tokens: 4_000, reasoning_tokens: 200, ..Usage::default() };
+    let u = Usage {
+        input_tokens: 10_000,
+        output_tokens: 1_000,
+        cache_read_tokens: 4_000,
+        reasoning_tokens: 200,
+        ..Usage::default()
+    };
     // 6,000 × $2.50 + 4,000 × $1.25 + 1,000 × $10 per million = $0.015 + $0.005 + $0.010.
     assert_eq!(cost_micros(&shipped("gpt-4o-2024-08-06"), &u, MediaUnits::default()), 30_000);
 }
@@ -36,15 +48,30 @@ fn openai_usage_bills_cached_prompt_tokens_at_the_cached_price() {
 fn anthropic_usage_bills_cache_reads_and_writes_apart_from_input() {
     // Anthropic reported input_tokens 1,000 (uncached), cache_read 20,000, cache_creation 5,000:
     // the IR's input_tokens is their sum, 26,000.
-    let u = Usage { input_tokens: 26_000, output_tokens: 500, cache_read_tokens: 20_000, cache_write_tokens: 5_000, reasoning_tokens: 0 };
+    let u = Usage {
+        input_tokens: 26_000,
+        output_tokens: 500,
+        cache_read_tokens: 20_000,
+        cache_write_tokens: 5_000,
+        reasoning_tokens: 0,
+    };
     // 1,000 × $3 + 20,000 × $0.30 + 5,000 × $3.75 + 500 × $15 per million.
-    assert_eq!(cost_micros(&shipped("claude-sonnet-4-5-20250929"), &u, MediaUnits::default()), 3_000 + 6_000 + 18_750 + 7_500);
+    assert_eq!(
+        cost_micros(&shipped("claude-sonnet-4-5-20250929"), &u, MediaUnits::default()),
+        3_000 + 6_000 + 18_750 + 7_500
+    );
 }
 
 #[test]
 fn gemini_usage_bills_thoughts_once_as_output() {
     // promptTokenCount 10,000 with cachedContentTokenCount 8,000; candidates 300 + thoughts 700.
-    let u = Usage { input_tokens: 10_000, output_tokens: 1_000, cache_read_tokens: 8_000, reasoning_tokens: 700, ..Usage::default() };
+    let u = Usage {
+        input_tokens: 10_000,
+        output_tokens: 1_000,
+        cache_read_tokens: 8_000,
+        reasoning_tokens: 700,
+        ..Usage::default()
+    };
     // 2,000 × $0.30 + 8,000 × $0.03 + 1,000 × $2.50 per million = 600 + 240 + 2,500 µ$.
     assert_eq!(cost_micros(&shipped("models/gemini-2.5-flash"), &u, MediaUnits::default()), 3_340);
 }
@@ -52,7 +79,13 @@ fn gemini_usage_bills_thoughts_once_as_output() {
 #[test]
 fn without_a_cache_price_cached_tokens_bill_as_input() {
     let p = Price::from_config(&pricing(serde_json::json!({"input_per_mtok": 1.0, "output_per_mtok": 2.0})));
-    let u = Usage { input_tokens: 1_000_000, output_tokens: 0, cache_read_tokens: 600_000, cache_write_tokens: 100_000, ..Usage::default() };
+    let u = Usage {
+        input_tokens: 1_000_000,
+        output_tokens: 0,
+        cache_read_tokens: 600_000,
+        cache_write_tokens: 100_000,
+        ..Usage::default()
+    };
     assert_eq!(cost_micros(&p, &u, MediaUnits::default()), 1_000_000);
 }
 
@@ -60,7 +93,16 @@ fn without_a_cache_price_cached_tokens_bill_as_input() {
 fn the_long_context_tier_prices_the_whole_request() {
     let p = shipped("claude-sonnet-4-5");
     let at = |input: u64, cached: u64| {
-        cost_micros(&p, &Usage { input_tokens: input, output_tokens: 1_000, cache_read_tokens: cached, ..Usage::default() }, MediaUnits::default())
+        cost_micros(
+            &p,
+            &Usage {
+                input_tokens: input,
+                output_tokens: 1_000,
+                cache_read_tokens: cached,
+                ..Usage::default()
+            },
+            MediaUnits::default(),
+        )
     };
     // Exactly 200k: base prices. 200,000 × $3 + 1,000 × $15.
     assert_eq!(at(200_000, 0), 600_000 + 15_000);
@@ -82,10 +124,19 @@ fn the_long_context_tier_prices_the_whole_request() {
 
 #[test]
 fn media_units_are_priced_per_image_and_second() {
-    let p = Price::from_config(&pricing(serde_json::json!({"per_image": 0.04, "per_audio_second": 0.0001, "per_video_second": 0.10})));
+    let p = Price::from_config(&pricing(
+        serde_json::json!({"per_image": 0.04, "per_audio_second": 0.0001, "per_video_second": 0.10}),
+    ));
     let m = MediaUnits { images: 3, audio_seconds: 12.5, video_seconds: 8.0 };
     assert_eq!(cost_micros(&p, &Usage::default(), m), 120_000 + 1_250 + 800_000);
-    assert_eq!(cost_micros(&shipped("whisper-1"), &Usage::default(), MediaUnits { audio_seconds: 60.0, ..MediaUnits::default() }), 6_000);
+    assert_eq!(
+        cost_micros(
+            &shipped("whisper-1"),
+            &Usage::default(),
+            MediaUnits { audio_seconds: 60.0, ..MediaUnits::default() }
+        ),
+        6_000
+    );
 }
 
 #[test]
@@ -101,7 +152,15 @@ fn costs_round_to_the_nearest_micro_dollar_once() {
 fn the_shipped_table_parses_and_covers_each_provider() {
     let t = PriceTable::shipped();
     assert!(t.len() >= 40, "only {} models", t.len());
-    for m in ["gpt-5", "gpt-4o-mini", "o3", "claude-opus-4-5", "claude-haiku-4-5", "gemini-2.5-pro", "amazon.nova-pro"] {
+    for m in [
+        "gpt-5",
+        "gpt-4o-mini",
+        "o3",
+        "claude-opus-4-5",
+        "claude-haiku-4-5",
+        "gemini-2.5-pro",
+        "amazon.nova-pro",
+    ] {
         assert!(t.lookup(m).is_some(), "{m}");
     }
     assert!(PriceTable::parse("models: { x: { input_per_mtok: 1, bogus: 2 } }").is_err());

@@ -35,7 +35,11 @@ struct Line {
 /// Micro-dollars spent by each wanted scope in the current period (at `now`) of its budget.
 /// Every wanted scope is in the answer, 0 when it spent nothing. A missing `dir` or log is
 /// no spend; other I/O errors are returned.
-pub fn rebuild(dir: &Path, now: SystemTime, wants: &[(ScopeId, BudgetPeriod)]) -> io::Result<HashMap<ScopeId, u64>> {
+pub fn rebuild(
+    dir: &Path,
+    now: SystemTime,
+    wants: &[(ScopeId, BudgetPeriod)],
+) -> io::Result<HashMap<ScopeId, u64>> {
     let mut totals: HashMap<ScopeId, u64> = wants.iter().map(|(id, _)| (id.clone(), 0)).collect();
     if wants.is_empty() {
         return Ok(totals);
@@ -204,7 +208,10 @@ mod tests {
         write(
             dir.path(),
             "usage.jsonl.1",
-            &[line("2020-01-01T00:00:00Z", Some("k"), None, 1.5), line("2026-03-04T00:00:00Z", Some("k"), None, 1.5)],
+            &[
+                line("2020-01-01T00:00:00Z", Some("k"), None, 1.5),
+                line("2026-03-04T00:00:00Z", Some("k"), None, 1.5),
+            ],
             "",
         );
         let wants = [(ScopeId::key("k"), BudgetPeriod::Total)];

@@ -29,8 +29,11 @@ pub struct Bpe {
     ranks: FxHashMap<Box<[u8]>, Rank>,
     pretokenizer: Regex,
     /// The ASCII fast path of the pre-tokenizer, when this encoding has one.
-    ascii: Option<fn(&[u8], usize) -> Option<usize>>,
+    ascii: Option<AsciiMatcher>,
 }
+
+/// The end of the piece starting at a position, or `None` to ask the regex.
+type AsciiMatcher = fn(&[u8], usize) -> Option<usize>;
 
 /// Which encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,10 +89,10 @@ impl Bpe {
                 ranks.insert(bytes.into_boxed_slice(), rank);
             }
         }
-        let pretokenizer =
-            Regex::new_many(&patterns).map_err(|e| format!("building the {encoding:?} pre-tokenizer: {e}"))?;
+        let pretokenizer = Regex::new_many(&patterns)
+            .map_err(|e| format!("building the {encoding:?} pre-tokenizer: {e}"))?;
         let ascii = match encoding {
-            Encoding::O200k => Some(ascii_o200k as fn(&[u8], usize) -> Option<usize>),
+            Encoding::O200k => Some(ascii_o200k as AsciiMatcher),
             Encoding::Cl100k => None,
         };
         Ok(Bpe { ranks, pretokenizer, ascii })
@@ -200,7 +203,9 @@ fn ascii_o200k(b: &[u8], pos: usize) -> Option<usize> {
             }
             match (lower(i + 1), lower(i + 2)) {
                 (Some(b's' | b't' | b'm' | b'd'), _) => return Some(i + 2),
-                (Some(b'r'), Some(b'e')) | (Some(b'v'), Some(b'e')) | (Some(b'l'), Some(b'l')) => return Some(i + 3),
+                (Some(b'r'), Some(b'e')) | (Some(b'v'), Some(b'e')) | (Some(b'l'), Some(b'l')) => {
+                    return Some(i + 3)
+                }
                 _ => {}
             }
         }
@@ -251,7 +256,9 @@ fn ascii_o200k(b: &[u8], pos: usize) -> Option<usize> {
 
 /// Alternative 4 from `start` (after the optional space): ASCII punctuation, then `[\r\n/]*`.
 fn punct_run(b: &[u8], start: usize) -> Option<usize> {
-    let punct = |c: u8| c.is_ascii() && !c.is_ascii_alphanumeric() && !matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let punct = |c: u8| {
+        c.is_ascii() && !c.is_ascii_alphanumeric() && !matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+    };
     let mut i = start;
     while b.get(i).is_some_and(|&c| punct(c)) {
         i += 1;

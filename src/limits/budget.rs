@@ -98,7 +98,13 @@ impl BudgetState {
 
     /// Report each crossing at most once per period: the threshold `alert_at` (micros) and
     /// the limit, given the spend after a settle.
-    pub fn crossings(&self, period: u64, spent: u64, alert_at: Option<u64>, limit: u64) -> [Option<Crossing>; 2] {
+    pub fn crossings(
+        &self,
+        period: u64,
+        spent: u64,
+        alert_at: Option<u64>,
+        limit: u64,
+    ) -> [Option<Crossing>; 2] {
         let once = |flag: &AtomicU64| flag.swap(period + 1, Ordering::AcqRel) != period + 1;
         let threshold = match alert_at {
             Some(a) if spent >= a && once(&self.alerted) => Some(Crossing::Threshold),
@@ -188,7 +194,10 @@ mod tests {
         assert_eq!(b.crossings(p0, 1_100, Some(800), 1_000), [None, None]);
         let p1 = b.roll(BudgetPeriod::Daily, day(1));
         assert_ne!(p0, p1);
-        assert_eq!(b.crossings(p1, 1_000, Some(800), 1_000), [Some(Crossing::Threshold), Some(Crossing::Exhausted)]);
+        assert_eq!(
+            b.crossings(p1, 1_000, Some(800), 1_000),
+            [Some(Crossing::Threshold), Some(Crossing::Exhausted)]
+        );
     }
 
     #[test]

@@ -103,7 +103,11 @@ fn level_at(tat: u64, limit: u64, now: u64) -> Level {
     let debt = tat.saturating_sub(now);
     let free = WINDOW_NS.saturating_sub(debt);
     let remaining = u128::from(free) * u128::from(limit) / u128::from(WINDOW_NS);
-    Level { limit, remaining: u64::try_from(remaining).unwrap_or(u64::MAX), reset: Duration::from_nanos(debt) }
+    Level {
+        limit,
+        remaining: u64::try_from(remaining).unwrap_or(u64::MAX),
+        reset: Duration::from_nanos(debt),
+    }
 }
 
 #[cfg(test)]

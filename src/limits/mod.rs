@@ -95,7 +95,8 @@ pub enum Dimension {
     Budget,
 }
 
-/// Why a request was not admitted. Nothing was charged to any scope.
+/// Why a request was not admitted. Nothing was charged to any scope. (The rate-limit
+/// headers of the 429 come from [`LimitsRegistry::rate_headers`].)
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub struct Refusal {
     pub dimension: Dimension,
@@ -112,8 +113,6 @@ pub struct Refusal {
     /// The demand exceeds the limit itself: it can never be admitted (the proxy answers 400
     /// for TPM, naming the numbers, instead of a 429 that can never clear).
     pub too_large: bool,
-    /// Rate-limit header values at the time of the refusal.
-    pub headers: RateHeaders,
 }
 
 // === impl ScopeId ===
@@ -276,9 +275,13 @@ mod tests {
             remaining: 200_000,
             retry_after: None,
             too_large: true,
-            headers: RateHeaders::default(),
         };
         let m = r.to_string();
-        assert!(m.contains("250000 tokens") && m.contains("200000 tokens per minute") && m.contains("key search-prod"), "{m}");
+        assert!(
+            m.contains("250000 tokens")
+                && m.contains("200000 tokens per minute")
+                && m.contains("key search-prod"),
+            "{m}"
+        );
     }
 }

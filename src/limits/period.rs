@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use time::{Date, Month, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::config::BudgetPeriod;
 
@@ -19,8 +19,8 @@ pub fn period_id(period: BudgetPeriod, wall: SystemTime) -> u64 {
         // 1970-01-01 was a Thursday: Monday 1969-12-29 is day -3.
         BudgetPeriod::Weekly => (2, (days + 3) / 7),
         BudgetPeriod::Monthly => {
-            let d = date_of(days);
-            (3, u64::try_from(d.year()).unwrap_or(0) * 12 + u64::from(u8::from(d.month())) - 1)
+            let (y, m, _) = civil_from_days(days);
+            (3, y * 12 + m - 1)
         }
         BudgetPeriod::Total => (4, 0),
     };
@@ -38,7 +38,7 @@ pub fn period_start(period: BudgetPeriod, wall: SystemTime) -> SystemTime {
     let start_day = match period {
         BudgetPeriod::Daily => days,
         BudgetPeriod::Weekly => ((days + 3) / 7 * 7).saturating_sub(3),
-        BudgetPeriod::Monthly => days - u64::from(date_of(days).day()) + 1,
+        BudgetPeriod::Monthly => days - civil_from_days(days).2 + 1,
         BudgetPeriod::Total => 0,
     };
     UNIX_EPOCH + Duration::from_secs(start_day * DAY)
@@ -51,14 +51,9 @@ pub fn next_period_start(period: BudgetPeriod, wall: SystemTime) -> Option<Syste
         BudgetPeriod::Daily => Some(start + Duration::from_secs(DAY)),
         BudgetPeriod::Weekly => Some(start + Duration::from_secs(7 * DAY)),
         BudgetPeriod::Monthly => {
-            let d = date_of(unix_secs(start) / DAY);
-            let (y, m) = match d.month() {
-                Month::December => (d.year() + 1, Month::January),
-                m => (d.year(), m.next()),
-            };
-            let next = Date::from_calendar_date(y, m, 1).ok()?;
-            let secs = next.midnight().assume_utc().unix_timestamp();
-            Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+            let (y, m, _) = civil_from_days(unix_secs(start) / DAY);
+            let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+            Some(UNIX_EPOCH + Duration::from_secs(days_from_civil(y, m, 1) * DAY))
         }
         BudgetPeriod::Total => None,
     }
@@ -78,10 +73,28 @@ fn unix_secs(wall: SystemTime) -> u64 {
     wall.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// The calendar date `days` after 1970-01-01.
-fn date_of(days: u64) -> Date {
-    let secs = i64::try_from(days * DAY).unwrap_or(0);
-    OffsetDateTime::from_unix_timestamp(secs).map(|t| t.date()).unwrap_or(Date::MIN)
+/// `(year, month 1-12, day 1-31)` of the day `days` after 1970-01-01 (H. Hinnant's
+/// `civil_from_days`, integer only: this runs on every admission with a monthly budget).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + u64::from(m <= 2), m, d)
+}
+
+/// Days from 1970-01-01 to a date (H. Hinnant's `days_from_civil`), for dates after 1970.
+fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe).saturating_sub(719_468)
 }
 
 #[cfg(test)]
@@ -116,7 +129,10 @@ mod tests {
         assert_ne!(period_id(BudgetPeriod::Weekly, sun), period_id(BudgetPeriod::Weekly, mon));
         assert_eq!(next_period_start(BudgetPeriod::Weekly, wed), Some(at("2026-03-09T00:00:00Z")));
         // The epoch week: Thursday 1970-01-01 belongs to the week of Monday 1969-12-29.
-        assert_eq!(period_start(BudgetPeriod::Weekly, at("1970-01-05T00:00:00Z")), at("1970-01-05T00:00:00Z"));
+        assert_eq!(
+            period_start(BudgetPeriod::Weekly, at("1970-01-05T00:00:00Z")),
+            at("1970-01-05T00:00:00Z")
+        );
     }
 
     #[test]
@@ -126,7 +142,22 @@ mod tests {
         assert_eq!(next_period_start(BudgetPeriod::Monthly, feb), Some(at("2028-03-01T00:00:00Z")));
         let dec = at("2026-12-31T23:00:00Z");
         assert_eq!(next_period_start(BudgetPeriod::Monthly, dec), Some(at("2027-01-01T00:00:00Z")));
-        assert!(period_id(BudgetPeriod::Monthly, dec) < period_id(BudgetPeriod::Monthly, at("2027-01-01T00:00:00Z")));
+        assert!(
+            period_id(BudgetPeriod::Monthly, dec)
+                < period_id(BudgetPeriod::Monthly, at("2027-01-01T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn integer_calendar_agrees_with_the_time_crate_every_day_for_400_years() {
+        for days in 0..146_097u64 {
+            let t = OffsetDateTime::from_unix_timestamp(i64::try_from(days * DAY).unwrap_or(0))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let want =
+                (u64::try_from(t.year()).unwrap_or(0), u64::from(u8::from(t.month())), u64::from(t.day()));
+            assert_eq!(civil_from_days(days), want, "day {days}");
+            assert_eq!(days_from_civil(want.0, want.1, want.2), days);
+        }
     }
 
     #[test]

@@ -34,8 +34,10 @@ const RESERVED_RETRY: Duration = Duration::from_secs(1);
 /// config reloads.
 #[derive(Debug)]
 pub struct LimitsRegistry {
-    shards: Box<[RwLock<FxHashMap<ScopeId, Arc<ScopeState>>>]>,
+    shards: Box<[Shard]>,
 }
+
+type Shard = RwLock<FxHashMap<ScopeId, Arc<ScopeState>>>;
 
 /// The counters of one scope.
 #[derive(Debug, Default)]
@@ -165,7 +167,7 @@ impl LimitsRegistry {
     ) -> Result<Reservation, Refusal> {
         for (id, rules) in scopes {
             if let Some(r) = too_large(id, rules, demand) {
-                return Err(Refusal { headers: self.rate_headers(scopes, mono_now_ns), ..r });
+                return Err(r);
             }
         }
         let mut held: Vec<Held> = Vec::with_capacity(scopes.len());
@@ -178,7 +180,7 @@ impl LimitsRegistry {
                     for h in held.iter().rev() {
                         h.rollback(mono_now_ns);
                     }
-                    return Err(Refusal { headers: self.rate_headers(scopes, mono_now_ns), ..r });
+                    return Err(r);
                 }
             }
         }
@@ -203,7 +205,13 @@ impl LimitsRegistry {
     }
 
     /// Live state of one scope under `rules`. A scope never seen shows full buckets.
-    pub fn state(&self, scope: &ScopeId, rules: &ScopeRules, mono_now_ns: u64, wall_now: SystemTime) -> ScopeView {
+    pub fn state(
+        &self,
+        scope: &ScopeId,
+        rules: &ScopeRules,
+        mono_now_ns: u64,
+        wall_now: SystemTime,
+    ) -> ScopeView {
         let state = self.get(scope).unwrap_or_default();
         let window = |l: Level| WindowView {
             limit: l.limit,
@@ -245,9 +253,9 @@ impl LimitsRegistry {
     /// (keys and projects deleted from the config, JWT subjects not seen for a while).
     pub fn prune(&self, keep: impl Fn(&ScopeId) -> bool) {
         for shard in self.shards.iter() {
-            shard
-                .write()
-                .retain(|id, s| keep(id) || Arc::strong_count(s) > 1 || s.in_flight.load(Ordering::Acquire) > 0);
+            shard.write().retain(|id, s| {
+                keep(id) || Arc::strong_count(s) > 1 || s.in_flight.load(Ordering::Acquire) > 0
+            });
         }
     }
 
@@ -260,7 +268,7 @@ impl LimitsRegistry {
         self.len() == 0
     }
 
-    fn shard(&self, id: &ScopeId) -> &RwLock<FxHashMap<ScopeId, Arc<ScopeState>>> {
+    fn shard(&self, id: &ScopeId) -> &Shard {
         let h = FxBuildHasher.hash_one(id) as usize;
         // The low bits feed the map's own buckets; take high ones for the shard.
         &self.shards[(h >> 16) % SHARDS]
@@ -289,12 +297,13 @@ fn too_large(id: &ScopeId, rules: &ScopeRules, demand: Demand) -> Option<Refusal
         remaining: limit,
         retry_after: None,
         too_large: true,
-        headers: RateHeaders::default(),
     };
     match *rules {
         ScopeRules { rpm: Some(0), .. } => Some(refuse(Dimension::Rpm, 0, 1)),
         ScopeRules { max_parallel: Some(0), .. } => Some(refuse(Dimension::Parallel, 0, 1)),
-        ScopeRules { tpm: Some(l), .. } if demand.tokens > l => Some(refuse(Dimension::Tpm, l, demand.tokens)),
+        ScopeRules { tpm: Some(l), .. } if demand.tokens > l => {
+            Some(refuse(Dimension::Tpm, l, demand.tokens))
+        }
         ScopeRules { budget: Some(b), .. } if demand.cost_micros > b.limit_micros => {
             Some(refuse(Dimension::Budget, b.limit_micros, demand.cost_micros))
         }
@@ -321,11 +330,11 @@ fn take(
         remaining,
         retry_after,
         too_large: false,
-        headers: RateHeaders::default(),
     };
     // Parallel: exact CAS, so a full scope never shows a transient over-count.
     let max = rules.max_parallel.unwrap_or(u32::MAX);
-    let slot = state.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
+    let slot =
+        state.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
     if slot.is_err() {
         return Err(refuse(Dimension::Parallel, u64::from(max), 1, 0, Some(PARALLEL_RETRY)));
     }
@@ -453,7 +462,12 @@ impl Reservation {
             if let Some(b) = h.budget {
                 let period = h.state.budget.roll(b.period, wall_now);
                 let spent = h.state.budget.settle(h.cost, actual_cost_micros);
-                for kind in h.state.budget.crossings(period, spent, b.alert_micros(), b.limit_micros).into_iter().flatten()
+                for kind in h
+                    .state
+                    .budget
+                    .crossings(period, spent, b.alert_micros(), b.limit_micros)
+                    .into_iter()
+                    .flatten()
                 {
                     alerts.push(BudgetAlert {
                         scope: h.id.clone(),

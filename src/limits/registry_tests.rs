@@ -19,10 +19,19 @@ fn rpm(n: u64) -> ScopeRules {
 }
 
 fn budget(micros: u64, period: BudgetPeriod, alert_at: Option<f64>) -> ScopeRules {
-    ScopeRules { budget: Some(BudgetRule { limit_micros: micros, period, alert_at }), ..ScopeRules::default() }
+    ScopeRules {
+        budget: Some(BudgetRule { limit_micros: micros, period, alert_at }),
+        ..ScopeRules::default()
+    }
 }
 
-fn admit(reg: &LimitsRegistry, scopes: &[(ScopeId, &ScopeRules)], tokens: u64, cost: u64, now: u64) -> Result<Reservation, Refusal> {
+fn admit(
+    reg: &LimitsRegistry,
+    scopes: &[(ScopeId, &ScopeRules)],
+    tokens: u64,
+    cost: u64,
+    now: u64,
+) -> Result<Reservation, Refusal> {
     reg.admit(scopes, Demand { tokens, cost_micros: cost }, now, wall(0))
 }
 
@@ -90,7 +99,10 @@ fn a_tpm_demand_above_capacity_is_too_large_naming_the_numbers() {
     let key = ScopeId::key("search-prod");
     let rules = ScopeRules { tpm: Some(200_000), rpm: Some(10), ..ScopeRules::default() };
     let r = admit(&reg, &[(key.clone(), &rules)], 250_000, 0, T0).err().unwrap_or_else(|| panic!("admitted"));
-    assert_eq!((r.dimension, r.limit, r.requested, r.too_large, r.retry_after), (Dimension::Tpm, 200_000, 250_000, true, None));
+    assert_eq!(
+        (r.dimension, r.limit, r.requested, r.too_large, r.retry_after),
+        (Dimension::Tpm, 200_000, 250_000, true, None)
+    );
     assert!(r.to_string().contains("250000 tokens"), "{r}");
     // Nothing was taken, not even the request.
     let v = reg.state(&key, &rules, T0, wall(0));
@@ -291,9 +303,14 @@ fn a_new_utc_day_resets_the_budget_and_the_refusal_says_when() {
     let rules = budget(10_000, BudgetPeriod::Daily, None);
     let scopes = [(key.clone(), &rules)];
     let evening = wall(13 * 3_600); // 23:00 UTC
-    let r = reg.admit(&scopes, Demand { tokens: 0, cost_micros: 8_000 }, T0, evening).unwrap_or_else(|e| panic!("{e}"));
+    let r = reg
+        .admit(&scopes, Demand { tokens: 0, cost_micros: 8_000 }, T0, evening)
+        .unwrap_or_else(|e| panic!("{e}"));
     r.settle(0, 9_000, T0, evening);
-    let e = reg.admit(&scopes, Demand { tokens: 0, cost_micros: 2_000 }, T0, evening).err().unwrap_or_else(|| panic!("admitted"));
+    let e = reg
+        .admit(&scopes, Demand { tokens: 0, cost_micros: 2_000 }, T0, evening)
+        .err()
+        .unwrap_or_else(|| panic!("admitted"));
     assert_eq!(e.retry_after, Some(Duration::from_secs(3_600)));
     let after_midnight = wall(14 * 3_600 + 1);
     let v = reg.state(&key, &rules, T0, after_midnight).budget.unwrap_or_else(|| panic!("no view"));
@@ -374,7 +391,12 @@ fn a_changed_limit_applies_on_the_next_request() {
     let key = ScopeId::key("k");
     let low = rpm(2);
     for _ in 0..2 {
-        admit(&reg, &[(key.clone(), &low)], 0, 0, T0).unwrap_or_else(|e| panic!("{e}")).settle(0, 0, T0, wall(0));
+        admit(&reg, &[(key.clone(), &low)], 0, 0, T0).unwrap_or_else(|e| panic!("{e}")).settle(
+            0,
+            0,
+            T0,
+            wall(0),
+        );
     }
     assert!(admit(&reg, &[(key.clone(), &low)], 0, 0, T0).is_err());
     // Raised to 600: the bucket keeps its fill level (empty) and refills at 10 per second.
@@ -417,8 +439,18 @@ fn prune_forgets_unwanted_idle_scopes_only() {
     let gone = ScopeId::key("gone");
     let busy = ScopeId::key("busy");
     let kept = ScopeId::key("kept");
-    admit(&reg, &[(gone.clone(), &rules)], 0, 0, T0).unwrap_or_else(|e| panic!("{e}")).settle(0, 0, T0, wall(0));
-    admit(&reg, &[(kept.clone(), &rules)], 0, 0, T0).unwrap_or_else(|e| panic!("{e}")).settle(0, 0, T0, wall(0));
+    admit(&reg, &[(gone.clone(), &rules)], 0, 0, T0).unwrap_or_else(|e| panic!("{e}")).settle(
+        0,
+        0,
+        T0,
+        wall(0),
+    );
+    admit(&reg, &[(kept.clone(), &rules)], 0, 0, T0).unwrap_or_else(|e| panic!("{e}")).settle(
+        0,
+        0,
+        T0,
+        wall(0),
+    );
     let r = admit(&reg, &[(busy.clone(), &rules)], 0, 0, T0).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(reg.len(), 3);
     reg.prune(|id| *id == kept);

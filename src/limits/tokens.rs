@@ -90,7 +90,9 @@ impl TokenizerFamily {
         match kind {
             ProviderKind::Anthropic => TokenizerFamily::Claude,
             ProviderKind::Gemini => TokenizerFamily::Gemini,
-            ProviderKind::Bedrock if m.contains("anthropic") || m.contains("claude") => TokenizerFamily::Claude,
+            ProviderKind::Bedrock if m.contains("anthropic") || m.contains("claude") => {
+                TokenizerFamily::Claude
+            }
             ProviderKind::Bedrock => TokenizerFamily::Other,
             ProviderKind::Openai | ProviderKind::AzureOpenai | ProviderKind::Mock => Self::openai(&m),
             ProviderKind::OpenaiCompatible => {
@@ -98,7 +100,8 @@ impl TokenizerFamily {
                     TokenizerFamily::Claude
                 } else if m.contains("gemini") || m.contains("gemma") {
                     TokenizerFamily::Gemini
-                } else if m.starts_with("gpt-") || m.starts_with('o') && m[1..].starts_with(char::is_numeric) {
+                } else if m.starts_with("gpt-") || m.starts_with('o') && m[1..].starts_with(char::is_numeric)
+                {
                     Self::openai(&m)
                 } else {
                     TokenizerFamily::Other
@@ -110,9 +113,13 @@ impl TokenizerFamily {
     /// OpenAI-family model ids: cl100k for GPT-3.5, classic GPT-4 and older embeddings,
     /// o200k for everything newer or unknown.
     fn openai(m: &str) -> TokenizerFamily {
-        let classic_gpt4 = m.starts_with("gpt-4")
-            && !["gpt-4o", "gpt-4.1", "gpt-4.5"].iter().any(|p| m.starts_with(p));
-        if m.starts_with("gpt-3.5") || m.starts_with("gpt-35") || classic_gpt4 || m.starts_with("text-embedding-") {
+        let classic_gpt4 =
+            m.starts_with("gpt-4") && !["gpt-4o", "gpt-4.1", "gpt-4.5"].iter().any(|p| m.starts_with(p));
+        if m.starts_with("gpt-3.5")
+            || m.starts_with("gpt-35")
+            || classic_gpt4
+            || m.starts_with("text-embedding-")
+        {
             TokenizerFamily::Cl100k
         } else {
             TokenizerFamily::O200k

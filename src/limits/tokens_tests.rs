@@ -63,8 +63,8 @@ fn long_pieces_use_the_heap_merge_and_still_agree() {
 
 fn alphabet() -> impl Strategy<Value = String> {
     let chars = prop::sample::select(vec![
-        'a', 'b', 'Z', 'é', 'ß', '中', '日', 'ア', '한', '1', '9', ' ', ' ', ' ', '\t', '\n', '\r', '\u{3000}',
-        '\u{a0}', '\'', 's', 'L', '.', ',', '/', '=', '{', '"', '🎉', '\u{301}', '_', '-',
+        'a', 'b', 'Z', 'é', 'ß', '中', '日', 'ア', '한', '1', '9', ' ', ' ', ' ', '\t', '\n', '\r',
+        '\u{3000}', '\u{a0}', '\'', 's', 'L', '.', ',', '/', '=', '{', '"', '🎉', '\u{301}', '_', '-',
     ]);
     prop::collection::vec(chars, 0..120).prop_map(|v| v.into_iter().collect())
 }
@@ -72,9 +72,9 @@ fn alphabet() -> impl Strategy<Value = String> {
 /// Mostly ASCII, to exercise the o200k fast path and its hand-over to the regex.
 fn ascii_heavy() -> impl Strategy<Value = String> {
     let chars = prop::sample::select(vec![
-        'a', 'b', 'e', 'l', 'r', 's', 't', 'v', 'd', 'm', 'A', 'E', 'L', 'R', 'S', 'T', 'V', 'D', 'M', '0', '5', '9',
-        ' ', ' ', ' ', '\t', '\n', '\r', '\u{b}', '\u{c}', '\u{1}', '\u{7f}', '\'', '/', '.', '(', '{', '"', '-', '_',
-        'é', '\u{a0}', '\u{3000}', '٣', 'ſ', '中', '…',
+        'a', 'b', 'e', 'l', 'r', 's', 't', 'v', 'd', 'm', 'A', 'E', 'L', 'R', 'S', 'T', 'V', 'D', 'M', '0',
+        '5', '9', ' ', ' ', ' ', '\t', '\n', '\r', '\u{b}', '\u{c}', '\u{1}', '\u{7f}', '\'', '/', '.', '(',
+        '{', '"', '-', '_', 'é', '\u{a0}', '\u{3000}', '٣', 'ſ', '中', '…',
     ]);
     prop::collection::vec(chars, 0..160).prop_map(|v| v.into_iter().collect())
 }
@@ -142,8 +142,16 @@ fn openai_responses_counts_instructions_and_items() {
             {"type": "reasoning", "encrypted_content": "gAAAAABo-very-long-opaque", "summary": []}
         ]
     });
-    let want = t("Answer in French.") + t("What is Rust?") + t("search") + t("{\"q\":\"rust\"}") + t("A language.") + frame(5);
-    assert_eq!(count_request_tokens(Format::OpenAiResponses, body.to_string().as_bytes(), TokenizerFamily::O200k), want);
+    let want = t("Answer in French.")
+        + t("What is Rust?")
+        + t("search")
+        + t("{\"q\":\"rust\"}")
+        + t("A language.")
+        + frame(5);
+    assert_eq!(
+        count_request_tokens(Format::OpenAiResponses, body.to_string().as_bytes(), TokenizerFamily::O200k),
+        want
+    );
     let plain = json!({"model": "gpt-5", "input": "Just a string"});
     assert_eq!(
         count_request_tokens(Format::OpenAiResponses, plain.to_string().as_bytes(), TokenizerFamily::O200k),
@@ -170,11 +178,20 @@ fn anthropic_counts_system_blocks_tool_use_input_and_skips_base64() {
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "zoomed"}]}
         ]
     });
-    let raw = t("Be brief.") + t("Describe this.") + t("Looking closely.") + t("zoom") + t("{\"factor\":2}") + t("zoomed");
+    let raw = t("Be brief.")
+        + t("Describe this.")
+        + t("Looking closely.")
+        + t("zoom")
+        + t("{\"factor\":2}")
+        + t("zoomed");
     let want = raw + TOKENS_PER_MEDIA + frame(4);
-    assert_eq!(count_request_tokens(Format::Anthropic, body.to_string().as_bytes(), TokenizerFamily::O200k), want);
+    assert_eq!(
+        count_request_tokens(Format::Anthropic, body.to_string().as_bytes(), TokenizerFamily::O200k),
+        want
+    );
     // The Claude estimate scales the text, not the framing.
-    let claude = count_request_tokens(Format::Anthropic, body.to_string().as_bytes(), TokenizerFamily::Claude);
+    let claude =
+        count_request_tokens(Format::Anthropic, body.to_string().as_bytes(), TokenizerFamily::Claude);
     assert_eq!(claude, (raw * CLAUDE_FACTOR_PERMILLE).div_ceil(1_000) + TOKENS_PER_MEDIA + frame(4));
 }
 
@@ -197,21 +214,30 @@ fn gemini_counts_system_instruction_parts_and_function_calls() {
         + t("{\"words\":[\"June\"]}")
         + TOKENS_PER_MEDIA
         + frame(4);
-    assert_eq!(count_request_tokens(Format::Gemini, body.to_string().as_bytes(), TokenizerFamily::O200k), want);
+    assert_eq!(
+        count_request_tokens(Format::Gemini, body.to_string().as_bytes(), TokenizerFamily::O200k),
+        want
+    );
     assert_eq!(output_cap(Format::Gemini, body.to_string().as_bytes()), Some(512));
 }
 
 #[test]
 fn a_body_that_is_not_json_is_counted_as_text() {
     let body = b"not json at all, just words";
-    assert_eq!(count_request_tokens(Format::OpenAiChat, body, TokenizerFamily::O200k), t("not json at all, just words"));
+    assert_eq!(
+        count_request_tokens(Format::OpenAiChat, body, TokenizerFamily::O200k),
+        t("not json at all, just words")
+    );
 }
 
 #[test]
 fn output_caps_come_from_each_formats_field() {
     let cap = |f, v: serde_json::Value| output_cap(f, v.to_string().as_bytes());
     assert_eq!(cap(Format::OpenAiChat, json!({"max_tokens": 100})), Some(100));
-    assert_eq!(cap(Format::OpenAiChat, json!({"max_completion_tokens": 300, "max_tokens": 100, "n": 3})), Some(900));
+    assert_eq!(
+        cap(Format::OpenAiChat, json!({"max_completion_tokens": 300, "max_tokens": 100, "n": 3})),
+        Some(900)
+    );
     assert_eq!(cap(Format::OpenAiChat, json!({"messages": []})), None);
     assert_eq!(cap(Format::OpenAiResponses, json!({"max_output_tokens": 2048})), Some(2048));
     assert_eq!(cap(Format::Anthropic, json!({"max_tokens": 4096})), Some(4096));

@@ -31,7 +31,8 @@ pub use self::{
     gcra::{Level, WINDOW},
     period::{next_period_start, period_start, rfc3339},
     registry::{
-        BudgetAlert, BudgetView, LimitsRegistry, RateHeaders, Reservation, ScopeView, Settled, WindowView,
+        go_duration, BudgetAlert, BudgetView, LimitsRegistry, RateHeaders, Reservation, ScopeView, Settled,
+        WindowView,
     },
 };
 

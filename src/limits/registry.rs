@@ -439,8 +439,9 @@ impl Reservation {
         self.held.iter().map(|h| h.tokens).max().unwrap_or(0)
     }
 
-    /// End the request: free its parallel slots, replace the reserved tokens by
-    /// `actual_tokens` (refund or extra charge) and the reserved cost by `actual_cost_micros`
+    /// End the request (finished, failed, or the client went away): free its parallel
+    /// slots, replace the reserved tokens by `actual_tokens` (input + output the provider
+    /// reported; a refund or an extra charge) and the reserved cost by `actual_cost_micros`,
     /// in the period of `wall_now`. Budget crossings are reported once per period.
     pub fn settle(
         mut self,

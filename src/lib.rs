@@ -3,7 +3,8 @@
 //!
 //! Rooms: `config` (schema, validation, hot reload), `proxy` (the data plane), `formats`
 //! (wire formats <-> IR, pure), `providers` (URLs and auth per provider kind), `routing`
-//! (target choice and resilience), `auth` (virtual keys), `accounting` (usage, cost),
+//! (target choice and resilience), `auth` (virtual keys), `limits` (RPM/TPM, parallel,
+//! budgets, token counting), `accounting` (usage, cost, spend rebuild),
 //! `admin` (the admin listener), `net` (async DNS), `server` (wiring it all into Pingora).
 
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod formats;
+pub mod limits;
 pub mod net;
 pub mod providers;
 pub mod proxy;

@@ -1,9 +1,15 @@
-//! What requests cost and who made them: pricing and the usage log (`state_dir/usage.jsonl`).
+//! What requests cost and who made them: pricing in integer micro-dollars, the usage log
+//! (`state_dir/usage.jsonl`), and the spend rebuilt from it at start-up.
 
 mod pricing;
+mod spend;
 mod usage_log;
 
 pub use self::{
-    pricing::cost_usd,
+    pricing::{
+        cost_micros, cost_usd, estimate_micros, resolve as resolve_price, usd, MediaUnits, Price, PriceTable,
+        Tier, LONG_CONTEXT_THRESHOLD,
+    },
+    spend::rebuild as rebuild_spend,
     usage_log::{UsageLog, UsageRecord, UsageWriter, FLUSH_INTERVAL},
 };

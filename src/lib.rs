@@ -3,14 +3,16 @@
 //!
 //! Rooms: `config` (schema, validation, hot reload), `proxy` (the data plane), `formats`
 //! (wire formats <-> IR, pure), `providers` (URLs and auth per provider kind), `routing`
-//! (target choice and resilience), `auth` (virtual keys), `accounting` (usage, cost),
-//! `admin` (the admin listener), `net` (async DNS), `server` (wiring it all into Pingora).
+//! (target choice and resilience), `auth` (virtual keys, JWT), `accounting` (usage, cost),
+//! `admin` (the admin listener), `net` (async DNS), `server` (wiring it all into Pingora),
+//! `cli` (the operator's client and tool subcommands).
 
 #![forbid(unsafe_code)]
 
 pub mod accounting;
 pub mod admin;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod formats;
 pub mod net;

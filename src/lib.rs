@@ -6,6 +6,9 @@
 //! (target choice and resilience), `auth` (virtual keys), `limits` (RPM/TPM, parallel,
 //! budgets, token counting), `accounting` (usage, cost, spend rebuild),
 //! `admin` (the admin listener), `net` (async DNS), `server` (wiring it all into Pingora).
+//! (target choice and resilience), `auth` (virtual keys, JWT), `accounting` (usage, cost),
+//! `admin` (the admin listener), `net` (async DNS), `server` (wiring it all into Pingora),
+//! `cli` (the operator's client and tool subcommands).
 
 #![forbid(unsafe_code)]
 
@@ -13,6 +16,7 @@ pub mod accounting;
 pub mod admin;
 pub mod admission;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod formats;

@@ -1,5 +1,6 @@
 //! The `llm-gateway` command: set up logging, parse the command line, and run, check, hash a
-//! key or encrypt a secret. The work lives in the library.
+//! key, encrypt a secret, or hand an operator subcommand (key, usage, health, config, audit,
+//! master-key) to `llm_gateway::cli`. The work lives in the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,8 @@ enum Command {
     HashKey { key: String },
     /// Print `enc:...` for a provider secret, sealed with LLM_GATEWAY_MASTER_KEY (32 bytes, base64).
     Encrypt { secret: String },
+    #[command(flatten)]
+    Tools(llm_gateway::cli::Command),
 }
 
 fn main() -> ExitCode {
@@ -134,5 +137,6 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Tools(cmd) => llm_gateway::cli::main(cmd),
     }
 }

@@ -4,7 +4,8 @@
 //! Rooms: `config` (schema, validation, hot reload), `proxy` (the data plane), `formats`
 //! (wire formats <-> IR, pure), `providers` (URLs and auth per provider kind), `routing`
 //! (target choice and resilience), `auth` (virtual keys), `accounting` (usage, cost),
-//! `admin` (the admin listener), `net` (async DNS), `server` (wiring it all into Pingora).
+//! `admin` (the admin listener), `net` (async DNS), `server` (wiring it all into Pingora),
+//! `telemetry` (metrics, access log, redaction, alerts).
 
 #![forbid(unsafe_code)]
 
@@ -18,3 +19,4 @@ pub mod providers;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod telemetry;

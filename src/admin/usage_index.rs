@@ -113,6 +113,8 @@ pub enum UsageIndexError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The index over one state directory.
 pub struct UsageIndex {
     dir: PathBuf,
@@ -122,7 +124,7 @@ pub struct UsageIndex {
 #[derive(Default)]
 struct State {
     syms: Interner,
-    hours: BTreeMap<u32, HashMap<Dims, Totals>>,
+    hours: BTreeMap<u32, FastMap<Dims, Totals>>,
     /// Read offset of each file, by its head (the start of its first line).
     files: HashMap<Vec<u8>, u64>,
     stats: IndexStats,
@@ -151,7 +153,7 @@ struct Totals {
 
 #[derive(Default)]
 struct Interner {
-    ids: HashMap<Box<str>, u32>,
+    ids: FastMap<Box<str>, u32>,
     names: Vec<Box<str>>,
 }
 
@@ -356,7 +358,7 @@ impl State {
             return empty;
         }
         let mut total = Totals::default();
-        let mut groups: HashMap<[u32; 7], Totals> = HashMap::new();
+        let mut groups: FastMap<[u32; 7], Totals> = FastMap::default();
         for (&hour, cells) in self.hours.range(lo..hi) {
             for (d, t) in cells {
                 let matches = key.is_none_or(|k| d.key == k)

@@ -58,7 +58,7 @@ fn line(r: &Rec, i: usize) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp(r.secs).unwrap()
         + time::Duration::nanoseconds(i as i64 % 1_000_000_000);
     // Every 7th line carries a +02:00 offset, as a foreign writer might.
-    let t = if i % 7 == 0 { t.to_offset(time::macros::offset!(+2)) } else { t };
+    let t = if i.is_multiple_of(7) { t.to_offset(time::macros::offset!(+2)) } else { t };
     let rec = UsageRecord {
         time: t.format(&time::format_description::well_known::Rfc3339).unwrap(),
         request_id: format!("req-{i}"),
@@ -165,7 +165,7 @@ fn check(index: &UsageIndex, recs: &[Rec], q: &UsageQuery) {
     );
 }
 
-fn queries() -> Vec<UsageQuery> {
+fn queries() -> Vec<(&'static str, UsageQuery)> {
     [
         "",
         "group_by=key",
@@ -182,7 +182,7 @@ fn queries() -> Vec<UsageQuery> {
         "project=nobody&group_by=key",
     ]
     .iter()
-    .map(|s| UsageQuery::parse(s).unwrap())
+    .map(|s| (*s, UsageQuery::parse(s).unwrap()))
     .collect()
 }
 
@@ -199,7 +199,7 @@ fn totals_per_group_match_the_reference_across_rotated_files() {
     let index = UsageIndex::open(dir.path()).unwrap();
     assert_eq!(index.stats().lines, 6_000);
     assert_eq!(index.stats().bad_lines, 0);
-    for q in queries() {
+    for (_, q) in queries() {
         check(&index, &recs, &q);
     }
 }
@@ -238,7 +238,7 @@ fn appended_lines_are_read_incrementally_and_rotation_counts_each_line_once() {
     std::fs::OpenOptions::new().write(true).truncate(true).open(&active).unwrap();
     check(&index, &recs[..3_000], &UsageQuery::parse("group_by=day,project").unwrap());
     bytes += write(&active, &recs[3_000..], 3_000);
-    for q in queries() {
+    for (_, q) in queries() {
         check(&index, &recs, &q);
     }
     assert_eq!(index.stats().bytes, bytes);
@@ -361,20 +361,18 @@ fn times_map_to_utc_hours() {
 fn figures() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = fastrand::Rng::with_seed(1);
-    let recs = generate(&mut rng, 1_000_000, 24 * 30);
     let t = Instant::now();
     let mut bytes = 0;
-    for (i, (name, part)) in [
-        ("usage.jsonl.2", &recs[..400_000]),
-        ("usage.jsonl.1", &recs[400_000..800_000]),
-        ("usage.jsonl", &recs[800_000..]),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        bytes += write(&dir.path().join(name), part, i * 400_000);
+    // Written in batches so that the test's own data does not inflate the memory figure.
+    for (i, name) in ["usage.jsonl.2", "usage.jsonl.1", "usage.jsonl"].into_iter().enumerate() {
+        let n = if i == 2 { 200_000 } else { 400_000 };
+        for b in 0..n / 10_000 {
+            bytes +=
+                write(&dir.path().join(name), &generate(&mut rng, 10_000, 24 * 30), i * 400_000 + b * 10_000);
+        }
     }
     println!("generated 1,000,000 lines, {:.0} MB, in {:?}", bytes as f64 / 1e6, t.elapsed());
+    let before = rss_kib();
     let t = Instant::now();
     let index = UsageIndex::open(dir.path()).unwrap();
     let load = t.elapsed();
@@ -386,15 +384,11 @@ fn figures() {
         s.cells
     );
     assert_eq!(s.lines, 1_000_000);
-    for q in queries() {
+    println!("resident memory of the index: {} MiB", (rss_kib() - before) / 1024);
+    for (text, q) in queries() {
         let t = Instant::now();
         let r = index.query(&q).unwrap();
-        println!(
-            "query {:<70} {:>9.2?}  {} groups",
-            format!("{q:?}").chars().take(70).collect::<String>(),
-            t.elapsed(),
-            r.groups.len()
-        );
+        println!("query {text:<60} {:>9.2?}  {} groups", t.elapsed(), r.groups.len());
     }
     let more = generate(&mut rng, 10_000, 24 * 30);
     write(&dir.path().join("usage.jsonl"), &more, 1_000_000);
@@ -405,4 +399,11 @@ fn figures() {
     index.refresh().unwrap();
     println!("refresh with nothing new: {:?}", t.elapsed());
     assert_eq!(index.stats().lines, 1_010_000);
+}
+
+/// `VmRSS` of this process in KiB, from /proc.
+fn rss_kib() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: 0 kB");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
 }

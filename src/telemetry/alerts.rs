@@ -223,7 +223,14 @@ impl Alerts {
                 let ev = match &e {
                     mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => ev,
                 };
-                tracing::warn!(kind = ev.kind.title(), dropped_total = n, "alert queue full; alert dropped");
+                // Logged at 1, 2, 4, 8 … drops, so a storm does not flood the log.
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        kind = ev.kind.title(),
+                        dropped_total = n,
+                        "alert queue full; alert dropped"
+                    );
+                }
                 false
             }
         }

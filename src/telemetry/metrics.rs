@@ -11,7 +11,6 @@
 //! allocation) and atomic adds on handles resolved once per (alias, provider, status) and
 //! cached in `OnceLock` slots. Histograms are lock-free (`instruments::AtomicHistogram`).
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -181,7 +180,7 @@ struct Cell {
 
 /// A bounded name table: the known names, then `other`, then `none`.
 struct Names {
-    index: HashMap<Box<str>, usize>,
+    index: foldhash::HashMap<Box<str>, usize>,
     values: Vec<Arc<str>>,
 }
 
@@ -272,9 +271,10 @@ impl Metrics {
         let next = Resolved::new(known);
         let prev = self.resolved.swap(Arc::new(next));
         let cur = self.resolved.load();
+        // A config name that is not in the new config (never `other` or `none`).
         let gone = |old: &Names, new: &Names, i: usize| {
             let v = &old.values[i];
-            (!new.index.contains_key(&**v)).then(|| v.clone())
+            (i < old.len() - 2 && !new.index.contains_key(&**v)).then(|| v.clone())
         };
         for (i, slot) in prev.healthy.iter().enumerate() {
             if let (Some(_), Some(v)) = (slot.get(), gone(&prev.providers, &cur.providers, i)) {
@@ -478,7 +478,7 @@ fn slots<T>(n: usize) -> Box<[OnceLock<T>]> {
 
 impl Names {
     fn new(list: &[String]) -> Names {
-        let mut index = HashMap::with_capacity(list.len());
+        let mut index = foldhash::HashMap::with_capacity_and_hasher(list.len(), Default::default());
         let mut values: Vec<Arc<str>> = Vec::with_capacity(list.len() + 2);
         for name in list {
             // `other` and `none` are reserved for the overflow values.

@@ -195,6 +195,7 @@ fn set_known_keeps_counts_and_drops_gauges_of_removed_names() {
     m.record_request(&sample("fast", "openai", 200, 10));
     m.set_upstream_healthy("anthropic", true);
     m.set_upstream_healthy("openai", true);
+    m.set_upstream_healthy("unlisted", true);
     let mut next = known();
     next.aliases.push("new-alias".into());
     next.providers.retain(|p| p != "anthropic");
@@ -207,6 +208,7 @@ fn set_known_keeps_counts_and_drops_gauges_of_removed_names() {
     assert_eq!(scalar(&s, req, &[("alias", "new-alias"), ("provider", "openai"), ("status", "200")]), 1.0);
     assert!(value(&s, "llm_gateway_upstream_healthy", &[("provider", "anthropic")]).is_none());
     assert_eq!(scalar(&s, "llm_gateway_upstream_healthy", &[("provider", "openai")]), 1.0);
+    assert_eq!(scalar(&s, "llm_gateway_upstream_healthy", &[("provider", "other")]), 1.0, "`other` stays");
 }
 
 #[test]

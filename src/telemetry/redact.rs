@@ -92,11 +92,11 @@ pub fn redact_header<'a>(name: &str, value: &'a str) -> Cow<'a, str> {
 
 /// Whether a header's value is a credential (the list above, plus any name that says so).
 pub fn is_secret_header(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    SECRET_HEADERS.contains(&lower.as_str())
+    let n = name.as_bytes();
+    SECRET_HEADERS.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(n))
         || ["token", "secret", "password", "api-key", "apikey", "credential"]
             .iter()
-            .any(|w| lower.contains(w))
+            .any(|w| n.windows(w.len()).any(|win| win.eq_ignore_ascii_case(w.as_bytes())))
 }
 
 /// Masks anything in free text that looks like a credential.

@@ -9,6 +9,8 @@
 //! (target choice and resilience), `auth` (virtual keys, JWT), `accounting` (usage, cost),
 //! `admin` (the admin listener), `net` (async DNS), `server` (wiring it all into Pingora),
 //! `cli` (the operator's client and tool subcommands).
+//! (target choice and resilience), `auth` (virtual keys), `accounting` (usage, cost),
+//! `telemetry` (metrics, access log, redaction, alerts).
 
 #![forbid(unsafe_code)]
 
@@ -27,3 +29,4 @@ pub mod proxy;
 pub mod routing;
 pub mod runtime;
 pub mod server;
+pub mod telemetry;

@@ -2,5 +2,6 @@
 //! (`admin.token`). Serves the running config (secrets redacted), reload, and `/metrics`.
 
 mod app;
+pub mod usage_index;
 
 pub use self::app::AdminApp;

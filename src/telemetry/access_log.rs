@@ -1,0 +1,184 @@
+//! The per-request access line (a `tracing` event on target `access`, one JSON object per
+//! request when JSON logging is on) and the process's logging setup: an `EnvFilter` behind a
+//! reload handle so the admin API can change the level at run time, JSON or text on stderr,
+//! ANSI colours only when stderr is a terminal. Every string in the line passes through
+//! `redact`. Does not write the usage log (see `accounting/usage_log.rs`).
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
+
+use super::redact::{redact_text, redact_url};
+
+/// The `tracing` target of access lines (filter with e.g. `info,access=off`).
+pub const TARGET: &str = "access";
+
+/// One finished request, as logged. Borrowed: building it allocates nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AccessLine<'a> {
+    pub request_id: &'a str,
+    /// The virtual key id (public), or `jwt:<sub>`; never the key itself.
+    pub key_id: Option<&'a str>,
+    pub project: Option<&'a str>,
+    pub alias: Option<&'a str>,
+    pub provider: Option<&'a str>,
+    /// The concrete upstream model.
+    pub model: Option<&'a str>,
+    /// The API surface, e.g. `chat_completions`, `messages`.
+    pub endpoint: &'a str,
+    pub method: &'a str,
+    /// Request path and query as received (secret query values are masked here).
+    pub path: &'a str,
+    pub status: u16,
+    pub stream: bool,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cost_micros: u64,
+    pub latency: Duration,
+    pub ttfb: Option<Duration>,
+    pub attempts: u32,
+    pub error: Option<&'a str>,
+}
+
+/// Changes the running log filter (the admin API's level switch). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct LogHandle {
+    filter: reload::Handle<EnvFilter, Registry>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    #[error(
+        "invalid log filter {spec:?}: {reason}; use e.g. \"info\" or \"info,access=off,llm_gateway=debug\""
+    )]
+    BadFilter { spec: String, reason: String },
+    #[error("a global logger is already installed")]
+    AlreadyInstalled,
+    #[error("cannot change the log filter: {0}")]
+    Reload(String),
+}
+
+// === impl AccessLine ===
+
+impl AccessLine<'_> {
+    /// Emits the line as an `info` event on target `access`.
+    pub fn emit(&self) {
+        let path = redact_url(self.path);
+        let key = self.key_id.map(redact_text);
+        let model = self.model.map(redact_text);
+        let error = self.error.map(redact_text);
+        tracing::info!(
+            target: TARGET,
+            request_id = self.request_id,
+            key = key.as_deref(),
+            project = self.project,
+            alias = self.alias,
+            provider = self.provider,
+            model = model.as_deref(),
+            endpoint = self.endpoint,
+            method = self.method,
+            path = &*path,
+            status = self.status,
+            stream = self.stream,
+            input_tokens = self.input_tokens,
+            output_tokens = self.output_tokens,
+            cached_tokens = self.cached_tokens,
+            reasoning_tokens = self.reasoning_tokens,
+            cost_usd = self.cost_micros as f64 / 1e6,
+            latency_ms = millis(self.latency),
+            ttfb_ms = self.ttfb.map(millis),
+            attempts = self.attempts,
+            error = error.as_deref(),
+            "request"
+        );
+    }
+}
+
+/// Milliseconds with microsecond precision.
+fn millis(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
+// === impl LogHandle ===
+
+impl LogHandle {
+    /// Replaces the filter (`EnvFilter` syntax). The `log` crate's cap (Pingora logs through
+    /// it) follows the new maximum level.
+    pub fn set_filter(&self, spec: &str) -> Result<(), LoggingError> {
+        let filter = parse_filter(spec)?;
+        let max = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
+        self.filter.reload(filter).map_err(|e| LoggingError::Reload(e.to_string()))?;
+        log::set_max_level(log_level(max));
+        Ok(())
+    }
+
+    /// The running filter, in `EnvFilter` syntax.
+    pub fn current(&self) -> String {
+        self.filter.with_current(|f| f.to_string()).unwrap_or_default()
+    }
+}
+
+/// Installs the global subscriber: `spec` is an `EnvFilter` directive (`info`,
+/// `info,access=off`, …); `json` writes one JSON object per event (fields flattened);
+/// otherwise text, coloured only when stderr is a terminal. Returns the level switch.
+pub fn init_logging(spec: &str, json: bool) -> Result<LogHandle, LoggingError> {
+    let ansi = std::io::stderr().is_terminal();
+    let (subscriber, handle) = build_subscriber(spec, json, ansi, std::io::stderr)?;
+    subscriber.try_init().map_err(|_| LoggingError::AlreadyInstalled)?;
+    Ok(handle)
+}
+
+/// The subscriber `init_logging` installs, writing to `writer` (tests capture it).
+pub fn build_subscriber<W>(
+    spec: &str,
+    json: bool,
+    ansi: bool,
+    writer: W,
+) -> Result<(impl tracing::Subscriber + Send + Sync + 'static, LogHandle), LoggingError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let (filter, handle) = reload::Layer::new(parse_filter(spec)?);
+    let (json_layer, text_layer) = if json {
+        let layer = tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_ansi(false)
+            .with_writer(writer);
+        (Some(layer), None)
+    } else {
+        (None, Some(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(writer)))
+    };
+    let subscriber = Registry::default().with(filter).with(json_layer).with(text_layer);
+    Ok((subscriber, LogHandle { filter: handle }))
+}
+
+fn parse_filter(spec: &str) -> Result<EnvFilter, LoggingError> {
+    EnvFilter::builder()
+        .parse(spec)
+        .map_err(|e| LoggingError::BadFilter { spec: spec.to_string(), reason: e.to_string() })
+}
+
+fn log_level(l: LevelFilter) -> log::LevelFilter {
+    match l {
+        LevelFilter::OFF => log::LevelFilter::Off,
+        LevelFilter::ERROR => log::LevelFilter::Error,
+        LevelFilter::WARN => log::LevelFilter::Warn,
+        LevelFilter::INFO => log::LevelFilter::Info,
+        LevelFilter::DEBUG => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    }
+}
+
+#[cfg(test)]
+#[path = "access_log_tests.rs"]
+mod tests;

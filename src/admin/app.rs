@@ -1,4 +1,5 @@
-//! Admin HTTP handlers (complete, buffered answers via Pingora's `ServeHttp`).
+//! Legacy admin app over `ConfigStore` (config, reload, health, metrics only), kept so the
+//! server wiring compiles until it switches to `AdminService` (see `core.rs`); then delete this.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,7 +10,9 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use subtle::ConstantTimeEq;
 
-use crate::config::{Config, ConfigStore, Reload, Secret};
+use crate::config::{ConfigStore, Reload};
+
+use super::secrets::redacted;
 use crate::proxy::Counters;
 use crate::routing::Targets;
 
@@ -83,27 +86,6 @@ impl ServeHttp for AdminApp {
             _ => error(404, &format!("no admin route for {method} {path}")),
         }
     }
-}
-
-/// The config with every literal secret replaced (references like `env:NAME` stay).
-pub fn redacted(c: &Config) -> Config {
-    let mut c = c.clone();
-    let r = |s: &mut Option<Secret>| {
-        if let Some(v) = s.as_mut() {
-            *v = Secret(v.redacted());
-        }
-    };
-    r(&mut c.master_key);
-    if let Some(a) = c.admin.as_mut() {
-        r(&mut a.token);
-    }
-    for p in &mut c.providers {
-        r(&mut p.api_key);
-        r(&mut p.aws_access_key_id);
-        r(&mut p.aws_secret_access_key);
-        r(&mut p.aws_session_token);
-    }
-    c
 }
 
 fn json(status: u16, body: Vec<u8>) -> Response<Vec<u8>> {

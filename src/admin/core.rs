@@ -151,6 +151,18 @@ struct State {
     history: History,
     audit: AuditLog,
     sealer: Sealer,
+    /// The sealed (version) form of the last text recorded, by the SHA-256 of that text.
+    last_sealed: Option<([u8; 32], String)>,
+}
+
+impl State {
+    /// The version form of `text`, reusing the last one computed when it is the same text.
+    fn seal(&mut self, text: &str, sha: [u8; 32], master: Option<&MasterKey>) -> Result<String, EditError> {
+        match &self.last_sealed {
+            Some((s, sealed)) if *s == sha => Ok(sealed.clone()),
+            _ => self.sealer.seal(text, master),
+        }
+    }
 }
 
 /// The admin API. Cheap to share (`Arc<Admin>`); the Pingora service is `AdminService`.
@@ -193,7 +205,7 @@ impl Admin {
         let admin = Arc::new(Admin {
             host,
             views,
-            state: Mutex::new(State { history, audit, sealer }),
+            state: Mutex::new(State { history, audit, sealer, last_sealed: None }),
             running: ArcSwapOption::from(Some(running.clone())),
             clock,
         });
@@ -341,8 +353,9 @@ impl Admin {
         let new_text = change.text.as_str();
         self.host.validate(new_text).map_err(ApiError::Invalid)?;
         let new_running = Running::build(RunningText::new(new_text)).map_err(ApiError::Invalid)?;
-        let prev_stored = state.sealer.seal(&old.text, old.master.as_ref())?;
+        let prev_stored = state.seal(&old.text, old.sha256, old.master.as_ref())?;
         let stored = state.sealer.seal(new_text, new_running.master.as_ref())?;
+        let new_sha = new_running.sha256;
         self.host.apply(new_text).map_err(ApiError::Invalid)?;
         self.running.store(Some(Arc::new(new_running)));
         let undo = |wrote: bool| {
@@ -404,7 +417,8 @@ impl Admin {
         actor: &str,
     ) -> Result<Option<u64>, AdminError> {
         let running = Running::build(RunningText::new(text)).map_err(AdminError::Config)?;
-        let stored = state.sealer.seal(text, running.master.as_ref())?;
+        let stored = state.seal(text, running.sha256, running.master.as_ref())?;
+        state.last_sealed = Some((running.sha256, stored.clone()));
         let dir = self.host.state_dir().join("config");
         let io = |source| AdminError::Io { path: dir.clone(), source };
         let prev = match state.history.latest() {

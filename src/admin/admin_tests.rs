@@ -614,6 +614,20 @@ async fn no_answer_audit_line_or_version_holds_a_secret() {
         assert!(!answers.contains(secret), "{secret} in an answer");
     }
     assert!(answers.contains("<redacted>"));
+    // Sealed secrets read the same in every version: a change elsewhere does not show them.
+    let last = env.audit_lines().pop().unwrap();
+    let diff = last["diff"].as_str().unwrap();
+    let changed: Vec<&str> = diff
+        .lines()
+        .filter(|l| {
+            (l.starts_with('+') || l.starts_with('-')) && !l.starts_with("+++") && !l.starts_with("---")
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        ["+  - alias: a", "+    targets:", "+    - model: c", "+      provider: anthropic"],
+        "{diff}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -404,6 +404,7 @@ impl Admin {
                 "cannot append to the audit log: {e}; the change was undone"
             )));
         }
+        state.last_sealed = Some((new_sha, stored));
         Ok(meta.version)
     }
 

@@ -1,7 +1,33 @@
-//! The admin listener: a second Pingora service in the same process. Bearer-token protected
-//! (`admin.token`). Serves the running config (secrets redacted), reload, and `/metrics`.
+//! The admin listener: the admin API of SPEC section 5 (CRUD of providers, models, projects and
+//! keys written back losslessly to the operator's YAML, config history and rollback, the audit
+//! log, live views, OpenAPI) behind admin tokens with roles. Talks to the running gateway only
+//! through `ConfigHost` and `LiveViews` (see `host.rs`); the data plane is not here.
 
-mod app;
+mod access;
 pub mod usage_index;
+mod audit;
+mod core;
+mod edit;
+mod errors;
+mod files;
+mod handlers;
+mod history;
+mod host;
+mod routes;
+mod secrets;
+mod service;
 
-pub use self::app::AdminApp;
+#[cfg(test)]
+mod admin_tests;
+
+pub use self::{
+    access::{Access, Caller},
+    audit::{verify_audit, AuditEntry},
+    core::{Admin, AdminError, AdminRequest, Clock, ReloadError, Reloaded, MAX_BODY_BYTES},
+    edit::{edit_entry, Edit, EditError, Section},
+    history::{Source, VersionMeta, KEEP_VERSIONS},
+    host::{ConfigHost, LiveViews, RunningText, UsageQuery},
+    routes::{openapi, ROUTES},
+    secrets::redacted,
+    service::AdminService,
+};

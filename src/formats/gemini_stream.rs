@@ -45,6 +45,10 @@ impl ArraySplitter {
                 }
                 continue;
             }
+            if self.buf.len() == MAX_EVENT_BYTES {
+                self.buf = Vec::new();
+                return Err(TranslateError::EventTooLarge { limit: MAX_EVENT_BYTES });
+            }
             self.buf.push(b);
             if self.in_string {
                 if self.escape {
@@ -67,12 +71,6 @@ impl ArraySplitter {
                 }
                 _ => {}
             }
-        }
-        if self.buf.len() > MAX_EVENT_BYTES {
-            self.buf.clear();
-            return Err(TranslateError::Stream(format!(
-                "one JSON-array element exceeds {MAX_EVENT_BYTES} bytes"
-            )));
         }
         Ok(())
     }

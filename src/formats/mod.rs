@@ -21,6 +21,7 @@ mod openai_chat_stream;
 pub mod openai_responses;
 pub mod passthrough;
 pub mod sse;
+mod stream_usage;
 pub mod tools;
 pub mod translate;
 
@@ -86,8 +87,19 @@ pub enum TranslateError {
     Invalid { field: String, message: String },
     #[error("{0} is not supported by this route")]
     Unsupported(String),
+    /// An upstream stream that cannot be decoded (an event that is not JSON, broken framing).
     #[error("malformed upstream stream: {0}")]
     Stream(String),
+    /// One upstream stream event is bigger than `sse::MAX_EVENT_BYTES` (or an event-stream
+    /// frame bigger than the protocol allows).
+    #[error("an upstream stream event exceeds {limit} bytes")]
+    EventTooLarge { limit: usize },
+    /// The upstream stream ended before a single event (empty, or not a stream at all).
+    #[error("the upstream stream ended without any event")]
+    EmptyStream,
+    /// The upstream stream ended before its answer did (no finish, no terminal event).
+    #[error("the upstream stream ended early: {0}")]
+    Truncated(String),
 }
 
 impl TranslateError {

@@ -582,7 +582,7 @@ impl StreamDecoder {
 
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
         let mut frames = std::mem::take(&mut self.scratch);
-        let r = self.frames.feed(chunk, &mut frames).map_err(|e| TranslateError::Stream(e.to_string()));
+        let r = self.frames.feed(chunk, &mut frames).map_err(frame_error);
         for f in frames.drain(..) {
             self.on_frame(&f, out)?;
         }
@@ -590,16 +590,24 @@ impl StreamDecoder {
         r
     }
 
-    /// End of the upstream body: flush a held `Finish`, or `Finish(Stop)` if the stream ended
-    /// without `messageStop`. A partial frame left over is an error.
+    /// End of the upstream body: flush a held `Finish` (the stream ended between
+    /// `messageStop` and `metadata`). A partial frame left over is an error, and so is a
+    /// stream without a single event (`EmptyStream`) or one that stopped before `messageStop`
+    /// (`Truncated`).
     pub fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
-        let r = self.frames.finish().map_err(|e| TranslateError::Stream(e.to_string()));
-        if !self.failed && !self.finished && r.is_ok() {
-            self.ensure_started(out);
-            out.push(StreamEvent::Finish(self.pending_finish.take().unwrap_or_default()));
-            self.finished = true;
+        self.frames.finish().map_err(frame_error)?;
+        if self.failed || self.finished {
+            return Ok(());
         }
-        r
+        match self.pending_finish.take() {
+            Some(reason) => {
+                out.push(StreamEvent::Finish(reason));
+                self.finished = true;
+                Ok(())
+            }
+            None if self.started => Err(TranslateError::Truncated("no messageStop".into())),
+            None => Err(TranslateError::EmptyStream),
+        }
     }
 
     fn ensure_started(&mut self, out: &mut Vec<StreamEvent>) {
@@ -710,6 +718,16 @@ impl StreamDecoder {
     fn fail(&mut self, kind: ErrorKind, message: String, out: &mut Vec<StreamEvent>) {
         self.failed = true;
         out.push(StreamEvent::Error { kind, message });
+    }
+}
+
+/// A framing error as a stream error (a frame over the protocol's size is `EventTooLarge`).
+fn frame_error(e: eventstream::FrameError) -> TranslateError {
+    match e {
+        eventstream::FrameError::Length(n) if n > eventstream::MAX_FRAME_LEN => {
+            TranslateError::EventTooLarge { limit: eventstream::MAX_FRAME_LEN }
+        }
+        e => TranslateError::Stream(e.to_string()),
     }
 }
 

@@ -166,14 +166,10 @@ impl StreamDecoder {
         if !self.done {
             self.done = true;
             if !self.started {
-                return Err(TranslateError::Stream("the upstream stream was empty".into()));
+                return Err(TranslateError::EmptyStream);
             }
             if !self.finished {
-                out.push(StreamEvent::Finish(if self.n_calls > 0 {
-                    FinishReason::ToolCalls
-                } else {
-                    FinishReason::Stop
-                }));
+                return Err(TranslateError::Truncated("no finishReason".into()));
             }
         }
         Ok(())

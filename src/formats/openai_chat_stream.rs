@@ -22,7 +22,12 @@ pub struct StreamDecoder {
     sse: SseParser,
     events: Vec<SseEvent>,
     started: bool,
+    /// `[DONE]` or an error chunk was seen.
     done: bool,
+    /// A `finish_reason` was seen.
+    finished: bool,
+    /// The upstream reported an error inside the stream.
+    errored: bool,
     /// Upstream `tool_calls[].index` -> our ordinal (0, 1, ...), for indices already started.
     tools: HashMap<u64, u32>,
 }
@@ -39,9 +44,20 @@ impl StreamDecoder {
         self.drain(out)
     }
 
+    /// End of the upstream stream. A stream without a single chunk is
+    /// `TranslateError::EmptyStream`; one that stops before any `finish_reason` and without
+    /// `[DONE]` is `Truncated` (never a silent empty `stop` answer).
     pub fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
         self.sse.finish(&mut self.events);
-        self.drain(out)
+        self.drain(out)?;
+        if self.done {
+            return if self.started || self.errored { Ok(()) } else { Err(TranslateError::EmptyStream) };
+        }
+        match (self.started, self.finished) {
+            (false, _) => Err(TranslateError::EmptyStream),
+            (true, false) => Err(TranslateError::Truncated("no finish_reason and no [DONE]".into())),
+            (true, true) => Ok(()),
+        }
     }
 
     fn drain(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
@@ -69,6 +85,7 @@ impl StreamDecoder {
             let kind = if kind == ErrorKind::UpstreamError { kind_for_error_type(e) } else { kind };
             out.push(StreamEvent::Error { kind, message });
             self.done = true;
+            self.errored = true;
             return Ok(());
         }
         if !self.started {
@@ -96,6 +113,7 @@ impl StreamDecoder {
                 self.on_tool_call(pos, call, out);
             }
             if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
+                self.finished = true;
                 out.push(StreamEvent::Finish(finish_reason::decode(Format::OpenAiChat, r)));
             }
         }

@@ -356,14 +356,9 @@ impl StreamDecoder {
         if !self.done {
             self.done = true;
             if !self.started {
-                return Err(TranslateError::Stream(
-                    "the upstream stream ended before `response.created`".into(),
-                ));
+                return Err(TranslateError::EmptyStream);
             }
-            out.push(StreamEvent::Error {
-                kind: ErrorKind::UpstreamError,
-                message: "the upstream stream ended before `response.completed`".into(),
-            });
+            return Err(TranslateError::Truncated("no response.completed".into()));
         }
         Ok(())
     }

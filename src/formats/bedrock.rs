@@ -474,32 +474,12 @@ pub fn decode_error(status: u16, body: &[u8]) -> (ErrorKind, String) {
 /// body's `__type` (e.g. `com.amazon.coral.validate#ValidationException`) names it; failing
 /// both, the HTTP status decides.
 pub fn decode_error_typed(status: u16, error_type: Option<&str>, body: &[u8]) -> (ErrorKind, String) {
-    let v: Option<Value> = serde_json::from_slice(body).ok();
-    let message = v
-        .as_ref()
-        .and_then(|v| {
-            ["message", "Message", "errorMessage"].iter().find_map(|k| v.get(*k).and_then(Value::as_str))
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
-    let name = error_type
-        .map(str::to_owned)
-        .or_else(|| v.as_ref().and_then(|v| v.get("__type")?.as_str().map(str::to_owned)));
-    let kind = name
-        .as_deref()
-        .and_then(|n| exception_kind(short_exception_name(n)))
-        .unwrap_or_else(|| super::kind_for_status(status));
-    let message = match (name.as_deref().map(short_exception_name), message.is_empty()) {
-        (Some(n), true) => n.to_owned(),
-        (Some(n), false) if !n.is_empty() => format!("{n}: {message}"),
-        _ if message.is_empty() => format!("Bedrock returned HTTP {status}"),
-        _ => message,
-    };
+    let (kind, message, _) = super::upstream_error::decode(Format::Bedrock, status, error_type, body);
     (kind, message)
 }
 
 /// `ThrottlingException:http://...` and `com.amazon.coral...#ThrottlingException` -> `ThrottlingException`.
-fn short_exception_name(name: &str) -> &str {
+pub(crate) fn short_exception_name(name: &str) -> &str {
     let name = name.split(':').next().unwrap_or(name);
     name.rsplit('#').next().unwrap_or(name).trim()
 }

@@ -24,9 +24,12 @@ pub mod sse;
 mod stream_usage;
 pub mod tools;
 pub mod translate;
+pub mod upstream_error;
+pub mod validate;
 
 pub use ir::*;
 pub use translate::*;
+pub use upstream_error::{classify_upstream_error, Retry, UpstreamErrorClass};
 
 /// Whether a thinking signature was issued by another provider (Gemini and OpenAI Responses
 /// signatures are tagged on decode). Only Anthropic/Bedrock-Claude's own signatures may be

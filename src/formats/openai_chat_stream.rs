@@ -82,7 +82,6 @@ impl StreamDecoder {
         if let Some(e) = v.get("error") {
             let (kind, message) =
                 super::openai_chat::decode_error(0, &serde_json::to_vec(&json!({"error": e}))?);
-            let kind = if kind == ErrorKind::UpstreamError { kind_for_error_type(e) } else { kind };
             out.push(StreamEvent::Error { kind, message });
             self.done = true;
             self.errored = true;
@@ -149,15 +148,6 @@ impl StreamDecoder {
         {
             out.push(StreamEvent::ToolArgsDelta { index, fragment: f.to_owned() });
         }
-    }
-}
-
-fn kind_for_error_type(e: &Value) -> ErrorKind {
-    match e.get("type").and_then(Value::as_str).unwrap_or_default() {
-        "rate_limit_error" | "rate_limit_exceeded" => ErrorKind::RateLimited,
-        "invalid_request_error" => ErrorKind::InvalidRequest,
-        "server_error" => ErrorKind::UpstreamError,
-        _ => ErrorKind::UpstreamError,
     }
 }
 

@@ -103,6 +103,7 @@ pub fn kind_for_status(status: u16) -> ErrorKind {
     match status {
         400 | 422 => ErrorKind::InvalidRequest,
         401 => ErrorKind::Authentication,
+        402 => ErrorKind::BudgetExceeded,
         403 => ErrorKind::PermissionDenied,
         404 => ErrorKind::NotFound,
         413 => ErrorKind::RequestTooLarge,

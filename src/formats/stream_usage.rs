@@ -34,6 +34,10 @@ pub struct OpenAiStreamUsage {
     line: Vec<u8>,
     /// The previous chunk ended in `\r`: a `\n` starting the next one belongs to that line end.
     skip_lf: bool,
+    /// That `\r` ended an event (a blank line): its `\n` belongs to that event, and is
+    /// removed with it when `cut_lf`.
+    event_lf: bool,
+    cut_lf: bool,
     /// `data` lines of the current event, joined with `\n`.
     data: Vec<u8>,
     has_data: bool,
@@ -152,8 +156,16 @@ impl OpenAiStreamUsage {
             self.skip_lf = false;
             if chunk.first() == Some(&b'\n') {
                 pos = 1;
+                if self.event_lf {
+                    event_start = 1;
+                }
+                if self.cut_lf {
+                    edit.cuts.push((0, 1));
+                }
             }
         }
+        self.event_lf = false;
+        self.cut_lf = false;
         while let Some(i) = memchr::memchr2(b'\n', b'\r', &chunk[pos..]) {
             let term = pos + i;
             let mut next = term + 1;
@@ -208,23 +220,22 @@ impl OpenAiStreamUsage {
     }
 
     /// A blank line at `end` closed the event whose bytes in this chunk start at `start`.
+    /// Only an event that was held back whole (at most `STRIP_HOLD_MAX` bytes) is removed,
+    /// wherever the chunks were split.
     fn event_ended(&mut self, edit: &mut Edit, start: usize, end: usize) {
+        let size = self.event_len + (end - start);
+        self.event_lf = self.skip_lf;
         let held = std::mem::take(&mut self.held);
         let usage_only = self.end_event();
         if self.strip {
-            if self.holding_before(start) && usage_only {
+            if self.holding && size <= STRIP_HOLD_MAX && usage_only {
                 edit.cuts.push((start, end));
+                self.cut_lf = self.skip_lf;
             } else if start == 0 && !held.is_empty() {
                 edit.prefix = Some(held);
             }
         }
         self.holding = true;
-    }
-
-    /// Whether the event starting at `start` was still held back (an event that began in
-    /// this chunk always is).
-    fn holding_before(&self, start: usize) -> bool {
-        start > 0 || self.holding
     }
 
     /// Inspect the finished event's data, reset for the next one; returns whether it was the

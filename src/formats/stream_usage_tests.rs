@@ -208,3 +208,22 @@ fn an_empty_or_non_sse_stream_is_an_error() {
     let (_, _, err) = run(false, &[DONE.as_bytes()]);
     assert_eq!(err, None, "[DONE] alone is a (short) stream");
 }
+
+#[test]
+fn the_output_does_not_depend_on_where_the_chunks_were_split() {
+    // CRLF line ends, a usage-only chunk and one too big to have been held back.
+    let big = format!(
+        "data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":1}},\"pad\":\"{}\"}}\r\n\r\n",
+        "p".repeat(STRIP_HOLD_MAX)
+    );
+    let usage = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":2}}\r\n\r\n";
+    let stream = format!("{}{big}{usage}{DONE}", CONTENT.replace('\n', "\r\n"));
+    let whole = run(true, &[stream.as_bytes()]);
+    assert!(whole.0 == format!("{}{big}{DONE}", CONTENT.replace('\n', "\r\n")));
+    let b = stream.as_bytes();
+    for split in (0..b.len()).step_by(97).chain(b.len() - usage.len() - 20..b.len()) {
+        let split_run = run(true, &[&b[..split], &b[split..]]);
+        assert!(split_run.0 == whole.0, "split {split}: {:?}", &split_run.0[split_run.0.len() - 40..]);
+        assert_eq!(split_run.1, whole.1, "split {split}");
+    }
+}

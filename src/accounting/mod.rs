@@ -5,5 +5,7 @@ mod usage_log;
 
 pub use self::{
     pricing::cost_usd,
-    usage_log::{UsageLog, UsageRecord, UsageWriter, FLUSH_INTERVAL},
+    usage_log::{
+        log_files, Rotation, UsageLog, UsageRecord, UsageWriter, FILE_NAME, FLUSH_INTERVAL, MAX_FILE_BYTES,
+    },
 };

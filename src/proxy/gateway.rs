@@ -185,6 +185,7 @@ impl ProxyHttp for Gateway {
             attempts: ctx.attempts,
             attempt_log: std::mem::take(&mut ctx.attempt_log),
             error: ctx.error.take().or_else(|| e.map(|e| e.to_string())),
+            ..UsageRecord::default()
         };
         self.usage.record(&r, snap.log_requests);
     }

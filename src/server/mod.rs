@@ -38,7 +38,7 @@ pub fn run(store: Arc<ConfigStore>, threads: usize) -> Result<(), String> {
     let snap = store.load();
     let cfg = &snap.config;
     let counters = Arc::new(Counters::default());
-    let (usage, writer) = UsageLog::new(store.clone());
+    let (usage, writer) = UsageLog::new(tokio::sync::watch::channel(snap.state_dir.clone().into()).1);
 
     let gateway = Gateway::new(store.clone(), usage, counters.clone());
     let targets = gateway.routing.targets.clone();

@@ -50,8 +50,10 @@ impl StreamDecoder {
     }
 
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
-        self.sse.feed(chunk, &mut self.events)?;
-        self.drain(out)
+        // Events completed before a framing error still count.
+        let framing = self.sse.feed(chunk, &mut self.events);
+        self.drain(out)?;
+        framing
     }
 
     /// End of the upstream stream. A stream without a single event is

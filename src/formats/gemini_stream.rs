@@ -119,23 +119,26 @@ impl StreamDecoder {
             chunk = &chunk[skip..];
         }
         let mut jsons: Vec<String> = Vec::new();
-        match &mut self.framing {
-            Framing::Unknown => {}
+        // Elements completed before a framing error still count.
+        let framing = match &mut self.framing {
+            Framing::Unknown => Ok(()),
             Framing::Sse(p) => {
                 let mut evs: Vec<SseEvent> = Vec::new();
-                p.feed(chunk, &mut evs)?;
+                let r = p.feed(chunk, &mut evs);
                 jsons.extend(evs.into_iter().map(|e| e.data));
+                r
             }
             Framing::Array(s) => {
                 let mut objs = Vec::new();
-                s.feed(chunk, &mut objs)?;
+                let r = s.feed(chunk, &mut objs);
                 jsons.extend(objs.into_iter().map(|o| String::from_utf8_lossy(&o).into_owned()));
+                r
             }
-        }
+        };
         for j in jsons {
             self.chunk(&j, out)?;
         }
-        Ok(())
+        framing
     }
 
     pub fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {

@@ -513,3 +513,17 @@ mod event_props {
         }
     }
 }
+
+#[test]
+fn elements_before_a_framing_error_in_the_same_chunk_are_still_decoded() {
+    // Found by fuzzing: fed at once, the good element was dropped with the error; fed in
+    // pieces, it was decoded. Now both give the element, then the error.
+    let s = b"[{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}]}}]}]: trailing";
+    for chunk in [s.len(), 7] {
+        let mut d = StreamDecoder::new();
+        let mut out = Vec::new();
+        let r = s.chunks(chunk).try_for_each(|c| d.feed(c, &mut out));
+        assert!(matches!(r, Err(TranslateError::Stream(_))), "chunk {chunk}: {r:?}");
+        assert_eq!(out[1], StreamEvent::TextDelta { text: "Hi".into() }, "chunk {chunk}");
+    }
+}

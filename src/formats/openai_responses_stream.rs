@@ -345,8 +345,10 @@ impl StreamDecoder {
     }
 
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
-        self.sse.feed(chunk, &mut self.events)?;
-        self.drain(out, false)
+        // Events completed before a framing error still count.
+        let framing = self.sse.feed(chunk, &mut self.events);
+        self.drain(out, false)?;
+        framing
     }
 
     pub fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {

@@ -73,6 +73,13 @@ fn span(body: &[u8], raw: &RawValue) -> (usize, usize) {
 /// Read `model`, `stream` and `stream_options.include_usage` from a JSON body.
 pub fn peek(body: &[u8]) -> Result<Peek, TranslateError> {
     let top = TopLevel::parse(body)?;
+    // A member the gateway routes on or rewrites must be unambiguous: upstream parsers differ
+    // on which of two copies wins.
+    for key in ["model", "stream", "stream_options"] {
+        if top.0.iter().filter(|(k, _)| k == key).nth(1).is_some() {
+            return Err(TranslateError::invalid(key, "appears more than once"));
+        }
+    }
     let model = match top.get("model") {
         None => None,
         Some(raw) => match serde_json::from_str::<Option<String>>(raw.get()) {
@@ -122,16 +129,16 @@ pub fn rewrite_peeked(body: &[u8], peek: &Peek, model: Option<&str>, force_strea
     let l = &peek.layout;
     // (start, end, replacement); `start == end` inserts.
     let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::with_capacity(2);
-    let first_member = l.first_member;
+    // Members to add at the start of the object (joined with commas below).
+    let mut added: Vec<Vec<u8>> = Vec::new();
     match (l.model, model) {
         (Some((s, e)), Some(m)) => {
             edits.push((s, e, serde_json::to_vec(m).unwrap_or_default()));
         }
         (None, Some(m)) => {
-            let mut ins = b"\"model\":".to_vec();
-            ins.extend(serde_json::to_vec(m).unwrap_or_default());
-            ins.push(if l.empty { b' ' } else { b',' });
-            edits.push((first_member, first_member, ins));
+            let mut member = b"\"model\":".to_vec();
+            member.extend(serde_json::to_vec(m).unwrap_or_default());
+            added.push(member);
         }
         (Some((s, e)), None) => {
             // Remove `"model": <value>` plus one adjacent comma.
@@ -157,14 +164,7 @@ pub fn rewrite_peeked(body: &[u8], peek: &Peek, model: Option<&str>, force_strea
     }
     if force_stream_usage {
         match l.stream_options {
-            None => {
-                let ins = if l.empty {
-                    b"\"stream_options\":{\"include_usage\":true}".to_vec()
-                } else {
-                    b"\"stream_options\":{\"include_usage\":true},".to_vec()
-                };
-                edits.push((first_member, first_member, ins));
-            }
+            None => added.push(b"\"stream_options\":{\"include_usage\":true}".to_vec()),
             Some((s, e)) => {
                 let mut opts: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_slice(&body[s..e]).unwrap_or_default();
@@ -174,6 +174,13 @@ pub fn rewrite_peeked(body: &[u8], peek: &Peek, model: Option<&str>, force_strea
                 }
             }
         }
+    }
+    if !added.is_empty() {
+        let mut ins = added.join(&b","[..]);
+        if !l.empty {
+            ins.push(b',');
+        }
+        edits.push((l.first_member, l.first_member, ins));
     }
     edits.sort_by_key(|(s, _, _)| *s);
     let mut out = Vec::with_capacity(body.len() + 64);
@@ -275,6 +282,31 @@ mod tests {
         );
         let body = br#"{"model":"a","stream_options":{"include_usage":true}}"#;
         assert_eq!(rewrite_request(body, Some("a"), true).unwrap(), body.to_vec());
+    }
+
+    #[test]
+    fn members_added_to_an_empty_object_are_separated() {
+        // Found by fuzzing: both inserts into `{}` were written without a comma between them.
+        for body in [&b"{}"[..], b"{\n}  ", b" { } "] {
+            let out = rewrite_request(body, Some("x"), true).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v, serde_json::json!({"model": "x", "stream_options": {"include_usage": true}}));
+        }
+        let out = rewrite_request(br#"{"a":1}"#, Some("x"), true).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"x","stream_options":{"include_usage":true},"a":1}"#
+        );
+    }
+
+    #[test]
+    fn a_member_the_gateway_rewrites_may_appear_only_once() {
+        assert!(matches!(
+            peek(br#"{"model":"cheap","messages":[],"model":"dear"}"#),
+            Err(TranslateError::Invalid { field, .. }) if field == "model"
+        ));
+        assert!(peek(br#"{"stream":true,"stream":false}"#).is_err());
+        assert!(peek(br#"{"model":"a","messages":[{"model":"b"}]}"#).is_ok());
     }
 
     #[test]

@@ -45,6 +45,13 @@ pub fn non_stream_body(
     if body.trim_ascii().is_empty() {
         return Err(UpstreamInvalid::Empty);
     }
+    // JSON is UTF-8, and skipping values (below) does not check strings.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(UpstreamInvalid::NotJson {
+            content_type: content_type.map(str::to_owned),
+            detail: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        });
+    }
     let top = match serde_json::from_slice::<TopLevel>(body) {
         Ok(top) => top,
         Err(e) if e.classify() == serde_json::error::Category::Data => {

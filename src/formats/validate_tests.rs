@@ -46,6 +46,11 @@ fn an_answer_that_is_not_a_json_object_is_refused() {
         non_stream_body(Format::OpenAiChat, None, None, br#"{"choices":[]"#),
         Err(UpstreamInvalid::NotJson { .. })
     ));
+    // Found by fuzzing: invalid UTF-8 inside a string passed (values are skipped, not read).
+    assert_eq!(
+        non_stream_body(Format::OpenAiChat, None, None, b"{\"choices\":[],\"x\":\"\x8a\"}"),
+        Err(UpstreamInvalid::NotJson { content_type: None, detail: "invalid UTF-8 at byte 19".into() })
+    );
 }
 
 #[test]

@@ -97,6 +97,9 @@ pub enum TranslateError {
     /// frame bigger than the protocol allows).
     #[error("an upstream stream event exceeds {limit} bytes")]
     EventTooLarge { limit: usize },
+    /// A translated answer carries more than `translate::MAX_ANSWER_BYTES` of content.
+    #[error("the upstream's answer exceeds {limit} bytes")]
+    AnswerTooLarge { limit: usize },
     /// The upstream stream ended before a single event (empty, or not a stream at all).
     #[error("the upstream stream ended without any event")]
     EmptyStream,

@@ -173,7 +173,7 @@ pub fn decode_error(from: Format, status: u16, body: &[u8]) -> (ErrorKind, Strin
 
 #[path = "translate_stream.rs"]
 mod stream;
-pub use stream::StreamTranslator;
+pub use stream::{StreamTranslator, MAX_ANSWER_BYTES};
 
 #[cfg(test)]
 #[path = "translate_tests.rs"]

@@ -6,6 +6,13 @@ use super::super::{
     StreamEvent, TranslateError, Usage,
 };
 
+/// The most content (text, thinking, tool-call arguments) one translated answer may carry.
+/// Some client formats hold the whole answer until it ends (the Responses
+/// `response.completed` event repeats it; Gemini sends function calls whole), so this bounds
+/// the memory one stream can take. Real answers are far smaller (128k output tokens are about
+/// half a MiB).
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
 #[derive(Debug)]
 enum Decoder {
     OpenAiChat(openai_chat::StreamDecoder),
@@ -108,6 +115,9 @@ pub struct StreamTranslator {
     error: Option<String>,
     /// Why the upstream's stream could not be decoded, if it could not.
     decode_error: Option<TranslateError>,
+    /// Content bytes given to the encoder so far, and the limit.
+    content: usize,
+    max_content: usize,
     ended: bool,
 }
 
@@ -132,6 +142,8 @@ impl StreamTranslator {
             usage: Usage::default(),
             error: None,
             decode_error: None,
+            content: 0,
+            max_content: MAX_ANSWER_BYTES,
             ended: false,
         }
     }
@@ -154,7 +166,7 @@ impl StreamTranslator {
             return Ok(());
         }
         let r = self.decoder.feed(chunk, &mut self.events);
-        self.emit(out);
+        let r = self.emit(out).and(r);
         if let Err(e) = &r {
             self.decode_error.get_or_insert_with(|| e.clone());
         }
@@ -188,7 +200,7 @@ impl StreamTranslator {
             return;
         }
         let r = self.decoder.finish(&mut self.events);
-        self.emit(out);
+        let r = self.emit(out).and(r);
         match r {
             Ok(()) => self.encoder.finish(out),
             Err(e) => {
@@ -245,16 +257,37 @@ impl StreamTranslator {
         }
     }
 
-    fn emit(&mut self, out: &mut Vec<u8>) {
-        for ev in self.events.drain(..) {
+    /// Encode the decoded events; an answer over the content limit stops here.
+    fn emit(&mut self, out: &mut Vec<u8>) -> Result<(), TranslateError> {
+        let mut events = std::mem::take(&mut self.events);
+        let mut r = Ok(());
+        for ev in events.drain(..) {
             match &ev {
                 StreamEvent::Usage(u) => self.usage = *u,
                 StreamEvent::Error { message, .. } => {
                     self.error.get_or_insert_with(|| message.clone());
                 }
+                StreamEvent::TextDelta { text } | StreamEvent::ThinkingDelta { text } => {
+                    self.content += text.len();
+                }
+                StreamEvent::ToolArgsDelta { fragment, .. } => self.content += fragment.len(),
                 _ => {}
+            }
+            if self.content > self.max_content {
+                r = Err(TranslateError::AnswerTooLarge { limit: self.max_content });
+                break;
             }
             self.encoder.encode(&ev, out);
         }
+        events.clear();
+        self.events = events; // keep the capacity
+        r
+    }
+
+    /// A translator with a smaller content limit (tests).
+    #[cfg(test)]
+    pub(crate) fn with_max_answer(mut self, limit: usize) -> Self {
+        self.max_content = limit;
+        self
     }
 }

@@ -193,3 +193,24 @@ fn an_error_the_upstream_reports_in_a_well_formed_stream_is_not_a_decode_error()
     assert_eq!(t.error(), Some("Overloaded"));
     assert!(out.contains("Overloaded"), "{out}");
 }
+
+#[test]
+fn an_answer_over_the_content_limit_ends_the_stream_with_an_error() {
+    let delta = |t: &str| {
+        format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{t}\"}}}}\n\n")
+    };
+    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\"}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
+    let opts = ResponseOptions { model: "m", gemini_sse: true, include_usage: false };
+    let mut t = StreamTranslator::new(Format::Anthropic, Format::OpenAiResponses, &opts).with_max_answer(10);
+    let mut out = Vec::new();
+    t.feed(start.as_bytes(), &mut out).unwrap();
+    t.feed(delta("hello").as_bytes(), &mut out).unwrap();
+    let e = t.feed(delta("world!").as_bytes(), &mut out).unwrap_err();
+    assert_eq!(e, TranslateError::AnswerTooLarge { limit: 10 });
+    assert_eq!(t.decode_error(), Some(&e));
+    t.fail(ErrorKind::UpstreamError, &e.to_string(), &mut out);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("hello") && !out.contains("world!"), "{out}");
+    assert!(out.contains("response.failed"), "{out}");
+    super::super::grammar::check(Format::OpenAiResponses, out.as_bytes()).unwrap();
+}

@@ -11,5 +11,7 @@ pub use self::{
         Tier, LONG_CONTEXT_THRESHOLD,
     },
     spend::rebuild as rebuild_spend,
-    usage_log::{UsageLog, UsageRecord, UsageWriter, FLUSH_INTERVAL},
+    usage_log::{
+        log_files, Rotation, UsageLog, UsageRecord, UsageWriter, FILE_NAME, FLUSH_INTERVAL, MAX_FILE_BYTES,
+    },
 };

@@ -1,24 +1,60 @@
-//! The usage log: one JSON line per finished request in `state_dir/usage.jsonl`, written by
-//! one background task and group-committed (flushed and fdatasync'd every `FLUSH_INTERVAL`),
-//! so after `kill -9` at most the last interval of lines can be missing. Requests never wait
-//! on the disk and never wake the writer: they append their line to a shared buffer that the
-//! writer swaps out on its tick (a channel send per request cost a cross-thread wake-up each,
-//! which measured as the largest single cost on the hot path).
+//! The usage log: one JSON line per finished request in `<state_dir>/usage.jsonl` (SPEC
+//! section 6), written by one background task and group-committed (flushed and fdatasync'd
+//! every `FLUSH_INTERVAL`), so after `kill -9` at most the last interval of lines can be
+//! missing. Requests never wait on the disk and never wake the writer: they append their line
+//! to a shared buffer that the writer swaps out on its tick (a channel send per request cost a
+//! cross-thread wake-up each, which measured as the largest single cost on the hot path).
+//!
+//! No line is ever lost or split:
+//! - rotation happens inside the writer, between two batches: when the file would pass
+//!   `Rotation::max_bytes`, or its lines are from an earlier UTC day, it is renamed to
+//!   `usage.jsonl.<YYYYmmddTHHMMSSZ>` (the UTC time of the rotation) and a new file is opened;
+//! - `UsageLog::reopen` (on SIGHUP) makes the next batch go to a freshly opened
+//!   `usage.jsonl`, so an external `logrotate` may rename the file first;
+//! - shutdown does not stop the writer: it keeps flushing through the grace period, and
+//!   `UsageLog::close` (or dropping the last `UsageLog`) writes whatever is still pending,
+//!   synchronously, once the data plane has drained. A record submitted after that is written
+//!   at once.
 
+use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde::Serialize;
-
-use crate::runtime::RuntimeStore;
+use time::{Date, OffsetDateTime};
+use tokio::sync::watch;
 
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The current usage file in the state directory.
+pub const FILE_NAME: &str = "usage.jsonl";
+
+/// Rotate the usage file before it grows past this.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// When the writer rotates `usage.jsonl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// Rotate before a batch would take the file past this many bytes (a batch bigger than
+    /// this goes whole into a fresh file: lines are never split).
+    pub max_bytes: u64,
+    /// Rotate when the file's lines are from an earlier UTC day than the batch.
+    pub daily: bool,
+}
+
+impl Default for Rotation {
+    /// 64 MiB (`MAX_FILE_BYTES`) or a new UTC day, whichever comes first.
+    fn default() -> Self {
+        Rotation { max_bytes: MAX_FILE_BYTES, daily: true }
+    }
+}
 
 /// One finished request (SPEC section 6). Never holds prompt text.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -35,10 +71,19 @@ pub struct UsageRecord {
     pub status: u16,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Prompt tokens read from the provider's cache.
     pub cached_tokens: u64,
+    /// Prompt tokens written to the provider's cache.
+    pub cache_write_tokens: u64,
     pub reasoning_tokens: u64,
+    /// The cost in integer micro-dollars (the amount budgets count).
+    pub cost_micros: u64,
+    /// The same cost in dollars, for reading.
     pub cost_usd: f64,
     pub latency_ms: f64,
+    /// Time from sending the request upstream to its first response byte, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttfb_ms: Option<f64>,
     pub attempts: u32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attempt_log: Vec<String>,
@@ -46,33 +91,103 @@ pub struct UsageRecord {
     pub error: Option<String>,
 }
 
-/// The handle requests use to submit records.
+/// The handle requests use to submit records. Cheap to clone; when the last clone is
+/// dropped, whatever is pending is written (as by [`UsageLog::close`]).
 #[derive(Clone)]
 pub struct UsageLog {
-    pending: Arc<Mutex<Vec<u8>>>,
+    shared: Arc<Shared>,
+    _last: Arc<LastHandle>,
 }
 
 /// The background writer (a Pingora background service).
 pub struct UsageWriter {
-    pending: Arc<Mutex<Vec<u8>>>,
-    store: Arc<RuntimeStore>,
+    shared: Arc<Shared>,
 }
+
+/// What the handles and the writer share.
+struct Shared {
+    /// Lines submitted and not yet written.
+    pending: Mutex<Vec<u8>>,
+    /// The open file. Held by whoever writes a batch, so batches never interleave.
+    sink: Mutex<Sink>,
+    state_dir: watch::Receiver<PathBuf>,
+    rotation: Rotation,
+    reopen: AtomicBool,
+    closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct Sink {
+    file: Option<File>,
+    /// The path `file` was opened at.
+    path: PathBuf,
+    /// Bytes in `file`.
+    size: u64,
+    /// UTC day of the lines in `file`.
+    day: Option<Date>,
+}
+
+/// Dropped with the last `UsageLog`: final flush.
+struct LastHandle(Arc<Shared>);
 
 // === impl UsageLog ===
 
 impl UsageLog {
-    pub fn new(store: Arc<RuntimeStore>) -> (UsageLog, UsageWriter) {
-        let pending = Arc::new(Mutex::new(Vec::with_capacity(64 * 1024)));
-        (UsageLog { pending: pending.clone() }, UsageWriter { pending, store })
+    /// A usage log under the state directory `state_dir` names (a change takes effect at the
+    /// next batch), rotated by [`Rotation::default`].
+    pub fn new(state_dir: watch::Receiver<PathBuf>) -> (UsageLog, UsageWriter) {
+        Self::with_rotation(state_dir, Rotation::default())
     }
 
+    pub fn with_rotation(state_dir: watch::Receiver<PathBuf>, rotation: Rotation) -> (UsageLog, UsageWriter) {
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Vec::with_capacity(64 * 1024)),
+            sink: Mutex::new(Sink::default()),
+            state_dir,
+            rotation,
+            reopen: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
+        let log = UsageLog { shared: shared.clone(), _last: Arc::new(LastHandle(shared.clone())) };
+        (log, UsageWriter { shared })
+    }
+
+    /// Submit one record (and, with `also_log`, copy it to the request log). Never touches
+    /// the disk, except after [`Self::close`], when the line is written at once.
     pub fn record(&self, r: &UsageRecord, also_log: bool) {
         let mut line = serde_json::to_vec(r).unwrap_or_default();
         if also_log {
             tracing::info!(target: "request", "{}", String::from_utf8_lossy(&line));
         }
         line.push(b'\n');
-        self.pending.lock().extend_from_slice(&line);
+        self.shared.pending.lock().extend_from_slice(&line);
+        if self.shared.closed.load(Ordering::Acquire) {
+            self.shared.flush(SystemTime::now());
+        }
+    }
+
+    /// Write the next batch to a newly opened `usage.jsonl` (call on SIGHUP, after an
+    /// external log rotation renamed the file).
+    pub fn reopen(&self) {
+        self.shared.reopen.store(true, Ordering::Release);
+    }
+
+    /// The data plane has drained: write everything pending now (synchronously) and stop the
+    /// writer. Idempotent; records submitted later are written as they come.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    /// Write what is pending now, with `now` as the time that decides rotation (tests).
+    #[cfg(test)]
+    fn flush_at(&self, now: SystemTime) {
+        self.shared.flush(now);
+    }
+}
+
+impl Drop for LastHandle {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -80,51 +195,166 @@ impl UsageLog {
 
 #[async_trait]
 impl BackgroundService for UsageWriter {
+    /// Flush every `FLUSH_INTERVAL` until [`UsageLog::close`] (or the last handle is
+    /// dropped). The shutdown signal only triggers an immediate flush: records keep coming
+    /// during the grace period, and the final ones are written by `close`.
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut file: Option<(PathBuf, std::fs::File)> = None;
-        let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
         let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watching = true;
         loop {
-            let closing = tokio::select! {
-                _ = shutdown.changed() => true,
-                _ = tick.tick() => false,
-            };
-            std::mem::swap(&mut *self.pending.lock(), &mut batch);
-            self.flush(&mut file, &mut batch);
-            if closing {
+            tokio::select! {
+                r = shutdown.changed(), if watching => watching = r.is_ok() && !*shutdown.borrow(),
+                _ = tick.tick() => {}
+            }
+            if self.shared.closed.load(Ordering::Acquire) {
                 return;
             }
+            self.shared.flush(SystemTime::now());
         }
     }
 }
 
-impl UsageWriter {
-    fn flush(&self, file: &mut Option<(PathBuf, std::fs::File)>, pending: &mut Vec<u8>) {
-        if pending.is_empty() {
+// === impl Shared ===
+
+impl Shared {
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.flush(SystemTime::now());
+    }
+
+    /// Write the pending lines as one batch (rotating first if needed) and fdatasync.
+    fn flush(&self, now: SystemTime) {
+        let mut sink = self.sink.lock();
+        let batch = std::mem::take(&mut *self.pending.lock());
+        if batch.is_empty() {
             return;
         }
-        let path = PathBuf::from(&self.store.load().snap.state_dir).join("usage.jsonl");
-        if file.as_ref().is_none_or(|(p, _)| *p != path) {
-            *file = open(&path).map(|f| (path.clone(), f));
+        let path = self.state_dir.borrow().join(FILE_NAME);
+        if self.reopen.swap(false, Ordering::AcqRel) || sink.path != path {
+            sink.file = None;
         }
-        let ok = match file.as_mut() {
-            Some((_, f)) => f.write_all(pending).and_then(|_| f.sync_data()).is_ok(),
-            None => false,
-        };
-        if !ok {
-            tracing::error!(path = %path.display(), "cannot write the usage log; records follow on the log");
-            for line in pending.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                tracing::warn!(target: "usage", "{}", String::from_utf8_lossy(line));
+        let today = OffsetDateTime::from(now).date();
+        let written = sink
+            .prepare(&path, today, batch.len() as u64, self.rotation, now)
+            .and_then(|f| f.write_all(&batch).and_then(|()| f.sync_data()));
+        match written {
+            Ok(()) => sink.size += batch.len() as u64,
+            Err(e) => {
+                tracing::error!(path = %path.display(), "cannot write the usage log ({e}); records follow on the log");
+                for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    tracing::warn!(target: "usage", "{}", String::from_utf8_lossy(line));
+                }
+                sink.file = None;
             }
-            *file = None;
         }
-        pending.clear();
+        let mut pending = self.pending.lock();
+        if pending.is_empty() && pending.capacity() < batch.capacity() {
+            *pending = batch; // keep the capacity for the next batch
+            pending.clear();
+        }
     }
 }
 
-fn open(path: &std::path::Path) -> Option<std::fs::File> {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+// === impl Sink ===
+
+impl Sink {
+    /// The file the next `len` bytes go to: opened (or reopened) at `path`, and rotated first
+    /// when they would not fit or the file holds an earlier day's lines.
+    fn prepare(
+        &mut self,
+        path: &Path,
+        today: Date,
+        len: u64,
+        rotation: Rotation,
+        now: SystemTime,
+    ) -> std::io::Result<&mut File> {
+        if self.file.is_none() {
+            self.open(path, today)?;
+        }
+        let too_big = self.size > 0 && self.size + len > rotation.max_bytes;
+        let old_day = rotation.daily && self.size > 0 && self.day.is_some_and(|d| d < today);
+        if too_big || old_day {
+            self.file = None;
+            std::fs::rename(path, rotated_name(path, now))?;
+            if let Some(dir) = path.parent() {
+                // Make the rename durable before lines go to the new file.
+                let _ = File::open(dir).and_then(|d| d.sync_all());
+            }
+            self.open(path, today)?;
+        }
+        self.file.as_mut().ok_or_else(|| std::io::Error::other("usage log not open"))
     }
-    std::fs::OpenOptions::new().create(true).append(true).open(path).ok()
+
+    fn open(&mut self, path: &Path, today: Date) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let meta = file.metadata()?;
+        self.size = meta.len();
+        // An existing file's lines are from the day it was last written.
+        self.day = match meta.modified() {
+            Ok(m) if self.size > 0 => Some(OffsetDateTime::from(m).date()),
+            _ => Some(today),
+        };
+        self.path = path.to_owned();
+        self.file = Some(file);
+        Ok(())
+    }
 }
+
+/// `usage.jsonl.<YYYYmmddTHHMMSSZ>` for the rotation at `now`, with `-1`, `-2`, ... added if
+/// that name is taken (two rotations in one second).
+fn rotated_name(path: &Path, now: SystemTime) -> PathBuf {
+    let t = OffsetDateTime::from(now);
+    let stamp = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    let base = format!("{}.{stamp}", path.display());
+    let mut candidate = PathBuf::from(&base);
+    let mut n = 0;
+    while candidate.exists() {
+        n += 1;
+        candidate = PathBuf::from(format!("{base}-{n}"));
+    }
+    candidate
+}
+
+/// Every usage file in `state_dir`, oldest first: the rotated ones
+/// (`usage.jsonl.<timestamp>`, in time order), then `usage.jsonl` if it exists. For the usage
+/// API and the spend rebuild, which read them all.
+pub fn log_files(state_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let prefix = format!("{FILE_NAME}.");
+    let mut rotated: Vec<(String, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(state_dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stamp) = name.strip_prefix(&prefix) else { continue };
+        let b = stamp.as_bytes();
+        let suffix_ok =
+            |s: &[u8]| s.is_empty() || (s[0] == b'-' && s.len() > 1 && s[1..].iter().all(u8::is_ascii_digit));
+        if b.len() >= 16 && b[8] == b'T' && b[15] == b'Z' && suffix_ok(&b[16..]) {
+            // `-N` suffixes sort after the plain name of the same second, as written.
+            let key = format!("{}{:>8}", &stamp[..16], &stamp[16..]);
+            rotated.push((key, entry.path()));
+        }
+    }
+    rotated.sort();
+    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    let current = state_dir.join(FILE_NAME);
+    if current.exists() {
+        files.push(current);
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+#[path = "usage_log_tests.rs"]
+mod tests;

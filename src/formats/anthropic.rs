@@ -535,21 +535,11 @@ pub(crate) fn stop_reason(finish: FinishReason, has_tools: bool) -> &'static str
 
 /// `{"type":"error","error":{"type","message"}}`; the kind comes from the error type, else the status.
 pub fn decode_error(status: u16, body: &[u8]) -> (ErrorKind, String) {
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let e = v.get("error").unwrap_or(&Value::Null);
-    let message = e
-        .get("message")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
-    let kind = e
-        .get("type")
-        .and_then(Value::as_str)
-        .and_then(kind_for_type)
-        .unwrap_or_else(|| super::kind_for_status(status));
+    let (kind, message, _) = super::upstream_error::decode(super::Format::Anthropic, status, None, body);
     (kind, message)
 }
 
+/// The error class of an Anthropic `error.type` (see `upstream_error` for the whole table).
 pub(crate) fn kind_for_type(t: &str) -> Option<ErrorKind> {
     Some(match t {
         "invalid_request_error" => ErrorKind::InvalidRequest,
@@ -558,6 +548,7 @@ pub(crate) fn kind_for_type(t: &str) -> Option<ErrorKind> {
         "not_found_error" => ErrorKind::NotFound,
         "request_too_large" => ErrorKind::RequestTooLarge,
         "rate_limit_error" => ErrorKind::RateLimited,
+        "billing_error" => ErrorKind::BudgetExceeded,
         "overloaded_error" => ErrorKind::Overloaded,
         "api_error" => ErrorKind::UpstreamError,
         "timeout_error" => ErrorKind::UpstreamTimeout,

@@ -34,6 +34,11 @@ pub struct StreamDecoder {
     blocks: Vec<(u64, Block)>,
     tools: u32,
     usage: Usage,
+    /// `message_start` (or any later event) was seen.
+    started: bool,
+    /// A `stop_reason` was seen.
+    stopped: bool,
+    /// `message_stop` or an `error` event was seen.
     done: bool,
 }
 
@@ -45,13 +50,23 @@ impl StreamDecoder {
     }
 
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
-        self.sse.feed(chunk, &mut self.events)?;
-        self.drain(out)
+        // Events completed before a framing error still count.
+        let framing = self.sse.feed(chunk, &mut self.events);
+        self.drain(out)?;
+        framing
     }
 
+    /// End of the upstream stream. A stream without a single event is
+    /// `TranslateError::EmptyStream`; one that stops before `message_stop` and without a
+    /// `stop_reason` is `Truncated`.
     pub fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
         self.sse.finish(&mut self.events);
-        self.drain(out)
+        self.drain(out)?;
+        match (self.started, self.done || self.stopped) {
+            (false, false) => Err(TranslateError::EmptyStream),
+            (true, false) => Err(TranslateError::Truncated("no message_stop".into())),
+            (_, true) => Ok(()),
+        }
     }
 
     fn drain(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
@@ -70,6 +85,9 @@ impl StreamDecoder {
             .map_err(|e| TranslateError::Stream(format!("{} event is not JSON: {e}", ev.event)))?;
         // The `type` in the data is authoritative; the `event:` line names the same thing.
         let ty = v.get("type").and_then(Value::as_str).unwrap_or(ev.event.as_str());
+        if ty != "ping" && ty != "error" {
+            self.started = true;
+        }
         let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
         match ty {
             "message_start" => {
@@ -148,6 +166,7 @@ impl StreamDecoder {
                     out.push(StreamEvent::Usage(self.usage));
                 }
                 if let Some(r) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                    self.stopped = true;
                     out.push(StreamEvent::Finish(finish_reason::decode(Format::Anthropic, r)));
                 }
             }

@@ -216,3 +216,22 @@ fn an_upstream_error_event_becomes_a_stream_error() {
     d.feed(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n", &mut evs).unwrap();
     assert_eq!(evs, vec![StreamEvent::Error { kind: ErrorKind::Overloaded, message: "Overloaded".into() }]);
 }
+
+#[test]
+fn an_empty_or_cut_stream_is_an_error_and_a_stopped_one_is_not() {
+    let run = |s: &str| {
+        let mut d = StreamDecoder::new();
+        let mut out = Vec::new();
+        d.feed(s.as_bytes(), &mut out).and_then(|()| d.finish(&mut out))
+    };
+    assert_eq!(run(""), Err(TranslateError::EmptyStream));
+    assert_eq!(run("event: ping\ndata: {\"type\":\"ping\"}\n\n"), Err(TranslateError::EmptyStream));
+    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\"}}\n\n";
+    assert_eq!(run(start), Err(TranslateError::Truncated("no message_stop".into())));
+    let delta = "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n";
+    assert_eq!(run(&format!("{start}{delta}")), Ok(()));
+    assert_eq!(
+        run(&format!("{start}{delta}event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n")),
+        Ok(())
+    );
+}

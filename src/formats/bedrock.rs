@@ -474,32 +474,12 @@ pub fn decode_error(status: u16, body: &[u8]) -> (ErrorKind, String) {
 /// body's `__type` (e.g. `com.amazon.coral.validate#ValidationException`) names it; failing
 /// both, the HTTP status decides.
 pub fn decode_error_typed(status: u16, error_type: Option<&str>, body: &[u8]) -> (ErrorKind, String) {
-    let v: Option<Value> = serde_json::from_slice(body).ok();
-    let message = v
-        .as_ref()
-        .and_then(|v| {
-            ["message", "Message", "errorMessage"].iter().find_map(|k| v.get(*k).and_then(Value::as_str))
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
-    let name = error_type
-        .map(str::to_owned)
-        .or_else(|| v.as_ref().and_then(|v| v.get("__type")?.as_str().map(str::to_owned)));
-    let kind = name
-        .as_deref()
-        .and_then(|n| exception_kind(short_exception_name(n)))
-        .unwrap_or_else(|| super::kind_for_status(status));
-    let message = match (name.as_deref().map(short_exception_name), message.is_empty()) {
-        (Some(n), true) => n.to_owned(),
-        (Some(n), false) if !n.is_empty() => format!("{n}: {message}"),
-        _ if message.is_empty() => format!("Bedrock returned HTTP {status}"),
-        _ => message,
-    };
+    let (kind, message, _) = super::upstream_error::decode(Format::Bedrock, status, error_type, body);
     (kind, message)
 }
 
 /// `ThrottlingException:http://...` and `com.amazon.coral...#ThrottlingException` -> `ThrottlingException`.
-fn short_exception_name(name: &str) -> &str {
+pub(crate) fn short_exception_name(name: &str) -> &str {
     let name = name.split(':').next().unwrap_or(name);
     name.rsplit('#').next().unwrap_or(name).trim()
 }
@@ -582,7 +562,7 @@ impl StreamDecoder {
 
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
         let mut frames = std::mem::take(&mut self.scratch);
-        let r = self.frames.feed(chunk, &mut frames).map_err(|e| TranslateError::Stream(e.to_string()));
+        let r = self.frames.feed(chunk, &mut frames).map_err(frame_error);
         for f in frames.drain(..) {
             self.on_frame(&f, out)?;
         }
@@ -590,16 +570,24 @@ impl StreamDecoder {
         r
     }
 
-    /// End of the upstream body: flush a held `Finish`, or `Finish(Stop)` if the stream ended
-    /// without `messageStop`. A partial frame left over is an error.
+    /// End of the upstream body: flush a held `Finish` (the stream ended between
+    /// `messageStop` and `metadata`). A partial frame left over is an error, and so is a
+    /// stream without a single event (`EmptyStream`) or one that stopped before `messageStop`
+    /// (`Truncated`).
     pub fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
-        let r = self.frames.finish().map_err(|e| TranslateError::Stream(e.to_string()));
-        if !self.failed && !self.finished && r.is_ok() {
-            self.ensure_started(out);
-            out.push(StreamEvent::Finish(self.pending_finish.take().unwrap_or_default()));
-            self.finished = true;
+        self.frames.finish().map_err(frame_error)?;
+        if self.failed || self.finished {
+            return Ok(());
         }
-        r
+        match self.pending_finish.take() {
+            Some(reason) => {
+                out.push(StreamEvent::Finish(reason));
+                self.finished = true;
+                Ok(())
+            }
+            None if self.started => Err(TranslateError::Truncated("no messageStop".into())),
+            None => Err(TranslateError::EmptyStream),
+        }
     }
 
     fn ensure_started(&mut self, out: &mut Vec<StreamEvent>) {
@@ -710,6 +698,16 @@ impl StreamDecoder {
     fn fail(&mut self, kind: ErrorKind, message: String, out: &mut Vec<StreamEvent>) {
         self.failed = true;
         out.push(StreamEvent::Error { kind, message });
+    }
+}
+
+/// A framing error as a stream error (a frame over the protocol's size is `EventTooLarge`).
+fn frame_error(e: eventstream::FrameError) -> TranslateError {
+    match e {
+        eventstream::FrameError::Length(n) if n > eventstream::MAX_FRAME_LEN => {
+            TranslateError::EventTooLarge { limit: eventstream::MAX_FRAME_LEN }
+        }
+        e => TranslateError::Stream(e.to_string()),
     }
 }
 

@@ -693,16 +693,34 @@ fn corrupt_or_truncated_streams_are_stream_errors() {
 }
 
 #[test]
-fn a_stream_without_message_stop_still_finishes() {
+fn a_stream_cut_before_message_stop_or_without_events_is_an_error() {
     let s = ev("contentBlockDelta", json!({"contentBlockIndex":0,"delta":{"text":"Hi"}}));
+    let mut d = StreamDecoder::with_id("req-1".into());
+    let mut out = Vec::new();
+    d.feed(&s, &mut out).unwrap();
+    assert_eq!(d.finish(&mut out), Err(TranslateError::Truncated("no messageStop".into())));
     assert_eq!(
-        run(&[&s]).unwrap(),
+        out,
         vec![
             StreamEvent::Start { id: "req-1".into(), model: String::new() },
             StreamEvent::TextDelta { text: "Hi".into() },
-            StreamEvent::Finish(FinishReason::Stop),
         ]
     );
+    assert_eq!(run(&[]), Err(TranslateError::EmptyStream));
+    // Ended between messageStop and metadata: finished, just without usage.
+    let stop = ev("messageStop", json!({"stopReason":"end_turn"}));
+    assert_eq!(run(&[&s, &stop]).unwrap().last(), Some(&StreamEvent::Finish(FinishReason::Stop)));
+}
+
+#[test]
+fn a_frame_over_the_protocol_size_is_event_too_large() {
+    // A valid prelude announcing a frame bigger than event-stream allows.
+    let mut prelude = Vec::new();
+    prelude.extend_from_slice(&((eventstream::MAX_FRAME_LEN + 1) as u32).to_be_bytes());
+    prelude.extend_from_slice(&0u32.to_be_bytes());
+    let crc = crc32fast::hash(&prelude);
+    prelude.extend_from_slice(&crc.to_be_bytes());
+    assert_eq!(run(&[&prelude]), Err(TranslateError::EventTooLarge { limit: eventstream::MAX_FRAME_LEN }));
 }
 
 mod props {

@@ -221,23 +221,11 @@ pub(crate) fn usage_to_value(u: &Usage) -> Value {
 // === Errors ===
 
 pub fn decode_error(status: u16, body: &[u8]) -> (ErrorKind, String) {
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    // The JSON-array stream form wraps errors in an array.
-    let v = v.get(0).cloned().unwrap_or(v);
-    let err = v.get("error").unwrap_or(&Value::Null);
-    let message = err
-        .get("message")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
-    let kind = kind_from_status_name(str_of(err, "status")).unwrap_or_else(|| {
-        let code =
-            err.get("code").and_then(Value::as_u64).and_then(|c| u16::try_from(c).ok()).unwrap_or(status);
-        super::kind_for_status(code)
-    });
+    let (kind, message, _) = super::upstream_error::decode(super::Format::Gemini, status, None, body);
     (kind, message)
 }
 
+/// The error class of a Google RPC status name (see `upstream_error` for the whole table).
 pub(crate) fn kind_from_status_name(s: &str) -> Option<ErrorKind> {
     Some(match s {
         "INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE" => ErrorKind::InvalidRequest,

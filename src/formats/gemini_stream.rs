@@ -45,6 +45,10 @@ impl ArraySplitter {
                 }
                 continue;
             }
+            if self.buf.len() == MAX_EVENT_BYTES {
+                self.buf = Vec::new();
+                return Err(TranslateError::EventTooLarge { limit: MAX_EVENT_BYTES });
+            }
             self.buf.push(b);
             if self.in_string {
                 if self.escape {
@@ -67,12 +71,6 @@ impl ArraySplitter {
                 }
                 _ => {}
             }
-        }
-        if self.buf.len() > MAX_EVENT_BYTES {
-            self.buf.clear();
-            return Err(TranslateError::Stream(format!(
-                "one JSON-array element exceeds {MAX_EVENT_BYTES} bytes"
-            )));
         }
         Ok(())
     }
@@ -121,23 +119,26 @@ impl StreamDecoder {
             chunk = &chunk[skip..];
         }
         let mut jsons: Vec<String> = Vec::new();
-        match &mut self.framing {
-            Framing::Unknown => {}
+        // Elements completed before a framing error still count.
+        let framing = match &mut self.framing {
+            Framing::Unknown => Ok(()),
             Framing::Sse(p) => {
                 let mut evs: Vec<SseEvent> = Vec::new();
-                p.feed(chunk, &mut evs)?;
+                let r = p.feed(chunk, &mut evs);
                 jsons.extend(evs.into_iter().map(|e| e.data));
+                r
             }
             Framing::Array(s) => {
                 let mut objs = Vec::new();
-                s.feed(chunk, &mut objs)?;
+                let r = s.feed(chunk, &mut objs);
                 jsons.extend(objs.into_iter().map(|o| String::from_utf8_lossy(&o).into_owned()));
+                r
             }
-        }
+        };
         for j in jsons {
             self.chunk(&j, out)?;
         }
-        Ok(())
+        framing
     }
 
     pub fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
@@ -168,14 +169,10 @@ impl StreamDecoder {
         if !self.done {
             self.done = true;
             if !self.started {
-                return Err(TranslateError::Stream("the upstream stream was empty".into()));
+                return Err(TranslateError::EmptyStream);
             }
             if !self.finished {
-                out.push(StreamEvent::Finish(if self.n_calls > 0 {
-                    FinishReason::ToolCalls
-                } else {
-                    FinishReason::Stop
-                }));
+                return Err(TranslateError::Truncated("no finishReason".into()));
             }
         }
         Ok(())

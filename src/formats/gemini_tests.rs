@@ -389,11 +389,28 @@ fn an_error_mid_stream_is_an_error_chunk_that_closes_the_array() {
 
 #[test]
 fn thought_parts_stream_as_thinking_with_their_signature() {
-    let s = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"hmm\",\"thought\":true,\"thoughtSignature\":\"Z\"}]}}]}\n\n";
+    let s = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"hmm\",\"thought\":true,\"thoughtSignature\":\"Z\"}]},\"finishReason\":\"STOP\"}]}\n\n";
     let evs = decode_stream(s.as_bytes());
     assert_eq!(evs[1], StreamEvent::ThinkingDelta { text: "hmm".into() });
     assert_eq!(evs[2], StreamEvent::ThinkingSignature { signature: "gemini:Z".into() });
     assert_eq!(evs[3], StreamEvent::Finish(FinishReason::Stop));
+}
+
+#[test]
+fn an_empty_garbage_or_cut_stream_is_an_error_not_an_empty_answer() {
+    let finish = |bytes: &[u8]| {
+        let mut d = StreamDecoder::new();
+        let mut out = Vec::new();
+        d.feed(bytes, &mut out)?;
+        d.finish(&mut out).map(|()| out)
+    };
+    assert_eq!(finish(b""), Err(TranslateError::EmptyStream));
+    assert_eq!(finish(b"event: ping\n\n: comment\n\n"), Err(TranslateError::EmptyStream));
+    assert_eq!(finish(b"<html>bad gateway</html>\n\n"), Err(TranslateError::EmptyStream));
+    assert!(matches!(finish(b"data: <html>bad gateway</html>\n\n"), Err(TranslateError::Stream(_))));
+    assert!(matches!(finish(b"[{\"candidates\":[]}, 7]"), Err(TranslateError::Stream(_))));
+    let cut = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Once\"}]}}]}\n\n";
+    assert_eq!(finish(cut.as_bytes()), Err(TranslateError::Truncated("no finishReason".into())));
 }
 
 #[test]
@@ -494,5 +511,19 @@ mod event_props {
             let ends_well = matches!(back.last(), Some(StreamEvent::Finish(_) | StreamEvent::Error { .. }));
             prop_assert!(ends_well);
         }
+    }
+}
+
+#[test]
+fn elements_before_a_framing_error_in_the_same_chunk_are_still_decoded() {
+    // Found by fuzzing: fed at once, the good element was dropped with the error; fed in
+    // pieces, it was decoded. Now both give the element, then the error.
+    let s = b"[{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}]}}]}]: trailing";
+    for chunk in [s.len(), 7] {
+        let mut d = StreamDecoder::new();
+        let mut out = Vec::new();
+        let r = s.chunks(chunk).try_for_each(|c| d.feed(c, &mut out));
+        assert!(matches!(r, Err(TranslateError::Stream(_))), "chunk {chunk}: {r:?}");
+        assert_eq!(out[1], StreamEvent::TextDelta { text: "Hi".into() }, "chunk {chunk}");
     }
 }

@@ -21,11 +21,15 @@ mod openai_chat_stream;
 pub mod openai_responses;
 pub mod passthrough;
 pub mod sse;
+mod stream_usage;
 pub mod tools;
 pub mod translate;
+pub mod upstream_error;
+pub mod validate;
 
 pub use ir::*;
 pub use translate::*;
+pub use upstream_error::{classify_upstream_error, Retry, UpstreamErrorClass};
 
 /// Whether a thinking signature was issued by another provider (Gemini and OpenAI Responses
 /// signatures are tagged on decode). Only Anthropic/Bedrock-Claude's own signatures may be
@@ -86,8 +90,22 @@ pub enum TranslateError {
     Invalid { field: String, message: String },
     #[error("{0} is not supported by this route")]
     Unsupported(String),
+    /// An upstream stream that cannot be decoded (an event that is not JSON, broken framing).
     #[error("malformed upstream stream: {0}")]
     Stream(String),
+    /// One upstream stream event is bigger than `sse::MAX_EVENT_BYTES` (or an event-stream
+    /// frame bigger than the protocol allows).
+    #[error("an upstream stream event exceeds {limit} bytes")]
+    EventTooLarge { limit: usize },
+    /// A translated answer carries more than `translate::MAX_ANSWER_BYTES` of content.
+    #[error("the upstream's answer exceeds {limit} bytes")]
+    AnswerTooLarge { limit: usize },
+    /// The upstream stream ended before a single event (empty, or not a stream at all).
+    #[error("the upstream stream ended without any event")]
+    EmptyStream,
+    /// The upstream stream ended before its answer did (no finish, no terminal event).
+    #[error("the upstream stream ended early: {0}")]
+    Truncated(String),
 }
 
 impl TranslateError {

@@ -556,25 +556,7 @@ pub fn encode_response(resp: &ChatResponse, opts: &ResponseOptions) -> Vec<u8> {
 /// `{"error":{"message","type","code"}}` (also accepts a bare string body). The kind comes
 /// from the status, refined by the type/code.
 pub fn decode_error(status: u16, body: &[u8]) -> (ErrorKind, String) {
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let e = v.get("error").unwrap_or(&Value::Null);
-    let message = e
-        .get("message")
-        .and_then(Value::as_str)
-        .or_else(|| e.as_str())
-        .map(str::to_owned)
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
-    let mut kind = super::kind_for_status(status);
-    let ty = e.get("type").and_then(Value::as_str).unwrap_or_default();
-    let code = e.get("code").and_then(Value::as_str).unwrap_or_default();
-    if status < 400 || kind == ErrorKind::UpstreamError {
-        kind = match (ty, code) {
-            (_, "rate_limit_exceeded") | ("rate_limit_error", _) => ErrorKind::RateLimited,
-            ("invalid_request_error", _) => ErrorKind::InvalidRequest,
-            (_, "invalid_api_key") | ("authentication_error", _) => ErrorKind::Authentication,
-            _ => kind,
-        };
-    }
+    let (kind, message, _) = super::upstream_error::decode(super::Format::OpenAiChat, status, None, body);
     (kind, message)
 }
 

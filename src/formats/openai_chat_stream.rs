@@ -22,7 +22,12 @@ pub struct StreamDecoder {
     sse: SseParser,
     events: Vec<SseEvent>,
     started: bool,
+    /// `[DONE]` or an error chunk was seen.
     done: bool,
+    /// A `finish_reason` was seen.
+    finished: bool,
+    /// The upstream reported an error inside the stream.
+    errored: bool,
     /// Upstream `tool_calls[].index` -> our ordinal (0, 1, ...), for indices already started.
     tools: HashMap<u64, u32>,
 }
@@ -35,13 +40,26 @@ impl StreamDecoder {
     }
 
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
-        self.sse.feed(chunk, &mut self.events)?;
-        self.drain(out)
+        // Events completed before a framing error still count.
+        let framing = self.sse.feed(chunk, &mut self.events);
+        self.drain(out)?;
+        framing
     }
 
+    /// End of the upstream stream. A stream without a single chunk is
+    /// `TranslateError::EmptyStream`; one that stops before any `finish_reason` and without
+    /// `[DONE]` is `Truncated` (never a silent empty `stop` answer).
     pub fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
         self.sse.finish(&mut self.events);
-        self.drain(out)
+        self.drain(out)?;
+        if self.done {
+            return if self.started || self.errored { Ok(()) } else { Err(TranslateError::EmptyStream) };
+        }
+        match (self.started, self.finished) {
+            (false, _) => Err(TranslateError::EmptyStream),
+            (true, false) => Err(TranslateError::Truncated("no finish_reason and no [DONE]".into())),
+            (true, true) => Ok(()),
+        }
     }
 
     fn drain(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
@@ -66,9 +84,9 @@ impl StreamDecoder {
         if let Some(e) = v.get("error") {
             let (kind, message) =
                 super::openai_chat::decode_error(0, &serde_json::to_vec(&json!({"error": e}))?);
-            let kind = if kind == ErrorKind::UpstreamError { kind_for_error_type(e) } else { kind };
             out.push(StreamEvent::Error { kind, message });
             self.done = true;
+            self.errored = true;
             return Ok(());
         }
         if !self.started {
@@ -96,6 +114,7 @@ impl StreamDecoder {
                 self.on_tool_call(pos, call, out);
             }
             if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
+                self.finished = true;
                 out.push(StreamEvent::Finish(finish_reason::decode(Format::OpenAiChat, r)));
             }
         }
@@ -131,15 +150,6 @@ impl StreamDecoder {
         {
             out.push(StreamEvent::ToolArgsDelta { index, fragment: f.to_owned() });
         }
-    }
-}
-
-fn kind_for_error_type(e: &Value) -> ErrorKind {
-    match e.get("type").and_then(Value::as_str).unwrap_or_default() {
-        "rate_limit_error" | "rate_limit_exceeded" => ErrorKind::RateLimited,
-        "invalid_request_error" => ErrorKind::InvalidRequest,
-        "server_error" => ErrorKind::UpstreamError,
-        _ => ErrorKind::UpstreamError,
     }
 }
 

@@ -117,3 +117,30 @@ fn garbage_data_is_a_stream_error_not_a_panic() {
     let mut d = StreamDecoder::new();
     assert!(d.feed(b"data: {nope\n\n", &mut Vec::new()).is_err());
 }
+
+fn decode_all(bytes: &[u8]) -> (Vec<StreamEvent>, Result<(), TranslateError>) {
+    let mut d = StreamDecoder::new();
+    let mut out = Vec::new();
+    let r = d.feed(bytes, &mut out).and_then(|()| d.finish(&mut out));
+    (out, r)
+}
+
+#[test]
+fn an_empty_or_cut_stream_is_an_error_and_a_finished_one_is_not() {
+    assert_eq!(decode_all(b"").1, Err(TranslateError::EmptyStream));
+    assert_eq!(decode_all(b"data: [DONE]\n\n").1, Err(TranslateError::EmptyStream));
+    assert_eq!(decode_all(b": ping\n\nretry: 10\n\n").1, Err(TranslateError::EmptyStream));
+    let text = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n";
+    let (evs, r) = decode_all(text.as_bytes());
+    assert_eq!(r, Err(TranslateError::Truncated("no finish_reason and no [DONE]".into())));
+    assert_eq!(evs[1], StreamEvent::TextDelta { text: "Hi".into() });
+    // [DONE] without a finish_reason (some OpenAI-compatible servers) and a finish without
+    // [DONE] are both complete answers.
+    assert_eq!(decode_all(format!("{text}data: [DONE]\n\n").as_bytes()).1, Ok(()));
+    let fin = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+    assert_eq!(decode_all(format!("{text}{fin}").as_bytes()).1, Ok(()));
+    // An upstream error chunk alone is a (failed) answer, not an empty stream.
+    let (evs, r) = decode_all(b"data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n");
+    assert_eq!(r, Ok(()));
+    assert!(matches!(&evs[0], StreamEvent::Error { message, .. } if message == "boom"));
+}

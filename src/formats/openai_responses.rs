@@ -270,30 +270,16 @@ pub(crate) fn usage_to_value(u: &Usage) -> Value {
 // === Errors ===
 
 pub fn decode_error(status: u16, body: &[u8]) -> (ErrorKind, String) {
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let err = v.get("error").unwrap_or(&v);
-    let message = err
-        .get("message")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
-    let kind = kind_from_code(str_field(err, "code"), str_field(err, "type"))
-        .unwrap_or_else(|| super::kind_for_status(status));
+    let (kind, message, _) = super::upstream_error::decode(Format::OpenAiResponses, status, None, body);
     (kind, message)
 }
 
-pub(crate) fn kind_from_code(code: &str, ty: &str) -> Option<ErrorKind> {
-    Some(match (code, ty) {
-        ("invalid_api_key", _) | (_, "authentication_error") => ErrorKind::Authentication,
-        ("rate_limit_exceeded", _) | (_, "rate_limit_error") => ErrorKind::RateLimited,
-        ("insufficient_quota", _) | (_, "insufficient_quota") => ErrorKind::BudgetExceeded,
-        ("model_not_found", _) | (_, "not_found_error") => ErrorKind::NotFound,
-        ("context_length_exceeded", _) | (_, "invalid_request_error") => ErrorKind::InvalidRequest,
-        (_, "permission_error") => ErrorKind::PermissionDenied,
-        ("server_is_overloaded" | "overloaded", _) => ErrorKind::Overloaded,
-        ("server_error", _) | (_, "server_error") => ErrorKind::UpstreamError,
-        _ => return None,
-    })
+/// The error class of an OpenAI error `code`/`type` found inside a stream (no HTTP status).
+pub(crate) fn kind_from_code(code: &str, ty: &str) -> ErrorKind {
+    fn non_empty(s: &str) -> Option<&str> {
+        (!s.is_empty()).then_some(s)
+    }
+    super::upstream_error::openai_kind(0, non_empty(code), non_empty(ty))
 }
 
 pub(crate) use super::openai_chat::error_type_code;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::super::sse::{write_json, SseEvent, SseParser};
-use super::super::{ErrorKind, FinishReason, ResponseOptions, StreamEvent, ToolCall, TranslateError, Usage};
+use super::super::{FinishReason, ResponseOptions, StreamEvent, ToolCall, TranslateError, Usage};
 use super::{
     error_type_code, finish_from_response, function_call_item, kind_from_code, message_item, output_text,
     reasoning_item, response_id, response_object, usage_from_value, ItemIds,
@@ -345,8 +345,10 @@ impl StreamDecoder {
     }
 
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
-        self.sse.feed(chunk, &mut self.events)?;
-        self.drain(out, false)
+        // Events completed before a framing error still count.
+        let framing = self.sse.feed(chunk, &mut self.events);
+        self.drain(out, false)?;
+        framing
     }
 
     pub fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
@@ -356,14 +358,9 @@ impl StreamDecoder {
         if !self.done {
             self.done = true;
             if !self.started {
-                return Err(TranslateError::Stream(
-                    "the upstream stream ended before `response.created`".into(),
-                ));
+                return Err(TranslateError::EmptyStream);
             }
-            out.push(StreamEvent::Error {
-                kind: ErrorKind::UpstreamError,
-                message: "the upstream stream ended before `response.completed`".into(),
-            });
+            return Err(TranslateError::Truncated("no response.completed".into()));
         }
         Ok(())
     }
@@ -507,7 +504,7 @@ impl StreamDecoder {
                 if finish == FinishReason::Error {
                     let e = r.get("error").unwrap_or(&Value::Null);
                     out.push(StreamEvent::Error {
-                        kind: kind_from_code(str_of(e, "code"), "").unwrap_or(ErrorKind::UpstreamError),
+                        kind: kind_from_code(str_of(e, "code"), ""),
                         message: non_empty(str_of(e, "message"), "the upstream response failed"),
                     });
                 } else {
@@ -518,8 +515,7 @@ impl StreamDecoder {
                 self.done = true;
                 let e = v.get("error").unwrap_or(v);
                 out.push(StreamEvent::Error {
-                    kind: kind_from_code(str_of(e, "code"), str_of(e, "type"))
-                        .unwrap_or(ErrorKind::UpstreamError),
+                    kind: kind_from_code(str_of(e, "code"), str_of(e, "type")),
                     message: non_empty(str_of(e, "message"), "upstream stream error"),
                 });
             }

@@ -390,9 +390,15 @@ fn thinking_streams_as_a_reasoning_item_with_its_signature() {
 fn a_stream_cut_before_response_completed_ends_in_an_error() {
     let out = encode_stream(&text_then_call());
     let cut = &out[..out.len() / 2];
-    let evs = decode_stream(cut);
-    assert!(matches!(evs.last(), Some(StreamEvent::Error { .. })));
+    let mut d = StreamDecoder::new();
+    let mut evs = Vec::new();
+    d.feed(cut, &mut evs).unwrap();
+    assert_eq!(d.finish(&mut evs), Err(TranslateError::Truncated("no response.completed".into())));
+    assert!(matches!(evs.first(), Some(StreamEvent::Start { .. })));
     assert!(check_stream_grammar(cut).is_err());
+    let mut d = StreamDecoder::new();
+    d.feed(b"event: keepalive\n\n", &mut evs).unwrap();
+    assert_eq!(d.finish(&mut evs), Err(TranslateError::EmptyStream));
 }
 
 #[test]

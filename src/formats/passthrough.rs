@@ -8,6 +8,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+pub use super::stream_usage::{OpenAiStreamUsage, STRIP_HOLD_MAX};
 use super::{TranslateError, Usage};
 
 /// What the gateway reads from an inbound JSON body before routing, plus where the members a
@@ -72,6 +73,13 @@ fn span(body: &[u8], raw: &RawValue) -> (usize, usize) {
 /// Read `model`, `stream` and `stream_options.include_usage` from a JSON body.
 pub fn peek(body: &[u8]) -> Result<Peek, TranslateError> {
     let top = TopLevel::parse(body)?;
+    // A member the gateway routes on or rewrites must be unambiguous: upstream parsers differ
+    // on which of two copies wins.
+    for key in ["model", "stream", "stream_options"] {
+        if top.0.iter().filter(|(k, _)| k == key).nth(1).is_some() {
+            return Err(TranslateError::invalid(key, "appears more than once"));
+        }
+    }
     let model = match top.get("model") {
         None => None,
         Some(raw) => match serde_json::from_str::<Option<String>>(raw.get()) {
@@ -121,16 +129,16 @@ pub fn rewrite_peeked(body: &[u8], peek: &Peek, model: Option<&str>, force_strea
     let l = &peek.layout;
     // (start, end, replacement); `start == end` inserts.
     let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::with_capacity(2);
-    let first_member = l.first_member;
+    // Members to add at the start of the object (joined with commas below).
+    let mut added: Vec<Vec<u8>> = Vec::new();
     match (l.model, model) {
         (Some((s, e)), Some(m)) => {
             edits.push((s, e, serde_json::to_vec(m).unwrap_or_default()));
         }
         (None, Some(m)) => {
-            let mut ins = b"\"model\":".to_vec();
-            ins.extend(serde_json::to_vec(m).unwrap_or_default());
-            ins.push(if l.empty { b' ' } else { b',' });
-            edits.push((first_member, first_member, ins));
+            let mut member = b"\"model\":".to_vec();
+            member.extend(serde_json::to_vec(m).unwrap_or_default());
+            added.push(member);
         }
         (Some((s, e)), None) => {
             // Remove `"model": <value>` plus one adjacent comma.
@@ -156,14 +164,7 @@ pub fn rewrite_peeked(body: &[u8], peek: &Peek, model: Option<&str>, force_strea
     }
     if force_stream_usage {
         match l.stream_options {
-            None => {
-                let ins = if l.empty {
-                    b"\"stream_options\":{\"include_usage\":true}".to_vec()
-                } else {
-                    b"\"stream_options\":{\"include_usage\":true},".to_vec()
-                };
-                edits.push((first_member, first_member, ins));
-            }
+            None => added.push(b"\"stream_options\":{\"include_usage\":true}".to_vec()),
             Some((s, e)) => {
                 let mut opts: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_slice(&body[s..e]).unwrap_or_default();
@@ -173,6 +174,13 @@ pub fn rewrite_peeked(body: &[u8], peek: &Peek, model: Option<&str>, force_strea
                 }
             }
         }
+    }
+    if !added.is_empty() {
+        let mut ins = added.join(&b","[..]);
+        if !l.empty {
+            ins.push(b',');
+        }
+        edits.push((l.first_member, l.first_member, ins));
     }
     edits.sort_by_key(|(s, _, _)| *s);
     let mut out = Vec::with_capacity(body.len() + 64);
@@ -208,7 +216,7 @@ struct Details {
 
 /// OpenAI usage in both the Chat (`prompt_tokens`) and Responses (`input_tokens`) spellings.
 #[derive(Deserialize)]
-struct OpenAiUsage {
+pub(super) struct OpenAiUsage {
     #[serde(default, alias = "input_tokens")]
     prompt_tokens: u64,
     #[serde(default, alias = "output_tokens")]
@@ -228,110 +236,6 @@ impl From<OpenAiUsage> for Usage {
             cache_write_tokens: 0,
             reasoning_tokens: u.completion_tokens_details.map(|d| d.reasoning_tokens).unwrap_or(0),
         }
-    }
-}
-
-/// Watches an OpenAI Chat SSE stream passing through and picks up the usage chunk. Only lines
-/// that mention `"usage"` are parsed, so the per-chunk cost is a substring search. With
-/// `strip`, the usage-only event (`"choices":[]`) that the gateway asked for on the client's
-/// behalf is removed from the stream (the client did not ask for it).
-#[derive(Default)]
-pub struct OpenAiStreamUsage {
-    strip: bool,
-    /// The unfinished last line (observe mode) or event (strip mode) of the previous chunk.
-    partial: Vec<u8>,
-    usage: Option<Usage>,
-}
-
-impl OpenAiStreamUsage {
-    pub fn new(strip: bool) -> Self {
-        OpenAiStreamUsage { strip, ..Default::default() }
-    }
-
-    /// Observe `chunk`; in strip mode also append what the client should get to `out`
-    /// (whole events only). Returns whether `chunk` may be forwarded unchanged instead.
-    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> bool {
-        if self.strip {
-            self.feed_events(chunk, out);
-            return false;
-        }
-        let mut data = chunk;
-        if !self.partial.is_empty() {
-            match memchr::memchr(b'\n', data) {
-                Some(nl) => {
-                    let mut line = std::mem::take(&mut self.partial);
-                    line.extend_from_slice(&data[..nl]);
-                    self.observe(&line);
-                    data = &data[nl + 1..];
-                }
-                None => {
-                    self.partial.extend_from_slice(data);
-                    return true;
-                }
-            }
-        }
-        let mut start = 0;
-        for nl in memchr::memchr_iter(b'\n', data) {
-            self.observe(&data[start..nl]);
-            start = nl + 1;
-        }
-        self.partial.extend_from_slice(&data[start..]);
-        true
-    }
-
-    fn feed_events(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        self.partial.extend_from_slice(chunk);
-        let buf = std::mem::take(&mut self.partial);
-        let mut start = 0;
-        let mut i = 0;
-        // An event ends at a blank line: "\n\n" (also "\n\r\n").
-        while let Some(nl) = memchr::memchr(b'\n', &buf[i..]).map(|p| i + p) {
-            let next = &buf[nl + 1..];
-            let end = if next.starts_with(b"\n") {
-                Some(nl + 2)
-            } else if next.starts_with(b"\r\n") {
-                Some(nl + 3)
-            } else {
-                None
-            };
-            match end {
-                Some(end) => {
-                    let event = &buf[start..end];
-                    let usage_only = memchr::memmem::find(event, b"\"choices\":[]").is_some();
-                    for line in event.split(|&b| b == b'\n') {
-                        self.observe(line);
-                    }
-                    if !usage_only {
-                        out.extend_from_slice(event);
-                    }
-                    start = end;
-                    i = end;
-                }
-                None => i = nl + 1,
-            }
-        }
-        self.partial.extend_from_slice(&buf[start..]);
-    }
-
-    fn observe(&mut self, line: &[u8]) {
-        if memchr::memmem::find(line, b"\"usage\"").is_none() {
-            return;
-        }
-        let Some(json) = line.strip_prefix(b"data:") else { return };
-        if let Some(u) = openai_usage(json.trim_ascii()) {
-            self.usage = Some(u);
-        }
-    }
-
-    /// Whatever an unterminated last event left (strip mode), to flush at the end.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.strip {
-            out.append(&mut self.partial);
-        }
-    }
-
-    pub fn usage(&self) -> Option<Usage> {
-        self.usage
     }
 }
 
@@ -381,37 +285,35 @@ mod tests {
     }
 
     #[test]
+    fn members_added_to_an_empty_object_are_separated() {
+        // Found by fuzzing: both inserts into `{}` were written without a comma between them.
+        for body in [&b"{}"[..], b"{\n}  ", b" { } "] {
+            let out = rewrite_request(body, Some("x"), true).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v, serde_json::json!({"model": "x", "stream_options": {"include_usage": true}}));
+        }
+        let out = rewrite_request(br#"{"a":1}"#, Some("x"), true).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"x","stream_options":{"include_usage":true},"a":1}"#
+        );
+    }
+
+    #[test]
+    fn a_member_the_gateway_rewrites_may_appear_only_once() {
+        assert!(matches!(
+            peek(br#"{"model":"cheap","messages":[],"model":"dear"}"#),
+            Err(TranslateError::Invalid { field, .. }) if field == "model"
+        ));
+        assert!(peek(br#"{"stream":true,"stream":false}"#).is_err());
+        assert!(peek(br#"{"model":"a","messages":[{"model":"b"}]}"#).is_ok());
+    }
+
+    #[test]
     fn model_can_be_removed_for_url_routed_providers() {
         let out = rewrite_request(br#"{"model":"a", "x":1}"#, None, false).unwrap();
         assert_eq!(std::str::from_utf8(&out).unwrap(), r#"{ "x":1}"#);
         let out = rewrite_request(br#"{"x":1, "model":"a"}"#, None, false).unwrap();
         assert_eq!(std::str::from_utf8(&out).unwrap(), r#"{"x":1}"#);
-    }
-
-    #[test]
-    fn usage_is_found_in_a_stream_split_anywhere() {
-        let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"usage\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"prompt_tokens_details\":{\"cached_tokens\":2}}}\n\ndata: [DONE]\n\n";
-        for strip in [false, true] {
-            for split in 0..stream.len() {
-                let mut o = OpenAiStreamUsage::new(strip);
-                let mut out = Vec::new();
-                o.feed(&stream[..split], &mut out);
-                o.feed(&stream[split..], &mut out);
-                o.finish(&mut out);
-                let u = o.usage().unwrap();
-                assert_eq!(
-                    (u.input_tokens, u.output_tokens, u.cache_read_tokens),
-                    (7, 3, 2),
-                    "split {split}"
-                );
-                if strip {
-                    assert_eq!(
-                        std::str::from_utf8(&out).unwrap(),
-                        "data: {\"choices\":[{\"delta\":{\"content\":\"usage\"}}]}\n\ndata: [DONE]\n\n",
-                        "split {split}"
-                    );
-                }
-            }
-        }
     }
 }

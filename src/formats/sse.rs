@@ -8,9 +8,16 @@
 
 use super::TranslateError;
 
-/// Refuse to buffer more than this waiting for the end of one event (a corrupt or hostile
-/// upstream must not make us hold gigabytes).
-pub const MAX_EVENT_BYTES: usize = 32 * 1024 * 1024;
+/// The most bytes one upstream stream event may take, for every stream decoder that buffers
+/// an unfinished event: this SSE parser, Gemini's JSON-array splitter and the OpenAI usage
+/// observer (`passthrough::OpenAiStreamUsage`). A bigger event is an error
+/// (`TranslateError::EventTooLarge`) that ends the stream, so a corrupt or hostile upstream
+/// costs at most this much memory per stream, never gigabytes.
+///
+/// 16 MiB: real events are small (a delta, a usage chunk) except those carrying whole images
+/// (Gemini image output, Responses `image_generation` results, a few MiB of base64), and it
+/// matches the largest payload of an AWS event-stream frame (`eventstream::MAX_FRAME_LEN`).
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// One dispatched event. `event` is empty when the upstream sent no `event:` field.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -75,7 +82,14 @@ impl SseParser {
                 line.extend_from_slice(head);
                 self.process_line(&line, out);
                 line.clear();
-                self.line = line; // keep the capacity
+                if line.capacity() <= 64 * 1024 {
+                    self.line = line; // keep the capacity
+                }
+            }
+            if self.data.len() > MAX_EVENT_BYTES {
+                self.line = Vec::new();
+                self.data = String::new();
+                return Err(TranslateError::EventTooLarge { limit: MAX_EVENT_BYTES });
             }
             rest = &tail[1..];
             if tail[0] == b'\r' {
@@ -86,12 +100,12 @@ impl SseParser {
                 }
             }
         }
-        self.line.extend_from_slice(rest);
-        if self.line.len() + self.data.len() > MAX_EVENT_BYTES {
-            self.line.clear();
-            self.data.clear();
-            return Err(TranslateError::Stream(format!("one SSE event exceeds {MAX_EVENT_BYTES} bytes")));
+        if self.line.len() + rest.len() + self.data.len() > MAX_EVENT_BYTES {
+            self.line = Vec::new();
+            self.data = String::new();
+            return Err(TranslateError::EventTooLarge { limit: MAX_EVENT_BYTES });
         }
+        super::stream_usage::extend_bounded(&mut self.line, rest);
         Ok(())
     }
 

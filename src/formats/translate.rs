@@ -103,6 +103,7 @@ pub fn kind_for_status(status: u16) -> ErrorKind {
     match status {
         400 | 422 => ErrorKind::InvalidRequest,
         401 => ErrorKind::Authentication,
+        402 => ErrorKind::BudgetExceeded,
         403 => ErrorKind::PermissionDenied,
         404 => ErrorKind::NotFound,
         413 => ErrorKind::RequestTooLarge,
@@ -172,7 +173,7 @@ pub fn decode_error(from: Format, status: u16, body: &[u8]) -> (ErrorKind, Strin
 
 #[path = "translate_stream.rs"]
 mod stream;
-pub use stream::StreamTranslator;
+pub use stream::{StreamTranslator, MAX_ANSWER_BYTES};
 
 #[cfg(test)]
 #[path = "translate_tests.rs"]

@@ -6,6 +6,13 @@ use super::super::{
     StreamEvent, TranslateError, Usage,
 };
 
+/// The most content (text, thinking, tool-call arguments) one translated answer may carry.
+/// Some client formats hold the whole answer until it ends (the Responses
+/// `response.completed` event repeats it; Gemini sends function calls whole), so this bounds
+/// the memory one stream can take. Real answers are far smaller (128k output tokens are about
+/// half a MiB).
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
 #[derive(Debug)]
 enum Decoder {
     OpenAiChat(openai_chat::StreamDecoder),
@@ -104,8 +111,13 @@ pub struct StreamTranslator {
     blind: bool,
     events: Vec<StreamEvent>,
     usage: Usage,
-    /// The first error the upstream reported inside the stream, if any.
+    /// The first error of the stream, if any (see `error`).
     error: Option<String>,
+    /// Why the upstream's stream could not be decoded, if it could not.
+    decode_error: Option<TranslateError>,
+    /// Content bytes given to the encoder so far, and the limit.
+    content: usize,
+    max_content: usize,
     ended: bool,
 }
 
@@ -129,6 +141,9 @@ impl StreamTranslator {
             events: Vec::new(),
             usage: Usage::default(),
             error: None,
+            decode_error: None,
+            content: 0,
+            max_content: MAX_ANSWER_BYTES,
             ended: false,
         }
     }
@@ -141,32 +156,51 @@ impl StreamTranslator {
         }
         if self.passthrough {
             out.extend_from_slice(chunk);
-            if !self.blind && self.decoder.feed(chunk, &mut self.events).is_err() {
-                self.blind = true;
+            if !self.blind {
+                if let Err(e) = self.decoder.feed(chunk, &mut self.events) {
+                    self.blind = true;
+                    self.decode_error.get_or_insert(e);
+                }
             }
             self.observe();
             return Ok(());
         }
         let r = self.decoder.feed(chunk, &mut self.events);
-        self.emit(out);
+        let r = self.emit(out).and(r);
+        if let Err(e) = &r {
+            self.decode_error.get_or_insert_with(|| e.clone());
+        }
         r
     }
 
     /// The upstream ended cleanly: close open blocks and write the terminal events.
+    ///
+    /// A stream that was empty, undecodable or cut short is not a finished answer: it ends
+    /// with an error event instead of the terminal events, and [`Self::decode_error`] (and
+    /// [`Self::error`]) say why. When the bytes pass through unchanged, an error event is
+    /// added only for a stream without any event (the client got nothing usable); other
+    /// decoding problems are only reported.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         if self.ended {
             return;
         }
+        self.ended = true;
         if self.passthrough {
             if !self.blind {
-                let _ = self.decoder.finish(&mut self.events);
+                if let Err(e) = self.decoder.finish(&mut self.events) {
+                    self.decode_error.get_or_insert(e);
+                }
             }
             self.observe();
-            self.ended = true;
+            if let Some(e @ TranslateError::EmptyStream) = &self.decode_error {
+                let message = e.to_string();
+                self.error.get_or_insert_with(|| message.clone());
+                self.encoder.encode(&StreamEvent::Error { kind: ErrorKind::UpstreamError, message }, out);
+            }
             return;
         }
         let r = self.decoder.finish(&mut self.events);
-        self.emit(out);
+        let r = self.emit(out).and(r);
         match r {
             Ok(()) => self.encoder.finish(out),
             Err(e) => {
@@ -174,10 +208,10 @@ impl StreamTranslator {
                 self.encoder.encode(
                     &StreamEvent::Error { kind: ErrorKind::UpstreamError, message: e.to_string() },
                     out,
-                )
+                );
+                self.decode_error.get_or_insert(e);
             }
         }
-        self.ended = true;
     }
 
     /// The upstream failed mid-stream: write an error event in the client's format and end.
@@ -191,9 +225,19 @@ impl StreamTranslator {
         self.ended = true;
     }
 
-    /// The first error reported inside the stream (by the upstream or by `fail`), if any.
+    /// The first error of the stream, if any: one the upstream reported inside it, one found
+    /// decoding it, or the one given to `fail`.
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
+    }
+
+    /// Why the upstream's stream itself was bad, if it was: empty
+    /// (`TranslateError::EmptyStream`), cut short (`Truncated`), undecodable (`Stream`) or an
+    /// event over the size limit (`EventTooLarge`). `None` for a well-formed stream, even one
+    /// in which the upstream reported an error. `EmptyStream` means the client got nothing but
+    /// the error event, so the answer may still be retried elsewhere if no header was sent.
+    pub fn decode_error(&self) -> Option<&TranslateError> {
+        self.decode_error.as_ref()
     }
 
     /// The latest usage totals seen so far.
@@ -213,16 +257,37 @@ impl StreamTranslator {
         }
     }
 
-    fn emit(&mut self, out: &mut Vec<u8>) {
-        for ev in self.events.drain(..) {
+    /// Encode the decoded events; an answer over the content limit stops here.
+    fn emit(&mut self, out: &mut Vec<u8>) -> Result<(), TranslateError> {
+        let mut events = std::mem::take(&mut self.events);
+        let mut r = Ok(());
+        for ev in events.drain(..) {
             match &ev {
                 StreamEvent::Usage(u) => self.usage = *u,
                 StreamEvent::Error { message, .. } => {
                     self.error.get_or_insert_with(|| message.clone());
                 }
+                StreamEvent::TextDelta { text } | StreamEvent::ThinkingDelta { text } => {
+                    self.content += text.len();
+                }
+                StreamEvent::ToolArgsDelta { fragment, .. } => self.content += fragment.len(),
                 _ => {}
+            }
+            if self.content > self.max_content {
+                r = Err(TranslateError::AnswerTooLarge { limit: self.max_content });
+                break;
             }
             self.encoder.encode(&ev, out);
         }
+        events.clear();
+        self.events = events; // keep the capacity
+        r
+    }
+
+    /// A translator with a smaller content limit (tests).
+    #[cfg(test)]
+    pub(crate) fn with_max_answer(mut self, limit: usize) -> Self {
+        self.max_content = limit;
+        self
     }
 }

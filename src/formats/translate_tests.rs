@@ -124,3 +124,93 @@ fn same_format_request_round_trips_keep_the_conversation() {
         }
     }
 }
+
+/// Feed `bytes` to a translator and finish it: the client's bytes and the translator.
+fn translate_all(from: Format, to: Format, bytes: &[u8]) -> (String, StreamTranslator) {
+    let opts = ResponseOptions { model: "m", gemini_sse: true, include_usage: false };
+    let mut t = StreamTranslator::new(from, to, &opts);
+    let mut out = Vec::new();
+    if let Err(e) = t.feed(bytes, &mut out) {
+        t.fail(ErrorKind::UpstreamError, &e.to_string(), &mut out);
+    }
+    t.finish(&mut out);
+    (String::from_utf8(out).unwrap(), t)
+}
+
+#[test]
+fn an_empty_or_garbage_upstream_stream_is_an_error_never_an_empty_answer() {
+    let garbage: &[u8] = b"<html><body>502 Bad Gateway</body></html>";
+    for from in
+        [Format::OpenAiChat, Format::OpenAiResponses, Format::Anthropic, Format::Gemini, Format::Bedrock]
+    {
+        for to in [Format::OpenAiChat, Format::OpenAiResponses, Format::Anthropic, Format::Gemini] {
+            for body in [&b""[..], garbage, b": keep-alive\n\n"] {
+                let (out, t) = translate_all(from, to, body);
+                let what = format!("{from:?} -> {to:?} {:?}", String::from_utf8_lossy(body));
+                let err = t.decode_error().unwrap_or_else(|| panic!("{what}: no decode error"));
+                assert!(
+                    matches!(err, TranslateError::EmptyStream | TranslateError::Stream(_)),
+                    "{what}: {err:?}"
+                );
+                assert!(t.error().is_some(), "{what}");
+                // No successful ending was written: no stop reason, no [DONE] after a finish.
+                for marker in ["end_turn", "\"finish_reason\":\"stop\"", "\"STOP\"", "response.completed"] {
+                    assert!(!out.contains(marker), "{what}: {marker} in {out}");
+                }
+                if from != to {
+                    assert!(out.contains("error"), "{what}: no error event in {out:?}");
+                    super::super::grammar::check(to, out.as_bytes())
+                        .unwrap_or_else(|e| panic!("{what}: {e}\n{out}"));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_stream_cut_before_its_end_is_reported_as_truncated() {
+    let cut = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"c\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n",
+    );
+    let (out, t) = translate_all(Format::Anthropic, Format::OpenAiChat, cut.as_bytes());
+    assert_eq!(t.decode_error(), Some(&TranslateError::Truncated("no message_stop".into())));
+    assert!(out.contains("\"content\":\"Hel\"") && out.contains("\"error\""), "{out}");
+    assert!(!out.contains("\"finish_reason\":\"stop\""), "{out}");
+    assert_eq!(t.usage().input_tokens, 3);
+    // Passed through unchanged: the client sees the upstream's bytes; the problem is reported.
+    let (out, t) = translate_all(Format::Anthropic, Format::Anthropic, cut.as_bytes());
+    assert_eq!(out, cut);
+    assert_eq!(t.decode_error(), Some(&TranslateError::Truncated("no message_stop".into())));
+}
+
+#[test]
+fn an_error_the_upstream_reports_in_a_well_formed_stream_is_not_a_decode_error() {
+    let s = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+    let (out, t) = translate_all(Format::Anthropic, Format::OpenAiChat, s.as_bytes());
+    assert_eq!(t.decode_error(), None);
+    assert_eq!(t.error(), Some("Overloaded"));
+    assert!(out.contains("Overloaded"), "{out}");
+}
+
+#[test]
+fn an_answer_over_the_content_limit_ends_the_stream_with_an_error() {
+    let delta = |t: &str| {
+        format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{t}\"}}}}\n\n")
+    };
+    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\"}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
+    let opts = ResponseOptions { model: "m", gemini_sse: true, include_usage: false };
+    let mut t = StreamTranslator::new(Format::Anthropic, Format::OpenAiResponses, &opts).with_max_answer(10);
+    let mut out = Vec::new();
+    t.feed(start.as_bytes(), &mut out).unwrap();
+    t.feed(delta("hello").as_bytes(), &mut out).unwrap();
+    let e = t.feed(delta("world!").as_bytes(), &mut out).unwrap_err();
+    assert_eq!(e, TranslateError::AnswerTooLarge { limit: 10 });
+    assert_eq!(t.decode_error(), Some(&e));
+    t.fail(ErrorKind::UpstreamError, &e.to_string(), &mut out);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("hello") && !out.contains("world!"), "{out}");
+    assert!(out.contains("response.failed"), "{out}");
+    super::super::grammar::check(Format::OpenAiResponses, out.as_bytes()).unwrap();
+}

@@ -41,7 +41,7 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
         tracing::warn!("{w}");
     }
     let counters = Arc::new(Counters::default());
-    let (usage, writer) = UsageLog::new(store.clone());
+    let (usage, writer) = UsageLog::new(tokio::sync::watch::channel(snap.state_dir.clone().into()).1);
 
     let gateway = Gateway::new(store.clone(), usage, counters.clone());
     let targets = store.registries().targets.clone();

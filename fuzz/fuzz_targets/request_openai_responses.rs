@@ -1,0 +1,10 @@
+//! Fuzz target `request_openai_responses`: see `fuzz/src/lib.rs` (`request`) for what it drives and checks.
+#![no_main]
+
+#[allow(unused_imports)]
+use llm_gateway::formats::Format;
+use llm_gateway_fuzz::*;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    request(Format::OpenAiResponses, data);
+});

@@ -1,0 +1,149 @@
+//! Checks of an upstream's 2xx answer before the client is told 200: the body of a
+//! non-stream answer, and the head of a stream. Pure functions over what the proxy already has
+//! (format, content-type, content-encoding, body); what a failure means for routing is the
+//! proxy's business (an invalid answer is the upstream's fault: try the next target, or 502).
+//!
+//! The gateway asks every upstream for `accept-encoding: identity`, so any other
+//! `content-encoding` is refused rather than passed on or decoded.
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::{classify_upstream_error, Format, UpstreamErrorClass};
+
+/// Why an upstream's 2xx answer cannot be given to the client as it is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamInvalid {
+    #[error("the upstream answered with content-encoding {0:?}; only identity was accepted")]
+    Encoding(String),
+    #[error("the upstream answered with an empty body")]
+    Empty,
+    #[error("the upstream's answer is not JSON (content-type {content_type:?}): {detail}")]
+    NotJson { content_type: Option<String>, detail: String },
+    #[error("the upstream's answer is JSON but not an object")]
+    NotObject,
+    /// A 2xx whose body is only an error object (some OpenAI-compatible servers do this);
+    /// classified as if it had come with an error status.
+    #[error("the upstream answered 2xx with an error: {}", .0.message)]
+    ErrorBody(UpstreamErrorClass),
+    /// A stream was asked for, and the upstream answered something that is not one (a whole
+    /// JSON body, an HTML page): read the body as a non-stream answer to see what it says.
+    #[error("the upstream answered a stream request with content-type {0:?}")]
+    NotAStream(String),
+}
+
+/// Check a non-stream 2xx answer in `format`: identity encoding, a JSON object body, and not
+/// an error object alone. `content_type` and `content_encoding` are the upstream's headers.
+/// Costs one pass over the body without building it (values are skipped, not allocated).
+pub fn non_stream_body(
+    format: Format,
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+    body: &[u8],
+) -> Result<(), UpstreamInvalid> {
+    check_encoding(content_encoding)?;
+    if body.trim_ascii().is_empty() {
+        return Err(UpstreamInvalid::Empty);
+    }
+    // JSON is UTF-8, and skipping values (below) does not check strings.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(UpstreamInvalid::NotJson {
+            content_type: content_type.map(str::to_owned),
+            detail: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        });
+    }
+    let top = match serde_json::from_slice::<TopLevel>(body) {
+        Ok(top) => top,
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            return Err(UpstreamInvalid::NotObject)
+        }
+        Err(e) => {
+            return Err(UpstreamInvalid::NotJson {
+                content_type: content_type.map(str::to_owned),
+                detail: e.to_string(),
+            })
+        }
+    };
+    if top.error && !top.keys.iter().any(|k| success_keys(format).contains(&k.as_str())) {
+        let class = classify_upstream_error(format, 502, None, None, body);
+        return Err(UpstreamInvalid::ErrorBody(class));
+    }
+    Ok(())
+}
+
+/// Check the head of a 2xx answer to a stream request in `format`: identity encoding, and a
+/// content-type that is not plainly a whole body (`application/json`, `text/html`). A missing
+/// or unusual content-type is accepted; the stream decoder then judges the bytes.
+pub fn stream_head(
+    format: Format,
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+) -> Result<(), UpstreamInvalid> {
+    check_encoding(content_encoding)?;
+    let Some(ct) = content_type else { return Ok(()) };
+    let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let expected = match format {
+        Format::Bedrock => "application/vnd.amazon.eventstream",
+        _ => "text/event-stream",
+    };
+    let whole_body = mime == "application/json" || mime.ends_with("+json") || mime == "text/html";
+    if mime != expected && whole_body {
+        return Err(UpstreamInvalid::NotAStream(ct.to_owned()));
+    }
+    Ok(())
+}
+
+/// `content-encoding` absent, empty or `identity`.
+fn check_encoding(content_encoding: Option<&str>) -> Result<(), UpstreamInvalid> {
+    match content_encoding.map(str::trim) {
+        None | Some("") => Ok(()),
+        Some(e) if e.eq_ignore_ascii_case("identity") => Ok(()),
+        Some(e) => Err(UpstreamInvalid::Encoding(e.to_owned())),
+    }
+}
+
+/// Top-level members whose presence makes a body a successful answer in `format`.
+fn success_keys(format: Format) -> &'static [&'static str] {
+    match format {
+        Format::OpenAiChat => &["choices"],
+        Format::OpenAiResponses => &["output", "status"],
+        Format::Anthropic => &["content", "stop_reason"],
+        Format::Gemini => &["candidates", "promptFeedback", "usageMetadata"],
+        Format::Bedrock => &["output", "stopReason"],
+    }
+}
+
+/// The top-level keys of a JSON object, and whether it has a non-null `error` member.
+struct TopLevel {
+    keys: Vec<String>,
+    error: bool,
+}
+
+impl<'de> Deserialize<'de> for TopLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TopLevel;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
+                let mut top = TopLevel { keys: Vec::new(), error: false };
+                while let Some(k) = map.next_key::<String>()? {
+                    if k == "error" {
+                        top.error |= map.next_value::<Option<IgnoredAny>>()?.is_some();
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                    top.keys.push(k);
+                }
+                Ok(top)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;

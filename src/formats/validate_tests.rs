@@ -1,0 +1,87 @@
+use super::super::{ErrorKind, Retry};
+use super::*;
+
+const OK_CHAT: &[u8] = br#"{"id":"c","choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}]}"#;
+
+#[test]
+fn a_json_answer_with_identity_encoding_is_valid() {
+    for enc in [None, Some("identity"), Some(" Identity "), Some("")] {
+        assert_eq!(non_stream_body(Format::OpenAiChat, Some("application/json"), enc, OK_CHAT), Ok(()));
+    }
+    // The content-type is not what decides: the body is.
+    assert_eq!(non_stream_body(Format::OpenAiChat, Some("text/plain"), None, OK_CHAT), Ok(()));
+    // Responses carry `"error": null` on success.
+    let resp = br#"{"id":"r","object":"response","status":"completed","error":null,"output":[]}"#;
+    assert_eq!(non_stream_body(Format::OpenAiResponses, None, None, resp), Ok(()));
+}
+
+#[test]
+fn a_compressed_answer_is_refused() {
+    for enc in ["gzip", "br", "deflate, gzip", "zstd"] {
+        assert_eq!(
+            non_stream_body(Format::Anthropic, Some("application/json"), Some(enc), b"\x1f\x8b\x08"),
+            Err(UpstreamInvalid::Encoding(enc.into()))
+        );
+        assert_eq!(
+            stream_head(Format::Anthropic, Some("text/event-stream"), Some(enc)),
+            Err(UpstreamInvalid::Encoding(enc.into()))
+        );
+    }
+}
+
+#[test]
+fn an_answer_that_is_not_a_json_object_is_refused() {
+    let html = b"<html><body>502 Bad Gateway</body></html>";
+    match non_stream_body(Format::Gemini, Some("text/html"), None, html) {
+        Err(UpstreamInvalid::NotJson { content_type, detail }) => {
+            assert_eq!(content_type.as_deref(), Some("text/html"));
+            assert!(detail.contains("line 1"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(non_stream_body(Format::Gemini, None, None, b"  \n"), Err(UpstreamInvalid::Empty));
+    assert_eq!(non_stream_body(Format::Gemini, None, None, b"[1,2]"), Err(UpstreamInvalid::NotObject));
+    assert_eq!(non_stream_body(Format::Bedrock, None, None, b"\"text\""), Err(UpstreamInvalid::NotObject));
+    assert!(matches!(
+        non_stream_body(Format::OpenAiChat, None, None, br#"{"choices":[]"#),
+        Err(UpstreamInvalid::NotJson { .. })
+    ));
+    // Found by fuzzing: invalid UTF-8 inside a string passed (values are skipped, not read).
+    assert_eq!(
+        non_stream_body(Format::OpenAiChat, None, None, b"{\"choices\":[],\"x\":\"\x8a\"}"),
+        Err(UpstreamInvalid::NotJson { content_type: None, detail: "invalid UTF-8 at byte 19".into() })
+    );
+}
+
+#[test]
+fn a_2xx_that_is_only_an_error_object_is_refused_and_classified() {
+    let body = br#"{"error":{"message":"Rate limit reached","type":"rate_limit_error","code":"rate_limit_exceeded"}}"#;
+    match non_stream_body(Format::OpenAiChat, Some("application/json"), None, body) {
+        Err(UpstreamInvalid::ErrorBody(c)) => {
+            assert_eq!((c.kind, c.message.as_str()), (ErrorKind::RateLimited, "Rate limit reached"));
+            assert_eq!(c.retry, Retry::Quota { retry_after: None });
+        }
+        other => panic!("{other:?}"),
+    }
+    let anthropic = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+    assert!(matches!(
+        non_stream_body(Format::Anthropic, None, None, anthropic),
+        Err(UpstreamInvalid::ErrorBody(UpstreamErrorClass { kind: ErrorKind::Overloaded, .. }))
+    ));
+    // An answer that also has its success members is an answer (the error is informational).
+    let both = br#"{"choices":[{"index":0,"message":{"content":"x"}}],"error":{"message":"partial"}}"#;
+    assert_eq!(non_stream_body(Format::OpenAiChat, None, None, both), Ok(()));
+}
+
+#[test]
+fn a_stream_head_must_not_announce_a_whole_body() {
+    assert_eq!(stream_head(Format::OpenAiChat, Some("text/event-stream; charset=utf-8"), None), Ok(()));
+    assert_eq!(stream_head(Format::OpenAiChat, None, Some("identity")), Ok(()));
+    assert_eq!(stream_head(Format::Bedrock, Some("application/vnd.amazon.eventstream"), None), Ok(()));
+    for ct in ["application/json", "application/json; charset=utf-8", "text/html", "application/problem+json"]
+    {
+        assert_eq!(stream_head(Format::Gemini, Some(ct), None), Err(UpstreamInvalid::NotAStream(ct.into())));
+    }
+    // Unusual but possible stream types are left to the stream decoder.
+    assert_eq!(stream_head(Format::OpenAiChat, Some("text/plain"), None), Ok(()));
+}

@@ -92,8 +92,20 @@ async fn run(o: Opts, pin: bool) {
     };
     let direct = measure("direct", mock, None, &o, "/v1/chat/completions", direct_body).await;
 
-    let gw = start_gateway(dir.path(), mock, pin);
+    let gw = start_gateway(dir.path(), mock, pin, env!("CARGO_BIN_EXE_llm-gateway"));
     let gw_result = measure("gateway", gw.addr, Some(gw.child.id()), &o, path, body).await;
+    drop(gw);
+    // `--baseline PATH`: an earlier build of the gateway, measured in the same run.
+    if let Some(bin) = std::env::args().skip_while(|a| a != "--baseline").nth(1) {
+        let base = start_gateway(dir.path(), mock, pin, &bin);
+        let r = measure("baseline", base.addr, Some(base.child.id()), &o, path, body).await;
+        println!(
+            "gateway / baseline throughput: {:.2}x, CPU per request: {:.2}x",
+            gw_result.max_rps / r.max_rps,
+            gw_result.cpu_us / r.cpu_us
+        );
+        drop(base);
+    }
 
     let nginx = start_nginx(dir.path(), mock, pin);
     let nginx_result = match &nginx {
@@ -117,7 +129,6 @@ async fn run(o: Opts, pin: bool) {
         println!("gateway / nginx throughput (one core each): {:.2}x", gw_result.max_rps / n.max_rps);
         println!("gateway / nginx CPU per request: {:.2}x", gw_result.cpu_us / n.cpu_us);
     }
-    drop(gw);
     drop(nginx);
 }
 
@@ -373,6 +384,8 @@ fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
+// A bench process polling a port: blocking is fine here.
+#[allow(clippy::disallowed_methods)]
 fn wait_port(addr: SocketAddr) {
     let t = Instant::now();
     while std::net::TcpStream::connect(addr).is_err() {
@@ -391,7 +404,7 @@ fn pinned(pin: bool, program: &str) -> Command {
     }
 }
 
-fn start_gateway(dir: &std::path::Path, mock: SocketAddr, pin: bool) -> Proc {
+fn start_gateway(dir: &std::path::Path, mock: SocketAddr, pin: bool, bin: &str) -> Proc {
     let addr = free_addr();
     let cfg = format!(
         "listen: \"{addr}\"\nstate_dir: {}\nlog: {{ requests: false }}\nproviders:\n  - {{ name: up, kind: openai_compatible, base_url: \"http://{mock}\" }}\nmodels:\n  - {{ alias: fast, targets: [ {{ provider: up, model: gpt-4o-mini }} ], pricing: {{ input_per_mtok: 1, output_per_mtok: 2 }} }}\nkeys:\n  - {{ id: bench, hash: \"{}\" }}\n",
@@ -400,7 +413,7 @@ fn start_gateway(dir: &std::path::Path, mock: SocketAddr, pin: bool) -> Proc {
     );
     let path = dir.join("gateway.yaml");
     std::fs::File::create(&path).unwrap().write_all(cfg.as_bytes()).unwrap();
-    let child = pinned(pin, env!("CARGO_BIN_EXE_llm-gateway"))
+    let child = pinned(pin, bin)
         .args(["run", "--threads", "1", "-c"])
         .arg(&path)
         .env("LLM_GATEWAY_LOG", "warn")

@@ -96,7 +96,13 @@ fn main() -> ExitCode {
                 }
             };
             let secrets = if no_secrets { Secrets::Skip } else { Secrets::Resolve };
-            match config::parse(&text).and_then(|c| config::build_with(c, secrets)) {
+            let built = config::parse(&text).and_then(|c| config::build_with(c, secrets)).and_then(|s| {
+                if !no_secrets {
+                    llm_gateway::runtime::jwt_verifier(&s.config)?;
+                }
+                Ok(s)
+            });
+            match built {
                 Ok(s) => {
                     for w in unenforced_fields(&s.config) {
                         println!("{}: warning: {w}", config.display());

@@ -38,6 +38,8 @@ fn expected(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("r{i}")).collect()
 }
 
+// Polls with a deadline (a test thread, not the runtime).
+#[allow(clippy::disallowed_methods)]
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !ok() {

@@ -4,7 +4,6 @@
 //! through `ConfigHost` and `LiveViews` (see `host.rs`); the data plane is not here.
 
 mod access;
-pub mod usage_index;
 mod audit;
 mod core;
 mod edit;
@@ -16,6 +15,7 @@ mod host;
 mod routes;
 mod secrets;
 mod service;
+pub mod usage_index;
 
 #[cfg(test)]
 mod admin_tests;

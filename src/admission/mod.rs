@@ -56,9 +56,36 @@ pub fn authenticate(
     now: SystemTime,
 ) -> Result<Principal, GatewayError> {
     let presented = auth::presented_key(headers, query);
+    if let (Some(jwt), Some(token)) = (&rt.jwt, presented) {
+        if auth::looks_like_jwt(token) {
+            let unix = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let id = jwt
+                .verify(token, unix)
+                .map_err(|e| GatewayError::Unauthenticated(format!("invalid JWT: {e}")))?;
+            return Ok(Principal { key: Arc::new(key_of_jwt(rt, id)) });
+        }
+    }
     auth::authenticate(&rt.snap, presented, now)
         .map(|key| Principal { key })
         .map_err(|e| GatewayError::Unauthenticated(e.to_string()))
+}
+
+/// The key entry a verified JWT stands for: id `jwt:<sub>`, its project, and its `models` claim
+/// as an allow-list of aliases (names that are not aliases allow nothing).
+fn key_of_jwt(rt: &Runtime, id: auth::JwtIdentity) -> Key {
+    let models =
+        id.models.map(|names| names.iter().filter_map(|n| rt.snap.alias(n).map(|(i, _)| i)).collect());
+    Key {
+        id: format!("jwt:{}", id.subject),
+        project: Some(id.project),
+        models,
+        expires_at: None,
+        revoked: false,
+        rpm: id.rpm,
+        tpm: id.tpm,
+        max_parallel: id.max_parallel,
+        budget: None,
+    }
 }
 
 /// Steps 2-4: the alias `model` names, the principal's allow-list, and the body's shape.

@@ -279,7 +279,9 @@ async fn proxy(
             }
         };
         let status = up.status();
+        ctx.upstream_time += started.elapsed();
         if (200..300).contains(&status) {
+            ctx.ttfb = Some(started.elapsed());
             plan.succeeded(&step, started.elapsed());
             ctx.served = Some((step.alias, step.target));
             let names = Names { provider: &provider.name, model: &target.model, alias: &alias.name };

@@ -31,6 +31,10 @@ pub struct RequestCtx {
     pub model: Option<String>,
     // --- attempts
     pub attempts: u32,
+    /// Time spent waiting on upstreams, all attempts (the rest of the request is overhead).
+    pub upstream_time: std::time::Duration,
+    /// Time to the answering upstream's response header.
+    pub ttfb: Option<std::time::Duration>,
     pub attempt_log: Vec<String>,
     // --- outcome
     pub status: u16,

@@ -23,6 +23,7 @@ use crate::formats::Format;
 use crate::net::Resolver;
 use crate::providers::MediaOp;
 use crate::runtime::RuntimeStore;
+use crate::telemetry::{Metrics, RequestSample, TokenCounts};
 
 /// Process-wide counters (exported by the admin listener's `/metrics`).
 #[derive(Default)]
@@ -38,10 +39,16 @@ pub struct Gateway {
     pub resolver: Resolver,
     pub usage: UsageLog,
     pub counters: Arc<Counters>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Gateway {
-    pub fn new(store: Arc<RuntimeStore>, usage: UsageLog, counters: Arc<Counters>) -> Gateway {
+    pub fn new(
+        store: Arc<RuntimeStore>,
+        usage: UsageLog,
+        counters: Arc<Counters>,
+        metrics: Arc<Metrics>,
+    ) -> Gateway {
         let opts = pingora::connectors::ConnectorOptions::new(1024);
         Gateway {
             store,
@@ -49,6 +56,7 @@ impl Gateway {
             resolver: Resolver::default(),
             usage,
             counters,
+            metrics,
         }
     }
 }
@@ -180,6 +188,24 @@ impl Gateway {
         };
         let snap = &rt.snap;
         let alias = ctx.alias.map(|a| &snap.aliases[a]);
+        let cost = cost_usd(price_of(snap, ctx.served, ctx.alias), &ctx.usage);
+        let total = ctx.started.map(|t| t.elapsed()).unwrap_or_default();
+        self.metrics.record_request(&RequestSample {
+            alias: alias.map(|a| a.name.as_str()).unwrap_or(""),
+            provider: ctx.provider.as_deref().unwrap_or(""),
+            project: principal.project().unwrap_or(""),
+            status: if ctx.status == 0 { 499 } else { ctx.status },
+            total,
+            upstream: ctx.upstream_time,
+            ttfb: ctx.ttfb,
+            tokens: TokenCounts {
+                input: ctx.usage.input_tokens,
+                output: ctx.usage.output_tokens,
+                cached: ctx.usage.cache_read_tokens,
+                reasoning: ctx.usage.reasoning_tokens,
+            },
+            cost_micros: (cost * 1e6).round() as u64,
+        });
         let r = UsageRecord {
             time: now_rfc3339(),
             request_id: std::mem::take(&mut ctx.request_id),
@@ -195,7 +221,7 @@ impl Gateway {
             output_tokens: ctx.usage.output_tokens,
             cached_tokens: ctx.usage.cache_read_tokens,
             reasoning_tokens: ctx.usage.reasoning_tokens,
-            cost_usd: cost_usd(price_of(snap, ctx.served, ctx.alias), &ctx.usage),
+            cost_usd: cost,
             latency_ms: ctx.started.map(|t| t.elapsed().as_secs_f64() * 1e3).unwrap_or(0.0),
             attempts: ctx.attempts,
             attempt_log: std::mem::take(&mut ctx.attempt_log),

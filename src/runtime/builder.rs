@@ -28,7 +28,13 @@ impl Default for Registries {
 
 impl Registries {
     /// Build the runtime for `snap`, reusing `prev`'s routers for unchanged aliases.
-    pub fn build(&self, snap: Snapshot, prev: Option<&Runtime>, generation: u64) -> Runtime {
+    pub fn build(
+        &self,
+        snap: Snapshot,
+        prev: Option<&Runtime>,
+        generation: u64,
+        jwt: Option<Arc<crate::auth::JwtVerifier>>,
+    ) -> Runtime {
         let circuit = CircuitConfig {
             failure_threshold: snap.limits.failure_threshold,
             cooldown: snap.limits.cooldown,
@@ -58,7 +64,7 @@ impl Registries {
             .collect();
         self.targets.retain(&live);
         let warnings = unenforced_fields(&snap.config);
-        Runtime { snap, routers, generation, warnings }
+        Runtime { snap, routers, generation, warnings, jwt }
     }
 }
 
@@ -67,6 +73,23 @@ fn signature(snap: &Snapshot, a: &crate::config::Alias) -> RouterSig {
         .iter()
         .map(|t| (TargetKey::new(snap.providers[t.provider].name.clone(), t.model.clone()), t.weight))
         .collect()
+}
+
+/// The JWT verifier of `auth.jwt` (keys and JWKS file loaded), or the config errors it found.
+pub fn jwt_verifier(
+    c: &Config,
+) -> Result<Option<Arc<crate::auth::JwtVerifier>>, crate::config::ConfigErrors> {
+    let Some(cfg) = c.auth.as_ref().and_then(|a| a.jwt.as_ref()) else { return Ok(None) };
+    let master = c
+        .master_key
+        .as_ref()
+        .and_then(|m| m.resolve(None).ok())
+        .and_then(|v| crate::config::MasterKey::from_base64(v.expose()).ok());
+    crate::auth::JwtVerifier::new(cfg, master.as_ref()).map(|v| Some(Arc::new(v))).map_err(|errs| {
+        crate::config::ConfigErrors(
+            errs.into_iter().map(|(path, message)| crate::config::ConfigError { path, message }).collect(),
+        )
+    })
 }
 
 /// Config fields that are accepted but not enforced by this build, one line per field and
@@ -100,7 +123,6 @@ pub fn unenforced_fields(c: &Config) -> Vec<String> {
     }
     for (name, set) in [
         ("redis", c.redis.is_some()),
-        ("auth.jwt", c.auth.as_ref().is_some_and(|a| a.jwt.is_some())),
         ("cors", c.cors.is_some()),
         ("alerts", c.alerts.is_some()),
         ("otel", c.otel.is_some()),

@@ -9,7 +9,7 @@ mod builder;
 mod store;
 
 pub use self::{
-    builder::{unenforced_fields, Registries},
+    builder::{jwt_verifier, unenforced_fields, Registries},
     store::{Reload, Reloader, RuntimeStore, Trigger, DEBOUNCE, POLL_INTERVAL},
 };
 
@@ -28,6 +28,8 @@ pub struct Runtime {
     pub generation: u64,
     /// Config fields that are accepted but not enforced, one line each.
     pub warnings: Vec<String>,
+    /// `auth.jwt`, its keys loaded (the JWKS file is re-read at every load).
+    pub jwt: Option<Arc<crate::auth::JwtVerifier>>,
 }
 
 // === impl Runtime ===

@@ -47,6 +47,7 @@ pub enum Reload {
 pub struct RuntimeStore {
     current: ArcSwap<Runtime>,
     tx: watch::Sender<Arc<Runtime>>,
+    state_dir: watch::Sender<PathBuf>,
     registries: Registries,
     path: PathBuf,
     /// The text the running config was loaded from, and its SHA-256.
@@ -70,13 +71,16 @@ impl RuntimeStore {
     /// A store over `text` (which `path` is expected to hold).
     pub fn from_text(path: &Path, text: String) -> Result<RuntimeStore, ConfigErrors> {
         let snap = config::load_str(&text)?;
+        let jwt = super::jwt_verifier(&snap.config)?;
         let registries = Registries::default();
-        let rt = Arc::new(registries.build(snap, None, 1));
+        let rt = Arc::new(registries.build(snap, None, 1, jwt));
         let (tx, _) = watch::channel(rt.clone());
+        let (state_dir, _) = watch::channel(PathBuf::from(&rt.snap.state_dir));
         let digest = sha256(&text);
         Ok(RuntimeStore {
             current: ArcSwap::new(rt),
             tx,
+            state_dir,
             registries,
             path: path.to_path_buf(),
             text: Mutex::new((text, digest)),
@@ -95,6 +99,11 @@ impl RuntimeStore {
     /// Follow runtime changes (background tasks).
     pub fn subscribe(&self) -> watch::Receiver<Arc<Runtime>> {
         self.tx.subscribe()
+    }
+
+    /// Follow `state_dir` (the usage writer).
+    pub fn state_dir_watch(&self) -> watch::Receiver<PathBuf> {
+        self.state_dir.subscribe()
     }
 
     pub fn registries(&self) -> &Registries {
@@ -137,6 +146,7 @@ impl RuntimeStore {
     /// Validate `text`, build its runtime and swap it in (it becomes the running text).
     pub fn apply(&self, text: String, trigger: Trigger) -> Result<Arc<Runtime>, ConfigErrors> {
         let snap = config::load_str(&text)?;
+        let jwt = super::jwt_verifier(&snap.config)?;
         let _build = self.build.lock();
         let prev = self.load();
         if trigger == Trigger::File {
@@ -150,7 +160,7 @@ impl RuntimeStore {
             tracing::warn!("a listen address changed: it takes effect at the next restart or binary upgrade");
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let rt = Arc::new(self.registries.build(snap, Some(&prev), generation));
+        let rt = Arc::new(self.registries.build(snap, Some(&prev), generation, jwt));
         for w in &rt.warnings {
             tracing::warn!("{w}");
         }
@@ -158,6 +168,10 @@ impl RuntimeStore {
         *self.text.lock() = (text, digest);
         self.current.store(rt.clone());
         self.tx.send_replace(rt.clone());
+        self.state_dir.send_if_modified(|d| {
+            let new = PathBuf::from(&rt.snap.state_dir);
+            (*d != new).then(|| *d = new).is_some()
+        });
         self.reloads_ok.fetch_add(1, Ordering::Relaxed);
         tracing::info!(path = %self.path.display(), ?trigger, generation, "config reloaded");
         Ok(rt)
@@ -209,7 +223,11 @@ pub fn sha256(text: &str) -> [u8; 32] {
 
 /// Background service: reload on file change (checked every [`POLL_INTERVAL`]; in-place writes
 /// and rename-over both count; read once the file has been stable for [`DEBOUNCE`]) and on SIGHUP.
-pub struct Reloader(pub Arc<RuntimeStore>);
+pub struct Reloader {
+    pub store: Arc<RuntimeStore>,
+    /// What a reload does (the admin API's versioned reload when there is one).
+    pub reload: Arc<dyn Fn(Trigger) + Send + Sync>,
+}
 
 #[async_trait]
 impl BackgroundService for Reloader {
@@ -221,7 +239,7 @@ impl BackgroundService for Reloader {
                 None
             }
         };
-        let mut applied = stat(self.0.path());
+        let mut applied = stat(self.store.path());
         let mut seen = applied;
         let mut stable_since = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(POLL_INTERVAL);
@@ -230,18 +248,18 @@ impl BackgroundService for Reloader {
                 _ = shutdown.changed() => return,
                 _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => {
                     tracing::info!("SIGHUP: reloading config");
-                    let _ = self.0.reload(Trigger::Signal);
-                    applied = stat(self.0.path());
+                    (self.reload)(Trigger::Signal);
+                    applied = stat(self.store.path());
                     seen = applied;
                 }
                 _ = tick.tick() => {
-                    let now = stat(self.0.path());
+                    let now = stat(self.store.path());
                     if now != seen {
                         seen = now;
                         stable_since = tokio::time::Instant::now();
                     } else if now != applied && stable_since.elapsed() >= DEBOUNCE {
                         applied = now;
-                        let _ = self.0.reload(Trigger::File);
+                        (self.reload)(Trigger::File);
                     }
                 }
             }

@@ -10,21 +10,26 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::accounting::UsageLog;
-use crate::admin::AdminApp;
+use crate::admin::{Admin, AdminService, Source};
 use crate::proxy::{Counters, Gateway};
 use crate::routing::HealthChecker;
-use crate::runtime::{Reloader, RuntimeStore};
+use crate::runtime::{Reloader, RuntimeStore, Trigger};
+use crate::telemetry::{KnownNames, Metrics};
 
+mod admin_host;
 mod health_sync;
 
 /// Build and run the server; returns only on a startup error.
 pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
     crate::net::check_trust_roots()?;
+    // SIGTERM: stop accepting after 1 s, then give in-flight requests and streams
+    // `limits.shutdown_grace_s` (default 30, the unit's TimeoutStopSec) to finish.
+    let grace = store.load().snap.config.limits.shutdown_grace_s;
     let conf = ServerConf {
         threads: threads.max(1),
         work_stealing: true,
         grace_period_seconds: Some(1),
-        graceful_shutdown_timeout_seconds: Some(10),
+        graceful_shutdown_timeout_seconds: Some(grace),
         pid_file: std::env::temp_dir()
             .join(format!("llm-gateway-{}.pid", std::process::id()))
             .display()
@@ -41,9 +46,10 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
         tracing::warn!("{w}");
     }
     let counters = Arc::new(Counters::default());
-    let (usage, writer) = UsageLog::new(tokio::sync::watch::channel(snap.state_dir.clone().into()).1);
+    let (usage, writer) = UsageLog::new(store.state_dir_watch());
+    let metrics = Arc::new(Metrics::new(&KnownNames::from_config(cfg)));
 
-    let gateway = Gateway::new(store.clone(), usage, counters.clone());
+    let gateway = Gateway::new(store.clone(), usage, counters.clone(), metrics.clone());
     let targets = store.registries().targets.clone();
     let health = background_service("health checks", HealthChecker::new(targets.clone(), Vec::new()));
     let sync = health_sync::HealthSync {
@@ -67,15 +73,51 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
     }
     server.add_service(proxy);
 
-    if let Some(admin) = &cfg.admin {
-        let mut svc = Service::new(
-            "llm-gateway admin".to_string(),
-            AdminApp { store: store.clone(), counters, targets },
-        );
-        svc.add_tcp(&admin.listen);
+    // The admin API; file and SIGHUP reloads go through it so they are versioned, audited and
+    // serialised with API mutations.
+    let mut reload: Arc<dyn Fn(Trigger) + Send + Sync> = {
+        let (store, metrics) = (store.clone(), metrics.clone());
+        Arc::new(move |t| match store.reload(t) {
+            Ok(crate::runtime::Reload::Applied) => {
+                metrics.config_reloaded(true);
+                metrics.set_known(&KnownNames::from_config(&store.load().snap.config));
+            }
+            Ok(crate::runtime::Reload::Unchanged) => {}
+            Err(_) => metrics.config_reloaded(false),
+        })
+    };
+    if let Some(admin_cfg) = &cfg.admin {
+        let host = Arc::new(admin_host::Host { store: store.clone() });
+        let usage_index = crate::admin::usage_index::UsageIndex::open(&rt.snap.state_dir)
+            .map_err(|e| tracing::warn!("usage API unavailable: {e}"))
+            .ok();
+        let views = Arc::new(admin_host::Views {
+            targets: targets.clone(),
+            usage: usage_index,
+            metrics: metrics.clone(),
+        });
+        let admin = Admin::new(host, views).map_err(|e| format!("admin: {e}"))?;
+        let (a, store, metrics) = (admin.clone(), store.clone(), metrics.clone());
+        reload = Arc::new(move |t| {
+            let source = if t == Trigger::Signal { Source::Sighup } else { Source::File };
+            match a.reload_from_file(source, "file") {
+                Ok(crate::admin::Reloaded::Applied { .. }) => {
+                    metrics.config_reloaded(true);
+                    metrics.set_known(&KnownNames::from_config(&store.load().snap.config));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    metrics.config_reloaded(false);
+                    tracing::error!("config reload refused, still serving the previous config: {e}");
+                }
+            }
+        });
+        let mut svc = Service::new("llm-gateway admin".to_string(), AdminService::new(admin));
+        svc.add_tcp(&admin_cfg.listen);
         server.add_service(svc);
     }
-    server.add_service(background_service("config reloader", Reloader(store.clone())));
+    let _ = counters;
+    server.add_service(background_service("config reloader", Reloader { store: store.clone(), reload }));
     server.add_service(background_service("usage log", writer));
     server.add_service(health);
     server.add_service(background_service("health check sync", sync));

@@ -1,0 +1,91 @@
+//! The admin API's view of the running gateway: `admin::ConfigHost` (the running text, validate,
+//! apply) over the `RuntimeStore`, and `admin::LiveViews` (health, usage, metrics) over the
+//! target registry, the usage index and the metrics registry.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::admin::usage_index::{self, GroupBy, UsageIndex};
+use crate::admin::{ConfigHost, LiveViews, RunningText, UsageQuery};
+use crate::config::{self, ConfigErrors};
+use crate::routing::Targets;
+use crate::runtime::{RuntimeStore, Trigger};
+use crate::telemetry::Metrics;
+
+pub struct Host {
+    pub store: Arc<RuntimeStore>,
+}
+
+impl ConfigHost for Host {
+    fn running_text(&self) -> RunningText {
+        let (text, sha256) = self.store.running_text();
+        RunningText { text: text.into(), sha256 }
+    }
+
+    fn validate(&self, text: &str) -> Result<(), ConfigErrors> {
+        let snap = config::load_str(text)?;
+        crate::runtime::jwt_verifier(&snap.config).map(|_| ())
+    }
+
+    fn apply(&self, text: &str) -> Result<(), ConfigErrors> {
+        self.store.apply(text.to_string(), Trigger::Admin).map(|_| ())
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.store.path().to_path_buf()
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        PathBuf::from(&self.store.load().snap.state_dir)
+    }
+}
+
+pub struct Views {
+    pub targets: Arc<Targets>,
+    pub usage: Option<UsageIndex>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl LiveViews for Views {
+    fn health(&self) -> serde_json::Value {
+        serde_json::json!({ "targets": self.targets.snapshot() })
+    }
+
+    fn key_limits(&self, _id: &str) -> Option<serde_json::Value> {
+        None
+    }
+
+    fn usage(&self, q: &UsageQuery) -> Result<serde_json::Value, String> {
+        let Some(index) = &self.usage else { return Err("the usage index could not be opened".into()) };
+        let group_by = q
+            .group_by
+            .iter()
+            .map(|g| match g.as_str() {
+                "key" => Ok(GroupBy::Key),
+                "project" => Ok(GroupBy::Project),
+                "model" => Ok(GroupBy::Model),
+                "provider" => Ok(GroupBy::Provider),
+                "status" => Ok(GroupBy::Status),
+                "hour" => Ok(GroupBy::Hour),
+                "day" => Ok(GroupBy::Day),
+                other => Err(format!("unknown group_by {other:?}")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let iq = usage_index::UsageQuery {
+            key: q.key.clone(),
+            project: q.project.clone(),
+            model: q.model.clone(),
+            provider: q.provider.clone(),
+            from: q.from.map(|t| t.unix_timestamp()),
+            to: q.to.map(|t| t.unix_timestamp()),
+            group_by,
+        };
+        index.refresh().map_err(|e| e.to_string())?;
+        let report = index.query(&iq).map_err(|e| e.to_string())?;
+        serde_json::to_value(report).map_err(|e| e.to_string())
+    }
+
+    fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+}

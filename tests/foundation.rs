@@ -367,7 +367,7 @@ fn an_unreadable_trust_file_is_a_clear_startup_error_not_a_panic() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn count_tokens_answers_an_estimate_in_anthropics_shape() {
+async fn count_tokens_answers_a_real_count_in_anthropics_shape() {
     let up = MockUpstream::start(|_, _| Reply::json(200, COMPLETION)).await;
     let gw = Gateway::start(&openai_config(&up.url(), "")).await;
     let body = r#"{"model":"fast","messages":[{"role":"user","content":"How many tokens is this sentence, roughly?"}]}"#;
@@ -381,7 +381,15 @@ async fn count_tokens_answers_an_estimate_in_anthropics_shape() {
     assert_eq!(r.status(), 200);
     let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     let n = v["input_tokens"].as_u64().unwrap();
-    assert_eq!(n, (body.len() / 4) as u64, "about four bytes per token");
+    // Counted by the real o200k tokenizer (the alias's target is gpt-4o-mini): 9 text tokens plus
+    // the per-message overhead, not a bytes/4 guess.
+    let want = llm_gateway::limits::tokens::count_request_tokens(
+        llm_gateway::formats::Format::Anthropic,
+        body.as_bytes(),
+        llm_gateway::limits::tokens::TokenizerFamily::O200k,
+    );
+    assert_eq!(n, want);
+    assert!((10..=20).contains(&n), "{n} tokens");
     let r = client().post(gw.url("/v1/messages/count_tokens")).body(body).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(up.count(), 0, "counting never calls the upstream");
@@ -504,6 +512,7 @@ keys:
     std::fs::write(
         &path,
         r#"listen: "127.0.0.1:8080"
+log: { bodies: true }
 providers:
   - { name: anth, kind: anthropic, api_key: env:SURELY_UNSET_ANTHROPIC_KEY_FOR_TEST }
 models:
@@ -518,5 +527,5 @@ keys:
     assert!(text.contains("SURELY_UNSET_ANTHROPIC_KEY_FOR_TEST"), "{text}");
     let (code, text) = run(&["--no-secrets"]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("keys[0].rpm is not enforced yet"), "{text}");
+    assert!(text.contains("log.bodies is not enforced yet"), "{text}");
 }

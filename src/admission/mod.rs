@@ -12,9 +12,15 @@ use std::time::SystemTime;
 
 use http::HeaderMap;
 
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::accounting::{estimate_micros, resolve_price, MediaUnits};
 use crate::auth;
 use crate::config::Key;
 use crate::error::GatewayError;
+use crate::formats::Format;
+use crate::limits::{tokens, Demand, Dimension, Refusal, Reservation, ScopeId, ScopeRules};
 use crate::runtime::Runtime;
 
 /// Who is calling: the identity every later step (limits, accounting) reads.
@@ -25,11 +31,14 @@ pub struct Principal {
 }
 
 /// A request that passed admission.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Admission {
     pub principal: Principal,
     /// The alias index (`None` for endpoints without a model, such as `/v1/models`).
     pub alias: Option<usize>,
+    /// What the limits reserved for it (RPM, TPM, in-flight slot, budget), settled exactly once
+    /// by the account step.
+    pub reservation: Option<Reservation>,
 }
 
 // === impl Principal ===
@@ -101,7 +110,114 @@ pub fn admit(
     if let Some(b) = body {
         validate(shape, b, model_in_path)?;
     }
-    Ok(Admission { principal, alias: Some(alias) })
+    let reservation = reserve(rt, &principal, alias, shape, body)?;
+    Ok(Admission { principal, alias: Some(alias), reservation })
+}
+
+/// The monotonic clock the limits run on (nanoseconds since the first call).
+pub fn mono_ns(now: Instant) -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    now.saturating_duration_since(origin).as_nanos() as u64
+}
+
+/// The limit scopes of a principal: its key, and its project when the project has rules.
+pub fn scopes<'a>(
+    rt: &'a Runtime,
+    principal: &Principal,
+    key_rules: &'a ScopeRules,
+) -> Vec<(ScopeId, &'a ScopeRules)> {
+    let mut out = Vec::with_capacity(2);
+    if key_rules.rpm.is_some()
+        || key_rules.tpm.is_some()
+        || key_rules.max_parallel.is_some()
+        || key_rules.budget.is_some()
+    {
+        out.push((ScopeId::key(principal.id()), key_rules));
+    }
+    if let Some((name, rules)) = principal.project().and_then(|p| rt.project_rules.get_key_value(p)) {
+        if rules.rpm.is_some()
+            || rules.tpm.is_some()
+            || rules.max_parallel.is_some()
+            || rules.budget.is_some()
+        {
+            out.push((ScopeId::project(name.as_str()), rules));
+        }
+    }
+    out
+}
+
+/// Step 5: reserve RPM, TPM (counted input + output cap), an in-flight slot and the estimated
+/// cost in every scope of the principal, all or none. `None` when no scope has a limit.
+fn reserve(
+    rt: &Runtime,
+    principal: &Principal,
+    alias: usize,
+    shape: Shape,
+    body: Option<&[u8]>,
+) -> Result<Option<Reservation>, GatewayError> {
+    let k = &principal.key;
+    let key_rules = ScopeRules {
+        rpm: k.rpm,
+        tpm: k.tpm,
+        max_parallel: k.max_parallel,
+        budget: k.budget.as_ref().map(crate::limits::BudgetRule::from_config),
+    };
+    let scopes = scopes(rt, principal, &key_rules);
+    if scopes.is_empty() {
+        return Ok(None);
+    }
+    let needs_tokens = scopes.iter().any(|(_, r)| r.tpm.is_some());
+    let needs_cost = scopes.iter().any(|(_, r)| r.budget.is_some());
+    let a = &rt.snap.aliases[alias];
+    let (format, is_chat) = match shape {
+        Shape::Chat(f) => (f, true),
+        Shape::CountTokens => (Format::Anthropic, true),
+        Shape::Media(_) => (Format::OpenAiChat, false),
+    };
+    let (mut input, mut cap) = (0, 0);
+    if (needs_tokens || needs_cost) && is_chat {
+        if let (Some(b), Some(t)) = (body, a.targets.first()) {
+            let kind = rt.snap.providers[t.provider].kind;
+            input =
+                tokens::count_request_tokens(format, b, tokens::TokenizerFamily::for_target(kind, &t.model));
+            cap = tokens::output_cap(format, b).unwrap_or(u64::from(a.default_max_tokens));
+        }
+    }
+    let cost_micros = if needs_cost {
+        a.targets
+            .first()
+            .and_then(|t| resolve_price(t.pricing.as_ref(), a.pricing.as_ref(), &t.model))
+            .map(|p| estimate_micros(&p, input, cap, MediaUnits::default()))
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let demand = Demand { tokens: input + cap, cost_micros };
+    rt.limits.admit(&scopes, demand, mono_ns(Instant::now()), SystemTime::now()).map(Some).map_err(refused)
+}
+
+/// A refusal of the limits as the gateway's error.
+fn refused(r: Refusal) -> GatewayError {
+    let scope = r.scope.to_string();
+    match r.dimension {
+        Dimension::Tpm if r.too_large => {
+            GatewayError::TokensExceedLimit { needed: r.requested, limit: r.limit, scope }
+        }
+        Dimension::Rpm | Dimension::Tpm => GatewayError::RateLimited {
+            dimension: if r.dimension == Dimension::Rpm { "rpm" } else { "tpm" },
+            scope,
+            limit: r.limit,
+            retry_after: r.retry_after.unwrap_or(Duration::from_secs(1)),
+        },
+        Dimension::Parallel => GatewayError::TooManyInFlight { scope, limit: r.limit as u32 },
+        Dimension::Budget => GatewayError::BudgetExceeded {
+            scope,
+            spent_usd: (r.limit.saturating_sub(r.remaining)) as f64 / 1e6,
+            limit_usd: r.limit as f64 / 1e6,
+            retry_after: r.retry_after,
+        },
+    }
 }
 
 /// The alias index for `model`: 404 when it does not exist, 403 when the principal may not use it.
@@ -120,5 +236,5 @@ pub fn resolve_alias(rt: &Runtime, principal: &Principal, model: &str) -> Result
 
 /// An admission for endpoints without a model (`/v1/models`).
 pub fn admit_without_model(principal: Principal) -> Admission {
-    Admission { principal, alias: None }
+    Admission { principal, alias: None, reservation: None }
 }

@@ -150,6 +150,7 @@ async fn admit(
             }
         };
     ctx.alias = admitted.alias;
+    ctx.rate_headers = admitted.reservation.as_ref().map(|r| r.headers().pairs()).unwrap_or_default();
     ctx.admission = Some(admitted);
     Ok(Ok(inbound))
 }
@@ -376,6 +377,9 @@ pub async fn respond_upstream(
     h.insert_header("x-gateway-provider", names.provider)?;
     h.insert_header("x-gateway-model", names.model)?;
     h.insert_header("x-gateway-attempts", ctx.attempts.to_string())?;
+    for (k, v) in &ctx.rate_headers {
+        h.insert_header(*k, v.as_str())?;
+    }
     if !dropped.is_empty() {
         h.insert_header("x-gateway-dropped-params", dropped.join(","))?;
     }

@@ -22,6 +22,8 @@ pub struct RequestCtx {
     /// refusal is accounted to it).
     pub principal: Option<Principal>,
     pub admission: Option<Admission>,
+    /// `x-ratelimit-*` headers of the scopes that admitted the request.
+    pub rate_headers: Vec<(&'static str, String)>,
     /// The alias the request named, once resolved.
     pub alias: Option<usize>,
     // --- route

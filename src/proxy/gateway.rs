@@ -16,7 +16,7 @@ use super::ctx::RequestCtx;
 use super::endpoint::{error_format_for_path, Endpoint};
 use super::respond;
 use super::{chat, media};
-use crate::accounting::{cost_usd, UsageLog, UsageRecord};
+use crate::accounting::{UsageLog, UsageRecord};
 use crate::admission::{self, Shape};
 use crate::error::GatewayError;
 use crate::formats::Format;
@@ -188,7 +188,17 @@ impl Gateway {
         };
         let snap = &rt.snap;
         let alias = ctx.alias.map(|a| &snap.aliases[a]);
-        let cost = cost_usd(price_of(snap, ctx.served, ctx.alias), &ctx.usage);
+        let micros = price_of(snap, ctx.served)
+            .map(|p| crate::accounting::cost_micros(&p, &ctx.usage, crate::accounting::MediaUnits::default()))
+            .unwrap_or(0);
+        let cost = crate::accounting::usd(micros);
+        if let Some(res) = ctx.admission.take().and_then(|a| a.reservation) {
+            let tokens = ctx.usage.input_tokens + ctx.usage.output_tokens;
+            let settled = res.settle(tokens, micros, admission::mono_ns(Instant::now()), SystemTime::now());
+            for a in settled.alerts {
+                tracing::warn!(scope = %a.scope, spent_micros = a.spent_micros, limit_micros = a.limit_micros, "budget alert: {:?}", a.kind);
+            }
+        }
         let total = ctx.started.map(|t| t.elapsed()).unwrap_or_default();
         self.metrics.record_request(&RequestSample {
             alias: alias.map(|a| a.name.as_str()).unwrap_or(""),
@@ -204,7 +214,7 @@ impl Gateway {
                 cached: ctx.usage.cache_read_tokens,
                 reasoning: ctx.usage.reasoning_tokens,
             },
-            cost_micros: (cost * 1e6).round() as u64,
+            cost_micros: micros,
         });
         let r = UsageRecord {
             time: now_rfc3339(),
@@ -232,18 +242,16 @@ impl Gateway {
     }
 }
 
-/// The prices a request is charged at: the target that answered, else the alias that answered
-/// (a fallback's own), else the alias requested.
+/// The prices a request is charged at: those of the target that answered (its own, else its
+/// alias's — a fallback's own — else the shipped table by the target's model).
 fn price_of(
     snap: &crate::config::Snapshot,
     served: Option<(usize, usize)>,
-    requested: Option<usize>,
-) -> Option<&crate::config::Pricing> {
-    if let Some((a, t)) = served {
-        let alias = &snap.aliases[a];
-        return alias.targets[t].pricing.as_ref().or(alias.pricing.as_ref());
-    }
-    requested.and_then(|a| snap.aliases[a].pricing.as_ref())
+) -> Option<crate::accounting::Price> {
+    let (a, t) = served?;
+    let alias = &snap.aliases[a];
+    let target = &alias.targets[t];
+    crate::accounting::resolve_price(target.pricing.as_ref(), alias.pricing.as_ref(), &target.model)
 }
 
 /// `POST /v1/messages/count_tokens`: admitted like a message (key, alias, allow-list, body),
@@ -273,8 +281,16 @@ async fn count_tokens(
     };
     ctx.alias = admitted.alias;
     ctx.admission = Some(admitted);
-    // An estimate: about four bytes of JSON per token (a real tokenizer replaces this).
-    let n = (body.len() / 4).max(1) as u64;
+    // Counted with the tokenizer of the alias's first target (a calibrated estimate for
+    // non-OpenAI families, see limits::tokens).
+    let family = ctx
+        .alias
+        .and_then(|a| rt.snap.aliases[a].targets.first())
+        .map(|t| {
+            crate::limits::tokens::TokenizerFamily::for_target(rt.snap.providers[t.provider].kind, &t.model)
+        })
+        .unwrap_or(crate::limits::tokens::TokenizerFamily::O200k);
+    let n = crate::limits::tokens::count_request_tokens(Format::Anthropic, &body, family).max(1);
     ctx.usage.input_tokens = n;
     respond::json(s, ctx, 200, format!("{{\"input_tokens\":{n}}}").into_bytes(), &[]).await?;
     Ok(Ok(()))

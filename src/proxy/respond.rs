@@ -24,7 +24,7 @@ pub async fn json(
     h.insert_header("content-length", body.len().to_string())?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
     h.insert_header("x-gateway-attempts", ctx.attempts.to_string())?;
-    for (k, v) in extra {
+    for (k, v) in extra.iter().chain(ctx.rate_headers.iter()) {
         h.insert_header(*k, v.as_str())?;
     }
     s.write_response_header(Box::new(h), false).await?;

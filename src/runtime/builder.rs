@@ -13,6 +13,7 @@ use crate::routing::{AliasRouter, CircuitConfig, TargetKey, Targets};
 /// State that outlives reloads.
 pub struct Registries {
     pub targets: Arc<Targets>,
+    pub limits: Arc<crate::limits::LimitsRegistry>,
 }
 
 /// What identifies an alias's router: its targets (provider, model) and weights, in order.
@@ -22,7 +23,7 @@ type RouterSig = Vec<(TargetKey, u32)>;
 
 impl Default for Registries {
     fn default() -> Self {
-        Registries { targets: Targets::new() }
+        Registries { targets: Targets::new(), limits: Arc::new(crate::limits::LimitsRegistry::new()) }
     }
 }
 
@@ -64,7 +65,13 @@ impl Registries {
             .collect();
         self.targets.retain(&live);
         let warnings = unenforced_fields(&snap.config);
-        Runtime { snap, routers, generation, warnings, jwt }
+        let project_rules = snap
+            .config
+            .projects
+            .iter()
+            .map(|p| (p.name.clone(), crate::limits::ScopeRules::from_project(p)))
+            .collect();
+        Runtime { snap, routers, generation, warnings, jwt, project_rules, limits: self.limits.clone() }
     }
 }
 
@@ -97,30 +104,6 @@ pub fn jwt_verifier(
 pub fn unenforced_fields(c: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let mut note = |path: String| out.push(format!("{path} is not enforced yet"));
-    for (i, k) in c.keys.iter().enumerate() {
-        for (name, set) in [
-            ("rpm", k.rpm.is_some()),
-            ("tpm", k.tpm.is_some()),
-            ("max_parallel", k.max_parallel.is_some()),
-            ("budget", k.budget.is_some()),
-        ] {
-            if set {
-                note(format!("keys[{i}].{name}"));
-            }
-        }
-    }
-    for (i, p) in c.projects.iter().enumerate() {
-        for (name, set) in [
-            ("rpm", p.rpm.is_some()),
-            ("tpm", p.tpm.is_some()),
-            ("max_parallel", p.max_parallel.is_some()),
-            ("budget", p.budget.is_some()),
-        ] {
-            if set {
-                note(format!("projects[{i}].{name}"));
-            }
-        }
-    }
     for (name, set) in [
         ("redis", c.redis.is_some()),
         ("cors", c.cors.is_some()),
@@ -128,7 +111,6 @@ pub fn unenforced_fields(c: &Config) -> Vec<String> {
         ("otel", c.otel.is_some()),
         ("jobs", c.jobs.is_some()),
         ("log.bodies", c.log.bodies),
-        ("admin.tokens", c.admin.as_ref().is_some_and(|a| !a.tokens.is_empty())),
     ] {
         if set {
             note(name.to_string());

@@ -30,6 +30,10 @@ pub struct Runtime {
     pub warnings: Vec<String>,
     /// `auth.jwt`, its keys loaded (the JWKS file is re-read at every load).
     pub jwt: Option<Arc<crate::auth::JwtVerifier>>,
+    /// Limit rules of each project, by name.
+    pub project_rules: std::collections::HashMap<String, crate::limits::ScopeRules>,
+    /// Counters of every key and project (outlive reloads: shared with the registries).
+    pub limits: Arc<crate::limits::LimitsRegistry>,
 }
 
 // === impl Runtime ===

@@ -42,6 +42,10 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
 
     let rt = store.load();
     let cfg = &rt.snap.config;
+    // Load the tokenizer vocabularies now, not on the first request.
+    if let Err(e) = crate::limits::tokens::warm() {
+        tracing::warn!("tokenizer: {e}");
+    }
     for w in &rt.warnings {
         tracing::warn!("{w}");
     }

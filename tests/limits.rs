@@ -1,0 +1,133 @@
+//! Limits through the real gateway: RPM burst then refusal, an in-flight cap with streams, a
+//! budget refused in the caller's format, a TPM reservation that can never fit (400 naming the
+//! numbers), `x-ratelimit-*` on answers; refused requests never reach the upstream.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+
+const OK: &str = r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1000,"completion_tokens":1000,"total_tokens":2000}}"#;
+
+fn config(upstream: &str, key_limits: &str, project: &str) -> String {
+    format!(
+        r#"providers:
+  - {{ name: up, kind: openai, base_url: "{upstream}", api_key: sk-provider-secret }}
+models:
+  - alias: fast
+    targets: [ {{ provider: up, model: gpt-4o-mini }} ]
+    pricing: {{ input_per_mtok: 1.0, output_per_mtok: 2.0 }}
+projects:
+  - {{ name: p {project} }}
+keys:
+  - {{ id: k1, hash: "{{KEY_HASH}}", project: p {key_limits} }}
+"#
+    )
+}
+
+async fn chat(gw: &Gateway, path: &str, body: &str) -> reqwest::Response {
+    client().post(gw.url(path)).bearer_auth(KEY).body(body.to_string()).send().await.unwrap()
+}
+
+const BODY: &str = r#"{"model":"fast","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_rpm_burst_admits_exactly_rpm_then_429_with_retry_after() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let gw = Gateway::start(&config(&up.url(), ", rpm: 3", "")).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let r = chat(&gw, "/v1/chat/completions", BODY).await;
+        if r.status() == 200 {
+            assert_eq!(r.headers()["x-ratelimit-limit-requests"], "3");
+        } else {
+            let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=20).contains(&retry), "retry-after {retry}");
+            let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            assert_eq!(v["error"]["code"], "rate_limit_exceeded", "{v}");
+            statuses.push(429);
+            continue;
+        }
+        statuses.push(200);
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 429, 429]);
+    assert_eq!(up.count(), 3, "refused requests never reach the upstream");
+    // The same key through the Anthropic shape: refused as a rate_limit_error.
+    let r = chat(&gw, "/v1/messages", BODY).await;
+    assert_eq!(r.status(), 429);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["type"], "rate_limit_error", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_parallel_counts_a_stream_until_it_ends() {
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let g = gate.clone();
+    let up = MockUpstream::start(move |_, _| {
+        Reply::sse(vec![
+            (Wait::None, "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"finish_reason\":null}]}\n\n"),
+            (Wait::Gate(g.clone()), "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"),
+        ])
+    })
+    .await;
+    let gw = Gateway::start(&config(&up.url(), ", max_parallel: 1", "")).await;
+    let stream_body = r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut first = chat(&gw, "/v1/chat/completions", stream_body).await;
+    assert_eq!(first.status(), 200);
+    assert!(first.chunk().await.unwrap().is_some());
+    let second = chat(&gw, "/v1/chat/completions", stream_body).await;
+    assert_eq!(second.status(), 429);
+    assert_eq!(second.headers()["retry-after"], "1");
+    gate.notify_one();
+    while first.chunk().await.unwrap().is_some() {}
+    // The slot is free once the stream ended (released by the account step).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        gate.notify_one();
+        let r = chat(&gw, "/v1/chat/completions", BODY).await;
+        if r.status() == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the in-flight slot was never released");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spent_project_budget_is_refused_as_insufficient_quota() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    // One answer costs 1000 * 1 + 1000 * 2 = 3000 micro-dollars; the budget is 0.004 USD.
+    let gw = Gateway::start(&config(&up.url(), "", ", budget: { usd: 0.004, period: daily }")).await;
+    assert_eq!(chat(&gw, "/v1/chat/completions", BODY).await.status(), 200);
+    // The second fits the estimate (a few tokens + 10) and lands the spend over 0.004 at most by
+    // its actual cost; the third is refused.
+    let mut refused = None;
+    for _ in 0..3 {
+        let r = chat(&gw, "/v1/chat/completions", BODY).await;
+        if r.status() == 429 {
+            refused = Some(serde_json::from_slice::<serde_json::Value>(&r.bytes().await.unwrap()).unwrap());
+            break;
+        }
+    }
+    let v = refused.expect("the budget never refused");
+    assert_eq!(v["error"]["type"], "insufficient_quota", "{v}");
+    assert!(up.count() <= 2, "{} upstream calls", up.count());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_whose_cap_alone_exceeds_tpm_is_a_400_naming_the_numbers() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let gw = Gateway::start(&config(&up.url(), ", tpm: 50", "")).await;
+    let r = chat(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"fast","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("allows 50 tokens per minute"), "{msg}");
+    assert_eq!(up.count(), 0);
+}

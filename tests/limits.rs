@@ -131,3 +131,22 @@ async fn a_request_whose_cap_alone_exceeds_tpm_is_a_400_naming_the_numbers() {
     assert!(msg.contains("allows 50 tokens per minute"), "{msg}");
     assert_eq!(up.count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spend_after_a_restart_equals_spend_before() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let body = config(&up.url(), ", budget: { usd: 0.0065, period: monthly }", "");
+    let gw = Gateway::start(&body).await;
+    // Two answers cost 2 x 3000 micro-dollars: 0.0005 USD of the budget is left.
+    assert_eq!(chat(&gw, "/v1/chat/completions", BODY).await.status(), 200);
+    assert_eq!(chat(&gw, "/v1/chat/completions", BODY).await.status(), 200);
+    let lines = gw.usage_lines(2).await;
+    assert_eq!(lines.len(), 2);
+    // A restart on the same state dir: the third request's estimate (a few input tokens + 10
+    // output, about 30 micro-dollars) fits what is left, its actual 3000 lands spend over the
+    // budget, so a fourth is refused - exactly as if the process had never restarted.
+    let gw = gw.restart().await;
+    assert_eq!(chat(&gw, "/v1/chat/completions", BODY).await.status(), 200);
+    let r = chat(&gw, "/v1/chat/completions", BODY).await;
+    assert_eq!(r.status(), 429, "spend was not rebuilt from the usage log:\n{}\n{lines:?}", gw.log());
+}

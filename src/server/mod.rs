@@ -42,6 +42,7 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
 
     let rt = store.load();
     let cfg = &rt.snap.config;
+    seed_spend(&rt);
     // Load the tokenizer vocabularies now, not on the first request.
     if let Err(e) = crate::limits::tokens::warm() {
         tracing::warn!("tokenizer: {e}");
@@ -132,4 +133,36 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
         "llm-gateway starting"
     );
     server.run_forever();
+}
+
+/// Budgets survive a restart: spend of the current period of every key and project budget is
+/// rebuilt from `usage.jsonl` and its rotated files.
+fn seed_spend(rt: &crate::runtime::Runtime) {
+    use crate::limits::ScopeId;
+    let c = &rt.snap.config;
+    let mut wants = Vec::new();
+    for k in &c.keys {
+        if let Some(b) = &k.budget {
+            wants.push((ScopeId::key(k.id.as_str()), b.period));
+        }
+    }
+    for p in &c.projects {
+        if let Some(b) = &p.budget {
+            wants.push((ScopeId::project(p.name.as_str()), b.period));
+        }
+    }
+    if wants.is_empty() {
+        return;
+    }
+    let now = std::time::SystemTime::now();
+    match crate::accounting::rebuild_spend(std::path::Path::new(&rt.snap.state_dir), now, &wants) {
+        Ok(spent) => {
+            for (scope, period) in wants {
+                let micros = spent.get(&scope).copied().unwrap_or(0);
+                tracing::info!(%scope, spent_micros = micros, "budget spend rebuilt from the usage log");
+                rt.limits.seed_spend(scope, period, micros, now);
+            }
+        }
+        Err(e) => tracing::error!("cannot rebuild spend from the usage log: {e}"),
+    }
 }

@@ -290,6 +290,24 @@ impl Gateway {
         )
     }
 
+    /// Stop this gateway (SIGKILL) and start a new process on the same config and state dir.
+    pub async fn restart(mut self) -> Gateway {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = std::fs::OpenOptions::new().append(true).open(self.dir.path().join("gateway.log")).unwrap();
+        self.child = Command::new(env!("CARGO_BIN_EXE_llm-gateway"))
+            .args(["run", "-c"])
+            .arg(self.config_path())
+            .args(["--threads", "2"])
+            .env("LLM_GATEWAY_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        assert!(self.wait_ready().await, "the restarted gateway did not come up:\n{}", self.log());
+        self
+    }
+
     /// Rewrite the config file (hot reload picks it up).
     pub fn write_config(&self, body: &str) {
         let text = Self::config_text(self.port, self.admin_port, &self.dir.path().join("state"), body);

@@ -239,7 +239,6 @@ impl Gateway {
             attempts: ctx.attempts,
             attempt_log: std::mem::take(&mut ctx.attempt_log),
             error: ctx.error.take().or_else(|| e.map(|e| e.to_string())),
-            ..UsageRecord::default()
         };
         self.usage.record(&r, snap.log_requests);
     }

@@ -38,12 +38,7 @@ pub struct Inbound {
 /// `Expect: 100-continue` first so clients don't stall waiting for it.
 pub async fn read_body(s: &mut Session, max: usize) -> pingora::Result<Result<Bytes, GatewayError>> {
     let too_large = || GatewayError::BodyTooLarge { limit: "limits.max_body_bytes", max: max as u64 };
-    let declared = s
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = declared_length(s);
     if declared.is_some_and(|n| n > max) {
         if !expects_continue(s) {
             // The client is sending the body anyway: read and drop it (bounded) so it sees
@@ -62,6 +57,15 @@ pub async fn read_body(s: &mut Session, max: usize) -> pingora::Result<Result<By
         buf.extend_from_slice(&chunk);
     }
     Ok(Ok(buf.freeze()))
+}
+
+/// The request's `Content-Length`, when it has a valid one.
+pub fn declared_length(s: &Session) -> Option<usize> {
+    s.req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
 }
 
 /// How long a refused body may keep arriving before the connection is closed.

@@ -53,12 +53,7 @@ async fn admit(
             "expected a multipart/form-data body with a boundary".into(),
         )));
     };
-    let declared = s
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = chat::declared_length(s);
     let too_large = || GatewayError::BodyTooLarge { limit: "limits.max_body_bytes", max: max as u64 };
     if declared.is_some_and(|n| n > max) {
         chat::drain(s).await;
@@ -118,12 +113,7 @@ async fn upload(
         s.req_header().headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let boundary = boundary_of(&content_type).unwrap_or_default();
     let (vs, ve) = field_value(&prefix, &boundary, "model").unwrap_or((0, 0));
-    let declared = s
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = chat::declared_length(s);
     let mut plan = Plan::new(&rt, alias_idx);
     while let Some(step) = plan.next().await {
         let alias = &snap.aliases[step.alias];

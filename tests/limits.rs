@@ -53,6 +53,13 @@ async fn an_rpm_burst_admits_exactly_rpm_then_429_with_retry_after() {
     }
     assert_eq!(statuses, vec![200, 200, 200, 429, 429]);
     assert_eq!(up.count(), 3, "refused requests never reach the upstream");
+    // The live state on the admin API: the bucket is empty (at most the refill of a few seconds).
+    let live =
+        client().get(gw.admin_url("/admin/keys/k1/limits")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    let v: serde_json::Value = serde_json::from_slice(&live.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["key"]["rpm"]["limit"], 3, "{v}");
+    assert!(v["key"]["rpm"]["remaining"].as_u64().unwrap() <= 1, "{v}");
     // The same key through the Anthropic shape: refused as a rate_limit_error.
     let r = chat(&gw, "/v1/messages", BODY).await;
     assert_eq!(r.status(), 429);

@@ -41,6 +41,7 @@ impl ConfigHost for Host {
 }
 
 pub struct Views {
+    pub store: Arc<RuntimeStore>,
     pub targets: Arc<Targets>,
     pub usage: Option<UsageIndex>,
     pub metrics: Arc<Metrics>,
@@ -51,8 +52,26 @@ impl LiveViews for Views {
         serde_json::json!({ "targets": self.targets.snapshot() })
     }
 
-    fn key_limits(&self, _id: &str) -> Option<serde_json::Value> {
-        None
+    /// Live limit state of a key and of its project: RPM/TPM remaining, in flight, spend this
+    /// period against the budget.
+    fn key_limits(&self, id: &str) -> Option<serde_json::Value> {
+        use crate::limits::{BudgetRule, ScopeId, ScopeRules};
+        let rt = self.store.load();
+        let k = rt.snap.config.keys.iter().find(|k| k.id == id)?;
+        let (mono, wall) =
+            (crate::admission::mono_ns(std::time::Instant::now()), std::time::SystemTime::now());
+        let rules = ScopeRules {
+            rpm: k.rpm,
+            tpm: k.tpm,
+            max_parallel: k.max_parallel,
+            budget: k.budget.as_ref().map(BudgetRule::from_config),
+        };
+        let key = rt.limits.state(&ScopeId::key(k.id.as_str()), &rules, mono, wall);
+        let project = k.project.as_deref().and_then(|p| {
+            let rules = rt.project_rules.get(p)?;
+            Some(rt.limits.state(&ScopeId::project(p), rules, mono, wall))
+        });
+        Some(serde_json::json!({ "key": key, "project": project }))
     }
 
     fn usage(&self, q: &UsageQuery) -> Result<serde_json::Value, String> {

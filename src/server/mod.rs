@@ -97,6 +97,7 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
             .map_err(|e| tracing::warn!("usage API unavailable: {e}"))
             .ok();
         let views = Arc::new(admin_host::Views {
+            store: store.clone(),
             targets: targets.clone(),
             usage: usage_index,
             metrics: metrics.clone(),

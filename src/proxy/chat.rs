@@ -19,6 +19,7 @@ use crate::admission::{self, Shape};
 use crate::error::GatewayError;
 use crate::formats::{self, passthrough, ErrorKind, Format, RequestOptions, ResponseOptions};
 use crate::providers::{self, MediaOp, Operation};
+use crate::routing;
 use crate::runtime::Runtime;
 
 /// What the client sent, once read and checked.
@@ -307,8 +308,8 @@ async fn proxy(
             );
             continue;
         }
-        let error_type = upstream_error_type(&err_body);
-        let retry = plan.rejected(&step, status, headers.as_ref(), error_type.as_deref(), started.elapsed());
+        let class = classify(upstream_format, status, headers.as_ref(), &err_body);
+        let retry = plan.rejected(&step, status, &class, started.elapsed());
         if !retry {
             // The client's fault (400, 413...): pass it on, in the client's shape.
             let message = formats::translate_error(upstream_format, inb.format, status, &err_body);
@@ -561,12 +562,17 @@ fn usage_of(format: Format, body: &[u8]) -> Option<formats::Usage> {
     }
 }
 
-/// The provider's error type in an error body, for classification: OpenAI/Anthropic
-/// `error.type`, Gemini `error.status`, Bedrock `__type`.
-fn upstream_error_type(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let pick = |p: &str| v.pointer(p).and_then(|t| t.as_str()).map(str::to_string);
-    pick("/error/type").or_else(|| pick("/error/status")).or_else(|| pick("/__type"))
+/// An upstream error answer, classified by the one error table: the upstream's
+/// `retry-after`/`retry-after-ms` and Bedrock's `x-amzn-errortype` read from its headers.
+pub(super) fn classify(
+    format: Format,
+    status: u16,
+    headers: Option<&http::HeaderMap>,
+    body: &[u8],
+) -> formats::UpstreamErrorClass {
+    let retry_after = headers.and_then(|h| routing::retry_after(h, SystemTime::now()));
+    let amzn = headers.and_then(|h| h.get("x-amzn-errortype")).and_then(|v| v.to_str().ok());
+    formats::classify_upstream_error(format, status, retry_after, amzn, body)
 }
 
 /// An error event for a passed-through stream whose upstream failed mid-way.

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::upstream::AttemptError;
 use crate::error::TargetReport;
-use crate::routing::{AttemptPlan, Failure, Outcome};
+use crate::formats::UpstreamErrorClass;
+use crate::routing::{AttemptPlan, Failure, Outcome, Retry};
 use crate::runtime::Runtime;
 
 pub use crate::routing::Step;
@@ -66,7 +67,7 @@ impl Plan {
     }
 
     pub fn succeeded(&mut self, step: &Step, latency: Duration) {
-        self.inner.answered(step, 200, &http::HeaderMap::new(), None, latency, Instant::now());
+        self.inner.answered(step, 200, Retry::No, latency, Instant::now());
     }
 
     pub fn failed(&mut self, step: &Step, e: &AttemptError) {
@@ -82,25 +83,23 @@ impl Plan {
         self.inner.failed(step, failure, Instant::now());
     }
 
-    /// The upstream answered `status` (not 2xx): whether to try another attempt.
+    /// The upstream answered `status` (not 2xx), classified by the one error table
+    /// (`formats::classify_upstream_error`): whether to try another attempt.
     pub fn rejected(
         &mut self,
         step: &Step,
         status: u16,
-        headers: Option<&http::HeaderMap>,
-        error_type: Option<&str>,
+        class: &UpstreamErrorClass,
         latency: Duration,
     ) -> bool {
-        let empty = http::HeaderMap::new();
         let target = self.name(step);
-        let outcome = match error_type {
-            Some(t) => format!("HTTP {status} ({t})"),
+        let outcome = match &class.provider_code {
+            Some(code) => format!("HTTP {status} ({code})"),
             None => format!("HTTP {status}"),
         };
         self.report.push(TargetReport { target, outcome });
-        let outcome =
-            self.inner.answered(step, status, headers.unwrap_or(&empty), error_type, latency, Instant::now());
-        matches!(outcome, Outcome::Quota { .. } | Outcome::Transient)
+        let outcome = self.inner.answered(step, status, class.retry, latency, Instant::now());
+        !matches!(outcome, Outcome::Success | Outcome::Client)
     }
 
     /// The report, completed with every target of the chain that was never tried and why.

@@ -78,8 +78,14 @@ async fn a_200_then_a_503_flips_the_provider_to_unhealthy_and_back() {
     checker.check_all_once().await;
     assert!(!state.is_available(now));
     assert!(!state.snapshot().healthy);
-    let err = state.snapshot().last_error.unwrap().message;
-    assert!(err.contains("503"), "{err}");
+    let err = state.snapshot().last_error.unwrap();
+    assert!(err.message.contains("503"), "{}", err.message);
+    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    assert!(
+        err.at_unix_ms > wall - 60_000 && err.at_unix_ms <= wall,
+        "when the check failed: {}",
+        err.at_unix_ms
+    );
     checker.check_all_once().await;
     assert!(state.is_available(now));
 

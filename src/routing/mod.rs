@@ -43,8 +43,8 @@ pub use self::health::{HealthChecker, HealthTarget};
 pub use self::latency::{LatencyHistogram, LatencySummary};
 pub use self::plan::{AttemptPlan, BackoffPolicy, Step};
 pub use self::retry::{
-    backoff, backoff_with, classify, classify_at, parse_retry_after, retry_after, Outcome,
-    DEFAULT_QUOTA_COOLDOWN, MAX_RETRY_AFTER,
+    backoff, backoff_with, outcome, parse_retry_after, retry_after, Outcome, Retry, DEFAULT_QUOTA_COOLDOWN,
+    MAX_RETRY_AFTER,
 };
 pub use self::router::AliasRouter;
 pub use self::selector::{SmoothBackends, SmoothIter, SmoothWeighted};

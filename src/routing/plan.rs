@@ -6,9 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::HeaderMap;
-
-use super::retry::{backoff, classify, Outcome};
+use super::retry::{backoff, outcome, Outcome, Retry};
 use super::router::AliasRouter;
 use super::targets::Failure;
 
@@ -155,19 +153,19 @@ impl AttemptPlan {
         None
     }
 
-    /// Reports an HTTP answer to `step` (`latency`: time to the response header) and returns
-    /// what it means. `Success` and `Client` are final (the answer goes to the client and
-    /// `next` gives `None`); `Quota` and `Transient` count against the target: call `next`.
+    /// Reports an HTTP answer to `step` (`latency`: time to the response header; `retry`: the
+    /// error's class from `formats::classify_upstream_error`, ignored for a success) and
+    /// returns what it means. `Success` and `Client` are final (the answer goes to the client
+    /// and `next` gives `None`); the others count against the target: call `next`.
     pub fn answered(
         &mut self,
         step: &Step,
         status: u16,
-        headers: &HeaderMap,
-        error_type: Option<&str>,
+        retry: Retry,
         latency: Duration,
         now: Instant,
     ) -> Outcome {
-        let outcome = classify(status, headers, error_type);
+        let outcome = outcome(status, retry);
         let target = self.chain[step.chain_pos].1.target(step.target);
         match outcome {
             Outcome::Success => {
@@ -180,6 +178,10 @@ impl AttemptPlan {
             }
             Outcome::Quota { retry_after } => self.failed(step, Failure::Quota { retry_after }, now),
             Outcome::Transient => self.failed(step, Failure::Status(status), now),
+            Outcome::NotReady => {
+                target.on_not_ready(latency, now);
+                self.last_transient = true;
+            }
         }
         outcome
     }

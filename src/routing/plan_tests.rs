@@ -3,11 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderValue};
-
 use super::circuit::CircuitConfig;
 use super::plan::AttemptPlan;
-use super::retry::Outcome;
+use super::retry::{Outcome, Retry};
 use super::router::AliasRouter;
 use super::targets::{Failure, TargetKey, Targets};
 
@@ -30,7 +28,7 @@ fn a_success_ends_the_plan_after_one_attempt() {
     let now = Instant::now();
     let step = plan.next(now).unwrap();
     assert_eq!((step.alias, step.wait), (7, Duration::ZERO));
-    assert_eq!(plan.answered(&step, 200, &HeaderMap::new(), None, MS, now), Outcome::Success);
+    assert_eq!(plan.answered(&step, 200, Retry::No, MS, now), Outcome::Success);
     assert_eq!(plan.next(now), None);
     assert_eq!(plan.attempts(), 1);
 }
@@ -46,7 +44,7 @@ fn transient_errors_switch_target_at_once_then_back_off_before_a_revisit_then_fa
     let s2 = plan.next(now).unwrap();
     assert_ne!(s1.target, s2.target, "never the same target twice in a row");
     assert_eq!(s2.wait, Duration::ZERO, "a fresh target needs no backoff");
-    plan.answered(&s2, 503, &HeaderMap::new(), None, MS, now);
+    plan.answered(&s2, 502, Retry::NextTarget, MS, now);
     let s3 = plan.next(now).unwrap();
     assert_eq!((s3.alias, s3.target), (0, s1.target), "third attempt revisits the first target");
     assert!(s3.wait <= Duration::from_millis(100));
@@ -70,9 +68,8 @@ fn a_quota_error_on_a_single_target_alias_goes_straight_to_the_fallback() {
     let mut plan = AttemptPlan::new(chain, 3, far());
     let now = Instant::now();
     let s1 = plan.next(now).unwrap();
-    let mut h = HeaderMap::new();
-    h.insert("retry-after", HeaderValue::from_static("2"));
-    let outcome = plan.answered(&s1, 429, &h, None, MS, now);
+    let outcome =
+        plan.answered(&s1, 429, Retry::Quota { retry_after: Some(Duration::from_secs(2)) }, MS, now);
     assert_eq!(outcome, Outcome::Quota { retry_after: Some(Duration::from_secs(2)) });
     let s2 = plan.next(now).unwrap();
     assert_eq!((s2.alias, s2.wait), (1, Duration::ZERO));
@@ -85,7 +82,7 @@ fn a_client_error_is_final() {
     let mut plan = AttemptPlan::new(vec![(0, alias(&reg, &["a", "b"]))], 3, far());
     let now = Instant::now();
     let s1 = plan.next(now).unwrap();
-    assert_eq!(plan.answered(&s1, 400, &HeaderMap::new(), None, MS, now), Outcome::Client);
+    assert_eq!(plan.answered(&s1, 400, Retry::No, MS, now), Outcome::Client);
     assert_eq!(plan.next(now), None);
     let t = reg.get(&TargetKey::new(["a", "b"][s1.target], "m")).unwrap();
     assert_eq!(t.snapshot().failures, 0, "a client error is not the target's fault");
@@ -130,4 +127,20 @@ fn when_every_target_is_cooling_down_attempts_go_to_the_ones_that_recover_first(
     plan.failed(&step, Failure::Quota { retry_after: Some(Duration::from_secs(2)) }, now);
     assert_eq!(plan.next(now).map(|s| s.target), Some(0), "then the other cooling target");
     assert_eq!(plan.next(now), None, "each cooling target at most once");
+}
+
+#[test]
+fn a_target_still_loading_is_passed_over_without_a_failure_against_it() {
+    let reg = Targets::new();
+    let mut plan = AttemptPlan::new(vec![(0, alias(&reg, &["a", "b"]))], 3, far());
+    let now = Instant::now();
+    let s1 = plan.next(now).unwrap();
+    assert_eq!(plan.answered(&s1, 429, Retry::SameTargetLater, MS, now), Outcome::NotReady);
+    let s2 = plan.next(now).unwrap();
+    assert_ne!(s1.target, s2.target, "the other target is tried next");
+    let t = reg.get(&TargetKey::new(["a", "b"][s1.target], "m")).unwrap();
+    let snap = t.snapshot();
+    assert_eq!((snap.attempts, snap.failures, snap.consecutive_failures), (1, 0, 0));
+    assert!(snap.cooling_down_ms.is_some(), "a short cool-down so others go first");
+    assert!(snap.last_error.unwrap().message.contains("not ready"));
 }

@@ -1,4 +1,5 @@
-//! Retry policy: what an attempt's outcome means ([`classify`]), how long a `retry-after`
+//! Retry policy: what an attempt's outcome means ([`outcome`], from
+//! `formats`' one error table), how long a `retry-after`
 //! asks us to wait ([`retry_after`]), and how long to back off before retrying a transient
 //! error ([`backoff`]). Pure functions; the proxy drives the attempts and the sleeping.
 
@@ -6,19 +7,24 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 
+pub use crate::formats::Retry;
+
 /// What one upstream attempt's answer means for routing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// 1xx–3xx: the answer goes to the client.
     Success,
-    /// Rate or quota limit (429, Anthropic 529 `overloaded_error`, Bedrock
-    /// `ThrottlingException`, Gemini `RESOURCE_EXHAUSTED`): switch target at once and cool
-    /// this one down for `retry_after` (or [`DEFAULT_QUOTA_COOLDOWN`] when absent).
+    /// Rate, quota or capacity limit (`Retry::Quota`): switch target at once and cool this
+    /// one down for `retry_after` (or [`DEFAULT_QUOTA_COOLDOWN`] when absent).
     Quota { retry_after: Option<Duration> },
-    /// 408 and 5xx: retry (another target when there is one) after [`backoff`].
+    /// The target failed (`Retry::NextTarget`: server error, timeout, its credentials or model
+    /// mapping): retry (another target when there is one) after [`backoff`].
     Transient,
-    /// Any other 4xx (400, 401, 403, 404, 413, 422, ...): the request itself is wrong or not
-    /// allowed; another target would say the same. Not retried.
+    /// The target is not ready yet (`Retry::SameTargetLater`, a model still loading): move
+    /// on, cool it down briefly, without counting a failure against its circuit.
+    NotReady,
+    /// `Retry::No`: the request itself is wrong or not allowed; another target would say
+    /// the same. Not retried.
     Client,
 }
 
@@ -29,60 +35,18 @@ pub const DEFAULT_QUOTA_COOLDOWN: Duration = Duration::from_secs(1);
 /// gets the target back within this, and the next 429 cools it down again.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
-/// Provider error types (the `type`/`status`/`code` field of the error body, or AWS's
-/// `x-amzn-errortype`) that mean "rate or quota limited", whatever the HTTP status.
-const QUOTA_ERROR_TYPES: &[&str] = &[
-    "ThrottlingException",
-    "ServiceQuotaExceededException",
-    "TooManyRequestsException",
-    "RESOURCE_EXHAUSTED",
-    "rate_limit_error",
-    "rate_limit_exceeded",
-    "overloaded_error",
-    "insufficient_quota",
-];
-
-/// Error types that mean "try again, maybe elsewhere", whatever the HTTP status.
-const TRANSIENT_ERROR_TYPES: &[&str] = &[
-    "ServiceUnavailableException",
-    "InternalServerException",
-    "ModelTimeoutException",
-    "ModelNotReadyException",
-    "UNAVAILABLE",
-    "INTERNAL",
-    "DEADLINE_EXCEEDED",
-    "api_error",
-    "server_error",
-];
-
-/// Classifies an upstream answer from its status, headers and, when the proxy has parsed the
-/// error body, the provider's error type (e.g. `"RESOURCE_EXHAUSTED"`). Bedrock's
-/// `x-amzn-errortype` header (`ThrottlingException:http://...`) is read when `error_type` is
-/// `None`. `retry-after` is read relative to the system clock.
-pub fn classify(status: u16, headers: &HeaderMap, error_type: Option<&str>) -> Outcome {
-    classify_at(status, headers, error_type, SystemTime::now())
-}
-
-/// [`classify`] with the wall clock given (for `retry-after` HTTP-dates).
-pub fn classify_at(status: u16, headers: &HeaderMap, error_type: Option<&str>, now: SystemTime) -> Outcome {
+/// What an answer with `status` means for routing. The error's class comes from the one
+/// table of upstream errors (`formats::classify_upstream_error`), so routing and the error
+/// the client sees can never disagree; only success is read from the status here.
+pub fn outcome(status: u16, retry: Retry) -> Outcome {
     if status < 400 {
         return Outcome::Success;
     }
-    let amzn = headers.get("x-amzn-errortype").and_then(|v| v.to_str().ok());
-    let kind = error_type.or(amzn).map(|t| t.split(':').next().unwrap_or(t).trim());
-    let quota = || Outcome::Quota { retry_after: retry_after(headers, now) };
-    if let Some(kind) = kind {
-        if QUOTA_ERROR_TYPES.contains(&kind) {
-            return quota();
-        }
-        if TRANSIENT_ERROR_TYPES.contains(&kind) {
-            return Outcome::Transient;
-        }
-    }
-    match status {
-        429 | 529 => quota(),
-        408 | 500..=599 => Outcome::Transient,
-        _ => Outcome::Client,
+    match retry {
+        Retry::No => Outcome::Client,
+        Retry::NextTarget => Outcome::Transient,
+        Retry::SameTargetLater => Outcome::NotReady,
+        Retry::Quota { retry_after } => Outcome::Quota { retry_after },
     }
 }
 

@@ -5,8 +5,9 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderValue};
 
 use super::retry::{
-    backoff, backoff_with, classify, classify_at, parse_retry_after, Outcome, MAX_RETRY_AFTER,
+    backoff, backoff_with, outcome, parse_retry_after, retry_after, Outcome, Retry, MAX_RETRY_AFTER,
 };
+use crate::formats::{classify_upstream_error, Format};
 
 fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -20,78 +21,113 @@ fn quota(secs: Option<u64>) -> Outcome {
     Outcome::Quota { retry_after: secs.map(Duration::from_secs) }
 }
 
+/// The whole path the proxy takes: the retry-after headers, the one error table, the outcome.
+fn route_at(format: Format, status: u16, h: &HeaderMap, body: &str, now: SystemTime) -> Outcome {
+    let amzn = h.get("x-amzn-errortype").and_then(|v| v.to_str().ok());
+    let class = classify_upstream_error(format, status, retry_after(h, now), amzn, body.as_bytes());
+    outcome(status, class.retry)
+}
+
+fn route(format: Format, status: u16, h: &HeaderMap, body: &str) -> Outcome {
+    route_at(format, status, h, body, SystemTime::now())
+}
+
+const NONE: &str = "";
+
 #[test]
-fn success_statuses_are_success() {
+fn success_statuses_are_success_whatever_the_class() {
     for s in [200, 201, 204, 304] {
-        assert_eq!(classify(s, &HeaderMap::new(), None), Outcome::Success, "{s}");
+        assert_eq!(outcome(s, Retry::No), Outcome::Success, "{s}");
+        assert_eq!(route(Format::OpenAiChat, s, &HeaderMap::new(), NONE), Outcome::Success, "{s}");
     }
 }
 
 #[test]
-fn status_429_and_anthropic_529_are_quota_errors() {
-    assert_eq!(classify(429, &HeaderMap::new(), None), quota(None));
-    assert_eq!(classify(529, &HeaderMap::new(), Some("overloaded_error")), quota(None));
-    assert_eq!(classify(529, &HeaderMap::new(), None), quota(None));
+fn status_429_and_anthropic_529_and_503_are_quota_errors() {
+    assert_eq!(route(Format::OpenAiChat, 429, &HeaderMap::new(), NONE), quota(None));
+    let overloaded = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+    assert_eq!(route(Format::Anthropic, 529, &HeaderMap::new(), overloaded), quota(None));
+    assert_eq!(route(Format::Anthropic, 529, &HeaderMap::new(), NONE), quota(None));
+    assert_eq!(route(Format::OpenAiChat, 503, &HeaderMap::new(), NONE), quota(None));
 }
 
 #[test]
-fn server_errors_and_408_are_transient() {
-    for s in [500, 502, 503, 504, 408] {
-        assert_eq!(classify(s, &HeaderMap::new(), None), Outcome::Transient, "{s}");
+fn server_errors_timeouts_and_the_gateways_own_credentials_move_to_the_next_target() {
+    for s in [500, 502, 504, 408, 401, 403, 404] {
+        assert_eq!(route(Format::OpenAiChat, s, &HeaderMap::new(), NONE), Outcome::Transient, "{s}");
     }
 }
 
 #[test]
-fn client_errors_are_not_retried() {
-    for s in [400, 401, 403, 404, 413, 422] {
-        assert_eq!(classify(s, &HeaderMap::new(), None), Outcome::Client, "{s}");
+fn request_errors_are_not_retried() {
+    for s in [400, 413, 422] {
+        assert_eq!(route(Format::OpenAiChat, s, &HeaderMap::new(), NONE), Outcome::Client, "{s}");
     }
+    let ctx =
+        r#"{"error":{"message":"too long","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
+    assert_eq!(route(Format::OpenAiChat, 400, &HeaderMap::new(), ctx), Outcome::Client);
 }
 
 #[test]
-fn bedrock_throttling_is_quota_from_the_error_type_or_the_amzn_header() {
-    assert_eq!(classify(400, &HeaderMap::new(), Some("ThrottlingException")), quota(None));
+fn bedrock_throttling_is_quota_from_the_body_or_the_amzn_header() {
+    let body = r#"{"message":"Too many requests","__type":"ThrottlingException"}"#;
+    assert_eq!(route(Format::Bedrock, 400, &HeaderMap::new(), body), quota(None));
     let h = headers(&[(
         "x-amzn-errortype",
         "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/",
     )]);
-    assert_eq!(classify(400, &h, None), quota(None));
+    assert_eq!(route(Format::Bedrock, 400, &h, NONE), quota(None));
     let h = headers(&[("x-amzn-errortype", "ValidationException:http://internal")]);
-    assert_eq!(classify(400, &h, None), Outcome::Client);
+    assert_eq!(route(Format::Bedrock, 400, &h, NONE), Outcome::Client);
 }
 
 #[test]
-fn gemini_resource_exhausted_is_quota() {
-    assert_eq!(classify(429, &HeaderMap::new(), Some("RESOURCE_EXHAUSTED")), quota(None));
-    assert_eq!(classify(400, &HeaderMap::new(), Some("RESOURCE_EXHAUSTED")), quota(None));
+fn a_bedrock_model_still_loading_is_not_a_failure() {
+    let h = headers(&[("x-amzn-errortype", "ModelNotReadyException:http://internal")]);
+    assert_eq!(route(Format::Bedrock, 429, &h, NONE), Outcome::NotReady);
 }
 
 #[test]
-fn unavailable_error_types_are_transient_whatever_the_status() {
-    assert_eq!(classify(400, &HeaderMap::new(), Some("ServiceUnavailableException")), Outcome::Transient);
-    assert_eq!(classify(503, &HeaderMap::new(), Some("UNAVAILABLE")), Outcome::Transient);
+fn gemini_resource_exhausted_is_quota_whatever_the_status() {
+    let body = r#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#;
+    assert_eq!(route(Format::Gemini, 429, &HeaderMap::new(), body), quota(None));
+    assert_eq!(route(Format::Gemini, 400, &HeaderMap::new(), body), quota(None));
+}
+
+#[test]
+fn unavailable_error_types_are_quota_whatever_the_status() {
+    let body = r#"{"message":"busy","__type":"ServiceUnavailableException"}"#;
+    assert_eq!(route(Format::Bedrock, 400, &HeaderMap::new(), body), quota(None));
+    let body = r#"{"error":{"code":503,"message":"busy","status":"UNAVAILABLE"}}"#;
+    assert_eq!(route(Format::Gemini, 503, &HeaderMap::new(), body), quota(None));
 }
 
 #[test]
 fn retry_after_in_seconds_is_read() {
     let h = headers(&[("retry-after", "2")]);
-    assert_eq!(classify(429, &h, None), quota(Some(2)));
+    assert_eq!(route(Format::OpenAiChat, 429, &h, NONE), quota(Some(2)));
     let h = headers(&[("retry-after", " 1.5 ")]);
-    assert_eq!(classify(429, &h, None), Outcome::Quota { retry_after: Some(Duration::from_millis(1500)) });
+    assert_eq!(
+        route(Format::OpenAiChat, 429, &h, NONE),
+        Outcome::Quota { retry_after: Some(Duration::from_millis(1500)) }
+    );
 }
 
 #[test]
 fn retry_after_as_an_http_date_is_read_relative_to_now() {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_470); // 07:27:50 GMT
     let h = headers(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")]);
-    assert_eq!(classify_at(429, &h, None, now), quota(Some(10)));
+    assert_eq!(route_at(Format::OpenAiChat, 429, &h, NONE, now), quota(Some(10)));
     assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now), Some(Duration::ZERO));
 }
 
 #[test]
 fn retry_after_ms_wins_over_retry_after() {
     let h = headers(&[("retry-after-ms", "250"), ("retry-after", "9")]);
-    assert_eq!(classify(429, &h, None), Outcome::Quota { retry_after: Some(Duration::from_millis(250)) });
+    assert_eq!(
+        route(Format::OpenAiChat, 429, &h, NONE),
+        Outcome::Quota { retry_after: Some(Duration::from_millis(250)) }
+    );
 }
 
 #[test]

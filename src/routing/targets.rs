@@ -62,7 +62,7 @@ impl std::fmt::Display for Failure {
 #[derive(Debug)]
 pub struct ProviderHealth {
     healthy: AtomicBool,
-    last_error: ArcSwapOption<String>,
+    last_error: ArcSwapOption<LastError>,
 }
 
 impl ProviderHealth {
@@ -76,13 +76,14 @@ impl ProviderHealth {
 
     /// Records a health-check result; returns whether the health flipped.
     pub fn set(&self, healthy: bool, error: Option<String>) -> bool {
-        if let Some(e) = error {
-            self.last_error.store(Some(Arc::new(e)));
+        if let Some(message) = error {
+            self.last_error.store(Some(Arc::new(LastError { message, at_unix_ms: unix_ms() })));
         }
         self.healthy.swap(healthy, Ordering::Relaxed) != healthy
     }
 
-    pub fn last_error(&self) -> Option<Arc<String>> {
+    /// The last failing health check: its message and when it ran.
+    pub fn last_error(&self) -> Option<Arc<LastError>> {
         self.last_error.load_full()
     }
 }
@@ -203,15 +204,28 @@ impl TargetState {
             self.cool_until.fetch_max(until, Ordering::Relaxed);
         }
         self.circuit.record_failure(now);
-        let at_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let at_unix_ms = unix_ms();
         self.last_error.store(Some(Arc::new(LastError { message: failure.to_string(), at_unix_ms })));
+    }
+
+    /// The target answered that it is not ready yet (a model still loading): an attempt, a
+    /// short cool-down ([`DEFAULT_QUOTA_COOLDOWN`]) so the plan tries others first, but no
+    /// failure against its circuit: the target is up.
+    pub fn on_not_ready(&self, latency: Duration, now: Instant) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        self.latency.record(latency);
+        let until = clock::since_epoch(now).saturating_add(clock::nanos(DEFAULT_QUOTA_COOLDOWN));
+        self.cool_until.fetch_max(until, Ordering::Relaxed);
+        let at_unix_ms = unix_ms();
+        let message = "not ready yet (model loading)".to_string();
+        self.last_error.store(Some(Arc::new(LastError { message, at_unix_ms })));
     }
 
     /// Why the target cannot take a request at `now` ("unhealthy: ...", "circuit open",
     /// "cooling down ..."), or `None` when it can. For the error that names every target.
     pub fn unavailable_reason(&self, now: Instant) -> Option<String> {
         if !self.provider.is_healthy() {
-            let why = self.provider.last_error().map(|e| format!(": {e}")).unwrap_or_default();
+            let why = self.provider.last_error().map(|e| format!(": {}", e.message)).unwrap_or_default();
             return Some(format!("unhealthy (health check failing{why})"));
         }
         if let Some(until) = self.cool_down_until(now) {
@@ -250,9 +264,10 @@ impl TargetState {
             consecutive_failures: self.circuit.consecutive_failures(),
             cooling_down_ms: self.cool_down_until(now).map(|t| (t - now).as_millis() as u64),
             last_error: self.last_error.load_full().map(|e| (*e).clone()).or_else(|| {
-                self.provider
-                    .last_error()
-                    .map(|m| LastError { message: format!("health check: {m}"), at_unix_ms: 0 })
+                self.provider.last_error().map(|e| LastError {
+                    message: format!("health check: {}", e.message),
+                    at_unix_ms: e.at_unix_ms,
+                })
             }),
             attempts: self.attempts.load(Ordering::Relaxed),
             successes: self.successes.load(Ordering::Relaxed),
@@ -345,4 +360,11 @@ impl std::fmt::Debug for Targets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Targets").field("targets", &self.targets.load().len()).finish()
     }
+}
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -33,13 +33,11 @@ async fn chaos_every_request_ends_cleanly_and_success_matches_healthy_capacity()
     let a = MockUpstream::start(flaky(1)).await;
     let b = MockUpstream::start(flaky(2)).await;
     let c = MockUpstream::start(flaky(3)).await;
-    let cfg = routing_config(
-        &[&a, &b, &c],
-        &[1, 1, 1],
-        ", max_attempts: 3, circuit_breaker: { failure_threshold: 50, cooldown_s: 1 }",
-        "",
-    )
-    .replace("upstream_timeout_ms: 1000", "upstream_timeout_ms: 500");
+    let cfg = routing_config(&[&a, &b, &c], &[1, 1, 1]).limits(serde_json::json!({
+        "max_attempts": 3,
+        "circuit_breaker": { "failure_threshold": 50, "cooldown_s": 1 },
+        "upstream_timeout_ms": 500,
+    }));
     let gw = Arc::new(Gateway::start(&cfg).await);
     let ok = Arc::new(AtomicU32::new(0));
     let clean_err = Arc::new(AtomicU32::new(0));

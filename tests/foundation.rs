@@ -21,7 +21,7 @@ fn chat_body(model: &str, stream: bool) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn non_stream_is_passed_through_byte_for_byte() {
     let up = MockUpstream::start(|_, _| Reply::json(200, COMPLETION)).await;
-    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let gw = Gateway::start(&openai_config(&up.url())).await;
     let r = client()
         .post(gw.url("/v1/chat/completions"))
         .header("authorization", format!("Bearer {KEY}"))
@@ -75,7 +75,7 @@ const EVENTS: [&str; 4] = [
 #[tokio::test(flavor = "multi_thread")]
 async fn stream_is_passed_through_and_usage_is_recorded() {
     let up = MockUpstream::start(|_, _| Reply::sse(EVENTS.iter().map(|e| (Wait::None, *e)).collect())).await;
-    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let gw = Gateway::start(&openai_config(&up.url())).await;
     let c = client();
     // The client asks for usage: the stream is the upstream's, byte for byte.
     let body = r#"{"model":"fast","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]}"#;
@@ -111,7 +111,7 @@ async fn each_sse_event_reaches_the_client_before_the_upstream_sends_the_next() 
         ])
     })
     .await;
-    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let gw = Gateway::start(&openai_config(&up.url())).await;
     let body = r#"{"model":"fast","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]}"#;
     let mut r =
         client().post(gw.url("/v1/chat/completions")).bearer_auth(KEY).body(body).send().await.unwrap();
@@ -137,7 +137,7 @@ async fn each_sse_event_reaches_the_client_before_the_upstream_sends_the_next() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_one_mebibyte_body_is_routed_by_model_and_arrives_intact() {
     let up = MockUpstream::start(|_, _| Reply::json(200, COMPLETION)).await;
-    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let gw = Gateway::start(&openai_config(&up.url())).await;
     let big = "x".repeat(1024 * 1024);
     // `model` comes last, after a megabyte of prompt.
     let body = format!(r#"{{"messages":[{{"role":"user","content":"{big}"}}],"model":"fast"}}"#);
@@ -167,7 +167,7 @@ async fn error_of(r: reqwest::Response) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread")]
 async fn auth_and_routing_errors_have_the_callers_shape() {
     let up = MockUpstream::start(|_, _| Reply::json(200, COMPLETION)).await;
-    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let gw = Gateway::start(&openai_config(&up.url())).await;
     let c = client();
     let chat = gw.url("/v1/chat/completions");
 
@@ -218,8 +218,8 @@ async fn auth_and_routing_errors_have_the_callers_shape() {
 async fn an_upstream_that_does_not_answer_gives_504_within_the_timeout() {
     let up = MockUpstream::start(|_, _| Reply::Hang).await;
     let gw = Gateway::start(
-        &openai_config(&up.url(), ", max_attempts: 1")
-            .replace("upstream_timeout_ms: 2000", "upstream_timeout_ms: 300"),
+        &openai_config(&up.url())
+            .limits(serde_json::json!({ "max_attempts": 1, "upstream_timeout_ms": 300 })),
     )
     .await;
     let t = Instant::now();
@@ -242,7 +242,7 @@ async fn hot_reload_adds_an_alias_while_an_older_stream_completes_intact() {
         Reply::sse(EVENTS.iter().map(|e| (Wait::Delay(Duration::from_millis(400)), *e)).collect())
     })
     .await;
-    let config = openai_config(&up.url(), "");
+    let config = openai_config(&up.url());
     let gw = Gateway::start(&config).await;
     let c = client();
     let body = r#"{"model":"fast","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]}"#;
@@ -250,10 +250,11 @@ async fn hot_reload_adds_an_alias_while_an_older_stream_completes_intact() {
         let (c, url) = (c.clone(), gw.url("/v1/chat/completions"));
         async move { c.post(url).bearer_auth(KEY).body(body).send().await.unwrap().text().await.unwrap() }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let added = config
-        .replace("keys:", "  - alias: fresh\n    targets: [ { provider: up, model: gpt-fresh } ]\nkeys:")
-        .replace("models: [fast]", "models: [fast, fresh]");
+    eventually(Duration::from_secs(5), "the stream reached the upstream", || async { up.count() == 1 }).await;
+    let mut added = config.clone().alias(
+        serde_json::json!({ "alias": "fresh", "targets": [ { "provider": "up", "model": "gpt-fresh" } ] }),
+    );
+    added.key_mut("k1")["models"] = serde_json::json!(["fast", "fresh"]);
     gw.write_config(&added);
     let t = Instant::now();
     loop {
@@ -276,9 +277,11 @@ async fn hot_reload_adds_an_alias_while_an_older_stream_completes_intact() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_edit_is_refused_and_the_old_config_keeps_serving() {
     let up = MockUpstream::start(|_, _| Reply::json(200, COMPLETION)).await;
-    let config = openai_config(&up.url(), "");
+    let config = openai_config(&up.url());
     let gw = Gateway::start(&config).await;
-    gw.write_config(&config.replace("provider: up, model: gpt-4o-mini", "provider: upp, model: gpt-4o-mini"));
+    let mut broken = config.clone();
+    broken.alias_mut("fast")["targets"][0]["provider"] = serde_json::json!("upp");
+    gw.write_config(&broken);
     let c = client();
     let metrics = gw.admin_url("/metrics");
     let t = Instant::now();
@@ -369,7 +372,7 @@ fn an_unreadable_trust_file_is_a_clear_startup_error_not_a_panic() {
 #[tokio::test(flavor = "multi_thread")]
 async fn count_tokens_answers_a_real_count_in_anthropics_shape() {
     let up = MockUpstream::start(|_, _| Reply::json(200, COMPLETION)).await;
-    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let gw = Gateway::start(&openai_config(&up.url())).await;
     let body = r#"{"model":"fast","messages":[{"role":"user","content":"How many tokens is this sentence, roughly?"}]}"#;
     let r = client()
         .post(gw.url("/v1/messages/count_tokens"))
@@ -400,23 +403,23 @@ async fn a_client_that_goes_away_mid_stream_still_gets_a_usage_line() {
     let gate = Arc::new(tokio::sync::Notify::new());
     let g = gate.clone();
     let up = MockUpstream::start(move |_, _| {
-        Reply::sse(vec![
-            (Wait::None, EVENTS[0]),
-            (Wait::Gate(g.clone()), EVENTS[1]),
-            (Wait::None, EVENTS[2]),
-            (Wait::None, EVENTS[3]),
-        ])
+        // After the gate the upstream keeps talking for a while, so one of the gateway's
+        // writes meets the closed connection whenever the close arrives.
+        const MORE: &str = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":null}]}\n\n";
+        let mut parts = vec![(Wait::None, EVENTS[0]), (Wait::Gate(g.clone()), MORE)];
+        parts.extend((0..100).map(|_| (Wait::Delay(Duration::from_millis(20)), MORE)));
+        parts.extend([(Wait::None, EVENTS[1]), (Wait::None, EVENTS[2]), (Wait::None, EVENTS[3])]);
+        Reply::sse(parts)
     })
     .await;
-    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let gw = Gateway::start(&openai_config(&up.url())).await;
     let body = r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"Hi"}]}"#;
     let mut r =
         client().post(gw.url("/v1/chat/completions")).bearer_auth(KEY).body(body).send().await.unwrap();
     let first = r.chunk().await.unwrap().unwrap();
     assert!(std::str::from_utf8(&first).unwrap().contains("Hel"));
     drop(r); // the client goes away mid-stream
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    gate.notify_one(); // the upstream carries on; the gateway's next write fails
+    gate.notify_one(); // the upstream carries on; a write of the gateway's meets the close
     let usage = gw.usage_lines(1).await;
     assert_eq!(usage.len(), 1, "the aborted stream is accounted");
     assert_eq!(usage[0]["alias"], "fast");
@@ -427,7 +430,7 @@ async fn a_client_that_goes_away_mid_stream_still_gets_a_usage_line() {
 #[tokio::test(flavor = "multi_thread")]
 async fn after_kill_9_at_most_the_last_flush_interval_of_usage_lines_is_missing() {
     let up = MockUpstream::start(|_, _| Reply::json(200, COMPLETION)).await;
-    let mut gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let mut gw = Gateway::start(&openai_config(&up.url())).await;
     let c = client();
     for _ in 0..50 {
         let r = c
@@ -439,8 +442,16 @@ async fn after_kill_9_at_most_the_last_flush_interval_of_usage_lines_is_missing(
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    // More than one group-commit interval (200 ms) later, every line is on disk.
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    // Within one group-commit interval (200 ms, plus scheduling) every line is in the file.
+    let path = gw.dir.path().join("state/usage.jsonl");
+    let count = |p: &std::path::Path| {
+        let text = std::fs::read_to_string(p).unwrap_or_default();
+        text.lines().filter(|l| serde_json::from_str::<Value>(l).is_ok()).count()
+    };
+    eventually(Duration::from_millis(1000), "all 50 usage lines are written", || async {
+        count(&path) == 50
+    })
+    .await;
     gw.kill9();
     let lines = std::fs::read_to_string(gw.dir.path().join("state/usage.jsonl")).unwrap();
     let n = lines.lines().filter(|l| serde_json::from_str::<Value>(l).is_ok()).count();
@@ -451,7 +462,7 @@ async fn after_kill_9_at_most_the_last_flush_interval_of_usage_lines_is_missing(
 async fn expect_100_continue_is_answered_at_once() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = MockUpstream::start(|_, _| Reply::json(200, COMPLETION)).await;
-    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let gw = Gateway::start(&openai_config(&up.url())).await;
     let body = chat_body("fast", false);
     let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
     let head = format!(

@@ -31,7 +31,7 @@ fn provider_of(r: &reqwest::Response) -> String {
 async fn weights_three_to_one_hold_within_five_percent_and_interleave() {
     let a = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
     let b = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
-    let gw = Gateway::start(&routing_config(&[&a, &b], &[3, 1], "", "")).await;
+    let gw = Gateway::start(&routing_config(&[&a, &b], &[3, 1])).await;
     let mut seq = Vec::new();
     for _ in 0..400 {
         let r = call(&gw, BODY).await;
@@ -67,20 +67,23 @@ async fn an_unhealthy_target_gets_no_traffic_and_gets_it_back_after_recovery() {
             |r, _| if r.path == "/health" { Reply::json(200, "{}") } else { Reply::json(200, OK) },
         )
         .await;
-    let gw = Gateway::start(&routing_config(
-        &[&a, &b],
-        &[1, 1],
-        "",
-        ", health_check: { path: /health, interval_s: 1 }",
-    ))
-    .await;
+    let cfg = routing_config(&[&a, &b], &[1, 1])
+        .providers_with(serde_json::json!({ "health_check": { "path": "/health", "interval_s": 1 } }));
+    let gw = Gateway::start(&cfg).await;
     sick.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // With weights 1:1, two answers in a row from B mean A is out of the rotation.
+    eventually(Duration::from_secs(5), "the failing health check takes A out", || async {
+        provider_of(&call(&gw, BODY).await) == "pb" && provider_of(&call(&gw, BODY).await) == "pb"
+    })
+    .await;
     for _ in 0..20 {
         assert_eq!(provider_of(&call(&gw, BODY).await), "pb");
     }
     sick.store(false, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually(Duration::from_secs(5), "a passing health check brings A back", || async {
+        provider_of(&call(&gw, BODY).await) == "pa"
+    })
+    .await;
     let mut to_a = 0;
     for _ in 0..20 {
         if provider_of(&call(&gw, BODY).await) == "pa" {
@@ -107,24 +110,39 @@ async fn the_breaker_opens_after_n_failures_half_opens_after_the_cooldown_and_cl
     })
     .await;
     let b = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
-    let limits = ", max_attempts: 2, circuit_breaker: { failure_threshold: 3, cooldown_s: 1 }";
-    let gw = Gateway::start(&routing_config(&[&a, &b], &[1, 1], limits, "")).await;
+    let limits = serde_json::json!({ "max_attempts": 2, "circuit_breaker": { "failure_threshold": 3, "cooldown_s": 1 } });
+    let gw = Gateway::start(&routing_config(&[&a, &b], &[1, 1]).limits(limits)).await;
     for _ in 0..12 {
         assert_eq!(call(&gw, BODY).await.status(), 200, "B serves every request");
     }
     assert_eq!(chat_count(&a), 3, "the open circuit keeps further requests away from A");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    // Half-open: exactly one probe reaches A (and fails: the circuit opens again).
+    // After the cool-down the circuit half-opens: exactly one probe reaches A (and fails: the
+    // circuit opens again).
+    let opened = Instant::now();
+    eventually(Duration::from_secs(5), "a half-open probe reaches A", || async {
+        assert_eq!(call(&gw, BODY).await.status(), 200);
+        chat_count(&a) > 3
+    })
+    .await;
+    assert!(
+        opened.elapsed() >= Duration::from_millis(800),
+        "probed before the cool-down: {:?}",
+        opened.elapsed()
+    );
     for _ in 0..6 {
         assert_eq!(call(&gw, BODY).await.status(), 200);
     }
     assert_eq!(chat_count(&a), 4, "one half-open probe");
     failing.store(false, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    eventually(Duration::from_secs(5), "the next probe succeeds and A serves again", || async {
+        provider_of(&call(&gw, BODY).await) == "pa"
+    })
+    .await;
+    let before = chat_count(&a);
     for _ in 0..10 {
         assert_eq!(call(&gw, BODY).await.status(), 200);
     }
-    assert!(chat_count(&a) >= 4 + 4, "closed again after a successful probe: A has {}", chat_count(&a));
+    assert!(chat_count(&a) >= before + 4, "closed again after a successful probe: A has {}", chat_count(&a));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -138,21 +156,22 @@ async fn a_429_with_retry_after_cools_the_target_down_for_that_long() {
     })
     .await;
     let b = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
-    let gw = Gateway::start(&routing_config(&[&a, &b], &[1, 1], "", "")).await;
+    let gw = Gateway::start(&routing_config(&[&a, &b], &[1, 1])).await;
     let t = Instant::now();
     let r = call(&gw, BODY).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-gateway-attempts"], "2", "switched target at once");
+    // Sample the cool-down window: every call in it goes to B.
+    let mut every = tokio::time::interval(Duration::from_millis(100));
     while t.elapsed() < Duration::from_millis(1700) {
+        every.tick().await;
         assert_eq!(provider_of(&call(&gw, BODY).await), "pb", "A is cooling down");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut back = false;
-    for _ in 0..6 {
-        back |= provider_of(&call(&gw, BODY).await) == "pa";
-    }
-    assert!(back, "A serves again after its retry-after");
+    eventually(Duration::from_secs(3), "A serves again after its retry-after", || async {
+        provider_of(&call(&gw, BODY).await) == "pa"
+    })
+    .await;
+    assert!(t.elapsed() >= Duration::from_secs(2), "A came back before its retry-after");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,7 +187,7 @@ async fn a_flaky_target_is_retried_and_a_client_error_is_not() {
         }
     })
     .await;
-    let gw = Gateway::start(&routing_config(&[&a], &[1], "", "")).await;
+    let gw = Gateway::start(&routing_config(&[&a], &[1])).await;
     let r = call(&gw, BODY).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-gateway-attempts"], "2");
@@ -184,11 +203,11 @@ async fn when_every_target_fails_the_fallback_alias_serves_and_else_502_within_t
     let a = MockUpstream::start(|_, _| Reply::json(500, "{}")).await;
     let b = MockUpstream::start(|_, _| Reply::json(502, "{}")).await;
     let c = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
-    let mut cfg = routing_config(&[&a, &b, &c], &[1, 1], ", max_attempts: 3", "");
-    cfg = cfg.replace(
-        "keys:",
-        "    fallbacks: [backup]\n  - alias: backup\n    targets: [ { provider: pc, model: m-backup } ]\n  - alias: doomed\n    targets: [ { provider: pa, model: m }, { provider: pb, model: m } ]\nkeys:",
-    );
+    let mut cfg = routing_config(&[&a, &b, &c], &[1, 1])
+        .limits(serde_json::json!({ "max_attempts": 3 }))
+        .alias(serde_json::json!({ "alias": "backup", "targets": [ { "provider": "pc", "model": "m-backup" } ] }))
+        .alias(serde_json::json!({ "alias": "doomed", "targets": [ { "provider": "pa", "model": "m" }, { "provider": "pb", "model": "m" } ] }));
+    cfg.alias_mut("a")["fallbacks"] = serde_json::json!(["backup"]);
     let gw = Gateway::start(&cfg).await;
     let r = call(&gw, BODY).await;
     assert_eq!(r.status(), 200);
@@ -218,7 +237,10 @@ async fn when_every_target_fails_the_fallback_alias_serves_and_else_502_within_t
 async fn a_one_mebibyte_body_is_retried_intact_on_the_next_target() {
     let a = MockUpstream::start(|_, _| Reply::json(500, "{}")).await;
     let b = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
-    let gw = Gateway::start(&routing_config(&[&a, &b], &[1, 1], ", max_body_bytes: 4194304", "")).await;
+    let gw = Gateway::start(
+        &routing_config(&[&a, &b], &[1, 1]).limits(serde_json::json!({ "max_body_bytes": 4_194_304 })),
+    )
+    .await;
     let big =
         format!(r#"{{"messages":[{{"role":"user","content":"{}"}}],"model":"a"}}"#, "z".repeat(1 << 20));
     let mut served = 0;

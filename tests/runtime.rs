@@ -27,7 +27,7 @@ async fn wait_log(gw: &Gateway, needle: &str, times: usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn required_fields_are_refused_in_the_callers_shape_and_never_sent_upstream() {
     let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
-    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let gw = Gateway::start(&openai_config(&up.url())).await;
     let cases: &[(&str, &str, &str)] = &[
         ("/v1/chat/completions", r#"{"model":"fast","messages":[]}"#, "/error/type"),
         ("/v1/chat/completions", r#"{"model":"fast"}"#, "/error/type"),
@@ -61,7 +61,7 @@ async fn required_fields_are_refused_in_the_callers_shape_and_never_sent_upstrea
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_method_is_405_with_allow() {
     let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
-    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let gw = Gateway::start(&openai_config(&up.url())).await;
     let r = client().get(gw.url("/v1/chat/completions")).bearer_auth(KEY).send().await.unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "POST");
@@ -104,7 +104,7 @@ keys:
 #[tokio::test(flavor = "multi_thread")]
 async fn count_tokens_and_models_are_accounted() {
     let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
-    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let gw = Gateway::start(&openai_config(&up.url())).await;
     let r = post(
         &gw,
         "/v1/messages/count_tokens",
@@ -214,7 +214,7 @@ async fn an_in_flight_request_finishes_on_the_runtime_it_started_with() {
         ])
     })
     .await;
-    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let gw = Gateway::start(&openai_config(&up.url())).await;
     let mut r = post(
         &gw,
         "/v1/chat/completions",
@@ -263,7 +263,7 @@ async fn a_jwt_bearer_is_a_principal_with_its_project_and_models() {
     let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
     let gw = Gateway::start(&format!(
         "auth:\n  jwt: {{ issuer: https://login.test/, audience: llm-gateway, keys: [\"hmac:0123456789abcdef0123456789abcdef-test\"] }}\nprojects:\n  - {{ name: search }}\n{}",
-        openai_config(&up.url(), "")
+        openai_config(&up.url())
     ))
     .await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();

@@ -245,12 +245,18 @@ pub struct Gateway {
 impl Gateway {
     /// Start on `body` (providers/models/keys...); `listen`, `admin` and `state_dir` are added.
     /// `{KEY_HASH}` in `body` is replaced by the stored form of `KEY`.
-    pub async fn start(body: &str) -> Gateway {
+    pub async fn start(body: impl std::fmt::Display) -> Gateway {
         Self::start_with_env(body, &[], &[]).await
     }
 
     /// `start`, with environment variables set (`env`) and removed (`remove`) for the gateway.
-    pub async fn start_with_env(body: &str, env: &[(&str, &str)], remove: &[&str]) -> Gateway {
+    pub async fn start_with_env(
+        body: impl std::fmt::Display,
+        env: &[(&str, &str)],
+        remove: &[&str],
+    ) -> Gateway {
+        let body = body.to_string();
+        let body = body.as_str();
         // Free ports are found by binding port 0 and letting go, so another test can take one
         // before the gateway binds it: if the gateway cannot bind, try other ports.
         for _ in 0..3 {
@@ -309,8 +315,9 @@ impl Gateway {
     }
 
     /// Rewrite the config file (hot reload picks it up).
-    pub fn write_config(&self, body: &str) {
-        let text = Self::config_text(self.port, self.admin_port, &self.dir.path().join("state"), body);
+    pub fn write_config(&self, body: impl std::fmt::Display) {
+        let text =
+            Self::config_text(self.port, self.admin_port, &self.dir.path().join("state"), &body.to_string());
         let tmp = self.dir.path().join("gateway.yaml.tmp");
         let mut f = std::fs::File::create(&tmp).unwrap();
         f.write_all(text.as_bytes()).unwrap();
@@ -406,47 +413,115 @@ impl Drop for Gateway {
     }
 }
 
-/// A config body with one openai-kind provider at `upstream` and alias `fast`.
-pub fn openai_config(upstream: &str, extra_limits: &str) -> String {
-    format!(
-        r#"limits: {{ upstream_timeout_ms: 2000, max_body_bytes: 2097152 {extra_limits} }}
-providers:
-  - {{ name: up, kind: openai, base_url: "{upstream}", api_key: sk-provider-secret }}
-models:
-  - alias: fast
-    targets: [ {{ provider: up, model: gpt-4o-mini }} ]
-    pricing: {{ input_per_mtok: 1.0, output_per_mtok: 2.0 }}
-  - alias: other
-    targets: [ {{ provider: up, model: gpt-4o }} ]
-keys:
-  - {{ id: k1, hash: "{{KEY_HASH}}", models: [fast] }}
-"#
-    )
+/// A config body built as data (providers, models, keys, limits...) and written out as YAML;
+/// tests change it through its fields, never by editing YAML text.
+#[derive(Clone, Debug)]
+pub struct Cfg(pub serde_json::Value);
+
+impl Cfg {
+    /// Merges `fields` into `limits:`.
+    pub fn limits(mut self, fields: serde_json::Value) -> Cfg {
+        merge(&mut self.0["limits"], fields);
+        self
+    }
+
+    /// Appends one entry to `models:`.
+    pub fn alias(mut self, entry: serde_json::Value) -> Cfg {
+        self.models().push(entry);
+        self
+    }
+
+    /// The entry of `models:` named `alias`.
+    pub fn alias_mut(&mut self, alias: &str) -> &mut serde_json::Value {
+        self.models().iter_mut().find(|m| m["alias"] == alias).expect("no such alias")
+    }
+
+    /// Merges `fields` into every entry of `providers:`.
+    pub fn providers_with(mut self, fields: serde_json::Value) -> Cfg {
+        if let Some(list) = self.0["providers"].as_array_mut() {
+            for p in list {
+                merge(p, fields.clone());
+            }
+        }
+        self
+    }
+
+    /// The entry of `keys:` with `id`.
+    pub fn key_mut(&mut self, id: &str) -> &mut serde_json::Value {
+        let keys = self.0["keys"].as_array_mut().expect("keys is a list");
+        keys.iter_mut().find(|k| k["id"] == id).expect("no such key")
+    }
+
+    fn models(&mut self) -> &mut Vec<serde_json::Value> {
+        self.0["models"].as_array_mut().expect("models is a list")
+    }
+}
+
+impl std::fmt::Display for Cfg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&serde_yaml::to_string(&self.0).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+fn merge(into: &mut serde_json::Value, fields: serde_json::Value) {
+    if !into.is_object() {
+        *into = serde_json::json!({});
+    }
+    if let (Some(map), serde_json::Value::Object(fields)) = (into.as_object_mut(), fields) {
+        map.extend(fields);
+    }
+}
+
+/// One openai-kind provider `up` at `upstream`; alias `fast` (priced) and `other`; key `k1`
+/// (the test `KEY`) allowed `fast` only.
+pub fn openai_config(upstream: &str) -> Cfg {
+    Cfg(serde_json::json!({
+        "limits": { "upstream_timeout_ms": 2000, "max_body_bytes": 2_097_152 },
+        "providers": [ { "name": "up", "kind": "openai", "base_url": upstream, "api_key": "sk-provider-secret" } ],
+        "models": [
+            { "alias": "fast", "targets": [ { "provider": "up", "model": "gpt-4o-mini" } ],
+              "pricing": { "input_per_mtok": 1.0, "output_per_mtok": 2.0 } },
+            { "alias": "other", "targets": [ { "provider": "up", "model": "gpt-4o" } ] },
+        ],
+        "keys": [ { "id": "k1", "hash": "{KEY_HASH}", "models": ["fast"] } ],
+    }))
 }
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
 }
 
-/// Providers `pa`, `pb`, `pc` at the given upstreams; alias `a` over the first ones with `weights`.
-pub fn routing_config(
-    upstreams: &[&MockUpstream],
-    weights: &[u32],
-    limits: &str,
-    extra_provider: &str,
-) -> String {
-    let mut s = format!("limits: {{ upstream_timeout_ms: 1000 {limits} }}\nproviders:\n");
-    for (i, u) in upstreams.iter().enumerate() {
-        let name = ["pa", "pb", "pc"][i];
-        s.push_str(&format!(
-            "  - {{ name: {name}, kind: openai_compatible, base_url: \"{}\" {extra_provider} }}\n",
-            u.url()
-        ));
+/// openai_compatible providers `pa`, `pb`, `pc` at the given upstreams; alias `a` over the
+/// first ones with `weights` (target models `m0`, `m1`...); key `k` (the test `KEY`).
+pub fn routing_config(upstreams: &[&MockUpstream], weights: &[u32]) -> Cfg {
+    const NAMES: [&str; 3] = ["pa", "pb", "pc"];
+    let providers: Vec<serde_json::Value> = upstreams
+        .iter()
+        .enumerate()
+        .map(|(i, u)| serde_json::json!({ "name": NAMES[i], "kind": "openai_compatible", "base_url": u.url() }))
+        .collect();
+    let targets: Vec<serde_json::Value> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| serde_json::json!({ "provider": NAMES[i], "model": format!("m{i}"), "weight": w }))
+        .collect();
+    Cfg(serde_json::json!({
+        "limits": { "upstream_timeout_ms": 1000 },
+        "providers": providers,
+        "models": [ { "alias": "a", "targets": targets } ],
+        "keys": [ { "id": "k", "hash": "{KEY_HASH}" } ],
+    }))
+}
+
+/// Polls `check` every 20 ms until it holds; panics naming `what` after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    s.push_str("models:\n  - alias: a\n    targets:\n");
-    for (i, w) in weights.iter().enumerate() {
-        s.push_str(&format!("      - {{ provider: {}, model: m{i}, weight: {w} }}\n", ["pa", "pb", "pc"][i]));
-    }
-    s.push_str("keys:\n  - { id: k, hash: \"{KEY_HASH}\" }\n");
-    s
 }

@@ -182,7 +182,7 @@ async fn a_reload_of_another_alias_keeps_the_smooth_sequence_and_the_open_circui
         assert_eq!(r.status(), 502);
     }
     let mut seen = sequence(&gw, 3).await;
-    gw.write_config(&reload_config(&a, &b, &bad, true));
+    gw.write_config(reload_config(&a, &b, &bad, true));
     wait_log(&gw, "config reloaded", 1).await;
     seen.extend(sequence(&gw, 5).await);
     assert_eq!(seen, expected, "the 3:1 sequence must go on across the reload");
@@ -225,7 +225,7 @@ async fn an_in_flight_request_finishes_on_the_runtime_it_started_with() {
     let first = r.chunk().await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).contains("one"));
     // Remove the alias the stream is on; the stream must still finish.
-    gw.write_config(&format!(
+    gw.write_config(format!(
         r#"providers:
   - {{ name: up, kind: openai, base_url: "{}", api_key: sk-provider-secret }}
 models:

@@ -34,6 +34,10 @@ pub struct AuditEntry {
     /// The config version this change produced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+    /// What happened, for an event the gateway raised itself (actor `gateway`, action
+    /// `alert.<kind>`: a budget crossing, a circuit opening, a failed reload...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     pub prev_hash: String,
 }
 
@@ -188,6 +192,7 @@ mod tests {
             target: Some("k".into()),
             diff: "+  - id: k\n".into(),
             version: Some(1),
+            detail: None,
             prev_hash: String::new(),
         }
     }

@@ -395,6 +395,7 @@ impl Admin {
             target: change.target.clone(),
             diff: unified_diff(&prev_stored, &stored, &a, &format!("v{}", meta.version)),
             version: Some(meta.version),
+            detail: None,
             prev_hash: String::new(),
         };
         if let Err(e) = state.audit.append(entry) {
@@ -406,6 +407,27 @@ impl Admin {
         }
         state.last_sealed = Some((new_sha, stored));
         Ok(meta.version)
+    }
+
+    /// Append an audit line for an event the gateway raised itself (actor `gateway`, action
+    /// `alert.<kind>`, `target` the budget scope, target or alias, `detail` what happened).
+    /// Serialised with mutations; fsyncs, so call it off the request path.
+    pub fn record_event(&self, kind: &str, target: &str, detail: &str) -> Result<(), AdminError> {
+        let mut state = self.state.lock();
+        let entry = AuditEntry {
+            time: format_time((self.clock)()),
+            actor: "gateway".into(),
+            action: format!("alert.{kind}"),
+            path: String::new(),
+            target: Some(target.to_string()),
+            diff: String::new(),
+            version: None,
+            detail: Some(detail.to_string()),
+            prev_hash: String::new(),
+        };
+        let audit_path = state.audit.path().to_path_buf();
+        state.audit.append(entry).map_err(|source| AdminError::Io { path: audit_path, source })?;
+        Ok(())
     }
 
     /// Record `text`, already the running config, as a version with an audit line (actor
@@ -449,6 +471,7 @@ impl Admin {
             target: None,
             diff: unified_diff(prev_text, &stored, &a, &format!("v{}", meta.version)),
             version: Some(meta.version),
+            detail: None,
             prev_hash: String::new(),
         };
         let audit_path = state.audit.path().to_path_buf();

@@ -146,8 +146,8 @@ async fn admit(
         match admission::admit(rt, principal, &inbound.model, shape, Some(&inbound.body), model_in_path) {
             Ok(a) => a,
             Err(e) => {
-                if let Ok(a) =
-                    admission::resolve_alias(rt, ctx.principal.as_ref().expect("set above"), &inbound.model)
+                if let Some(Ok(a)) =
+                    ctx.principal.as_ref().map(|p| admission::resolve_alias(rt, p, &inbound.model))
                 {
                     ctx.alias = Some(a);
                 }

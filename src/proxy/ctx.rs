@@ -21,6 +21,8 @@ pub struct RequestCtx {
     /// The caller, once authenticated (kept even when a later admission step refuses, so the
     /// refusal is accounted to it).
     pub principal: Option<Principal>,
+    /// The limit that refused the request, if one did (counted in `ratelimited_total`).
+    pub refused: Option<crate::telemetry::RateLimitKind>,
     pub admission: Option<Admission>,
     /// `x-ratelimit-*` headers of the scopes that admitted the request.
     pub rate_headers: Vec<(&'static str, String)>,

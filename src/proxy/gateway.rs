@@ -23,7 +23,7 @@ use crate::formats::Format;
 use crate::net::Resolver;
 use crate::providers::MediaOp;
 use crate::runtime::RuntimeStore;
-use crate::telemetry::{Metrics, RequestSample, TokenCounts};
+use crate::telemetry::{Events, Metrics, RequestSample, TokenCounts};
 
 /// Process-wide counters (exported by the admin listener's `/metrics`).
 #[derive(Default)]
@@ -40,6 +40,8 @@ pub struct Gateway {
     pub usage: UsageLog,
     pub counters: Arc<Counters>,
     pub metrics: Arc<Metrics>,
+    /// Where budget crossings go (log, metric, audit, webhook), off the request path.
+    pub events: Events,
 }
 
 impl Gateway {
@@ -48,6 +50,7 @@ impl Gateway {
         usage: UsageLog,
         counters: Arc<Counters>,
         metrics: Arc<Metrics>,
+        events: Events,
     ) -> Gateway {
         let opts = pingora::connectors::ConnectorOptions::new(1024);
         Gateway {
@@ -57,6 +60,7 @@ impl Gateway {
             usage,
             counters,
             metrics,
+            events,
         }
     }
 }
@@ -175,6 +179,9 @@ impl ProxyHttp for Gateway {
         if ctx.status >= 500 || e.is_some() {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
         }
+        if let Some(kind) = ctx.refused {
+            self.metrics.ratelimited(kind);
+        }
         self.account(ctx, e);
     }
 }
@@ -195,8 +202,8 @@ impl Gateway {
         if let Some(res) = ctx.admission.take().and_then(|a| a.reservation) {
             let tokens = ctx.usage.input_tokens + ctx.usage.output_tokens;
             let settled = res.settle(tokens, micros, admission::mono_ns(Instant::now()), SystemTime::now());
-            for a in settled.alerts {
-                tracing::warn!(scope = %a.scope, spent_micros = a.spent_micros, limit_micros = a.limit_micros, "budget alert: {:?}", a.kind);
+            if !settled.alerts.is_empty() {
+                self.events.budget(settled.alerts);
             }
         }
         let total = ctx.started.map(|t| t.elapsed()).unwrap_or_default();

@@ -9,6 +9,7 @@ use pingora::proxy::Session;
 use super::ctx::RequestCtx;
 use crate::error::{rescue, GatewayError};
 use crate::formats::{self, Format};
+use crate::telemetry::RateLimitKind;
 
 /// Write a complete JSON answer.
 pub async fn json(
@@ -38,6 +39,15 @@ pub async fn error(
     format: Format,
     e: GatewayError,
 ) -> pingora::Result<()> {
+    ctx.refused = match &e {
+        GatewayError::RateLimited { dimension: "tpm", .. } | GatewayError::TokensExceedLimit { .. } => {
+            Some(RateLimitKind::Tpm)
+        }
+        GatewayError::RateLimited { .. } => Some(RateLimitKind::Rpm),
+        GatewayError::BudgetExceeded { .. } => Some(RateLimitKind::Budget),
+        GatewayError::TooManyInFlight { .. } => Some(RateLimitKind::Parallel),
+        _ => None,
+    };
     let r = rescue(&e);
     let body = formats::encode_error(format, r.kind, &r.message);
     ctx.error = Some(r.message);

@@ -44,6 +44,10 @@ pub struct CircuitBreaker {
     failures: AtomicU32,
     threshold: AtomicU32,
     cooldown_ns: AtomicU64,
+    /// Times the circuit opened (closed → open, or a failed half-open probe) and closed
+    /// again, since the target was first seen: watchers compare them to see every change.
+    opened: AtomicU64,
+    closed: AtomicU64,
 }
 
 const CLOSED: u64 = 0;
@@ -68,6 +72,8 @@ impl CircuitBreaker {
             failures: AtomicU32::new(0),
             threshold: AtomicU32::new(1),
             cooldown_ns: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
         };
         cb.set_config(config);
         cb
@@ -94,6 +100,12 @@ impl CircuitBreaker {
             OPEN => CircuitState::Open,
             _ => CircuitState::HalfOpen,
         }
+    }
+
+    /// How many times the circuit has opened and closed again (monotonic; watchers compare
+    /// two readings to see each transition, even ones between their looks).
+    pub fn transitions(&self) -> (u64, u64) {
+        (self.opened.load(Ordering::Relaxed), self.closed.load(Ordering::Relaxed))
     }
 
     /// Consecutive failures counted while closed.
@@ -130,8 +142,10 @@ impl CircuitBreaker {
     pub fn record_success(&self) {
         self.failures.store(0, Ordering::Relaxed);
         let word = self.state.load(Ordering::Acquire);
-        if unpack(word).0 == HALF_OPEN {
-            let _ = self.state.compare_exchange(word, pack(CLOSED, 0), Ordering::AcqRel, Ordering::Acquire);
+        if unpack(word).0 == HALF_OPEN
+            && self.state.compare_exchange(word, pack(CLOSED, 0), Ordering::AcqRel, Ordering::Acquire).is_ok()
+        {
+            self.closed.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -143,12 +157,16 @@ impl CircuitBreaker {
         match unpack(word).0 {
             CLOSED => {
                 let n = self.failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-                if n >= self.threshold.load(Ordering::Relaxed) {
-                    let _ = self.state.compare_exchange(word, opened, Ordering::AcqRel, Ordering::Acquire);
+                if n >= self.threshold.load(Ordering::Relaxed)
+                    && self.state.compare_exchange(word, opened, Ordering::AcqRel, Ordering::Acquire).is_ok()
+                {
+                    self.opened.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            HALF_OPEN => {
-                let _ = self.state.compare_exchange(word, opened, Ordering::AcqRel, Ordering::Acquire);
+            HALF_OPEN
+                if self.state.compare_exchange(word, opened, Ordering::AcqRel, Ordering::Acquire).is_ok() =>
+            {
+                self.opened.fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }

@@ -133,3 +133,22 @@ fn a_reload_changes_threshold_and_cooldown_but_keeps_the_state() {
     assert!(cb.try_acquire(t0 + secs(5)));
     assert_eq!(cb.config().failure_threshold, 10);
 }
+
+#[test]
+fn every_opening_and_closing_is_counted_even_a_failed_probe() {
+    let (cb, t0) = breaker();
+    assert_eq!(cb.transitions(), (0, 0));
+    for _ in 0..3 {
+        cb.record_failure(t0);
+    }
+    cb.record_failure(t0); // already open: no second opening
+    assert_eq!(cb.transitions(), (1, 0));
+    assert!(cb.try_acquire(t0 + secs(31)));
+    cb.record_failure(t0 + secs(31)); // the probe failed: opens again
+    assert_eq!(cb.transitions(), (2, 0));
+    assert!(cb.try_acquire(t0 + secs(62)));
+    cb.record_success();
+    cb.record_success(); // already closed: no second closing
+    assert_eq!(cb.transitions(), (2, 1));
+    assert_eq!(cb.state(), CircuitState::Closed);
+}

@@ -176,6 +176,11 @@ impl TargetState {
         self.provider.is_healthy() && self.circuit.try_acquire(now)
     }
 
+    /// Whether the target's provider passes its active health checks (or has none).
+    pub fn provider_healthy(&self) -> bool {
+        self.provider.is_healthy()
+    }
+
     /// The upstream answered with a success (status < 400). `latency`: time to the response
     /// header.
     pub fn on_success(&self, latency: Duration) {

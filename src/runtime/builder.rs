@@ -107,7 +107,6 @@ pub fn unenforced_fields(c: &Config) -> Vec<String> {
     for (name, set) in [
         ("redis", c.redis.is_some()),
         ("cors", c.cors.is_some()),
-        ("alerts", c.alerts.is_some()),
         ("otel", c.otel.is_some()),
         ("jobs", c.jobs.is_some()),
         ("log.bodies", c.log.bodies),

@@ -2,6 +2,7 @@
 //! admin listener and the background services, from an opened config store.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
@@ -14,9 +15,11 @@ use crate::admin::{Admin, AdminService, Source};
 use crate::proxy::{Counters, Gateway};
 use crate::routing::HealthChecker;
 use crate::runtime::{Reloader, RuntimeStore, Trigger};
-use crate::telemetry::{KnownNames, Metrics};
+use crate::telemetry::alerts::AlertOptions;
+use crate::telemetry::{AlertEvent, AlertKind, Alerts, Events, KnownNames, Metrics};
 
 mod admin_host;
+mod events;
 mod health_sync;
 
 /// Build and run the server; returns only on a startup error.
@@ -53,9 +56,35 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
     let counters = Arc::new(Counters::default());
     let (usage, writer) = UsageLog::new(store.state_dir_watch());
     let metrics = Arc::new(Metrics::new(&KnownNames::from_config(cfg)));
-
-    let gateway = Gateway::new(store.clone(), usage, counters.clone(), metrics.clone());
     let targets = store.registries().targets.clone();
+
+    // The admin API; file and SIGHUP reloads go through it so they are versioned, audited and
+    // serialised with API mutations.
+    let admin = match &cfg.admin {
+        Some(_) => {
+            let host = Arc::new(admin_host::Host { store: store.clone() });
+            let usage_index = crate::admin::usage_index::UsageIndex::open(&rt.snap.state_dir)
+                .map_err(|e| tracing::warn!("usage API unavailable: {e}"))
+                .ok();
+            let views = Arc::new(admin_host::Views {
+                store: store.clone(),
+                targets: targets.clone(),
+                usage: usage_index,
+                metrics: metrics.clone(),
+            });
+            Some(Admin::new(host, views).map_err(|e| format!("admin: {e}"))?)
+        }
+        None => None,
+    };
+
+    // Operational events: raised by the account step, the reloader and the watcher; logged,
+    // counted, audited and posted to the webhook by one background task.
+    let (alerts, alert_worker) =
+        Alerts::new(cfg.alerts.as_ref(), AlertOptions::default()).map_err(|e| format!("alerts: {e}"))?;
+    let (events, event_rx) = Events::new();
+    let watch = events::Watch::new(event_rx, store.clone(), metrics.clone(), alerts, admin.clone());
+
+    let gateway = Gateway::new(store.clone(), usage, counters.clone(), metrics.clone(), events.clone());
     let health = background_service("health checks", HealthChecker::new(targets.clone(), Vec::new()));
     let sync = health_sync::HealthSync {
         store: store.clone(),
@@ -78,53 +107,51 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
     }
     server.add_service(proxy);
 
-    // The admin API; file and SIGHUP reloads go through it so they are versioned, audited and
-    // serialised with API mutations.
-    let mut reload: Arc<dyn Fn(Trigger) + Send + Sync> = {
-        let (store, metrics) = (store.clone(), metrics.clone());
-        Arc::new(move |t| match store.reload(t) {
-            Ok(crate::runtime::Reload::Applied) => {
-                metrics.config_reloaded(true);
-                metrics.set_known(&KnownNames::from_config(&store.load().snap.config));
-            }
-            Ok(crate::runtime::Reload::Unchanged) => {}
-            Err(_) => metrics.config_reloaded(false),
-        })
+    let config_path = store.path().display().to_string();
+    let failed = {
+        let (metrics, events) = (metrics.clone(), events.clone());
+        move |why: String| {
+            metrics.config_reloaded(false);
+            tracing::error!("config reload refused, still serving the previous config: {why}");
+            events.raise(AlertEvent::new(
+                AlertKind::ReloadFailed,
+                config_path.clone(),
+                why,
+                SystemTime::now(),
+            ));
+        }
     };
-    if let Some(admin_cfg) = &cfg.admin {
-        let host = Arc::new(admin_host::Host { store: store.clone() });
-        let usage_index = crate::admin::usage_index::UsageIndex::open(&rt.snap.state_dir)
-            .map_err(|e| tracing::warn!("usage API unavailable: {e}"))
-            .ok();
-        let views = Arc::new(admin_host::Views {
-            store: store.clone(),
-            targets: targets.clone(),
-            usage: usage_index,
-            metrics: metrics.clone(),
-        });
-        let admin = Admin::new(host, views).map_err(|e| format!("admin: {e}"))?;
-        let (a, store, metrics) = (admin.clone(), store.clone(), metrics.clone());
-        reload = Arc::new(move |t| {
-            let source = if t == Trigger::Signal { Source::Sighup } else { Source::File };
-            match a.reload_from_file(source, "file") {
-                Ok(crate::admin::Reloaded::Applied { .. }) => {
-                    metrics.config_reloaded(true);
-                    metrics.set_known(&KnownNames::from_config(&store.load().snap.config));
+    let reload: Arc<dyn Fn(Trigger) + Send + Sync> = match &admin {
+        None => {
+            let (store, metrics) = (store.clone(), metrics.clone());
+            Arc::new(move |t| match store.reload(t) {
+                Ok(crate::runtime::Reload::Applied) => metrics.config_reloaded(true),
+                Ok(crate::runtime::Reload::Unchanged) => {}
+                Err(e) => failed(e.to_string()),
+            })
+        }
+        Some(a) => {
+            let (a, metrics) = (a.clone(), metrics.clone());
+            Arc::new(move |t| {
+                let source = if t == Trigger::Signal { Source::Sighup } else { Source::File };
+                match a.reload_from_file(source, "file") {
+                    Ok(crate::admin::Reloaded::Applied { .. }) => metrics.config_reloaded(true),
+                    Ok(_) => {}
+                    Err(e) => failed(e.to_string()),
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    metrics.config_reloaded(false);
-                    tracing::error!("config reload refused, still serving the previous config: {e}");
-                }
-            }
-        });
-        let mut svc = Service::new("llm-gateway admin".to_string(), AdminService::new(admin));
+            })
+        }
+    };
+    if let (Some(admin), Some(admin_cfg)) = (&admin, &cfg.admin) {
+        let mut svc = Service::new("llm-gateway admin".to_string(), AdminService::new(admin.clone()));
         svc.add_tcp(&admin_cfg.listen);
         server.add_service(svc);
     }
     let _ = counters;
     server.add_service(background_service("config reloader", Reloader { store: store.clone(), reload }));
     server.add_service(background_service("usage log", writer));
+    server.add_service(background_service("alert webhook", alert_worker));
+    server.add_service(background_service("events", watch));
     server.add_service(health);
     server.add_service(background_service("health check sync", sync));
     tracing::info!(

@@ -118,6 +118,18 @@ const DRAIN_BUDGET: Duration = Duration::from_secs(2);
 // === impl AlertKind ===
 
 impl AlertKind {
+    /// The snake_case name (the webhook's `kind`, the metric label, the audit action suffix).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::BudgetAlert => "budget_alert",
+            AlertKind::BudgetExhausted => "budget_exhausted",
+            AlertKind::CircuitOpen => "circuit_open",
+            AlertKind::CircuitClose => "circuit_close",
+            AlertKind::AliasDown => "alias_down",
+            AlertKind::ReloadFailed => "reload_failed",
+        }
+    }
+
     fn title(self) -> &'static str {
         match self {
             AlertKind::BudgetAlert => "budget alert",

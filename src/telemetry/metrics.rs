@@ -132,9 +132,14 @@ pub struct Metrics {
     tokens: [Counter; 4],
     ratelimited: [Counter; 4],
     reloads: [Counter; 2],
+    alerts: [Counter; ALERT_KINDS.len()],
     active: Gauge,
     backend_errors: Counter,
 }
+
+/// The `kind` label values of `alerts_total`, in `AlertKind` order.
+const ALERT_KINDS: [&str; 6] =
+    ["budget_alert", "budget_exhausted", "circuit_open", "circuit_close", "alias_down", "reload_failed"];
 
 /// Decrements `active_requests` when dropped (hold it in the request context).
 #[derive(Debug)]
@@ -226,12 +231,14 @@ impl Metrics {
         let tokens_family = Family::<Labels<1>, Counter>::default();
         let ratelimited_family = Family::<Labels<1>, Counter>::default();
         let reloads_family = Family::<Labels<1>, Counter>::default();
+        let alerts_family = Family::<Labels<1>, Counter>::default();
         let one = |fam: &Family<Labels<1>, Counter>, name: &'static str, value: &str| {
             fam.get_or_create_owned(&Labels([(name, Arc::from(value))]))
         };
         let tokens = ["input", "output", "cached", "reasoning"].map(|d| one(&tokens_family, "direction", d));
         let ratelimited = ["rpm", "tpm", "parallel", "budget"].map(|k| one(&ratelimited_family, "kind", k));
         let reloads = ["ok", "error"].map(|r| one(&reloads_family, "result", r));
+        let alerts = ALERT_KINDS.map(|k| one(&alerts_family, "kind", k));
         let active = Gauge::default();
         let backend_errors = Counter::default();
 
@@ -256,13 +263,29 @@ impl Metrics {
         registry.register("active_requests", "Requests in flight", active.clone());
         registry.register("config_reloads", "Config reloads, by result", reloads_family);
         registry.register(
+            "alerts",
+            "Operational events raised (budget alert or exhausted, circuit open or closed, alias down, reload failed)",
+            alerts_family,
+        );
+        registry.register(
             "limits_backend_errors",
             "Limits backend (Redis) calls that failed or timed out",
             backend_errors.clone(),
         );
 
         let resolved = ArcSwap::from_pointee(Resolved::new(known));
-        Metrics { registry, f, resolved, overhead, tokens, ratelimited, reloads, active, backend_errors }
+        Metrics {
+            registry,
+            f,
+            resolved,
+            overhead,
+            tokens,
+            ratelimited,
+            reloads,
+            alerts,
+            active,
+            backend_errors,
+        }
     }
 
     /// Replaces the known names (call on every config reload). Series recorded so far keep
@@ -401,6 +424,19 @@ impl Metrics {
     /// Counts a config reload attempt (`result` ok or error).
     pub fn config_reloaded(&self, ok: bool) {
         self.reloads[usize::from(!ok)].inc();
+    }
+
+    /// Counts an operational event (`alerts_total{kind}`).
+    pub fn alert_raised(&self, kind: super::AlertKind) {
+        let i = match kind {
+            super::AlertKind::BudgetAlert => 0,
+            super::AlertKind::BudgetExhausted => 1,
+            super::AlertKind::CircuitOpen => 2,
+            super::AlertKind::CircuitClose => 3,
+            super::AlertKind::AliasDown => 4,
+            super::AlertKind::ReloadFailed => 5,
+        };
+        self.alerts[i].inc();
     }
 
     /// Counts a failed or timed-out call to the limits backend.

@@ -11,11 +11,13 @@ mod instruments;
 
 pub mod access_log;
 pub mod alerts;
+pub mod events;
 pub mod metrics;
 pub mod redact;
 
 pub use self::access_log::{init_logging, AccessLine, LogHandle};
 pub use self::alerts::{AlertEvent, AlertKind, Alerts};
+pub use self::events::Events;
 pub use self::metrics::{
     ActiveRequest, BudgetScope, KnownNames, Metrics, RateLimitKind, RequestSample, TokenCounts,
 };

@@ -288,11 +288,20 @@ impl Gateway {
         panic!("the gateway did not start in three tries");
     }
 
+    /// `body` with `listen`, `state_dir` and (unless `body` has its own `admin:`, whose listen
+    /// address may be written `{ADMIN_LISTEN}`) an `admin:` entry with `ADMIN_TOKEN`.
     pub fn config_text(port: u16, admin_port: u16, state: &std::path::Path, body: &str) -> String {
+        let admin_listen = format!("127.0.0.1:{admin_port}");
+        let admin = if body.starts_with("admin:") || body.contains("\nadmin:") {
+            String::new()
+        } else {
+            format!("admin: {{ listen: \"{admin_listen}\", token: {ADMIN_TOKEN} }}\n")
+        };
         format!(
-            "listen: \"127.0.0.1:{port}\"\nadmin: {{ listen: \"127.0.0.1:{admin_port}\", token: {ADMIN_TOKEN} }}\nstate_dir: {}\n{}",
+            "listen: \"127.0.0.1:{port}\"\n{admin}state_dir: {}\n{}",
             state.display(),
             body.replace("{KEY_HASH}", &llm_gateway::auth::stored_form(KEY))
+                .replace("{ADMIN_LISTEN}", &admin_listen)
         )
     }
 

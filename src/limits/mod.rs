@@ -16,6 +16,7 @@ mod budget;
 mod gcra;
 mod period;
 mod registry;
+pub mod shared;
 pub mod tokens;
 
 use std::fmt;

@@ -509,13 +509,13 @@ impl Drop for Reservation {
 // === impl RateHeaders ===
 
 impl RateHeaders {
-    fn tighten_requests(&mut self, l: Level) {
+    pub(crate) fn tighten_requests(&mut self, l: Level) {
         if self.requests.is_none_or(|r| l.remaining < r.remaining) {
             self.requests = Some(l);
         }
     }
 
-    fn tighten_tokens(&mut self, l: Level) {
+    pub(crate) fn tighten_tokens(&mut self, l: Level) {
         if self.tokens.is_none_or(|r| l.remaining < r.remaining) {
             self.tokens = Some(l);
         }

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use crate::accounting::{estimate_micros, resolve_price, MediaUnits};
 use crate::auth;
 use crate::config::Key;
+use crate::config::RedisOnError;
 use crate::error::GatewayError;
 use crate::formats::Format;
-use crate::limits::{tokens, Demand, Dimension, Refusal, Reservation, ScopeId, ScopeRules};
+use crate::limits::{tokens, Demand, Dimension, Hold, LimitsRegistry, Refusal, ScopeId, ScopeRules};
 use crate::runtime::Runtime;
 
 /// Who is calling: the identity every later step (limits, accounting) reads.
@@ -36,9 +37,9 @@ pub struct Admission {
     pub principal: Principal,
     /// The alias index (`None` for endpoints without a model, such as `/v1/models`).
     pub alias: Option<usize>,
-    /// What the limits reserved for it (RPM, TPM, in-flight slot, budget), settled exactly once
-    /// by the account step.
-    pub reservation: Option<Reservation>,
+    /// What the limits reserved for it (RPM, TPM, in-flight slot, budget; in memory or in
+    /// Redis), settled exactly once by the account step.
+    pub reservation: Option<Hold>,
 }
 
 // === impl Principal ===
@@ -97,8 +98,9 @@ fn key_of_jwt(rt: &Runtime, id: auth::JwtIdentity) -> Key {
     }
 }
 
-/// Steps 2-4: the alias `model` names, the principal's allow-list, and the body's shape.
-pub fn admit(
+/// Steps 2-5: the alias `model` names, the principal's allow-list, the body's shape, and the
+/// limits (one Redis round trip when `redis:` is set, bounded by its `timeout_ms`).
+pub async fn admit(
     rt: &Runtime,
     principal: Principal,
     model: &str,
@@ -110,7 +112,7 @@ pub fn admit(
     if let Some(b) = body {
         validate(shape, b, model_in_path)?;
     }
-    let reservation = reserve(rt, &principal, alias, shape, body)?;
+    let reservation = reserve(rt, &principal, alias, shape, body).await?;
     Ok(Admission { principal, alias: Some(alias), reservation })
 }
 
@@ -148,14 +150,15 @@ pub fn scopes<'a>(
 }
 
 /// Step 5: reserve RPM, TPM (counted input + output cap), an in-flight slot and the estimated
-/// cost in every scope of the principal, all or none. `None` when no scope has a limit.
-fn reserve(
+/// cost in every scope of the principal, all or none. `None` when no scope has a limit (or
+/// Redis cannot answer and `on_error` is `open`).
+async fn reserve(
     rt: &Runtime,
     principal: &Principal,
     alias: usize,
     shape: Shape,
     body: Option<&[u8]>,
-) -> Result<Option<Reservation>, GatewayError> {
+) -> Result<Option<Hold>, GatewayError> {
     let k = &principal.key;
     let key_rules = ScopeRules {
         rpm: k.rpm,
@@ -194,7 +197,32 @@ fn reserve(
         0
     };
     let demand = Demand { tokens: input + cap, cost_micros };
-    rt.limits.admit(&scopes, demand, mono_ns(Instant::now()), SystemTime::now()).map(Some).map_err(refused)
+    if let Some(shared) = &rt.shared {
+        if let Some(r) = LimitsRegistry::too_large(&scopes, demand) {
+            return Err(refused(r));
+        }
+        match shared.limits.admit(&scopes, demand, SystemTime::now()).await {
+            Ok(Ok(r)) => return Ok(Some(Hold::Shared(r))),
+            Ok(Err(r)) => return Err(refused(r)),
+            Err(e) => match shared.on_error {
+                RedisOnError::Open => {
+                    tracing::debug!("{e}; admitted without limits (on_error: open)");
+                    return Ok(None);
+                }
+                RedisOnError::Closed => {
+                    return Err(GatewayError::LimitsUnavailable {
+                        retry_after: crate::limits::shared::BREAKER_OPEN,
+                    })
+                }
+                // This instance's own counters until Redis is back.
+                RedisOnError::Local => {}
+            },
+        }
+    }
+    rt.limits
+        .admit(&scopes, demand, mono_ns(Instant::now()), SystemTime::now())
+        .map(|r| Some(Hold::Local(r)))
+        .map_err(refused)
 }
 
 /// A refusal of the limits as the gateway's error.

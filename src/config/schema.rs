@@ -413,6 +413,14 @@ pub struct RedisConfig {
     /// Longest a request waits on Redis, milliseconds (default 50).
     #[serde(default = "default_redis_timeout")]
     pub timeout_ms: u64,
+    /// Lease of an in-flight slot, seconds (default 600): the slot of an instance that died
+    /// mid-request is freed when it ends. Set it above your longest request.
+    #[serde(default = "default_slot_lease")]
+    pub slot_lease_s: u64,
+}
+
+fn default_slot_lease() -> u64 {
+    600
 }
 
 fn default_redis_timeout() -> u64 {

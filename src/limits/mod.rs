@@ -78,6 +78,32 @@ pub struct BudgetRule {
     pub alert_at: Option<f64>,
 }
 
+/// What admission holds for a request until the account step settles it: a reservation in
+/// this instance's memory, or one in Redis shared by every instance.
+#[derive(Debug)]
+pub enum Hold {
+    Local(Reservation),
+    Shared(shared::SharedReservation),
+}
+
+impl Hold {
+    /// Rate-limit header values computed at admission.
+    pub fn headers(&self) -> &RateHeaders {
+        match self {
+            Hold::Local(r) => r.headers(),
+            Hold::Shared(r) => r.headers(),
+        }
+    }
+
+    /// Tokens reserved (the TPM demand), 0 when no scope limits tokens.
+    pub fn reserved_tokens(&self) -> u64 {
+        match self {
+            Hold::Local(r) => r.reserved_tokens(),
+            Hold::Shared(r) => r.reserved_tokens(),
+        }
+    }
+}
+
 /// What one request asks for at admission.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Demand {

@@ -187,6 +187,12 @@ impl LimitsRegistry {
         Ok(Reservation { held, headers })
     }
 
+    /// The first scope whose limit the demand exceeds by itself (it can never be admitted,
+    /// whatever the backend's state).
+    pub fn too_large(scopes: &[(ScopeId, &ScopeRules)], demand: Demand) -> Option<Refusal> {
+        scopes.iter().find_map(|(id, rules)| too_large(id, rules, demand))
+    }
+
     /// Rate-limit header values for these scopes now, without charging anything (for
     /// answers that did not go through [`admit`](Self::admit)).
     pub fn rate_headers(&self, scopes: &[(ScopeId, &ScopeRules)], mono_now_ns: u64) -> RateHeaders {

@@ -35,7 +35,10 @@ pub const DEFAULT_SLOT_LEASE: Duration = Duration::from_secs(600);
 
 /// The Redis backend. Cheap to share (`Arc`); the connection reconnects by itself.
 pub struct SharedLimits {
-    conn: ConnectionManager,
+    client: redis::Client,
+    config: redis::aio::ConnectionManagerConfig,
+    /// Made on the first call (it needs the async runtime, which config loading has not).
+    conn: std::sync::OnceLock<ConnectionManager>,
     script: Script,
     timeout: Duration,
     slot_lease: Duration,
@@ -44,6 +47,8 @@ pub struct SharedLimits {
     origin: Instant,
     /// Calls that failed or timed out, since start.
     errors: AtomicU64,
+    /// Whether the last call got an answer.
+    answering: std::sync::atomic::AtomicBool,
     /// Script calls made, since start (for the round-trip figures).
     calls: AtomicU64,
     /// The URL without credentials, for logs and `/admin/health`.
@@ -81,6 +86,7 @@ pub struct SharedReservation {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SharedHealth {
     pub url: String,
+    /// The last call got an answer and the breaker is closed.
     pub available: bool,
     pub errors: u64,
     pub calls: u64,
@@ -116,15 +122,17 @@ impl SharedLimits {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
-        let conn = client.get_connection_manager_lazy(config).map_err(bad)?;
         Ok(Arc::new(SharedLimits {
-            conn,
+            client,
+            config,
+            conn: std::sync::OnceLock::new(),
             script: Script::new(include_str!("shared.lua")),
             timeout,
             slot_lease,
             open_until: AtomicU64::new(0),
             origin: Instant::now(),
             errors: AtomicU64::new(0),
+            answering: std::sync::atomic::AtomicBool::new(true),
             calls: AtomicU64::new(0),
             shown,
         }))
@@ -252,7 +260,7 @@ impl SharedLimits {
     pub fn health(&self) -> SharedHealth {
         SharedHealth {
             url: self.shown.clone(),
-            available: !self.breaker_open(),
+            available: self.answering.load(Ordering::Relaxed) && !self.breaker_open(),
             errors: self.errors.load(Ordering::Relaxed),
             calls: self.calls.load(Ordering::Relaxed),
         }
@@ -287,11 +295,21 @@ impl SharedLimits {
             }
         }
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let result = match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
+        let conn = match self.conn.get() {
+            Some(c) => c.clone(),
+            None => {
+                let made = self.client.get_connection_manager_lazy(self.config.clone());
+                let made = made
+                    .map_err(|e| SharedError::Failed { shown: self.shown.clone(), reason: e.to_string() })?;
+                self.conn.get_or_init(|| made).clone()
+            }
+        };
+        let result = match tokio::time::timeout(self.timeout, f(conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(SharedError::Failed { shown: self.shown.clone(), reason: e.to_string() }),
             Err(_) => Err(SharedError::Timeout { shown: self.shown.clone(), timeout: self.timeout }),
         };
+        self.answering.store(result.is_ok(), Ordering::Relaxed);
         match &result {
             Ok(_) => self.open_until.store(0, Ordering::Release),
             Err(e) => {

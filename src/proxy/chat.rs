@@ -142,18 +142,26 @@ async fn admit(
     }
     ctx.stream = inbound.stream;
     let shape = media.map(Shape::Media).unwrap_or(Shape::Chat(format));
-    let admitted =
-        match admission::admit(rt, principal, &inbound.model, shape, Some(&inbound.body), model_in_path) {
-            Ok(a) => a,
-            Err(e) => {
-                if let Some(Ok(a)) =
-                    ctx.principal.as_ref().map(|p| admission::resolve_alias(rt, p, &inbound.model))
-                {
-                    ctx.alias = Some(a);
-                }
-                return Ok(Err(e));
+    let admitted = match admission::admit(
+        rt,
+        principal,
+        &inbound.model,
+        shape,
+        Some(&inbound.body),
+        model_in_path,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            if let Some(Ok(a)) =
+                ctx.principal.as_ref().map(|p| admission::resolve_alias(rt, p, &inbound.model))
+            {
+                ctx.alias = Some(a);
             }
-        };
+            return Ok(Err(e));
+        }
+    };
     ctx.alias = admitted.alias;
     ctx.rate_headers = admitted.reservation.as_ref().map(|r| r.headers().pairs()).unwrap_or_default();
     ctx.admission = Some(admitted);

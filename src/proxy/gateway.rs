@@ -20,6 +20,7 @@ use crate::accounting::{UsageLog, UsageRecord};
 use crate::admission::{self, Shape};
 use crate::error::GatewayError;
 use crate::formats::Format;
+use crate::limits::Hold;
 use crate::net::Resolver;
 use crate::providers::MediaOp;
 use crate::runtime::RuntimeStore;
@@ -199,11 +200,26 @@ impl Gateway {
             .map(|p| crate::accounting::cost_micros(&p, &ctx.usage, crate::accounting::MediaUnits::default()))
             .unwrap_or(0);
         let cost = crate::accounting::usd(micros);
-        if let Some(res) = ctx.admission.take().and_then(|a| a.reservation) {
+        if let Some(hold) = ctx.admission.take().and_then(|a| a.reservation) {
             let tokens = ctx.usage.input_tokens + ctx.usage.output_tokens;
-            let settled = res.settle(tokens, micros, admission::mono_ns(Instant::now()), SystemTime::now());
-            if !settled.alerts.is_empty() {
-                self.events.budget(settled.alerts);
+            match hold {
+                Hold::Local(res) => {
+                    let settled =
+                        res.settle(tokens, micros, admission::mono_ns(Instant::now()), SystemTime::now());
+                    if !settled.alerts.is_empty() {
+                        self.events.budget(settled.alerts);
+                    }
+                }
+                // One Redis round trip, off the request's path (the answer is already sent).
+                Hold::Shared(res) => {
+                    let events = self.events.clone();
+                    tokio::spawn(async move {
+                        let settled = res.settle(tokens, micros).await;
+                        if !settled.alerts.is_empty() {
+                            events.budget(settled.alerts);
+                        }
+                    });
+                }
             }
         }
         let total = ctx.started.map(|t| t.elapsed()).unwrap_or_default();
@@ -284,7 +300,8 @@ async fn count_tokens(
         Ok(p) => p.model.unwrap_or_default(),
         Err(e) => return Ok(Err(GatewayError::InvalidRequest(e.to_string()))),
     };
-    let admitted = match admission::admit(rt, principal, &model, Shape::CountTokens, Some(&body), false) {
+    let admitted = match admission::admit(rt, principal, &model, Shape::CountTokens, Some(&body), false).await
+    {
         Ok(a) => a,
         Err(e) => return Ok(Err(e)),
     };

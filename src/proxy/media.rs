@@ -85,7 +85,7 @@ async fn admit(
         return Ok(Err(GatewayError::MissingField { field: "model" }));
     };
     let model = String::from_utf8_lossy(&prefix[vs..ve]).trim().to_string();
-    match admission::admit(&rt, principal, &model, Shape::Media(OP), None, false) {
+    match admission::admit(&rt, principal, &model, Shape::Media(OP), None, false).await {
         Ok(a) => {
             ctx.alias = a.alias;
             ctx.admission = Some(a);

@@ -5,15 +5,20 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::Runtime;
 use crate::config::{Config, Snapshot};
+use crate::limits::shared::SharedLimits;
 use crate::routing::{AliasRouter, CircuitConfig, TargetKey, Targets};
 
 /// State that outlives reloads.
 pub struct Registries {
     pub targets: Arc<Targets>,
     pub limits: Arc<crate::limits::LimitsRegistry>,
+    /// The Redis backend and the settings it was made with (kept while they do not change, so
+    /// a reload does not reconnect).
+    shared: parking_lot::Mutex<Option<(String, Arc<SharedLimits>)>>,
 }
 
 /// What identifies an alias's router: its targets (provider, model) and weights, in order.
@@ -23,7 +28,11 @@ type RouterSig = Vec<(TargetKey, u32)>;
 
 impl Default for Registries {
     fn default() -> Self {
-        Registries { targets: Targets::new(), limits: Arc::new(crate::limits::LimitsRegistry::new()) }
+        Registries {
+            targets: Targets::new(),
+            limits: Arc::new(crate::limits::LimitsRegistry::new()),
+            shared: parking_lot::Mutex::new(None),
+        }
     }
 }
 
@@ -71,7 +80,66 @@ impl Registries {
             .iter()
             .map(|p| (p.name.clone(), crate::limits::ScopeRules::from_project(p)))
             .collect();
-        Runtime { snap, routers, generation, warnings, jwt, project_rules, limits: self.limits.clone() }
+        let shared = self.shared(&snap.config);
+        Runtime {
+            snap,
+            routers,
+            generation,
+            warnings,
+            jwt,
+            project_rules,
+            limits: self.limits.clone(),
+            shared,
+        }
+    }
+
+    /// The Redis backend for `redis:` (the previous one when its settings did not change).
+    /// A URL Redis cannot use is logged and limits stay in memory.
+    fn shared(&self, c: &Config) -> Option<super::Shared> {
+        let r = c.redis.as_ref()?;
+        let master = c
+            .master_key
+            .as_ref()
+            .and_then(|m| m.resolve(None).ok())
+            .and_then(|v| crate::config::MasterKey::from_base64(v.expose()).ok());
+        let password = match r.password.as_ref().map(|p| p.resolve(master.as_ref())).transpose() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("redis.password: {e}; limits stay in this instance's memory");
+                return None;
+            }
+        };
+        let password = password.as_ref().map(|p| p.expose().to_string());
+        let sig = format!(
+            "{}|{}|{}|{}",
+            r.url,
+            password.as_deref().map(crate::auth::stored_form).unwrap_or_default(),
+            r.timeout_ms,
+            r.slot_lease_s
+        );
+        let mut slot = self.shared.lock();
+        let limits = match slot.as_ref() {
+            Some((s, l)) if *s == sig => l.clone(),
+            _ => {
+                let made = SharedLimits::new(
+                    &r.url,
+                    password.as_deref(),
+                    Duration::from_millis(r.timeout_ms.max(1)),
+                    Duration::from_secs(r.slot_lease_s.max(1)),
+                );
+                match made {
+                    Ok(l) => {
+                        *slot = Some((sig, l.clone()));
+                        l
+                    }
+                    Err(e) => {
+                        tracing::error!("{e}; limits stay in this instance's memory");
+                        return None;
+                    }
+                }
+            }
+        };
+        Some(super::Shared { limits, on_error: r.on_error })
     }
 }
 
@@ -105,7 +173,6 @@ pub fn unenforced_fields(c: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let mut note = |path: String| out.push(format!("{path} is not enforced yet"));
     for (name, set) in [
-        ("redis", c.redis.is_some()),
         ("cors", c.cors.is_some()),
         ("otel", c.otel.is_some()),
         ("jobs", c.jobs.is_some()),

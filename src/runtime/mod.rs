@@ -34,6 +34,15 @@ pub struct Runtime {
     pub project_rules: std::collections::HashMap<String, crate::limits::ScopeRules>,
     /// Counters of every key and project (outlive reloads: shared with the registries).
     pub limits: Arc<crate::limits::LimitsRegistry>,
+    /// `redis:`: limits shared by every instance, and what to do when Redis cannot answer.
+    pub shared: Option<Shared>,
+}
+
+/// The Redis backend of a runtime (kept across reloads while `redis:` is unchanged).
+#[derive(Clone, Debug)]
+pub struct Shared {
+    pub limits: Arc<crate::limits::shared::SharedLimits>,
+    pub on_error: crate::config::RedisOnError,
 }
 
 // === impl Runtime ===

@@ -49,7 +49,14 @@ pub struct Views {
 
 impl LiveViews for Views {
     fn health(&self) -> serde_json::Value {
-        serde_json::json!({ "targets": self.targets.snapshot() })
+        let rt = self.store.load();
+        let backend = match &rt.shared {
+            Some(s) => {
+                serde_json::json!({ "kind": "redis", "on_error": s.on_error, "redis": s.limits.health() })
+            }
+            None => serde_json::json!({ "kind": "memory" }),
+        };
+        serde_json::json!({ "targets": self.targets.snapshot(), "limits_backend": backend })
     }
 
     /// Live limit state of a key and of its project: RPM/TPM remaining, in flight, spend this

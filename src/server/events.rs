@@ -19,7 +19,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::admin::Admin;
-use crate::limits::{BudgetRule, ScopeId, ScopeRules};
+use crate::limits::{BudgetRule, ScopeId, ScopeKind, ScopeRules};
 use crate::routing::CircuitState;
 use crate::runtime::{Runtime, RuntimeStore};
 use crate::telemetry::events::EventReceiver;
@@ -37,6 +37,8 @@ pub struct Watch {
     metrics: Arc<Metrics>,
     alerts: Alerts,
     audit: Option<Arc<Admin>>,
+    /// Spend rebuilt from the usage log at start, to seed Redis where it has none.
+    seed: parking_lot::Mutex<Vec<(ScopeId, u64)>>,
 }
 
 /// What the watcher remembers between ticks.
@@ -46,6 +48,8 @@ struct Seen {
     circuits: HashMap<String, (u64, u64)>,
     /// Aliases that had no available target at the last tick.
     down: HashMap<String, bool>,
+    /// Failed Redis calls already counted in the metric.
+    backend_errors: u64,
 }
 
 // === impl Watch ===
@@ -58,8 +62,49 @@ impl Watch {
         metrics: Arc<Metrics>,
         alerts: Alerts,
         audit: Option<Arc<Admin>>,
+        seed: Vec<(ScopeId, u64)>,
     ) -> Watch {
-        Watch { rx: parking_lot::Mutex::new(Some(rx.0)), store, metrics, alerts, audit }
+        let seed = parking_lot::Mutex::new(seed);
+        Watch { rx: parking_lot::Mutex::new(Some(rx.0)), store, metrics, alerts, audit, seed }
+    }
+
+    /// Redis is the source of truth for spend: each budget scope's period is seeded from the
+    /// usage log only where Redis has nothing yet.
+    async fn seed_shared(&self) {
+        let rt = self.store.load();
+        let Some(shared) = &rt.shared else { return };
+        let seed = std::mem::take(&mut *self.seed.lock());
+        for (scope, micros) in seed {
+            let (rules, tag) = match scope.kind {
+                ScopeKind::Key => {
+                    let Some(k) = rt.snap.keys.values().find(|k| *k.id == *scope.name).cloned() else {
+                        continue;
+                    };
+                    let rules = ScopeRules {
+                        rpm: k.rpm,
+                        tpm: k.tpm,
+                        max_parallel: k.max_parallel,
+                        budget: k.budget.as_ref().map(BudgetRule::from_config),
+                    };
+                    // The same tag admission uses: the scopes a request of this key has.
+                    let principal = crate::admission::Principal { key: k.clone() };
+                    let tag =
+                        crate::limits::shared::tag_of(&crate::admission::scopes(&rt, &principal, &rules));
+                    (rules, tag)
+                }
+                ScopeKind::Project => {
+                    let Some(r) = rt.project_rules.get(&*scope.name) else { continue };
+                    (r.clone(), format!("p:{}", scope.name))
+                }
+            };
+            match shared.limits.seed_spend(&scope, &tag, &rules, micros, SystemTime::now()).await {
+                Ok(true) => {
+                    tracing::info!(%scope, spent_micros = micros, "redis had no spend this period: seeded from the usage log")
+                }
+                Ok(false) => tracing::info!(%scope, "spend this period read from redis"),
+                Err(e) => tracing::warn!(%scope, "cannot seed spend in redis: {e}"),
+            }
+        }
     }
 }
 
@@ -70,6 +115,7 @@ impl BackgroundService for Watch {
         let mut runtimes = self.store.subscribe();
         let mut seen = Seen::default();
         self.on_runtime(&self.store.load());
+        self.seed_shared().await;
         let _ = self.scan(&self.store.load(), &mut seen, false);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -169,6 +215,13 @@ impl Watch {
             }
         }
         self.budgets(rt, now, wall);
+        if let Some(shared) = &rt.shared {
+            let errors = shared.limits.health().errors;
+            if errors > seen.backend_errors {
+                self.metrics.limits_backend_errors(errors - seen.backend_errors);
+                seen.backend_errors = errors;
+            }
+        }
         out
     }
 

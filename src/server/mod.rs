@@ -45,7 +45,7 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
 
     let rt = store.load();
     let cfg = &rt.snap.config;
-    seed_spend(&rt);
+    let spent = seed_spend(&rt);
     // Load the tokenizer vocabularies now, not on the first request.
     if let Err(e) = crate::limits::tokens::warm() {
         tracing::warn!("tokenizer: {e}");
@@ -82,7 +82,7 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
     let (alerts, alert_worker) =
         Alerts::new(cfg.alerts.as_ref(), AlertOptions::default()).map_err(|e| format!("alerts: {e}"))?;
     let (events, event_rx) = Events::new();
-    let watch = events::Watch::new(event_rx, store.clone(), metrics.clone(), alerts, admin.clone());
+    let watch = events::Watch::new(event_rx, store.clone(), metrics.clone(), alerts, admin.clone(), spent);
 
     let gateway = Gateway::new(store.clone(), usage, counters.clone(), metrics.clone(), events.clone());
     let health = background_service("health checks", HealthChecker::new(targets.clone(), Vec::new()));
@@ -165,7 +165,7 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
 
 /// Budgets survive a restart: spend of the current period of every key and project budget is
 /// rebuilt from `usage.jsonl` and its rotated files.
-fn seed_spend(rt: &crate::runtime::Runtime) {
+fn seed_spend(rt: &crate::runtime::Runtime) -> Vec<(crate::limits::ScopeId, u64)> {
     use crate::limits::ScopeId;
     let c = &rt.snap.config;
     let mut wants = Vec::new();
@@ -180,17 +180,22 @@ fn seed_spend(rt: &crate::runtime::Runtime) {
         }
     }
     if wants.is_empty() {
-        return;
+        return Vec::new();
     }
     let now = std::time::SystemTime::now();
     match crate::accounting::rebuild_spend(std::path::Path::new(&rt.snap.state_dir), now, &wants) {
-        Ok(spent) => {
-            for (scope, period) in wants {
+        Ok(spent) => wants
+            .into_iter()
+            .map(|(scope, period)| {
                 let micros = spent.get(&scope).copied().unwrap_or(0);
                 tracing::info!(%scope, spent_micros = micros, "budget spend rebuilt from the usage log");
-                rt.limits.seed_spend(scope, period, micros, now);
-            }
+                rt.limits.seed_spend(scope.clone(), period, micros, now);
+                (scope, micros)
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!("cannot rebuild spend from the usage log: {e}");
+            Vec::new()
         }
-        Err(e) => tracing::error!("cannot rebuild spend from the usage log: {e}"),
     }
 }

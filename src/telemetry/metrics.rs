@@ -444,6 +444,11 @@ impl Metrics {
         self.backend_errors.inc();
     }
 
+    /// Counts `n` failed or timed-out calls to the limits backend.
+    pub fn limits_backend_errors(&self, n: u64) {
+        self.backend_errors.inc_by(n);
+    }
+
     /// The Prometheus text exposition (format 0.0.4) of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);

@@ -534,3 +534,79 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A `redis-server` of the test's own on a free loopback port, stopped by PID (on drop too).
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// `None` (with a message) when `redis-server` is not installed; `.ci/run` installs it.
+    pub async fn start() -> Option<RedisServer> {
+        let mut r = RedisServer { port: free_port(), child: None };
+        if !r.spawn().await {
+            eprintln!("redis-server is not installed: skipping (.ci/run installs it)");
+            return None;
+        }
+        Some(r)
+    }
+
+    async fn spawn(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = child else { return false };
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kill it (SIGKILL, by PID): its data is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Empty every database (the connections stay up).
+    pub async fn flushall(&self) {
+        let mut c = TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        c.write_all(b"*1\r\n$8\r\nFLUSHALL\r\n").await.unwrap();
+        let mut buf = [0u8; 5];
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"+OK\r\n");
+    }
+
+    /// Start it again on the same port (empty).
+    pub async fn restart(&mut self) {
+        self.kill();
+        assert!(self.spawn().await);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

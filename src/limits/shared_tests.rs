@@ -18,9 +18,14 @@ pub(crate) struct RedisServer {
 
 impl RedisServer {
     pub(crate) async fn start() -> Option<RedisServer> {
+        RedisServer::start_with(&[]).await
+    }
+
+    pub(crate) async fn start_with(extra: &[&str]) -> Option<RedisServer> {
         let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -224,6 +229,26 @@ async fn a_silent_redis_costs_one_timeout_then_the_breaker_answers_at_once_and_r
     assert!(t.elapsed() < Duration::from_millis(10), "no second timeout while the breaker is open");
     assert!(!b.health().available);
     held.abort();
+}
+
+#[tokio::test]
+async fn a_password_protected_redis_needs_the_password() {
+    let Some(server) = RedisServer::start_with(&["--requirepass", "s3cret-pw"]).await else { return };
+    let r = rules(Some(10), None, None, None);
+    let scopes = [(ScopeId::key("k"), &r)];
+    let with = SharedLimits::new(
+        &server.url(),
+        Some("s3cret-pw"),
+        Duration::from_millis(500),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert!(with.admit(&scopes, D, SystemTime::now()).await.unwrap().is_ok());
+    let without =
+        SharedLimits::new(&server.url(), None, Duration::from_millis(500), Duration::from_secs(60)).unwrap();
+    let e = without.admit(&scopes, D, SystemTime::now()).await.unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("auth"), "{e}");
+    assert!(!e.to_string().contains("s3cret-pw"));
 }
 
 #[test]

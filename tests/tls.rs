@@ -453,3 +453,57 @@ keys:
         assert!(r.body.ends_with("data: [DONE]\n\n"), "{what}: {:?}", r.body);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_swapped_on_disk_serves_new_connections_while_old_ones_keep_working() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca1, ca2) = (Ca::new("first CA"), Ca::new("renewed CA"));
+    let (cert, key) = ca1.issue("localhost").write_pem(certs.path());
+    let tls_port = free_port();
+    let gw = Gateway::start(&format!(
+        r#"tls: {{ listen: "127.0.0.1:{tls_port}", cert: "{cert}", key: "{key}" }}
+providers:
+  - {{ name: m, kind: mock }}
+models:
+  - {{ alias: fast, targets: [ {{ provider: m, model: mock-1 }} ] }}
+keys:
+  - {{ id: k1, hash: "{{KEY_HASH}}" }}
+"#
+    ))
+    .await;
+    // A connection made with the first certificate, kept open across the swap.
+    let tls = tls_connect(tls_port, &ca1.der(), b"http/1.1").await.unwrap();
+    let (mut old, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let request = || {
+        hyper::Request::post("/v1/chat/completions")
+            .header("host", format!("localhost:{tls_port}"))
+            .header("authorization", format!("Bearer {KEY}"))
+            .body(Full::new(Bytes::from(chat_body("fast", false))))
+            .unwrap()
+    };
+    assert_eq!(old.send_request(request()).await.unwrap().status(), 200);
+
+    // certbot-style renewal: new files renamed over the old ones.
+    let staging = tempfile::tempdir().unwrap();
+    let (new_cert, new_key) = ca2.issue("localhost").write_pem(staging.path());
+    std::fs::rename(&new_key, &key).unwrap();
+    std::fs::rename(&new_cert, &cert).unwrap();
+    eventually(Duration::from_secs(10), "new connections get the renewed certificate", || async {
+        tls_connect(tls_port, &ca2.der(), b"http/1.1").await.is_ok()
+    })
+    .await;
+    assert!(tls_connect(tls_port, &ca1.der(), b"http/1.1").await.is_err(), "the old certificate is gone");
+    let r = old.send_request(request()).await.unwrap();
+    assert_eq!(r.status(), 200, "the connection opened before the swap keeps working");
+    assert_eq!(https_chat(tls_port, &ca2.der(), b"h2", chat_body("fast", false)).await.status, 200);
+
+    // A broken renewal keeps the current certificate and says why.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    let log = || gw.log();
+    eventually(Duration::from_secs(10), "the broken certificate is reported", || async {
+        log().contains("TLS certificate not reloaded, keeping the current one")
+    })
+    .await;
+    assert!(tls_connect(tls_port, &ca2.der(), b"http/1.1").await.is_ok(), "still serving the renewed one");
+}

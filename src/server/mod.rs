@@ -19,6 +19,7 @@ use crate::telemetry::alerts::AlertOptions;
 use crate::telemetry::{AlertEvent, AlertKind, Alerts, Events, KnownNames, Metrics};
 
 mod admin_host;
+mod certs;
 mod events;
 mod health_sync;
 
@@ -99,11 +100,16 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
     if let Some(addr) = &cfg.listen {
         proxy.add_tcp(addr);
     }
+    let mut cert_reloader = None;
     if let Some(tls) = &cfg.tls {
         let mut settings = TlsSettings::intermediate(&tls.cert, &tls.key)
             .map_err(|e| format!("tls: cannot load {} / {}: {e}", tls.cert, tls.key))?;
+        // The certificate is served from a resolver the reloader swaps (renewals without restart).
+        let certs = certs::Certs::load(&tls.cert, &tls.key).map_err(|e| format!("tls: {e}"))?;
+        settings.set_cert_resolver(certs.clone());
         settings.enable_h2();
         proxy.add_tls_with_settings(&tls.listen, None, settings);
+        cert_reloader = Some(certs::CertReloader { certs, store: store.clone() });
     }
     server.add_service(proxy);
 
@@ -152,6 +158,9 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
     server.add_service(background_service("usage log", writer));
     server.add_service(background_service("alert webhook", alert_worker));
     server.add_service(background_service("events", watch));
+    if let Some(r) = cert_reloader {
+        server.add_service(background_service("certificate reloader", r));
+    }
     server.add_service(health);
     server.add_service(background_service("health check sync", sync));
     tracing::info!(

@@ -356,6 +356,51 @@ models:
 }
 
 #[test]
+fn every_example_config_checks_without_its_secrets_and_names_no_literal_secret() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_llm-gateway"))
+            .args(["check", "--no-secrets", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{}: {text}", path.display());
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        for line in yaml.lines().map(|l| l.split('#').next().unwrap_or("")) {
+            for field in ["api_key:", "token:", "password:", "master_key:", "aws_secret_access_key:"] {
+                if let Some(v) = line.trim().strip_prefix(field) {
+                    assert!(v.trim().starts_with("env:"), "{}: a literal secret in {line:?}", path.display());
+                }
+            }
+        }
+        seen += 1;
+    }
+    assert!(seen >= 1, "conf/examples/ holds at least the production example");
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    let Ok(probe) = std::process::Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("systemd-analyze not installed: skipping");
+        return;
+    };
+    assert!(probe.status.success());
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/llm-gateway.service")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("llm-gateway.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/llm-gateway", env!("CARGO_BIN_EXE_llm-gateway")))
+        .unwrap();
+    let out = std::process::Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("llm-gateway.service:"), "the unit has warnings:\n{text}");
+}
+
+#[test]
 fn an_unreadable_trust_file_is_a_clear_startup_error_not_a_panic() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_llm-gateway"))
         .args(["run", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/conf/gateway.yaml")])

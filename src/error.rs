@@ -50,6 +50,9 @@ pub enum GatewayError {
     LimitsUnavailable { retry_after: Duration },
     #[error("{0}")]
     Unsupported(String),
+    /// A browser request from an origin (or with a header) `cors:` does not allow.
+    #[error("CORS: {0}")]
+    CorsRefused(String),
     #[error("all targets failed after {attempts} attempt(s): {}", describe(tried))]
     AllTargetsFailed { attempts: u32, tried: Vec<TargetReport>, timed_out: bool },
     #[error("{0}")]
@@ -80,7 +83,7 @@ pub fn rescue(e: &GatewayError) -> Rescue {
     let retry = |d: Duration| vec![("retry-after", d.as_secs().max(1).to_string())];
     let (status, kind, headers) = match e {
         G::Unauthenticated(_) => (401, ErrorKind::Authentication, vec![]),
-        G::ModelNotAllowed { .. } => (403, ErrorKind::PermissionDenied, vec![]),
+        G::ModelNotAllowed { .. } | G::CorsRefused(_) => (403, ErrorKind::PermissionDenied, vec![]),
         G::UnknownModel { .. } | G::NoRoute { .. } => (404, ErrorKind::NotFound, vec![]),
         G::MethodNotAllowed { allow, .. } => {
             (405, ErrorKind::InvalidRequest, vec![("allow", allow.to_string())])

@@ -293,3 +293,66 @@ async fn a_jwt_bearer_is_a_principal_with_its_project_and_models() {
     let ok = lines.iter().find(|l| l["status"] == 200).unwrap();
     assert_eq!((ok["key"].as_str(), ok["project"].as_str()), (Some("jwt:alice"), Some("search")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_preflights_are_answered_here_and_allowed_origins_can_read_the_answers() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let mut cfg = openai_config(&up.url());
+    cfg.0["cors"] = serde_json::json!({ "allow_origins": ["https://app.example.com"], "max_age_s": 300 });
+    let gw = Gateway::start(&cfg).await;
+    let c = client();
+    let url = gw.url("/v1/chat/completions");
+    let r = c
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization, content-type, x-stainless-os")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let h = r.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(h["access-control-allow-headers"], "authorization, content-type, x-stainless-os");
+    assert_eq!(h["access-control-max-age"], "300");
+    assert!(h["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+
+    let r = c
+        .post(&url)
+        .header("origin", "https://app.example.com")
+        .bearer_auth(KEY)
+        .body(r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(r.headers()["vary"], "origin");
+    assert!(r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("x-ratelimit-remaining-requests"));
+
+    let r = c
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(up.count(), 1, "preflights never reach the upstream");
+
+    // Off by default: an OPTIONS is a 405 like any unserved method.
+    let plain = Gateway::start(&openai_config(&up.url())).await;
+    let r = c
+        .request(reqwest::Method::OPTIONS, plain.url("/v1/chat/completions"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}

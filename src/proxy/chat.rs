@@ -390,6 +390,7 @@ pub async fn respond_upstream(
     h.insert_header("x-gateway-provider", names.provider)?;
     h.insert_header("x-gateway-model", names.model)?;
     h.insert_header("x-gateway-attempts", ctx.attempts.to_string())?;
+    super::cors::add(ctx.cors_origin.as_deref(), &mut h)?;
     for (k, v) in &ctx.rate_headers {
         h.insert_header(*k, v.as_str())?;
     }

@@ -17,6 +17,8 @@ pub struct RequestCtx {
     pub endpoint: &'static str,
     pub client_format: Option<Format>,
     pub stream: bool,
+    /// The browser origin `cors:` allows for this request (its answer carries CORS headers).
+    pub cors_origin: Option<String>,
     // --- admission
     /// The caller, once authenticated (kept even when a later admission step refuses, so the
     /// refusal is accounted to it).

@@ -12,6 +12,7 @@ use pingora::connectors::http::Connector;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 
+use super::cors::{self, Cors};
 use super::ctx::RequestCtx;
 use super::endpoint::{error_format_for_path, Endpoint};
 use super::respond;
@@ -97,6 +98,27 @@ impl ProxyHttp for Gateway {
         let endpoint = Endpoint::classify(&req.method, req.uri.path(), req.uri.query());
         let fallback_format = error_format_for_path(req.uri.path());
         ctx.client_format = Some(fallback_format);
+        match cors::decide(rt.snap.config.cors.as_ref(), &req.method, &req.headers) {
+            Cors::None => {}
+            Cors::Allowed { origin } => ctx.cors_origin = Some(origin),
+            Cors::Preflight { origin, allow_headers, max_age_s } => {
+                // Answered here, never forwarded; not a request of any key.
+                ctx.endpoint = "cors_preflight";
+                ctx.cors_origin = Some(origin);
+                let extra = [
+                    ("access-control-allow-methods", cors::METHODS.to_string()),
+                    ("access-control-allow-headers", allow_headers),
+                    ("access-control-max-age", max_age_s.to_string()),
+                ];
+                respond::json(s, ctx, 204, Vec::new(), &extra).await?;
+                return Ok(true);
+            }
+            Cors::Refused(why) => {
+                ctx.endpoint = "cors_preflight";
+                respond::error(s, ctx, fallback_format, GatewayError::CorsRefused(why)).await?;
+                return Ok(true);
+            }
+        }
         match endpoint {
             Endpoint::Healthz => {
                 ctx.endpoint = "healthz";

@@ -2,6 +2,7 @@
 //! calls into `auth`, `formats`, `providers`, `routing` and `accounting`; nothing else lives here.
 
 mod chat;
+mod cors;
 mod ctx;
 mod embeddings;
 mod endpoint;

@@ -25,6 +25,7 @@ pub async fn json(
     h.insert_header("content-length", body.len().to_string())?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
     h.insert_header("x-gateway-attempts", ctx.attempts.to_string())?;
+    super::cors::add(ctx.cors_origin.as_deref(), &mut h)?;
     for (k, v) in extra.iter().chain(ctx.rate_headers.iter()) {
         h.insert_header(*k, v.as_str())?;
     }

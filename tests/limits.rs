@@ -18,6 +18,8 @@ models:
   - alias: fast
     targets: [ {{ provider: up, model: gpt-4o-mini }} ]
     pricing: {{ input_per_mtok: 1.0, output_per_mtok: 2.0 }}
+  - alias: other
+    targets: [ {{ provider: up, model: gpt-4o }} ]
 projects:
   - {{ name: p {project} }}
 keys:
@@ -156,4 +158,124 @@ async fn spend_after_a_restart_equals_spend_before() {
     assert_eq!(chat(&gw, "/v1/chat/completions", BODY).await.status(), 200);
     let r = chat(&gw, "/v1/chat/completions", BODY).await;
     assert_eq!(r.status(), 429, "spend was not rebuilt from the usage log:\n{}\n{lines:?}", gw.log());
+}
+
+/// `GET /admin/keys/{id}/limits` as JSON.
+async fn live_limits(gw: &Gateway, key: &str) -> serde_json::Value {
+    let r = client()
+        .get(gw.admin_url(&format!("/admin/keys/{key}/limits")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
+}
+
+/// Poll the live limits of `key` until `pred` holds (settling happens after the answer is sent).
+async fn wait_limits(
+    gw: &Gateway,
+    key: &str,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let v = live_limits(gw, key).await;
+        if pred(&v) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} never happened: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+async fn json_of(r: reqwest::Response) -> serde_json::Value {
+    let b = r.bytes().await.unwrap();
+    serde_json::from_slice(&b).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&b)))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn preflight_prices_plans_against_live_budgets_and_charges_nothing() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    // Key budget 0.01 USD, project budget 0.05 USD; alias `fast` at $1 / $2 per Mtok.
+    let gw = Gateway::start(&config(
+        &up.url(),
+        ", models: [fast], budget: { usd: 0.01, period: daily }",
+        ", budget: { usd: 0.05, period: monthly }",
+    ))
+    .await;
+    // One real request: 1000 in + 1000 out = 3000 micro-dollars spent by key and project.
+    assert_eq!(chat(&gw, "/v1/chat/completions", BODY).await.status(), 200);
+    wait_limits(&gw, "k1", "the spend of the first request", |v| v["key"]["budget"]["spent_micros"] == 3000)
+        .await;
+    let url = gw.url("/v1/gateway/preflight");
+    let preflight = |body: &'static str| client().post(&url).bearer_auth(KEY).body(body).send();
+
+    // 1000 in + 1000 out = 3000 µ$ fits the 7000 left.
+    let r = preflight(r#"{"operations":[{"model":"fast","input_tokens":1000,"output_tokens":1000}]}"#)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v = json_of(r).await;
+    assert_eq!(v["allowed"], true, "{v}");
+    assert_eq!(v["estimated_cost_micros"], 3000, "{v}");
+    assert!((v["estimated_cost_usd"].as_f64().unwrap() - 0.003).abs() < 1e-12, "{v}");
+    assert_eq!(v["budget_remaining_micros"]["key"], 7000, "{v}");
+    assert_eq!(v["budget_remaining_micros"]["project"], 47000, "{v}");
+    assert!((v["budget_remaining_usd"]["key"].as_f64().unwrap() - 0.007).abs() < 1e-12, "{v}");
+    assert!(v["reason"].is_null(), "{v}");
+
+    // Three of them (9000 µ$) do not: the key's budget says no, with the numbers.
+    let r = preflight(
+        r#"{"operations":[{"model":"fast","input_tokens":1000,"output_tokens":1000},
+            {"model":"fast","input_tokens":1000,"output_tokens":1000},
+            {"model":"fast","input_tokens":2000}]}"#,
+    )
+    .await
+    .unwrap();
+    let v = json_of(r).await;
+    assert_eq!(v["allowed"], false, "{v}");
+    assert_eq!(v["estimated_cost_micros"], 8000, "{v}");
+    let per: Vec<u64> = v["per_operation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["estimated_cost_micros"].as_u64().unwrap())
+        .collect();
+    assert_eq!(per, [3000, 3000, 2000]);
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains("key k1") && reason.contains("$0.007000 left"), "{reason}");
+
+    // Errors in the OpenAI shape: unknown alias, an alias the key may not use, a malformed body, no key.
+    let r = preflight(r#"{"operations":[{"model":"nope","input_tokens":1}]}"#).await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(json_of(r).await["error"]["code"], "model_not_found");
+    let r = preflight(r#"{"operations":[{"model":"other","input_tokens":1}]}"#).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(json_of(r).await["error"]["type"], "permission_error");
+    let r = preflight(r#"{"operations":[{"model":"fast","input_tokens":"many"}]}"#).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v = json_of(r).await;
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(v["error"]["message"].as_str().unwrap().contains("operations[0].input_tokens"), "{v}");
+    let r = client().post(gw.url("/v1/gateway/preflight")).body("{\"operations\":[]}").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client().get(gw.url("/v1/gateway/preflight")).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+
+    // No provider was called and nothing was charged or reserved.
+    assert_eq!(up.count(), 1, "preflight must not call a provider");
+    let v = live_limits(&gw, "k1").await;
+    assert_eq!(v["key"]["budget"]["spent_micros"], 3000, "{v}");
+    assert_eq!(v["key"]["budget"]["reserved_micros"], 0, "{v}");
+    assert_eq!(v["project"]["budget"]["spent_micros"], 3000, "{v}");
+    assert_eq!(v["key"]["in_flight"], 0, "{v}");
+    let lines = gw.usage_lines(7).await;
+    let spent: u64 = lines.iter().map(|l| l["cost_micros"].as_u64().unwrap()).sum();
+    assert_eq!(spent, 3000, "{lines:?}");
+    assert!(
+        lines.iter().filter(|l| l["endpoint"] == "preflight").all(|l| l["cost_micros"] == 0),
+        "{lines:?}"
+    );
 }

@@ -15,7 +15,7 @@ use pingora::proxy::{ProxyHttp, Session};
 use super::ctx::RequestCtx;
 use super::endpoint::{error_format_for_path, Endpoint};
 use super::respond;
-use super::{chat, media};
+use super::{chat, media, preflight};
 use crate::accounting::{UsageLog, UsageRecord};
 use crate::admission::{self, Shape};
 use crate::error::GatewayError;
@@ -133,6 +133,10 @@ impl ProxyHttp for Gateway {
                 if let Err(e) = count_tokens(s, ctx, &rt).await? {
                     respond::error(s, ctx, Format::Anthropic, e).await?;
                 }
+            }
+            Endpoint::Preflight => {
+                ctx.endpoint = "preflight";
+                preflight::serve(s, ctx, &rt).await?;
             }
             Endpoint::Chat { format, gemini } => {
                 ctx.endpoint = format.name();

@@ -279,3 +279,70 @@ async fn preflight_prices_plans_against_live_budgets_and_charges_nothing() {
         "{lines:?}"
     );
 }
+
+/// Request ids in a usage file.
+fn ids_in(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["request_id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reopens_the_usage_log_after_logrotate_renamed_it_and_no_line_is_lost() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let gw = Gateway::start(&config(&up.url(), "", "")).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !gw.log().contains("SIGHUP reopens") {
+        assert!(std::time::Instant::now() < deadline, "the SIGHUP listener never started:\n{}", gw.log());
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let send = |tag: &'static str, n: usize| {
+        let gw = &gw;
+        async move {
+            let mut ids = Vec::new();
+            for i in 0..n {
+                let id = format!("{tag}-{i}");
+                let r = client()
+                    .post(gw.url("/v1/chat/completions"))
+                    .bearer_auth(KEY)
+                    .header("x-request-id", &id)
+                    .body(BODY)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                ids.push(id);
+            }
+            ids
+        }
+    };
+    let state = gw.dir.path().join("state");
+    let (live, rotated) = (state.join("usage.jsonl"), state.join("usage.jsonl.1"));
+    let before = send("before", 5).await;
+    assert_eq!(gw.usage_lines(5).await.len(), 5);
+    // logrotate: rename, then (after more requests) signal.
+    std::fs::rename(&live, &rotated).unwrap();
+    let between = send("between", 5).await;
+    let status = std::process::Command::new("kill").args(["-HUP", &gw.pid().to_string()]).status().unwrap();
+    assert!(status.success());
+    let after = send("after", 5).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (old, new) = loop {
+        let (old, new) = (ids_in(&rotated), ids_in(&live));
+        if old.len() + new.len() >= 15 || std::time::Instant::now() > deadline {
+            break (old, new);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    let mut all: Vec<String> = old.iter().chain(&new).cloned().collect();
+    all.sort();
+    let mut sent: Vec<String> = before.iter().chain(&between).chain(&after).cloned().collect();
+    sent.sort();
+    assert_eq!(all, sent, "every line exactly once across the two files\nold {old:?}\nnew {new:?}");
+    assert!(before.iter().all(|id| old.contains(id)), "lines written before the rename stay in it: {old:?}");
+    assert!(after.iter().all(|id| new.contains(id)), "lines after SIGHUP go to the new file: {new:?}");
+}

@@ -52,6 +52,8 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
     }
     let counters = Arc::new(Counters::default());
     let (usage, writer) = UsageLog::new(store.state_dir_watch());
+    // SIGHUP also reopens usage.jsonl (logrotate renames it, then signals).
+    let reopener = usage.reopener();
     let metrics = Arc::new(Metrics::new(&KnownNames::from_config(cfg)));
 
     let gateway = Gateway::new(store.clone(), usage, counters.clone(), metrics.clone());
@@ -125,6 +127,7 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
     let _ = counters;
     server.add_service(background_service("config reloader", Reloader { store: store.clone(), reload }));
     server.add_service(background_service("usage log", writer));
+    server.add_service(background_service("usage log reopen on SIGHUP", reopener));
     server.add_service(health);
     server.add_service(background_service("health check sync", sync));
     tracing::info!(

@@ -35,7 +35,7 @@ fn admit_settle(c: &mut Criterion) {
         reg.seed_spend(ScopeId::key(format!("key-{i}")), BudgetPeriod::Daily, 1, SystemTime::now());
     }
     let wall = SystemTime::now();
-    let demand = Demand { tokens: 1_500, cost_micros: 2_000 };
+    let demand = Demand { tokens: 1_500, cost_micros: 2_000, input_tokens: 0 };
     let clock = AtomicU64::new(1_000_000_000_000);
     let tick = || clock.fetch_add(1_000, Ordering::Relaxed);
 

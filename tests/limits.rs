@@ -1,6 +1,9 @@
-//! Limits through the real gateway: RPM burst then refusal, an in-flight cap with streams, a
-//! budget refused in the caller's format, a TPM reservation that can never fit (400 naming the
-//! numbers), `x-ratelimit-*` on answers; refused requests never reach the upstream.
+//! Limits and money through the real gateway: RPM burst then refusal, and 40 clients for 10 s
+//! against RPM 60 (70 ± 1 admitted); an in-flight cap with streams; budgets refused in every
+//! inbound format, under a concurrent burst (overspend figure printed), and shared by a
+//! project's keys; a TPM reservation that can never fit (400 naming the numbers); streamed and
+//! client-aborted requests charged; spend rebuilt after a restart; preflight; the usage log
+//! reopened on SIGHUP. Refused requests never reach the upstream.
 
 mod common;
 
@@ -345,4 +348,312 @@ async fn sighup_reopens_the_usage_log_after_logrotate_renamed_it_and_no_line_is_
     assert_eq!(all, sent, "every line exactly once across the two files\nold {old:?}\nnew {new:?}");
     assert!(before.iter().all(|id| old.contains(id)), "lines written before the rename stay in it: {old:?}");
     assert!(after.iter().all(|id| new.contains(id)), "lines after SIGHUP go to the new file: {new:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forty_clients_for_ten_seconds_against_rpm_60_get_70_admitted_and_refused_ones_never_reach_upstream()
+{
+    let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let gw = Arc::new(Gateway::start(&config(&up.url(), ", rpm: 60", "")).await);
+    let start = std::time::Instant::now();
+    let end = start + std::time::Duration::from_secs(10);
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let gw = gw.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            let (mut ok, mut refused) = (0u64, 0u64);
+            while std::time::Instant::now() < end {
+                let r =
+                    c.post(gw.url("/v1/chat/completions")).bearer_auth(KEY).body(BODY).send().await.unwrap();
+                match r.status().as_u16() {
+                    200 => ok += 1,
+                    429 => {
+                        assert!(r.headers().contains_key("retry-after"));
+                        refused += 1;
+                        // A client that backs off a little (still ~40 tries a second in all).
+                        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                    }
+                    s => panic!("unexpected status {s}"),
+                }
+            }
+            (ok, refused)
+        }));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        let (o, r) = t.await.unwrap();
+        ok += o;
+        refused += r;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    eprintln!(
+        "RPM 60, 40 clients for {elapsed:.2} s: {ok} admitted, {refused} refused, upstream saw {}",
+        up.count()
+    );
+    // A burst of 60, then one a second: 60 + 60 × 10 / 60 = 70 (± 1).
+    assert!((69..=71).contains(&ok), "{ok} admitted in {elapsed:.2} s");
+    assert!(refused > 100, "the clients did press: {refused} refused");
+    assert_eq!(up.count() as u64, ok, "refused requests never reach the upstream");
+}
+
+/// A key budget spent in the period, then one request in each inbound format: each is a 429
+/// in its own error shape, with `retry-after` = the time to the next UTC day; a `total`
+/// budget (that never resets) answers without `retry-after`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spent_budget_is_refused_in_every_inbound_format() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let second = "sk-second-key";
+    let cfg = format!(
+        "{}  - {{ id: k2, hash: \"{}\", budget: {{ usd: 0.003, period: total }} }}\n",
+        config(&up.url(), ", budget: { usd: 0.003, period: daily }", ""),
+        llm_gateway::auth::stored_form(second)
+    );
+    let gw = Gateway::start(&cfg).await;
+    // Each spends its whole budget with one answer (1000 in + 1000 out = 3000 µ$).
+    for key in [KEY, second] {
+        let r =
+            client().post(gw.url("/v1/chat/completions")).bearer_auth(key).body(BODY).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    wait_limits(&gw, "k1", "k1's spend", |v| v["key"]["budget"]["spent_micros"] == 3000).await;
+    wait_limits(&gw, "k2", "k2's spend", |v| v["key"]["budget"]["spent_micros"] == 3000).await;
+    let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let to_midnight = 86_400 - unix % 86_400;
+    let calls: [(&str, &str, &str); 4] = [
+        ("/v1/chat/completions", "bearer", BODY),
+        ("/v1/responses", "bearer", r#"{"model":"fast","input":"hi","max_output_tokens":10}"#),
+        ("/v1/messages", "x-api-key", BODY),
+        (
+            "/v1beta/models/fast:generateContent",
+            "x-goog-api-key",
+            r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}],"generationConfig":{"maxOutputTokens":10}}"#,
+        ),
+    ];
+    for (path, auth, body) in calls {
+        let req = client().post(gw.url(path)).body(body);
+        let req = match auth {
+            "bearer" => req.bearer_auth(KEY),
+            header => req.header(header, KEY),
+        };
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 429, "{path}");
+        let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(
+            retry.abs_diff(to_midnight) <= 5,
+            "{path}: retry-after {retry}, {to_midnight} s to the next UTC day"
+        );
+        let v = json_of(r).await;
+        let msg = match path {
+            "/v1/messages" => {
+                assert_eq!(v["type"], "error", "{v}");
+                assert_eq!(v["error"]["type"], "rate_limit_error", "{v}");
+                &v["error"]["message"]
+            }
+            "/v1beta/models/fast:generateContent" => {
+                assert_eq!(v["error"]["code"], 429, "{v}");
+                assert_eq!(v["error"]["status"], "RESOURCE_EXHAUSTED", "{v}");
+                &v["error"]["message"]
+            }
+            _ => {
+                assert_eq!(v["error"]["type"], "insufficient_quota", "{path}: {v}");
+                assert_eq!(v["error"]["code"], "budget_exceeded", "{path}: {v}");
+                &v["error"]["message"]
+            }
+        };
+        assert!(msg.as_str().unwrap().contains("key k1"), "{path}: {v}");
+    }
+    // A spent `total` budget never resets: no retry-after.
+    let r =
+        client().post(gw.url("/v1/chat/completions")).bearer_auth(second).body(BODY).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("retry-after").is_none(), "{:?}", r.headers());
+    assert_eq!(json_of(r).await["error"]["type"], "insufficient_quota");
+    assert_eq!(up.count(), 2, "refused requests never reach the upstream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_concurrent_requests_overspend_a_nearly_spent_budget_by_less_than_one_request() {
+    use llm_gateway::formats::Format;
+    use llm_gateway::limits::tokens::{count_request_tokens, TokenizerFamily};
+    // The provider reports 7 more prompt tokens than the gateway counted (its own framing) and
+    // uses the whole output cap, after 300 ms so that all 30 requests are in flight together.
+    let up = MockUpstream::start(|r, _| {
+        let counted = count_request_tokens(Format::OpenAiChat, &r.body, TokenizerFamily::O200k);
+        let cap = r.json()["max_tokens"].as_u64().unwrap();
+        let body = format!(
+            r#"{{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{{"index":0,"message":{{"role":"assistant","content":"ok"}},"finish_reason":"length"}}],"usage":{{"prompt_tokens":{},"completion_tokens":{cap},"total_tokens":0}}}}"#,
+            counted + 7
+        );
+        Reply::Stream {
+            status: 200,
+            content_type: "application/json".into(),
+            parts: vec![(Wait::Delay(std::time::Duration::from_millis(300)), body.into_bytes())],
+        }
+    })
+    .await;
+    // $0.025 a day; each request may cost ~20 input tokens × $1 + 1000 output × $2 per Mtok.
+    let gw =
+        Arc::new(Gateway::start(&config(&up.url(), ", budget: { usd: 0.025, period: daily }", "")).await);
+    let body = r#"{"model":"fast","max_tokens":1000,"messages":[{"role":"user","content":"How many roads must a man walk down?"}]}"#;
+    let max_cost = {
+        let input = count_request_tokens(Format::OpenAiChat, body.as_bytes(), TokenizerFamily::O200k);
+        input + 2 * 1000
+    };
+    // Nearly spend it: 8 requests one after the other.
+    for _ in 0..8 {
+        let r =
+            client().post(gw.url("/v1/chat/completions")).bearer_auth(KEY).body(body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let before =
+        wait_limits(&gw, "k1", "the first 8 settled", |v| v["key"]["budget"]["reserved_micros"] == 0).await;
+    let spent_before = before["key"]["budget"]["spent_micros"].as_u64().unwrap();
+    let tasks: Vec<_> = (0..30)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                let r = client()
+                    .post(gw.url("/v1/chat/completions"))
+                    .bearer_auth(KEY)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                if status == 429 {
+                    assert_eq!(json_of(r).await["error"]["type"], "insufficient_quota");
+                }
+                status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let admitted = statuses.iter().filter(|&&s| s == 200).count();
+    assert_eq!(admitted + statuses.iter().filter(|&&s| s == 429).count(), 30, "{statuses:?}");
+    let after = wait_limits(&gw, "k1", "the burst settled", |v| {
+        v["key"]["budget"]["reserved_micros"] == 0 && v["key"]["in_flight"] == 0
+    })
+    .await;
+    let (limit, spent) = (
+        after["key"]["budget"]["limit_micros"].as_u64().unwrap(),
+        after["key"]["budget"]["spent_micros"].as_u64().unwrap(),
+    );
+    let overspend = spent.saturating_sub(limit);
+    eprintln!(
+        "budget {limit} µ$, {spent_before} spent before; 30 concurrent: {admitted} admitted, spend now {spent} µ$, \
+         overspend {overspend} µ$ (one request's maximum cost {max_cost} µ$)"
+    );
+    assert!(admitted >= 1 && admitted < 30, "the budget must admit some and refuse most: {admitted}");
+    assert!(overspend <= max_cost, "overspend {overspend} > one request's maximum cost {max_cost}");
+    assert_eq!(up.count(), 8 + admitted, "refused requests never reach the upstream");
+    // The spend is exactly what the usage lines say.
+    let lines = gw.usage_lines(38).await;
+    assert_eq!(lines.len(), 38);
+    assert_eq!(lines.iter().map(|l| l["cost_micros"].as_u64().unwrap()).sum::<u64>(), spent);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_project_budget_is_shared_by_its_keys() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let second = "sk-second-key";
+    // Project p: $0.006 a day, i.e. two answers of 3000 µ$; neither key has a budget of its own.
+    let cfg = format!(
+        "{}  - {{ id: k2, hash: \"{}\", project: p }}\n",
+        config(&up.url(), "", ", budget: { usd: 0.006, period: daily }"),
+        llm_gateway::auth::stored_form(second)
+    );
+    let gw = Gateway::start(&cfg).await;
+    let call =
+        |key: &'static str| client().post(gw.url("/v1/chat/completions")).bearer_auth(key).body(BODY).send();
+    assert_eq!(call(KEY).await.unwrap().status(), 200);
+    wait_limits(&gw, "k2", "k1's spend in the project", |v| v["project"]["budget"]["spent_micros"] == 3000)
+        .await;
+    assert_eq!(call(second).await.unwrap().status(), 200);
+    let v = wait_limits(&gw, "k1", "k2's spend in the project", |v| {
+        v["project"]["budget"]["spent_micros"] == 6000
+    })
+    .await;
+    assert!(v["key"]["budget"].is_null(), "k1 has no budget of its own: {v}");
+    for key in [KEY, second] {
+        let r = call(key).await.unwrap();
+        assert_eq!(r.status(), 429);
+        let v = json_of(r).await;
+        assert_eq!(v["error"]["type"], "insufficient_quota", "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("project p"), "{v}");
+    }
+    assert_eq!(up.count(), 2);
+    let lines = gw.usage_lines(4).await;
+    let by_key = |k: &str| lines.iter().filter(|l| l["key"] == k && l["status"] == 200).count();
+    assert_eq!((by_key("k1"), by_key("k2")), (1, 1), "{lines:?}");
+}
+
+const CHUNK: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"word \"},\"finish_reason\":null}]}\n\n";
+const USAGE_CHUNK: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1000,\"completion_tokens\":1000,\"total_tokens\":2000}}\n\ndata: [DONE]\n\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streamed_request_is_charged_its_reported_usage() {
+    let up = MockUpstream::start(|_, _| {
+        Reply::sse(vec![(Wait::None, CHUNK), (Wait::None, CHUNK), (Wait::None, USAGE_CHUNK)])
+    })
+    .await;
+    let gw = Gateway::start(&config(&up.url(), ", budget: { usd: 1, period: daily }", "")).await;
+    let r = chat(
+        &gw,
+        "/v1/chat/completions",
+        r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("[DONE]"), "{text}");
+    let lines = gw.usage_lines(1).await;
+    assert_eq!(lines[0]["stream"], true, "{lines:?}");
+    assert_eq!(lines[0]["cost_micros"], 3000, "{lines:?}");
+    wait_limits(&gw, "k1", "the stream's spend", |v| v["key"]["budget"]["spent_micros"] == 3000).await;
+}
+
+/// The client reads the first event and goes away; the provider never gets to report usage.
+/// The request is still charged: at least its counted input.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_aborted_stream_is_charged_at_least_its_input() {
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let never = Arc::new(tokio::sync::Notify::new());
+    let (g, n) = (gate.clone(), never.clone());
+    let up = MockUpstream::start(move |_, _| {
+        let mut parts = vec![(Wait::None, CHUNK), (Wait::Gate(g.clone()), CHUNK)];
+        for _ in 0..20 {
+            parts.push((Wait::Delay(std::time::Duration::from_millis(50)), CHUNK));
+        }
+        parts.push((Wait::Gate(n.clone()), USAGE_CHUNK));
+        Reply::sse(parts)
+    })
+    .await;
+    let gw = Gateway::start(&config(&up.url(), ", budget: { usd: 1, period: daily }", "")).await;
+    // A prompt of about 1000 tokens: 1000 µ$ of input at $1 per Mtok.
+    let prompt = "lorem ipsum ".repeat(500);
+    let body =
+        format!(r#"{{"model":"fast","stream":true,"messages":[{{"role":"user","content":"{prompt}"}}]}}"#);
+    let mut r =
+        client().post(gw.url("/v1/chat/completions")).bearer_auth(KEY).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.chunk().await.unwrap().is_some());
+    drop(r);
+    gate.notify_one();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let line = loop {
+        if let Some(l) = gw.usage_lines(1).await.into_iter().next() {
+            break l;
+        }
+        assert!(std::time::Instant::now() < deadline, "no usage line for the aborted stream:\n{}", gw.log());
+    };
+    let cost = line["cost_micros"].as_u64().unwrap();
+    assert!(line["input_tokens"].as_u64().unwrap() >= 900, "{line}");
+    assert!(cost >= 900, "an aborted stream is charged at least its input: {line}");
+    wait_limits(&gw, "k1", "the aborted stream's spend", |v| v["key"]["budget"]["spent_micros"] == cost)
+        .await;
+    never.notify_one();
 }

@@ -193,7 +193,7 @@ fn reserve(
     } else {
         0
     };
-    let demand = Demand { tokens: input + cap, cost_micros };
+    let demand = Demand { tokens: input + cap, cost_micros, input_tokens: input };
     rt.limits.admit(&scopes, demand, mono_ns(Instant::now()), SystemTime::now()).map(Some).map_err(refused)
 }
 

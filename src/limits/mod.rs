@@ -84,6 +84,9 @@ pub struct Demand {
     pub tokens: u64,
     /// Estimated cost in micro-dollars (input + output cap at the alias's prices).
     pub cost_micros: u64,
+    /// The counted input part of `tokens`: what the request is charged at least when the
+    /// provider never reports usage (the client went away mid-stream).
+    pub input_tokens: u64,
 }
 
 /// The dimension that refused a request (`ratelimited_total{kind}` label values).

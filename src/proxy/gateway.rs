@@ -192,6 +192,15 @@ impl Gateway {
         };
         let snap = &rt.snap;
         let alias = ctx.alias.map(|a| &snap.aliases[a]);
+        // A target answered but reported no usage (the client went away mid-stream before the
+        // usage event): charge at least the input counted at admission.
+        if let (Some(_), Some(res)) =
+            (ctx.served, ctx.admission.as_ref().and_then(|a| a.reservation.as_ref()))
+        {
+            if ctx.usage.input_tokens == 0 {
+                ctx.usage.input_tokens = res.counted_input_tokens();
+            }
+        }
         let micros = price_of(snap, ctx.served)
             .map(|p| crate::accounting::cost_micros(&p, &ctx.usage, crate::accounting::MediaUnits::default()))
             .unwrap_or(0);

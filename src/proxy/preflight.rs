@@ -326,7 +326,7 @@ keys:
             .limits
             .admit(
                 &[(scope.clone(), &rules)],
-                Demand { tokens: 0, cost_micros: 1_000 },
+                Demand { tokens: 0, cost_micros: 1_000, input_tokens: 0 },
                 1_000,
                 SystemTime::now(),
             )

@@ -547,7 +547,7 @@ async fn thirty_concurrent_requests_overspend_a_nearly_spent_budget_by_less_than
         "budget {limit} µ$, {spent_before} spent before; 30 concurrent: {admitted} admitted, spend now {spent} µ$, \
          overspend {overspend} µ$ (one request's maximum cost {max_cost} µ$)"
     );
-    assert!(admitted >= 1 && admitted < 30, "the budget must admit some and refuse most: {admitted}");
+    assert!((1..30).contains(&admitted), "the budget must admit some and refuse most: {admitted}");
     assert!(overspend <= max_cost, "overspend {overspend} > one request's maximum cost {max_cost}");
     assert_eq!(up.count(), 8 + admitted, "refused requests never reach the upstream");
     // The spend is exactly what the usage lines say.

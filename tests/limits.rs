@@ -657,3 +657,79 @@ async fn a_client_aborted_stream_is_charged_at_least_its_input() {
         .await;
     never.notify_one();
 }
+
+/// Cache reads (and Anthropic cache writes) are billed at their own prices whatever shape the
+/// provider reports them in: OpenAI `prompt_tokens_details.cached_tokens`, Anthropic
+/// `cache_read_input_tokens` / `cache_creation_input_tokens`, Gemini `cachedContentTokenCount`.
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_tokens_are_priced_apart_in_each_provider_usage_shape() {
+    let openai = MockUpstream::start(|_, _| {
+        Reply::json(
+            200,
+            r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10000,"completion_tokens":1000,"total_tokens":11000,"prompt_tokens_details":{"cached_tokens":4000},"completion_tokens_details":{"reasoning_tokens":200}}}"#,
+        )
+    })
+    .await;
+    let anthropic = MockUpstream::start(|_, _| {
+        Reply::json(
+            200,
+            r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":1000,"cache_read_input_tokens":20000,"cache_creation_input_tokens":5000,"output_tokens":500}}"#,
+        )
+    })
+    .await;
+    let gemini = MockUpstream::start(|_, _| {
+        Reply::json(
+            200,
+            r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"ok"}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":10000,"cachedContentTokenCount":8000,"candidatesTokenCount":300,"thoughtsTokenCount":700,"totalTokenCount":11000},"modelVersion":"gemini-x"}"#,
+        )
+    })
+    .await;
+    // The same prices on every alias: input $2, cache read $0.50, cache write $2.50, output $10.
+    let price = "pricing: { input_per_mtok: 2.0, cached_input_per_mtok: 0.5, cache_write_per_mtok: 2.5, output_per_mtok: 10.0 }";
+    let cfg = format!(
+        r#"providers:
+  - {{ name: oa, kind: openai, base_url: "{}", api_key: sk-oa }}
+  - {{ name: an, kind: anthropic, base_url: "{}", api_key: sk-an }}
+  - {{ name: gm, kind: gemini, base_url: "{}", api_key: gm-key }}
+models:
+  - {{ alias: oa, targets: [ {{ provider: oa, model: gpt-x }} ], {price} }}
+  - {{ alias: an, targets: [ {{ provider: an, model: claude-x }} ], {price} }}
+  - {{ alias: gm, targets: [ {{ provider: gm, model: gemini-x }} ], {price} }}
+keys:
+  - {{ id: k1, hash: "{{KEY_HASH}}", budget: {{ usd: 10, period: daily }} }}
+"#,
+        openai.url(),
+        anthropic.url(),
+        gemini.url()
+    );
+    let gw = Gateway::start(&cfg).await;
+    let mut expected = 0;
+    // (alias, cost in µ$, cached, cache writes)
+    for (n, (alias, cost, cached, written)) in [
+        // 6000 × 2 + 4000 × 0.5 + 1000 × 10 (reasoning inside the output, billed once).
+        ("oa", 24_000u64, 4_000u64, 0u64),
+        // 1000 × 2 + 20000 × 0.5 + 5000 × 2.5 + 500 × 10.
+        ("an", 29_500, 20_000, 5_000),
+        // 2000 × 2 + 8000 × 0.5 + (300 + 700 thoughts) × 10.
+        ("gm", 18_000, 8_000, 0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body =
+            format!(r#"{{"model":"{alias}","max_tokens":10,"messages":[{{"role":"user","content":"hi"}}]}}"#);
+        let r = chat(&gw, "/v1/chat/completions", &body).await;
+        assert_eq!(r.status(), 200, "{alias}: {}", r.text().await.unwrap());
+        expected += cost;
+        let lines = gw.usage_lines(n + 1).await;
+        let line = lines.iter().find(|l| l["alias"] == alias).unwrap_or_else(|| panic!("{alias}: {lines:?}"));
+        assert_eq!(line["cost_micros"], cost, "{alias}: {line}");
+        assert_eq!(
+            (line["cached_tokens"].as_u64(), line["cache_write_tokens"].as_u64()),
+            (Some(cached), Some(written)),
+            "{line}"
+        );
+    }
+    wait_limits(&gw, "k1", "the spend of the three", |v| v["key"]["budget"]["spent_micros"] == expected)
+        .await;
+}

@@ -733,3 +733,88 @@ keys:
     wait_limits(&gw, "k1", "the spend of the three", |v| v["key"]["budget"]["spent_micros"] == expected)
         .await;
 }
+
+/// JWT bearers over real HTTP, keys from the JWKS file: each algorithm is accepted (and its
+/// `rpm` claim enforced), and refused with a 401 for each failure; refused ones never reach
+/// the upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_bearers_of_each_algorithm_are_accepted_and_each_failure_refused() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt");
+    let read = |name: &str| std::fs::read(format!("{fixtures}/{name}")).unwrap();
+    let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let gw = Gateway::start(&format!(
+        "auth:\n  jwt: {{ issuer: https://login.test/, audience: llm-gateway, jwks_file: \"{fixtures}/jwks.json\" }}\n{}",
+        config(&up.url(), "", "")
+    ))
+    .await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = |sub: &str| {
+        serde_json::json!({"iss": "https://login.test/", "aud": "llm-gateway", "sub": sub, "project": "p",
+            "exp": now + 600, "nbf": now - 10, "rpm": 1})
+    };
+    let keys = [
+        (Algorithm::RS256, "rsa-jwks", EncodingKey::from_rsa_pem(&read("rsa2_private.pem")).unwrap()),
+        (Algorithm::ES256, "ec-jwks", EncodingKey::from_ec_pem(&read("ec_private.pem")).unwrap()),
+        (Algorithm::EdDSA, "ed-jwks", EncodingKey::from_ed_pem(&read("ed25519_private.pem")).unwrap()),
+        (
+            Algorithm::HS256,
+            "hs-jwks",
+            EncodingKey::from_secret(b"jwks-hmac-secret-for-tests-only-0123456789").unwrap(),
+        ),
+    ];
+    let b64 = |v: &serde_json::Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    };
+    let status = |token: String| {
+        let url = gw.url("/v1/chat/completions");
+        async move { client().post(url).bearer_auth(token).body(BODY).send().await.unwrap().status().as_u16() }
+    };
+    for (alg, kid, key) in &keys {
+        let sign = |c: &serde_json::Value| {
+            let mut h = Header::new(*alg);
+            h.kid = Some(kid.to_string());
+            jsonwebtoken::encode(&h, c, key).unwrap()
+        };
+        let sub = format!("{alg:?}");
+        let good = claims(&sub);
+        assert_eq!(status(sign(&good)).await, 200, "{alg:?} accepted");
+        assert_eq!(status(sign(&good)).await, 429, "{alg:?}: the token's rpm claim (1) is enforced");
+        let with = |k: &str, v: serde_json::Value| {
+            let mut c = claims(&sub);
+            c[k] = v;
+            sign(&c)
+        };
+        let token = sign(&good);
+        let (head, sig) = token.rsplit_once('.').unwrap();
+        let bad_sig =
+            format!("{head}.{}{}", &sig[..sig.len() - 2], if sig.ends_with("AA") { "BA" } else { "AA" });
+        let payload = token.split('.').nth(1).unwrap();
+        let confusion = jsonwebtoken::encode(
+            &Header { kid: Some("rsa-jwks".into()), ..Header::new(Algorithm::HS256) },
+            &good,
+            &EncodingKey::from_secret(&read("rsa2_public.pem")).unwrap(),
+        )
+        .unwrap();
+        for (failure, token) in [
+            ("expired", with("exp", serde_json::json!(now - 120))),
+            ("nbf", with("nbf", serde_json::json!(now + 120))),
+            ("iss", with("iss", serde_json::json!("https://evil.test/"))),
+            ("aud", with("aud", serde_json::json!("someone-else"))),
+            ("signature", bad_sig),
+            ("none", format!("{}.{payload}.", b64(&serde_json::json!({"alg": "none", "typ": "JWT"})))),
+            ("confusion", confusion),
+        ] {
+            assert_eq!(status(token).await, 401, "{alg:?}: {failure}");
+        }
+    }
+    assert_eq!(up.count(), 4, "only the four good tokens reached the upstream");
+    // Each sub: one answered line and one refused (429) line; 401s are not usage.
+    let lines = gw.usage_lines(8).await;
+    assert_eq!(lines.len(), 8, "{lines:?}");
+    let mut subs: Vec<&str> =
+        lines.iter().filter(|l| l["status"] == 200).map(|l| l["key"].as_str().unwrap()).collect();
+    subs.sort();
+    assert_eq!(subs, ["jwt:ES256", "jwt:EdDSA", "jwt:HS256", "jwt:RS256"]);
+}

@@ -823,3 +823,35 @@ async fn jwt_bearers_of_each_algorithm_are_accepted_and_each_failure_refused() {
     subs.sort();
     assert_eq!(subs, ["jwt:ES256", "jwt:EdDSA", "jwt:HS256", "jwt:RS256"]);
 }
+
+/// TPM reserves input + output cap, and the reported usage replaces the reservation: with a
+/// small answer the tokens come back, so ten requests with a 1000-token cap fit a 3000 TPM
+/// (without the reconciliation the third would be refused).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_small_answer_gives_back_its_reserved_tokens() {
+    let up = MockUpstream::start(|_, _| {
+        Reply::json(
+            200,
+            r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":8,"completion_tokens":2,"total_tokens":10}}"#,
+        )
+    })
+    .await;
+    let gw = Gateway::start(&config(&up.url(), ", tpm: 3000", "")).await;
+    let body = r#"{"model":"fast","max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}"#;
+    for i in 0..10 {
+        let r = chat(&gw, "/v1/chat/completions", body).await;
+        assert_eq!(r.status(), 200, "request {i}");
+        let remaining: u64 = r.headers()["x-ratelimit-remaining-tokens"].to_str().unwrap().parse().unwrap();
+        // At admission this request holds ~1010 tokens; earlier ones hold only their 10.
+        assert!(
+            remaining < 2000 && remaining + 1010 + 10 * i as u64 >= 2900,
+            "request {i}: {remaining} left"
+        );
+        // Settled after the answer: wait until the reservation is replaced by the usage.
+        wait_limits(&gw, "k1", "the reconciliation", |v| {
+            v["key"]["tpm"]["remaining"].as_u64().unwrap() >= 2800 - 10 * i as u64
+        })
+        .await;
+    }
+    assert_eq!(up.count(), 10);
+}

@@ -86,7 +86,17 @@ pub struct TokenizerError(String);
 impl TokenizerFamily {
     /// The family of a target: its provider kind and the concrete model id.
     pub fn for_target(kind: ProviderKind, model: &str) -> TokenizerFamily {
-        let m = model.to_ascii_lowercase();
+        match kind {
+            ProviderKind::Anthropic => return TokenizerFamily::Claude,
+            ProviderKind::Gemini => return TokenizerFamily::Gemini,
+            _ => {}
+        }
+        // Already lower case (most model ids): no allocation.
+        let m: std::borrow::Cow<'_, str> = if model.bytes().any(|b| b.is_ascii_uppercase()) {
+            model.to_ascii_lowercase().into()
+        } else {
+            model.into()
+        };
         match kind {
             ProviderKind::Anthropic => TokenizerFamily::Claude,
             ProviderKind::Gemini => TokenizerFamily::Gemini,
@@ -170,6 +180,15 @@ pub fn count_request_tokens(format: Format, body: &[u8], family: TokenizerFamily
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => count_value_tokens(format, &m, family),
         _ => count_text(&String::from_utf8_lossy(body), family),
+    }
+}
+
+/// The input tokens ([`count_request_tokens`]) and the output cap ([`output_cap`]) of a
+/// request body, parsed once (the admission step needs both).
+pub fn input_and_cap(format: Format, body: &[u8], family: TokenizerFamily) -> (u64, Option<u64>) {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => (count_value_tokens(format, &m, family), output_cap_value(format, &m)),
+        _ => (count_text(&String::from_utf8_lossy(body), family), None),
     }
 }
 

@@ -274,3 +274,43 @@ fn warm_loads_both_vocabularies() {
     assert_eq!(count_text("hello world", TokenizerFamily::Cl100k), 2);
     assert_eq!(count_text("hello world", TokenizerFamily::O200k), 2);
 }
+
+#[test]
+fn input_and_cap_parses_once_and_agrees_with_the_separate_counts() {
+    let bodies: [(Format, &[u8]); 4] = [
+        (Format::OpenAiChat, br#"{"model":"m","max_tokens":77,"n":2,"messages":[{"role":"user","content":"Hello there, how are you?"}]}"#),
+        (Format::Anthropic, br#"{"model":"m","max_tokens":300,"system":"be brief","messages":[{"role":"user","content":"hi"}]}"#),
+        (Format::Gemini, br#"{"contents":[{"role":"user","parts":[{"text":"hi there"}]}],"generationConfig":{"maxOutputTokens":64}}"#),
+        (Format::OpenAiChat, b"not json at all"),
+    ];
+    for (format, body) in bodies {
+        let family = TokenizerFamily::O200k;
+        assert_eq!(
+            input_and_cap(format, body, family),
+            (count_request_tokens(format, body, family), output_cap(format, body)),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+#[test]
+fn model_ids_are_matched_whatever_their_case() {
+    use crate::config::ProviderKind;
+    for (model, family) in [
+        ("GPT-4-0613", TokenizerFamily::Cl100k),
+        ("gpt-4o-mini", TokenizerFamily::O200k),
+        ("Claude-3", TokenizerFamily::Claude),
+    ] {
+        let kind = if family == TokenizerFamily::Claude {
+            ProviderKind::OpenaiCompatible
+        } else {
+            ProviderKind::Openai
+        };
+        assert_eq!(TokenizerFamily::for_target(kind, model), family, "{model}");
+    }
+    assert_eq!(
+        TokenizerFamily::for_target(ProviderKind::Bedrock, "US.Anthropic.claude-x"),
+        TokenizerFamily::Claude
+    );
+}

@@ -1,6 +1,9 @@
 //! Criterion benchmarks of the limits path: one admission + settle against a key and a
 //! project scope that both have RPM, TPM, max_parallel and a budget (one thread, and two
-//! threads on the same scopes), and input token counting of 1 KiB, 100 KiB and 1 MiB prompts.
+//! threads on the same scopes); the whole admission step of the gateway (authenticate, alias,
+//! allow-list, body validation, token count, price, reservation, then settle) for a key with
+//! limits and for one without, on the same small chat body; and input token counting of
+//! 1 KiB, 100 KiB and 1 MiB prompts.
 //! Run: `nice cargo bench --bench limits` (`-- <filter>` to pick some).
 
 use std::hint::black_box;
@@ -69,6 +72,53 @@ fn admit_settle(c: &mut Criterion) {
         })
     });
     g.bench_function("rate_headers/key+project", |b| b.iter(|| reg.rate_headers(black_box(&scopes), tick())));
+    g.finish();
+}
+
+/// The admission step as the gateway runs it, limits on vs off (the difference is what the
+/// limits cost per request: token count, price, reservation, settle).
+fn admission_step(c: &mut Criterion) {
+    use llm_gateway::admission::{self, Shape};
+    let cfg = format!(
+        r#"listen: "127.0.0.1:0"
+state_dir: /tmp/llm-gateway-bench-limits
+providers:
+  - {{ name: up, kind: openai_compatible, base_url: "http://127.0.0.1:9" }}
+models:
+  - {{ alias: fast, targets: [ {{ provider: up, model: gpt-4o-mini }} ], pricing: {{ input_per_mtok: 1, output_per_mtok: 2 }} }}
+projects:
+  - {{ name: bench, rpm: 1000000000, tpm: 1000000000000, budget: {{ usd: 1000000000, period: monthly }} }}
+keys:
+  - {{ id: off, hash: "{}" }}
+  - {{ id: on, hash: "{}", project: bench, rpm: 1000000000, tpm: 1000000000000, max_parallel: 100000, budget: {{ usd: 1000000000, period: daily }} }}
+"#,
+        llm_gateway::auth::stored_form("sk-bench-off"),
+        llm_gateway::auth::stored_form("sk-bench-on")
+    );
+    let snap = llm_gateway::config::load_str(&cfg).unwrap();
+    let rt = llm_gateway::runtime::Registries::default().build(snap, None, 1, None);
+    tokens::warm().unwrap();
+    // The overhead bench's body.
+    let body = br#"{"model":"fast","messages":[{"role":"user","content":"Say something short."}],"temperature":0.2}"#;
+    let mut g = c.benchmark_group("admission");
+    g.throughput(Throughput::Elements(1));
+    for (name, key) in [("limits_off", "sk-bench-off"), ("limits_on", "sk-bench-on")] {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
+        g.bench_function(format!("authenticate_admit_settle/{name}"), |b| {
+            b.iter(|| {
+                let now = SystemTime::now();
+                let p = admission::authenticate(&rt, black_box(&headers), None, now).unwrap();
+                let a = admission::admit(&rt, p, "fast", Shape::Chat(Format::OpenAiChat), Some(body), false)
+                    .unwrap();
+                if let Some(r) = a.reservation {
+                    let headers = r.headers().pairs();
+                    black_box(headers);
+                    black_box(r.settle(30, 40, admission::mono_ns(Instant::now()), now));
+                }
+            })
+        });
+    }
     g.finish();
 }
 
@@ -164,5 +214,5 @@ fn token_counting(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, admit_settle, token_counting);
+criterion_group!(benches, admit_settle, admission_step, token_counting);
 criterion_main!(benches);

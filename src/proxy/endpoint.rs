@@ -122,6 +122,11 @@ mod tests {
             Endpoint::MethodNotAllowed { allow: "POST" }
         );
         assert_eq!(Endpoint::classify(&Method::GET, "/v1/nothing", None), Endpoint::NotFound);
+        assert_eq!(Endpoint::classify(&Method::POST, "/v1/gateway/preflight", None), Endpoint::Preflight);
+        assert_eq!(
+            Endpoint::classify(&Method::GET, "/v1/gateway/preflight", None),
+            Endpoint::MethodNotAllowed { allow: "POST" }
+        );
         assert_eq!(
             Endpoint::classify(&Method::POST, "/v1/models/fast:generateContent", None),
             Endpoint::Chat {

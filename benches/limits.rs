@@ -119,6 +119,10 @@ keys:
             })
         });
     }
+    // Its parts: the token count and output cap of that body, and the header values.
+    g.bench_function("input_and_cap/small_chat_body", |b| {
+        b.iter(|| tokens::input_and_cap(Format::OpenAiChat, black_box(body), TokenizerFamily::O200k))
+    });
     g.finish();
 }
 

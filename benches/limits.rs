@@ -1,6 +1,9 @@
 //! Criterion benchmarks of the limits path: one admission + settle against a key and a
 //! project scope that both have RPM, TPM, max_parallel and a budget (one thread, and two
-//! threads on the same scopes), and input token counting of 1 KiB, 100 KiB and 1 MiB prompts.
+//! threads on the same scopes); the whole admission step of the gateway (authenticate, alias,
+//! allow-list, body validation, token count, price, reservation, then settle) for a key with
+//! limits and for one without, on the same small chat body; and input token counting of
+//! 1 KiB, 100 KiB and 1 MiB prompts.
 //! Run: `nice cargo bench --bench limits` (`-- <filter>` to pick some).
 
 use std::hint::black_box;
@@ -35,7 +38,7 @@ fn admit_settle(c: &mut Criterion) {
         reg.seed_spend(ScopeId::key(format!("key-{i}")), BudgetPeriod::Daily, 1, SystemTime::now());
     }
     let wall = SystemTime::now();
-    let demand = Demand { tokens: 1_500, cost_micros: 2_000 };
+    let demand = Demand { tokens: 1_500, cost_micros: 2_000, input_tokens: 0 };
     let clock = AtomicU64::new(1_000_000_000_000);
     let tick = || clock.fetch_add(1_000, Ordering::Relaxed);
 
@@ -70,6 +73,74 @@ fn admit_settle(c: &mut Criterion) {
     });
     g.bench_function("rate_headers/key+project", |b| b.iter(|| reg.rate_headers(black_box(&scopes), tick())));
     g.finish();
+}
+
+/// The admission step as the gateway runs it, limits on vs off (the difference is what the
+/// limits cost per request: token count, price, reservation, settle).
+fn admission_step(c: &mut Criterion) {
+    use llm_gateway::admission::{self, Shape};
+    let cfg = format!(
+        r#"listen: "127.0.0.1:0"
+state_dir: /tmp/llm-gateway-bench-limits
+providers:
+  - {{ name: up, kind: openai_compatible, base_url: "http://127.0.0.1:9" }}
+models:
+  - {{ alias: fast, targets: [ {{ provider: up, model: gpt-4o-mini }} ], pricing: {{ input_per_mtok: 1, output_per_mtok: 2 }} }}
+projects:
+  - {{ name: bench, rpm: 1000000000, tpm: 1000000000000, budget: {{ usd: 1000000000, period: monthly }} }}
+keys:
+  - {{ id: off, hash: "{}" }}
+  - {{ id: on, hash: "{}", project: bench, rpm: 1000000000, tpm: 1000000000000, max_parallel: 100000, budget: {{ usd: 1000000000, period: daily }} }}
+"#,
+        llm_gateway::auth::stored_form("sk-bench-off"),
+        llm_gateway::auth::stored_form("sk-bench-on")
+    );
+    let snap = llm_gateway::config::load_str(&cfg).unwrap();
+    let rt = llm_gateway::runtime::Registries::default().build(snap, None, 1, None);
+    tokens::warm().unwrap();
+    // The overhead bench's body.
+    let body = br#"{"model":"fast","messages":[{"role":"user","content":"Say something short."}],"temperature":0.2}"#;
+    let mut g = c.benchmark_group("admission");
+    g.throughput(Throughput::Elements(1));
+    for (name, key) in [("limits_off", "sk-bench-off"), ("limits_on", "sk-bench-on")] {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
+        g.bench_function(format!("authenticate_admit_settle/{name}"), |b| {
+            b.iter(|| {
+                let now = SystemTime::now();
+                let p = admission::authenticate(&rt, black_box(&headers), None, now).unwrap();
+                let a = ready(admission::admit(
+                    &rt,
+                    p,
+                    "fast",
+                    Shape::Chat(Format::OpenAiChat),
+                    Some(body),
+                    false,
+                ))
+                .unwrap();
+                if let Some(llm_gateway::limits::Hold::Local(r)) = a.reservation {
+                    let headers = r.headers().pairs();
+                    black_box(headers);
+                    black_box(r.settle(30, 40, admission::mono_ns(Instant::now()), now));
+                }
+            })
+        });
+    }
+    // Its parts: the token count and output cap of that body, and the header values.
+    g.bench_function("input_and_cap/small_chat_body", |b| {
+        b.iter(|| tokens::input_and_cap(Format::OpenAiChat, black_box(body), TokenizerFamily::O200k))
+    });
+    g.finish();
+}
+
+/// The output of a future that needs no waiting (admission without Redis never waits).
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("admission waited although no redis: is configured"),
+    }
 }
 
 /// Deterministic mixed text: English-like words, numbers, code and JSON fragments.
@@ -164,5 +235,5 @@ fn token_counting(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, admit_settle, token_counting);
+criterion_group!(benches, admit_settle, admission_step, token_counting);
 criterion_main!(benches);

@@ -3,7 +3,9 @@
 //! requests/s per core).
 //!
 //! Run: `cargo bench --bench overhead` (options after `--`: `--duration 5 --connections 32
-//! --rate 2000 --scenario chat|stream`). On a machine with >= 2 CPUs the proxy under test is
+//! --rate 2000 --scenario chat|stream`, `--limits` to also measure the same binary with
+//! limits on: RPM, TPM, max_parallel and a budget on the key and its project, all too high
+//! to ever refuse, measured alternately with limits off, `--rounds 3` times, best of each). On a machine with >= 2 CPUs the proxy under test is
 //! pinned to CPU 1 with one worker thread, and this process (load generator + mock upstream)
 //! to CPU 0, so "per core" figures compare like with like.
 //!
@@ -92,12 +94,46 @@ async fn run(o: Opts, pin: bool) {
     };
     let direct = measure("direct", mock, None, &o, "/v1/chat/completions", direct_body).await;
 
-    let gw = start_gateway(dir.path(), mock, pin, env!("CARGO_BIN_EXE_llm-gateway"));
+    let bin = env!("CARGO_BIN_EXE_llm-gateway");
+    let gw = start_gateway(dir.path(), mock, pin, bin, false);
     let gw_result = measure("gateway", gw.addr, Some(gw.child.id()), &o, path, body).await;
     drop(gw);
+    // `--limits`: limits on vs off, same binary, same run, alternated `--rounds` times (default
+    // 3); the best of each side is compared (other load on the machine only ever slows a run).
+    if std::env::args().any(|a| a == "--limits") {
+        let rounds = std::env::args()
+            .skip_while(|a| a != "--rounds")
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3usize);
+        let (mut off, mut on) = (vec![gw_result.max_rps], Vec::new());
+        let (mut off_cpu, mut on_cpu) = (vec![gw_result.cpu_us], Vec::new());
+        for _ in 0..rounds {
+            for limits in [true, false] {
+                let g = start_gateway(dir.path(), mock, pin, bin, limits);
+                let name = if limits { "limits on" } else { "limits off" };
+                let r = measure(name, g.addr, Some(g.child.id()), &o, path, body).await;
+                drop(g);
+                let (rps, cpu) = if limits { (&mut on, &mut on_cpu) } else { (&mut off, &mut off_cpu) };
+                rps.push(r.max_rps);
+                cpu.push(r.cpu_us);
+            }
+        }
+        let max = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
+        let min = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
+        println!(
+            "limits on / off, best of {} and {} runs: throughput {:.3}x (target >= 0.97), CPU per request {:.3}x ({:.1} vs {:.1} µs)",
+            on.len(),
+            off.len(),
+            max(&on) / max(&off),
+            min(&on_cpu) / min(&off_cpu),
+            min(&on_cpu),
+            min(&off_cpu)
+        );
+    }
     // `--baseline PATH`: an earlier build of the gateway, measured in the same run.
     if let Some(bin) = std::env::args().skip_while(|a| a != "--baseline").nth(1) {
-        let base = start_gateway(dir.path(), mock, pin, &bin);
+        let base = start_gateway(dir.path(), mock, pin, &bin, false);
         let r = measure("baseline", base.addr, Some(base.child.id()), &o, path, body).await;
         println!(
             "gateway / baseline throughput: {:.2}x, CPU per request: {:.2}x",
@@ -404,10 +440,20 @@ fn pinned(pin: bool, program: &str) -> Command {
     }
 }
 
-fn start_gateway(dir: &std::path::Path, mock: SocketAddr, pin: bool, bin: &str) -> Proc {
+/// The gateway on the mock; with `limits`, the bench key and its project have RPM, TPM,
+/// max_parallel and a budget, all far above what the bench can use.
+fn start_gateway(dir: &std::path::Path, mock: SocketAddr, pin: bool, bin: &str, limits: bool) -> Proc {
     let addr = free_addr();
+    let (project, key_limits) = if limits {
+        (
+            "projects:\n  - { name: bench, rpm: 1000000000, tpm: 1000000000000, budget: { usd: 1000000000, period: monthly } }\n",
+            ", project: bench, rpm: 1000000000, tpm: 1000000000000, max_parallel: 100000, budget: { usd: 1000000000, period: daily }",
+        )
+    } else {
+        ("", "")
+    };
     let cfg = format!(
-        "listen: \"{addr}\"\nstate_dir: {}\nlog: {{ requests: false }}\nproviders:\n  - {{ name: up, kind: openai_compatible, base_url: \"http://{mock}\" }}\nmodels:\n  - {{ alias: fast, targets: [ {{ provider: up, model: gpt-4o-mini }} ], pricing: {{ input_per_mtok: 1, output_per_mtok: 2 }} }}\nkeys:\n  - {{ id: bench, hash: \"{}\" }}\n",
+        "listen: \"{addr}\"\nstate_dir: {}\nlog: {{ requests: false }}\nproviders:\n  - {{ name: up, kind: openai_compatible, base_url: \"http://{mock}\" }}\nmodels:\n  - {{ alias: fast, targets: [ {{ provider: up, model: gpt-4o-mini }} ], pricing: {{ input_per_mtok: 1, output_per_mtok: 2 }} }}\n{project}keys:\n  - {{ id: bench, hash: \"{}\"{key_limits} }}\n",
         dir.join("state").display(),
         llm_gateway::auth::stored_form(KEY)
     );

@@ -104,6 +104,13 @@ pub struct UsageWriter {
     shared: Arc<Shared>,
 }
 
+/// Reopens the usage file on SIGHUP (a Pingora background service), so `logrotate` can
+/// rename `usage.jsonl` and signal the gateway: the next batch goes to a new file at the
+/// configured path. Holds no [`UsageLog`] handle, so it never delays the final flush.
+pub struct UsageReopener {
+    shared: Arc<Shared>,
+}
+
 /// What the handles and the writer share.
 struct Shared {
     /// Lines submitted and not yet written.
@@ -172,6 +179,11 @@ impl UsageLog {
         self.shared.reopen.store(true, Ordering::Release);
     }
 
+    /// The SIGHUP listener that calls [`Self::reopen`]; add it as a background service.
+    pub fn reopener(&self) -> UsageReopener {
+        UsageReopener { shared: self.shared.clone() }
+    }
+
     /// The data plane has drained: write everything pending now (synchronously) and stop the
     /// writer. Idempotent; records submitted later are written as they come.
     pub fn close(&self) {
@@ -211,6 +223,36 @@ impl BackgroundService for UsageWriter {
                 return;
             }
             self.shared.flush(SystemTime::now());
+        }
+    }
+}
+
+// === impl UsageReopener ===
+
+#[async_trait]
+impl BackgroundService for UsageReopener {
+    /// Until shutdown: on every SIGHUP, the next batch opens `usage.jsonl` anew (lines written
+    /// before went to the renamed file, none is lost or split).
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGHUP, the usage log will not be reopened on it: {e}");
+                return;
+            }
+        };
+        tracing::info!("usage log: SIGHUP reopens {FILE_NAME}");
+        loop {
+            tokio::select! {
+                r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
+                got = hup.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    self.shared.reopen.store(true, Ordering::Release);
+                    tracing::info!("SIGHUP: the usage log is reopened at its next batch");
+                }
+            }
         }
     }
 }

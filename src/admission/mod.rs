@@ -182,9 +182,10 @@ async fn reserve(
     if (needs_tokens || needs_cost) && is_chat {
         if let (Some(b), Some(t)) = (body, a.targets.first()) {
             let kind = rt.snap.providers[t.provider].kind;
-            input =
-                tokens::count_request_tokens(format, b, tokens::TokenizerFamily::for_target(kind, &t.model));
-            cap = tokens::output_cap(format, b).unwrap_or(u64::from(a.default_max_tokens));
+            let (n, c) =
+                tokens::input_and_cap(format, b, tokens::TokenizerFamily::for_target(kind, &t.model));
+            input = n;
+            cap = c.unwrap_or(u64::from(a.default_max_tokens));
         }
     }
     let cost_micros = if needs_cost {
@@ -196,7 +197,7 @@ async fn reserve(
     } else {
         0
     };
-    let demand = Demand { tokens: input + cap, cost_micros };
+    let demand = Demand { tokens: input + cap, cost_micros, input_tokens: input };
     if let Some(shared) = &rt.shared {
         if let Some(r) = LimitsRegistry::too_large(&scopes, demand) {
             return Err(refused(r));

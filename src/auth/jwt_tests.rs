@@ -440,3 +440,108 @@ fn a_pkcs1_rsa_public_key_is_accepted_too() {
     let token = sign(Algorithm::RS256, &rsa_private(), None, &claims());
     assert_eq!(v.verify(&token, NOW), Ok(alice()));
 }
+
+/// The whole matrix: each accepted algorithm is accepted, and refused for each failure, with
+/// the failure's own error (expired, not yet valid, issuer, audience, a signature that does
+/// not verify, a tampered payload, `alg: none` over a token of that algorithm, and HS256
+/// signed with that algorithm's public key as the secret: algorithm confusion).
+#[test]
+fn each_algorithm_is_accepted_and_refused_for_each_failure() {
+    let public_only = JwtVerifier::new(
+        &config(
+            vec![fixture("rsa_public.pem"), fixture("ec_public.pem"), fixture("ed25519_public.pem")],
+            false,
+        ),
+        None,
+    )
+    .unwrap();
+    let with_hmac = verifier();
+    let algs: [(&str, Algorithm, EncodingKey, Option<&str>); 4] = [
+        ("RS256", Algorithm::RS256, rsa_private(), Some("rsa_public.pem")),
+        ("ES256", Algorithm::ES256, ec_private(), Some("ec_public.pem")),
+        ("EdDSA", Algorithm::EdDSA, ed_private(), Some("ed25519_public.pem")),
+        ("HS256", Algorithm::HS256, hs(HMAC_INLINE), None),
+    ];
+    let with = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut c = claims();
+        f(&mut c);
+        c
+    };
+    for (name, alg, key, public) in &algs {
+        let v = &with_hmac;
+        let good = sign(*alg, key, None, &claims());
+        assert_eq!(v.verify(&good, NOW), Ok(alice()), "{name} accepted");
+        if public.is_some() {
+            assert_eq!(public_only.verify(&good, NOW), Ok(alice()), "{name} accepted without any HMAC key");
+        }
+        let cases: Vec<(&str, String, JwtError)> = vec![
+            (
+                "expired",
+                sign(*alg, key, None, &with(&|c| c["exp"] = json!(NOW - 61))),
+                JwtError::Expired { exp: NOW - 61, now: NOW },
+            ),
+            (
+                "nbf",
+                sign(*alg, key, None, &with(&|c| c["nbf"] = json!(NOW + 61))),
+                JwtError::NotYetValid { nbf: NOW + 61, now: NOW },
+            ),
+            (
+                "iss",
+                sign(*alg, key, None, &with(&|c| c["iss"] = json!("https://evil.example.com/"))),
+                JwtError::Issuer { expected: ISS.into() },
+            ),
+            (
+                "aud",
+                sign(*alg, key, None, &with(&|c| c["aud"] = json!("someone-else"))),
+                JwtError::Audience { expected: AUD.into() },
+            ),
+            ("signature", flip_last_signature_byte(&good), JwtError::Signature),
+            (
+                "tampered payload",
+                swap_payload(&good, &with(&|c| c["team"] = json!("billing"))),
+                JwtError::Signature,
+            ),
+            (
+                "alg none",
+                format!(
+                    "{}.{}.",
+                    b64(&json!({"alg": "none", "typ": "JWT"})),
+                    good.split('.').nth(1).unwrap()
+                ),
+                JwtError::AlgorithmNotAllowed("none".into()),
+            ),
+        ];
+        for (failure, token, want) in cases {
+            assert_eq!(v.verify(&token, NOW), Err(want), "{name}: {failure}");
+        }
+        if let Some(pem) = public {
+            // Algorithm confusion: the public key's bytes as an HMAC secret.
+            let forged = sign(Algorithm::HS256, &hs(&fixture(pem)), None, &claims());
+            assert_eq!(
+                public_only.verify(&forged, NOW),
+                Err(JwtError::AlgorithmNotAllowed("HS256".into())),
+                "{name}: confusion"
+            );
+            assert_eq!(
+                v.verify(&forged, NOW),
+                Err(JwtError::Signature),
+                "{name}: confusion with an HMAC key present"
+            );
+        }
+    }
+}
+
+/// The token with the last byte of its signature changed (still valid base64url).
+fn flip_last_signature_byte(token: &str) -> String {
+    let (head, sig) = token.rsplit_once('.').unwrap();
+    let mut raw = B64URL.decode(sig).unwrap();
+    let last = raw.len() - 1;
+    raw[last] ^= 0x01;
+    format!("{head}.{}", B64URL.encode(raw))
+}
+
+/// The token with its payload replaced by `claims` (header and signature kept).
+fn swap_payload(token: &str, claims: &serde_json::Value) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    format!("{}.{}.{}", parts[0], b64(claims), parts[2])
+}

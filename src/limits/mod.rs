@@ -95,6 +95,14 @@ impl Hold {
         }
     }
 
+    /// Input tokens counted at admission (0 when no limit needed them counted).
+    pub fn counted_input_tokens(&self) -> u64 {
+        match self {
+            Hold::Local(r) => r.counted_input_tokens(),
+            Hold::Shared(r) => r.counted_input_tokens(),
+        }
+    }
+
     /// Tokens reserved (the TPM demand), 0 when no scope limits tokens.
     pub fn reserved_tokens(&self) -> u64 {
         match self {
@@ -111,6 +119,9 @@ pub struct Demand {
     pub tokens: u64,
     /// Estimated cost in micro-dollars (input + output cap at the alias's prices).
     pub cost_micros: u64,
+    /// The counted input part of `tokens`: what the request is charged at least when the
+    /// provider never reports usage (the client went away mid-stream).
+    pub input_tokens: u64,
 }
 
 /// The dimension that refused a request (`ratelimited_total{kind}` label values).

@@ -71,6 +71,7 @@ struct Held {
 pub struct Reservation {
     held: Vec<Held>,
     headers: RateHeaders,
+    input_tokens: u64,
 }
 
 /// What settling reported.
@@ -184,7 +185,7 @@ impl LimitsRegistry {
                 }
             }
         }
-        Ok(Reservation { held, headers })
+        Ok(Reservation { held, headers, input_tokens: demand.input_tokens })
     }
 
     /// The first scope whose limit the demand exceeds by itself (it can never be admitted,
@@ -438,6 +439,12 @@ impl Reservation {
     /// Rate-limit header values computed at admission.
     pub fn headers(&self) -> &RateHeaders {
         &self.headers
+    }
+
+    /// The input tokens counted at admission ([`Demand::input_tokens`]): the least a request
+    /// that got an answer is charged when the provider reported no usage.
+    pub fn counted_input_tokens(&self) -> u64 {
+        self.input_tokens
     }
 
     /// Tokens reserved per scope (the same demand in every scope that has a TPM limit).

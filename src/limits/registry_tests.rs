@@ -32,7 +32,7 @@ fn admit(
     cost: u64,
     now: u64,
 ) -> Result<Reservation, Refusal> {
-    reg.admit(scopes, Demand { tokens, cost_micros: cost }, now, wall(0))
+    reg.admit(scopes, Demand { tokens, cost_micros: cost, input_tokens: 0 }, now, wall(0))
 }
 
 #[test]
@@ -145,19 +145,19 @@ fn a_project_refusal_leaves_the_key_untouched() {
     let scopes = [(key.clone(), &key_rules), (project.clone(), &project_rules)];
     let before = reg.state(&key, &key_rules, T0, wall(0));
     let r = reg
-        .admit(&scopes, Demand { tokens: 5_000, cost_micros: 60_000 }, T0, wall(0))
+        .admit(&scopes, Demand { tokens: 5_000, cost_micros: 60_000, input_tokens: 0 }, T0, wall(0))
         .err()
         .unwrap_or_else(|| panic!("admitted over the project budget"));
     assert_eq!((r.dimension, r.scope.clone(), r.too_large), (Dimension::Budget, project.clone(), true));
     let r = reg
-        .admit(&scopes, Demand { tokens: 5_000, cost_micros: 40_000 }, T0, wall(0))
+        .admit(&scopes, Demand { tokens: 5_000, cost_micros: 40_000, input_tokens: 0 }, T0, wall(0))
         .unwrap_or_else(|e| panic!("{e}"));
     r.settle(5_000, 40_000, T0, wall(0));
     let after_one = reg.state(&key, &key_rules, T0, wall(0));
     // The project has 10,000 left: a 20,000 estimate is refused by the project, and the key,
     // already charged by then, is rolled back to exactly where it was.
     let e = reg
-        .admit(&scopes, Demand { tokens: 5_000, cost_micros: 20_000 }, T0, wall(0))
+        .admit(&scopes, Demand { tokens: 5_000, cost_micros: 20_000, input_tokens: 0 }, T0, wall(0))
         .err()
         .unwrap_or_else(|| panic!("admitted"));
     assert_eq!((e.dimension, e.scope, e.remaining, e.too_large), (Dimension::Budget, project, 10_000, false));
@@ -197,7 +197,7 @@ fn a_dropped_reservation_keeps_its_charges_as_spent() {
         ..ScopeRules::default()
     };
     let scopes = [(key.clone(), &rules)];
-    let r = reg.admit(&scopes, Demand { tokens: 4_000, cost_micros: 300_000 }, T0, wall(0));
+    let r = reg.admit(&scopes, Demand { tokens: 4_000, cost_micros: 300_000, input_tokens: 0 }, T0, wall(0));
     drop(r);
     let v = reg.state(&key, &rules, T0, wall(0));
     assert_eq!(v.in_flight, 0);
@@ -206,7 +206,8 @@ fn a_dropped_reservation_keeps_its_charges_as_spent() {
     assert_eq!((b.spent_micros, b.reserved_micros, b.remaining_micros), (300_000, 0, 700_000));
     // A panic while the request holds it takes the same path.
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let _r = reg.admit(&scopes, Demand { tokens: 1_000, cost_micros: 100_000 }, T0, wall(0));
+        let _r =
+            reg.admit(&scopes, Demand { tokens: 1_000, cost_micros: 100_000, input_tokens: 0 }, T0, wall(0));
         panic!("handler bug");
     }));
     assert!(caught.is_err());
@@ -233,7 +234,12 @@ fn thirty_threads_never_overspend_a_small_budget() {
                 let mut i = 0u64;
                 while refused_in_a_row < 200 {
                     i += 1;
-                    match reg.admit(scopes, Demand { tokens: 0, cost_micros: 1_000 }, T0, wall(0)) {
+                    match reg.admit(
+                        scopes,
+                        Demand { tokens: 0, cost_micros: 1_000, input_tokens: 0 },
+                        T0,
+                        wall(0),
+                    ) {
                         Ok(r) => {
                             refused_in_a_row = 0;
                             admitted.fetch_add(1, Ordering::Relaxed);
@@ -275,7 +281,8 @@ fn thirty_threads_spending_exactly_their_estimate_use_the_budget_exactly() {
     std::thread::scope(|s| {
         for _ in 0..30 {
             s.spawn(|| loop {
-                match reg.admit(&scopes, Demand { tokens: 0, cost_micros: 700 }, T0, wall(0)) {
+                match reg.admit(&scopes, Demand { tokens: 0, cost_micros: 700, input_tokens: 0 }, T0, wall(0))
+                {
                     Ok(r) => {
                         admitted.fetch_add(1, Ordering::Relaxed);
                         r.settle(0, 700, T0, wall(0));
@@ -304,18 +311,18 @@ fn a_new_utc_day_resets_the_budget_and_the_refusal_says_when() {
     let scopes = [(key.clone(), &rules)];
     let evening = wall(13 * 3_600); // 23:00 UTC
     let r = reg
-        .admit(&scopes, Demand { tokens: 0, cost_micros: 8_000 }, T0, evening)
+        .admit(&scopes, Demand { tokens: 0, cost_micros: 8_000, input_tokens: 0 }, T0, evening)
         .unwrap_or_else(|e| panic!("{e}"));
     r.settle(0, 9_000, T0, evening);
     let e = reg
-        .admit(&scopes, Demand { tokens: 0, cost_micros: 2_000 }, T0, evening)
+        .admit(&scopes, Demand { tokens: 0, cost_micros: 2_000, input_tokens: 0 }, T0, evening)
         .err()
         .unwrap_or_else(|| panic!("admitted"));
     assert_eq!(e.retry_after, Some(Duration::from_secs(3_600)));
     let after_midnight = wall(14 * 3_600 + 1);
     let v = reg.state(&key, &rules, T0, after_midnight).budget.unwrap_or_else(|| panic!("no view"));
     assert_eq!((v.spent_micros, v.period_start.as_str()), (0, "2026-03-05T00:00:00Z"));
-    let r = reg.admit(&scopes, Demand { tokens: 0, cost_micros: 9_500 }, T0, after_midnight);
+    let r = reg.admit(&scopes, Demand { tokens: 0, cost_micros: 9_500, input_tokens: 0 }, T0, after_midnight);
     assert!(r.is_ok());
 }
 
@@ -326,7 +333,7 @@ fn an_alert_is_reported_once_per_period() {
     let rules = budget(10_000, BudgetPeriod::Daily, Some(0.5));
     let scopes = [(key.clone(), &rules)];
     let spend = |cost: u64, w: SystemTime| {
-        reg.admit(&scopes, Demand { tokens: 0, cost_micros: cost }, T0, w)
+        reg.admit(&scopes, Demand { tokens: 0, cost_micros: cost, input_tokens: 0 }, T0, w)
             .unwrap_or_else(|e| panic!("{e}"))
             .settle(0, cost, T0, w)
             .alerts
@@ -416,7 +423,12 @@ fn seeded_spend_counts_against_the_budget_and_shows_in_the_view() {
     let rules = budget(50_000_000, BudgetPeriod::Monthly, None);
     reg.seed_spend(key.clone(), BudgetPeriod::Monthly, 49_990_000, wall(0));
     let e = reg
-        .admit(&[(key.clone(), &rules)], Demand { tokens: 0, cost_micros: 20_000 }, T0, wall(0))
+        .admit(
+            &[(key.clone(), &rules)],
+            Demand { tokens: 0, cost_micros: 20_000, input_tokens: 0 },
+            T0,
+            wall(0),
+        )
         .err()
         .unwrap_or_else(|| panic!("admitted"));
     assert_eq!((e.dimension, e.remaining), (Dimension::Budget, 10_000));

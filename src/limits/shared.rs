@@ -333,6 +333,11 @@ impl SharedReservation {
         &self.headers
     }
 
+    /// Input tokens counted at admission.
+    pub fn counted_input_tokens(&self) -> u64 {
+        self.demand.input_tokens
+    }
+
     pub fn reserved_tokens(&self) -> u64 {
         if self.scopes.iter().any(|(_, r)| r.tpm.is_some()) {
             self.demand.tokens

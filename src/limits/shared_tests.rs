@@ -70,7 +70,7 @@ fn rules(rpm: Option<u64>, tpm: Option<u64>, par: Option<u32>, budget: Option<u6
     }
 }
 
-const D: Demand = Demand { tokens: 10, cost_micros: 400 };
+const D: Demand = Demand { tokens: 10, cost_micros: 400, input_tokens: 5 };
 
 #[tokio::test]
 async fn an_rpm_burst_admits_exactly_rpm_then_refuses_with_the_real_wait() {
@@ -117,7 +117,7 @@ async fn tokens_are_reserved_then_reconciled_with_actual_usage() {
     let b = backend(&server, Duration::from_secs(60));
     let r = rules(None, Some(1000), None, None);
     let scopes = [(ScopeId::key("k"), &r)];
-    let big = Demand { tokens: 600, cost_micros: 0 };
+    let big = Demand { tokens: 600, cost_micros: 0, input_tokens: 100 };
     let first = b.admit(&scopes, big, SystemTime::now()).await.unwrap().unwrap();
     assert_eq!(first.headers().tokens.unwrap().remaining, 400);
     assert_eq!(

@@ -86,7 +86,17 @@ pub struct TokenizerError(String);
 impl TokenizerFamily {
     /// The family of a target: its provider kind and the concrete model id.
     pub fn for_target(kind: ProviderKind, model: &str) -> TokenizerFamily {
-        let m = model.to_ascii_lowercase();
+        match kind {
+            ProviderKind::Anthropic => return TokenizerFamily::Claude,
+            ProviderKind::Gemini => return TokenizerFamily::Gemini,
+            _ => {}
+        }
+        // Already lower case (most model ids): no allocation.
+        let m: std::borrow::Cow<'_, str> = if model.bytes().any(|b| b.is_ascii_uppercase()) {
+            model.to_ascii_lowercase().into()
+        } else {
+            model.into()
+        };
         match kind {
             ProviderKind::Anthropic => TokenizerFamily::Claude,
             ProviderKind::Gemini => TokenizerFamily::Gemini,
@@ -170,6 +180,20 @@ pub fn count_request_tokens(format: Format, body: &[u8], family: TokenizerFamily
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => count_value_tokens(format, &m, family),
         _ => count_text(&String::from_utf8_lossy(body), family),
+    }
+}
+
+/// The input tokens ([`count_request_tokens`]) and the output cap ([`output_cap`]) of a
+/// request body, parsed once (the admission step needs both).
+pub fn input_and_cap(format: Format, body: &[u8], family: TokenizerFamily) -> (u64, Option<u64>) {
+    if format == Format::OpenAiChat {
+        if let Some(r) = stream::openai_chat(body, family) {
+            return r;
+        }
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => (count_value_tokens(format, &m, family), output_cap_value(format, &m)),
+        _ => (count_text(&String::from_utf8_lossy(body), family), None),
     }
 }
 
@@ -374,6 +398,305 @@ impl Counter {
                 }
             }
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+}
+
+/// Counting an OpenAI chat body straight from its bytes, without building a JSON tree (the
+/// tree parse was most of the cost of counting a small request): the same rules as
+/// [`Counter`], applied by serde visitors as the parser meets each value.
+mod stream {
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::value::RawValue;
+    use serde_json::Value;
+
+    use super::{scale, vocabulary, Counter, TokenizerFamily, MEDIA, REPLY_PRIMING, SKIP, STRUCTURED};
+    use super::{TOKENS_PER_MEDIA, TOKENS_PER_MESSAGE};
+
+    /// `(input tokens, output cap)` of an OpenAI chat body; `None` when it is not a JSON
+    /// object (the caller then takes the general path).
+    pub(super) fn openai_chat(body: &[u8], family: TokenizerFamily) -> Option<(u64, Option<u64>)> {
+        let (encoding, factor) = family.encoding_and_factor();
+        let mut c = Counter { bpe: vocabulary(encoding).ok(), text_tokens: 0, media: 0, messages: 0 };
+        let mut top = Top { c: &mut c, max_completion_tokens: None, max_tokens: None, n: None };
+        let mut de = serde_json::Deserializer::from_slice(body);
+        (&mut de).deserialize_map(&mut top).ok()?;
+        de.end().ok()?;
+        let cap = top
+            .max_completion_tokens
+            .or(top.max_tokens)
+            .map(|cap| cap.saturating_mul(top.n.unwrap_or(1).max(1)));
+        let input = scale(c.text_tokens, factor)
+            + c.messages * TOKENS_PER_MESSAGE
+            + REPLY_PRIMING
+            + c.media * TOKENS_PER_MEDIA;
+        Some((input, cap))
+    }
+
+    /// The top-level object: `messages`, the structured fields, and the output cap.
+    struct Top<'c> {
+        c: &'c mut Counter,
+        max_completion_tokens: Option<u64>,
+        max_tokens: Option<u64>,
+        n: Option<u64>,
+    }
+
+    impl<'de> Visitor<'de> for &mut Top<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key_seed(KeySeed)? {
+                match key {
+                    Key::Messages => map.next_value_seed(Messages { c: self.c })?,
+                    Key::Structured => map.next_value_seed(Json { c: self.c })?,
+                    Key::MaxCompletionTokens => self.max_completion_tokens = map.next_value_seed(U64)?,
+                    Key::MaxTokens => self.max_tokens = map.next_value_seed(U64)?,
+                    Key::N => self.n = map.next_value_seed(U64)?,
+                    Key::Other => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    enum Key {
+        Messages,
+        Structured,
+        MaxCompletionTokens,
+        MaxTokens,
+        N,
+        Other,
+    }
+
+    struct KeySeed;
+
+    impl<'de> DeserializeSeed<'de> for KeySeed {
+        type Value = Key;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl Visitor<'_> for KeySeed {
+        type Value = Key;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a key")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<Key, E> {
+            Ok(match k {
+                "messages" => Key::Messages,
+                "tools" | "functions" | "response_format" => Key::Structured,
+                "max_completion_tokens" => Key::MaxCompletionTokens,
+                "max_tokens" => Key::MaxTokens,
+                "n" => Key::N,
+                _ => Key::Other,
+            })
+        }
+    }
+
+    /// A number as `Value::as_u64` reads it (a negative or fractional one is `None`).
+    struct U64;
+
+    impl<'de> DeserializeSeed<'de> for U64 {
+        type Value = Option<u64>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<u64>, D::Error> {
+            Ok(Value::deserialize(d)?.as_u64())
+        }
+    }
+
+    use serde::Deserialize as _;
+
+    /// `Counter::messages_at`: an array's entries are framed and walked; anything else walked.
+    struct Messages<'c> {
+        c: &'c mut Counter,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Messages<'_> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Messages<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("messages")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Walk { c: self.c })?.is_some() {
+                self.c.messages += 1;
+            }
+            Ok(())
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+            Walk { c: self.c }.visit_map(map)
+        }
+
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(), E> {
+            self.c.text(s);
+            Ok(())
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+
+    /// `Counter::json`: structured data counted as its compact JSON text (as the tree path
+    /// writes it), a string as is.
+    struct Json<'c> {
+        c: &'c mut Counter,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Json<'_> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            let raw = <&RawValue>::deserialize(d)?;
+            let v: Value = serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)?;
+            self.c.json(Some(&v));
+            Ok(())
+        }
+    }
+
+    /// `Counter::walk`.
+    struct Walk<'c> {
+        c: &'c mut Counter,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(), E> {
+            self.c.text(s);
+            Ok(())
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Walk { c: &mut *self.c })?.is_some() {}
+            Ok(())
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(kind) = map.next_key_seed(WalkKeySeed)? {
+                match kind {
+                    WalkKey::Skip => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                    WalkKey::Media => {
+                        map.next_value::<IgnoredAny>()?;
+                        self.c.media += 1;
+                    }
+                    WalkKey::Structured => map.next_value_seed(Json { c: &mut *self.c })?,
+                    WalkKey::Other => map.next_value_seed(Walk { c: &mut *self.c })?,
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// How `Counter::walk` treats an object key.
+    enum WalkKey {
+        Skip,
+        Media,
+        Structured,
+        Other,
+    }
+
+    struct WalkKeySeed;
+
+    impl<'de> DeserializeSeed<'de> for WalkKeySeed {
+        type Value = WalkKey;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<WalkKey, D::Error> {
+            d.deserialize_str(WalkKeyVisitor)
+        }
+    }
+
+    struct WalkKeyVisitor;
+
+    impl Visitor<'_> for WalkKeyVisitor {
+        type Value = WalkKey;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a key")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<WalkKey, E> {
+            Ok(if SKIP.contains(&k) {
+                WalkKey::Skip
+            } else if MEDIA.contains(&k) {
+                WalkKey::Media
+            } else if STRUCTURED.contains(&k) {
+                WalkKey::Structured
+            } else {
+                WalkKey::Other
+            })
         }
     }
 }

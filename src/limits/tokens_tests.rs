@@ -274,3 +274,136 @@ fn warm_loads_both_vocabularies() {
     assert_eq!(count_text("hello world", TokenizerFamily::Cl100k), 2);
     assert_eq!(count_text("hello world", TokenizerFamily::O200k), 2);
 }
+
+#[test]
+fn input_and_cap_parses_once_and_agrees_with_the_separate_counts() {
+    let bodies: [(Format, &[u8]); 4] = [
+        (Format::OpenAiChat, br#"{"model":"m","max_tokens":77,"n":2,"messages":[{"role":"user","content":"Hello there, how are you?"}]}"#),
+        (Format::Anthropic, br#"{"model":"m","max_tokens":300,"system":"be brief","messages":[{"role":"user","content":"hi"}]}"#),
+        (Format::Gemini, br#"{"contents":[{"role":"user","parts":[{"text":"hi there"}]}],"generationConfig":{"maxOutputTokens":64}}"#),
+        (Format::OpenAiChat, b"not json at all"),
+    ];
+    for (format, body) in bodies {
+        let family = TokenizerFamily::O200k;
+        assert_eq!(
+            input_and_cap(format, body, family),
+            (count_request_tokens(format, body, family), output_cap(format, body)),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+#[test]
+fn model_ids_are_matched_whatever_their_case() {
+    use crate::config::ProviderKind;
+    for (model, family) in [
+        ("GPT-4-0613", TokenizerFamily::Cl100k),
+        ("gpt-4o-mini", TokenizerFamily::O200k),
+        ("Claude-3", TokenizerFamily::Claude),
+    ] {
+        let kind = if family == TokenizerFamily::Claude {
+            ProviderKind::OpenaiCompatible
+        } else {
+            ProviderKind::Openai
+        };
+        assert_eq!(TokenizerFamily::for_target(kind, model), family, "{model}");
+    }
+    assert_eq!(
+        TokenizerFamily::for_target(ProviderKind::Bedrock, "US.Anthropic.claude-x"),
+        TokenizerFamily::Claude
+    );
+}
+
+/// The tree path of `input_and_cap` for an OpenAI chat body (the streaming path must agree).
+fn tree_input_and_cap(body: &[u8], family: TokenizerFamily) -> (u64, Option<u64>) {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => {
+            (count_value_tokens(Format::OpenAiChat, &m, family), output_cap_value(Format::OpenAiChat, &m))
+        }
+        _ => (count_text(&String::from_utf8_lossy(body), family), None),
+    }
+}
+
+#[test]
+fn the_streaming_chat_count_equals_the_tree_count() {
+    let bodies = [
+        json!({"model": "m", "messages": [{"role": "user", "content": "Say something short."}], "temperature": 0.2}),
+        json!({"model": "m", "max_tokens": 50, "max_completion_tokens": 70, "n": 3, "messages": [
+            {"role": "system", "content": "You are terse.\nAnswer in \"quotes\" \u{e9}\u{1F600}."},
+            {"role": "user", "content": [{"type": "text", "text": "what is here?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}}]},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny, 21 C"}],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}}),
+        json!({"model": "m", "max_tokens": -5, "n": 0, "messages": "just a string"}),
+        json!({"model": "m", "max_tokens": 10.0, "messages": {"role": "user", "content": "an object"}, "functions": "text"}),
+        json!({"model": "m", "messages": null, "tools": null}),
+        json!({"model": "m", "messages": [1, true, null, [{"input": {"b": 1, "a": [2, 3]}}]]}),
+    ];
+    for b in bodies {
+        let body = serde_json::to_vec(&b).unwrap();
+        for family in [TokenizerFamily::O200k, TokenizerFamily::Cl100k, TokenizerFamily::Claude] {
+            assert_eq!(
+                input_and_cap(Format::OpenAiChat, &body, family),
+                tree_input_and_cap(&body, family),
+                "{b}"
+            );
+        }
+    }
+    // Not an object, not JSON, trailing bytes: the general path's answer.
+    for body in [&b"[1,2]"[..], b"not json", b"{\"messages\":[]} x", b""] {
+        assert_eq!(
+            input_and_cap(Format::OpenAiChat, body, TokenizerFamily::O200k),
+            tree_input_and_cap(body, TokenizerFamily::O200k),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        (0.0f64..1e6).prop_map(|f| json!(f)),
+        "[a-z \\\\\"é😀\n]{0,24}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        let key = prop_oneof![
+            Just("role".to_string()),
+            Just("content".to_string()),
+            Just("text".to_string()),
+            Just("image_url".to_string()),
+            Just("arguments".to_string()),
+            Just("input".to_string()),
+            Just("parameters".to_string()),
+            "[a-z_]{1,8}",
+        ];
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::vec((key, inner), 0..5).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    #[test]
+    fn streaming_and_tree_counts_agree_on_any_chat_shaped_body(
+        messages in json_value(),
+        tools in json_value(),
+        cap in prop_oneof![Just(Value::Null), any::<u32>().prop_map(|n| json!(n)), Just(json!(-3)), Just(json!(2.5))],
+        n in prop_oneof![Just(Value::Null), (0u32..5).prop_map(|n| json!(n))],
+    ) {
+        let body = serde_json::to_vec(&json!({"model": "m", "messages": messages, "tools": tools, "max_tokens": cap, "n": n})).unwrap();
+        prop_assert_eq!(
+            input_and_cap(Format::OpenAiChat, &body, TokenizerFamily::O200k),
+            tree_input_and_cap(&body, TokenizerFamily::O200k)
+        );
+    }
+}

@@ -15,6 +15,8 @@ pub enum Endpoint {
     },
     /// Anthropic `/v1/messages/count_tokens` (an estimate).
     CountTokens,
+    /// `/v1/gateway/preflight`: the cost of planned operations against the caller's budgets.
+    Preflight,
     /// OpenAI media and embeddings, passed through to the OpenAI family.
     Media(MediaOp),
     /// A known path with the wrong method (405, with `allow`).
@@ -55,6 +57,7 @@ impl Endpoint {
             }
             "/v1/messages" => only(post, "POST", Endpoint::Chat { format: Format::Anthropic, gemini: None }),
             "/v1/messages/count_tokens" => only(post, "POST", Endpoint::CountTokens),
+            "/v1/gateway/preflight" => only(post, "POST", Endpoint::Preflight),
             "/v1/embeddings" | "/embeddings" => only(post, "POST", Endpoint::Media(MediaOp::Embeddings)),
             "/v1/images/generations" | "/images/generations" => {
                 only(post, "POST", Endpoint::Media(MediaOp::ImagesGenerations))
@@ -119,6 +122,11 @@ mod tests {
             Endpoint::MethodNotAllowed { allow: "POST" }
         );
         assert_eq!(Endpoint::classify(&Method::GET, "/v1/nothing", None), Endpoint::NotFound);
+        assert_eq!(Endpoint::classify(&Method::POST, "/v1/gateway/preflight", None), Endpoint::Preflight);
+        assert_eq!(
+            Endpoint::classify(&Method::GET, "/v1/gateway/preflight", None),
+            Endpoint::MethodNotAllowed { allow: "POST" }
+        );
         assert_eq!(
             Endpoint::classify(&Method::POST, "/v1/models/fast:generateContent", None),
             Endpoint::Chat {

@@ -16,7 +16,7 @@ use super::cors::{self, Cors};
 use super::ctx::RequestCtx;
 use super::endpoint::{error_format_for_path, Endpoint};
 use super::respond;
-use super::{chat, media};
+use super::{chat, media, preflight};
 use crate::accounting::{UsageLog, UsageRecord};
 use crate::admission::{self, Shape};
 use crate::error::GatewayError;
@@ -161,6 +161,10 @@ impl ProxyHttp for Gateway {
                     respond::error(s, ctx, Format::Anthropic, e).await?;
                 }
             }
+            Endpoint::Preflight => {
+                ctx.endpoint = "preflight";
+                preflight::serve(s, ctx, &rt).await?;
+            }
             Endpoint::Chat { format, gemini } => {
                 ctx.endpoint = format.name();
                 ctx.client_format = Some(format);
@@ -218,6 +222,15 @@ impl Gateway {
         };
         let snap = &rt.snap;
         let alias = ctx.alias.map(|a| &snap.aliases[a]);
+        // A target answered but reported no usage (the client went away mid-stream before the
+        // usage event): charge at least the input counted at admission.
+        if let (Some(_), Some(res)) =
+            (ctx.served, ctx.admission.as_ref().and_then(|a| a.reservation.as_ref()))
+        {
+            if ctx.usage.input_tokens == 0 {
+                ctx.usage.input_tokens = res.counted_input_tokens();
+            }
+        }
         let micros = price_of(snap, ctx.served)
             .map(|p| crate::accounting::cost_micros(&p, &ctx.usage, crate::accounting::MediaUnits::default()))
             .unwrap_or(0);

@@ -9,6 +9,7 @@ mod endpoint;
 mod gateway;
 mod media;
 mod plan;
+mod preflight;
 mod respond;
 mod upstream;
 

@@ -56,6 +56,8 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
     }
     let counters = Arc::new(Counters::default());
     let (usage, writer) = UsageLog::new(store.state_dir_watch());
+    // SIGHUP also reopens usage.jsonl (logrotate renames it, then signals).
+    let reopener = usage.reopener();
     let metrics = Arc::new(Metrics::new(&KnownNames::from_config(cfg)));
     let targets = store.registries().targets.clone();
 
@@ -161,6 +163,7 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
     if let Some(r) = cert_reloader {
         server.add_service(background_service("certificate reloader", r));
     }
+    server.add_service(background_service("usage log reopen on SIGHUP", reopener));
     server.add_service(health);
     server.add_service(background_service("health check sync", sync));
     tracing::info!(

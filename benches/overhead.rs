@@ -5,7 +5,9 @@
 //! Run: `cargo bench --bench overhead` (options after `--`: `--duration 5 --connections 32
 //! --rate 2000 --scenario chat|stream`, `--limits` to also measure the same binary with
 //! limits on: RPM, TPM, max_parallel and a budget on the key and its project, all too high
-//! to ever refuse, measured alternately with limits off, `--rounds 3` times, best of each). On a machine with >= 2 CPUs the proxy under test is
+//! to ever refuse, measured alternately with limits off, `--rounds 3` times, best of each;
+//! `--redis` to compare no limits, limits in memory and limits in a redis-server of the run, and
+//! count Redis round trips per request). On a machine with >= 2 CPUs the proxy under test is
 //! pinned to CPU 1 with one worker thread, and this process (load generator + mock upstream)
 //! to CPU 0, so "per core" figures compare like with like.
 //!
@@ -130,6 +132,84 @@ async fn run(o: Opts, pin: bool) {
             min(&on_cpu),
             min(&off_cpu)
         );
+    }
+    // `--redis`: the same limits in memory vs in Redis (a redis-server of this run, on CPU 0 with
+    // the load generator; the gateway on CPU 1) vs none, alternated `--rounds` times; then
+    // Redis round trips per request, counted by Redis itself (INFO commandstats).
+    if std::env::args().any(|a| a == "--redis") {
+        let rounds = std::env::args()
+            .skip_while(|a| a != "--rounds")
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3usize);
+        match RedisProc::start(pin) {
+            None => println!("redis-server: not installed (apt-get install -y redis-server) - skipped"),
+            Some(redis) => {
+                let url = redis.url();
+                let mut best: [Option<Result>; 3] = [None, None, None];
+                for _ in 0..rounds {
+                    for (i, (name, limits, r)) in [
+                        ("no limits", false, None),
+                        ("in memory", true, None),
+                        ("redis", true, Some(url.as_str())),
+                    ]
+                    .into_iter()
+                    .enumerate()
+                    {
+                        let g = start_gateway_with(dir.path(), mock, pin, bin, limits, r);
+                        let res = measure(name, g.addr, Some(g.child.id()), &o, path, body).await;
+                        drop(g);
+                        let keep = best[i].as_ref().is_none_or(|b| res.max_rps > b.max_rps);
+                        if keep {
+                            best[i] = Some(res);
+                        }
+                    }
+                }
+                if let [Some(off), Some(mem), Some(red)] = &best {
+                    println!("best of {rounds} rounds each:");
+                    for (name, r) in [("no limits", off), ("in memory", mem), ("redis", red)] {
+                        println!(
+                            "  {name:<10} {:>9.0} req/s ({:.3}x of no limits)  fixed-rate p50 {} µs p99 {} µs (+{} / +{} µs)  cpu {:.1} µs/req",
+                            r.max_rps,
+                            r.max_rps / off.max_rps,
+                            r.fixed_p50,
+                            r.fixed_p99,
+                            r.fixed_p50.saturating_sub(off.fixed_p50),
+                            r.fixed_p99.saturating_sub(off.fixed_p99),
+                            r.cpu_us
+                        );
+                    }
+                }
+                let g = start_gateway_with(dir.path(), mock, pin, bin, true, Some(&url));
+                redis.command(&["CONFIG", "RESETSTAT"]).await;
+                let n = 1000u64;
+                let req = format!(
+                    "POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\nauthorization: Bearer {KEY}\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let mut conn = Conn::connect(g.addr).await;
+                for _ in 0..n {
+                    conn.call(req.as_bytes()).await;
+                }
+                // Settlements run after the answers: wait until Redis has seen them all.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let mut calls = 0;
+                loop {
+                    let now = redis.script_calls().await;
+                    if (now == calls && now >= 2 * n) || Instant::now() > deadline {
+                        calls = now;
+                        break;
+                    }
+                    calls = now;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                println!(
+                    "redis round trips: {calls} script calls for {n} requests = {:.2} per request (one to admit, one to settle)",
+                    calls as f64 / n as f64
+                );
+                drop(g);
+            }
+        }
     }
     // `--baseline PATH`: an earlier build of the gateway, measured in the same run.
     if let Some(bin) = std::env::args().skip_while(|a| a != "--baseline").nth(1) {
@@ -416,6 +496,73 @@ impl Drop for Proc {
     }
 }
 
+/// A redis-server of this run (on CPU 0 when pinning: the gateway has CPU 1).
+struct RedisProc {
+    child: Child,
+    port: u16,
+}
+
+impl RedisProc {
+    fn start(pin: bool) -> Option<RedisProc> {
+        let port = free_addr().port();
+        let mut cmd = if pin {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0", "redis-server"]);
+            c
+        } else {
+            Command::new("redis-server")
+        };
+        let child = cmd
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        wait_port(SocketAddr::from(([127, 0, 0, 1], port)));
+        Some(RedisProc { child, port })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// One command; the raw reply.
+    async fn command(&self, args: &[&str]) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        // Replies here are small: read until a pause.
+        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// EVAL + EVALSHA calls since the last RESETSTAT.
+    async fn script_calls(&self) -> u64 {
+        let info = self.command(&["INFO", "commandstats"]).await;
+        info.lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for RedisProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
@@ -443,7 +590,22 @@ fn pinned(pin: bool, program: &str) -> Command {
 /// The gateway on the mock; with `limits`, the bench key and its project have RPM, TPM,
 /// max_parallel and a budget, all far above what the bench can use.
 fn start_gateway(dir: &std::path::Path, mock: SocketAddr, pin: bool, bin: &str, limits: bool) -> Proc {
+    start_gateway_with(dir, mock, pin, bin, limits, None)
+}
+
+/// `start_gateway`, with the limits in Redis at `redis` (a URL) when given.
+fn start_gateway_with(
+    dir: &std::path::Path,
+    mock: SocketAddr,
+    pin: bool,
+    bin: &str,
+    limits: bool,
+    redis: Option<&str>,
+) -> Proc {
     let addr = free_addr();
+    let redis = redis
+        .map(|u| format!("redis: {{ url: \"{u}\", on_error: closed, timeout_ms: 1000 }}\n"))
+        .unwrap_or_default();
     let (project, key_limits) = if limits {
         (
             "projects:\n  - { name: bench, rpm: 1000000000, tpm: 1000000000000, budget: { usd: 1000000000, period: monthly } }\n",
@@ -453,7 +615,7 @@ fn start_gateway(dir: &std::path::Path, mock: SocketAddr, pin: bool, bin: &str, 
         ("", "")
     };
     let cfg = format!(
-        "listen: \"{addr}\"\nstate_dir: {}\nlog: {{ requests: false }}\nproviders:\n  - {{ name: up, kind: openai_compatible, base_url: \"http://{mock}\" }}\nmodels:\n  - {{ alias: fast, targets: [ {{ provider: up, model: gpt-4o-mini }} ], pricing: {{ input_per_mtok: 1, output_per_mtok: 2 }} }}\n{project}keys:\n  - {{ id: bench, hash: \"{}\"{key_limits} }}\n",
+        "listen: \"{addr}\"\nstate_dir: {}\nlog: {{ requests: false }}\n{redis}providers:\n  - {{ name: up, kind: openai_compatible, base_url: \"http://{mock}\" }}\nmodels:\n  - {{ alias: fast, targets: [ {{ provider: up, model: gpt-4o-mini }} ], pricing: {{ input_per_mtok: 1, output_per_mtok: 2 }} }}\n{project}keys:\n  - {{ id: bench, hash: \"{}\"{key_limits} }}\n",
         dir.join("state").display(),
         llm_gateway::auth::stored_form(KEY)
     );

@@ -96,3 +96,158 @@ async fn a_form_with_two_model_parts_is_refused_before_the_provider_sees_it() {
     let statuses: Vec<u64> = usage.iter().map(|u| u["status"].as_u64().unwrap()).collect();
     assert_eq!(statuses, vec![400, 400, 400, 200]);
 }
+
+/// An upstream that answers the n-th request with `replies[n % len]`, raw bytes, then closes
+/// the connection. Counts requests.
+async fn raw_upstream(replies: Vec<Vec<u8>>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let (replies, n) = (std::sync::Arc::new(replies), count.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let (replies, n) = (replies.clone(), n.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if let Ok(Some(_)) = read_request(&mut sock, &mut buf).await {
+                    let i = n.fetch_add(1, Ordering::SeqCst);
+                    let _ = sock.write_all(&replies[i % replies.len()]).await;
+                    let _ = sock.shutdown().await;
+                }
+            });
+        }
+    });
+    (url, count)
+}
+
+const OK: &str = r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+const OK_SSE: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\ndata: [DONE]\n\n";
+
+/// `bad` first, then the fallback alias `good`; `solo` has only `bad`.
+fn failover_config(bad: &str, good: &str) -> String {
+    format!(
+        r#"limits: {{ upstream_timeout_ms: 3000, max_attempts: 1, circuit_breaker: {{ failure_threshold: 100, cooldown_s: 1 }} }}
+providers:
+  - {{ name: pa, kind: openai_compatible, base_url: "{bad}" }}
+  - {{ name: pb, kind: openai_compatible, base_url: "{good}" }}
+models:
+  - alias: a
+    targets: [ {{ provider: pa, model: m-bad }} ]
+    fallbacks: [good]
+  - alias: good
+    targets: [ {{ provider: pb, model: m-good }} ]
+  - alias: solo
+    targets: [ {{ provider: pa, model: m-bad }} ]
+keys:
+  - {{ id: k, hash: "{{KEY_HASH}}" }}
+"#
+    )
+}
+
+fn head(status: u16, headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status} OK\r\n{headers}\r\n").into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// A same-format (passthrough) 2xx that is not a usable answer is the target's failure: the
+/// next target answers, and when none can the client gets a 502 naming the target, logged
+/// as 502, never a 200 with 0 tokens.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passthrough_answer_that_is_not_valid_fails_over_instead_of_reaching_the_client() {
+    let json = "content-type: application/json\r\n";
+    let cases: Vec<(&str, bool, Vec<u8>)> = vec![
+        ("truncated JSON", false, head(200, &format!("{json}content-length: 30\r\n"), &OK.as_bytes()[..30])),
+        (
+            "body shorter than content-length",
+            false,
+            head(200, &format!("{json}content-length: 400\r\n"), &OK.as_bytes()[..60]),
+        ),
+        (
+            "html page",
+            false,
+            head(200, "content-type: text/html\r\ncontent-length: 17\r\n", b"<html>oops</html>"),
+        ),
+        ("plain text", false, head(200, "content-type: text/plain\r\ncontent-length: 2\r\n", b"ok")),
+        (
+            "gzip not asked for",
+            false,
+            head(
+                200,
+                &format!("{json}content-encoding: gzip\r\ncontent-length: 10\r\n"),
+                b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03",
+            ),
+        ),
+        ("empty body", false, head(200, &format!("{json}content-length: 0\r\n"), b"")),
+        (
+            "chunked body cut short",
+            false,
+            head(200, &format!("{json}transfer-encoding: chunked\r\n"), b"40\r\n{\"id\":\"c\",\"choices\""),
+        ),
+        (
+            "gzip stream not asked for",
+            true,
+            head(
+                200,
+                "content-type: text/event-stream\r\ncontent-encoding: gzip\r\ncontent-length: 10\r\n",
+                b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03",
+            ),
+        ),
+        (
+            "whole JSON for a stream",
+            true,
+            head(200, &format!("{json}content-length: {}\r\n", OK.len()), OK.as_bytes()),
+        ),
+    ];
+    let (bad, bad_count) = raw_upstream(cases.iter().map(|c| c.2.clone()).collect()).await;
+    let good = MockUpstream::start(|r, _| {
+        if r.json()["stream"] == true {
+            Reply::sse(vec![(Wait::None, OK_SSE)])
+        } else {
+            Reply::json(200, OK)
+        }
+    })
+    .await;
+    let gw = Gateway::start(&failover_config(&bad, &good.url())).await;
+    let c = client();
+    for (i, (what, stream, _)) in cases.iter().enumerate() {
+        let body =
+            format!(r#"{{"model":"a","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#);
+        let r = c.post(gw.url("/v1/chat/completions")).bearer_auth(KEY).body(body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{what}");
+        assert_eq!(r.headers()["x-gateway-provider"], "pb", "{what}: the bad answer reached the client");
+        assert_eq!(r.headers()["x-gateway-attempts"], "2", "{what}");
+        let text = r.text().await.unwrap();
+        if *stream {
+            assert!(text.contains("\"content\":\"ok\"") && text.contains("[DONE]"), "{what}: {text}");
+        } else {
+            assert_eq!(text, OK, "{what}");
+        }
+        assert_eq!(bad_count.load(std::sync::atomic::Ordering::SeqCst), i + 1, "{what}");
+        assert_eq!(good.count(), i + 1, "{what}");
+    }
+    let usage = gw.usage_lines(cases.len()).await;
+    assert_eq!(usage.len(), cases.len());
+    for u in &usage {
+        assert_eq!((u["status"].as_u64(), u["provider"].as_str()), (Some(200), Some("pb")), "{u}");
+        assert_eq!((u["input_tokens"].as_u64(), u["output_tokens"].as_u64()), (Some(3), Some(2)), "{u}");
+    }
+
+    // No other target: a 502 naming the target and what was wrong, logged as a 502.
+    let r = c
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .body(r#"{"model":"solo","messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("pa/m-bad") && msg.contains("not JSON"), "{msg}");
+    let usage = gw.usage_lines(cases.len() + 1).await;
+    let last = usage.last().unwrap();
+    assert_eq!((last["status"].as_u64(), last["input_tokens"].as_u64()), (Some(502), Some(0)), "{last}");
+}

@@ -17,7 +17,7 @@ use super::upstream::{self, AttemptError, Upstream};
 use super::Gateway;
 use crate::admission::{self, Shape};
 use crate::error::GatewayError;
-use crate::formats::{self, passthrough, ErrorKind, Format, RequestOptions, ResponseOptions};
+use crate::formats::{self, passthrough, validate, ErrorKind, Format, RequestOptions, ResponseOptions};
 use crate::providers::{self, MediaOp, Operation};
 use crate::runtime::Runtime;
 
@@ -210,6 +210,8 @@ async fn proxy(
     let snap = &rt.snap;
     let mut plan = Plan::new(rt, alias_idx);
     let mut dropped_params: Vec<&'static str>;
+    // A copy, so the client connection can be watched while an attempt runs.
+    let client_headers = s.req_header().headers.clone();
     while let Some(step) = plan.next().await {
         let alias = &snap.aliases[step.alias];
         let target = &alias.targets[step.target];
@@ -232,8 +234,9 @@ async fn proxy(
         let started = Instant::now();
         let sent = if translated_media {
             dropped_params = Vec::new();
-            let headers = &s.req_header().headers;
-            super::embeddings::send(gw, provider, &target.model, &inb.body, &snap.limits, headers).await
+            let headers = &client_headers;
+            let send = super::embeddings::send(gw, provider, &target.model, &inb.body, &snap.limits, headers);
+            unless_client_gone(s, send).await
         } else {
             let (body, dropped) = match upstream_body(
                 inb,
@@ -254,9 +257,9 @@ async fn proxy(
             };
             dropped_params = dropped;
             let op = inb.op;
-            match providers::build_request(provider, op, &target.model, body, &s.req_header().headers) {
+            match providers::build_request(provider, op, &target.model, body, &client_headers) {
                 Ok(req) => {
-                    upstream::send(
+                    let send = upstream::send(
                         &gw.connector,
                         &gw.resolver,
                         provider,
@@ -264,8 +267,8 @@ async fn proxy(
                         op,
                         &req,
                         &snap.limits,
-                    )
-                    .await
+                    );
+                    unless_client_gone(s, send).await
                 }
                 Err(e) => {
                     ctx.attempt_log.push(e.to_string());
@@ -275,6 +278,7 @@ async fn proxy(
                 }
             }
         };
+        let Some(sent) = sent else { return client_gone(ctx) };
         let mut up = match sent {
             Ok(up) => up,
             Err(e) => {
@@ -287,13 +291,51 @@ async fn proxy(
         ctx.upstream_time += started.elapsed();
         if (200..300).contains(&status) {
             ctx.ttfb = Some(started.elapsed());
-            plan.succeeded(&step, started.elapsed());
-            ctx.served = Some((step.alias, step.target));
-            let names = Names { provider: &provider.name, model: &target.model, alias: &alias.name };
-            return respond_upstream(gw, s, ctx, inb, up, upstream_format, names, &dropped_params).await;
+            // The answer is checked before the client is told 200; a bad one is this target's
+            // failure like any other.
+            let checked = unless_client_gone(s, check_answer(&mut up, inb.op, upstream_format, inb.stream));
+            let Some(checked) = checked.await else { return client_gone(ctx) };
+            ctx.upstream_time = ctx.upstream_time.max(started.elapsed());
+            match checked {
+                Ok(answer) => {
+                    plan.succeeded(&step, started.elapsed());
+                    ctx.served = Some((step.alias, step.target));
+                    let names = Names { provider: &provider.name, model: &target.model, alias: &alias.name };
+                    return respond_upstream(
+                        gw,
+                        s,
+                        ctx,
+                        inb,
+                        up,
+                        answer,
+                        upstream_format,
+                        names,
+                        &dropped_params,
+                    )
+                    .await;
+                }
+                Err(Refused::Failed(e)) => {
+                    ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+                    plan.failed(&step, &e);
+                    continue;
+                }
+                Err(Refused::Client(class)) => {
+                    // A 2xx whose body is an error the request itself caused: the client's.
+                    up.release(&gw.connector).await;
+                    let status = formats::status_for(class.kind);
+                    ctx.attempt_log.push(format!("{}/{}: 2xx with an error", provider.name, target.model));
+                    ctx.error = Some(format!("upstream {status}"));
+                    let body = formats::encode_error(inb.format, class.kind, &class.message);
+                    let extra = [("x-gateway-provider", provider.name.clone())];
+                    return respond::json(s, ctx, status, body, &extra).await;
+                }
+            }
         }
         // An error answer: read it (bounded) so the connection can be reused, then decide.
-        let err_body = up.read_to_end(64 * 1024).await.unwrap_or_default();
+        let Some(err_body) = unless_client_gone(s, up.read_to_end(64 * 1024)).await else {
+            return client_gone(ctx);
+        };
+        let err_body = err_body.unwrap_or_default();
         let headers = up.headers().cloned();
         up.release(&gw.connector).await;
         ctx.attempt_log.push(format!("{}/{}: HTTP {status}", provider.name, target.model));
@@ -368,7 +410,8 @@ pub async fn respond_upstream(
     s: &mut Session,
     ctx: &mut RequestCtx,
     inb: &Inbound,
-    mut up: Upstream,
+    up: Upstream,
+    answer: Answer,
     from: Format,
     names: Names<'_>,
     dropped: &[&'static str],
@@ -389,37 +432,16 @@ pub async fn respond_upstream(
     }
     ctx.status = 200;
 
-    let content_type = up.header("content-type").unwrap_or("application/json").to_string();
-    if !up.is_event_stream() && !content_type.starts_with("application/json") {
-        // Binary media (e.g. speech audio): stream it through as it comes.
-        h.insert_header("content-type", content_type)?;
-        match up.header("content-length").map(str::to_string) {
-            Some(len) => h.insert_header("content-length", len)?,
-            None => chunked(s, &mut h)?,
+    let body = match answer {
+        Answer::Body(body) => Some(body),
+        Answer::Stream => None,
+        Answer::Binary => {
+            // Binary media (e.g. speech audio): stream it through as it comes.
+            let content_type = up.header("content-type").unwrap_or("application/octet-stream").to_string();
+            return binary(gw, s, ctx, up, h, content_type).await;
         }
-        s.write_response_header(Box::new(h), false).await?;
-        loop {
-            match up.next_chunk().await {
-                Ok(Some(chunk)) => s.write_response_body(Some(chunk), false).await?,
-                Ok(None) => {
-                    up.release(&gw.connector).await;
-                    return s.write_response_body(None, true).await;
-                }
-                Err(e) => {
-                    ctx.error = Some(e.to_string());
-                    return Err(pingora::Error::explain(pingora::ErrorType::ReadError, e.to_string()));
-                }
-            }
-        }
-    }
-
-    if !up.is_event_stream() {
-        let body = match up.read_to_end(upstream::MAX_UPSTREAM_BODY).await {
-            Ok(b) => b,
-            Err(e) => {
-                return respond::error(s, ctx, inb.format, GatewayError::Upstream(e.to_string())).await;
-            }
-        };
+    };
+    if let Some(body) = body {
         up.release(&gw.connector).await;
         let body = if same {
             ctx.usage = usage_of(from, &body).unwrap_or_default();
@@ -441,7 +463,53 @@ pub async fn respond_upstream(
         s.write_response_header(Box::new(h), false).await?;
         return s.write_response_body(Some(body), true).await;
     }
+    stream(gw, s, ctx, inb, up, h, from, &opts).await
+}
 
+/// Pass a binary media answer through as it comes.
+async fn binary(
+    gw: &Gateway,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    mut up: Upstream,
+    mut h: ResponseHeader,
+    content_type: String,
+) -> pingora::Result<()> {
+    h.insert_header("content-type", content_type)?;
+    match up.header("content-length").map(str::to_string) {
+        Some(len) => h.insert_header("content-length", len)?,
+        None => chunked(s, &mut h)?,
+    }
+    s.write_response_header(Box::new(h), false).await?;
+    loop {
+        match up.next_chunk().await {
+            Ok(Some(chunk)) => s.write_response_body(Some(chunk), false).await?,
+            Ok(None) => {
+                up.release(&gw.connector).await;
+                return s.write_response_body(None, true).await;
+            }
+            Err(e) => {
+                ctx.error = Some(e.to_string());
+                return Err(pingora::Error::explain(pingora::ErrorType::ReadError, e.to_string()));
+            }
+        }
+    }
+}
+
+/// Pass a stream on, translated or observed for usage, ending it with an error event in the
+/// client's format if the upstream fails after the first byte.
+#[allow(clippy::too_many_arguments)]
+async fn stream(
+    gw: &Gateway,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    inb: &Inbound,
+    mut up: Upstream,
+    mut h: ResponseHeader,
+    from: Format,
+    opts: &ResponseOptions<'_>,
+) -> pingora::Result<()> {
+    let same = from == inb.format;
     let gemini_array = inb.format == Format::Gemini && !inb.gemini_sse;
     h.insert_header("content-type", if gemini_array { "application/json" } else { "text/event-stream" })?;
     h.insert_header("cache-control", "no-cache")?;
@@ -452,10 +520,10 @@ pub async fn respond_upstream(
         StreamMode::Observe(passthrough::OpenAiStreamUsage::new(!inb.include_usage))
     } else if gemini_array {
         // Upstream Gemini streams are always SSE; this client asked for the JSON-array form.
-        StreamMode::Translate(Box::new(formats::StreamTranslator::reencoding(from, inb.format, &opts)))
+        StreamMode::Translate(Box::new(formats::StreamTranslator::reencoding(from, inb.format, opts)))
     } else {
         // Another format, or the same non-OpenAI format (the translator then only observes usage).
-        StreamMode::Translate(Box::new(formats::StreamTranslator::new(from, inb.format, &opts)))
+        StreamMode::Translate(Box::new(formats::StreamTranslator::new(from, inb.format, opts)))
     };
 
     // Each chunk's output is handed to the client as its own buffer (no copy).
@@ -522,6 +590,95 @@ pub async fn respond_upstream(
             }
         }
     }
+}
+
+/// A checked 2xx answer, as it is to be passed on.
+pub enum Answer {
+    /// A whole JSON body, read to its end and valid.
+    Body(Bytes),
+    /// A stream of events.
+    Stream,
+    /// Binary media (speech audio, a transcript as text): passed through as it comes.
+    Binary,
+}
+
+/// Why a 2xx answer is not passed on as it is.
+pub enum Refused {
+    /// Not a usable answer (truncated, not JSON, compressed, not a stream when one was asked
+    /// for): the target failed, the next one is tried.
+    Failed(AttemptError),
+    /// A 2xx whose body is only an error the request itself caused: the client's answer.
+    Client(formats::UpstreamErrorClass),
+}
+
+/// Check a 2xx answer before the client is told 200 (see `formats::validate`): a stream must
+/// look like one; anything else is read to its end (a body shorter than its Content-Length
+/// fails here) and must be a JSON object in `format`, except binary media answers. Encodings
+/// other than identity (which is all the gateway asks for) are refused.
+pub async fn check_answer(
+    up: &mut Upstream,
+    op: Operation,
+    format: Format,
+    stream: bool,
+) -> Result<Answer, Refused> {
+    let ce = up.header("content-encoding").map(str::to_string);
+    let ct = up.header("content-type").map(str::to_string);
+    let invalid = |up: &Upstream, e: validate::UpstreamInvalid| {
+        Refused::Failed(AttemptError::Io { provider: up.provider().to_string(), detail: e.to_string() })
+    };
+    if up.is_event_stream() || (stream && !ct.as_deref().is_some_and(is_json)) {
+        // A stream, or an unusual content-type on one (the stream decoder judges the bytes).
+        return match validate::stream_head(format, ct.as_deref(), ce.as_deref()) {
+            Ok(()) => Ok(Answer::Stream),
+            Err(e) => Err(invalid(up, e)),
+        };
+    }
+    if matches!(op, Operation::Media(_)) && !ct.as_deref().is_some_and(is_json) {
+        return match validate::encoding(ce.as_deref()) {
+            Ok(()) => Ok(Answer::Binary),
+            Err(e) => Err(invalid(up, e)),
+        };
+    }
+    let body = up.read_to_end(upstream::MAX_UPSTREAM_BODY).await.map_err(Refused::Failed)?;
+    match validate::non_stream_body(format, ct.as_deref(), ce.as_deref(), &body) {
+        Ok(()) if stream => Err(invalid(up, validate::UpstreamInvalid::NotAStream(ct.unwrap_or_default()))),
+        Ok(()) => Ok(Answer::Body(body)),
+        Err(validate::UpstreamInvalid::ErrorBody(class)) if class.retry == formats::Retry::No => {
+            Err(Refused::Client(class))
+        }
+        Err(e) => Err(invalid(up, e)),
+    }
+}
+
+fn is_json(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    mime == "application/json" || mime.ends_with("+json")
+}
+
+/// Run `work` unless the client goes away first (`None`). `work` is then dropped, which
+/// closes its upstream connection: the provider stops working for nobody. Only for a request
+/// whose body has been read.
+pub async fn unless_client_gone<F: std::future::Future>(s: &mut Session, work: F) -> Option<F::Output> {
+    let gone = async {
+        match s.as_downstream_mut().read_body_or_idle(true).await {
+            // Bytes after the body (a pipelined request) are not a disconnect.
+            Err(e) if e.etype() == &pingora::ErrorType::ConnectError => std::future::pending().await,
+            Err(_) => {}
+            Ok(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        out = work => Some(out),
+        () = gone => None,
+    }
+}
+
+/// The client went away before its answer: logged as 499, nothing written.
+pub fn client_gone(ctx: &mut RequestCtx) -> pingora::Result<()> {
+    ctx.status = 499;
+    ctx.error = Some("client went away before the answer".into());
+    Ok(())
 }
 
 enum StreamMode {

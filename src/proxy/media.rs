@@ -226,9 +226,29 @@ async fn upload(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, form: Form)
             gemini_sse: true,
         };
         if (200..300).contains(&status) {
-            plan.succeeded(&step, started.elapsed());
-            let names = chat::Names { provider: &provider.name, model: &target.model, alias: &alias.name };
-            return chat::respond_upstream(gw, s, ctx, &inb, up, format, names, &[]).await;
+            match chat::check_answer(&mut up, inb.op, format, false).await {
+                Ok(answer) => {
+                    plan.succeeded(&step, started.elapsed());
+                    let names =
+                        chat::Names { provider: &provider.name, model: &target.model, alias: &alias.name };
+                    return chat::respond_upstream(gw, s, ctx, &inb, up, answer, format, names, &[]).await;
+                }
+                // The upload cannot be sent again: a bad answer ends the request.
+                Err(chat::Refused::Failed(e)) => {
+                    ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+                    plan.failed(&step, &e);
+                    let (tried, timed_out) = plan.into_report();
+                    let e = GatewayError::AllTargetsFailed { attempts: ctx.attempts, tried, timed_out };
+                    return respond::error(s, ctx, format, e).await;
+                }
+                Err(chat::Refused::Client(class)) => {
+                    let status = crate::formats::status_for(class.kind);
+                    ctx.error = Some(format!("upstream {status}"));
+                    let body = crate::formats::encode_error(format, class.kind, &class.message);
+                    let extra = [("x-gateway-provider", provider.name.clone())];
+                    return respond::json(s, ctx, status, body, &extra).await;
+                }
+            }
         }
         let body = up.read_to_end(64 * 1024).await.unwrap_or_default();
         up.release(&gw.connector).await;
@@ -347,6 +367,7 @@ impl ModelParts {
     }
 
     /// `model` fields seen so far.
+    #[cfg(test)]
     pub fn models(&self) -> u32 {
         self.models
     }

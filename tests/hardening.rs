@@ -251,3 +251,67 @@ async fn a_passthrough_answer_that_is_not_valid_fails_over_instead_of_reaching_t
     let last = usage.last().unwrap();
     assert_eq!((last["status"].as_u64(), last["input_tokens"].as_u64()), (Some(502), Some(0)), "{last}");
 }
+
+/// A client that goes away from a non-stream request: the upstream call is cancelled (its
+/// connection closed long before the answer was due) and the usage line says 499, not 200.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_goes_away_cancels_the_upstream_call_and_is_logged_as_499() {
+    use std::sync::Arc;
+    let received = Arc::new(parking_lot::Mutex::new(None::<Instant>));
+    let closed = Arc::new(parking_lot::Mutex::new(None::<Instant>));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_url = format!("http://{}", listener.local_addr().unwrap());
+    let (rec, clo) = (received.clone(), closed.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let (rec, clo) = (rec.clone(), clo.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if let Ok(Some(_)) = read_request(&mut sock, &mut buf).await {
+                    *rec.lock() = Some(Instant::now());
+                    let mut one = [0u8; 1];
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(8)) => {
+                            let _ = sock.write_all(&head(200, &format!("content-type: application/json\r\ncontent-length: {}\r\n", OK.len()), OK.as_bytes())).await;
+                        }
+                        _ = sock.read(&mut one) => { *clo.lock() = Some(Instant::now()); }
+                    }
+                }
+            });
+        }
+    });
+    let gw = Gateway::start(&openai_config(&up_url, "")).await;
+    let body = r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    sock.write_all(req.as_bytes()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while received.lock().is_none() {
+        assert!(Instant::now() < deadline, "the upstream never got the request");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(sock);
+    let gone = Instant::now();
+    let deadline = gone + Duration::from_secs(4);
+    let closed_at = loop {
+        if let Some(t) = *closed.lock() {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the upstream call was not cancelled within 4 s of the client leaving"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let after = closed_at.saturating_duration_since(gone);
+    println!("upstream connection closed {after:?} after the client left");
+    assert!(after < Duration::from_secs(2), "{after:?}");
+    let usage = gw.usage_lines(1).await;
+    assert_eq!(usage.len(), 1);
+    assert_eq!(usage[0]["status"], 499, "{}", usage[0]);
+    assert!(usage[0]["error"].as_str().unwrap_or("").contains("client went away"), "{}", usage[0]);
+}

@@ -315,3 +315,105 @@ async fn a_client_that_goes_away_cancels_the_upstream_call_and_is_logged_as_499(
     assert_eq!(usage[0]["status"], 499, "{}", usage[0]);
     assert!(usage[0]["error"].as_str().unwrap_or("").contains("client went away"), "{}", usage[0]);
 }
+
+/// No key in any log line at any level: with `trace` on, a Gemini stream named with `?key=`
+/// that the client drops, and one request per way of sending a key, then not one byte of the
+/// virtual key or of any provider key may be in the captured stderr.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_key_reaches_the_log_at_trace_level() {
+    // Not shaped like any known token (no `sk-`, `AIza`…): only redaction by place can hide them.
+    const VKEY: &str = "plainvirtualkey4242";
+    const PROVIDER_KEYS: [&str; 4] =
+        ["provsecretOA0001", "anthsecretAN0002", "gemsecretGM0003", "azsecretAZ0004"];
+    let openai = common::providers::openai().await;
+    let anthropic = common::providers::anthropic().await;
+    let gemini = MockUpstream::start(|r, _| {
+        let chunk = r#"data: {"candidates":[{"content":{"role":"model","parts":[{"text":"hi "}]},"index":0}]}"#;
+        if r.path.contains(":streamGenerateContent") {
+            // Slow: an event every 100 ms for 3 s, so the gateway is still writing when the
+            // client has gone.
+            let parts: Vec<(Wait, Vec<u8>)> =
+                (0..30).map(|_| (Wait::Delay(Duration::from_millis(100)), format!("{chunk}\n\n").into_bytes())).collect();
+            return Reply::Stream { status: 200, content_type: "text/event-stream".into(), parts };
+        }
+        Reply::json(
+            200,
+            r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":1,"totalTokenCount":4}}"#,
+        )
+    })
+    .await;
+    let cfg = format!(
+        r#"limits: {{ upstream_timeout_ms: 5000 }}
+providers:
+  - {{ name: oa, kind: openai, base_url: "{}", api_key: {} }}
+  - {{ name: an, kind: anthropic, base_url: "{}", api_key: {} }}
+  - {{ name: gm, kind: gemini, base_url: "{}", api_key: {} }}
+  - {{ name: az, kind: azure_openai, base_url: "{}", api_key: {}, api_version: "2024-10-21" }}
+models:
+  - {{ alias: o, targets: [ {{ provider: oa, model: gpt-4o-mini }} ] }}
+  - {{ alias: an, targets: [ {{ provider: an, model: claude-3-5-haiku-latest }} ] }}
+  - {{ alias: g, targets: [ {{ provider: gm, model: gemini-2.0-flash }} ] }}
+  - {{ alias: az, targets: [ {{ provider: az, model: my-deploy }} ] }}
+keys:
+  - {{ id: k, hash: "{{KEY_HASH}}" }}
+  - {{ id: k2, hash: "{}" }}
+"#,
+        openai.url(),
+        PROVIDER_KEYS[0],
+        anthropic.url(),
+        PROVIDER_KEYS[1],
+        gemini.url(),
+        PROVIDER_KEYS[2],
+        openai.url(),
+        PROVIDER_KEYS[3],
+        llm_gateway::auth::stored_form(VKEY),
+    );
+    let gw = Gateway::start_with_env(&cfg, &[("LLM_GATEWAY_LOG", "trace")], &[]).await;
+    let c = client();
+
+    // The dropped Gemini stream, key in the URL.
+    let mut r = c
+        .post(gw.url(&format!("/v1beta/models/g:streamGenerateContent?alt=sse&key={VKEY}")))
+        .body(r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.chunk().await.unwrap().is_some());
+    drop(r);
+
+    let chat = r#"{"model":"MODEL","messages":[{"role":"user","content":"hi"}],"max_tokens":5}"#;
+    let gem = r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#;
+    let calls: Vec<(String, &str, String, String)> = vec![
+        (
+            "/v1/chat/completions".into(),
+            "authorization",
+            format!("Bearer {VKEY}"),
+            chat.replace("MODEL", "o"),
+        ),
+        ("/v1/messages".into(), "x-api-key", VKEY.into(), chat.replace("MODEL", "an")),
+        ("/v1beta/models/g:generateContent".into(), "x-goog-api-key", VKEY.into(), gem.into()),
+        ("/v1/chat/completions".into(), "api-key", VKEY.into(), chat.replace("MODEL", "az")),
+        (format!("/v1beta/models/g:generateContent?key={VKEY}"), "x-other", "1".into(), gem.into()),
+    ];
+    for (path, header, value, body) in &calls {
+        let r = c.post(gw.url(path)).header(*header, value).body(body.clone()).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path} with {header}: {}", r.text().await.unwrap());
+    }
+    // Every request has finished, the dropped stream included (its line comes when the
+    // gateway notices the client is gone).
+    let usage = gw.usage_lines(calls.len() + 1).await;
+    assert_eq!(usage.len(), calls.len() + 1);
+    let log = gw.log();
+    let trace_lines = log.lines().filter(|l| l.contains("TRACE")).count();
+    println!("captured {} log lines ({trace_lines} at TRACE), {} bytes", log.lines().count(), log.len());
+    assert!(trace_lines > 20, "trace logging was on: {trace_lines} TRACE lines");
+    assert!(log.contains("key=***"), "the URL with the key was logged, masked");
+    // Pingora's own line about the dropped stream names the URL, with the key masked.
+    let dropped = log.lines().find(|l| l.contains("ERROR") && l.contains("streamGenerateContent"));
+    assert!(dropped.is_some_and(|l| l.contains("key=***")), "{dropped:?}");
+    for secret in std::iter::once(VKEY).chain(PROVIDER_KEYS) {
+        let hits: Vec<&str> = log.lines().filter(|l| l.contains(secret)).collect();
+        assert!(hits.is_empty(), "{secret} appears {} times, e.g. {}", hits.len(), hits[0]);
+    }
+}

@@ -417,3 +417,70 @@ keys:
         assert!(hits.is_empty(), "{secret} appears {} times, e.g. {}", hits.len(), hits[0]);
     }
 }
+
+/// Seconds until the gateway closes `sock` (reads return 0 or fail), while `dribble` bytes
+/// are sent one every `every`; `None` if still open after `give_up`.
+async fn closed_after(
+    sock: &mut tokio::net::TcpStream,
+    dribble: &[u8],
+    every: Duration,
+    give_up: Duration,
+) -> Option<Duration> {
+    let start = Instant::now();
+    let mut next = 0;
+    let mut buf = [0u8; 256];
+    while start.elapsed() < give_up {
+        if next < dribble.len() && sock.write_all(&dribble[next..next + 1]).await.is_err() {
+            return Some(start.elapsed());
+        }
+        next += 1;
+        match tokio::time::timeout(every, sock.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {} // an answer would be a bug the caller sees via the timing
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+/// A client dribbling its request head (a byte every 300 ms) is cut at the header deadline
+/// (`limits.header_timeout_ms`, 1 s here), and so is a connection that sends nothing; a
+/// request whose head arrived in time is not cut however long its upstream takes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_dribbling_its_request_head_is_cut_at_the_header_deadline() {
+    let up = MockUpstream::start(|_, _| Reply::Stream {
+        status: 200,
+        content_type: "application/json".into(),
+        parts: vec![(Wait::Delay(Duration::from_millis(2500)), OK.as_bytes().to_vec())],
+    })
+    .await;
+    let cfg = openai_config(&up.url(), ", header_timeout_ms: 1000")
+        .replace("upstream_timeout_ms: 2000", "upstream_timeout_ms: 5000");
+    let gw = Gateway::start(&cfg).await;
+    let head = format!("POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\ncontent-length: 2\r\n\r\n{{}}");
+
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    let cut =
+        closed_after(&mut sock, head.as_bytes(), Duration::from_millis(300), Duration::from_secs(8)).await;
+    println!("dribbling client cut after {cut:?}");
+    let cut = cut.expect("a client sending a byte every 300 ms was not cut within 8 s");
+    assert!(cut >= Duration::from_millis(900) && cut < Duration::from_millis(2500), "{cut:?}");
+
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    let cut = closed_after(&mut idle, b"", Duration::from_millis(100), Duration::from_secs(8)).await;
+    println!("silent connection cut after {cut:?}");
+    assert!(cut.is_some_and(|c| c < Duration::from_millis(2500)), "{cut:?}");
+
+    // A head that arrived in time: the 2.5 s upstream wait is not the client's.
+    let started = Instant::now();
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .body(r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), OK);
+    assert!(started.elapsed() >= Duration::from_millis(2500));
+}

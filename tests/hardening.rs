@@ -281,7 +281,10 @@ async fn a_client_that_goes_away_cancels_the_upstream_call_and_is_logged_as_499(
             });
         }
     });
-    let gw = Gateway::start(&openai_config(&up_url, "")).await;
+    // The upstream timeout is well past the 4 s the test waits: only the client leaving can
+    // end the upstream call in time.
+    let cfg = openai_config(&up_url, "").replace("upstream_timeout_ms: 2000", "upstream_timeout_ms: 10000");
+    let gw = Gateway::start(&cfg).await;
     let body = r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
     let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
     let req = format!(
@@ -483,4 +486,98 @@ async fn a_client_dribbling_its_request_head_is_cut_at_the_header_deadline() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), OK);
     assert!(started.elapsed() >= Duration::from_millis(2500));
+}
+
+/// Send raw bytes to the gateway and read its answer to the end (the connection closes).
+async fn raw_exchange(gw: &Gateway, request: &[u8]) -> String {
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    sock.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(500), sock.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            // A complete answer with a body: done.
+            Err(_) if out.windows(4).any(|w| w == b"\r\n\r\n") => break,
+            Err(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A request body with broken chunked framing is a 400 in the caller's own shape (OpenAI,
+/// Anthropic), not an empty 500, and nothing is sent upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_chunked_request_body_is_a_400_in_the_callers_shape() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    for (path, shape) in
+        [("/v1/chat/completions", r#""type":"invalid_request_error""#), ("/v1/messages", r#""type":"error""#)]
+    {
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{{\"model\":\"fast\"}}\r\n0\r\n\r\n"
+        );
+        let answer = raw_exchange(&gw, req.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(answer.contains(shape), "{path}: {answer}");
+        assert!(answer.contains("request body could not be read"), "{path}: {answer}");
+    }
+    assert_eq!(up.count(), 0);
+}
+
+/// An upstream redirect is not passed on (a 302 without the gateway's say-so would send the
+/// client to the provider): it is the target's failure, the next target answers, and with no
+/// other target the client gets a 502.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_redirect_fails_over_and_is_never_passed_on() {
+    let redirect =
+        head(302, "location: https://provider.example/elsewhere?sig=abc\r\ncontent-length: 0\r\n", b"");
+    let (bad, bad_count) = raw_upstream(vec![redirect]).await;
+    let good = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let gw = Gateway::start(&failover_config(&bad, &good.url())).await;
+    let c = client();
+    let send = |model: &str| {
+        c.post(gw.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .body(format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#))
+            .send()
+    };
+    let r = send("a").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-gateway-provider"], "pb");
+    let r = send("solo").await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.headers().get("location").is_none());
+    let text = r.text().await.unwrap();
+    assert!(text.contains("redirect") && !text.contains("provider.example"), "{text}");
+    assert_eq!(bad_count.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// An upstream that sends its header and then stalls its body past the upstream timeout is a
+/// timeout: 504, not 502.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_upstream_body_is_a_504() {
+    let up = MockUpstream::start(|_, _| Reply::Stream {
+        status: 200,
+        content_type: "application/json".into(),
+        parts: vec![
+            (Wait::None, b"{\"id\":".to_vec()),
+            (Wait::Delay(Duration::from_secs(6)), b"\"c\"}".to_vec()),
+        ],
+    })
+    .await;
+    let cfg = openai_config(&up.url(), "").replace("upstream_timeout_ms: 2000", "upstream_timeout_ms: 1000");
+    let gw = Gateway::start(&cfg).await;
+    let started = Instant::now();
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .body(r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504, "{}", r.text().await.unwrap_or_default());
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }

@@ -49,7 +49,12 @@ pub async fn read_body(s: &mut Session, max: usize) -> pingora::Result<Result<By
     }
     answer_expect_continue(s).await?;
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(max));
-    while let Some(chunk) = s.read_request_body().await? {
+    loop {
+        let chunk = match s.read_request_body().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => return Ok(Err(bad_body(s, &e))),
+        };
         if buf.len() + chunk.len() > max {
             drain(s).await;
             return Ok(Err(too_large()));
@@ -57,6 +62,17 @@ pub async fn read_body(s: &mut Session, max: usize) -> pingora::Result<Result<By
         buf.extend_from_slice(&chunk);
     }
     Ok(Ok(buf.freeze()))
+}
+
+/// A request body that cannot be read (bad chunked framing, a cut or stalled upload) is the
+/// client's 400 in its own shape, not an empty 500; the connection is not reused after it.
+pub fn bad_body(s: &mut Session, e: &pingora::Error) -> GatewayError {
+    s.set_keepalive(None);
+    let why = match &e.context {
+        Some(c) => format!("{}: {}", e.etype.as_str(), c.as_str()),
+        None => e.etype.as_str().to_string(),
+    };
+    GatewayError::InvalidRequest(format!("the request body could not be read ({why})"))
 }
 
 /// The request's `Content-Length`, when it has a valid one.
@@ -330,6 +346,17 @@ async fn proxy(
                     return respond::json(s, ctx, status, body, &extra).await;
                 }
             }
+        }
+        if (300..400).contains(&status) {
+            // The gateway does not follow redirects, and one is not an answer to pass on (its
+            // Location would lead the client to the provider): this target failed.
+            let e = AttemptError::Io {
+                provider: provider.name.clone(),
+                detail: format!("answered HTTP {status} (a redirect), which the gateway does not follow"),
+            };
+            ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+            plan.failed(&step, &e);
+            continue;
         }
         // An error answer: read it (bounded) so the connection can be reused, then decide.
         let Some(err_body) = unless_client_gone(s, up.read_to_end(64 * 1024)).await else {

@@ -79,7 +79,11 @@ async fn admit(s: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Result<
         if done {
             break None;
         }
-        match s.read_request_body().await? {
+        let read = match s.read_request_body().await {
+            Ok(read) => read,
+            Err(e) => return Ok(Err(chat::bad_body(s, &e))),
+        };
+        match read {
             Some(c) => {
                 if prefix.len() + c.len() > max {
                     return Ok(Err(too_large()));
@@ -249,6 +253,13 @@ async fn upload(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, form: Form)
                     return respond::json(s, ctx, status, body, &extra).await;
                 }
             }
+        }
+        if (300..400).contains(&status) {
+            let e = GatewayError::Upstream(format!(
+                "{}/{} answered HTTP {status} (a redirect), which the gateway does not follow",
+                provider.name, target.model
+            ));
+            return respond::error(s, ctx, format, e).await;
         }
         let body = up.read_to_end(64 * 1024).await.unwrap_or_default();
         up.release(&gw.connector).await;

@@ -581,3 +581,21 @@ async fn a_stalled_upstream_body_is_a_504() {
     assert_eq!(r.status(), 504, "{}", r.text().await.unwrap_or_default());
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
+
+/// An HTTP/1.0 client cannot read chunked framing: its stream comes close-delimited.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_1_0_client_gets_its_stream_without_chunked_framing() {
+    let up = MockUpstream::start(|_, _| Reply::sse(vec![(Wait::None, OK_SSE)])).await;
+    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let body = r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.0\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = raw_exchange(&gw, req.as_bytes()).await;
+    let (head, rest) = answer.split_once("\r\n\r\n").expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding"), "{head}");
+    assert!(rest.starts_with("data: {"), "the body is the events themselves: {rest:?}");
+    assert!(rest.contains("\"content\":\"ok\"") && rest.trim_end().ends_with("data: [DONE]"), "{rest:?}");
+}

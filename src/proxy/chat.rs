@@ -728,13 +728,18 @@ impl StreamMode {
     }
 }
 
-/// Mark a response of unknown length as chunked on HTTP/1 (without it Pingora writes a
+/// Mark a response of unknown length as chunked on HTTP/1.1 (without it Pingora writes a
 /// close-delimited body and the client connection cannot be reused; h2 frames bodies itself).
-fn chunked(s: &Session, h: &mut ResponseHeader) -> pingora::Result<()> {
-    if !s.as_downstream().is_http2() {
-        h.insert_header("transfer-encoding", "chunked")?;
+/// An HTTP/1.0 client cannot read chunked framing: it gets a close-delimited body.
+fn chunked(s: &mut Session, h: &mut ResponseHeader) -> pingora::Result<()> {
+    if s.as_downstream().is_http2() {
+        return Ok(());
     }
-    Ok(())
+    if s.req_header().version == http::Version::HTTP_10 {
+        s.set_keepalive(None);
+        return Ok(());
+    }
+    h.insert_header("transfer-encoding", "chunked")
 }
 
 /// Usage of a same-format non-stream body.

@@ -599,3 +599,37 @@ async fn an_http_1_0_client_gets_its_stream_without_chunked_framing() {
     assert!(rest.starts_with("data: {"), "the body is the events themselves: {rest:?}");
     assert!(rest.contains("\"content\":\"ok\"") && rest.trim_end().ends_with("data: [DONE]"), "{rest:?}");
 }
+
+/// Requests pipelined on one connection are all answered, in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_requests_are_all_answered_in_order() {
+    let up = MockUpstream::start(|r, _| {
+        let n = r.json()["messages"][0]["content"].as_str().unwrap_or("").to_string();
+        Reply::json(200, &OK.replace("\"ok\"", &format!("\"answer {n}\"")))
+    })
+    .await;
+    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let mut all = Vec::new();
+    for n in 1..=3 {
+        let body = format!(r#"{{"model":"fast","messages":[{{"role":"user","content":"{n}"}}]}}"#);
+        all.extend_from_slice(
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
+    all.extend_from_slice(b"GET /healthz HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n\r\n");
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    sock.write_all(&all).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    let answers: Vec<usize> = ["answer 1", "answer 2", "answer 3", "\"status\":\"ok\""]
+        .iter()
+        .map(|a| text.find(a).unwrap_or_else(|| panic!("{a} missing from {text}")))
+        .collect();
+    assert!(answers.windows(2).all(|w| w[0] < w[1]), "out of order: {text}");
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 4, "{text}");
+}

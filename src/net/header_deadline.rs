@@ -6,7 +6,8 @@
 //! reach the service's `request_filter` - which calls `head_received` - within the deadline,
 //! else the connection is closed without an answer. So an idle kept-alive connection is also
 //! closed after the deadline. The deadline is read per request (`limits.header_timeout_ms`,
-//! reloadable) through the function the app is built with.
+//! reloadable) through the function the app is built with. The wrapper also turns on Pingora's
+//! HTTP/1.1 pipelining for each session (off by default: pipelined requests were dropped).
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -48,9 +49,12 @@ impl<A> HeaderDeadline<A> {
 impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeaderDeadline<A> {
     async fn process_new_http(
         self: &Arc<Self>,
-        session: ServerSession,
+        mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
+        // Requests a client pipelines (sends before reading the previous answer) are served in
+        // order instead of being dropped with the connection (RFC 9112 section 9.3.2).
+        session.set_pipelining_enabled(true);
         let limit = (self.deadline)();
         let work = self.inner.process_new_http(session, shutdown);
         HEAD_READ

@@ -304,17 +304,19 @@ async fn proxy(
             }
         };
         let status = up.status();
-        ctx.upstream_time += started.elapsed();
+        let header_time = started.elapsed();
+        ctx.upstream_time += header_time;
         if (200..300).contains(&status) {
-            ctx.ttfb = Some(started.elapsed());
+            ctx.ttfb = Some(header_time);
             // The answer is checked before the client is told 200; a bad one is this target's
             // failure like any other.
             let checked = unless_client_gone(s, check_answer(&mut up, inb.op, upstream_format, inb.stream));
             let Some(checked) = checked.await else { return client_gone(ctx) };
-            ctx.upstream_time = ctx.upstream_time.max(started.elapsed());
+            // Reading and checking the body is upstream time too.
+            ctx.upstream_time += started.elapsed().saturating_sub(header_time);
             match checked {
                 Ok(answer) => {
-                    plan.succeeded(&step, started.elapsed());
+                    plan.succeeded(&step, header_time);
                     ctx.served = Some((step.alias, step.target));
                     let names = Names { provider: &provider.name, model: &target.model, alias: &alias.name };
                     return respond_upstream(

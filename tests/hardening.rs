@@ -633,3 +633,41 @@ async fn pipelined_requests_are_all_answered_in_order() {
     assert!(answers.windows(2).all(|w| w[0] < w[1]), "out of order: {text}");
     assert_eq!(text.matches("HTTP/1.1 200").count(), 4, "{text}");
 }
+
+/// A translated non-stream answer that is JSON but cannot be translated is the target's
+/// failure: the fallback answers (it used to be a 502 with the fallback untried).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_untranslatable_answer_fails_over_to_the_next_target() {
+    let bad =
+        MockUpstream::start(|_, _| Reply::json(200, r#"{"id":"msg_1","type":"message","content":5}"#)).await;
+    let good = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let cfg = format!(
+        r#"limits: {{ upstream_timeout_ms: 3000, max_attempts: 1 }}
+providers:
+  - {{ name: pa, kind: anthropic, base_url: "{}", api_key: k1 }}
+  - {{ name: pb, kind: openai_compatible, base_url: "{}" }}
+models:
+  - {{ alias: a, targets: [ {{ provider: pa, model: claude-x }} ], fallbacks: [good] }}
+  - {{ alias: good, targets: [ {{ provider: pb, model: m-good }} ] }}
+keys:
+  - {{ id: k, hash: "{{KEY_HASH}}" }}
+"#,
+        bad.url(),
+        good.url()
+    );
+    let gw = Gateway::start(&cfg).await;
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .body(r#"{"model":"a","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-gateway-provider"], "pb");
+    assert_eq!(r.text().await.unwrap(), OK);
+    assert_eq!((bad.count(), good.count()), (1, 1));
+    let usage = gw.usage_lines(1).await;
+    let log = usage[0]["attempt_log"].to_string();
+    assert!(log.contains("cannot translate"), "{log}");
+}

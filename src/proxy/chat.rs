@@ -316,6 +316,30 @@ async fn proxy(
             ctx.upstream_time += started.elapsed().saturating_sub(header_time);
             match checked {
                 Ok(answer) => {
+                    // A body in another format is translated now: one that cannot be is this
+                    // target's failure too, not a 502 with the next target untried.
+                    let answer = match answer {
+                        Answer::Body(body) if upstream_format != inb.format => {
+                            let opts = ResponseOptions {
+                                model: &alias.name,
+                                gemini_sse: inb.gemini_sse,
+                                include_usage: inb.include_usage,
+                            };
+                            match formats::translate_response(upstream_format, inb.format, &body, &opts) {
+                                Ok((b, usage)) => Answer::Translated(Bytes::from(b), usage),
+                                Err(e) => {
+                                    let e = AttemptError::Io {
+                                        provider: provider.name.clone(),
+                                        detail: format!("cannot translate the upstream answer: {e}"),
+                                    };
+                                    ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+                                    plan.failed(&step, &e);
+                                    continue;
+                                }
+                            }
+                        }
+                        a => a,
+                    };
                     plan.succeeded(&step, header_time);
                     ctx.served = Some((step.alias, step.target));
                     let names = Names { provider: &provider.name, model: &target.model, alias: &alias.name };
@@ -462,6 +486,11 @@ pub async fn respond_upstream(
     ctx.status = 200;
 
     let body = match answer {
+        Answer::Translated(body, usage) => {
+            up.release(&gw.connector).await;
+            ctx.usage = usage;
+            return json_answer(s, h, body).await;
+        }
         Answer::Body(body) => Some(body),
         Answer::Stream => None,
         Answer::Binary => {
@@ -487,12 +516,17 @@ pub async fn respond_upstream(
                 }
             }
         };
-        h.insert_header("content-type", "application/json")?;
-        h.insert_header("content-length", body.len().to_string())?;
-        s.write_response_header(Box::new(h), false).await?;
-        return s.write_response_body(Some(body), true).await;
+        return json_answer(s, h, body).await;
     }
     stream(gw, s, ctx, inb, up, h, from, &opts).await
+}
+
+/// Write a whole JSON answer under the prepared header.
+async fn json_answer(s: &mut Session, mut h: ResponseHeader, body: Bytes) -> pingora::Result<()> {
+    h.insert_header("content-type", "application/json")?;
+    h.insert_header("content-length", body.len().to_string())?;
+    s.write_response_header(Box::new(h), false).await?;
+    s.write_response_body(Some(body), true).await
 }
 
 /// Pass a binary media answer through as it comes.
@@ -625,6 +659,8 @@ async fn stream(
 pub enum Answer {
     /// A whole JSON body, read to its end and valid.
     Body(Bytes),
+    /// A whole body already translated into the client's format, and its usage.
+    Translated(Bytes, formats::Usage),
     /// A stream of events.
     Stream,
     /// Binary media (speech audio, a transcript as text): passed through as it comes.

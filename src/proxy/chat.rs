@@ -592,7 +592,15 @@ async fn stream(
     // Each chunk's output is handed to the client as its own buffer (no copy).
     let mut out = Vec::new();
     loop {
-        match up.next_chunk().await {
+        // A client that leaves while the upstream is silent ends the stream now (and closes
+        // the upstream connection), not at the next write.
+        let Some(next) = unless_client_gone(s, up.next_chunk()).await else {
+            mode.take_usage(ctx);
+            ctx.error = Some("client went away mid-stream".into());
+            s.set_keepalive(None);
+            return Ok(());
+        };
+        match next {
             Ok(Some(chunk)) => {
                 out.clear();
                 let data = match &mut mode {

@@ -530,6 +530,18 @@ async fn a_bad_chunked_request_body_is_a_400_in_the_callers_shape() {
         assert!(answer.contains("request body could not be read"), "{path}: {answer}");
     }
     assert_eq!(up.count(), 0);
+    // An upload whose framing breaks after its `model` part, while it is being forwarded.
+    let part = "--B\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nfast\r\n--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF";
+    let req = format!(
+        "POST /v1/audio/transcriptions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\ncontent-type: multipart/form-data; boundary=B\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{part}\r\nzz\r\nmore\r\n0\r\n\r\n",
+        part.len()
+    );
+    let answer = raw_exchange(&gw, req.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "upload: {answer}");
+    assert!(
+        answer.contains("invalid_request_error") && answer.contains("could not be read"),
+        "upload: {answer}"
+    );
 }
 
 /// An upstream redirect is not passed on (a 302 without the gateway's say-so would send the

@@ -174,12 +174,13 @@ async fn upload(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, form: Form)
             pending.write(head.freeze()).await.map_err(Sent::Failed)?;
             let mut total = prefix.len();
             if !done {
-                while let Some(chunk) = s.read_request_body().await.map_err(|e| {
-                    Sent::Failed(AttemptError::Io {
-                        provider: "client".into(),
-                        detail: format!("reading the upload: {e}"),
-                    })
-                })? {
+                loop {
+                    let chunk = match s.read_request_body().await {
+                        Ok(Some(chunk)) => chunk,
+                        Ok(None) => break,
+                        // The client's upload broke (bad chunked framing, cut): its 400.
+                        Err(e) => return Err(Sent::BadBody(chat::bad_body(s, &e))),
+                    };
                     total += chunk.len();
                     if total > max {
                         return Err(Sent::TooLarge);
@@ -198,6 +199,10 @@ async fn upload(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, form: Form)
             Err(Sent::TooLarge) => {
                 drop(pending);
                 let e = GatewayError::BodyTooLarge { limit: "limits.max_body_bytes", max: max as u64 };
+                return respond::error(s, ctx, format, e).await;
+            }
+            Err(Sent::BadBody(e)) => {
+                drop(pending);
                 return respond::error(s, ctx, format, e).await;
             }
             Err(Sent::Refused(e)) => {
@@ -280,6 +285,8 @@ enum Sent {
     TooLarge,
     /// The form is refused (a second `model` part).
     Refused(MultipartError),
+    /// The client's upload could not be read.
+    BadBody(GatewayError),
     Failed(AttemptError),
 }
 

@@ -300,4 +300,52 @@ mod tests {
         let mut p = ModelParts::new("XyZ");
         assert_eq!(p.feed(&huge), Err(MultipartError::PartHeadersTooLong));
     }
+
+    /// The fuzz target's oracle over bodies built from the pieces that matter (delimiters,
+    /// header lines in several spellings, CRLF and bare LF, values), split at random.
+    #[test]
+    fn random_forms_count_the_same_whatever_the_split() {
+        const PIECES: [&[u8]; 14] = [
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nstt\r\n",
+            b"--XyZ\nContent-Disposition: form-data; name=model\n\nx\n",
+            b"--XyZ",
+            b"--XyZ--",
+            b"\r\n",
+            b"\n",
+            b"Content-Disposition: form-data; name=\"model\"",
+            b"content-disposition:form-data;name=model",
+            b"Content-Disposition: form-data; name=\"file\"; filename=\"model\"",
+            b"Content-Type: audio/wav",
+            b"stt",
+            b"RIFF\x00\xff--X",
+            b"-",
+            b"\r\n\r\n",
+        ];
+        let mut rng = fastrand::Rng::with_seed(9);
+        let (mut refused, mut counted) = (0, 0);
+        for _ in 0..8_000 {
+            let body: Vec<u8> = (0..rng.usize(1..30))
+                .flat_map(|_| PIECES[rng.usize(..PIECES.len())].iter().copied())
+                .collect();
+            let run = |chunk: usize| -> Result<u32, MultipartError> {
+                let mut p = ModelParts::new("XyZ");
+                for piece in body.chunks(chunk.max(1)) {
+                    p.feed(piece)?;
+                }
+                Ok(p.models())
+            };
+            let whole = run(body.len());
+            assert_eq!(whole, run(1 + rng.usize(..16)), "{}", String::from_utf8_lossy(&body));
+            assert_eq!(whole, run(1), "{}", String::from_utf8_lossy(&body));
+            assert!(whole.as_ref().map_or(true, |&n| n <= 1));
+            if let Some((start, end)) = model_field(&body, "XyZ") {
+                assert!(start <= end && end <= body.len());
+                assert_ne!(whole, Ok(0), "{}", String::from_utf8_lossy(&body));
+            }
+            refused += usize::from(whole.is_err());
+            counted += usize::from(whole == Ok(1));
+        }
+        // The generator reaches both outcomes often enough to mean something.
+        assert!(refused > 300 && counted > 300, "refused {refused}, one model {counted}");
+    }
 }

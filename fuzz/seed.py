@@ -140,6 +140,20 @@ def main():
         ("error_200", {"error": {"message": "x", "type": "rate_limit_error", "code": "rate_limit_exceeded"}}),
     ]:
         put("upstream_error", name + ".json", bytes([0]) + json.dumps(body).encode())
+    # Transcription uploads (boundary XyZ): one model part, two, odd spellings, LF-only heads.
+    model = b'Content-Disposition: form-data; name="model"'
+    file_ = b'Content-Disposition: form-data; name="file"; filename="a.wav"\r\nContent-Type: audio/wav'
+    def form(parts, nl=b"\r\n"):
+        out = b""
+        for head, value in parts:
+            out += b"--XyZ" + nl + head + nl + nl + value + nl
+        return out + b"--XyZ--" + nl
+    put("multipart", "one_model", form([(model, b"whisper-1"), (file_, b"RIFF....")]))
+    put("multipart", "two_models", form([(model, b"stt"), (file_, b"RIFF"), (model, b"dear")]))
+    put("multipart", "spellings", form([(b"content-disposition: form-data; name=model", b"a"),
+                                        (b"Content-Disposition: form-data; name*=utf-8''model", b"b")]))
+    put("multipart", "lf_only", form([(model, b"stt"), (file_, b"ab--XyZ")], nl=b"\n"))
+    put("multipart", "epilogue", form([(model, b"stt")]) + form([(model, b"dear")]))
     for t in sorted(CORPUS.iterdir()):
         print(f"{t.name}: {len(list(t.iterdir()))} seeds")
 

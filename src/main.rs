@@ -64,8 +64,11 @@ fn main() -> ExitCode {
         log::LevelFilter::Info
     };
     let _ = tracing_log::LogTracer::builder().with_max_level(max).init();
-    let filter = tracing_subscriber::EnvFilter::new(&spec);
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // Every log line is redacted on its way out (keys, `?key=`, credential headers).
+    if let Err(e) = llm_gateway::telemetry::init_logging(&spec, false) {
+        eprintln!("llm-gateway: {e}; logging at info");
+        let _ = llm_gateway::telemetry::init_logging("info", false);
+    }
 
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run { config: "conf/gateway.yaml".into(), threads: None }) {

@@ -10,7 +10,9 @@
 //!   same output as feeding them at once (split invariance);
 //! - `passthrough`: a rewritten body is still JSON, names the new model, and keeps the rest;
 //! - the OpenAI usage observer: split invariance, and in observe mode the bytes pass unchanged;
-//! - upstream errors: classification never panics and agrees with `decode_error`.
+//! - upstream errors: classification never panics and agrees with `decode_error`;
+//! - multipart: the `model` part count (or refusal) does not depend on how the upload is
+//!   split, and a `model` field the admission would read is always one the scanner counted.
 
 use llm_gateway::formats::{
     self, embeddings, eventstream, grammar, passthrough, Format, RequestOptions, ResponseOptions,
@@ -227,6 +229,34 @@ pub fn stream_usage(data: &[u8]) {
         if strip && whole.2.is_none() {
             assert!(whole.0.len() <= data.len(), "strip mode added bytes");
         }
+    }
+}
+
+/// A multipart upload (boundary `XyZ`) through `formats::multipart`: `ModelParts` fed whole,
+/// in chunks and byte by byte gives the same count or error; `model_field` finds a field only
+/// where the scanner counted one, inside the body.
+pub fn multipart(data: &[u8]) {
+    use formats::multipart::{model_field, ModelParts};
+    if data.len() > MAX_INPUT || data.is_empty() {
+        return;
+    }
+    let run = |chunk: usize| -> Result<u32, formats::multipart::MultipartError> {
+        let mut p = ModelParts::new("XyZ");
+        let pieces: Vec<&[u8]> = if chunk == 0 { vec![data] } else { data.chunks(chunk).collect() };
+        for piece in pieces {
+            p.feed(piece)?;
+        }
+        Ok(p.models())
+    };
+    let whole = run(0);
+    assert_eq!(whole, run(1 + usize::from(data[0] % 64)), "the count depends on the split");
+    if data.len() <= 4096 {
+        assert_eq!(whole, run(1), "the count differs byte by byte");
+    }
+    assert!(whole.as_ref().map_or(true, |&n| n <= 1), "a second model part was not refused");
+    if let Some((start, end)) = model_field(data, "XyZ") {
+        assert!(start <= end && end <= data.len(), "model value {start}..{end} outside the body");
+        assert!(whole != Ok(0), "model_field found a field the scanner did not count");
     }
 }
 

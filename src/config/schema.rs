@@ -123,6 +123,9 @@ pub struct Limits {
     pub max_file_bytes: u64,
     /// SIGTERM / upgrade: seconds in-flight requests and streams get to finish (default 30).
     pub shutdown_grace_s: u64,
+    /// Time a client has for each complete request head, milliseconds (default 10000); also
+    /// how long a kept-alive connection may sit idle. A client dribbling a head is cut.
+    pub header_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -135,6 +138,7 @@ impl Default for Limits {
             circuit_breaker: CircuitBreaker::default(),
             max_file_bytes: 512 * 1024 * 1024,
             shutdown_grace_s: 30,
+            header_timeout_ms: 10_000,
         }
     }
 }

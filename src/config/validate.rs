@@ -186,6 +186,9 @@ pub fn build_with(config: Config, secrets: Secrets) -> Result<Snapshot, ConfigEr
         errs.push("limits.circuit_breaker.failure_threshold", "0 is not allowed; use 1 or more");
     }
 
+    if l.header_timeout_ms == 0 {
+        errs.push("limits.header_timeout_ms", "0 is not allowed; use milliseconds such as 10000");
+    }
     if l.shutdown_grace_s == 0 {
         errs.push("limits.shutdown_grace_s", "0 is not allowed; use seconds such as 30");
     }

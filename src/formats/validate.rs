@@ -93,6 +93,12 @@ pub fn stream_head(
     Ok(())
 }
 
+/// Check the `content-encoding` of an answer passed through as it comes (binary media):
+/// absent, empty or `identity`.
+pub fn encoding(content_encoding: Option<&str>) -> Result<(), UpstreamInvalid> {
+    check_encoding(content_encoding)
+}
+
 /// `content-encoding` absent, empty or `identity`.
 fn check_encoding(content_encoding: Option<&str>) -> Result<(), UpstreamInvalid> {
     match content_encoding.map(str::trim) {

@@ -2,8 +2,10 @@
 //! the TLS trust roots Pingora will load.
 
 mod dns;
+mod header_deadline;
 
 pub use self::dns::Resolver;
+pub use self::header_deadline::{head_received, HeaderDeadline};
 
 /// Pingora's rustls connector loads trust roots from `SSL_CERT_FILE` / `SSL_CERT_DIR` when set
 /// (replacing the system store) and panics at startup if they cannot be read. Check first and

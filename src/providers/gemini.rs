@@ -22,7 +22,8 @@ pub const SPEC: ProviderSpec = ProviderSpec {
 };
 
 pub fn request(prefix: &str, op: Operation, model: &str, key: Option<&str>) -> Route {
-    let model = model.strip_prefix("models/").unwrap_or(model);
+    // The model is one path segment: a `/`, `:`, `?` or space in it must not change the URL.
+    let model = encode_segment(model.strip_prefix("models/").unwrap_or(model));
     let path = match op {
         Operation::Chat { stream: false } => {
             format!("{prefix}/v1beta/models/{model}:generateContent")
@@ -35,4 +36,30 @@ pub fn request(prefix: &str, op: Operation, model: &str, key: Option<&str>) -> R
     };
     let headers = key.map(|k| vec![("x-goog-api-key", k.to_string())]).unwrap_or_default();
     (path, headers)
+}
+
+/// Percent-encode everything but RFC 3986 unreserved bytes.
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_is_one_encoded_path_segment() {
+        let (path, _) = request("", Operation::Chat { stream: false }, "models/gemini-2.0-flash", None);
+        assert_eq!(path, "/v1beta/models/gemini-2.0-flash:generateContent");
+        let (path, _) = request("", Operation::Chat { stream: true }, "x/../y:z?key=1 #", None);
+        assert_eq!(path, "/v1beta/models/x%2F..%2Fy%3Az%3Fkey%3D1%20%23:streamGenerateContent?alt=sse");
+    }
 }

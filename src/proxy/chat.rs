@@ -17,7 +17,7 @@ use super::upstream::{self, AttemptError, Upstream};
 use super::Gateway;
 use crate::admission::{self, Shape};
 use crate::error::GatewayError;
-use crate::formats::{self, passthrough, ErrorKind, Format, RequestOptions, ResponseOptions};
+use crate::formats::{self, passthrough, validate, ErrorKind, Format, RequestOptions, ResponseOptions};
 use crate::providers::{self, MediaOp, Operation};
 use crate::routing;
 use crate::runtime::Runtime;
@@ -50,7 +50,12 @@ pub async fn read_body(s: &mut Session, max: usize) -> pingora::Result<Result<By
     }
     answer_expect_continue(s).await?;
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(max));
-    while let Some(chunk) = s.read_request_body().await? {
+    loop {
+        let chunk = match s.read_request_body().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => return Ok(Err(bad_body(s, &e))),
+        };
         if buf.len() + chunk.len() > max {
             drain(s).await;
             return Ok(Err(too_large()));
@@ -58,6 +63,17 @@ pub async fn read_body(s: &mut Session, max: usize) -> pingora::Result<Result<By
         buf.extend_from_slice(&chunk);
     }
     Ok(Ok(buf.freeze()))
+}
+
+/// A request body that cannot be read (bad chunked framing, a cut or stalled upload) is the
+/// client's 400 in its own shape, not an empty 500; the connection is not reused after it.
+pub fn bad_body(s: &mut Session, e: &pingora::Error) -> GatewayError {
+    s.set_keepalive(None);
+    let why = match &e.context {
+        Some(c) => format!("{}: {}", e.etype.as_str(), c.as_str()),
+        None => e.etype.as_str().to_string(),
+    };
+    GatewayError::InvalidRequest(format!("the request body could not be read ({why})"))
 }
 
 /// The request's `Content-Length`, when it has a valid one.
@@ -219,6 +235,8 @@ async fn proxy(
     let snap = &rt.snap;
     let mut plan = Plan::new(rt, alias_idx);
     let mut dropped_params: Vec<&'static str>;
+    // A copy, so the client connection can be watched while an attempt runs.
+    let client_headers = s.req_header().headers.clone();
     while let Some(step) = plan.next().await {
         let alias = &snap.aliases[step.alias];
         let target = &alias.targets[step.target];
@@ -241,8 +259,9 @@ async fn proxy(
         let started = Instant::now();
         let sent = if translated_media {
             dropped_params = Vec::new();
-            let headers = &s.req_header().headers;
-            super::embeddings::send(gw, provider, &target.model, &inb.body, &snap.limits, headers).await
+            let headers = &client_headers;
+            let send = super::embeddings::send(gw, provider, &target.model, &inb.body, &snap.limits, headers);
+            unless_client_gone(s, send).await
         } else {
             let (body, dropped) = match upstream_body(
                 inb,
@@ -263,9 +282,9 @@ async fn proxy(
             };
             dropped_params = dropped;
             let op = inb.op;
-            match providers::build_request(provider, op, &target.model, body, &s.req_header().headers) {
+            match providers::build_request(provider, op, &target.model, body, &client_headers) {
                 Ok(req) => {
-                    upstream::send(
+                    let send = upstream::send(
                         &gw.connector,
                         &gw.resolver,
                         provider,
@@ -273,8 +292,8 @@ async fn proxy(
                         op,
                         &req,
                         &snap.limits,
-                    )
-                    .await
+                    );
+                    unless_client_gone(s, send).await
                 }
                 Err(e) => {
                     ctx.attempt_log.push(e.to_string());
@@ -284,6 +303,7 @@ async fn proxy(
                 }
             }
         };
+        let Some(sent) = sent else { return client_gone(ctx) };
         let mut up = match sent {
             Ok(up) => up,
             Err(e) => {
@@ -293,16 +313,91 @@ async fn proxy(
             }
         };
         let status = up.status();
-        ctx.upstream_time += started.elapsed();
+        let header_time = started.elapsed();
+        ctx.upstream_time += header_time;
         if (200..300).contains(&status) {
-            ctx.ttfb = Some(started.elapsed());
-            plan.succeeded(&step, started.elapsed());
-            ctx.served = Some((step.alias, step.target));
-            let names = Names { provider: &provider.name, model: &target.model, alias: &alias.name };
-            return respond_upstream(gw, s, ctx, inb, up, upstream_format, names, &dropped_params).await;
+            ctx.ttfb = Some(header_time);
+            // The answer is checked before the client is told 200; a bad one is this target's
+            // failure like any other.
+            let checked = unless_client_gone(s, check_answer(&mut up, inb.op, upstream_format, inb.stream));
+            let Some(checked) = checked.await else { return client_gone(ctx) };
+            // Reading and checking the body is upstream time too.
+            ctx.upstream_time += started.elapsed().saturating_sub(header_time);
+            match checked {
+                Ok(answer) => {
+                    // A body in another format is translated now: one that cannot be is this
+                    // target's failure too, not a 502 with the next target untried.
+                    let answer = match answer {
+                        Answer::Body(body) if upstream_format != inb.format => {
+                            let opts = ResponseOptions {
+                                model: &alias.name,
+                                gemini_sse: inb.gemini_sse,
+                                include_usage: inb.include_usage,
+                            };
+                            match formats::translate_response(upstream_format, inb.format, &body, &opts) {
+                                Ok((b, usage)) => Answer::Translated(Bytes::from(b), usage),
+                                Err(e) => {
+                                    let e = AttemptError::Io {
+                                        provider: provider.name.clone(),
+                                        detail: format!("cannot translate the upstream answer: {e}"),
+                                    };
+                                    ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+                                    plan.failed(&step, &e);
+                                    continue;
+                                }
+                            }
+                        }
+                        a => a,
+                    };
+                    plan.succeeded(&step, header_time);
+                    ctx.served = Some((step.alias, step.target));
+                    let names = Names { provider: &provider.name, model: &target.model, alias: &alias.name };
+                    return respond_upstream(
+                        gw,
+                        s,
+                        ctx,
+                        inb,
+                        up,
+                        answer,
+                        upstream_format,
+                        names,
+                        &dropped_params,
+                    )
+                    .await;
+                }
+                Err(Refused::Failed(e)) => {
+                    ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+                    plan.failed(&step, &e);
+                    continue;
+                }
+                Err(Refused::Client(class)) => {
+                    // A 2xx whose body is an error the request itself caused: the client's.
+                    up.release(&gw.connector).await;
+                    let status = formats::status_for(class.kind);
+                    ctx.attempt_log.push(format!("{}/{}: 2xx with an error", provider.name, target.model));
+                    ctx.error = Some(format!("upstream {status}"));
+                    let body = formats::encode_error(inb.format, class.kind, &class.message);
+                    let extra = [("x-gateway-provider", provider.name.clone())];
+                    return respond::json(s, ctx, status, body, &extra).await;
+                }
+            }
+        }
+        if (300..400).contains(&status) {
+            // The gateway does not follow redirects, and one is not an answer to pass on (its
+            // Location would lead the client to the provider): this target failed.
+            let e = AttemptError::Io {
+                provider: provider.name.clone(),
+                detail: format!("answered HTTP {status} (a redirect), which the gateway does not follow"),
+            };
+            ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+            plan.failed(&step, &e);
+            continue;
         }
         // An error answer: read it (bounded) so the connection can be reused, then decide.
-        let err_body = up.read_to_end(64 * 1024).await.unwrap_or_default();
+        let Some(err_body) = unless_client_gone(s, up.read_to_end(64 * 1024)).await else {
+            return client_gone(ctx);
+        };
+        let err_body = err_body.unwrap_or_default();
         let headers = up.headers().cloned();
         up.release(&gw.connector).await;
         ctx.attempt_log.push(format!("{}/{}: HTTP {status}", provider.name, target.model));
@@ -377,7 +472,8 @@ pub async fn respond_upstream(
     s: &mut Session,
     ctx: &mut RequestCtx,
     inb: &Inbound,
-    mut up: Upstream,
+    up: Upstream,
+    answer: Answer,
     from: Format,
     names: Names<'_>,
     dropped: &[&'static str],
@@ -399,37 +495,21 @@ pub async fn respond_upstream(
     }
     ctx.status = 200;
 
-    let content_type = up.header("content-type").unwrap_or("application/json").to_string();
-    if !up.is_event_stream() && !content_type.starts_with("application/json") {
-        // Binary media (e.g. speech audio): stream it through as it comes.
-        h.insert_header("content-type", content_type)?;
-        match up.header("content-length").map(str::to_string) {
-            Some(len) => h.insert_header("content-length", len)?,
-            None => chunked(s, &mut h)?,
+    let body = match answer {
+        Answer::Translated(body, usage) => {
+            up.release(&gw.connector).await;
+            ctx.usage = usage;
+            return json_answer(s, h, body).await;
         }
-        s.write_response_header(Box::new(h), false).await?;
-        loop {
-            match up.next_chunk().await {
-                Ok(Some(chunk)) => s.write_response_body(Some(chunk), false).await?,
-                Ok(None) => {
-                    up.release(&gw.connector).await;
-                    return s.write_response_body(None, true).await;
-                }
-                Err(e) => {
-                    ctx.error = Some(e.to_string());
-                    return Err(pingora::Error::explain(pingora::ErrorType::ReadError, e.to_string()));
-                }
-            }
+        Answer::Body(body) => Some(body),
+        Answer::Stream => None,
+        Answer::Binary => {
+            // Binary media (e.g. speech audio): stream it through as it comes.
+            let content_type = up.header("content-type").unwrap_or("application/octet-stream").to_string();
+            return binary(gw, s, ctx, up, h, content_type).await;
         }
-    }
-
-    if !up.is_event_stream() {
-        let body = match up.read_to_end(upstream::MAX_UPSTREAM_BODY).await {
-            Ok(b) => b,
-            Err(e) => {
-                return respond::error(s, ctx, inb.format, GatewayError::Upstream(e.to_string())).await;
-            }
-        };
+    };
+    if let Some(body) = body {
         up.release(&gw.connector).await;
         let body = if same {
             ctx.usage = usage_of(from, &body).unwrap_or_default();
@@ -446,12 +526,63 @@ pub async fn respond_upstream(
                 }
             }
         };
-        h.insert_header("content-type", "application/json")?;
-        h.insert_header("content-length", body.len().to_string())?;
-        s.write_response_header(Box::new(h), false).await?;
-        return s.write_response_body(Some(body), true).await;
+        return json_answer(s, h, body).await;
     }
+    stream(gw, s, ctx, inb, up, h, from, &opts).await
+}
 
+/// Write a whole JSON answer under the prepared header.
+async fn json_answer(s: &mut Session, mut h: ResponseHeader, body: Bytes) -> pingora::Result<()> {
+    h.insert_header("content-type", "application/json")?;
+    h.insert_header("content-length", body.len().to_string())?;
+    s.write_response_header(Box::new(h), false).await?;
+    s.write_response_body(Some(body), true).await
+}
+
+/// Pass a binary media answer through as it comes.
+async fn binary(
+    gw: &Gateway,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    mut up: Upstream,
+    mut h: ResponseHeader,
+    content_type: String,
+) -> pingora::Result<()> {
+    h.insert_header("content-type", content_type)?;
+    match up.header("content-length").map(str::to_string) {
+        Some(len) => h.insert_header("content-length", len)?,
+        None => chunked(s, &mut h)?,
+    }
+    s.write_response_header(Box::new(h), false).await?;
+    loop {
+        match up.next_chunk().await {
+            Ok(Some(chunk)) => s.write_response_body(Some(chunk), false).await?,
+            Ok(None) => {
+                up.release(&gw.connector).await;
+                return s.write_response_body(None, true).await;
+            }
+            Err(e) => {
+                ctx.error = Some(e.to_string());
+                return Err(pingora::Error::explain(pingora::ErrorType::ReadError, e.to_string()));
+            }
+        }
+    }
+}
+
+/// Pass a stream on, translated or observed for usage, ending it with an error event in the
+/// client's format if the upstream fails after the first byte.
+#[allow(clippy::too_many_arguments)]
+async fn stream(
+    gw: &Gateway,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    inb: &Inbound,
+    mut up: Upstream,
+    mut h: ResponseHeader,
+    from: Format,
+    opts: &ResponseOptions<'_>,
+) -> pingora::Result<()> {
+    let same = from == inb.format;
     let gemini_array = inb.format == Format::Gemini && !inb.gemini_sse;
     h.insert_header("content-type", if gemini_array { "application/json" } else { "text/event-stream" })?;
     h.insert_header("cache-control", "no-cache")?;
@@ -462,16 +593,24 @@ pub async fn respond_upstream(
         StreamMode::Observe(passthrough::OpenAiStreamUsage::new(!inb.include_usage))
     } else if gemini_array {
         // Upstream Gemini streams are always SSE; this client asked for the JSON-array form.
-        StreamMode::Translate(Box::new(formats::StreamTranslator::reencoding(from, inb.format, &opts)))
+        StreamMode::Translate(Box::new(formats::StreamTranslator::reencoding(from, inb.format, opts)))
     } else {
         // Another format, or the same non-OpenAI format (the translator then only observes usage).
-        StreamMode::Translate(Box::new(formats::StreamTranslator::new(from, inb.format, &opts)))
+        StreamMode::Translate(Box::new(formats::StreamTranslator::new(from, inb.format, opts)))
     };
 
     // Each chunk's output is handed to the client as its own buffer (no copy).
     let mut out = Vec::new();
     loop {
-        match up.next_chunk().await {
+        // A client that leaves while the upstream is silent ends the stream now (and closes
+        // the upstream connection), not at the next write.
+        let Some(next) = unless_client_gone(s, up.next_chunk()).await else {
+            mode.take_usage(ctx);
+            ctx.error = Some("client went away mid-stream".into());
+            s.set_keepalive(None);
+            return Ok(());
+        };
+        match next {
             Ok(Some(chunk)) => {
                 out.clear();
                 let data = match &mut mode {
@@ -534,6 +673,97 @@ pub async fn respond_upstream(
     }
 }
 
+/// A checked 2xx answer, as it is to be passed on.
+pub enum Answer {
+    /// A whole JSON body, read to its end and valid.
+    Body(Bytes),
+    /// A whole body already translated into the client's format, and its usage.
+    Translated(Bytes, formats::Usage),
+    /// A stream of events.
+    Stream,
+    /// Binary media (speech audio, a transcript as text): passed through as it comes.
+    Binary,
+}
+
+/// Why a 2xx answer is not passed on as it is.
+pub enum Refused {
+    /// Not a usable answer (truncated, not JSON, compressed, not a stream when one was asked
+    /// for): the target failed, the next one is tried.
+    Failed(AttemptError),
+    /// A 2xx whose body is only an error the request itself caused: the client's answer.
+    Client(formats::UpstreamErrorClass),
+}
+
+/// Check a 2xx answer before the client is told 200 (see `formats::validate`): a stream must
+/// look like one; anything else is read to its end (a body shorter than its Content-Length
+/// fails here) and must be a JSON object in `format`, except binary media answers. Encodings
+/// other than identity (which is all the gateway asks for) are refused.
+pub async fn check_answer(
+    up: &mut Upstream,
+    op: Operation,
+    format: Format,
+    stream: bool,
+) -> Result<Answer, Refused> {
+    let ce = up.header("content-encoding").map(str::to_string);
+    let ct = up.header("content-type").map(str::to_string);
+    let invalid = |up: &Upstream, e: validate::UpstreamInvalid| {
+        Refused::Failed(AttemptError::Io { provider: up.provider().to_string(), detail: e.to_string() })
+    };
+    if up.is_event_stream() || (stream && !ct.as_deref().is_some_and(is_json)) {
+        // A stream, or an unusual content-type on one (the stream decoder judges the bytes).
+        return match validate::stream_head(format, ct.as_deref(), ce.as_deref()) {
+            Ok(()) => Ok(Answer::Stream),
+            Err(e) => Err(invalid(up, e)),
+        };
+    }
+    if matches!(op, Operation::Media(_)) && !ct.as_deref().is_some_and(is_json) {
+        return match validate::encoding(ce.as_deref()) {
+            Ok(()) => Ok(Answer::Binary),
+            Err(e) => Err(invalid(up, e)),
+        };
+    }
+    let body = up.read_to_end(upstream::MAX_UPSTREAM_BODY).await.map_err(Refused::Failed)?;
+    match validate::non_stream_body(format, ct.as_deref(), ce.as_deref(), &body) {
+        Ok(()) if stream => Err(invalid(up, validate::UpstreamInvalid::NotAStream(ct.unwrap_or_default()))),
+        Ok(()) => Ok(Answer::Body(body)),
+        Err(validate::UpstreamInvalid::ErrorBody(class)) if class.retry == formats::Retry::No => {
+            Err(Refused::Client(class))
+        }
+        Err(e) => Err(invalid(up, e)),
+    }
+}
+
+fn is_json(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    mime == "application/json" || mime.ends_with("+json")
+}
+
+/// Run `work` unless the client goes away first (`None`). `work` is then dropped, which
+/// closes its upstream connection: the provider stops working for nobody. Only for a request
+/// whose body has been read.
+pub async fn unless_client_gone<F: std::future::Future>(s: &mut Session, work: F) -> Option<F::Output> {
+    let gone = async {
+        match s.as_downstream_mut().read_body_or_idle(true).await {
+            // Bytes after the body (a pipelined request) are not a disconnect.
+            Err(e) if e.etype() == &pingora::ErrorType::ConnectError => std::future::pending().await,
+            Err(_) => {}
+            Ok(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        out = work => Some(out),
+        () = gone => None,
+    }
+}
+
+/// The client went away before its answer: logged as 499, nothing written.
+pub fn client_gone(ctx: &mut RequestCtx) -> pingora::Result<()> {
+    ctx.status = 499;
+    ctx.error = Some("client went away before the answer".into());
+    Ok(())
+}
+
 enum StreamMode {
     Observe(passthrough::OpenAiStreamUsage),
     Translate(Box<formats::StreamTranslator>),
@@ -554,13 +784,18 @@ impl StreamMode {
     }
 }
 
-/// Mark a response of unknown length as chunked on HTTP/1 (without it Pingora writes a
+/// Mark a response of unknown length as chunked on HTTP/1.1 (without it Pingora writes a
 /// close-delimited body and the client connection cannot be reused; h2 frames bodies itself).
-fn chunked(s: &Session, h: &mut ResponseHeader) -> pingora::Result<()> {
-    if !s.as_downstream().is_http2() {
-        h.insert_header("transfer-encoding", "chunked")?;
+/// An HTTP/1.0 client cannot read chunked framing: it gets a close-delimited body.
+fn chunked(s: &mut Session, h: &mut ResponseHeader) -> pingora::Result<()> {
+    if s.as_downstream().is_http2() {
+        return Ok(());
     }
-    Ok(())
+    if s.req_header().version == http::Version::HTTP_10 {
+        s.set_keepalive(None);
+        return Ok(());
+    }
+    h.insert_header("transfer-encoding", "chunked")
 }
 
 /// Usage of a same-format non-stream body.

@@ -87,6 +87,7 @@ impl ProxyHttp for Gateway {
     /// returns `Ok(true)`: Pingora then skips its own upstream phases and calls `logging`.
     /// `Err` means the client connection broke while we wrote to it.
     async fn request_filter(&self, s: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        crate::net::head_received();
         ctx.started = Some(Instant::now());
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         self.counters.active.fetch_add(1, Ordering::Relaxed);

@@ -19,6 +19,7 @@ use super::upstream::{self, AttemptError};
 use super::Gateway;
 use crate::admission::{self, Shape};
 use crate::error::GatewayError;
+use crate::formats::multipart::{boundary_of, model_field as field_value, ModelParts, MultipartError};
 use crate::formats::Format;
 use crate::providers::{self, MediaOp, Operation};
 
@@ -27,17 +28,25 @@ const OP: MediaOp = MediaOp::AudioTranscriptions;
 pub async fn transcribe(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
     let format = Format::OpenAiChat;
     match admit(s, ctx).await? {
-        Ok((prefix, model, done)) => upload(gw, s, ctx, prefix, model, done).await,
+        Ok(form) => upload(gw, s, ctx, form).await,
         Err(e) => respond::error(s, ctx, format, e).await,
     }
 }
 
+/// An admitted upload: what was read of it so far and the `model` it names.
+struct Form {
+    prefix: BytesMut,
+    model: String,
+    /// The whole body is in `prefix`.
+    done: bool,
+    /// Watches the rest of the body for a second `model` part.
+    parts: ModelParts,
+}
+
 /// Admission for an upload: principal, the `model` part (read from the body's prefix), alias and
-/// allow-list. Answers the prefix read so far and the model.
-async fn admit(
-    s: &mut Session,
-    ctx: &mut RequestCtx,
-) -> pingora::Result<Result<(BytesMut, String, bool), GatewayError>> {
+/// allow-list. Answers the prefix read so far and the model. A form with two `model` parts is
+/// refused: the provider could read the other one.
+async fn admit(s: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Result<Form, GatewayError>> {
     let Some(rt) = ctx.rt.clone() else { return Ok(Err(GatewayError::Internal("no runtime".into()))) };
     let req = s.req_header();
     let principal = match admission::authenticate(&rt, &req.headers, req.uri.query(), SystemTime::now()) {
@@ -65,13 +74,17 @@ async fn admit(
     let mut prefix = BytesMut::with_capacity(16 * 1024);
     let mut done = false;
     let field = loop {
-        if let Some(f) = field_value(&prefix, &boundary, "model") {
+        if let Some(f) = field_value(&prefix, &boundary) {
             break Some(f);
         }
         if done {
             break None;
         }
-        match s.read_request_body().await? {
+        let read = match s.read_request_body().await {
+            Ok(read) => read,
+            Err(e) => return Ok(Err(chat::bad_body(s, &e))),
+        };
+        match read {
             Some(c) => {
                 if prefix.len() + c.len() > max {
                     return Ok(Err(too_large()));
@@ -84,26 +97,27 @@ async fn admit(
     let Some((vs, ve)) = field else {
         return Ok(Err(GatewayError::MissingField { field: "model" }));
     };
+    let mut parts = ModelParts::new(&boundary);
+    if let Err(e) = parts.feed(&prefix) {
+        if !done {
+            chat::drain(s).await;
+        }
+        return Ok(Err(e.into()));
+    }
     let model = String::from_utf8_lossy(&prefix[vs..ve]).trim().to_string();
     match admission::admit(&rt, principal, &model, Shape::Media(OP), None, false).await {
         Ok(a) => {
             ctx.alias = a.alias;
             ctx.admission = Some(a);
-            Ok(Ok((prefix, model, done)))
+            Ok(Ok(Form { prefix, model, done, parts }))
         }
         Err(e) => Ok(Err(e)),
     }
 }
 
 /// Stream the upload to the first target that serves transcriptions.
-async fn upload(
-    gw: &Gateway,
-    s: &mut Session,
-    ctx: &mut RequestCtx,
-    prefix: BytesMut,
-    model: String,
-    done: bool,
-) -> pingora::Result<()> {
+async fn upload(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, form: Form) -> pingora::Result<()> {
+    let Form { prefix, model, done, mut parts } = form;
     let format = Format::OpenAiChat;
     let Some(rt) = ctx.rt.clone() else { return Ok(()) };
     let snap = &rt.snap;
@@ -112,7 +126,7 @@ async fn upload(
     let content_type =
         s.req_header().headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let boundary = boundary_of(&content_type).unwrap_or_default();
-    let (vs, ve) = field_value(&prefix, &boundary, "model").unwrap_or((0, 0));
+    let (vs, ve) = field_value(&prefix, &boundary).unwrap_or((0, 0));
     let declared = chat::declared_length(s);
     let mut plan = Plan::new(&rt, alias_idx);
     while let Some(step) = plan.next().await {
@@ -160,16 +174,20 @@ async fn upload(
             pending.write(head.freeze()).await.map_err(Sent::Failed)?;
             let mut total = prefix.len();
             if !done {
-                while let Some(chunk) = s.read_request_body().await.map_err(|e| {
-                    Sent::Failed(AttemptError::Io {
-                        provider: "client".into(),
-                        detail: format!("reading the upload: {e}"),
-                    })
-                })? {
+                loop {
+                    let chunk = match s.read_request_body().await {
+                        Ok(Some(chunk)) => chunk,
+                        Ok(None) => break,
+                        // The client's upload broke (bad chunked framing, cut): its 400.
+                        Err(e) => return Err(Sent::BadBody(chat::bad_body(s, &e))),
+                    };
                     total += chunk.len();
                     if total > max {
                         return Err(Sent::TooLarge);
                     }
+                    // Checked before the chunk is forwarded: the upstream request is then
+                    // abandoned unfinished, so the provider never acts on it.
+                    parts.feed(&chunk).map_err(Sent::Refused)?;
                     pending.write(chunk).await.map_err(Sent::Failed)?;
                 }
             }
@@ -179,8 +197,19 @@ async fn upload(
         match sent {
             Ok(()) => {}
             Err(Sent::TooLarge) => {
+                drop(pending);
                 let e = GatewayError::BodyTooLarge { limit: "limits.max_body_bytes", max: max as u64 };
                 return respond::error(s, ctx, format, e).await;
+            }
+            Err(Sent::BadBody(e)) => {
+                drop(pending);
+                return respond::error(s, ctx, format, e).await;
+            }
+            Err(Sent::Refused(e)) => {
+                // Close the upstream connection mid-body before answering.
+                drop(pending);
+                chat::drain(s).await;
+                return respond::error(s, ctx, format, e.into()).await;
             }
             Err(Sent::Failed(e)) => {
                 return respond::error(s, ctx, format, GatewayError::Upstream(e.to_string())).await
@@ -207,9 +236,36 @@ async fn upload(
             gemini_sse: true,
         };
         if (200..300).contains(&status) {
-            plan.succeeded(&step, started.elapsed());
-            let names = chat::Names { provider: &provider.name, model: &target.model, alias: &alias.name };
-            return chat::respond_upstream(gw, s, ctx, &inb, up, format, names, &[]).await;
+            match chat::check_answer(&mut up, inb.op, format, false).await {
+                Ok(answer) => {
+                    plan.succeeded(&step, started.elapsed());
+                    let names =
+                        chat::Names { provider: &provider.name, model: &target.model, alias: &alias.name };
+                    return chat::respond_upstream(gw, s, ctx, &inb, up, answer, format, names, &[]).await;
+                }
+                // The upload cannot be sent again: a bad answer ends the request.
+                Err(chat::Refused::Failed(e)) => {
+                    ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+                    plan.failed(&step, &e);
+                    let (tried, timed_out) = plan.into_report();
+                    let e = GatewayError::AllTargetsFailed { attempts: ctx.attempts, tried, timed_out };
+                    return respond::error(s, ctx, format, e).await;
+                }
+                Err(chat::Refused::Client(class)) => {
+                    let status = crate::formats::status_for(class.kind);
+                    ctx.error = Some(format!("upstream {status}"));
+                    let body = crate::formats::encode_error(format, class.kind, &class.message);
+                    let extra = [("x-gateway-provider", provider.name.clone())];
+                    return respond::json(s, ctx, status, body, &extra).await;
+                }
+            }
+        }
+        if (300..400).contains(&status) {
+            let e = GatewayError::Upstream(format!(
+                "{}/{} answered HTTP {status} (a redirect), which the gateway does not follow",
+                provider.name, target.model
+            ));
+            return respond::error(s, ctx, format, e).await;
         }
         let body = up.read_to_end(64 * 1024).await.unwrap_or_default();
         up.release(&gw.connector).await;
@@ -227,64 +283,21 @@ async fn upload(
 enum Sent {
     /// The client sent more than `limits.max_body_bytes`.
     TooLarge,
+    /// The form is refused (a second `model` part).
+    Refused(MultipartError),
+    /// The client's upload could not be read.
+    BadBody(GatewayError),
     Failed(AttemptError),
 }
 
-/// The boundary of a `multipart/form-data` content type.
-fn boundary_of(content_type: &str) -> Option<String> {
-    if !content_type.to_ascii_lowercase().starts_with("multipart/form-data") {
-        return None;
-    }
-    let b = content_type.split(';').find_map(|p| p.trim().strip_prefix("boundary="))?;
-    let b = b.trim_matches('"');
-    (!b.is_empty()).then(|| b.to_string())
-}
-
-/// Byte range of the value of form field `name` in `buf`, once that part is complete.
-fn field_value(buf: &[u8], boundary: &str, name: &str) -> Option<(usize, usize)> {
-    let delim = format!("--{boundary}");
-    let want = format!("name=\"{name}\"");
-    let finder = memchr::memmem::Finder::new(delim.as_bytes());
-    let mut at = finder.find(buf)?;
-    loop {
-        let part = at + delim.len();
-        let headers_end = memchr::memmem::find(&buf[part..], b"\r\n\r\n")? + part;
-        let next = finder.find(&buf[headers_end..]).map(|p| p + headers_end);
-        let headers = &buf[part..headers_end];
-        let is_it = headers.split(|&b| b == b'\n').any(|l| {
-            l.to_ascii_lowercase().starts_with(b"content-disposition")
-                && memchr::memmem::find(l, want.as_bytes()).is_some()
-        });
-        match next {
-            Some(n) if is_it => {
-                // value ends before "\r\n--boundary"
-                return Some((headers_end + 4, n.saturating_sub(2).max(headers_end + 4)));
-            }
-            Some(n) => at = n,
-            None => return None,
+impl From<MultipartError> for GatewayError {
+    fn from(e: MultipartError) -> GatewayError {
+        match e {
+            MultipartError::DuplicateModel => GatewayError::InvalidField {
+                field: "model".into(),
+                problem: "appears in more than one part of the form".into(),
+            },
+            MultipartError::PartHeadersTooLong => GatewayError::InvalidRequest(e.to_string()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const BODY: &[u8] = b"--XyZ\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-fast\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\nRIFF....\r\n--XyZ--\r\n";
-
-    #[test]
-    fn the_boundary_is_read_from_the_content_type() {
-        assert_eq!(boundary_of("multipart/form-data; boundary=XyZ").as_deref(), Some("XyZ"));
-        assert_eq!(boundary_of("multipart/form-data; boundary=\"a b\"").as_deref(), Some("a b"));
-        assert_eq!(boundary_of("application/json"), None);
-    }
-
-    #[test]
-    fn the_model_field_is_found_once_its_part_is_complete() {
-        let (s, e) = field_value(BODY, "XyZ", "model").unwrap();
-        assert_eq!(&BODY[s..e], b"whisper-fast");
-        // Not yet complete: the next delimiter has not arrived.
-        assert_eq!(field_value(&BODY[..60], "XyZ", "model"), None);
-        assert_eq!(field_value(BODY, "XyZ", "language"), None);
     }
 }

@@ -124,7 +124,7 @@ impl Upstream {
         })
     }
 
-    fn provider(&self) -> &str {
+    pub fn provider(&self) -> &str {
         match self {
             Upstream::Http { provider, .. } => provider,
             Upstream::Mock { .. } => "mock",

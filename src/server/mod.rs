@@ -94,11 +94,13 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
         checker: health.task(),
         resolver: Default::default(),
     };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        gateway,
-        "llm-gateway data plane",
-    );
+    let mut app = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());
+    app.handle_init_modules();
+    let app = crate::net::HeaderDeadline::new(app, {
+        let store = store.clone();
+        move || std::time::Duration::from_millis(store.load().snap.config.limits.header_timeout_ms)
+    });
+    let mut proxy = Service::new("llm-gateway data plane".to_string(), app);
     if let Some(addr) = &cfg.listen {
         proxy.add_tcp(addr);
     }

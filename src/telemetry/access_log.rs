@@ -127,7 +127,9 @@ impl LogHandle {
 
 /// Installs the global subscriber: `spec` is an `EnvFilter` directive (`info`,
 /// `info,access=off`, …); `json` writes one JSON object per event (fields flattened);
-/// otherwise text, coloured only when stderr is a terminal. Returns the level switch.
+/// otherwise text, coloured only when stderr is a terminal. Every line, at every level and
+/// from every crate (Pingora's own, through `log`), passes through `redact::redact_text` on
+/// its way out (see `Redacting`). Returns the level switch.
 pub fn init_logging(spec: &str, json: bool) -> Result<LogHandle, LoggingError> {
     let ansi = std::io::stderr().is_terminal();
     let (subscriber, handle) = build_subscriber(spec, json, ansi, std::io::stderr)?;
@@ -145,6 +147,7 @@ pub fn build_subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    let writer = Redacting { inner: writer, json };
     let (filter, handle) = reload::Layer::new(parse_filter(spec)?);
     let (json_layer, text_layer) = if json {
         let layer = tracing_subscriber::fmt::layer()
@@ -160,6 +163,100 @@ where
     };
     let subscriber = Registry::default().with(filter).with(json_layer).with(text_layer);
     Ok((subscriber, LogHandle { filter: handle }))
+}
+
+/// A `MakeWriter` whose writers mask secrets in what they are given. The fmt layers write
+/// each formatted event with one `write_all`, so a whole line is redacted at once: this is
+/// what keeps keys out of lines the gateway does not format itself (Pingora's `Fail to
+/// proxy: … POST /…?key=…` and its trace-level header dumps). JSON lines are redacted string
+/// by string (escaping would otherwise hide `\"x-api-key\": \"…\"` from the scan).
+#[derive(Clone, Debug)]
+pub struct Redacting<M> {
+    pub inner: M,
+    pub json: bool,
+}
+
+/// The writer of `Redacting`.
+pub struct RedactingWriter<W> {
+    inner: W,
+    json: bool,
+}
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Redacting<M> {
+    type Writer = RedactingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter { inner: self.inner.make_writer(), json: self.json }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        RedactingWriter { inner: self.inner.make_writer_for(meta), json: self.json }
+    }
+}
+
+// === impl RedactingWriter ===
+
+impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.json {
+            if let Some(masked) = redact_json_lines(buf) {
+                self.inner.write_all(&masked)?;
+                return Ok(buf.len());
+            }
+        }
+        let text = String::from_utf8_lossy(buf);
+        match redact_text(&text) {
+            // Nothing to mask: the bytes as they came.
+            std::borrow::Cow::Borrowed(_) => self.inner.write_all(buf)?,
+            std::borrow::Cow::Owned(masked) => self.inner.write_all(masked.as_bytes())?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// JSON lines with every string (and member name's string value) redacted; `None` when `buf`
+/// is not JSON lines (the caller then redacts it as text).
+fn redact_json_lines(buf: &[u8]) -> Option<Vec<u8>> {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => {
+                if let std::borrow::Cow::Owned(m) = redact_text(s) {
+                    *s = m;
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            serde_json::Value::Object(o) => {
+                for (k, v) in o.iter_mut() {
+                    match v {
+                        serde_json::Value::String(s) if super::redact::is_secret_header(k) => {
+                            *s = super::redact::MASK.to_string();
+                        }
+                        _ => walk(v),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::with_capacity(buf.len() + 16);
+    for line in buf.split_inclusive(|&b| b == b'\n') {
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        if body.trim_ascii().is_empty() {
+            out.extend_from_slice(line);
+            continue;
+        }
+        let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        walk(&mut v);
+        serde_json::to_writer(&mut out, &v).ok()?;
+        if line.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+    }
+    Some(out)
 }
 
 fn parse_filter(spec: &str) -> Result<EnvFilter, LoggingError> {

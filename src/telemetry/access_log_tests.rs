@@ -168,3 +168,43 @@ fn text_output_has_no_colour_codes_when_ansi_is_off() {
     assert!(text.contains("request_id=\"req-7\"") || text.contains("request_id=req-7"), "{text}");
     assert!(!text.contains('\u{1b}'), "{text:?}");
 }
+
+#[test]
+fn every_line_is_redacted_whoever_formats_it() {
+    // Lines the gateway does not build itself: Pingora's error summary with the request URL,
+    // and its trace-level header dumps, at every level, text and JSON.
+    for json in [false, true] {
+        let cap = Capture::default();
+        let (sub, _h) = build_subscriber("trace", json, false, cap.clone()).unwrap();
+        tracing::subscriber::with_default(sub, || {
+            tracing::error!(
+                target: "pingora_proxy",
+                "Fail to proxy: Downstream ConnectionClosed, status: 499, tries: 0, retry: false, POST /v1beta/models/g:streamGenerateContent?alt=sse&key=plainvirtualkey42, Host: x"
+            );
+            tracing::trace!(
+                target: "pingora_core",
+                r#"Request header: RequestHeader {{ base: Parts {{ method: POST, uri: /v1/chat/completions, version: HTTP/1.1, headers: {{"host": "gw", "x-goog-api-key": "gemsecret0001", "api-key": "azsecret0002", "authorization": "Bearer provsecret0003", "x-api-key": "anthsecret0004"}} }} }}"#
+            );
+            tracing::debug!("raw head: POST / HTTP/1.1\r\nX-Goog-Api-Key: gemsecret0005\r\nAuthorization: Basic dXNlcjpwYXNz\r\n");
+            tracing::info!(field = "?key=fieldsecret0006&x=1", "a field");
+        });
+        let out = cap.text();
+        for secret in [
+            "plainvirtualkey42",
+            "gemsecret0001",
+            "azsecret0002",
+            "provsecret0003",
+            "anthsecret0004",
+            "gemsecret0005",
+            "dXNlcjpwYXNz",
+            "fieldsecret0006",
+        ] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        assert!(out.contains("key=***"), "{out}");
+        assert!(out.contains("Basic ***"), "{out}");
+        for event in ["Fail to proxy", "Request header", "raw head", "a field"] {
+            assert!(out.contains(event), "{event} missing from {out}");
+        }
+    }
+}

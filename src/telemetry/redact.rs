@@ -111,12 +111,14 @@ fn scan(s: &str, query_at_start: bool) -> Cow<'_, str> {
     let mut copied = 0;
     let mut i = 0;
     while i < b.len() {
-        let boundary = i == 0 || !is_token_byte(b[i - 1]);
+        // After an escaped line break (`\r\n` in a debug-printed byte string) is a boundary too.
+        let escaped_break = i >= 2 && b[i - 2] == b'\\' && matches!(b[i - 1], b'n' | b'r' | b't');
+        let boundary = i == 0 || !is_token_byte(b[i - 1]) || escaped_break;
         let hit = match b[i] {
             b'?' | b'&' => secret_param(b, i + 1),
             _ if i == 0 && query_at_start => secret_param(b, 0),
             b'"' => secret_json_member(b, i),
-            _ if boundary => secret_token(b, i),
+            _ if boundary => secret_header_line(b, i).or_else(|| secret_token(b, i)),
             _ => None,
         };
         match hit {
@@ -170,7 +172,9 @@ fn secret_param(b: &[u8], at: usize) -> Option<Hit> {
 fn secret_json_member(b: &[u8], at: usize) -> Option<Hit> {
     let close = at + 1 + b.get(at + 1..)?.iter().take(40).position(|&c| c == b'"')?;
     let name = &b[at + 1..close];
-    if !SECRET_JSON_MEMBERS.iter().any(|m| m.as_bytes().eq_ignore_ascii_case(name)) {
+    // Header maps print as `{"x-goog-api-key": "…"}` in debug dumps.
+    let header = std::str::from_utf8(name).is_ok_and(is_secret_header);
+    if !header && !SECRET_JSON_MEMBERS.iter().any(|m| m.as_bytes().eq_ignore_ascii_case(name)) {
         return None;
     }
     let mut j = close + 1;
@@ -193,6 +197,41 @@ fn secret_json_member(b: &[u8], at: usize) -> Option<Hit> {
         k += if b[k] == b'\\' { 2 } else { 1 };
     }
     let end = k.min(b.len());
+    (end > start && &b[start..end] != MASK.as_bytes()).then_some(Hit { keep_to: start, end })
+}
+
+/// `name: value` of a credential header (as in a raw HTTP head) at a word boundary: masks the
+/// value to the end of the line (or a closing quote), keeping an `Authorization` scheme.
+fn secret_header_line(b: &[u8], at: usize) -> Option<Hit> {
+    let rest = &b[at..];
+    let name = SECRET_HEADERS
+        .iter()
+        .find(|h| rest.len() > h.len() && rest[..h.len()].eq_ignore_ascii_case(h.as_bytes()))?;
+    let mut j = at + name.len();
+    if b[j] != b':' {
+        return None;
+    }
+    j += 1;
+    while b.get(j).is_some_and(|&c| c == b' ' || c == b'\t') {
+        j += 1;
+    }
+    // A backslash ends it too: `\r\n` escaped in a debug-printed byte string.
+    let end = j + b[j..]
+        .iter()
+        .position(|&c| matches!(c, b'\r' | b'\n' | b'"' | b'\'' | b'\\'))
+        .unwrap_or(b.len() - j);
+    let value = &b[j..end];
+    // Keep `Bearer ` / `Basic ` so a log still says how the client authenticated.
+    let start = match value.iter().position(|&c| c == b' ') {
+        Some(sp)
+            if name.contains("authorization")
+                && sp > 0
+                && value[..sp].iter().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            j + sp + 1
+        }
+        _ => j,
+    };
     (end > start && &b[start..end] != MASK.as_bytes()).then_some(Hit { keep_to: start, end })
 }
 

@@ -114,3 +114,25 @@ fn non_ascii_text_around_secrets_survives() {
     let s = format!("clé «{GATEWAY}» für 日本");
     assert_eq!(redact_text(&s), "clé «sk-gw-***» für 日本");
 }
+
+#[test]
+fn credential_headers_are_masked_in_raw_heads_and_debug_dumps() {
+    assert_eq!(
+        redact_text("POST / HTTP/1.1\r\nx-goog-api-key: abc123\r\nhost: h\r\n"),
+        "POST / HTTP/1.1\r\nx-goog-api-key: ***\r\nhost: h\r\n"
+    );
+    assert_eq!(redact_text("Authorization: Bearer plain123\n"), "Authorization: Bearer ***\n");
+    assert_eq!(redact_text("api-key:plain123"), "api-key:***");
+    assert_eq!(
+        redact_text(r#"headers: {"x-goog-api-key": "plain1", "cookie": "a=b", "host": "h"}"#),
+        r#"headers: {"x-goog-api-key": "***", "cookie": "***", "host": "h"}"#
+    );
+    // A debug-printed byte string, as Pingora logs the heads it writes.
+    assert_eq!(
+        redact_text(r#"b"POST / HTTP/1.1\r\nx-api-key: anth0002\r\nauthorization: Bearer oa0001\r\n\r\n""#),
+        r#"b"POST / HTTP/1.1\r\nx-api-key: ***\r\nauthorization: Bearer ***\r\n\r\n""#
+    );
+    // Not a header line: a word that only contains a header name, or no colon.
+    assert_eq!(redact_text("my-api-key: 1"), "my-api-key: 1");
+    assert_eq!(redact_text("send `x-api-key` or `api-key`"), "send `x-api-key` or `api-key`");
+}

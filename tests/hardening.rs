@@ -283,7 +283,7 @@ async fn a_client_that_goes_away_cancels_the_upstream_call_and_is_logged_as_499(
     });
     // The upstream timeout is well past the 4 s the test waits: only the client leaving can
     // end the upstream call in time.
-    let cfg = openai_config(&up_url, "").replace("upstream_timeout_ms: 2000", "upstream_timeout_ms: 10000");
+    let cfg = openai_config(&up_url).limits(serde_json::json!({ "upstream_timeout_ms": 10000 }));
     let gw = Gateway::start(&cfg).await;
     let body = r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
     let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
@@ -462,8 +462,8 @@ async fn a_client_dribbling_its_request_head_is_cut_at_the_header_deadline() {
         parts: vec![(Wait::Delay(Duration::from_millis(2500)), OK.as_bytes().to_vec())],
     })
     .await;
-    let cfg = openai_config(&up.url(), ", header_timeout_ms: 1000")
-        .replace("upstream_timeout_ms: 2000", "upstream_timeout_ms: 5000");
+    let cfg = openai_config(&up.url())
+        .limits(serde_json::json!({ "header_timeout_ms": 1000, "upstream_timeout_ms": 5000 }));
     let gw = Gateway::start(&cfg).await;
     let head = format!("POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\ncontent-length: 2\r\n\r\n{{}}");
 
@@ -517,7 +517,7 @@ async fn raw_exchange(gw: &Gateway, request: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_chunked_request_body_is_a_400_in_the_callers_shape() {
     let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
-    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let gw = Gateway::start(&openai_config(&up.url())).await;
     for (path, shape) in
         [("/v1/chat/completions", r#""type":"invalid_request_error""#), ("/v1/messages", r#""type":"error""#)]
     {
@@ -585,7 +585,7 @@ async fn a_stalled_upstream_body_is_a_504() {
         ],
     })
     .await;
-    let cfg = openai_config(&up.url(), "").replace("upstream_timeout_ms: 2000", "upstream_timeout_ms: 1000");
+    let cfg = openai_config(&up.url()).limits(serde_json::json!({ "upstream_timeout_ms": 1000 }));
     let gw = Gateway::start(&cfg).await;
     let started = Instant::now();
     let r = client()
@@ -603,7 +603,7 @@ async fn a_stalled_upstream_body_is_a_504() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_http_1_0_client_gets_its_stream_without_chunked_framing() {
     let up = MockUpstream::start(|_, _| Reply::sse(vec![(Wait::None, OK_SSE)])).await;
-    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let gw = Gateway::start(&openai_config(&up.url())).await;
     let body = r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let req = format!(
         "POST /v1/chat/completions HTTP/1.0\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\ncontent-length: {}\r\n\r\n{body}",
@@ -625,7 +625,7 @@ async fn pipelined_requests_are_all_answered_in_order() {
         Reply::json(200, &OK.replace("\"ok\"", &format!("\"answer {n}\"")))
     })
     .await;
-    let gw = Gateway::start(&openai_config(&up.url(), "")).await;
+    let gw = Gateway::start(&openai_config(&up.url())).await;
     let mut all = Vec::new();
     for n in 1..=3 {
         let body = format!(r#"{{"model":"fast","messages":[{{"role":"user","content":"{n}"}}]}}"#);
@@ -720,7 +720,7 @@ async fn a_client_that_leaves_a_silent_stream_closes_the_upstream_call() {
             });
         }
     });
-    let cfg = openai_config(&up_url, "").replace("upstream_timeout_ms: 2000", "upstream_timeout_ms: 10000");
+    let cfg = openai_config(&up_url).limits(serde_json::json!({ "upstream_timeout_ms": 10000 }));
     let gw = Gateway::start(&cfg).await;
     let mut r = client()
         .post(gw.url("/v1/chat/completions"))

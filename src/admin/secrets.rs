@@ -39,6 +39,14 @@ pub fn redacted(c: &Config) -> Config {
     }
     if let Some(redis) = c.redis.as_mut() {
         r(&mut redis.password);
+        // A password may also sit in the URL (`redis://:pw@host`).
+        redis.url = crate::limits::shared::shown_url(&redis.url);
+    }
+    if let Some(alerts) = c.alerts.as_mut() {
+        // Webhook URLs carry their credential in the path (Slack's do): scheme and host only.
+        let (scheme, rest) = alerts.webhook.split_once("://").unwrap_or(("", alerts.webhook.as_str()));
+        let host = rest.split('/').next().unwrap_or_default();
+        alerts.webhook = format!("{scheme}://{host}/<redacted>");
     }
     if let Some(jwt) = c.auth.as_mut().and_then(|a| a.jwt.as_mut()) {
         for k in &mut jwt.keys {
@@ -236,8 +244,12 @@ mod tests {
             "{TEXT}auth:\n  jwt:\n    issuer: i\n    audience: a\n    keys: [\"hmac:jwt-secret\"]\n"
         ))
         .unwrap();
+        let mut c = c;
+        c.redis.as_mut().unwrap().url = "redis://:url-pw@cache:6379/0".into();
+        c.alerts = Some(crate::config::AlertsConfig { webhook: "https://hooks.slack.com/services/T0/B0/hook-secret".into() });
         let shown = serde_json::to_string(&redacted(&c)).unwrap();
-        for literal in ["root-secret", "sk-live-1", "sk-live-2", "redis-pw", "jwt-secret", KEY] {
+        assert!(shown.contains("redis://…@cache:6379/0") && shown.contains("https://hooks.slack.com/<redacted>"), "{shown}");
+        for literal in ["root-secret", "sk-live-1", "sk-live-2", "redis-pw", "jwt-secret", KEY, "url-pw", "hook-secret"] {
             assert!(!shown.contains(literal), "{literal} in {shown}");
         }
         assert!(shown.contains("env:AKID"));

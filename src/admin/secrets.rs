@@ -246,10 +246,17 @@ mod tests {
         .unwrap();
         let mut c = c;
         c.redis.as_mut().unwrap().url = "redis://:url-pw@cache:6379/0".into();
-        c.alerts = Some(crate::config::AlertsConfig { webhook: "https://hooks.slack.com/services/T0/B0/hook-secret".into() });
+        c.alerts = Some(crate::config::AlertsConfig {
+            webhook: "https://hooks.slack.com/services/T0/B0/hook-secret".into(),
+        });
         let shown = serde_json::to_string(&redacted(&c)).unwrap();
-        assert!(shown.contains("redis://…@cache:6379/0") && shown.contains("https://hooks.slack.com/<redacted>"), "{shown}");
-        for literal in ["root-secret", "sk-live-1", "sk-live-2", "redis-pw", "jwt-secret", KEY, "url-pw", "hook-secret"] {
+        assert!(
+            shown.contains("redis://…@cache:6379/0") && shown.contains("https://hooks.slack.com/<redacted>"),
+            "{shown}"
+        );
+        for literal in
+            ["root-secret", "sk-live-1", "sk-live-2", "redis-pw", "jwt-secret", KEY, "url-pw", "hook-secret"]
+        {
             assert!(!shown.contains(literal), "{literal} in {shown}");
         }
         assert!(shown.contains("env:AKID"));

@@ -203,7 +203,6 @@ impl ProxyHttp for Gateway {
     /// Runs last, for every request, including ones whose client went away: the `account`
     /// step, exactly once per request that got as far as an authenticated principal.
     async fn logging(&self, _s: &mut Session, e: Option<&pingora::Error>, ctx: &mut RequestCtx) {
-        self.counters.active.fetch_sub(1, Ordering::Relaxed);
         if ctx.status >= 500 || e.is_some() {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -211,6 +210,8 @@ impl ProxyHttp for Gateway {
             self.metrics.ratelimited(kind);
         }
         self.account(ctx, e);
+        // Last: a stop waits for this count to reach 0, then writes the usage lines.
+        self.counters.active.fetch_sub(1, Ordering::Release);
     }
 }
 

@@ -20,6 +20,7 @@ use crate::telemetry::{AlertEvent, AlertKind, Alerts, Events, KnownNames, Metric
 
 mod admin_host;
 mod certs;
+mod drain;
 mod events;
 mod health_sync;
 
@@ -32,8 +33,10 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
     let conf = ServerConf {
         threads: threads.max(1),
         work_stealing: true,
-        grace_period_seconds: Some(1),
-        graceful_shutdown_timeout_seconds: Some(grace),
+        // The grace period is the upper bound: the drain task exits as soon as the last request
+        // in flight is accounted (see drain.rs); the runtimes then get one more second.
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(1),
         pid_file: std::env::temp_dir()
             .join(format!("llm-gateway-{}.pid", std::process::id()))
             .display()
@@ -87,6 +90,11 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
     let (events, event_rx) = Events::new();
     let watch = events::Watch::new(event_rx, store.clone(), metrics.clone(), alerts, admin.clone(), spent);
 
+    let drain = drain::Drain {
+        counters: counters.clone(),
+        usage: usage.clone(),
+        grace: std::time::Duration::from_secs(grace),
+    };
     let gateway = Gateway::new(store.clone(), usage, counters.clone(), metrics.clone(), events.clone());
     let health = background_service("health checks", HealthChecker::new(targets.clone(), Vec::new()));
     let sync = health_sync::HealthSync {
@@ -162,6 +170,7 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
     server.add_service(background_service("usage log", writer));
     server.add_service(background_service("alert webhook", alert_worker));
     server.add_service(background_service("events", watch));
+    server.add_service(background_service("drain on stop", drain));
     if let Some(r) = cert_reloader {
         server.add_service(background_service("certificate reloader", r));
     }

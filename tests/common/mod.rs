@@ -334,6 +334,27 @@ impl Gateway {
         std::fs::rename(tmp, self.config_path()).unwrap();
     }
 
+    /// Send SIGTERM (graceful stop).
+    pub fn sigterm(&self) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Wait up to `within` for the process to exit; its exit code (`None`: still running, or
+    /// killed by a signal).
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILL the gateway now (no graceful shutdown).
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

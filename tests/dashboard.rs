@@ -37,9 +37,12 @@ struct Browser {
 impl Browser {
     /// `None` (the test is skipped) when no chromium is installed.
     async fn start() -> Option<Browser> {
-        let exe = std::env::var_os("CHROMIUM")
-            .map(PathBuf::from)
-            .or_else(|| ["/usr/bin/chromium", "/usr/bin/chromium-browser"].map(PathBuf::from).into_iter().find(|p| p.exists()))?;
+        let exe = std::env::var_os("CHROMIUM").map(PathBuf::from).or_else(|| {
+            ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+                .map(PathBuf::from)
+                .into_iter()
+                .find(|p| p.exists())
+        })?;
         let profile = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(profile.path().join("chromium.log")).unwrap();
         // Port 0: chromium picks a free port and writes it to DevToolsActivePort (no race).
@@ -67,7 +70,9 @@ impl Browser {
         let file = b._profile.path().join("DevToolsActivePort");
         let deadline = Instant::now() + WITHIN;
         loop {
-            if let Some(port) = std::fs::read_to_string(&file).ok().and_then(|s| s.lines().next()?.parse().ok()) {
+            if let Some(port) =
+                std::fs::read_to_string(&file).ok().and_then(|s| s.lines().next()?.parse().ok())
+            {
                 b.port = port;
                 return Some(b);
             }
@@ -145,7 +150,10 @@ impl Cdp {
     /// Evaluate an expression in the page (promises awaited); its value.
     async fn eval(&mut self, expr: &str) -> Value {
         let r = self
-            .call("Runtime.evaluate", json!({ "expression": expr, "returnByValue": true, "awaitPromise": true }))
+            .call(
+                "Runtime.evaluate",
+                json!({ "expression": expr, "returnByValue": true, "awaitPromise": true }),
+            )
             .await;
         assert!(r["exceptionDetails"].is_null(), "{expr} threw: {}", r["exceptionDetails"]);
         r["result"]["value"].clone()
@@ -157,7 +165,10 @@ impl Cdp {
         let deadline = Instant::now() + WITHIN;
         loop {
             let r = self
-                .call("Runtime.evaluate", json!({ "expression": expr, "returnByValue": true, "awaitPromise": true }))
+                .call(
+                    "Runtime.evaluate",
+                    json!({ "expression": expr, "returnByValue": true, "awaitPromise": true }),
+                )
                 .await;
             let v = if r["exceptionDetails"].is_null() { r["result"]["value"].clone() } else { Value::Null };
             let truthy = match &v {
@@ -200,7 +211,10 @@ impl Cdp {
     /// Focus `selector`, clear it, and type `text` as keyboard input.
     async fn type_into(&mut self, selector: &str, text: &str) {
         let sel = serde_json::to_string(selector).unwrap();
-        self.eval(&format!("(() => {{ const e = document.querySelector({sel}); e.value = ''; e.focus(); return true; }})()")).await;
+        self.eval(&format!(
+            "(() => {{ const e = document.querySelector({sel}); e.value = ''; e.focus(); return true; }})()"
+        ))
+        .await;
         self.call("Input.insertText", json!({ "text": text })).await;
     }
 
@@ -217,7 +231,8 @@ impl Cdp {
                 }
                 "Runtime.exceptionThrown" => other.push(format!("exception: {}", p["exceptionDetails"])),
                 "Log.entryAdded" if p["entry"]["level"] == "error" => {
-                    let line = format!("{}: {} ({})", p["entry"]["source"], p["entry"]["text"], p["entry"]["url"]);
+                    let line =
+                        format!("{}: {} ({})", p["entry"]["source"], p["entry"]["text"], p["entry"]["url"]);
                     if p["entry"]["source"] == "network" {
                         network.push(line)
                     } else {
@@ -253,11 +268,20 @@ async fn admin(gw: &Gateway, method: &str, path: &str, body: Option<Value>) -> (
 
 async fn chat(gw: &Gateway, key: &str) -> u16 {
     let body = r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
-    client().post(gw.url("/v1/chat/completions")).bearer_auth(key).body(body).send().await.unwrap().status().as_u16()
+    client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 fn target_dir() -> PathBuf {
-    option_env!("CARGO_TARGET_DIR").map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"), PathBuf::from)
+    option_env!("CARGO_TARGET_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"), PathBuf::from)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -337,7 +361,10 @@ async fn the_dashboard_in_a_real_browser() {
             "target up/gpt-4o-mini in the targets table",
         )
         .await;
-    assert!(health.as_str().unwrap().contains("healthy") && health.as_str().unwrap().contains("closed"), "{health}");
+    assert!(
+        health.as_str().unwrap().contains("healthy") && health.as_str().unwrap().contains("closed"),
+        "{health}"
+    );
     assert!(health.as_str().unwrap().contains("5 / 0"), "{health}");
 
     // A rollback from the page restores the earlier alias.
@@ -356,25 +383,50 @@ async fn the_dashboard_in_a_real_browser() {
     assert!(diff.as_str().unwrap().contains("-") && diff.as_str().unwrap().contains("gpt-4o-mini"), "{diff}");
     page.click(&button).await;
     page.wait_for("document.getElementById('confirm').open", "the confirmation").await;
-    assert_eq!(admin(&gw, "GET", "/admin/models/fast", None).await.1["targets"][0]["model"], "gpt-4o-2", "rolled back before confirming");
+    assert_eq!(
+        admin(&gw, "GET", "/admin/models/fast", None).await.1["targets"][0]["model"],
+        "gpt-4o-2",
+        "rolled back before confirming"
+    );
     page.click("#confirm-ok").await;
-    page.wait_for("document.getElementById('versions-msg').textContent.startsWith('Rolled back')", "the rollback message").await;
+    page.wait_for(
+        "document.getElementById('versions-msg').textContent.startsWith('Rolled back')",
+        "the rollback message",
+    )
+    .await;
     assert_eq!(admin(&gw, "GET", "/admin/models/fast", None).await.1["targets"][0]["model"], "gpt-4o-mini");
     assert_eq!(chat(&gw, KEY).await, 200);
     sent += 1;
     assert_eq!(up.requests().last().unwrap().json()["model"], "gpt-4o-mini");
     let audit = admin(&gw, "GET", "/admin/audit?limit=1", None).await.1;
     assert_eq!(audit["entries"][0]["action"], "config.rollback");
-    page.wait_for(&format!("document.querySelector('#versions-body tr[data-version=\"{}\"] .pill') !== null", before + 2), "the rollback version running").await;
+    page.wait_for(
+        &format!(
+            "document.querySelector('#versions-body tr[data-version=\"{}\"] .pill') !== null",
+            before + 2
+        ),
+        "the rollback version running",
+    )
+    .await;
 
     // A key created through the API appears in the table; revoking it on the page makes the
     // data plane answer 401.
-    let (status, created) = admin(&gw, "POST", "/admin/keys", Some(json!({ "id": "web1", "project": "search", "models": ["fast"] }))).await;
+    let (status, created) = admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        Some(json!({ "id": "web1", "project": "search", "models": ["fast"] })),
+    )
+    .await;
     assert_eq!(status, 201, "{created}");
     let web1 = created["key"].as_str().unwrap().to_string();
     assert_eq!(chat(&gw, &web1).await, 200);
     sent += 1;
-    page.wait_for("document.querySelector('#keys-body tr[data-key=\"web1\"]') !== null", "key web1 in the table").await;
+    page.wait_for(
+        "document.querySelector('#keys-body tr[data-key=\"web1\"]') !== null",
+        "key web1 in the table",
+    )
+    .await;
 
     // The requests chart: one point per minute with requests, summing to what was sent.
     assert_eq!(gw.usage_lines(sent).await.len(), sent);
@@ -395,17 +447,28 @@ async fn the_dashboard_in_a_real_browser() {
     page.click("#keys-body tr[data-key=\"web1\"] button.revoke").await;
     page.wait_for("document.getElementById('confirm').open", "the revoke confirmation").await;
     page.click("#confirm-ok").await;
-    page.wait_for("document.getElementById('keys-msg').textContent === 'Key web1 revoked.'", "the revoke message").await;
+    page.wait_for(
+        "document.getElementById('keys-msg').textContent === 'Key web1 revoked.'",
+        "the revoke message",
+    )
+    .await;
     eventually(WITHIN, "web1 refused with 401", || async { chat(&gw, &web1).await == 401 }).await;
     assert_eq!(chat(&gw, KEY).await, 200);
-    page.wait_for("document.querySelector('#keys-body tr[data-key=\"web1\"]') === null", "web1 gone from the table").await;
+    page.wait_for(
+        "document.querySelector('#keys-body tr[data-key=\"web1\"]') === null",
+        "web1 gone from the table",
+    )
+    .await;
     let audit = page.wait_for("(() => { const r = document.querySelector('#audit-body tr'); return r && r.textContent.includes('keys.delete') ? r.textContent : null; })()", "the revoke at the top of the audit log").await;
     assert!(audit.as_str().unwrap().contains("web1"), "{audit}");
 
     // The screenshot, whole page.
     page.eval("window.scrollTo(0, 0)").await;
     let metrics = page.call("Page.getLayoutMetrics", json!({})).await;
-    let (w, h) = (metrics["cssContentSize"]["width"].as_f64().unwrap(), metrics["cssContentSize"]["height"].as_f64().unwrap());
+    let (w, h) = (
+        metrics["cssContentSize"]["width"].as_f64().unwrap(),
+        metrics["cssContentSize"]["height"].as_f64().unwrap(),
+    );
     let shot = page
         .call(
             "Page.captureScreenshot",

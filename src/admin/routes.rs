@@ -78,7 +78,13 @@ use Section::{Keys, Models, Projects, Providers};
 
 /// Every admin route.
 pub static ROUTES: &[Route] = &[
-    route(Verb::Get, "/", Public, "The dashboard page (HTML; asks for a token, then uses this API)", dashboard::page),
+    route(
+        Verb::Get,
+        "/",
+        Public,
+        "The dashboard page (HTML; asks for a token, then uses this API)",
+        dashboard::page,
+    ),
     crud(
         Verb::Get,
         "/admin/providers",

@@ -126,8 +126,8 @@ impl Timeline {
         for entry in entries {
             let entry = entry.map_err(io(state_dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let rotated = name.starts_with(&format!("{ACTIVE_FILE}."))
-                && !COMPRESSED.iter().any(|c| name.ends_with(c));
+            let rotated =
+                name.starts_with(&format!("{ACTIVE_FILE}.")) && !COMPRESSED.iter().any(|c| name.ends_with(c));
             if name != ACTIVE_FILE && !rotated {
                 continue;
             }
@@ -156,7 +156,11 @@ impl Timeline {
             let mut buf = Vec::with_capacity(usize::try_from(tail).unwrap_or(0));
             file.by_ref().take(tail).read_to_end(&mut buf)?;
             // Complete lines only: after the first newline (unless at the start) and up to the last.
-            let begin = if start == 0 { 0 } else { buf.iter().position(|&b| b == b'\n').map_or(buf.len(), |i| i + 1) };
+            let begin = if start == 0 {
+                0
+            } else {
+                buf.iter().position(|&b| b == b'\n').map_or(buf.len(), |i| i + 1)
+            };
             let end = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             let text = if begin < end { &buf[begin..end] } else { &[][..] };
             // Count into a scratch timeline first: a larger tail re-reads these lines.
@@ -186,7 +190,7 @@ impl Timeline {
     /// `{"from", "to", "minutes", "step_seconds": 60, "aliases": [{"alias", "requests",
     /// "errors", "points": [{"t", "requests", "errors", "p50_ms", "p99_ms"}]}]}`; only minutes
     /// with requests are points, oldest first.
-    pub fn to_json(self) -> Value {
+    pub fn into_json(self) -> Value {
         let stamp = |minute: i64| {
             OffsetDateTime::from_unix_timestamp(minute * 60).map(format_time).unwrap_or_default()
         };
@@ -259,13 +263,19 @@ mod tests {
         text += "not json\n";
         let mut t = Timeline::new(now(), 60, None);
         assert_eq!(t.add_lines(text.as_bytes()), Some(29_627_384));
-        let v = t.to_json();
+        let v = t.into_json();
         assert_eq!(v["from"], "2026-05-01T12:46:00.000Z");
         assert_eq!(v["to"], "2026-05-01T13:46:00.000Z");
         assert_eq!(v["minutes"], 60);
         let fast = &v["aliases"][0];
-        assert_eq!((fast["alias"].as_str(), fast["requests"].as_u64(), fast["errors"].as_u64()), (Some("fast"), Some(101), Some(3)));
-        assert_eq!(fast["points"][0], json!({"t": "2026-05-01T13:44:00.000Z", "requests": 100, "errors": 3, "p50_ms": 50.0, "p99_ms": 99.0}));
+        assert_eq!(
+            (fast["alias"].as_str(), fast["requests"].as_u64(), fast["errors"].as_u64()),
+            (Some("fast"), Some(101), Some(3))
+        );
+        assert_eq!(
+            fast["points"][0],
+            json!({"t": "2026-05-01T13:44:00.000Z", "requests": 100, "errors": 3, "p50_ms": 50.0, "p99_ms": 99.0})
+        );
         assert_eq!(fast["points"][1]["requests"], 1);
         assert_eq!(fast["points"][1]["p99_ms"], 7.0);
         assert_eq!(v["aliases"][1]["alias"], "slow");
@@ -278,7 +288,7 @@ mod tests {
             + &line("2026-05-01T13:44:10Z", "fast", 200, 1.0);
         let mut t = Timeline::new(now(), 60, Some("p".into()));
         t.add_lines(text.as_bytes());
-        assert_eq!(t.to_json()["aliases"][0]["requests"], 1);
+        assert_eq!(t.into_json()["aliases"][0]["requests"], 1);
     }
 
     #[test]
@@ -294,18 +304,22 @@ mod tests {
             recent += &line("2026-05-01T13:00:00Z", "fast", 200, 2.0);
         }
         assert!(recent.len() > 1 << 20);
-        std::fs::write(dir.path().join("usage.jsonl"), format!("{old}{recent}{{\"time\":\"2026-05-01T13:")).unwrap();
-        std::fs::write(dir.path().join("usage.jsonl.1"), line("2026-05-01T13:10:00Z", "slow", 500, 5.0)).unwrap();
-        std::fs::write(dir.path().join("usage.jsonl.2.gz"), line("2026-05-01T13:10:00Z", "gz", 200, 5.0)).unwrap();
+        std::fs::write(dir.path().join("usage.jsonl"), format!("{old}{recent}{{\"time\":\"2026-05-01T13:"))
+            .unwrap();
+        std::fs::write(dir.path().join("usage.jsonl.1"), line("2026-05-01T13:10:00Z", "slow", 500, 5.0))
+            .unwrap();
+        std::fs::write(dir.path().join("usage.jsonl.2.gz"), line("2026-05-01T13:10:00Z", "gz", 200, 5.0))
+            .unwrap();
         let mut t = Timeline::new(now(), 60, None);
         t.read_dir(dir.path()).unwrap();
-        let v = t.to_json();
-        let names: Vec<&str> = v["aliases"].as_array().unwrap().iter().map(|a| a["alias"].as_str().unwrap()).collect();
+        let v = t.into_json();
+        let names: Vec<&str> =
+            v["aliases"].as_array().unwrap().iter().map(|a| a["alias"].as_str().unwrap()).collect();
         assert_eq!(names, ["fast", "slow"]);
         assert_eq!(v["aliases"][0]["requests"], 20_000);
         assert_eq!(v["aliases"][1]["errors"], 1);
         let mut empty = Timeline::new(now(), 60, None);
         empty.read_dir(&dir.path().join("missing")).unwrap();
-        assert_eq!(empty.to_json()["aliases"], json!([]));
+        assert_eq!(empty.into_json()["aliases"], json!([]));
     }
 }

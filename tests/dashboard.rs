@@ -218,6 +218,32 @@ impl Cdp {
         self.call("Input.insertText", json!({ "text": text })).await;
     }
 
+    /// The Enter key, pressed and released on the focused element.
+    async fn press_enter(&mut self) {
+        for kind in ["keyDown", "keyUp"] {
+            let text = if kind == "keyDown" { "\r" } else { "" };
+            self.call(
+                "Input.dispatchKeyEvent",
+                json!({ "type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "text": text }),
+            )
+            .await;
+        }
+    }
+
+    /// Reload and wait for the load event and the first refresh; the navigation timing.
+    async fn reload(&mut self) -> Value {
+        self.eval("window.beforeReload = true").await;
+        self.call("Page.reload", json!({})).await;
+        self.wait_for("!window.beforeReload && document.readyState === 'complete' && performance.getEntriesByType('navigation')[0].loadEventEnd > 0", "the load event").await;
+        self.wait_for("Number(document.body.dataset.refreshes || 0) >= 1", "the first refresh").await;
+        self.wait_for(
+            "performance.getEntriesByType('paint').some(e => e.name === 'first-contentful-paint')",
+            "the first contentful paint",
+        )
+        .await;
+        self.eval("(() => { const n = performance.getEntriesByType('navigation')[0]; const p = performance.getEntriesByType('paint').find(e => e.name === 'first-contentful-paint'); return { load_ms: n.loadEventEnd - n.startTime, dcl_ms: n.domContentLoadedEventEnd - n.startTime, fcp_ms: p ? p.startTime : null, transfer: n.transferSize, decoded: n.decodedBodySize }; })()").await
+    }
+
     /// Console errors, uncaught exceptions and error log entries seen so far (events drained
     /// first by a round trip). `network` separates failed-resource entries from the rest.
     async fn errors(&mut self) -> (Vec<String>, Vec<String>) {
@@ -333,25 +359,30 @@ async fn the_dashboard_in_a_real_browser() {
     assert!(network.len() <= 1 && network.iter().all(|l| l.contains("401")), "{network:?}");
 
     // The right token, asked once: kept for the tab, so a reload does not ask again.
+    // (from the keyboard: Enter in the token field)
     page.type_into("#token", ADMIN_TOKEN).await;
-    page.click("#sign-in").await;
+    page.press_enter().await;
     page.wait_for("!document.getElementById('app').hidden", "the dashboard after sign-in").await;
     assert_eq!(page.eval("sessionStorage.getItem('llm-gateway.admin-token')").await, ADMIN_TOKEN);
     page.events.clear();
-    page.eval("window.beforeReload = true").await;
-    page.call("Page.reload", json!({})).await;
-    page.wait_for("!window.beforeReload && document.readyState === 'complete' && performance.getEntriesByType('navigation')[0].loadEventEnd > 0", "the load event").await;
-    page.wait_for("Number(document.body.dataset.refreshes || 0) >= 1", "the first refresh").await;
+    let nav = page.reload().await;
     assert_eq!(page.eval("document.getElementById('login-view').hidden").await, true, "token asked again");
-    let nav = page
-        .eval("(() => { const n = performance.getEntriesByType('navigation')[0]; const p = performance.getEntriesByType('paint').find(e => e.name === 'first-contentful-paint'); return { load_ms: n.loadEventEnd - n.startTime, dcl_ms: n.domContentLoadedEventEnd - n.startTime, fcp_ms: p ? p.startTime : null, transfer: n.transferSize, body: n.encodedBodySize, decoded: n.decodedBodySize }; })()")
-        .await;
+    // Load timing over a few more reloads (the first one above included).
+    let mut loads = vec![nav["load_ms"].as_f64().unwrap()];
+    let mut paints = vec![nav["fcp_ms"].as_f64().unwrap_or(f64::NAN)];
+    for _ in 0..4 {
+        let n = page.reload().await;
+        loads.push(n["load_ms"].as_f64().unwrap());
+        paints.push(n["fcp_ms"].as_f64().unwrap_or(f64::NAN));
+    }
+    loads.sort_by(f64::total_cmp);
+    paints.sort_by(f64::total_cmp);
     let weight = nav["decoded"].as_u64().unwrap();
     assert_eq!(weight, html.len() as u64, "the page is one document: {nav}");
     assert!(weight < 300 * 1024, "{weight} bytes");
     println!(
-        "dashboard: page weight {} bytes (one request; {} transferred with headers); load {:.1} ms, DOMContentLoaded {:.1} ms, first contentful paint {} ms",
-        weight, nav["transfer"], nav["load_ms"].as_f64().unwrap(), nav["dcl_ms"].as_f64().unwrap(), nav["fcp_ms"]
+        "dashboard: page weight {weight} bytes (one request; {} transferred with headers); navigation to load event over 5 loads: min {:.1} / median {:.1} / max {:.1} ms; first contentful paint min {:.0} / median {:.0} / max {:.0} ms",
+        nav["transfer"], loads[0], loads[2], loads[4], paints[0], paints[2], paints[4]
     );
 
     // A provider's health.
@@ -462,6 +493,42 @@ async fn the_dashboard_in_a_real_browser() {
     let audit = page.wait_for("(() => { const r = document.querySelector('#audit-body tr'); return r && r.textContent.includes('keys.delete') ? r.textContent : null; })()", "the revoke at the top of the audit log").await;
     assert!(audit.as_str().unwrap().contains("web1"), "{audit}");
 
+    // A key and a project created from the page: the plaintext shown once works at once.
+    page.type_into("#key-form input[name=id]", "web2").await;
+    page.type_into("#key-form input[name=models]", "fast").await;
+    page.click("#key-form button[type=submit]").await;
+    let plaintext = page.wait_for("document.getElementById('new-key').hidden ? null : document.getElementById('new-key-text').textContent", "the new key's plaintext").await;
+    let plaintext = plaintext.as_str().unwrap().to_string();
+    assert!(plaintext.starts_with("sk-gw-") && plaintext.len() > 40, "{plaintext}");
+    assert_eq!(chat(&gw, &plaintext).await, 200);
+    page.wait_for(
+        "document.querySelector('#keys-body tr[data-key=\"web2\"]') !== null",
+        "key web2 in the table",
+    )
+    .await;
+    page.type_into("#project-form input[name=name]", "ads").await;
+    page.type_into("#project-form input[name=usd]", "3.5").await;
+    page.click("#project-form button[type=submit]").await;
+    page.wait_for(
+        "document.getElementById('projects-msg').textContent === 'Project ads created.'",
+        "the project created",
+    )
+    .await;
+    assert_eq!(
+        admin(&gw, "GET", "/admin/projects/ads", None).await.1["budget"],
+        json!({ "usd": 3.5, "period": "monthly" })
+    );
+    page.click("#projects-body tr[data-project=\"ads\"] button").await;
+    assert_eq!(page.eval("document.activeElement === document.querySelector('#project-form input[name=usd]') && document.activeElement.value").await, "3.5");
+    page.type_into("#project-form input[name=usd]", "4").await;
+    page.click("#project-form button[type=submit]").await;
+    page.wait_for(
+        "document.getElementById('projects-msg').textContent === 'Project ads updated.'",
+        "the project edited",
+    )
+    .await;
+    assert_eq!(admin(&gw, "GET", "/admin/projects/ads", None).await.1["budget"]["usd"], 4.0);
+
     // The screenshot, whole page.
     page.eval("window.scrollTo(0, 0)").await;
     let metrics = page.call("Page.getLayoutMetrics", json!({})).await;
@@ -480,6 +547,25 @@ async fn the_dashboard_in_a_real_browser() {
     let path = target_dir().join("dashboard.png");
     std::fs::write(&path, &png).unwrap();
     println!("dashboard: screenshot {} ({} bytes, {w}x{h} CSS px)", path.display(), png.len());
+
+    // Dark mode: the same page, readable (dark background, light text).
+    page.call(
+        "Emulation.setEmulatedMedia",
+        json!({ "features": [{ "name": "prefers-color-scheme", "value": "dark" }] }),
+    )
+    .await;
+    let colors = page
+        .eval("[getComputedStyle(document.body).backgroundColor, getComputedStyle(document.body).color]")
+        .await;
+    assert_eq!(colors, json!(["rgb(18, 20, 23)", "rgb(230, 232, 235)"]));
+    let shot = page.call("Page.captureScreenshot", json!({ "format": "png" })).await;
+    let dark = target_dir().join("dashboard-dark.png");
+    std::fs::write(
+        &dark,
+        base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    println!("dashboard: dark-mode screenshot {} (viewport)", dark.display());
 
     let (network, other) = page.errors().await;
     assert!(other.is_empty() && network.is_empty(), "console errors after sign-in: {other:?} {network:?}");

@@ -37,12 +37,14 @@ struct Browser {
 impl Browser {
     /// `None` (the test is skipped) when no chromium is installed.
     async fn start() -> Option<Browser> {
-        let exe = std::env::var_os("CHROMIUM").map(PathBuf::from).or_else(|| {
-            ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-                .map(PathBuf::from)
-                .into_iter()
-                .find(|p| p.exists())
-        })?;
+        // $CHROMIUM, else `chromium` (or `chromium-browser`) on the PATH, as .ci/run looks for it.
+        let on_path = || {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            std::env::split_paths(&path)
+                .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+                .find(|p| p.is_file())
+        };
+        let exe = std::env::var_os("CHROMIUM").map(PathBuf::from).or_else(on_path)?;
         let profile = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(profile.path().join("chromium.log")).unwrap();
         // Port 0: chromium picks a free port and writes it to DevToolsActivePort (no race).

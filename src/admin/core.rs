@@ -17,8 +17,9 @@ use crate::config::{parse, AdminRole, Config, ConfigErrors, MasterKey};
 
 use super::access::{bearer, Access, Caller, Credentials};
 use super::audit::{format_time, AuditEntry, AuditLog};
+use super::dashboard;
 use super::edit::{parse_value, EditError, Section};
-use super::errors::{bytes_response, json_response, page_response, ApiError};
+use super::errors::{bytes_response, json_response, ApiError};
 use super::files::write_atomic;
 use super::history::{unified_diff, History, Source};
 use super::host::{sha256, ConfigHost, LiveViews, RunningText};
@@ -223,7 +224,7 @@ impl Admin {
         match self.dispatch(req).await {
             Ok(Reply::Json(status, v)) => json_response(status, &v),
             Ok(Reply::Text(status, ct, s)) => bytes_response(status, ct, s.into_bytes()),
-            Ok(Reply::Page(html)) => page_response(html),
+            Ok(Reply::Page(html)) => dashboard::response(html),
             Err(e) => e.response(),
         }
     }

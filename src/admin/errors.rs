@@ -118,21 +118,3 @@ pub fn bytes_response(status: u16, content_type: &str, body: Vec<u8>) -> Respons
     *resp.body_mut() = body;
     resp
 }
-
-/// The dashboard page: HTML that may run only its own inline script and style, talk only to
-/// this listener, and never be framed.
-pub fn page_response(html: &'static str) -> Response<Vec<u8>> {
-    let mut resp = bytes_response(200, "text/html; charset=utf-8", html.as_bytes().to_vec());
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_SECURITY_POLICY,
-        http::HeaderValue::from_static(
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-             connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(http::header::X_CONTENT_TYPE_OPTIONS, http::HeaderValue::from_static("nosniff"));
-    h.insert(http::header::X_FRAME_OPTIONS, http::HeaderValue::from_static("DENY"));
-    h.insert(http::header::REFERRER_POLICY, http::HeaderValue::from_static("no-referrer"));
-    resp
-}

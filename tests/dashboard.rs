@@ -318,7 +318,15 @@ async fn the_dashboard_in_a_real_browser() {
         eprintln!("SKIPPED: no chromium (install Debian's `chromium`, or set CHROMIUM=/path/to/chromium)");
         return;
     };
-    let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    // A request whose prompt says "fail" gets a 500 from the upstream.
+    let up = MockUpstream::start(|r, _| {
+        if String::from_utf8_lossy(&r.body).contains("fail") {
+            Reply::json(500, r#"{"error":{"message":"upstream broke","type":"server_error"}}"#)
+        } else {
+            Reply::json(200, OK)
+        }
+    })
+    .await;
     let gw = Gateway::start(&config(&up.url())).await;
     let mut sent = 0;
     for _ in 0..5 {
@@ -530,6 +538,23 @@ async fn the_dashboard_in_a_real_browser() {
     )
     .await;
     assert_eq!(admin(&gw, "GET", "/admin/projects/ads", None).await.1["budget"]["usd"], 4.0);
+
+    // A failed request: an error point on the errors chart and the target's last error.
+    let body = r#"{"model":"fast","messages":[{"role":"user","content":"fail"}]}"#;
+    let r = client().post(gw.url("/v1/chat/completions")).bearer_auth(KEY).body(body).send().await.unwrap();
+    assert!(r.status().as_u16() >= 500, "{}", r.status());
+    page.wait_for(
+        "[...document.querySelectorAll('#chart-errors circle.pt[data-alias=\"fast\"]')].reduce((a, e) => a + Number(e.dataset.v), 0) === 1",
+        "one error on the errors chart",
+    )
+    .await;
+    let row = page
+        .wait_for(
+            "(() => { const r = document.querySelector('#targets-body tr[data-model=\"gpt-4o-mini\"] td:last-child'); return r && r.textContent !== 'none' ? r.textContent : null; })()",
+            "the target's last error",
+        )
+        .await;
+    assert!(row.as_str().unwrap().contains("500"), "{row}");
 
     // The screenshot, whole page.
     page.eval("window.scrollTo(0, 0)").await;

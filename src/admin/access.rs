@@ -21,6 +21,8 @@ pub struct Caller {
 /// What a route requires of its caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// No token at all: the dashboard page (`GET /`), which holds no data and asks for a token.
+    Public,
     /// Any valid token (`/admin/openapi.json`).
     AnyToken,
     /// Admin and viewer (reads of the whole config, health, history, audit, metrics).
@@ -41,7 +43,7 @@ impl Access {
         matches!(
             (self, role),
             (_, AdminRole::Admin)
-                | (Access::AnyToken, _)
+                | (Access::Public | Access::AnyToken, _)
                 | (Access::Read | Access::KeysRead | Access::Usage, AdminRole::Viewer)
                 | (Access::KeysRead | Access::KeysWrite | Access::Usage, AdminRole::Project)
         )
@@ -50,6 +52,7 @@ impl Access {
     /// The roles this access admits, for the OpenAPI document.
     pub fn roles(self) -> &'static [&'static str] {
         match self {
+            Access::Public => &["anyone (no token)"],
             Access::AnyToken => &["admin", "viewer", "project"],
             Access::Read => &["admin", "viewer"],
             Access::Admin => &["admin"],

@@ -890,3 +890,64 @@ async fn mutation_latency() {
     }
     println!("CPU part per mutation: {} us", t.elapsed().as_micros() / 50);
 }
+
+#[tokio::test]
+async fn the_dashboard_page_needs_no_token_and_recent_usage_is_scoped() {
+    let env = Env::new(false);
+    // The page: no token needed, and a wrong one is not looked at.
+    for token in [None, Some("not-a-token")] {
+        let resp = env
+            .admin
+            .handle(AdminRequest {
+                method: Method::GET,
+                path: "/".into(),
+                query: None,
+                headers: token
+                    .map(|t| {
+                        let mut h = HeaderMap::new();
+                        h.insert(http::header::AUTHORIZATION, format!("Bearer {t}").parse().unwrap());
+                        h
+                    })
+                    .unwrap_or_default(),
+                body: Vec::new(),
+            })
+            .await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+        assert!(resp.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'"));
+        assert_eq!(resp.headers()["x-frame-options"], "DENY");
+        assert_eq!(resp.body().as_slice(), super::dashboard::INDEX_HTML.as_bytes());
+    }
+    assert_eq!(env.call(Method::POST, "/", None, None).await.0, 401, "only GET / is public");
+    assert_eq!(env.call(Method::GET, "/index.html", None, None).await.0, 401);
+
+    // Recent usage: per alias per minute; a project token sees its project's lines only.
+    let now = time::OffsetDateTime::now_utc() - time::Duration::minutes(2);
+    let line = |alias: &str, project: &str, status: u16| {
+        format!(
+            "{{\"time\":\"{}\",\"request_id\":\"r\",\"alias\":\"{alias}\",\"project\":\"{project}\",\"status\":{status},\"latency_ms\":12.5}}\n",
+            super::audit::format_time(now)
+        )
+    };
+    let text = line("fast", "search", 200) + &line("fast", "ads", 500) + &line("fast", "search", 200);
+    std::fs::write(env.host.state_dir().join("usage.jsonl"), text).unwrap();
+    let (s, b) = env.call(Method::GET, "/admin/usage/recent", Some(VIEWER), None).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["minutes"], 60);
+    assert_eq!((&b["aliases"][0]["requests"], &b["aliases"][0]["errors"]), (&json!(3), &json!(1)));
+    assert_eq!(b["aliases"][0]["points"][0]["p99_ms"], 12.5);
+    let (s, b) = env.call(Method::GET, "/admin/usage/recent?minutes=5", Some(SEARCH_LEAD), None).await;
+    assert_eq!((s, &b["aliases"][0]["requests"], &b["aliases"][0]["errors"]), (200, &json!(2), &json!(0)));
+    let (s, b) = env.call(Method::GET, "/admin/usage/recent?minutes=1", Some(ROOT), None).await;
+    assert_eq!((s, &b["aliases"]), (200, &json!([])), "two minutes ago is outside the last minute");
+    for bad in ["0", "1441", "ten"] {
+        assert_eq!(
+            env.call(Method::GET, &format!("/admin/usage/recent?minutes={bad}"), Some(ROOT), None).await.0,
+            400
+        );
+    }
+    assert_eq!(env.call(Method::GET, "/admin/usage/recent", None, None).await.0, 401);
+}

@@ -15,8 +15,9 @@ use time::OffsetDateTime;
 
 use crate::config::{parse, AdminRole, Config, ConfigErrors, MasterKey};
 
-use super::access::{bearer, Caller, Credentials};
+use super::access::{bearer, Access, Caller, Credentials};
 use super::audit::{format_time, AuditEntry, AuditLog};
+use super::dashboard;
 use super::edit::{parse_value, EditError, Section};
 use super::errors::{bytes_response, json_response, ApiError};
 use super::files::write_atomic;
@@ -71,6 +72,8 @@ impl Call {
 pub enum Reply {
     Json(u16, Value),
     Text(u16, &'static str, String),
+    /// The dashboard page (sent with a content security policy and no framing).
+    Page(&'static str),
 }
 
 /// A change a mutation wants: the new file text and how to audit it.
@@ -221,6 +224,7 @@ impl Admin {
         match self.dispatch(req).await {
             Ok(Reply::Json(status, v)) => json_response(status, &v),
             Ok(Reply::Text(status, ct, s)) => bytes_response(status, ct, s.into_bytes()),
+            Ok(Reply::Page(html)) => dashboard::response(html),
             Err(e) => e.response(),
         }
     }
@@ -230,6 +234,21 @@ impl Admin {
             return Ok(Reply::Json(200, json!({"status": "ok"})));
         }
         let running = self.running()?;
+        if let Found::Route(route, params) = routes::find(&req.method, &req.path) {
+            if route.access == Access::Public {
+                // No token needed (and none looked at): the page asks for one itself.
+                let anonymous = Caller { id: String::new(), role: AdminRole::Viewer, project: None };
+                let call = Call {
+                    caller: anonymous,
+                    params,
+                    query: parse_query(req.query.as_deref()),
+                    body: Vec::new(),
+                    path: req.path,
+                    section: None,
+                };
+                return (route.handler)(self, &call);
+            }
+        }
         let caller = req
             .headers
             .get(http::header::AUTHORIZATION)
@@ -291,6 +310,16 @@ impl Admin {
         );
         self.running.store(Some(r.clone()));
         Ok(r)
+    }
+
+    /// The time now, from the injected clock.
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        (self.clock)()
+    }
+
+    /// `state_dir` (the usage log lives there).
+    pub(crate) fn state_dir(&self) -> PathBuf {
+        self.host.state_dir()
     }
 
     pub(crate) fn views(&self) -> &dyn LiveViews {

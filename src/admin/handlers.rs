@@ -17,6 +17,7 @@ use super::history::{unified_diff, Source, VersionMeta};
 use super::host::UsageQuery;
 use super::routes;
 use super::secrets::{is_literal, redacted, unseal, FINGERPRINT_PREFIX, PROVIDER_SECRETS};
+use super::timeline::{Timeline, MAX_MINUTES};
 use super::Admin;
 
 /// What a GET shows for a literal secret, and what a PUT may send back to keep the value.
@@ -185,6 +186,29 @@ pub fn usage(admin: &Admin, call: &Call) -> Result<Reply, ApiError> {
         q.project = mine;
     }
     admin.views().usage(&q).map(|v| Reply::Json(200, v)).map_err(ApiError::Internal)
+}
+
+/// `GET /admin/usage/recent?minutes=`: per alias per minute (a project token: its project's).
+pub fn recent_usage(admin: &Admin, call: &Call) -> Result<Reply, ApiError> {
+    let minutes = match call.query("minutes") {
+        None => 60,
+        Some(m) => m.parse::<u32>().ok().filter(|m| (1..=MAX_MINUTES).contains(m)).ok_or_else(|| {
+            ApiError::BadRequest(format!("minutes: {m:?} is not a whole number from 1 to {MAX_MINUTES}"))
+        })?,
+    };
+    let project = if call.is_project() {
+        Some(
+            call.caller
+                .project
+                .clone()
+                .ok_or_else(|| ApiError::Forbidden(format!("token {:?} has no project", call.caller.id)))?,
+        )
+    } else {
+        None
+    };
+    let mut t = Timeline::new(admin.now(), minutes, project);
+    t.read_dir(&admin.state_dir()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Reply::Json(200, t.into_json()))
 }
 
 pub fn health(admin: &Admin, _call: &Call) -> Result<Reply, ApiError> {

@@ -6,6 +6,7 @@
 mod access;
 mod audit;
 mod core;
+mod dashboard;
 mod edit;
 mod errors;
 mod files;
@@ -15,6 +16,7 @@ mod host;
 mod routes;
 mod secrets;
 mod service;
+mod timeline;
 pub mod usage_index;
 
 #[cfg(test)]

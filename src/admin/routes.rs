@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::access::Access;
 use super::core::{Call, Reply};
+use super::dashboard;
 use super::edit::Section;
 use super::errors::ApiError;
 use super::handlers as h;
@@ -72,11 +73,18 @@ const fn crud(
     Route { method, pattern, access, summary, query: &[], section: Some(section), body, handler }
 }
 
-use Access::{Admin as A, AnyToken, KeysRead, KeysWrite, Read, Usage};
+use Access::{Admin as A, AnyToken, KeysRead, KeysWrite, Public, Read, Usage};
 use Section::{Keys, Models, Projects, Providers};
 
 /// Every admin route.
 pub static ROUTES: &[Route] = &[
+    route(
+        Verb::Get,
+        "/",
+        Public,
+        "The dashboard page (HTML; asks for a token, then uses this API)",
+        dashboard::page,
+    ),
     crud(
         Verb::Get,
         "/admin/providers",
@@ -166,6 +174,16 @@ pub static ROUTES: &[Route] = &[
     Route {
         query: &["from", "to", "actor", "limit"],
         ..route(Verb::Get, "/admin/audit", Read, "Audit log, newest first (never secrets)", h::audit)
+    },
+    Route {
+        query: &["minutes"],
+        ..route(
+            Verb::Get,
+            "/admin/usage/recent",
+            Usage,
+            "Requests, errors and latency p50/p99 per alias per minute over the last minutes (default 60)",
+            h::recent_usage,
+        )
     },
     route(Verb::Get, "/admin/config/versions", Read, "Config versions, newest first", h::versions),
     route(
@@ -304,7 +322,8 @@ pub fn openapi() -> Value {
         );
         let mut responses = Map::new();
         let ok = if r.method == Verb::Post && r.section.is_some() { "201" } else { "200" };
-        responses.insert(ok.into(), json!({"description": "OK", "content": {"application/json": {}}}));
+        let ct = if r.access == Access::Public { "text/html" } else { "application/json" };
+        responses.insert(ok.into(), json!({"description": "OK", "content": {ct: {}}}));
         responses.insert("401".into(), json!({"description": "missing or unknown admin token"}));
         responses.insert("403".into(), json!({"description": "the token's role may not do this"}));
         if r.body {
@@ -320,6 +339,12 @@ pub fn openapi() -> Value {
             "responses": responses,
             "security": [{"bearer": []}],
         });
+        if r.access == Access::Public {
+            op["security"] = json!([]);
+            if let Some(map) = op["responses"].as_object_mut() {
+                map.retain(|code, _| code == "200");
+            }
+        }
         if r.body || r.method == Verb::Put {
             op["requestBody"] = json!({
                 "required": true,
@@ -368,6 +393,10 @@ mod tests {
         );
         assert!(matches!(find(&Method::GET, "/admin/nope"), Found::Nothing));
         assert!(matches!(find(&Method::GET, "/admin/keys//limits"), Found::Nothing));
+        let Found::Route(r, _) = find(&Method::GET, "/") else { panic!() };
+        assert_eq!(r.access, Access::Public);
+        assert!(matches!(find(&Method::POST, "/"), Found::MethodNotAllowed(m) if m == ["GET"]));
+        assert!(matches!(find(&Method::GET, "/index.html"), Found::Nothing));
     }
 
     #[test]
@@ -388,6 +417,10 @@ mod tests {
         assert_eq!(op["parameters"][0]["name"], "id");
         assert!(op["requestBody"].is_object());
         assert_eq!(doc["paths"]["/admin/usage"]["get"]["parameters"].as_array().unwrap().len(), 7);
+        assert_eq!(doc["paths"]["/"]["get"]["security"], json!([]));
+        assert!(doc["paths"]["/"]["get"]["responses"]["200"]["content"]["text/html"].is_object());
+        assert!(doc["paths"]["/"]["get"]["responses"]["401"].is_null());
+        assert_eq!(doc["paths"]["/admin/keys"]["get"]["security"], json!([{"bearer": []}]));
     }
 
     #[test]

@@ -617,6 +617,11 @@ fn parse_time(param: &'static str, v: &str) -> Result<i64, UsageQueryError> {
 
 /// Hours since the epoch of an RFC 3339 time (`2026-05-01T13:45:07.123Z`, `…+02:00`).
 fn hour_of(t: &str) -> Option<u32> {
+    u32::try_from(minute_of(t)?.div_euclid(60)).ok()
+}
+
+/// Minutes since the epoch of an RFC 3339 time (seconds and fractions dropped).
+pub(crate) fn minute_of(t: &str) -> Option<i64> {
     let b = t.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' {
         return None;
@@ -641,8 +646,7 @@ fn hour_of(t: &str) -> Option<u32> {
             }
         }
     };
-    let minutes = days_from_civil(y, mo, d) * 1440 + h * 60 + mi - offset_min;
-    u32::try_from(minutes.div_euclid(60)).ok()
+    Some(days_from_civil(y, mo, d) * 1440 + h * 60 + mi - offset_min)
 }
 
 fn num(b: &[u8]) -> Option<u32> {

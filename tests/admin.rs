@@ -176,3 +176,28 @@ async fn metrics_parse_and_count_exactly_the_requests_sent() {
     assert_eq!(value("llm_gateway_tokens_total", &[("direction", "output")]), 7.0, "{text}");
     assert_eq!(value("llm_gateway_active_requests", &[]), 0.0, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_filter_changes_at_run_time_by_an_admin_only_and_is_audited() {
+    let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let gw = Gateway::start(&config(&up.url())).await;
+    let (s, b) = admin(&gw, "GET", "/admin/log", Some(VIEWER), None).await;
+    assert_eq!((s, b["filter"].as_str()), (200, Some("info")), "{b}");
+    let debug = json!({ "filter": "debug,pingora=info" });
+    assert_eq!(admin(&gw, "PUT", "/admin/log", Some(VIEWER), Some(debug.clone())).await.0, 403);
+    assert_eq!(
+        admin(&gw, "PUT", "/admin/log", Some(ADMIN_TOKEN), Some(json!({ "filter": "no=such=thing" })))
+            .await
+            .0,
+        400
+    );
+    let (s, b) = admin(&gw, "PUT", "/admin/log", Some(ADMIN_TOKEN), Some(debug)).await;
+    assert_eq!((s, b["previous"].as_str()), (200, Some("info")), "{b}");
+    let (_, b) = admin(&gw, "GET", "/admin/log", Some(VIEWER), None).await;
+    assert!(b["filter"].as_str().unwrap().contains("debug"), "{b}");
+    let (_, audit) = admin(&gw, "GET", "/admin/audit", Some(ADMIN_TOKEN), None).await;
+    let line =
+        audit["entries"].as_array().unwrap().iter().find(|l| l["action"] == "log.set").cloned().unwrap();
+    assert_eq!(line["actor"], "admin", "{line}");
+    assert!(gw.log().contains("log filter changed"));
+}

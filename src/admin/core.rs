@@ -438,6 +438,32 @@ impl Admin {
         Ok(meta.version)
     }
 
+    /// Append an audit line for an operational action of a token that is not a config change
+    /// (e.g. `log.set`): actor the token id, `detail` what changed.
+    pub fn record_action(
+        &self,
+        actor: &str,
+        action: &str,
+        path: &str,
+        detail: &str,
+    ) -> Result<(), AdminError> {
+        let mut state = self.state.lock();
+        let entry = AuditEntry {
+            time: format_time((self.clock)()),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            path: path.to_string(),
+            target: None,
+            diff: String::new(),
+            version: None,
+            detail: Some(detail.to_string()),
+            prev_hash: String::new(),
+        };
+        let audit_path = state.audit.path().to_path_buf();
+        state.audit.append(entry).map_err(|source| AdminError::Io { path: audit_path, source })?;
+        Ok(())
+    }
+
     /// Append an audit line for an event the gateway raised itself (actor `gateway`, action
     /// `alert.<kind>`, `target` the budget scope, target or alias, `detail` what happened).
     /// Serialised with mutations; fsyncs, so call it off the request path.

@@ -238,6 +238,37 @@ pub fn reload(admin: &Admin, call: &Call) -> Result<Reply, ApiError> {
     }
 }
 
+/// `GET /admin/log`: the running log filter.
+pub fn log_filter(_admin: &Admin, _call: &Call) -> Result<Reply, ApiError> {
+    let Some(log) = crate::telemetry::access_log::installed() else {
+        return Err(ApiError::Internal("no logger installed in this process".into()));
+    };
+    Ok(Reply::Json(200, json!({ "filter": log.current() })))
+}
+
+/// `PUT /admin/log` `{"filter": "debug"}`: replace the log filter now (not persisted: a
+/// restart uses `LLM_GATEWAY_LOG` again). Audited with the token that did it.
+pub fn set_log_filter(admin: &Admin, call: &Call) -> Result<Reply, ApiError> {
+    let body: Json = serde_json::from_slice(&call.body)
+        .map_err(|e| ApiError::BadRequest(format!("body must be JSON: {e}")))?;
+    let Some(filter) = body.get("filter").and_then(Json::as_str) else {
+        return Err(ApiError::BadRequest(
+            "`filter` (a string such as \"info\" or \"debug,pingora=info\") is required".into(),
+        ));
+    };
+    let Some(log) = crate::telemetry::access_log::installed() else {
+        return Err(ApiError::Internal("no logger installed in this process".into()));
+    };
+    let before = log.current();
+    log.set_filter(filter).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let after = log.current();
+    admin
+        .record_action(&call.caller.id, "log.set", "/admin/log", &format!("{before} -> {after}"))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    tracing::warn!(by = %call.caller.id, "log filter changed: {before} -> {after}");
+    Ok(Reply::Json(200, json!({ "filter": after, "previous": before })))
+}
+
 pub fn versions(admin: &Admin, _call: &Call) -> Result<Reply, ApiError> {
     let list: Vec<VersionMeta> = admin.with_history(|h| h.list().iter().rev().cloned().collect());
     Ok(Reply::Json(200, json!({ "versions": list })))

@@ -209,6 +209,17 @@ pub static ROUTES: &[Route] = &[
     },
     route(Verb::Get, "/admin/config", Read, "The running config (secrets redacted)", h::config),
     route(Verb::Post, "/admin/reload", A, "Re-read the config file", h::reload),
+    route(Verb::Get, "/admin/log", Read, "The running log filter", h::log_filter),
+    Route {
+        body: true,
+        ..route(
+            Verb::Put,
+            "/admin/log",
+            A,
+            "Change the log filter at run time (`{\"filter\": \"debug\"}`, EnvFilter syntax); audited",
+            h::set_log_filter,
+        )
+    },
     route(
         Verb::Get,
         "/admin/health",

@@ -10,7 +10,6 @@ use std::time::Duration;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use super::redact::{redact_text, redact_url};
@@ -133,8 +132,19 @@ impl LogHandle {
 pub fn init_logging(spec: &str, json: bool) -> Result<LogHandle, LoggingError> {
     let ansi = std::io::stderr().is_terminal();
     let (subscriber, handle) = build_subscriber(spec, json, ansi, std::io::stderr)?;
-    subscriber.try_init().map_err(|_| LoggingError::AlreadyInstalled)?;
+    // The subscriber only: the `log` bridge (Pingora logs through `log`) is installed by the
+    // caller with its own level cap, and `try_init` would fail trying to install it again.
+    tracing::subscriber::set_global_default(subscriber).map_err(|_| LoggingError::AlreadyInstalled)?;
+    let _ = INSTALLED.set(handle.clone());
     Ok(handle)
+}
+
+/// The handle of the subscriber `init_logging` installed (for `PUT /admin/log`).
+static INSTALLED: std::sync::OnceLock<LogHandle> = std::sync::OnceLock::new();
+
+/// The installed logger's handle, when `init_logging` ran in this process.
+pub fn installed() -> Option<&'static LogHandle> {
+    INSTALLED.get()
 }
 
 /// The subscriber `init_logging` installs, writing to `writer` (tests capture it).

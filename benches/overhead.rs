@@ -491,6 +491,10 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // nginx: its worker outlives a killed master; stop it first (by PID).
+        if let Some(worker) = self.worker_pid() {
+            let _ = Command::new("kill").arg(worker.to_string()).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

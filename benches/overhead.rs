@@ -211,16 +211,43 @@ async fn run(o: Opts, pin: bool) {
             }
         }
     }
-    // `--baseline PATH`: an earlier build of the gateway, measured in the same run.
-    if let Some(bin) = std::env::args().skip_while(|a| a != "--baseline").nth(1) {
-        let base = start_gateway(dir.path(), mock, pin, &bin, false);
-        let r = measure("baseline", base.addr, Some(base.child.id()), &o, path, body).await;
+    // `--baseline PATH`: an earlier build of the gateway, measured in the same run, alternated
+    // with this build `--rounds` times (default 3); best of each side (load only slows a run).
+    if let Some(base_bin) = std::env::args().skip_while(|a| a != "--baseline").nth(1) {
+        let rounds = std::env::args()
+            .skip_while(|a| a != "--rounds")
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3usize);
+        let (mut new_rps, mut new_cpu) = (vec![gw_result.max_rps], vec![gw_result.cpu_us]);
+        let (mut old_rps, mut old_cpu) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            for (name, b) in [("baseline", base_bin.as_str()), ("gateway", bin)] {
+                let g = start_gateway(dir.path(), mock, pin, b, false);
+                let r = measure(name, g.addr, Some(g.child.id()), &o, path, body).await;
+                drop(g);
+                let (rps, cpu) = if name == "baseline" {
+                    (&mut old_rps, &mut old_cpu)
+                } else {
+                    (&mut new_rps, &mut new_cpu)
+                };
+                rps.push(r.max_rps);
+                cpu.push(r.cpu_us);
+            }
+        }
+        let max = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
+        let min = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
         println!(
-            "gateway / baseline throughput: {:.2}x, CPU per request: {:.2}x",
-            gw_result.max_rps / r.max_rps,
-            gw_result.cpu_us / r.cpu_us
+            "gateway / baseline, best of {} and {} runs: throughput {:.3}x ({:.0} vs {:.0} req/s), CPU per request {:.3}x ({:.1} vs {:.1} µs)",
+            new_rps.len(),
+            old_rps.len(),
+            max(&new_rps) / max(&old_rps),
+            max(&new_rps),
+            max(&old_rps),
+            min(&new_cpu) / min(&old_cpu),
+            min(&new_cpu),
+            min(&old_cpu)
         );
-        drop(base);
     }
 
     let nginx = start_nginx(dir.path(), mock, pin);

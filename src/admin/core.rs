@@ -447,34 +447,32 @@ impl Admin {
         path: &str,
         detail: &str,
     ) -> Result<(), AdminError> {
-        let mut state = self.state.lock();
-        let entry = AuditEntry {
-            time: format_time((self.clock)()),
-            actor: actor.to_string(),
-            action: action.to_string(),
-            path: path.to_string(),
-            target: None,
-            diff: String::new(),
-            version: None,
-            detail: Some(detail.to_string()),
-            prev_hash: String::new(),
-        };
-        let audit_path = state.audit.path().to_path_buf();
-        state.audit.append(entry).map_err(|source| AdminError::Io { path: audit_path, source })?;
-        Ok(())
+        self.append_audit(actor, action.to_string(), path, None, detail)
     }
 
     /// Append an audit line for an event the gateway raised itself (actor `gateway`, action
     /// `alert.<kind>`, `target` the budget scope, target or alias, `detail` what happened).
     /// Serialised with mutations; fsyncs, so call it off the request path.
     pub fn record_event(&self, kind: &str, target: &str, detail: &str) -> Result<(), AdminError> {
+        self.append_audit("gateway", format!("alert.{kind}"), "", Some(target), detail)
+    }
+
+    /// One audit line that is not a config version (no diff, no version).
+    fn append_audit(
+        &self,
+        actor: &str,
+        action: String,
+        path: &str,
+        target: Option<&str>,
+        detail: &str,
+    ) -> Result<(), AdminError> {
         let mut state = self.state.lock();
         let entry = AuditEntry {
             time: format_time((self.clock)()),
-            actor: "gateway".into(),
-            action: format!("alert.{kind}"),
-            path: String::new(),
-            target: Some(target.to_string()),
+            actor: actor.to_string(),
+            action,
+            path: path.to_string(),
+            target: target.map(str::to_string),
             diff: String::new(),
             version: None,
             detail: Some(detail.to_string()),

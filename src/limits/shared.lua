@@ -52,30 +52,24 @@ if op == 'admit' then
     local a = 7 + i * 5
     local rpm, tpm, par, bud, ttl =
       tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-    local p = { rpm = rpm, tpm = tpm, par = par, bud = bud, ttl = ttl }
+    local p = { par = par, bud = bud, ttl = ttl }
     if par >= 0 then
       redis.call('ZREMRANGEBYSCORE', KEYS[k + 3], '-inf', now)
       if redis.call('ZCARD', KEYS[k + 3]) >= par then
         return { 0, i, 'parallel', par, 0, 1000 }
       end
     end
-    if rpm >= 0 then
-      local tat, T, remaining = gcra_level(KEYS[k + 1], rpm)
-      local new = tat + T
-      if new - now > WINDOW then
-        return { 0, i, 'rpm', rpm, remaining, math.ceil((new - now - WINDOW) / 1000) }
+    -- GCRA: a bucket of `limit` per minute; `units` (1 request, or the tokens) take units * T of it.
+    for _, b in ipairs({ { 'rpm', rpm, 1, 1 }, { 'tpm', tpm, tokens, 2 } }) do
+      local name, limit, units, slot = b[1], b[2], b[3], b[4]
+      if limit >= 0 then
+        local tat, T, remaining = gcra_level(KEYS[k + slot], limit)
+        local new = tat + units * T
+        if new - now > WINDOW then
+          return { 0, i, name, limit, remaining, math.ceil((new - now - WINDOW) / 1000) }
+        end
+        p[name] = { new = new, T = T }
       end
-      p.rpm_new = new
-      p.rpm_T = T
-    end
-    if tpm >= 0 then
-      local tat, T, remaining = gcra_level(KEYS[k + 2], tpm)
-      local new = tat + tokens * T
-      if new - now > WINDOW then
-        return { 0, i, 'tpm', tpm, remaining, math.ceil((new - now - WINDOW) / 1000) }
-      end
-      p.tpm_new = new
-      p.tpm_T = T
     end
     if bud >= 0 then
       local v = redis.call('HMGET', KEYS[k + 4], 'spent', 'reserved')
@@ -99,21 +93,16 @@ if op == 'admit' then
       redis.call('ZADD', KEYS[k + 3], now + lease, id)
       redis.call('PEXPIRE', KEYS[k + 3], math.ceil(lease / 1000) + 1000)
     end
-    if p.rpm >= 0 then
-      redis.call('SET', KEYS[k + 1], string.format('%.0f', p.rpm_new), 'PX', math.ceil((p.rpm_new - now) / 1000) + 1000)
-      table.insert(out, math.floor((WINDOW - (p.rpm_new - now)) / p.rpm_T + 1e-9))
-      table.insert(out, math.ceil((p.rpm_new - now) / 1000))
-    else
-      table.insert(out, -1)
-      table.insert(out, -1)
-    end
-    if p.tpm >= 0 then
-      redis.call('SET', KEYS[k + 2], string.format('%.0f', p.tpm_new), 'PX', math.ceil((p.tpm_new - now) / 1000) + 1000)
-      table.insert(out, math.floor((WINDOW - (p.tpm_new - now)) / p.tpm_T + 1e-9))
-      table.insert(out, math.ceil((p.tpm_new - now) / 1000))
-    else
-      table.insert(out, -1)
-      table.insert(out, -1)
+    for slot, name in ipairs({ 'rpm', 'tpm' }) do
+      local g = p[name]
+      if g then
+        redis.call('SET', KEYS[k + slot], string.format('%.0f', g.new), 'PX', math.ceil((g.new - now) / 1000) + 1000)
+        table.insert(out, math.floor((WINDOW - (g.new - now)) / g.T + 1e-9))
+        table.insert(out, math.ceil((g.new - now) / 1000))
+      else
+        table.insert(out, -1)
+        table.insert(out, -1)
+      end
     end
     if p.bud >= 0 then
       redis.call('HINCRBY', KEYS[k + 4], 'reserved', cost)

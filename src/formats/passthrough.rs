@@ -29,7 +29,8 @@ struct Layout {
     stream_options: Option<(usize, usize)>,
     /// Just after the opening `{`.
     first_member: usize,
-    empty: bool,
+    /// Top-level members of the body.
+    members: usize,
 }
 
 /// The top-level members of a JSON object, values kept as raw slices of the body.
@@ -107,7 +108,7 @@ pub fn peek(body: &[u8]) -> Result<Peek, TranslateError> {
         model: top.get("model").map(|raw| span(body, raw)),
         stream_options: top.get("stream_options").map(|raw| span(body, raw)),
         first_member: body.iter().position(|&b| b == b'{').map(|i| i + 1).unwrap_or(0),
-        empty: top.0.is_empty(),
+        members: top.0.len(),
     };
     Ok(Peek { model, stream, include_usage, layout })
 }
@@ -177,7 +178,9 @@ pub fn rewrite_peeked(body: &[u8], peek: &Peek, model: Option<&str>, force_strea
     }
     if !added.is_empty() {
         let mut ins = added.join(&b","[..]);
-        if !l.empty {
+        // Members of the body that stay (`model` may just have been removed).
+        let removed = usize::from(l.model.is_some() && model.is_none());
+        if l.members > removed {
             ins.push(b',');
         }
         edits.push((l.first_member, l.first_member, ins));
@@ -292,6 +295,10 @@ mod tests {
             let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
             assert_eq!(v, serde_json::json!({"model": "x", "stream_options": {"include_usage": true}}));
         }
+        // Found by fuzzing: `model` removed as the only member left a trailing comma.
+        let out = rewrite_request(b"{\n  \"model\": \"m\"\n }", None, true).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v, serde_json::json!({"stream_options": {"include_usage": true}}));
         let out = rewrite_request(br#"{"a":1}"#, Some("x"), true).unwrap();
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),

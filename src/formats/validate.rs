@@ -6,7 +6,7 @@
 //! The gateway asks every upstream for `accept-encoding: identity`, so any other
 //! `content-encoding` is refused rather than passed on or decoded.
 
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::{classify_upstream_error, Format, UpstreamErrorClass};
@@ -34,7 +34,7 @@ pub enum UpstreamInvalid {
 
 /// Check a non-stream 2xx answer in `format`: identity encoding, a JSON object body, and not
 /// an error object alone. `content_type` and `content_encoding` are the upstream's headers.
-/// Costs one pass over the body without building it (values are skipped, not allocated).
+/// Costs one pass over the body without building it (values are checked, not kept).
 pub fn non_stream_body(
     format: Format,
     content_type: Option<&str>,
@@ -45,7 +45,7 @@ pub fn non_stream_body(
     if body.trim_ascii().is_empty() {
         return Err(UpstreamInvalid::Empty);
     }
-    // JSON is UTF-8, and skipping values (below) does not check strings.
+    // JSON is UTF-8 (checked here at once, with the offending offset).
     if let Err(e) = std::str::from_utf8(body) {
         return Err(UpstreamInvalid::NotJson {
             content_type: content_type.map(str::to_owned),
@@ -137,9 +137,9 @@ impl<'de> Deserialize<'de> for TopLevel {
                 let mut top = TopLevel { keys: Vec::new(), error: false };
                 while let Some(k) = map.next_key::<String>()? {
                     if k == "error" {
-                        top.error |= map.next_value::<Option<IgnoredAny>>()?.is_some();
+                        top.error |= map.next_value::<Option<Checked>>()?.is_some();
                     } else {
-                        map.next_value::<IgnoredAny>()?;
+                        map.next_value::<Checked>()?;
                     }
                     top.keys.push(k);
                 }
@@ -147,6 +147,52 @@ impl<'de> Deserialize<'de> for TopLevel {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// Any JSON value, read in full and dropped. Unlike `IgnoredAny`, which skips strings
+/// without decoding them, this decodes every string, so a bad escape (a lone surrogate such as
+/// `"\udb00"`) is an error here, as it is for every later parse.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Checked;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_unit<E>(self) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+                while seq.next_element::<Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+                while map.next_key::<Checked>()?.is_some() {
+                    map.next_value::<Checked>()?;
+                }
+                Ok(Checked)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

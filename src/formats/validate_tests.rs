@@ -51,6 +51,25 @@ fn an_answer_that_is_not_a_json_object_is_refused() {
         non_stream_body(Format::OpenAiChat, None, None, b"{\"choices\":[],\"x\":\"\x8a\"}"),
         Err(UpstreamInvalid::NotJson { content_type: None, detail: "invalid UTF-8 at byte 19".into() })
     );
+    // Found by fuzzing: a lone surrogate escape in a skipped string passed too.
+    for body in [
+        &br#"{"choices":[],"x":{"\udb00a":1}}"#[..],
+        br#"{"choices":["\udb00"]}"#,
+        br#"{"choices":[],"e":"\q"}"#,
+    ] {
+        assert!(
+            matches!(
+                non_stream_body(Format::OpenAiChat, None, None, body),
+                Err(UpstreamInvalid::NotJson { .. })
+            ),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert_eq!(
+        non_stream_body(Format::OpenAiChat, None, None, br#"{"choices":["\ud83d\ude00 \u00e9"]}"#),
+        Ok(())
+    );
 }
 
 #[test]

@@ -185,7 +185,9 @@ pub fn rewrite_peeked(body: &[u8], peek: &Peek, model: Option<&str>, force_strea
         }
         edits.push((l.first_member, l.first_member, ins));
     }
-    edits.sort_by_key(|(s, _, _)| *s);
+    // An insertion at the offset where a removal starts goes first (found by fuzzing: a body
+    // `{"model":…}` losing its model while usage is forced dropped the insertion).
+    edits.sort_by_key(|(s, e, _)| (*s, *e));
     let mut out = Vec::with_capacity(body.len() + 64);
     let mut at = 0;
     for (s, e, rep) in edits {
@@ -295,6 +297,10 @@ mod tests {
             let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
             assert_eq!(v, serde_json::json!({"model": "x", "stream_options": {"include_usage": true}}));
         }
+        // Found by fuzzing: the insertion and the removal of `model` start at the same offset.
+        let out = rewrite_request(b" {\"model\": \"gpt \"\n\n}", None, true).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v, serde_json::json!({"stream_options": {"include_usage": true}}));
         // Found by fuzzing: `model` removed as the only member left a trailing comma.
         let out = rewrite_request(b"{\n  \"model\": \"m\"\n }", None, true).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();

@@ -410,13 +410,9 @@ async fn tls_connect(
     TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost").unwrap(), tcp).await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_https_listener_serves_http1_and_h2() {
-    let certs = tempfile::tempdir().unwrap();
-    let ca = Ca::new("llm-gateway test CA");
-    let (cert, key) = ca.issue("localhost").write_pem(certs.path());
-    let tls_port = free_port();
-    let gw = Gateway::start(&format!(
+/// An HTTPS listener on `tls_port` with `cert`/`key`, alias `fast` on the built-in mock.
+fn https_mock_config(tls_port: u16, cert: &str, key: &str) -> String {
+    format!(
         r#"tls: {{ listen: "127.0.0.1:{tls_port}", cert: "{cert}", key: "{key}" }}
 providers:
   - {{ name: m, kind: mock }}
@@ -425,8 +421,16 @@ models:
 keys:
   - {{ id: k1, hash: "{{KEY_HASH}}" }}
 "#
-    ))
-    .await;
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_https_listener_serves_http1_and_h2() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = Ca::new("llm-gateway test CA");
+    let (cert, key) = ca.issue("localhost").write_pem(certs.path());
+    let tls_port = free_port();
+    let gw = Gateway::start(https_mock_config(tls_port, &cert, &key)).await;
 
     // The listener presents the configured certificate: a client trusting another CA refuses it.
     let other = Ca::new("another CA");
@@ -460,17 +464,7 @@ async fn a_certificate_swapped_on_disk_serves_new_connections_while_old_ones_kee
     let (ca1, ca2) = (Ca::new("first CA"), Ca::new("renewed CA"));
     let (cert, key) = ca1.issue("localhost").write_pem(certs.path());
     let tls_port = free_port();
-    let gw = Gateway::start(&format!(
-        r#"tls: {{ listen: "127.0.0.1:{tls_port}", cert: "{cert}", key: "{key}" }}
-providers:
-  - {{ name: m, kind: mock }}
-models:
-  - {{ alias: fast, targets: [ {{ provider: m, model: mock-1 }} ] }}
-keys:
-  - {{ id: k1, hash: "{{KEY_HASH}}" }}
-"#
-    ))
-    .await;
+    let gw = Gateway::start(https_mock_config(tls_port, &cert, &key)).await;
     // A connection made with the first certificate, kept open across the swap.
     let tls = tls_connect(tls_port, &ca1.der(), b"http/1.1").await.unwrap();
     let (mut old, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();

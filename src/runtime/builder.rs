@@ -81,6 +81,14 @@ impl Registries {
             .map(|p| (p.name.clone(), crate::limits::ScopeRules::from_project(p)))
             .collect();
         let shared = self.shared(&snap.config);
+        // Admission counts tokens only for TPM limits and budgets: load the vocabularies
+        // (~60 MiB, ~0.5 s) before the first such request, and not at all without them
+        // (`count_tokens` and preflight then load one on first use).
+        if needs_tokenizer(&snap.config) {
+            if let Err(e) = crate::limits::tokens::warm() {
+                tracing::warn!("tokenizer: {e}");
+            }
+        }
         Runtime {
             snap,
             routers,
@@ -169,6 +177,12 @@ pub fn jwt_verifier(
 
 /// Config fields that are accepted but not enforced by this build, one line per field and
 /// entry ("keys[2].rpm is not enforced yet"), so nothing is silently ignored.
+/// Whether admission will count tokens: a TPM limit or a budget on any key or project.
+pub fn needs_tokenizer(c: &Config) -> bool {
+    c.keys.iter().any(|k| k.tpm.is_some() || k.budget.is_some())
+        || c.projects.iter().any(|p| p.tpm.is_some() || p.budget.is_some())
+}
+
 pub fn unenforced_fields(c: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let mut note = |path: String| out.push(format!("{path} is not enforced yet"));
@@ -178,4 +192,30 @@ pub fn unenforced_fields(c: &Config) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(keys: &str, projects: &str) -> Config {
+        let text = format!(
+            "providers: [ {{ name: m, kind: mock }} ]\nmodels: [ {{ alias: a, targets: [ {{ provider: m, model: x }} ] }} ]\nprojects: [{projects}]\nkeys: [{keys}]\n"
+        );
+        crate::config::parse(&text).unwrap()
+    }
+
+    #[test]
+    fn the_tokenizer_is_needed_for_tpm_and_budgets_only() {
+        let hash = "sha256:82dae6d443609cfcb4e698af21391e5132c679ce83b37086ada791a0fb2a43ee";
+        assert!(!needs_tokenizer(&config(
+            &format!("{{ id: k, hash: \"{hash}\", rpm: 5, max_parallel: 2 }}"),
+            "{ name: p, rpm: 9 }"
+        )));
+        assert!(needs_tokenizer(&config(&format!("{{ id: k, hash: \"{hash}\", tpm: 500 }}"), "")));
+        assert!(needs_tokenizer(&config(
+            &format!("{{ id: k, hash: \"{hash}\" }}"),
+            "{ name: p, budget: { usd: 5, period: daily } }"
+        )));
+    }
 }

@@ -57,10 +57,6 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize, upgrade: bool) -> Result<()
     let rt = store.load();
     let cfg = &rt.snap.config;
     let spent = seed_spend(&rt);
-    // Load the tokenizer vocabularies now, not on the first request.
-    if let Err(e) = crate::limits::tokens::warm() {
-        tracing::warn!("tokenizer: {e}");
-    }
     for w in &rt.warnings {
         tracing::warn!("{w}");
     }

@@ -1,0 +1,287 @@
+//! Memory under load, in one run: the gateway's idle RSS, its RSS while holding thousands of
+//! concurrent slow SSE streams (with the count of streams that did not complete), and its RSS
+//! after a soak of mixed traffic, back at idle, against its pre-load level.
+//!
+//! Run: `cargo bench --bench memory` (options after `--`: `--streams 5000` concurrent streams,
+//! `--stream-s 20` how long each stream lasts, `--soak-s 600` the soak, `--threads 2` the
+//! gateway's worker threads). The gateway is the release binary on a mock upstream of this
+//! process (OpenAI SSE, one event per second per stream), with the access log on (at the
+//! default `info` level, written to a file) and usage lines written, as in production.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const KEY: &str = "sk-bench";
+const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"The quick brown fox jumps over the lazy dog."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":10,"total_tokens":22}}"#;
+const TICK: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tick \"},\"finish_reason\":null}]}\n\n";
+const LAST: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":5,\"total_tokens\":10}}\n\ndata: [DONE]\n\n";
+
+fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::args().skip_while(|a| a != name).nth(1).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let streams: usize = arg("--streams", 5000);
+    let stream_s: u64 = arg("--stream-s", 20);
+    let soak_s: u64 = arg("--soak-s", 600);
+    let threads: usize = arg("--threads", 2);
+    let mock = start_mock(Duration::from_secs(1), stream_s).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start_gateway(dir.path(), mock, threads);
+    let pid = gw.child.id();
+    println!("memory: {streams} streams of {stream_s} s, soak {soak_s} s, gateway --threads {threads}");
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_start = kb(pid, "VmRSS");
+    // One request of each kind, so first-use allocations are not counted as load.
+    assert!(chat(gw.addr).await, "a warm-up request failed");
+    assert!(stream(gw.addr, stream_s + 30).await, "a warm-up stream failed");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = kb(pid, "VmRSS");
+    println!("idle RSS: {} MiB at start, {} MiB after one request of each kind", mib(idle_start), mib(idle));
+
+    // N concurrent slow streams, opened over ~2 s.
+    let t = Instant::now();
+    let done = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::with_capacity(streams);
+    for i in 0..streams {
+        let (done, failed) = (done.clone(), failed.clone());
+        let addr = gw.addr;
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_micros(400 * i as u64)).await;
+            if stream(addr, stream_s + 60).await {
+                done.fetch_add(1, Ordering::Relaxed);
+            } else {
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let mut peak = 0;
+    while done.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < streams {
+        peak = peak.max(kb(pid, "VmRSS"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    println!(
+        "{streams} concurrent streams: peak RSS {} MiB (VmHWM {} MiB), {} complete, {} failed, {:.1} s",
+        mib(peak),
+        mib(kb(pid, "VmHWM")),
+        done.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        t.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after_streams = kb(pid, "VmRSS");
+    println!("after the streams, idle: {} MiB", mib(after_streams));
+
+    // Soak: 200 streams at a time plus JSON requests at ~500/s, for soak_s seconds.
+    let until = Instant::now() + Duration::from_secs(soak_s);
+    let served = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut soakers = Vec::new();
+    for _ in 0..200 {
+        let (served, errors, addr) = (served.clone(), errors.clone(), gw.addr);
+        soakers.push(tokio::spawn(async move {
+            while Instant::now() < until {
+                let ok = stream(addr, stream_s + 60).await;
+                (if ok { &served } else { &errors }).fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for _ in 0..10 {
+        let (served, errors, addr) = (served.clone(), errors.clone(), gw.addr);
+        soakers.push(tokio::spawn(async move {
+            while Instant::now() < until {
+                let ok = chat(addr).await;
+                (if ok { &served } else { &errors }).fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+    }
+    let mut soak_peak = 0;
+    while Instant::now() < until {
+        soak_peak = soak_peak.max(kb(pid, "VmRSS"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    for s in soakers {
+        let _ = s.await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after_soak = kb(pid, "VmRSS");
+    println!(
+        "soak {soak_s} s: {} requests, {} errors, peak RSS {} MiB; back at idle: {} MiB ({:+.1}% vs pre-load {} MiB)",
+        served.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        mib(soak_peak),
+        mib(after_soak),
+        (after_soak as f64 / idle as f64 - 1.0) * 100.0,
+        mib(idle)
+    );
+}
+
+/// One streamed chat completion on a new connection; true when it ends with `[DONE]`.
+async fn stream(addr: SocketAddr, within_s: u64) -> bool {
+    let body = r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    exchange(addr, body, b"data: [DONE]\n\n", within_s).await
+}
+
+async fn chat(addr: SocketAddr) -> bool {
+    let body = r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
+    exchange(addr, body, b"\"chat.completion\"", 10).await
+}
+
+async fn exchange(addr: SocketAddr, body: &str, needle: &[u8], within_s: u64) -> bool {
+    let go = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        let req = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        Some(got.starts_with(b"HTTP/1.1 200") && got.windows(needle.len()).any(|w| w == needle))
+    };
+    tokio::time::timeout(Duration::from_secs(within_s), go).await.ok().flatten().unwrap_or(false)
+}
+
+/// The upstream: JSON requests answered at once; streams send one event per `every` for
+/// `events` events, then usage and `[DONE]` (chunked, as real providers do).
+async fn start_mock(every: Duration, events: u64) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { continue };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 8192];
+                loop {
+                    let Some(len) = request_len(&buf) else {
+                        match s.read(&mut tmp).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                        continue;
+                    };
+                    let is_stream = String::from_utf8_lossy(&buf[..len]).contains("\"stream\":true");
+                    buf.drain(..len);
+                    if !is_stream {
+                        let r = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{COMPLETION}",
+                            COMPLETION.len()
+                        );
+                        if s.write_all(r.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                    if s.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    for _ in 0..events {
+                        tokio::time::sleep(every).await;
+                        if s.write_all(format!("{:x}\r\n{TICK}\r\n", TICK.len()).as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    let end = format!("{:x}\r\n{LAST}\r\n0\r\n\r\n", LAST.len());
+                    if s.write_all(end.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The length of the first whole request in `b` (header + content-length body).
+fn request_len(b: &[u8]) -> Option<usize> {
+    let end = b.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&b[..end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    (b.len() >= end + len).then_some(end + len)
+}
+
+struct Proc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway(dir: &std::path::Path, mock: SocketAddr, threads: usize) -> Proc {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let cfg = format!(
+        "listen: \"{addr}\"\nstate_dir: {}\nlimits: {{ upstream_timeout_ms: 600000 }}\nproviders:\n  - {{ name: up, kind: openai_compatible, base_url: \"http://{mock}\" }}\nmodels:\n  - {{ alias: fast, targets: [ {{ provider: up, model: gpt-4o-mini }} ], pricing: {{ input_per_mtok: 1, output_per_mtok: 2 }} }}\nkeys:\n  - {{ id: bench, hash: \"{}\" }}\n",
+        dir.join("state").display(),
+        llm_gateway::auth::stored_form(KEY)
+    );
+    let path = dir.join("gateway.yaml");
+    std::fs::write(&path, cfg).unwrap();
+    let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_llm-gateway"))
+        .args(["run", "--threads", &threads.to_string(), "-c"])
+        .arg(&path)
+        .env("LLM_GATEWAY_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start gateway");
+    let t = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "the gateway did not open {addr}");
+        pause();
+    }
+    Proc { child, addr }
+}
+
+// A bench process polling a port: blocking is fine here.
+#[allow(clippy::disallowed_methods)]
+fn pause() {
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+fn kb(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn mib(kb: u64) -> String {
+    format!("{:.1}", kb as f64 / 1024.0)
+}

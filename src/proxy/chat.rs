@@ -33,6 +33,20 @@ pub struct Inbound {
     pub stream: bool,
     pub include_usage: bool,
     pub gemini_sse: bool,
+    /// A Gemini `embedContent` (`Some(false)`) or `batchEmbedContents` (`Some(true)`) call:
+    /// `body` is its OpenAI embeddings rewrite, the answer and errors go back in Gemini's shape.
+    pub gemini_embed: Option<(bool, formats::embeddings::EmbeddingRequest)>,
+}
+
+impl Inbound {
+    /// The format the client reads answers and errors in.
+    pub fn client_format(&self) -> Format {
+        if self.gemini_embed.is_some() {
+            Format::Gemini
+        } else {
+            self.format
+        }
+    }
 }
 
 /// Read the whole request body, refusing more than `max` bytes (413). Answers
@@ -158,6 +172,8 @@ async fn admit(
     }
     ctx.stream = inbound.stream;
     let shape = media.map(Shape::Media).unwrap_or(Shape::Chat(format));
+    // A Gemini embedding call is checked as the OpenAI embeddings body it became.
+    let model_in_path = model_in_path && inbound.gemini_embed.is_none();
     let admitted = match admission::admit(
         rt,
         principal,
@@ -185,6 +201,15 @@ async fn admit(
 }
 
 fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<Inbound, GatewayError> {
+    if let Some(GeminiCall { model, embed: Some(batch), .. }) = &gemini {
+        // Routed as OpenAI embeddings (every target kind serves those), answered as Gemini.
+        let req = formats::embeddings::gemini_client::decode_request(&body, *batch, model)
+            .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+        let body = Bytes::from(formats::embeddings::gemini_client::encode_openai_request(&req));
+        let mut inb = inbound(Format::OpenAiChat, body, None)?;
+        inb.gemini_embed = Some((*batch, req));
+        return Ok(inb);
+    }
     let peek = passthrough::peek(&body).map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
     if let Some(g) = gemini {
         // Gemini names the model in the path and says "stream" in the URL.
@@ -197,6 +222,7 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
             stream: g.stream,
             include_usage: false,
             gemini_sse: g.sse,
+            gemini_embed: None,
         });
     }
     let model = match &peek.model {
@@ -217,6 +243,7 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
         stream: peek.stream,
         include_usage: peek.include_usage,
         gemini_sse: true,
+        gemini_embed: None,
         peek,
     })
 }
@@ -376,7 +403,7 @@ async fn proxy(
                     let status = formats::status_for(class.kind);
                     ctx.attempt_log.push(format!("{}/{}: 2xx with an error", provider.name, target.model));
                     ctx.error = Some(format!("upstream {status}"));
-                    let body = formats::encode_error(inb.format, class.kind, &class.message);
+                    let body = formats::encode_error(inb.client_format(), class.kind, &class.message);
                     let extra = [("x-gateway-provider", provider.name.clone())];
                     return respond::json(s, ctx, status, body, &extra).await;
                 }
@@ -415,7 +442,7 @@ async fn proxy(
         let retry = plan.rejected(&step, status, &class, started.elapsed());
         if !retry {
             // The client's fault (400, 413...): pass it on, in the client's shape.
-            let message = formats::translate_error(upstream_format, inb.format, status, &err_body);
+            let message = formats::translate_error(upstream_format, inb.client_format(), status, &err_body);
             ctx.status = status;
             ctx.error = Some(format!("upstream {status}"));
             let extra = [("x-gateway-provider", provider.name.clone())];
@@ -424,7 +451,7 @@ async fn proxy(
     }
     let (tried, timed_out) = plan.into_report();
     let e = GatewayError::AllTargetsFailed { attempts: ctx.attempts, tried, timed_out };
-    respond::error(s, ctx, inb.format, e).await
+    respond::error(s, ctx, inb.client_format(), e).await
 }
 
 /// The body for one upstream: same format = splice `model` only; else translate via the IR.
@@ -511,7 +538,20 @@ pub async fn respond_upstream(
     };
     if let Some(body) = body {
         up.release(&gw.connector).await;
-        let body = if same {
+        let body = if let Some((batch, req)) = &inb.gemini_embed {
+            // An embeddings answer in OpenAI's shape (passed through or already translated).
+            use formats::embeddings::gemini_client;
+            match gemini_client::decode_openai_response(&body, req) {
+                Ok(resp) => {
+                    ctx.usage = resp.usage;
+                    Bytes::from(gemini_client::encode_response(&resp, *batch))
+                }
+                Err(e) => {
+                    let g = GatewayError::Upstream(format!("cannot translate the upstream answer: {e}"));
+                    return respond::error(s, ctx, Format::Gemini, g).await;
+                }
+            }
+        } else if same {
             ctx.usage = usage_of(from, &body).unwrap_or_default();
             body
         } else {

@@ -271,3 +271,68 @@ async fn every_error_on_a_gemini_path_is_in_gemini_shape() {
     let (status, v) = refused.expect("the rpm limit never refused");
     assert_gemini_error(status, &v, 429, "RESOURCE_EXHAUSTED", "rpm");
 }
+
+/// A Chat stream whose usage-only chunk is written `"choices": []` (spaced) or
+/// `"choices":[]` (compact), the usage only when the request asked for it.
+async fn chat_stream_mock(spaced: bool) -> MockUpstream {
+    MockUpstream::start(move |r, _| {
+        let req = r.json();
+        let mut parts = vec![
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\n".to_string(),
+        ];
+        if req["stream_options"]["include_usage"] == json!(true) {
+            parts.push(if spaced {
+                "data: {\"id\": \"chatcmpl-1\", \"object\": \"chat.completion.chunk\", \"choices\": [], \"usage\": {\"prompt_tokens\": 6, \"completion_tokens\": 1, \"total_tokens\": 7}}\n\n".to_string()
+            } else {
+                "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":6,\"completion_tokens\":1,\"total_tokens\":7}}\n\n".to_string()
+            });
+        }
+        parts.push("data: [DONE]\n\n".to_string());
+        Reply::Stream {
+            status: 200,
+            content_type: "text/event-stream".into(),
+            parts: parts.into_iter().map(|p| (Wait::None, p.into_bytes())).collect(),
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_usage_chunk_asked_for_on_the_clients_behalf_is_removed_spaced_or_compact() {
+    for spaced in [true, false] {
+        let up = chat_stream_mock(spaced).await;
+        let gw = Gateway::start(&openai_config(&up.url())).await;
+        let ask = |include: bool| {
+            let mut body =
+                json!({"model": "fast", "stream": true, "messages": [{"role": "user", "content": "Hi"}]});
+            if include {
+                body["stream_options"] = json!({"include_usage": true});
+            }
+            client().post(gw.url("/v1/chat/completions")).bearer_auth(KEY).json_body(&body).send()
+        };
+        // The client did not ask: the gateway asked upstream, records the usage, and removes
+        // the chunk.
+        let text = ask(false).await.unwrap().text().await.unwrap();
+        assert_eq!(up.requests()[0].json()["stream_options"]["include_usage"], true, "spaced {spaced}");
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 2, "spaced {spaced}: {text}");
+        assert!(events[0].contains("\"content\":\"Hi\""), "{text}");
+        assert_eq!(events[1], "data: [DONE]");
+        assert!(!text.contains("usage"), "spaced {spaced}: {text}");
+        // The client asked: it gets the chunk exactly as the upstream wrote it.
+        let text = ask(true).await.unwrap().text().await.unwrap();
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 3, "spaced {spaced}: {text}");
+        let want = if spaced {
+            "\"choices\": [], \"usage\": {\"prompt_tokens\": 6"
+        } else {
+            "\"choices\":[],\"usage\":{\"prompt_tokens\":6"
+        };
+        assert!(events[1].contains(want), "spaced {spaced}: {text}");
+        let lines = gw.usage_lines(2).await;
+        assert_eq!(lines.len(), 2);
+        for l in &lines {
+            assert_eq!((l["input_tokens"].as_u64(), l["output_tokens"].as_u64()), (Some(6), Some(1)), "{l}");
+        }
+    }
+}

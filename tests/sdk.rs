@@ -336,3 +336,90 @@ async fn the_usage_chunk_asked_for_on_the_clients_behalf_is_removed_spaced_or_co
         }
     }
 }
+
+/// An Anthropic mock answering `msg_01X` from `claude-3-5-haiku-20241022`, JSON or a stream.
+async fn anthropic_mock() -> MockUpstream {
+    MockUpstream::start(|r, _| {
+        if r.json()["stream"] == json!(true) {
+            let events = [
+                ("message_start", json!({"type": "message_start", "message": {"id": "msg_01X", "type": "message", "role": "assistant",
+                    "model": "claude-3-5-haiku-20241022", "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": 3, "output_tokens": 1}}})),
+                ("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+                ("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}})),
+                ("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+                ("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 1}})),
+                ("message_stop", json!({"type": "message_stop"})),
+            ];
+            return Reply::Stream {
+                status: 200,
+                content_type: "text/event-stream".into(),
+                parts: events.iter().map(|(n, v)| (Wait::None, format!("event: {n}\ndata: {v}\n\n").into_bytes())).collect(),
+            };
+        }
+        let body = json!({"id": "msg_01X", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-20241022",
+            "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 3, "output_tokens": 1}});
+        Reply::json(200, &body.to_string())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_name_the_upstream_model_and_carry_ids_in_the_clients_shape_on_every_route() {
+    let (o, a) = (openai_mock().await, anthropic_mock().await);
+    let mut c = openai_config(&o.url());
+    c.0["providers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "an", "kind": "anthropic", "base_url": a.url(), "api_key": "sk-ant"}));
+    c = c.alias(
+        json!({"alias": "claude", "targets": [{"provider": "an", "model": "claude-3-5-haiku-latest"}]}),
+    );
+    c.key_mut("k1")["models"] = json!(["fast", "claude"]);
+    let gw = Gateway::start(&c).await;
+    let chat = |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    let messages = |model: &str, stream: bool| json!({"model": model, "max_tokens": 16, "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+    let post = |path: &str, body: Value| client().post(gw.url(path)).bearer_auth(KEY).json_body(&body).send();
+    // (path, body, id prefix, model): passthrough and translated alike.
+    let cases = [
+        ("/v1/chat/completions", chat("fast"), "chatcmpl-", "gpt-4o-mini-2024-07-18"),
+        ("/v1/chat/completions", chat("claude"), "chatcmpl-", "claude-3-5-haiku-20241022"),
+        ("/v1/messages", messages("claude", false), "msg_", "claude-3-5-haiku-20241022"),
+        ("/v1/messages", messages("fast", false), "msg_", "gpt-4o-mini-2024-07-18"),
+    ];
+    for (path, body, prefix, model) in cases {
+        let (status, v) = json_of(post(path, body.clone()).await.unwrap()).await;
+        assert_eq!(status, 200, "{path} {body}: {v}");
+        assert!(v["id"].as_str().unwrap().starts_with(prefix), "{path} {body}: {v}");
+        assert_eq!(v["model"], model, "{path} {body}: {v}");
+    }
+    // Gemini clients: modelVersion is the upstream's model too.
+    let gen = json!({"contents": [{"parts": [{"text": "hi"}], "role": "user"}]});
+    let (_, v) = json_of(
+        google(client().post(gw.url("/v1/models/claude:generateContent")))
+            .json_body(&gen)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["modelVersion"], "claude-3-5-haiku-20241022", "{v}");
+    // A translated stream: every chunk says both.
+    let body = json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let text = post("/v1/chat/completions", body).await.unwrap().text().await.unwrap();
+    let chunks: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(chunks.len() >= 3, "{text}");
+    for c in &chunks {
+        assert_eq!(
+            (c["id"].as_str(), c["model"].as_str()),
+            (Some("chatcmpl-01X"), Some("claude-3-5-haiku-20241022")),
+            "{text}"
+        );
+    }
+}

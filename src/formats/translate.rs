@@ -59,8 +59,51 @@ pub fn translate_response(
     body: &[u8],
     opts: &ResponseOptions,
 ) -> Result<(Vec<u8>, Usage), TranslateError> {
-    let resp = decode_response(from, body)?;
-    Ok((encode_response(to, &resp, opts), resp.usage))
+    let mut resp = decode_response(from, body)?;
+    resp.id = answer_id(to, &resp.id);
+    let model = answer_model(&resp.model, opts.model).to_owned();
+    let opts = ResponseOptions { model: &model, ..*opts };
+    Ok((encode_response(to, &resp, &opts), resp.usage))
+}
+
+// === Answer fields ===
+
+/// The `model` a translated answer names: the concrete model the upstream reported (as
+/// OpenAI answers with dated model names), else `target`, the target's configured model
+/// (what the proxy puts in `ResponseOptions::model`). Never the alias the client sent; the
+/// same rule as on passthrough routes, where the upstream's own answer is passed on.
+pub fn answer_model<'a>(reported: &'a str, target: &'a str) -> &'a str {
+    if reported.trim().is_empty() {
+        target
+    } else {
+        reported
+    }
+}
+
+/// Id prefixes of the formats that have one.
+const ID_PREFIXES: [&str; 3] = ["chatcmpl-", "msg_", "resp_"];
+
+/// The id of a translated answer in client format `to`'s own shape: `chatcmpl-…` for Chat,
+/// `msg_…` for Anthropic (Responses ids get `resp_` from their encoder; Gemini's
+/// `responseId` has no shape). The upstream's id is kept after its own prefix (so logs
+/// still match), or a random one is made when it gave none.
+pub fn answer_id(to: Format, upstream: &str) -> String {
+    let prefix = match to {
+        Format::OpenAiChat => "chatcmpl-",
+        Format::Anthropic => "msg_",
+        Format::OpenAiResponses | Format::Gemini | Format::Bedrock => return upstream.to_owned(),
+    };
+    if upstream.starts_with(prefix) {
+        return upstream.to_owned();
+    }
+    let rest = ID_PREFIXES.iter().find_map(|p| upstream.strip_prefix(p)).unwrap_or(upstream);
+    let rest: String =
+        rest.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').take(96).collect();
+    if rest.is_empty() {
+        format!("{prefix}{:024x}", fastrand::u128(..) >> 32)
+    } else {
+        format!("{prefix}{rest}")
+    }
 }
 
 /// Upstream error body (any status >= 400) -> client error body in format `to`, keeping the

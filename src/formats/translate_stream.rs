@@ -106,6 +106,13 @@ impl Encoder {
 pub struct StreamTranslator {
     decoder: Decoder,
     encoder: Encoder,
+    /// The client's format and options: the encoder is made again at the upstream's `Start`,
+    /// with the model it reports (see `translate::answer_model`).
+    to: Format,
+    model: String,
+    gemini_sse: bool,
+    include_usage: bool,
+    started: bool,
     passthrough: bool,
     /// The decoder failed (observe mode): stop decoding, keep passing bytes.
     blind: bool,
@@ -136,6 +143,11 @@ impl StreamTranslator {
         StreamTranslator {
             decoder: Decoder::new(from),
             encoder: Encoder::new(to, opts),
+            to,
+            model: opts.model.to_owned(),
+            gemini_sse: opts.gemini_sse,
+            include_usage: opts.include_usage,
+            started: false,
             passthrough: false,
             blind: false,
             events: Vec::new(),
@@ -277,11 +289,30 @@ impl StreamTranslator {
                 r = Err(TranslateError::AnswerTooLarge { limit: self.max_content });
                 break;
             }
+            if let StreamEvent::Start { id, model } = &ev {
+                if !self.started {
+                    self.started = true;
+                    let ev = self.answer_start(id, model);
+                    self.encoder.encode(&ev, out);
+                    continue;
+                }
+            }
             self.encoder.encode(&ev, out);
         }
         events.clear();
         self.events = events; // keep the capacity
         r
+    }
+
+    /// The upstream's first `Start`: the encoder (which has written nothing yet) is made
+    /// again with the model the upstream reports, and the id is put in the client format's
+    /// own shape (README "Answer fields").
+    fn answer_start(&mut self, id: &str, model: &str) -> StreamEvent {
+        let model = super::answer_model(model, &self.model).to_owned();
+        let opts =
+            ResponseOptions { model: &model, gemini_sse: self.gemini_sse, include_usage: self.include_usage };
+        self.encoder = Encoder::new(self.to, &opts);
+        StreamEvent::Start { id: super::answer_id(self.to, id), model }
     }
 
     /// A translator with a smaller content limit (tests).

@@ -356,8 +356,9 @@ async fn proxy(
                     // target's failure too, not a 502 with the next target untried.
                     let answer = match answer {
                         Answer::Body(body) if upstream_format != inb.format => {
+                            // The target's model, never the alias (README "Answer fields").
                             let opts = ResponseOptions {
-                                model: &alias.name,
+                                model: &target.model,
                                 gemini_sse: inb.gemini_sse,
                                 include_usage: inb.include_usage,
                             };
@@ -378,7 +379,7 @@ async fn proxy(
                     };
                     plan.succeeded(&step, header_time);
                     ctx.served = Some((step.alias, step.target));
-                    let names = Names { provider: &provider.name, model: &target.model, alias: &alias.name };
+                    let names = Names { provider: &provider.name, model: &target.model };
                     return respond_upstream(
                         gw,
                         s,
@@ -489,7 +490,6 @@ fn upstream_body(
 pub struct Names<'a> {
     pub provider: &'a str,
     pub model: &'a str,
-    pub alias: &'a str,
 }
 
 /// Write a successful upstream answer to the client: passthrough or translated, JSON or stream.
@@ -505,8 +505,9 @@ pub async fn respond_upstream(
     names: Names<'_>,
     dropped: &[&'static str],
 ) -> pingora::Result<()> {
+    // The target's model, never the alias (README "Answer fields").
     let opts =
-        ResponseOptions { model: names.alias, gemini_sse: inb.gemini_sse, include_usage: inb.include_usage };
+        ResponseOptions { model: names.model, gemini_sse: inb.gemini_sse, include_usage: inb.include_usage };
     let same = from == inb.format;
     let mut h = ResponseHeader::build(200, Some(8))?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;

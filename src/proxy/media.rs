@@ -240,8 +240,7 @@ async fn upload(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, form: Form)
             match chat::check_answer(&mut up, inb.op, format, false).await {
                 Ok(answer) => {
                     plan.succeeded(&step, started.elapsed());
-                    let names =
-                        chat::Names { provider: &provider.name, model: &target.model, alias: &alias.name };
+                    let names = chat::Names { provider: &provider.name, model: &target.model };
                     return chat::respond_upstream(gw, s, ctx, &inb, up, answer, format, names, &[]).await;
                 }
                 // The upload cannot be sent again: a bad answer ends the request.

@@ -423,3 +423,38 @@ async fn answers_name_the_upstream_model_and_carry_ids_in_the_clients_shape_on_e
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_translated_responses_answer_echoes_the_requests_tools_and_instructions() {
+    let a = anthropic_mock().await;
+    let mut c = openai_config(&a.url());
+    c.0["providers"] = json!([{"name": "an", "kind": "anthropic", "base_url": a.url(), "api_key": "sk-ant"}]);
+    c.alias_mut("fast")["targets"] = json!([{"provider": "an", "model": "claude-3-5-haiku-latest"}]);
+    c.alias_mut("other")["targets"] = json!([{"provider": "an", "model": "claude-3-5-haiku-latest"}]);
+    let gw = Gateway::start(&c).await;
+    let tools = json!([{"type": "function", "name": "get_weather", "description": "Weather", "parameters": {"type": "object", "properties": {}}}]);
+    for stream in [false, true] {
+        let body = json!({"model": "fast", "input": "hi", "instructions": "Be brief", "tools": tools, "stream": stream, "temperature": 0.5});
+        let r =
+            client().post(gw.url("/v1/responses")).bearer_auth(KEY).json_body(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        let objects: Vec<Value> = if stream {
+            text.split("\n\n")
+                .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+                .filter_map(|d| serde_json::from_str::<Value>(d).ok()?.get("response").cloned())
+                .collect()
+        } else {
+            vec![serde_json::from_str(&text).unwrap()]
+        };
+        assert_eq!(objects.len(), if stream { 3 } else { 1 }, "{text}");
+        for o in &objects {
+            assert_eq!(o["tools"], tools, "stream {stream}: {o}");
+            assert_eq!(o["instructions"], "Be brief", "stream {stream}: {o}");
+            assert_eq!(o["temperature"], 0.5, "stream {stream}: {o}");
+            assert_eq!(o["model"], "claude-3-5-haiku-20241022", "stream {stream}: {o}");
+            assert!(o["id"].as_str().unwrap().starts_with("resp_"), "stream {stream}: {o}");
+        }
+        assert_eq!(objects.last().unwrap()["output"][0]["content"][0]["text"], "hi", "{text}");
+    }
+}

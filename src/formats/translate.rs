@@ -80,6 +80,56 @@ pub fn answer_model<'a>(reported: &'a str, target: &'a str) -> &'a str {
     }
 }
 
+/// The request fields a Responses object repeats, with what the real API shows when the
+/// request does not set them.
+fn responses_echo_defaults() -> [(&'static str, serde_json::Value); 14] {
+    use serde_json::{json, Value};
+    [
+        ("instructions", Value::Null),
+        ("tools", json!([])),
+        ("tool_choice", json!("auto")),
+        ("parallel_tool_calls", json!(true)),
+        ("temperature", json!(1.0)),
+        ("top_p", json!(1.0)),
+        ("max_output_tokens", Value::Null),
+        ("previous_response_id", Value::Null),
+        ("metadata", json!({})),
+        ("text", json!({"format": {"type": "text"}})),
+        ("reasoning", json!({"effort": null, "summary": null})),
+        ("truncation", json!("disabled")),
+        ("user", Value::Null),
+        ("store", json!(true)),
+    ]
+}
+
+/// What a translated Responses answer echoes from the client's Responses `request`, as the
+/// real API fills the Response object: `tools`, `instructions`, `tool_choice`, sampling and the
+/// rest, each the request's value or the API's default. `None` when the body is not an object.
+pub fn responses_echo(request: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let mut req: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(request).ok()?;
+    Some(
+        responses_echo_defaults()
+            .into_iter()
+            .map(|(k, default)| {
+                let v = req.remove(k).filter(|v| !v.is_null()).unwrap_or(default);
+                (k.to_owned(), v)
+            })
+            .collect(),
+    )
+}
+
+/// A translated Responses answer (the whole Response object) with `echo` written into it.
+/// An answer that is not a JSON object is returned as it is.
+pub fn echo_into_response(answer: &[u8], echo: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(answer) else {
+        return answer.to_vec();
+    };
+    for (k, x) in echo {
+        v.insert(k.clone(), x.clone());
+    }
+    serde_json::to_vec(&v).unwrap_or_else(|_| answer.to_vec())
+}
+
 /// Id prefixes of the formats that have one.
 const ID_PREFIXES: [&str; 3] = ["chatcmpl-", "msg_", "resp_"];
 

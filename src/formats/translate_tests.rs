@@ -289,3 +289,67 @@ fn translated_streams_carry_the_upstream_model_and_their_own_id_shape() {
         assert!(!text.contains("target-model"), "{to:?}: {text}");
     }
 }
+
+#[test]
+fn a_responses_echo_repeats_the_request_or_the_apis_defaults() {
+    let req = br#"{"model":"m","input":"hi","instructions":"Be brief","tools":[{"type":"function","name":"f","parameters":{}}],"temperature":0.2,"user":null}"#;
+    let echo = responses_echo(req).unwrap();
+    assert_eq!(echo.len(), 14);
+    assert_eq!(echo["instructions"], "Be brief");
+    assert_eq!(echo["tools"][0]["name"], "f");
+    assert_eq!(echo["temperature"], 0.2);
+    assert_eq!(echo["top_p"], 1.0);
+    assert_eq!(echo["tool_choice"], "auto");
+    assert_eq!(echo["user"], serde_json::Value::Null);
+    assert_eq!(echo["text"]["format"]["type"], "text");
+    assert!(!echo.contains_key("model") && !echo.contains_key("input"));
+    assert!(responses_echo(b"[1]").is_none());
+
+    let chat = br#"{"id":"chatcmpl-7","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+    let (body, _) = translate_response(Format::OpenAiChat, Format::OpenAiResponses, chat, &OPTS).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&echo_into_response(&body, &echo)).unwrap();
+    assert_eq!(v["tools"][0]["name"], "f");
+    assert_eq!(v["instructions"], "Be brief");
+    assert_eq!(v["output"][0]["content"][0]["text"], "hi", "the answer itself is kept");
+    assert_eq!(echo_into_response(b"not json", &echo), b"not json");
+}
+
+#[test]
+fn a_translated_responses_stream_echoes_the_request_in_every_response_object() {
+    let req = br#"{"model":"m","input":"hi","instructions":"Be brief","tools":[{"type":"function","name":"f","parameters":{}}]}"#;
+    let echo = responses_echo(req).unwrap();
+    let chat = "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\ndata: [DONE]\n\n";
+    // Fed whole and byte by byte: the same output.
+    let mut outputs = Vec::new();
+    for split in [chat.len(), 1] {
+        let mut t =
+            StreamTranslator::new(Format::OpenAiChat, Format::OpenAiResponses, &OPTS).with_echo(echo.clone());
+        let mut out = Vec::new();
+        for piece in chat.as_bytes().chunks(split) {
+            t.feed(piece, &mut out).unwrap();
+        }
+        t.finish(&mut out);
+        outputs.push(String::from_utf8(out).unwrap());
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    let text = &outputs[0];
+    let objects: Vec<serde_json::Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap())
+        .filter(|v| v.get("response").is_some())
+        .collect();
+    let kinds: Vec<&str> = objects.iter().map(|v| v["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["response.created", "response.in_progress", "response.completed"], "{text}");
+    for v in &objects {
+        assert_eq!(v["response"]["tools"][0]["name"], "f", "{v}");
+        assert_eq!(v["response"]["instructions"], "Be brief", "{v}");
+    }
+    assert_eq!(objects[2]["response"]["output"][0]["content"][0]["text"], "hi");
+    crate::formats::grammar::check(Format::OpenAiResponses, text.as_bytes()).unwrap();
+    // Without an echo nothing changes: the encoder's own `tools: []`.
+    let mut t = StreamTranslator::new(Format::OpenAiChat, Format::OpenAiResponses, &OPTS);
+    let mut out = Vec::new();
+    t.feed(chat.as_bytes(), &mut out).unwrap();
+    assert!(String::from_utf8(out).unwrap().contains("\"tools\":[]"));
+}

@@ -363,7 +363,7 @@ async fn proxy(
                                 include_usage: inb.include_usage,
                             };
                             match formats::translate_response(upstream_format, inb.format, &body, &opts) {
-                                Ok((b, usage)) => Answer::Translated(Bytes::from(b), usage),
+                                Ok((b, usage)) => Answer::Translated(Bytes::from(echoed(inb, b)), usage),
                                 Err(e) => {
                                     let e = AttemptError::Io {
                                         provider: provider.name.clone(),
@@ -559,7 +559,7 @@ pub async fn respond_upstream(
             match formats::translate_response(from, inb.format, &body, &opts) {
                 Ok((b, usage)) => {
                     ctx.usage = usage;
-                    Bytes::from(b)
+                    Bytes::from(echoed(inb, b))
                 }
                 Err(e) => {
                     let g = GatewayError::Upstream(format!("cannot translate the upstream answer: {e}"));
@@ -570,6 +570,18 @@ pub async fn respond_upstream(
         return json_answer(s, h, body).await;
     }
     stream(gw, s, ctx, inb, up, h, from, &opts).await
+}
+
+/// A translated answer for a Responses client repeats the request's fields as the real API
+/// does (`tools`, `instructions`...; README "Answer fields").
+fn echoed(inb: &Inbound, body: Vec<u8>) -> Vec<u8> {
+    if inb.format != Format::OpenAiResponses {
+        return body;
+    }
+    match formats::responses_echo(&inb.body) {
+        Some(echo) => formats::echo_into_response(&body, &echo),
+        None => body,
+    }
 }
 
 /// Write a whole JSON answer under the prepared header.
@@ -637,7 +649,14 @@ async fn stream(
         StreamMode::Translate(Box::new(formats::StreamTranslator::reencoding(from, inb.format, opts)))
     } else {
         // Another format, or the same non-OpenAI format (the translator then only observes usage).
-        StreamMode::Translate(Box::new(formats::StreamTranslator::new(from, inb.format, opts)))
+        let t = formats::StreamTranslator::new(from, inb.format, opts);
+        let echo = (!same && inb.format == Format::OpenAiResponses)
+            .then(|| formats::responses_echo(&inb.body))
+            .flatten();
+        StreamMode::Translate(Box::new(match echo {
+            Some(e) => t.with_echo(e),
+            None => t,
+        }))
     };
 
     // Each chunk's output is handed to the client as its own buffer (no copy).

@@ -34,6 +34,26 @@ enum Command {
         /// Worker threads for the data plane (default: number of CPUs).
         #[arg(long)]
         threads: Option<usize>,
+        /// Take the listening sockets over from the running gateway (sent on its SIGQUIT);
+        /// `llm-gateway upgrade` does the whole exchange.
+        #[arg(short, long)]
+        upgrade: bool,
+    },
+    /// Zero-downtime upgrade: start this binary with `run --upgrade`, hand it the listening
+    /// sockets of the running gateway (SIGQUIT), and return once it serves. The old process
+    /// finishes its requests and streams (up to `limits.shutdown_grace_s`) and exits 0.
+    Upgrade {
+        #[arg(short, long, default_value = "conf/gateway.yaml")]
+        config: PathBuf,
+        /// The running gateway (default: `{state_dir}/llm-gateway.pid`).
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Worker threads for the new process.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// How long the new process may take to serve.
+        #[arg(long, default_value_t = 30)]
+        timeout_s: u64,
     },
     /// Validate a config file: prints every error with its YAML path (exit 64 if any), then
     /// every field that is accepted but not enforced yet; exit 0 if valid.
@@ -65,14 +85,25 @@ fn main() -> ExitCode {
     };
     let _ = tracing_log::LogTracer::builder().with_max_level(max).init();
     // Every log line is redacted on its way out (keys, `?key=`, credential headers).
-    if let Err(e) = llm_gateway::telemetry::init_logging(&spec, false) {
+    // JSON lines wherever the output is read by machines (journald, a file, a collector);
+    // text on a terminal. `LLM_GATEWAY_LOG_FORMAT=json|text` overrides.
+    let json = match std::env::var("LLM_GATEWAY_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        _ => !std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    if let Err(e) = llm_gateway::telemetry::init_logging(&spec, json) {
         eprintln!("llm-gateway: {e}; logging at info");
-        let _ = llm_gateway::telemetry::init_logging("info", false);
+        let _ = llm_gateway::telemetry::init_logging("info", json);
     }
 
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run { config: "conf/gateway.yaml".into(), threads: None }) {
-        Command::Run { config, threads } => {
+    match cli.command.unwrap_or(Command::Run {
+        config: "conf/gateway.yaml".into(),
+        threads: None,
+        upgrade: false,
+    }) {
+        Command::Run { config, threads, upgrade } => {
             let store = match RuntimeStore::open(&config) {
                 Ok(s) => Arc::new(s),
                 Err(e) => {
@@ -84,11 +115,46 @@ fn main() -> ExitCode {
             };
             let threads =
                 threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-            if let Err(e) = llm_gateway::server::run(store, threads) {
+            if let Err(e) = llm_gateway::server::run(store, threads, upgrade) {
                 eprintln!("llm-gateway: {e}");
                 return ExitCode::from(1);
             }
             ExitCode::SUCCESS
+        }
+        Command::Upgrade { config, pid, threads, timeout_s } => {
+            // The new process must be able to start: refuse a broken config before anything.
+            let snap = match std::fs::read_to_string(&config)
+                .map_err(|e| format!("cannot read: {e}"))
+                .and_then(|t| {
+                    config::parse(&t)
+                        .and_then(|c| config::build_with(c, Secrets::Resolve))
+                        .map_err(|e| e.to_string())
+                }) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("invalid configuration: {}: {e}; nothing was changed", config.display());
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
+            let exe = match std::env::current_exe() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("llm-gateway upgrade: cannot find this binary: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let state_dir = PathBuf::from(&snap.state_dir);
+            let within = std::time::Duration::from_secs(timeout_s);
+            match llm_gateway::server::upgrade::upgrade(&exe, &config, &state_dir, pid, threads, within) {
+                Ok(new) => {
+                    eprintln!("llm-gateway upgrade: process {new} serves; the old one drains and exits");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("llm-gateway upgrade: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::Check { config, no_secrets } => {
             let text = match std::fs::read_to_string(&config) {

@@ -159,13 +159,10 @@ impl UsageLog {
         (log, UsageWriter { shared })
     }
 
-    /// Submit one record (and, with `also_log`, copy it to the request log). Never touches
-    /// the disk, except after [`Self::close`], when the line is written at once.
-    pub fn record(&self, r: &UsageRecord, also_log: bool) {
+    /// Submit one record. Never touches the disk, except after [`Self::close`], when the line
+    /// is written at once. (The log's access line is `telemetry::AccessLine`'s.)
+    pub fn record(&self, r: &UsageRecord) {
         let mut line = serde_json::to_vec(r).unwrap_or_default();
-        if also_log {
-            tracing::info!(target: "request", "{}", String::from_utf8_lossy(&line));
-        }
         line.push(b'\n');
         self.shared.pending.lock().extend_from_slice(&line);
         if self.shared.closed.load(Ordering::Acquire) {

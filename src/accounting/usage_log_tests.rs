@@ -70,7 +70,7 @@ fn the_file_rotates_by_size_without_losing_or_splitting_a_line() {
     let line_len = serde_json::to_vec(&rec(10)).unwrap().len() as u64 + 1;
     let (log, _w, _tx) = log_in(dir.path(), Rotation { max_bytes: 3 * line_len, daily: false });
     for i in 10..40 {
-        log.record(&rec(i), false);
+        log.record(&rec(i));
         if i % 2 == 0 {
             log.flush_at(at(DAY1 + i as u64));
         }
@@ -90,10 +90,10 @@ fn the_file_rotates_by_size_without_losing_or_splitting_a_line() {
 fn a_batch_bigger_than_the_limit_goes_whole_into_a_fresh_file() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _w, _tx) = log_in(dir.path(), Rotation { max_bytes: 10, daily: false });
-    log.record(&rec(1), false);
+    log.record(&rec(1));
     log.flush_at(at(DAY1));
     for i in 2..6 {
-        log.record(&rec(i), false);
+        log.record(&rec(i));
     }
     log.flush_at(at(DAY1));
     let files = log_files(dir.path()).unwrap();
@@ -106,11 +106,11 @@ fn a_batch_bigger_than_the_limit_goes_whole_into_a_fresh_file() {
 fn the_file_rotates_at_the_utc_day_boundary() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _w, _tx) = log_in(dir.path(), Rotation::default());
-    log.record(&rec(1), false);
+    log.record(&rec(1));
     log.flush_at(at(DAY1));
-    log.record(&rec(2), false);
+    log.record(&rec(2));
     log.flush_at(at(DAY1 + 60));
-    log.record(&rec(3), false);
+    log.record(&rec(3));
     log.flush_at(at(DAY2));
     let files = log_files(dir.path()).unwrap();
     assert_eq!(files.len(), 2, "{files:?}");
@@ -126,7 +126,7 @@ fn a_file_left_from_an_earlier_day_is_rotated_before_new_lines() {
     std::fs::write(&path, format!("{}\n", serde_json::to_string(&rec(0)).unwrap())).unwrap();
     File::options().write(true).open(&path).unwrap().set_modified(at(DAY1)).unwrap();
     let (log, _w, _tx) = log_in(dir.path(), Rotation::default());
-    log.record(&rec(1), false);
+    log.record(&rec(1));
     log.flush_at(at(DAY2));
     let files = log_files(dir.path()).unwrap();
     assert_eq!(files.len(), 2);
@@ -138,15 +138,15 @@ fn a_file_left_from_an_earlier_day_is_rotated_before_new_lines() {
 fn reopen_follows_an_external_rename() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _w, _tx) = log_in(dir.path(), Rotation::default());
-    log.record(&rec(1), false);
+    log.record(&rec(1));
     log.flush_at(at(DAY1));
     // logrotate renames the file; lines keep going to the renamed file until reopen.
     let moved = dir.path().join("usage.jsonl.1");
     std::fs::rename(dir.path().join(FILE_NAME), &moved).unwrap();
-    log.record(&rec(2), false);
+    log.record(&rec(2));
     log.flush_at(at(DAY1));
     log.reopen();
-    log.record(&rec(3), false);
+    log.record(&rec(3));
     log.flush_at(at(DAY1));
     assert_eq!(ids(std::slice::from_ref(&moved)), expected(1..3));
     assert_eq!(ids(&[dir.path().join(FILE_NAME)]), expected(3..4));
@@ -156,10 +156,10 @@ fn reopen_follows_an_external_rename() {
 fn a_new_state_dir_takes_effect_at_the_next_batch() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (log, _w, tx) = log_in(a.path(), Rotation::default());
-    log.record(&rec(1), false);
+    log.record(&rec(1));
     log.flush_at(at(DAY1));
     tx.send(b.path().join("nested")).unwrap();
-    log.record(&rec(2), false);
+    log.record(&rec(2));
     log.flush_at(at(DAY1));
     assert_eq!(ids(&log_files(a.path()).unwrap()), expected(1..2));
     assert_eq!(ids(&log_files(&b.path().join("nested")).unwrap()), expected(2..3));
@@ -170,21 +170,21 @@ fn close_and_dropping_the_last_handle_write_everything_pending() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _w, _tx) = log_in(dir.path(), Rotation::default());
     let clone = log.clone();
-    log.record(&rec(1), false);
+    log.record(&rec(1));
     drop(log);
     // A clone is still alive: nothing forced yet.
     assert!(log_files(dir.path()).unwrap().is_empty());
-    clone.record(&rec(2), false);
+    clone.record(&rec(2));
     drop(clone);
     assert_eq!(ids(&log_files(dir.path()).unwrap()), expected(1..3));
 
     let dir = tempfile::tempdir().unwrap();
     let (log, _w, _tx) = log_in(dir.path(), Rotation::default());
-    log.record(&rec(1), false);
+    log.record(&rec(1));
     log.close();
     assert_eq!(ids(&log_files(dir.path()).unwrap()), expected(1..2));
     // After close a record is written at once.
-    log.record(&rec(2), false);
+    log.record(&rec(2));
     assert_eq!(ids(&log_files(dir.path()).unwrap()), expected(1..3));
 }
 
@@ -194,14 +194,14 @@ async fn the_writer_keeps_flushing_after_shutdown_until_closed() {
     let (log, writer, _tx) = log_in(dir.path(), Rotation::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(async move { writer.start(shutdown_rx).await });
-    log.record(&rec(1), false);
+    log.record(&rec(1));
     let files = |d: &Path| log_files(d).map(|f| ids(&f)).unwrap_or_default();
     let p = dir.path().to_owned();
     tokio::task::spawn_blocking(move || wait_for("the first line", || files(&p).len() == 1)).await.unwrap();
 
     // Shutdown starts: requests still finishing in the grace period are recorded.
     shutdown_tx.send(true).unwrap();
-    log.record(&rec(2), false);
+    log.record(&rec(2));
     let p = dir.path().to_owned();
     tokio::task::spawn_blocking(move || wait_for("a line after shutdown", || files(&p).len() == 2))
         .await
@@ -209,7 +209,7 @@ async fn the_writer_keeps_flushing_after_shutdown_until_closed() {
     assert!(!task.is_finished(), "the writer stopped at the shutdown signal");
 
     // The data plane has drained: close writes the rest at once, and the writer ends.
-    log.record(&rec(3), false);
+    log.record(&rec(3));
     log.close();
     assert_eq!(ids(&log_files(dir.path()).unwrap()), expected(1..4));
     tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();

@@ -163,13 +163,16 @@ impl Default for CircuitBreaker {
 pub struct LogConfig {
     /// One JSON line per request on the log (default true). Never prompt text unless `bodies`.
     pub requests: bool,
-    /// Include request and response bodies in the request log (default false).
+    /// Include request and response bodies in the request log (default false). Each is cut
+    /// at `body_max_bytes` and passes through the log's secret masking.
     pub bodies: bool,
+    /// The most bytes of each body an access line carries (default 8192).
+    pub body_max_bytes: usize,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { requests: true, bodies: false }
+        LogConfig { requests: true, bodies: false, body_max_bytes: 8192 }
     }
 }
 

@@ -19,6 +19,8 @@ pub struct Snapshot {
     pub keys: HashMap<[u8; 32], Arc<Key>>,
     pub limits: Limits,
     pub log_requests: bool,
+    /// `log.bodies`: the most bytes of each body an access line carries (`None`: no bodies).
+    pub log_bodies: Option<usize>,
     pub state_dir: String,
     /// Admin bearer token, when configured.
     pub admin_token: Option<SecretString>,

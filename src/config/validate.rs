@@ -460,6 +460,7 @@ pub fn build_with(config: Config, secrets: Secrets) -> Result<Snapshot, ConfigEr
     };
     Ok(Snapshot {
         log_requests: config.log.requests,
+        log_bodies: (config.log.requests && config.log.bodies).then_some(config.log.body_max_bytes),
         state_dir: config.state_dir.clone().unwrap_or_else(|| "/var/lib/llm-gateway".to_string()),
         config,
         providers,

@@ -161,6 +161,9 @@ async fn admit(
         Ok(b) => b,
         Err(e) => return Ok(Err(e)),
     };
+    if rt.snap.log_bodies.is_some() {
+        ctx.request_body = Some(body.clone());
+    }
     let model_in_path = gemini.is_some();
     let mut inbound = match inbound(format, body, gemini) {
         Ok(i) => i,
@@ -527,7 +530,7 @@ pub async fn respond_upstream(
         Answer::Translated(body, usage) => {
             up.release(&gw.connector).await;
             ctx.usage = usage;
-            return json_answer(s, h, body).await;
+            return json_answer(s, ctx, h, body).await;
         }
         Answer::Body(body) => Some(body),
         Answer::Stream => None,
@@ -567,7 +570,7 @@ pub async fn respond_upstream(
                 }
             }
         };
-        return json_answer(s, h, body).await;
+        return json_answer(s, ctx, h, body).await;
     }
     stream(gw, s, ctx, inb, up, h, from, &opts).await
 }
@@ -585,7 +588,15 @@ fn echoed(inb: &Inbound, body: Vec<u8>) -> Vec<u8> {
 }
 
 /// Write a whole JSON answer under the prepared header.
-async fn json_answer(s: &mut Session, mut h: ResponseHeader, body: Bytes) -> pingora::Result<()> {
+async fn json_answer(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    mut h: ResponseHeader,
+    body: Bytes,
+) -> pingora::Result<()> {
+    if ctx.logs_bodies() {
+        ctx.response_body = Some(body.clone());
+    }
     h.insert_header("content-type", "application/json")?;
     h.insert_header("content-length", body.len().to_string())?;
     s.write_response_header(Box::new(h), false).await?;

@@ -46,4 +46,14 @@ pub struct RequestCtx {
     pub status: u16,
     pub usage: Usage,
     pub error: Option<String>,
+    // --- `log.bodies` (kept only when it is on; cheap clones of the buffers already held)
+    pub request_body: Option<bytes::Bytes>,
+    pub response_body: Option<bytes::Bytes>,
+}
+
+impl RequestCtx {
+    /// Whether this request's access line carries bodies (`log.bodies`).
+    pub fn logs_bodies(&self) -> bool {
+        self.rt.as_ref().is_some_and(|rt| rt.snap.log_bodies.is_some())
+    }
 }

@@ -25,6 +25,7 @@ use crate::limits::Hold;
 use crate::net::Resolver;
 use crate::providers::MediaOp;
 use crate::runtime::RuntimeStore;
+use crate::telemetry::AccessLine;
 use crate::telemetry::{Events, Metrics, RequestSample, TokenCounts};
 
 /// Process-wide counters (exported by the admin listener's `/metrics`).
@@ -226,26 +227,32 @@ impl ProxyHttp for Gateway {
 
     /// Runs last, for every request, including ones whose client went away: the `account`
     /// step, exactly once per request that got as far as an authenticated principal.
-    async fn logging(&self, _s: &mut Session, e: Option<&pingora::Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, s: &mut Session, e: Option<&pingora::Error>, ctx: &mut RequestCtx) {
         if ctx.status >= 500 || e.is_some() {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(kind) = ctx.refused {
             self.metrics.ratelimited(kind);
         }
-        self.account(ctx, e);
+        let record = self.account(ctx, e);
+        if let Some(rt) = ctx.rt.as_ref().filter(|rt| rt.snap.log_requests) {
+            // Probes are not requests anyone needs a line for.
+            if !matches!(ctx.endpoint, "healthz" | "readyz") {
+                access_line(s, ctx, record.as_ref(), e, rt.snap.log_bodies.unwrap_or(0));
+            }
+        }
         // Last: a stop waits for this count to reach 0, then writes the usage lines.
         self.counters.active.fetch_sub(1, Ordering::Release);
     }
 }
 
 impl Gateway {
-    /// The usage line (and, as they land, spend and limit reconciliation) of one request.
-    fn account(&self, ctx: &mut RequestCtx, e: Option<&pingora::Error>) {
-        let Some(rt) = ctx.rt.clone() else { return };
-        let Some(principal) = ctx.principal.take() else {
-            return; // health checks, 404s, 401s: not usage
-        };
+    /// The usage line (and, as they land, spend and limit reconciliation) of one request;
+    /// returns it (for the access line).
+    fn account(&self, ctx: &mut RequestCtx, e: Option<&pingora::Error>) -> Option<UsageRecord> {
+        let rt = ctx.rt.clone()?;
+        // Health checks, 404s, 401s: not usage.
+        let principal = ctx.principal.take()?;
         let snap = &rt.snap;
         let alias = ctx.alias.map(|a| &snap.aliases[a]);
         // A target answered but reported no usage (the client went away mid-stream before the
@@ -324,8 +331,60 @@ impl Gateway {
             attempt_log: std::mem::take(&mut ctx.attempt_log),
             error: ctx.error.take().or_else(|| e.map(|e| e.to_string())),
         };
-        self.usage.record(&r, snap.log_requests);
+        self.usage.record(&r);
+        Some(r)
     }
+}
+
+/// The access line of one finished request (`log.requests`): from its usage record when it
+/// has one, else from what the request got to (a 401, a 404, a CORS preflight).
+fn access_line(
+    s: &Session,
+    ctx: &RequestCtx,
+    r: Option<&UsageRecord>,
+    e: Option<&pingora::Error>,
+    body_max_bytes: usize,
+) {
+    let req = s.req_header();
+    let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let client = s.client_addr().map(|a| a.to_string());
+    let latency = ctx.started.map(|t| t.elapsed()).unwrap_or_default();
+    let status = if ctx.status == 0 { 499 } else { ctx.status };
+    let failure = ctx.error.clone().or_else(|| e.map(|e| e.to_string()));
+    let mut line = AccessLine {
+        request_id: &ctx.request_id,
+        endpoint: ctx.endpoint,
+        method: req.method.as_str(),
+        path,
+        status,
+        stream: ctx.stream,
+        latency,
+        ttfb: ctx.ttfb,
+        attempts: ctx.attempts,
+        error: failure.as_deref(),
+        client: client.as_deref(),
+        request_body: ctx.request_body.as_deref(),
+        response_body: ctx.response_body.as_deref(),
+        body_max_bytes,
+        ..AccessLine::default()
+    };
+    if let Some(r) = r {
+        line.request_id = &r.request_id;
+        line.key_id = r.key.as_deref();
+        line.project = r.project.as_deref();
+        line.alias = r.alias.as_deref();
+        line.provider = r.provider.as_deref();
+        line.model = r.model.as_deref();
+        line.status = r.status;
+        line.input_tokens = r.input_tokens;
+        line.output_tokens = r.output_tokens;
+        line.cached_tokens = r.cached_tokens;
+        line.reasoning_tokens = r.reasoning_tokens;
+        line.cost_micros = r.cost_micros;
+        line.attempts = r.attempts;
+        line.error = r.error.as_deref();
+    }
+    line.emit();
 }
 
 /// The prices a request is charged at: those of the target that answered (its own, else its
@@ -357,6 +416,9 @@ async fn count_tokens(
         Ok(b) => b,
         Err(e) => return Ok(Err(e)),
     };
+    if rt.snap.log_bodies.is_some() {
+        ctx.request_body = Some(body.clone());
+    }
     let model = match crate::formats::passthrough::peek(&body) {
         Ok(p) => p.model.unwrap_or_default(),
         Err(e) => return Ok(Err(GatewayError::InvalidRequest(e.to_string()))),

@@ -96,6 +96,9 @@ pub async fn serve(s: &mut Session, ctx: &mut RequestCtx, rt: &Arc<Runtime>) -> 
         Ok(b) => b,
         Err(e) => return respond::error(s, ctx, Format::OpenAiChat, e).await,
     };
+    if rt.snap.log_bodies.is_some() {
+        ctx.request_body = Some(body.clone());
+    }
     let (mono, wall) = (admission::mono_ns(Instant::now()), SystemTime::now());
     let key_rules = key_rules(&principal);
     let scopes = admission::scopes(rt, &principal, &key_rules);

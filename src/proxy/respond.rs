@@ -29,8 +29,12 @@ pub async fn json(
     for (k, v) in extra.iter().chain(ctx.rate_headers.iter()) {
         h.insert_header(*k, v.as_str())?;
     }
+    let body = Bytes::from(body);
+    if ctx.logs_bodies() {
+        ctx.response_body = Some(body.clone());
+    }
     s.write_response_header(Box::new(h), false).await?;
-    s.write_response_body(Some(Bytes::from(body)), true).await
+    s.write_response_body(Some(body), true).await
 }
 
 /// Write an error the gateway raised, in `format`'s envelope.

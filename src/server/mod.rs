@@ -23,13 +23,18 @@ mod certs;
 mod drain;
 mod events;
 mod health_sync;
+pub mod upgrade;
 
-/// Build and run the server; returns only on a startup error.
-pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
+/// Build and run the server; returns only on a startup error. `upgrade`: take the listening
+/// sockets over from the running process (see `upgrade.rs`).
+pub fn run(store: Arc<RuntimeStore>, threads: usize, upgrade: bool) -> Result<(), String> {
     crate::net::check_trust_roots()?;
     // SIGTERM: stop accepting after 1 s, then give in-flight requests and streams
     // `limits.shutdown_grace_s` (default 30, the unit's TimeoutStopSec) to finish.
     let grace = store.load().snap.config.limits.shutdown_grace_s;
+    let state_dir = std::path::PathBuf::from(&store.load().snap.state_dir);
+    std::fs::create_dir_all(&state_dir)
+        .map_err(|e| format!("state_dir {}: cannot create it: {e}", state_dir.display()))?;
     let conf = ServerConf {
         threads: threads.max(1),
         work_stealing: true,
@@ -41,10 +46,12 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
             .join(format!("llm-gateway-{}.pid", std::process::id()))
             .display()
             .to_string(),
-        upgrade_sock: std::env::temp_dir().join("llm-gateway-upgrade.sock").display().to_string(),
+        // Both processes of an upgrade read the same config, so they meet on the same socket.
+        upgrade_sock: upgrade::upgrade_sock(&state_dir).display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt { upgrade, ..Default::default() };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
     let rt = store.load();
@@ -177,6 +184,7 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize) -> Result<(), String> {
     server.add_service(background_service("usage log reopen on SIGHUP", reopener));
     server.add_service(health);
     server.add_service(background_service("health check sync", sync));
+    server.add_service(background_service("ready", upgrade::Ready { state_dir }));
     tracing::info!(
         listen = cfg.listen.as_deref().unwrap_or("-"),
         tls = cfg.tls.as_ref().map(|t| t.listen.as_str()).unwrap_or("-"),

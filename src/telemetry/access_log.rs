@@ -44,6 +44,12 @@ pub struct AccessLine<'a> {
     pub ttfb: Option<Duration>,
     pub attempts: u32,
     pub error: Option<&'a str>,
+    /// The client's address (`ip:port`).
+    pub client: Option<&'a str>,
+    /// `log.bodies`: the request and answer bodies (streams: none), cut at `body_max_bytes`.
+    pub request_body: Option<&'a [u8]>,
+    pub response_body: Option<&'a [u8]>,
+    pub body_max_bytes: usize,
 }
 
 /// Changes the running log filter (the admin API's level switch). Cheap to clone.
@@ -73,6 +79,8 @@ impl AccessLine<'_> {
         let key = self.key_id.map(redact_text);
         let model = self.model.map(redact_text);
         let error = self.error.map(redact_text);
+        let request_body = self.request_body.map(|b| body_text(b, self.body_max_bytes));
+        let response_body = self.response_body.map(|b| body_text(b, self.body_max_bytes));
         tracing::info!(
             target: TARGET,
             request_id = self.request_id,
@@ -95,9 +103,27 @@ impl AccessLine<'_> {
             ttfb_ms = self.ttfb.map(millis),
             attempts = self.attempts,
             error = error.as_deref(),
+            client = self.client,
+            request_body = request_body.as_deref(),
+            response_body = response_body.as_deref(),
             "request"
         );
     }
+}
+
+/// A body as log text: at most `max` bytes (cut on a character boundary, with a note of what
+/// was left out), invalid UTF-8 replaced, secrets masked.
+fn body_text(body: &[u8], max: usize) -> String {
+    let mut cut = body.len().min(max);
+    // Back off to a UTF-8 character boundary (at most 3 bytes).
+    while cut > 0 && cut < body.len() && (body[cut] & 0xC0) == 0x80 {
+        cut -= 1;
+    }
+    let mut text = redact_text(&String::from_utf8_lossy(&body[..cut])).into_owned();
+    if cut < body.len() {
+        text.push_str(&format!("…[{} more bytes]", body.len() - cut));
+    }
+    text
 }
 
 /// Milliseconds with microsecond precision.

@@ -65,6 +65,10 @@ fn line() -> AccessLine<'static> {
         ttfb: Some(Duration::from_micros(345_600)),
         attempts: 2,
         error: None,
+        client: Some("10.1.2.3:50412"),
+        request_body: None,
+        response_body: None,
+        body_max_bytes: 0,
     }
 }
 
@@ -207,4 +211,30 @@ fn every_line_is_redacted_whoever_formats_it() {
             assert!(out.contains(event), "{event} missing from {out}");
         }
     }
+}
+
+#[test]
+fn bodies_are_cut_at_the_cap_on_a_character_boundary_and_masked() {
+    let cap = Capture::default();
+    let (sub, _h) = build_subscriber("info", true, false, cap.clone()).unwrap();
+    // "é" is bytes 10 and 11: a cap of 11 falls inside it and backs off to 10.
+    let request = r#"{"m":"aaaaé and more"}"#;
+    let answer = r#"{"note":"my key is sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"}"#;
+    tracing::subscriber::with_default(sub, || {
+        AccessLine {
+            request_body: Some(request.as_bytes()),
+            response_body: Some(answer.as_bytes()),
+            body_max_bytes: 11,
+            ..line()
+        }
+        .emit();
+        AccessLine { response_body: Some(answer.as_bytes()), body_max_bytes: 4096, ..line() }.emit();
+    });
+    let lines = cap.lines();
+    assert_eq!(lines[0]["request_body"], format!("{}…[{} more bytes]", &request[..10], request.len() - 10));
+    assert_eq!(lines[0]["client"], "10.1.2.3:50412");
+    let full = lines[1]["response_body"].as_str().unwrap();
+    assert!(full.starts_with(r#"{"note":"my key is "#), "{full}");
+    assert!(!full.contains("abcdefghijklmnopqrstuvwxyz0123456789"), "the key is masked: {full}");
+    assert!(lines[1].get("request_body").is_none(), "no body field when none was kept");
 }

@@ -1,0 +1,160 @@
+//! Zero-downtime binary upgrade: `llm-gateway upgrade` during 100 long streams. The new
+//! process takes the listening sockets, every stream on the old one runs to its end, requests
+//! keep being answered throughout, the old process writes every usage line and exits 0, and
+//! the new one tells systemd it is the main process.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const OK: &str = r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+
+/// A stream of 10 ticks, 800 ms apart: longer than Pingora's 5 s hand-over window.
+fn events() -> Vec<(Wait, &'static str)> {
+    let mut v: Vec<(Wait, &'static str)> = (0..10)
+        .map(|_| {
+            (
+                Wait::Delay(Duration::from_millis(800)),
+                "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tick \"},\"finish_reason\":null}]}\n\n",
+            )
+        })
+        .collect();
+    v.push((Wait::None, "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":10,\"total_tokens\":13}}\n\n"));
+    v.push((Wait::None, "data: [DONE]\n\n"));
+    v
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_during_100_long_streams_completes_them_all_and_drops_nothing() {
+    let up = MockUpstream::start(|r, _| {
+        if r.json()["stream"] == true {
+            Reply::sse(events())
+        } else {
+            Reply::json(200, OK)
+        }
+    })
+    .await;
+    let cfg = openai_config(&up.url()).limits(serde_json::json!({ "shutdown_grace_s": 30 }));
+    let notify_dir = tempfile::tempdir().unwrap();
+    let notify_path = notify_dir.path().join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
+    let notify_env = notify_path.to_str().unwrap().to_string();
+    let mut old = Gateway::start_with_env(&cfg, &[("NOTIFY_SOCKET", &notify_env)], &[]).await;
+    let pid_file = old.dir.path().join("state/llm-gateway.pid");
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(10), notify.recv(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), format!("MAINPID={}\nREADY=1\nSTATUS=serving", old.pid()));
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap().trim(), old.pid().to_string());
+
+    let url = old.url("/v1/chat/completions");
+    let body = r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut streams = Vec::new();
+    for _ in 0..100 {
+        let url = url.clone();
+        streams.push(tokio::spawn(async move {
+            let r = client().post(url).bearer_auth(KEY).body(body).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap_or_default()
+        }));
+    }
+    eventually(Duration::from_secs(10), "all 100 streams reached the upstream", || async {
+        up.count() == 100
+    })
+    .await;
+
+    // Requests keep coming during the whole hand-over, each on a new connection.
+    let plain = r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
+    let load = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            let until = Instant::now() + Duration::from_secs(12);
+            while Instant::now() < until {
+                let c = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+                let s = match c.post(&url).bearer_auth(KEY).body(plain).send().await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 0,
+                };
+                statuses.push(s);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            statuses
+        })
+    };
+
+    let started = Instant::now();
+    let new_log = std::fs::File::create(old.dir.path().join("gateway-new.log")).unwrap();
+    let out = tokio::task::spawn_blocking({
+        let config = old.config_path();
+        let new_log = new_log.try_clone().unwrap();
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_llm-gateway"))
+                .args(["upgrade", "--threads", "2", "-c"])
+                .arg(config)
+                .env("LLM_GATEWAY_LOG", "info")
+                .env("NOTIFY_SOCKET", notify_env)
+                .stdout(Stdio::null())
+                .stderr(new_log)
+                .status()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let new_log_path = old.dir.path().join("gateway-new.log");
+    let new_log_text = || std::fs::read_to_string(&new_log_path).unwrap_or_default();
+    assert!(out.success(), "upgrade failed: {}\nold log:\n{}", new_log_text(), old.log());
+    let new_pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    assert_ne!(new_pid, old.pid());
+    println!("upgrade: the new process {new_pid} served {:?} after the command started", started.elapsed());
+    // The new process tells systemd it is now the main process.
+    let n = tokio::time::timeout(Duration::from_secs(10), notify.recv(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), format!("MAINPID={new_pid}\nREADY=1\nSTATUS=serving"));
+
+    let code = old.wait_exit(Duration::from_secs(30)).await;
+    let old_exit = started.elapsed();
+    let mut complete = 0;
+    for s in streams {
+        let text = s.await.unwrap();
+        if text.matches("tick ").count() == 10 && text.ends_with("data: [DONE]\n\n") {
+            complete += 1;
+        }
+    }
+    let statuses = load.await.unwrap();
+    // After the old process is gone, the new one answers alone.
+    let after = client().post(&url).bearer_auth(KEY).body(plain).send().await.unwrap();
+    assert_eq!(after.status(), 200, "the new process serves: {}", new_log_text());
+
+    let usage = std::fs::read_to_string(old.dir.path().join("state/usage.jsonl")).unwrap_or_default();
+    let lines: Vec<serde_json::Value> = usage.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let stream_lines = lines.iter().filter(|l| l["stream"] == true && l["output_tokens"] == 10).count();
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    println!(
+        "upgrade during 100 streams of 8 s: {complete} complete, {stream_lines} stream usage lines, {ok}/{} requests during the hand-over answered 200, old process exit {code:?} after {old_exit:?}",
+        statuses.len()
+    );
+    assert_eq!(complete, 100, "every stream on the old process completes");
+    assert_eq!(stream_lines, 100, "every stream's usage line is written");
+    assert_eq!(ok, statuses.len(), "no request refused during the hand-over: {statuses:?}");
+    eventually(Duration::from_secs(5), "a usage line for every request", || async {
+        let usage = std::fs::read_to_string(old.dir.path().join("state/usage.jsonl")).unwrap_or_default();
+        usage.lines().count() == 100 + statuses.len() + 1
+    })
+    .await;
+    assert_eq!(code, Some(0), "the old process exits 0; log:\n{}", old.log());
+    assert!(old.log().contains("every request in flight finished"), "{}", old.log());
+
+    // Stop the new process (started by this test through `upgrade`) by its pid.
+    let _ = Command::new("kill").args(["-TERM", &new_pid.to_string()]).status();
+    eventually(Duration::from_secs(15), "the new process exits on SIGTERM", || async { !alive(new_pid) })
+        .await;
+}

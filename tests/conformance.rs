@@ -1,53 +1,59 @@
 //! Conformance: the official Python SDKs (openai, anthropic, google-genai) through the gateway,
 //! against Rust mock upstreams of every provider kind, for every inbound x outbound pair,
-//! stream and non-stream, with and without tools. The SDKs are installed by pip into a venv under
-//! `target/conformance-venv` on first run. Prints the pass table; fails if any cell fails.
+//! stream and non-stream, with and without tools, plus the Google SDK's count_tokens,
+//! embed_content and models. Run twice: with the current major of each SDK and with the
+//! previous one, each installed once by pip into its own venv under `target/` (stamped with the
+//! requirement list; a changed list reinstalls). Every client uses its default settings plus
+//! only the base URL and the key. Prints the pass tables (also to
+//! `target/conformance-report.txt`); fails if any cell fails.
 //! Without python3 (or with `CONFORMANCE=skip`) the test says so and passes vacuously.
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
 
-const SDKS: &[&str] = &["openai>=1.60,<3", "anthropic>=0.40,<1", "google-genai>=1.0,<2"];
+/// The SDK sets, (venv directory under target/, requirements). "current" is each SDK's major
+/// on PyPI when this was written (openai 3.57, anthropic 2.14, google-genai 3.6.1); "previous"
+/// is the major before it.
+const RUNS: &[(&str, &[&str])] = &[
+    ("conformance-current", &["openai>=3,<4", "anthropic>=2,<3", "google-genai>=3,<4"]),
+    ("conformance-previous", &["openai>=2,<3", "anthropic>=1,<2", "google-genai>=2,<3"]),
+];
 
-fn venv_python() -> Option<PathBuf> {
-    if std::env::var("CONFORMANCE").as_deref() == Ok("skip") {
-        return None;
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/conformance-venv");
+/// The venv's python with `sdks` installed, creating it on first use (or when the stamp says
+/// another list was installed).
+fn venv_python(dir: &str, sdks: &[&str]) -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join(dir);
     let py = venv.join("bin/python");
     let stamp = venv.join(".sdks-installed");
-    if !stamp.exists() {
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
-            eprintln!("conformance: python3 -m venv failed (is python3-venv installed?)");
-            return None;
-        }
-        let st = Command::new(&py)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-            .args(SDKS)
-            .status()
-            .expect("pip");
-        assert!(st.success(), "pip install of the SDKs failed");
-        std::fs::write(&stamp, SDKS.join("\n")).unwrap();
+    let want = sdks.join("\n");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
+        return Some(py);
     }
+    let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("conformance: python3 -m venv failed (is python3-venv installed?)");
+        return None;
+    }
+    let st = Command::new(&py)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade"])
+        .args(sdks)
+        .status()
+        .expect("pip");
+    assert!(st.success(), "pip install of {sdks:?} failed");
+    std::fs::write(&stamp, want).unwrap();
     Some(py)
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn official_sdks_work_for_every_inbound_and_outbound_pair() {
-    let Some(py) = tokio::task::spawn_blocking(venv_python).await.unwrap() else {
-        eprintln!("conformance: SKIPPED (no python3 venv)");
+async fn official_sdks_current_and_previous_majors_work_for_every_inbound_and_outbound_pair() {
+    if std::env::var("CONFORMANCE").as_deref() == Ok("skip") {
+        eprintln!("conformance: SKIPPED (CONFORMANCE=skip)");
         return;
-    };
+    }
     let (o, a, g, b) = (
         providers::openai().await,
         providers::anthropic().await,
@@ -56,28 +62,41 @@ async fn official_sdks_work_for_every_inbound_and_outbound_pair() {
     );
     let gw = Gateway::start(&providers::config(&o, &a, &g, &b)).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/conformance.py");
-    let url = gw.url("");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(py)
-            .arg(script)
-            .env("GATEWAY_URL", url)
-            .env("GATEWAY_KEY", KEY)
-            .output()
-            .expect("run conformance.py")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
+    let mut report = String::new();
+    let mut failed = Vec::new();
+    for (dir, sdks) in RUNS {
+        let Some(py) = tokio::task::spawn_blocking(move || venv_python(dir, sdks)).await.unwrap() else {
+            eprintln!("conformance: SKIPPED (no python3 venv)");
+            return;
+        };
+        let url = gw.url("");
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(py)
+                .arg(script)
+                .env("GATEWAY_URL", url)
+                .env("GATEWAY_KEY", KEY)
+                .output()
+                .expect("run conformance.py")
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        println!("== {dir}\n{stdout}");
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        report.push_str(&format!("== {dir}\n{stdout}\n"));
+        // The script prints its summary line last; a crash before it is a failure too.
+        if !out.status.success() || !stdout.contains(" 0 failed") {
+            failed.push(*dir);
+        }
+    }
     // .ci/run prints this report (cargo test captures the output of passing tests).
     let _ = std::fs::write(
         concat!(env!("CARGO_MANIFEST_DIR"), "/target/conformance-report.txt"),
-        stdout.as_bytes(),
+        report.as_bytes(),
     );
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        out.status.success(),
-        "conformance failures:\n{stdout}\ngateway log tail:\n{}",
+        failed.is_empty(),
+        "conformance failures in {failed:?}:\n{report}\ngateway log tail:\n{}",
         tail(&gw.log(), 40)
     );
 }

@@ -206,6 +206,16 @@ fn vector_to_base64(v: &[f32]) -> String {
     B64.encode(bytes)
 }
 
+/// The inverse of [`vector_to_base64`] (an OpenAI-family answer to `encoding_format: base64`).
+fn vector_from_base64(b64: &str) -> Result<Vec<f32>, TranslateError> {
+    let bytes =
+        B64.decode(b64).map_err(|e| TranslateError::invalid("embedding", format!("invalid base64: {e}")))?;
+    if bytes.len() % 4 != 0 {
+        return Err(TranslateError::invalid("embedding", "base64 length is not a multiple of 4 bytes"));
+    }
+    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
 /// The usage estimate when an upstream reports none: 4 bytes per token, rounded up, per input.
 fn estimate_tokens<S: AsRef<str>>(texts: &[S]) -> u64 {
     texts.iter().map(|t| (t.as_ref().len() as u64).div_ceil(4)).sum()
@@ -475,6 +485,10 @@ fn check_inputs(req: &EmbeddingRequest) -> Result<(), TranslateError> {
     }
     Ok(())
 }
+
+/// Gemini `embedContent`/`batchEmbedContents` as the client's API.
+#[path = "embeddings_gemini.rs"]
+pub mod gemini_client;
 
 #[cfg(test)]
 #[path = "embeddings_tests.rs"]

@@ -59,8 +59,101 @@ pub fn translate_response(
     body: &[u8],
     opts: &ResponseOptions,
 ) -> Result<(Vec<u8>, Usage), TranslateError> {
-    let resp = decode_response(from, body)?;
-    Ok((encode_response(to, &resp, opts), resp.usage))
+    let mut resp = decode_response(from, body)?;
+    resp.id = answer_id(to, &resp.id);
+    let model = answer_model(&resp.model, opts.model).to_owned();
+    let opts = ResponseOptions { model: &model, ..*opts };
+    Ok((encode_response(to, &resp, &opts), resp.usage))
+}
+
+// === Answer fields ===
+
+/// The `model` a translated answer names: the concrete model the upstream reported (as
+/// OpenAI answers with dated model names), else `target`, the target's configured model
+/// (what the proxy puts in `ResponseOptions::model`). Never the alias the client sent; the
+/// same rule as on passthrough routes, where the upstream's own answer is passed on.
+pub fn answer_model<'a>(reported: &'a str, target: &'a str) -> &'a str {
+    if reported.trim().is_empty() {
+        target
+    } else {
+        reported
+    }
+}
+
+/// The request fields a Responses object repeats, with what the real API shows when the
+/// request does not set them.
+fn responses_echo_defaults() -> [(&'static str, serde_json::Value); 14] {
+    use serde_json::{json, Value};
+    [
+        ("instructions", Value::Null),
+        ("tools", json!([])),
+        ("tool_choice", json!("auto")),
+        ("parallel_tool_calls", json!(true)),
+        ("temperature", json!(1.0)),
+        ("top_p", json!(1.0)),
+        ("max_output_tokens", Value::Null),
+        ("previous_response_id", Value::Null),
+        ("metadata", json!({})),
+        ("text", json!({"format": {"type": "text"}})),
+        ("reasoning", json!({"effort": null, "summary": null})),
+        ("truncation", json!("disabled")),
+        ("user", Value::Null),
+        ("store", json!(true)),
+    ]
+}
+
+/// What a translated Responses answer echoes from the client's Responses `request`, as the
+/// real API fills the Response object: `tools`, `instructions`, `tool_choice`, sampling and the
+/// rest, each the request's value or the API's default. `None` when the body is not an object.
+pub fn responses_echo(request: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let mut req: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(request).ok()?;
+    Some(
+        responses_echo_defaults()
+            .into_iter()
+            .map(|(k, default)| {
+                let v = req.remove(k).filter(|v| !v.is_null()).unwrap_or(default);
+                (k.to_owned(), v)
+            })
+            .collect(),
+    )
+}
+
+/// A translated Responses answer (the whole Response object) with `echo` written into it.
+/// An answer that is not a JSON object is returned as it is.
+pub fn echo_into_response(answer: &[u8], echo: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(answer) else {
+        return answer.to_vec();
+    };
+    for (k, x) in echo {
+        v.insert(k.clone(), x.clone());
+    }
+    serde_json::to_vec(&v).unwrap_or_else(|_| answer.to_vec())
+}
+
+/// Id prefixes of the formats that have one.
+const ID_PREFIXES: [&str; 3] = ["chatcmpl-", "msg_", "resp_"];
+
+/// The id of a translated answer in client format `to`'s own shape: `chatcmpl-…` for Chat,
+/// `msg_…` for Anthropic (Responses ids get `resp_` from their encoder; Gemini's
+/// `responseId` has no shape). The upstream's id is kept after its own prefix (so logs
+/// still match), or a random one is made when it gave none.
+pub fn answer_id(to: Format, upstream: &str) -> String {
+    let prefix = match to {
+        Format::OpenAiChat => "chatcmpl-",
+        Format::Anthropic => "msg_",
+        Format::OpenAiResponses | Format::Gemini | Format::Bedrock => return upstream.to_owned(),
+    };
+    if upstream.starts_with(prefix) {
+        return upstream.to_owned();
+    }
+    let rest = ID_PREFIXES.iter().find_map(|p| upstream.strip_prefix(p)).unwrap_or(upstream);
+    let rest: String =
+        rest.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').take(96).collect();
+    if rest.is_empty() {
+        format!("{prefix}{:024x}", fastrand::u128(..) >> 32)
+    } else {
+        format!("{prefix}{rest}")
+    }
 }
 
 /// Upstream error body (any status >= 400) -> client error body in format `to`, keeping the

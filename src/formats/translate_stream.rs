@@ -106,6 +106,16 @@ impl Encoder {
 pub struct StreamTranslator {
     decoder: Decoder,
     encoder: Encoder,
+    /// The client's format and options: the encoder is made again at the upstream's `Start`,
+    /// with the model it reports (see `translate::answer_model`).
+    to: Format,
+    model: String,
+    gemini_sse: bool,
+    include_usage: bool,
+    started: bool,
+    /// Responses clients: the request fields each Response object in the stream repeats
+    /// (see `translate::responses_echo`).
+    echo: Option<serde_json::Map<String, serde_json::Value>>,
     passthrough: bool,
     /// The decoder failed (observe mode): stop decoding, keep passing bytes.
     blind: bool,
@@ -136,6 +146,12 @@ impl StreamTranslator {
         StreamTranslator {
             decoder: Decoder::new(from),
             encoder: Encoder::new(to, opts),
+            to,
+            model: opts.model.to_owned(),
+            gemini_sse: opts.gemini_sse,
+            include_usage: opts.include_usage,
+            started: false,
+            echo: None,
             passthrough: false,
             blind: false,
             events: Vec::new(),
@@ -148,9 +164,23 @@ impl StreamTranslator {
         }
     }
 
+    /// Write `echo` into every Response object of a translated Responses stream
+    /// (`response.created`, `.in_progress`, `.completed`, `.failed`, `.incomplete`).
+    pub fn with_echo(mut self, echo: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.echo = Some(echo);
+        self
+    }
+
     /// Translate what is complete in `chunk` and append the client's bytes to `out` (possibly
     /// nothing). An `Err` means the upstream stream is malformed; the caller should `fail`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
+        let from = out.len();
+        let r = self.feed_inner(chunk, out);
+        self.patch_echo(out, from);
+        r
+    }
+
+    fn feed_inner(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
         if self.ended {
             return Ok(());
         }
@@ -181,6 +211,12 @@ impl StreamTranslator {
     /// added only for a stream without any event (the client got nothing usable); other
     /// decoding problems are only reported.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let from = out.len();
+        self.finish_inner(out);
+        self.patch_echo(out, from);
+    }
+
+    fn finish_inner(&mut self, out: &mut Vec<u8>) {
         if self.ended {
             return;
         }
@@ -220,9 +256,32 @@ impl StreamTranslator {
             return;
         }
         self.error.get_or_insert_with(|| message.to_owned());
+        let from = out.len();
         self.encoder.encode(&StreamEvent::Error { kind, message: message.to_owned() }, out);
         self.encoder.finish(out);
+        self.patch_echo(out, from);
         self.ended = true;
+    }
+
+    /// Write the echo into the Response objects among the events appended to `out` since
+    /// `from` (whole events: the encoders write nothing partial). Other events are untouched
+    /// and cost one substring search.
+    fn patch_echo(&self, out: &mut Vec<u8>, from: usize) {
+        let Some(echo) = &self.echo else { return };
+        if self.passthrough || memchr::memmem::find(&out[from..], b"\"response\":{").is_none() {
+            return;
+        }
+        let tail = out.split_off(from);
+        let mut rest = &tail[..];
+        while !rest.is_empty() {
+            let end = memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |i| i + 2);
+            let (event, next) = rest.split_at(end);
+            rest = next;
+            match echoed_event(event, echo) {
+                Some(patched) => out.extend_from_slice(&patched),
+                None => out.extend_from_slice(event),
+            }
+        }
     }
 
     /// The first error of the stream, if any: one the upstream reported inside it, one found
@@ -277,11 +336,30 @@ impl StreamTranslator {
                 r = Err(TranslateError::AnswerTooLarge { limit: self.max_content });
                 break;
             }
+            if let StreamEvent::Start { id, model } = &ev {
+                if !self.started {
+                    self.started = true;
+                    let ev = self.answer_start(id, model);
+                    self.encoder.encode(&ev, out);
+                    continue;
+                }
+            }
             self.encoder.encode(&ev, out);
         }
         events.clear();
         self.events = events; // keep the capacity
         r
+    }
+
+    /// The upstream's first `Start`: the encoder (which has written nothing yet) is made
+    /// again with the model the upstream reports, and the id is put in the client format's
+    /// own shape (README "Answer fields").
+    fn answer_start(&mut self, id: &str, model: &str) -> StreamEvent {
+        let model = super::answer_model(model, &self.model).to_owned();
+        let opts =
+            ResponseOptions { model: &model, gemini_sse: self.gemini_sse, include_usage: self.include_usage };
+        self.encoder = Encoder::new(self.to, &opts);
+        StreamEvent::Start { id: super::answer_id(self.to, id), model }
     }
 
     /// A translator with a smaller content limit (tests).
@@ -290,4 +368,23 @@ impl StreamTranslator {
         self.max_content = limit;
         self
     }
+}
+
+/// One SSE event whose `data` is an object with a `response` object, with `echo` written into
+/// that object; `None` for any other event.
+fn echoed_event(event: &[u8], echo: &serde_json::Map<String, serde_json::Value>) -> Option<Vec<u8>> {
+    let at = memchr::memmem::find(event, b"data: ")?;
+    let data_end = memchr::memchr(b'\n', &event[at..]).map_or(event.len(), |i| at + i);
+    let data = &event[at + 6..data_end];
+    memchr::memmem::find(data, b"\"response\":{")?;
+    let mut v: serde_json::Value = serde_json::from_slice(data).ok()?;
+    let response = v.get_mut("response")?.as_object_mut()?;
+    for (k, x) in echo {
+        response.insert(k.clone(), x.clone());
+    }
+    let mut patched = Vec::with_capacity(event.len() + 256);
+    patched.extend_from_slice(&event[..at + 6]);
+    serde_json::to_writer(&mut patched, &v).ok()?;
+    patched.extend_from_slice(&event[data_end..]);
+    Some(patched)
 }

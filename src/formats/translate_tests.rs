@@ -214,3 +214,142 @@ fn an_answer_over_the_content_limit_ends_the_stream_with_an_error() {
     assert!(out.contains("response.failed"), "{out}");
     super::super::grammar::check(Format::OpenAiResponses, out.as_bytes()).unwrap();
 }
+
+// === Answer fields ===
+
+const OPTS: ResponseOptions<'static> =
+    ResponseOptions { model: "target-model", gemini_sse: true, include_usage: true };
+
+#[test]
+fn ids_take_each_client_formats_own_shape() {
+    assert_eq!(answer_id(Format::OpenAiChat, "msg_01AbC"), "chatcmpl-01AbC");
+    assert_eq!(answer_id(Format::OpenAiChat, "chatcmpl-9"), "chatcmpl-9");
+    assert_eq!(answer_id(Format::OpenAiChat, "resp_42"), "chatcmpl-42");
+    assert_eq!(answer_id(Format::Anthropic, "chatcmpl-xyz"), "msg_xyz");
+    assert_eq!(answer_id(Format::Anthropic, "msg_bdrk_00ff"), "msg_bdrk_00ff");
+    // Gemini's responseId has no prefix; characters an id never has are left out.
+    assert_eq!(answer_id(Format::Anthropic, "gm/Id 7"), "msg_gmId7");
+    assert_eq!(answer_id(Format::Gemini, "msg_1"), "msg_1");
+    assert_eq!(answer_id(Format::OpenAiResponses, "msg_1"), "msg_1", "the Responses encoder adds resp_");
+    // None from the upstream: a fresh one each time.
+    let (a, b) = (answer_id(Format::Anthropic, ""), answer_id(Format::Anthropic, ""));
+    assert!(a.starts_with("msg_") && a.len() == 4 + 24, "{a}");
+    assert_ne!(a, b);
+    assert!(answer_id(Format::OpenAiChat, "chatcmpl-").starts_with("chatcmpl-"));
+}
+
+#[test]
+fn the_model_is_the_one_the_upstream_reports_else_the_target() {
+    assert_eq!(
+        answer_model("claude-3-5-haiku-20241022", "claude-3-5-haiku-latest"),
+        "claude-3-5-haiku-20241022"
+    );
+    assert_eq!(answer_model("", "anthropic.claude-v2"), "anthropic.claude-v2");
+    assert_eq!(answer_model("  ", "t"), "t");
+}
+
+#[test]
+fn translated_answers_carry_the_upstream_model_and_their_own_id_shape() {
+    let anthropic = br#"{"id":"msg_01X","type":"message","role":"assistant","model":"claude-3-5-haiku-20241022","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}"#;
+    let (body, _) = translate_response(Format::Anthropic, Format::OpenAiChat, anthropic, &OPTS).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (v["id"].as_str(), v["model"].as_str()),
+        (Some("chatcmpl-01X"), Some("claude-3-5-haiku-20241022"))
+    );
+    let chat = br#"{"id":"chatcmpl-7","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+    let (body, _) = translate_response(Format::OpenAiChat, Format::Anthropic, chat, &OPTS).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((v["id"].as_str(), v["model"].as_str()), (Some("msg_7"), Some("gpt-4o-mini-2024-07-18")));
+    // Bedrock Converse reports no model: the target's.
+    let bedrock = br#"{"output":{"message":{"role":"assistant","content":[{"text":"hi"}]}},"stopReason":"end_turn","usage":{"inputTokens":3,"outputTokens":1,"totalTokens":4}}"#;
+    let (body, _) = translate_response(Format::Bedrock, Format::Anthropic, bedrock, &OPTS).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["model"], "target-model");
+    assert!(v["id"].as_str().unwrap().starts_with("msg_"), "{v}");
+    let (body, _) = translate_response(Format::Bedrock, Format::OpenAiChat, bedrock, &OPTS).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-"), "{v}");
+}
+
+#[test]
+fn translated_streams_carry_the_upstream_model_and_their_own_id_shape() {
+    let gemini = b"data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"hi\"}]},\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":3,\"candidatesTokenCount\":1,\"totalTokenCount\":4},\"modelVersion\":\"gemini-2.0-flash-001\",\"responseId\":\"abc\"}\n\n";
+    for (to, id_prefix, model_key) in [
+        (Format::OpenAiChat, "\"id\":\"chatcmpl-abc\"", "\"model\":\"gemini-2.0-flash-001\""),
+        (Format::Anthropic, "\"id\":\"msg_abc\"", "\"model\":\"gemini-2.0-flash-001\""),
+    ] {
+        let mut t = StreamTranslator::new(Format::Gemini, to, &OPTS);
+        let mut out = Vec::new();
+        t.feed(gemini, &mut out).unwrap();
+        t.finish(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(id_prefix), "{to:?}: {text}");
+        assert!(text.contains(model_key), "{to:?}: {text}");
+        assert!(!text.contains("target-model"), "{to:?}: {text}");
+    }
+}
+
+#[test]
+fn a_responses_echo_repeats_the_request_or_the_apis_defaults() {
+    let req = br#"{"model":"m","input":"hi","instructions":"Be brief","tools":[{"type":"function","name":"f","parameters":{}}],"temperature":0.2,"user":null}"#;
+    let echo = responses_echo(req).unwrap();
+    assert_eq!(echo.len(), 14);
+    assert_eq!(echo["instructions"], "Be brief");
+    assert_eq!(echo["tools"][0]["name"], "f");
+    assert_eq!(echo["temperature"], 0.2);
+    assert_eq!(echo["top_p"], 1.0);
+    assert_eq!(echo["tool_choice"], "auto");
+    assert_eq!(echo["user"], serde_json::Value::Null);
+    assert_eq!(echo["text"]["format"]["type"], "text");
+    assert!(!echo.contains_key("model") && !echo.contains_key("input"));
+    assert!(responses_echo(b"[1]").is_none());
+
+    let chat = br#"{"id":"chatcmpl-7","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+    let (body, _) = translate_response(Format::OpenAiChat, Format::OpenAiResponses, chat, &OPTS).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&echo_into_response(&body, &echo)).unwrap();
+    assert_eq!(v["tools"][0]["name"], "f");
+    assert_eq!(v["instructions"], "Be brief");
+    assert_eq!(v["output"][0]["content"][0]["text"], "hi", "the answer itself is kept");
+    assert_eq!(echo_into_response(b"not json", &echo), b"not json");
+}
+
+#[test]
+fn a_translated_responses_stream_echoes_the_request_in_every_response_object() {
+    let req = br#"{"model":"m","input":"hi","instructions":"Be brief","tools":[{"type":"function","name":"f","parameters":{}}]}"#;
+    let echo = responses_echo(req).unwrap();
+    let chat = "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\ndata: [DONE]\n\n";
+    // Fed whole and byte by byte: the same output.
+    let mut outputs = Vec::new();
+    for split in [chat.len(), 1] {
+        let mut t =
+            StreamTranslator::new(Format::OpenAiChat, Format::OpenAiResponses, &OPTS).with_echo(echo.clone());
+        let mut out = Vec::new();
+        for piece in chat.as_bytes().chunks(split) {
+            t.feed(piece, &mut out).unwrap();
+        }
+        t.finish(&mut out);
+        outputs.push(String::from_utf8(out).unwrap());
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    let text = &outputs[0];
+    let objects: Vec<serde_json::Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap())
+        .filter(|v| v.get("response").is_some())
+        .collect();
+    let kinds: Vec<&str> = objects.iter().map(|v| v["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["response.created", "response.in_progress", "response.completed"], "{text}");
+    for v in &objects {
+        assert_eq!(v["response"]["tools"][0]["name"], "f", "{v}");
+        assert_eq!(v["response"]["instructions"], "Be brief", "{v}");
+    }
+    assert_eq!(objects[2]["response"]["output"][0]["content"][0]["text"], "hi");
+    crate::formats::grammar::check(Format::OpenAiResponses, text.as_bytes()).unwrap();
+    // Without an echo nothing changes: the encoder's own `tools: []`.
+    let mut t = StreamTranslator::new(Format::OpenAiChat, Format::OpenAiResponses, &OPTS);
+    let mut out = Vec::new();
+    t.feed(chat.as_bytes(), &mut out).unwrap();
+    assert!(String::from_utf8(out).unwrap().contains("\"tools\":[]"));
+}

@@ -33,6 +33,20 @@ pub struct Inbound {
     pub stream: bool,
     pub include_usage: bool,
     pub gemini_sse: bool,
+    /// A Gemini `embedContent` (`Some(false)`) or `batchEmbedContents` (`Some(true)`) call:
+    /// `body` is its OpenAI embeddings rewrite, the answer and errors go back in Gemini's shape.
+    pub gemini_embed: Option<(bool, formats::embeddings::EmbeddingRequest)>,
+}
+
+impl Inbound {
+    /// The format the client reads answers and errors in.
+    pub fn client_format(&self) -> Format {
+        if self.gemini_embed.is_some() {
+            Format::Gemini
+        } else {
+            self.format
+        }
+    }
 }
 
 /// Read the whole request body, refusing more than `max` bytes (413). Answers
@@ -161,6 +175,8 @@ async fn admit(
     }
     ctx.stream = inbound.stream;
     let shape = media.map(Shape::Media).unwrap_or(Shape::Chat(format));
+    // A Gemini embedding call is checked as the OpenAI embeddings body it became.
+    let model_in_path = model_in_path && inbound.gemini_embed.is_none();
     let admitted = match admission::admit(
         rt,
         principal,
@@ -188,6 +204,15 @@ async fn admit(
 }
 
 fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<Inbound, GatewayError> {
+    if let Some(GeminiCall { model, embed: Some(batch), .. }) = &gemini {
+        // Routed as OpenAI embeddings (every target kind serves those), answered as Gemini.
+        let req = formats::embeddings::gemini_client::decode_request(&body, *batch, model)
+            .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+        let body = Bytes::from(formats::embeddings::gemini_client::encode_openai_request(&req));
+        let mut inb = inbound(Format::OpenAiChat, body, None)?;
+        inb.gemini_embed = Some((*batch, req));
+        return Ok(inb);
+    }
     let peek = passthrough::peek(&body).map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
     if let Some(g) = gemini {
         // Gemini names the model in the path and says "stream" in the URL.
@@ -200,6 +225,7 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
             stream: g.stream,
             include_usage: false,
             gemini_sse: g.sse,
+            gemini_embed: None,
         });
     }
     let model = match &peek.model {
@@ -220,6 +246,7 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
         stream: peek.stream,
         include_usage: peek.include_usage,
         gemini_sse: true,
+        gemini_embed: None,
         peek,
     })
 }
@@ -332,13 +359,14 @@ async fn proxy(
                     // target's failure too, not a 502 with the next target untried.
                     let answer = match answer {
                         Answer::Body(body) if upstream_format != inb.format => {
+                            // The target's model, never the alias (README "Answer fields").
                             let opts = ResponseOptions {
-                                model: &alias.name,
+                                model: &target.model,
                                 gemini_sse: inb.gemini_sse,
                                 include_usage: inb.include_usage,
                             };
                             match formats::translate_response(upstream_format, inb.format, &body, &opts) {
-                                Ok((b, usage)) => Answer::Translated(Bytes::from(b), usage),
+                                Ok((b, usage)) => Answer::Translated(Bytes::from(echoed(inb, b)), usage),
                                 Err(e) => {
                                     let e = AttemptError::Io {
                                         provider: provider.name.clone(),
@@ -354,7 +382,7 @@ async fn proxy(
                     };
                     plan.succeeded(&step, header_time);
                     ctx.served = Some((step.alias, step.target));
-                    let names = Names { provider: &provider.name, model: &target.model, alias: &alias.name };
+                    let names = Names { provider: &provider.name, model: &target.model };
                     return respond_upstream(
                         gw,
                         s,
@@ -379,7 +407,7 @@ async fn proxy(
                     let status = formats::status_for(class.kind);
                     ctx.attempt_log.push(format!("{}/{}: 2xx with an error", provider.name, target.model));
                     ctx.error = Some(format!("upstream {status}"));
-                    let body = formats::encode_error(inb.format, class.kind, &class.message);
+                    let body = formats::encode_error(inb.client_format(), class.kind, &class.message);
                     let extra = [("x-gateway-provider", provider.name.clone())];
                     return respond::json(s, ctx, status, body, &extra).await;
                 }
@@ -418,7 +446,7 @@ async fn proxy(
         let retry = plan.rejected(&step, status, &class, started.elapsed());
         if !retry {
             // The client's fault (400, 413...): pass it on, in the client's shape.
-            let message = formats::translate_error(upstream_format, inb.format, status, &err_body);
+            let message = formats::translate_error(upstream_format, inb.client_format(), status, &err_body);
             ctx.status = status;
             ctx.error = Some(format!("upstream {status}"));
             let extra = [("x-gateway-provider", provider.name.clone())];
@@ -427,7 +455,7 @@ async fn proxy(
     }
     let (tried, timed_out) = plan.into_report();
     let e = GatewayError::AllTargetsFailed { attempts: ctx.attempts, tried, timed_out };
-    respond::error(s, ctx, inb.format, e).await
+    respond::error(s, ctx, inb.client_format(), e).await
 }
 
 /// The body for one upstream: same format = splice `model` only; else translate via the IR.
@@ -465,7 +493,6 @@ fn upstream_body(
 pub struct Names<'a> {
     pub provider: &'a str,
     pub model: &'a str,
-    pub alias: &'a str,
 }
 
 /// Write a successful upstream answer to the client: passthrough or translated, JSON or stream.
@@ -481,8 +508,9 @@ pub async fn respond_upstream(
     names: Names<'_>,
     dropped: &[&'static str],
 ) -> pingora::Result<()> {
+    // The target's model, never the alias (README "Answer fields").
     let opts =
-        ResponseOptions { model: names.alias, gemini_sse: inb.gemini_sse, include_usage: inb.include_usage };
+        ResponseOptions { model: names.model, gemini_sse: inb.gemini_sse, include_usage: inb.include_usage };
     let same = from == inb.format;
     let mut h = ResponseHeader::build(200, Some(8))?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
@@ -514,14 +542,27 @@ pub async fn respond_upstream(
     };
     if let Some(body) = body {
         up.release(&gw.connector).await;
-        let body = if same {
+        let body = if let Some((batch, req)) = &inb.gemini_embed {
+            // An embeddings answer in OpenAI's shape (passed through or already translated).
+            use formats::embeddings::gemini_client;
+            match gemini_client::decode_openai_response(&body, req) {
+                Ok(resp) => {
+                    ctx.usage = resp.usage;
+                    Bytes::from(gemini_client::encode_response(&resp, *batch))
+                }
+                Err(e) => {
+                    let g = GatewayError::Upstream(format!("cannot translate the upstream answer: {e}"));
+                    return respond::error(s, ctx, Format::Gemini, g).await;
+                }
+            }
+        } else if same {
             ctx.usage = usage_of(from, &body).unwrap_or_default();
             body
         } else {
             match formats::translate_response(from, inb.format, &body, &opts) {
                 Ok((b, usage)) => {
                     ctx.usage = usage;
-                    Bytes::from(b)
+                    Bytes::from(echoed(inb, b))
                 }
                 Err(e) => {
                     let g = GatewayError::Upstream(format!("cannot translate the upstream answer: {e}"));
@@ -532,6 +573,18 @@ pub async fn respond_upstream(
         return json_answer(s, ctx, h, body).await;
     }
     stream(gw, s, ctx, inb, up, h, from, &opts).await
+}
+
+/// A translated answer for a Responses client repeats the request's fields as the real API
+/// does (`tools`, `instructions`...; README "Answer fields").
+fn echoed(inb: &Inbound, body: Vec<u8>) -> Vec<u8> {
+    if inb.format != Format::OpenAiResponses {
+        return body;
+    }
+    match formats::responses_echo(&inb.body) {
+        Some(echo) => formats::echo_into_response(&body, &echo),
+        None => body,
+    }
 }
 
 /// Write a whole JSON answer under the prepared header.
@@ -607,7 +660,14 @@ async fn stream(
         StreamMode::Translate(Box::new(formats::StreamTranslator::reencoding(from, inb.format, opts)))
     } else {
         // Another format, or the same non-OpenAI format (the translator then only observes usage).
-        StreamMode::Translate(Box::new(formats::StreamTranslator::new(from, inb.format, opts)))
+        let t = formats::StreamTranslator::new(from, inb.format, opts);
+        let echo = (!same && inb.format == Format::OpenAiResponses)
+            .then(|| formats::responses_echo(&inb.body))
+            .flatten();
+        StreamMode::Translate(Box::new(match echo {
+            Some(e) => t.with_echo(e),
+            None => t,
+        }))
     };
 
     // Each chunk's output is handed to the client as its own buffer (no copy).

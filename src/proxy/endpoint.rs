@@ -7,7 +7,27 @@ use crate::providers::MediaOp;
 pub enum Endpoint {
     Healthz,
     Readyz,
+    /// OpenAI `GET /v1/models`: the caller's aliases.
     Models,
+    /// OpenAI `GET /v1/models/{model}`: one alias.
+    Model {
+        name: String,
+    },
+    /// Gemini `GET /v1beta/models` (and `/v1/models` from a Google client): the caller's aliases.
+    GeminiModels,
+    /// Gemini `GET /v1beta/models/{model}` (and `/v1/models/{model}` from a Google client).
+    GeminiModel {
+        name: String,
+    },
+    /// Gemini `models/{model}:countTokens`: the gateway's own count.
+    GeminiCountTokens {
+        model: String,
+    },
+    /// Gemini `models/{model}:embedContent` (one) or `:batchEmbedContents` (`batch`).
+    GeminiEmbed {
+        model: String,
+        batch: bool,
+    },
     /// A chat turn in `format`. For Gemini the model is in the path.
     Chat {
         format: Format,
@@ -32,6 +52,9 @@ pub struct GeminiCall {
     pub stream: bool,
     /// `?alt=sse`: the stream is SSE rather than one streamed JSON array.
     pub sse: bool,
+    /// An embedding call rather than a generation: `Some(false)` for `embedContent`,
+    /// `Some(true)` for `batchEmbedContents`.
+    pub embed: Option<bool>,
 }
 
 impl Endpoint {
@@ -48,7 +71,8 @@ impl Endpoint {
         match path {
             "/healthz" => only(get, "GET", Endpoint::Healthz),
             "/readyz" => only(get, "GET", Endpoint::Readyz),
-            "/v1/models" | "/models" | "/v1beta/models" => only(get, "GET", Endpoint::Models),
+            "/v1/models" | "/models" => only(get, "GET", Endpoint::Models),
+            "/v1beta/models" => only(get, "GET", Endpoint::GeminiModels),
             "/v1/chat/completions" | "/chat/completions" => {
                 only(post, "POST", Endpoint::Chat { format: Format::OpenAiChat, gemini: None })
             }
@@ -67,24 +91,74 @@ impl Endpoint {
                 only(post, "POST", Endpoint::Media(MediaOp::AudioTranscriptions))
             }
             _ => match gemini_call(path) {
+                Some(("", _)) => Endpoint::NotFound,
                 Some((model, verb)) => {
-                    let stream = verb == "streamGenerateContent";
-                    let call = GeminiCall {
-                        model: model.to_string(),
-                        stream,
-                        sse: stream && query.is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse")),
-                    };
+                    let model = model.to_string();
                     match verb {
-                        "generateContent" | "streamGenerateContent" if !model.is_empty() => {
+                        "generateContent" | "streamGenerateContent" => {
+                            let stream = verb == "streamGenerateContent";
+                            let sse = stream && query.is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
+                            let call = GeminiCall { model, stream, sse, embed: None };
                             only(post, "POST", Endpoint::Chat { format: Format::Gemini, gemini: Some(call) })
+                        }
+                        "countTokens" => only(post, "POST", Endpoint::GeminiCountTokens { model }),
+                        "embedContent" => only(post, "POST", Endpoint::GeminiEmbed { model, batch: false }),
+                        "batchEmbedContents" => {
+                            only(post, "POST", Endpoint::GeminiEmbed { model, batch: true })
                         }
                         _ => Endpoint::NotFound,
                     }
                 }
-                None => Endpoint::NotFound,
+                None => match model_path(path) {
+                    Some((name, gemini)) => {
+                        let name = name.to_string();
+                        let e =
+                            if gemini { Endpoint::GeminiModel { name } } else { Endpoint::Model { name } };
+                        only(get, "GET", e)
+                    }
+                    None => Endpoint::NotFound,
+                },
             },
         }
     }
+
+    /// [`Endpoint::classify`], then the models endpoints a Google client calls on `/v1/`
+    /// (google-genai 3.x lists with `GET /v1/models`, as OpenAI clients do) in Gemini's shape.
+    pub fn classify_request(
+        method: &http::Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &http::HeaderMap,
+    ) -> Endpoint {
+        match Endpoint::classify(method, path, query) {
+            Endpoint::Models if google_client(headers, query) => Endpoint::GeminiModels,
+            Endpoint::Model { name } if google_client(headers, query) => Endpoint::GeminiModel { name },
+            e => e,
+        }
+    }
+}
+
+/// Whether a request comes from a Google client: it authenticates the Google way
+/// (`x-goog-api-key`, `?key=`), says so (`x-goog-api-client`), or pages Google's way
+/// (`pageSize`, `pageToken`). OpenAI and Anthropic clients send none of these.
+pub fn google_client(headers: &http::HeaderMap, query: Option<&str>) -> bool {
+    headers.contains_key("x-goog-api-key")
+        || headers.contains_key("x-goog-api-client")
+        || query.is_some_and(|q| {
+            q.split('&').any(|kv| {
+                let k = kv.split('=').next().unwrap_or_default();
+                k == "key" || k == "pageSize" || k == "pageToken"
+            })
+        })
+}
+
+/// `/v1beta/models/{name}` (Gemini: `true`) or `/v1/models/{name}` (`false`), one segment.
+fn model_path(path: &str) -> Option<(&str, bool)> {
+    let (rest, gemini) = match path.strip_prefix("/v1beta/models/") {
+        Some(r) => (r, true),
+        None => (path.strip_prefix("/v1/models/")?, false),
+    };
+    (!rest.is_empty() && !rest.contains('/')).then_some((rest, gemini))
 }
 
 /// `/v1beta/models/{model}:{verb}` or `/v1/models/{model}:{verb}` (the current google-genai SDK
@@ -94,11 +168,17 @@ fn gemini_call(path: &str) -> Option<(&str, &str)> {
     rest.rsplit_once(':')
 }
 
-/// The error shape a client on `path` expects, even before we know the endpoint is valid.
-pub fn error_format_for_path(path: &str) -> Format {
+/// The error shape a client on `path` expects, even before we know the endpoint is valid:
+/// Gemini's for `/v1beta/`, for `/v1/models/{model}:{verb}`, and for `/v1/models...` from a
+/// Google client (see [`google_client`]).
+pub fn error_format_for(path: &str, query: Option<&str>, headers: &http::HeaderMap) -> Format {
+    let models = path == "/v1/models" || path.starts_with("/v1/models/");
     if path.starts_with("/v1/messages") {
         Format::Anthropic
-    } else if path.starts_with("/v1beta/") || (path.starts_with("/v1/models/") && path.contains(':')) {
+    } else if path.starts_with("/v1beta/")
+        || (path.starts_with("/v1/models/") && path.contains(':'))
+        || (models && google_client(headers, query))
+    {
         Format::Gemini
     } else {
         Format::OpenAiChat
@@ -131,10 +211,11 @@ mod tests {
             Endpoint::classify(&Method::POST, "/v1/models/fast:generateContent", None),
             Endpoint::Chat {
                 format: Format::Gemini,
-                gemini: Some(GeminiCall { model: "fast".into(), stream: false, sse: false })
+                gemini: Some(GeminiCall { model: "fast".into(), stream: false, sse: false, embed: None })
             }
         );
-        assert_eq!(error_format_for_path("/v1/models/fast:generateContent"), Format::Gemini);
+        let none = http::HeaderMap::new();
+        assert_eq!(error_format_for("/v1/models/fast:generateContent", None, &none), Format::Gemini);
         assert_eq!(
             Endpoint::classify(
                 &Method::POST,
@@ -143,12 +224,89 @@ mod tests {
             ),
             Endpoint::Chat {
                 format: Format::Gemini,
-                gemini: Some(GeminiCall { model: "fast".into(), stream: true, sse: true })
+                gemini: Some(GeminiCall { model: "fast".into(), stream: true, sse: true, embed: None })
             }
         );
         assert_eq!(
             Endpoint::classify(&Method::POST, "/v1beta/models/:generateContent", None),
             Endpoint::NotFound
         );
+    }
+
+    #[test]
+    fn gemini_verbs_on_v1_and_v1beta_alike() {
+        for prefix in ["/v1", "/v1beta"] {
+            let at = |verb: &str| format!("{prefix}/models/fast:{verb}");
+            assert_eq!(
+                Endpoint::classify(&Method::POST, &at("countTokens"), None),
+                Endpoint::GeminiCountTokens { model: "fast".into() }
+            );
+            assert_eq!(
+                Endpoint::classify(&Method::POST, &at("embedContent"), None),
+                Endpoint::GeminiEmbed { model: "fast".into(), batch: false }
+            );
+            assert_eq!(
+                Endpoint::classify(&Method::POST, &at("batchEmbedContents"), None),
+                Endpoint::GeminiEmbed { model: "fast".into(), batch: true }
+            );
+            assert_eq!(
+                Endpoint::classify(&Method::GET, &at("batchEmbedContents"), None),
+                Endpoint::MethodNotAllowed { allow: "POST" }
+            );
+            assert_eq!(Endpoint::classify(&Method::POST, &at("noSuchVerb"), None), Endpoint::NotFound);
+            assert_eq!(
+                Endpoint::classify(&Method::POST, &at("streamGenerateContent"), Some("alt=sse")),
+                Endpoint::Chat {
+                    format: Format::Gemini,
+                    gemini: Some(GeminiCall { model: "fast".into(), stream: true, sse: true, embed: None })
+                }
+            );
+        }
+        assert_eq!(Endpoint::classify(&Method::GET, "/v1beta/models", None), Endpoint::GeminiModels);
+        assert_eq!(
+            Endpoint::classify(&Method::GET, "/v1beta/models/fast", None),
+            Endpoint::GeminiModel { name: "fast".into() }
+        );
+        assert_eq!(
+            Endpoint::classify(&Method::POST, "/v1beta/models", None),
+            Endpoint::MethodNotAllowed { allow: "GET" }
+        );
+        assert_eq!(Endpoint::classify(&Method::GET, "/v1/models/a/b", None), Endpoint::NotFound);
+    }
+
+    #[test]
+    fn v1_models_answers_each_client_in_its_own_shape() {
+        let none = http::HeaderMap::new();
+        let mut openai = http::HeaderMap::new();
+        openai.insert("authorization", "Bearer sk".parse().unwrap());
+        let mut google = http::HeaderMap::new();
+        google.insert("x-goog-api-key", "sk".parse().unwrap());
+        let get = &Method::GET;
+        assert_eq!(Endpoint::classify_request(get, "/v1/models", None, &openai), Endpoint::Models);
+        assert_eq!(Endpoint::classify_request(get, "/v1/models", None, &none), Endpoint::Models);
+        assert_eq!(Endpoint::classify_request(get, "/v1/models", None, &google), Endpoint::GeminiModels);
+        assert_eq!(
+            Endpoint::classify_request(get, "/v1/models", Some("pageSize=50"), &none),
+            Endpoint::GeminiModels
+        );
+        assert_eq!(
+            Endpoint::classify_request(get, "/v1/models", Some("key=sk"), &none),
+            Endpoint::GeminiModels
+        );
+        assert_eq!(
+            Endpoint::classify_request(get, "/v1/models/fast", None, &openai),
+            Endpoint::Model { name: "fast".into() }
+        );
+        assert_eq!(
+            Endpoint::classify_request(get, "/v1/models/fast", None, &google),
+            Endpoint::GeminiModel { name: "fast".into() }
+        );
+        // Errors follow the same rule.
+        assert_eq!(error_format_for("/v1/models", None, &openai), Format::OpenAiChat);
+        assert_eq!(error_format_for("/v1/models", None, &google), Format::Gemini);
+        assert_eq!(error_format_for("/v1/models/x", Some("key=k"), &none), Format::Gemini);
+        assert_eq!(error_format_for("/v1beta/nothing", None, &none), Format::Gemini);
+        assert_eq!(error_format_for("/v1/messages", None, &google), Format::Anthropic);
+        assert_eq!(error_format_for("/v1/chat/completions", None, &google), Format::OpenAiChat);
     }
 }

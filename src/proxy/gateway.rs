@@ -14,9 +14,9 @@ use pingora::proxy::{ProxyHttp, Session};
 
 use super::cors::{self, Cors};
 use super::ctx::RequestCtx;
-use super::endpoint::{error_format_for_path, Endpoint};
+use super::endpoint::{error_format_for, Endpoint, GeminiCall};
 use super::respond;
-use super::{chat, media, preflight};
+use super::{chat, gemini, media, preflight};
 use crate::accounting::{UsageLog, UsageRecord};
 use crate::admission::{self, Shape};
 use crate::error::GatewayError;
@@ -97,8 +97,9 @@ impl ProxyHttp for Gateway {
         let rt = self.store.load();
         ctx.rt = Some(rt.clone());
         let req = s.req_header();
-        let endpoint = Endpoint::classify(&req.method, req.uri.path(), req.uri.query());
-        let fallback_format = error_format_for_path(req.uri.path());
+        let (path, query) = (req.uri.path(), req.uri.query());
+        let endpoint = Endpoint::classify_request(&req.method, path, query, &req.headers);
+        let fallback_format = error_format_for(path, query, &req.headers);
         ctx.client_format = Some(fallback_format);
         match cors::decide(rt.snap.config.cors.as_ref(), &req.method, &req.headers) {
             Cors::None => {}
@@ -156,6 +157,29 @@ impl ProxyHttp for Gateway {
                     }
                     Err(e) => respond::error(s, ctx, fallback_format, e).await?,
                 }
+            }
+            Endpoint::Model { name } => {
+                ctx.endpoint = "models";
+                gemini::get(s, ctx, &rt, &name, Format::OpenAiChat).await?;
+            }
+            Endpoint::GeminiModels => {
+                ctx.endpoint = "models";
+                gemini::list(s, ctx, &rt).await?;
+            }
+            Endpoint::GeminiModel { name } => {
+                ctx.endpoint = "models";
+                gemini::get(s, ctx, &rt, &name, Format::Gemini).await?;
+            }
+            Endpoint::GeminiCountTokens { model } => {
+                ctx.endpoint = "count_tokens";
+                ctx.client_format = Some(Format::Gemini);
+                gemini::count_tokens(s, ctx, &rt, &model).await?;
+            }
+            Endpoint::GeminiEmbed { model, batch } => {
+                ctx.endpoint = MediaOp::Embeddings.name();
+                ctx.client_format = Some(Format::Gemini);
+                let call = GeminiCall { model, stream: false, sse: false, embed: Some(batch) };
+                chat::serve(self, s, ctx, Format::Gemini, Some(call), Some(MediaOp::Embeddings)).await?;
             }
             Endpoint::CountTokens => {
                 ctx.endpoint = "count_tokens";

@@ -7,6 +7,7 @@ mod ctx;
 mod embeddings;
 mod endpoint;
 mod gateway;
+mod gemini;
 mod media;
 mod plan;
 mod preflight;

@@ -1,6 +1,7 @@
 //! Mock upstreams that answer in each provider's real wire format, non-stream and stream:
 //! a text answer "Hello from <kind>", or, when the request defines the `get_weather` tool,
-//! a call to it with `{"city":"Paris"}`. Used by the conformance and provider tests.
+//! a call to it with `{"city":"Paris"}`. The OpenAI and Gemini mocks also embed: vector
+//! `[i, len(text)]` for input `i`. Used by the conformance and provider tests.
 #![allow(dead_code)]
 
 use super::{MockUpstream, Received, Reply, Wait};
@@ -32,10 +33,28 @@ fn sse_events(events: Vec<(Option<&str>, Value)>, done: bool) -> Reply {
 
 // === OpenAI Chat Completions ===
 
+/// One embedding per text: `[i, len(text)]`.
+fn embedding(i: usize, text: &str) -> Value {
+    json!([i as f32, text.len() as f32])
+}
+
 pub async fn openai() -> MockUpstream {
     MockUpstream::start(|r, _| {
         let req = r.json();
         let model = req["model"].as_str().unwrap_or("m").to_string();
+        if r.path.ends_with("/embeddings") {
+            let texts: Vec<Value> = match &req["input"] {
+                Value::Array(a) => a.clone(),
+                v => vec![v.clone()],
+            };
+            let data: Vec<Value> = texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embedding(i, t.as_str().unwrap_or(""))}))
+                .collect();
+            let body = json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 5, "total_tokens": 5}});
+            return Reply::json(200, &body.to_string());
+        }
         let tool = wants_tool(r);
         let usage = json!({"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14});
         if req["stream"] != json!(true) {
@@ -113,6 +132,17 @@ pub async fn anthropic() -> MockUpstream {
 
 pub async fn gemini() -> MockUpstream {
     MockUpstream::start(|r, _| {
+        if r.path.contains(":batchEmbedContents") {
+            let req = r.json();
+            let embeddings: Vec<Value> = req["requests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, q)| json!({"values": embedding(i, q["content"]["parts"][0]["text"].as_str().unwrap_or(""))}))
+                .collect();
+            return Reply::json(200, &json!({"embeddings": embeddings}).to_string());
+        }
         let tool = wants_tool(r);
         let stream = r.path.contains(":streamGenerateContent");
         let usage = json!({"promptTokenCount": 10, "candidatesTokenCount": 4, "totalTokenCount": 14});

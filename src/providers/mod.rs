@@ -185,6 +185,8 @@ pub type Route = (String, Vec<(&'static str, String)>);
 /// The request to send to one upstream for one attempt (the body is shared, never copied).
 #[derive(Clone, Debug)]
 pub struct UpstreamRequest {
+    /// `POST` for every operation except the stored-response reads and deletes.
+    pub method: http::Method,
     pub path_and_query: String,
     /// Headers to send besides Host, Content-Length, Content-Type and Accept-Encoding.
     pub headers: Vec<(&'static str, String)>,
@@ -235,5 +237,36 @@ pub fn build_request(
                 .map_err(|message| ProviderError { provider: p.name.clone(), message })?
         }
     };
-    Ok(UpstreamRequest { path_and_query, headers, body })
+    Ok(UpstreamRequest { method: http::Method::POST, path_and_query, headers, body })
+}
+
+/// A request to a provider's native Responses API: `sub` is the path after `/responses`
+/// (`""`, `/{id}`, `/{id}/input_items`, `/{id}/cancel`, `/input_tokens`) and `query` the
+/// client's query string, passed on. OpenAI and compatible servers: `/v1/responses...`; Azure:
+/// its `/openai/v1/responses...` form (model in the body, whatever `api_version` says).
+pub fn responses_request(
+    p: &Provider,
+    method: http::Method,
+    sub: &str,
+    query: Option<&str>,
+    body: Bytes,
+) -> Result<UpstreamRequest, ProviderError> {
+    if !speaks_responses(p) {
+        return Err(ProviderError {
+            provider: p.name.clone(),
+            message: format!("{} does not speak the Responses API", p.kind.name()),
+        });
+    }
+    let prefix = p.endpoint.as_ref().map(|e| e.path_prefix.as_str()).unwrap_or("");
+    let key = p.api_key.as_ref().map(|k| k.expose());
+    let mut path_and_query = match p.kind {
+        ProviderKind::AzureOpenai => azure_openai::responses_path(prefix, sub),
+        _ => openai::responses_path(prefix, sub),
+    };
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
+    let headers = spec(p.kind).auth_headers(key);
+    Ok(UpstreamRequest { method, path_and_query, headers, body })
 }

@@ -1,0 +1,358 @@
+//! The gateway's own conversation store, for Responses requests served by a translated route
+//! (Anthropic, Gemini, Bedrock, Chat-only upstreams keep no responses): each response's input
+//! items and the response itself (its output items), per owner, so `previous_response_id` can
+//! be honoured by prepending the stored history. Bounded per owner by turns, bytes and age
+//! (oldest dropped first); mirrored to `state_dir/conversations.jsonl`. `store: false` turns
+//! are never given to it.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::journal::{Journal, JournalError};
+use super::{shard_of, unix, SHARDS};
+
+/// The journal file under `state_dir`.
+pub const FILE_NAME: &str = "conversations.jsonl";
+
+/// What each owner may keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    pub max_turns: usize,
+    /// Serialised size of the kept turns.
+    pub max_bytes: usize,
+    pub max_age: Duration,
+}
+
+impl Default for Bounds {
+    /// 10,000 turns, 64 MiB and 30 days per owner.
+    fn default() -> Self {
+        Bounds { max_turns: 10_000, max_bytes: 64 * 1024 * 1024, max_age: super::affinity::RETENTION }
+    }
+}
+
+/// One stored response and the input that produced it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    /// The response this one continued (`previous_response_id`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
+    /// Unix seconds.
+    pub created: u64,
+    /// The request's own input items (a string input as one user message).
+    pub input: Vec<Value>,
+    /// The response object as the client received it (its `output` is replayed).
+    pub response: Value,
+}
+
+/// Why the history of a response cannot be rebuilt.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryError {
+    #[error("Previous response with id '{0}' not found.")]
+    NotFound(String),
+    /// A response earlier in the chain was dropped (age or size bounds).
+    #[error("Previous response with id '{0}' is no longer stored (its conversation was trimmed).")]
+    Trimmed(String),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Line {
+    Deleted {
+        id: String,
+        owner: String,
+        deleted: bool,
+    },
+    Turn {
+        id: String,
+        owner: String,
+        #[serde(flatten)]
+        turn: Turn,
+    },
+}
+
+#[derive(Default)]
+struct Owned {
+    turns: FxHashMap<String, (Arc<Turn>, usize)>,
+    /// Ids oldest first (an id already removed is skipped when reached).
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+type Shard = RwLock<FxHashMap<String, Arc<Mutex<Owned>>>>;
+
+pub struct ConversationStore {
+    shards: Box<[Shard]>,
+    bounds: Bounds,
+    journal: Option<Journal>,
+}
+
+// === impl ConversationStore ===
+
+impl ConversationStore {
+    pub fn in_memory(bounds: Bounds) -> ConversationStore {
+        ConversationStore {
+            shards: (0..SHARDS).map(|_| RwLock::new(FxHashMap::default())).collect(),
+            bounds,
+            journal: None,
+        }
+    }
+
+    /// Load `state_dir/conversations.jsonl` (applying the bounds at `now`); compacted when most
+    /// of its lines are dead.
+    pub fn open(
+        state_dir: &Path,
+        bounds: Bounds,
+        now: SystemTime,
+    ) -> Result<ConversationStore, JournalError> {
+        let mut store = ConversationStore::in_memory(bounds);
+        let journal = Journal::new(state_dir.join(FILE_NAME));
+        let text = journal.read()?;
+        let mut lines = 0usize;
+        for l in text.lines() {
+            lines += 1;
+            match serde_json::from_str::<Line>(l) {
+                Ok(Line::Deleted { id, owner, .. }) => {
+                    store.remove(&owner, &id);
+                }
+                Ok(Line::Turn { id, owner, turn }) => store.insert(&owner, id, turn, l.len(), now),
+                Err(_) => {}
+            }
+        }
+        let live: usize = store.count();
+        if lines > 2 * live + 64 {
+            let mut out = Vec::new();
+            for shard in store.shards.iter() {
+                for (owner, o) in shard.read().iter() {
+                    let o = o.lock();
+                    for id in &o.order {
+                        if let Some((t, _)) = o.turns.get(id) {
+                            let line =
+                                Line::Turn { id: id.clone(), owner: owner.clone(), turn: (**t).clone() };
+                            let _ = serde_json::to_writer(&mut out, &line);
+                            out.push(b'\n');
+                        }
+                    }
+                }
+            }
+            journal.rewrite(&out)?;
+        }
+        store.journal = Some(journal);
+        Ok(store)
+    }
+
+    fn owned(&self, owner: &str) -> Option<Arc<Mutex<Owned>>> {
+        self.shards[shard_of(owner)].read().get(owner).cloned()
+    }
+
+    fn owned_or_new(&self, owner: &str) -> Arc<Mutex<Owned>> {
+        if let Some(o) = self.owned(owner) {
+            return o;
+        }
+        self.shards[shard_of(owner)].write().entry(owner.to_string()).or_default().clone()
+    }
+
+    fn insert(&self, owner: &str, id: String, turn: Turn, bytes: usize, now: SystemTime) {
+        let o = self.owned_or_new(owner);
+        let mut o = o.lock();
+        if let Some((_, old)) = o.turns.remove(&id) {
+            o.bytes -= old;
+            o.order.retain(|x| x != &id);
+        }
+        o.order.push_back(id.clone());
+        o.turns.insert(id, (Arc::new(turn), bytes));
+        o.bytes += bytes;
+        self.trim(&mut o, now);
+    }
+
+    /// Drop the oldest turns until the owner is within its bounds.
+    fn trim(&self, o: &mut Owned, now: SystemTime) {
+        let b = self.bounds;
+        let oldest = unix(now).saturating_sub(b.max_age.as_secs());
+        while let Some(id) = o.order.front() {
+            let over = o.turns.len() > b.max_turns || o.bytes > b.max_bytes;
+            let stale = o.turns.get(id).map(|(t, _)| t.created < oldest);
+            match stale {
+                None => {}
+                Some(stale) if over || stale => {
+                    if let Some((_, n)) = o.turns.remove(id) {
+                        o.bytes -= n;
+                    }
+                }
+                Some(_) => break,
+            }
+            o.order.pop_front();
+        }
+    }
+
+    /// Keep `turn` as response `id` of `owner`.
+    pub fn put(&self, owner: &str, id: &str, turn: Turn, now: SystemTime) {
+        let line = Line::Turn { id: id.to_string(), owner: owner.to_string(), turn };
+        let bytes = serde_json::to_vec(&line).unwrap_or_default();
+        if let Line::Turn { id, turn, .. } = line {
+            self.insert(owner, id, turn, bytes.len(), now);
+        }
+        if let Some(j) = &self.journal {
+            j.append(&bytes);
+        }
+    }
+
+    /// Response `id` of `owner`, unless expired (another owner's id reads as unknown).
+    pub fn get(&self, owner: &str, id: &str, now: SystemTime) -> Option<Arc<Turn>> {
+        let o = self.owned(owner)?;
+        let o = o.lock();
+        let (t, _) = o.turns.get(id)?;
+        (unix(now).saturating_sub(t.created) <= self.bounds.max_age.as_secs()).then(|| t.clone())
+    }
+
+    /// Forget response `id` of `owner`; `false` when there is none.
+    pub fn remove(&self, owner: &str, id: &str) -> bool {
+        let Some(o) = self.owned(owner) else { return false };
+        let removed = {
+            let mut o = o.lock();
+            match o.turns.remove(id) {
+                Some((_, n)) => {
+                    o.bytes -= n;
+                    true
+                }
+                None => false,
+            }
+        };
+        if removed {
+            if let Some(j) = &self.journal {
+                let line = Line::Deleted { id: id.to_string(), owner: owner.to_string(), deleted: true };
+                if let Ok(l) = serde_json::to_vec(&line) {
+                    j.append(&l);
+                }
+            }
+        }
+        removed
+    }
+
+    /// Every item of the conversation up to and including response `id`, oldest first: each
+    /// turn's input items, then its response's output items.
+    pub fn history(&self, owner: &str, id: &str, now: SystemTime) -> Result<Vec<Value>, HistoryError> {
+        let mut chain = Vec::new();
+        let mut next = Some(id.to_string());
+        while let Some(cur) = next {
+            let Some(t) = self.get(owner, &cur, now) else {
+                return Err(if chain.is_empty() {
+                    HistoryError::NotFound(cur)
+                } else {
+                    HistoryError::Trimmed(id.to_string())
+                });
+            };
+            if chain.len() > self.bounds.max_turns {
+                return Err(HistoryError::Trimmed(id.to_string())); // a cycle cannot be real
+            }
+            next = t.prev.clone();
+            chain.push(t);
+        }
+        let mut items = Vec::new();
+        for t in chain.iter().rev() {
+            items.extend(t.input.iter().cloned());
+            if let Some(out) = t.response.get("output").and_then(Value::as_array) {
+                items.extend(out.iter().cloned());
+            }
+        }
+        Ok(items)
+    }
+
+    /// Turns kept, all owners.
+    pub fn count(&self) -> usize {
+        self.shards.iter().map(|s| s.read().values().map(|o| o.lock().turns.len()).sum::<usize>()).sum()
+    }
+
+    pub fn flush(&self) -> Result<(), JournalError> {
+        self.journal.as_ref().map(Journal::flush).unwrap_or(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn turn(prev: Option<&str>, created: u64, said: &str, answered: &str) -> Turn {
+        Turn {
+            prev: prev.map(str::to_string),
+            created,
+            input: vec![json!({"type": "message", "role": "user", "content": said})],
+            response: json!({"id": "x", "output": [{"type": "message", "role": "assistant",
+                "content": [{"type": "output_text", "text": answered}]}]}),
+        }
+    }
+
+    fn texts(items: &[Value]) -> Vec<String> {
+        items
+            .iter()
+            .map(|i| {
+                i["content"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| i["content"][0]["text"].to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn history_is_every_earlier_input_and_output_in_order() {
+        let s = ConversationStore::in_memory(Bounds::default());
+        s.put("p", "r1", turn(None, 10, "one", "1"), at(10));
+        s.put("p", "r2", turn(Some("r1"), 11, "two", "2"), at(11));
+        s.put("p", "r3", turn(Some("r2"), 12, "three", "3"), at(12));
+        let h = s.history("p", "r3", at(13)).unwrap();
+        assert_eq!(texts(&h), ["one", "\"1\"", "two", "\"2\"", "three", "\"3\""]);
+        assert_eq!(s.history("p", "r1", at(13)).unwrap().len(), 2);
+        assert_eq!(s.history("q", "r3", at(13)), Err(HistoryError::NotFound("r3".into())), "other owner");
+        assert!(s.remove("p", "r2"));
+        assert_eq!(s.history("p", "r3", at(13)), Err(HistoryError::Trimmed("r3".into())));
+    }
+
+    #[test]
+    fn each_owner_is_bounded_by_turns_bytes_and_age() {
+        let b = Bounds { max_turns: 2, max_bytes: 100_000, max_age: Duration::from_secs(50) };
+        let s = ConversationStore::in_memory(b);
+        for i in 0..4 {
+            s.put("p", &format!("r{i}"), turn(None, 100 + i, "x", "y"), at(100 + i));
+        }
+        s.put("q", "q0", turn(None, 100, "x", "y"), at(100));
+        assert_eq!(s.count(), 3, "two for p, one for q");
+        assert!(s.get("p", "r1", at(104)).is_none());
+        assert!(s.get("p", "r3", at(104)).is_some());
+        assert!(s.get("p", "r3", at(160)).is_none(), "older than max_age");
+        let b = Bounds { max_turns: 100, max_bytes: 600, max_age: Duration::from_secs(50) };
+        let s = ConversationStore::in_memory(b);
+        for i in 0..10 {
+            s.put("p", &format!("r{i}"), turn(None, 100, "x", "y"), at(100));
+        }
+        let kept = s.count();
+        assert!((2..10).contains(&kept), "bytes bound the owner: {kept}");
+        assert!(s.get("p", "r9", at(100)).is_some(), "the newest stays");
+    }
+
+    #[test]
+    fn turns_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ConversationStore::open(dir.path(), Bounds::default(), at(10)).unwrap();
+        s.put("p", "r1", turn(None, 10, "one", "1"), at(10));
+        s.put("p", "r2", turn(Some("r1"), 11, "two", "2"), at(11));
+        s.put("p", "gone", turn(None, 11, "x", "y"), at(11));
+        assert!(s.remove("p", "gone"));
+        s.flush().unwrap();
+        drop(s);
+        let s = ConversationStore::open(dir.path(), Bounds::default(), at(20)).unwrap();
+        assert_eq!(s.count(), 2);
+        assert_eq!(texts(&s.history("p", "r2", at(20)).unwrap()), ["one", "\"1\"", "two", "\"2\""]);
+    }
+}

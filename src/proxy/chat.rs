@@ -19,6 +19,7 @@ use crate::admission::{self, Shape};
 use crate::error::GatewayError;
 use crate::formats::{self, passthrough, validate, ErrorKind, Format, RequestOptions, ResponseOptions};
 use crate::providers::{self, MediaOp, Operation};
+use crate::responses::StreamObserver;
 use crate::routing;
 use crate::runtime::Runtime;
 
@@ -33,6 +34,8 @@ pub struct Inbound {
     pub stream: bool,
     pub include_usage: bool,
     pub gemini_sse: bool,
+    /// Responses requests: what the stored-response stores need (see `responses::prepare`).
+    pub turn: Option<super::responses::TurnCtx>,
 }
 
 /// Read the whole request body, refusing more than `max` bytes (413). Answers
@@ -119,8 +122,16 @@ pub async fn serve(
 ) -> pingora::Result<()> {
     let Some(rt) = ctx.rt.clone() else { return Ok(()) };
     match admit(s, ctx, &rt, format, gemini, media).await? {
-        Ok(inbound) => {
+        Ok(mut inbound) => {
             let alias = ctx.alias.unwrap_or_default();
+            if format == Format::OpenAiResponses && media.is_none() {
+                let Some(principal) = ctx.principal.clone() else { return Ok(()) };
+                let now = SystemTime::now();
+                match super::responses::prepare(gw, &rt, &principal, &mut inbound, alias, now) {
+                    Ok(turn) => inbound.turn = Some(turn),
+                    Err(r) => return super::responses::refuse(s, ctx, r).await,
+                }
+            }
             proxy(gw, s, ctx, &rt, &inbound, alias).await
         }
         Err(e) => respond::error(s, ctx, format, e).await,
@@ -197,6 +208,7 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
             stream: g.stream,
             include_usage: false,
             gemini_sse: g.sse,
+            turn: None,
         });
     }
     let model = match &peek.model {
@@ -218,6 +230,7 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
         include_usage: peek.include_usage,
         gemini_sse: true,
         peek,
+        turn: None,
     })
 }
 
@@ -233,7 +246,11 @@ async fn proxy(
     alias_idx: usize,
 ) -> pingora::Result<()> {
     let snap = &rt.snap;
-    let mut plan = Plan::new(rt, alias_idx);
+    // A follow-up to a response a provider stores goes to that target only.
+    let mut plan = match inb.turn.as_ref().and_then(|t| t.pinned) {
+        Some((alias, target)) => Plan::pinned(rt, alias, target),
+        None => Plan::new(rt, alias_idx),
+    };
     let mut dropped_params: Vec<&'static str>;
     // A copy, so the client connection can be watched while an attempt runs.
     let client_headers = s.req_header().headers.clone();
@@ -244,6 +261,12 @@ async fn proxy(
         let translated_media =
             matches!(inb.op, Operation::Media(_)) && providers::media_translated(provider.kind);
         let upstream_format = match inb.op {
+            // Per target: a Responses request passes through to a target that speaks it.
+            Operation::Chat { .. }
+                if inb.format == Format::OpenAiResponses && providers::speaks_responses(provider) =>
+            {
+                Format::OpenAiResponses
+            }
             Operation::Chat { .. } => providers::chat_format(provider.kind),
             Operation::Media(m) if providers::supports_media(provider.kind, m) => inb.format,
             Operation::Media(m) => {
@@ -282,7 +305,12 @@ async fn proxy(
             };
             dropped_params = dropped;
             let op = inb.op;
-            match providers::build_request(provider, op, &target.model, body, &client_headers) {
+            let built = if upstream_format == Format::OpenAiResponses {
+                providers::responses_request(provider, http::Method::POST, "", None, body)
+            } else {
+                providers::build_request(provider, op, &target.model, body, &client_headers)
+            };
+            match built {
                 Ok(req) => {
                     let send = upstream::send(
                         &gw.connector,
@@ -436,7 +464,9 @@ fn upstream_body(
     default_max_tokens: u32,
 ) -> Result<(Bytes, Vec<&'static str>), GatewayError> {
     if inb.format == to {
-        let model = providers::model_in_body(provider).then_some(model);
+        // The Responses API always names the model in the body (Azure's v1 form included).
+        let in_body = to == Format::OpenAiResponses || providers::model_in_body(provider);
+        let model = in_body.then_some(model);
         let force_usage = inb.stream && to == Format::OpenAiChat && matches!(inb.op, Operation::Chat { .. });
         if to == Format::Gemini {
             return Ok((inb.body.clone(), Vec::new()));
@@ -499,6 +529,7 @@ pub async fn respond_upstream(
         Answer::Translated(body, usage) => {
             up.release(&gw.connector).await;
             ctx.usage = usage;
+            record_translated_body(gw, inb, &body);
             return json_answer(s, h, body).await;
         }
         Answer::Body(body) => Some(body),
@@ -513,11 +544,16 @@ pub async fn respond_upstream(
         up.release(&gw.connector).await;
         let body = if same {
             ctx.usage = usage_of(from, &body).unwrap_or_default();
+            if let (Format::OpenAiResponses, Some(turn)) = (from, &inb.turn) {
+                let id = crate::responses::observe::body_id(&body).unwrap_or_default();
+                super::responses::record_native(gw, turn, &id, names.provider, names.model, names.alias);
+            }
             body
         } else {
             match formats::translate_response(from, inb.format, &body, &opts) {
                 Ok((b, usage)) => {
                     ctx.usage = usage;
+                    record_translated_body(gw, inb, &b);
                     Bytes::from(b)
                 }
                 Err(e) => {
@@ -528,7 +564,18 @@ pub async fn respond_upstream(
         };
         return json_answer(s, h, body).await;
     }
-    stream(gw, s, ctx, inb, up, h, from, &opts).await
+    stream(gw, s, ctx, inb, up, h, from, &opts, &names).await
+}
+
+/// A translated Responses answer: the gateway's conversation store keeps the turn.
+fn record_translated_body(gw: &Gateway, inb: &Inbound, body: &[u8]) {
+    if let Some(turn) = inb.turn.as_ref().filter(|t| t.store && t.input.is_some()) {
+        if inb.format == Format::OpenAiResponses {
+            if let Ok(v) = serde_json::from_slice(body) {
+                super::responses::record_translated(gw, turn, v);
+            }
+        }
+    }
 }
 
 /// Write a whole JSON answer under the prepared header.
@@ -581,6 +628,7 @@ async fn stream(
     mut h: ResponseHeader,
     from: Format,
     opts: &ResponseOptions<'_>,
+    names: &Names<'_>,
 ) -> pingora::Result<()> {
     let same = from == inb.format;
     let gemini_array = inb.format == Format::Gemini && !inb.gemini_sse;
@@ -591,6 +639,9 @@ async fn stream(
 
     let mut mode = if same && from == Format::OpenAiChat {
         StreamMode::Observe(passthrough::OpenAiStreamUsage::new(!inb.include_usage))
+    } else if same && from == Format::OpenAiResponses {
+        // Passed through event by event, byte for byte; only the id and usage are read.
+        StreamMode::Responses(Box::new(StreamObserver::new(false)))
     } else if gemini_array {
         // Upstream Gemini streams are always SSE; this client asked for the JSON-array form.
         StreamMode::Translate(Box::new(formats::StreamTranslator::reencoding(from, inb.format, opts)))
@@ -599,6 +650,11 @@ async fn stream(
         StreamMode::Translate(Box::new(formats::StreamTranslator::new(from, inb.format, opts)))
     };
 
+    // A translated Responses stream: its final response goes to the conversation store.
+    let keeps_turn = inb.turn.as_ref().is_some_and(|t| t.store && t.input.is_some());
+    let mut watch =
+        (!same && inb.format == Format::OpenAiResponses && keeps_turn).then(|| StreamObserver::new(true));
+    let mut recorded = false;
     // Each chunk's output is handed to the client as its own buffer (no copy).
     let mut out = Vec::new();
     loop {
@@ -614,6 +670,22 @@ async fn stream(
             Ok(Some(chunk)) => {
                 out.clear();
                 let data = match &mut mode {
+                    StreamMode::Responses(o) => {
+                        o.feed(&chunk);
+                        if let (false, Some(id), Some(turn)) = (recorded, o.id(), &inb.turn) {
+                            // Recorded at `response.created`: a follow-up may come before the end.
+                            super::responses::record_native(
+                                gw,
+                                turn,
+                                id,
+                                names.provider,
+                                names.model,
+                                names.alias,
+                            );
+                            recorded = true;
+                        }
+                        chunk
+                    }
                     StreamMode::Observe(o) => {
                         if o.feed(&chunk, &mut out) {
                             chunk
@@ -633,6 +705,9 @@ async fn stream(
                         Bytes::from(std::mem::take(&mut out))
                     }
                 };
+                if let Some(w) = &mut watch {
+                    w.feed(&data);
+                }
                 if !data.is_empty() {
                     if let Err(e) = s.write_response_body(Some(data), false).await {
                         mode.take_usage(ctx);
@@ -646,8 +721,16 @@ async fn stream(
                 match &mut mode {
                     StreamMode::Translate(t) => t.finish(&mut out),
                     StreamMode::Observe(o) => o.finish(&mut out),
+                    StreamMode::Responses(o) => o.finish(),
                 }
                 mode.take_usage(ctx);
+                if let (Some(w), Some(turn)) = (&mut watch, &inb.turn) {
+                    w.feed(&out);
+                    w.finish();
+                    if let Some(r) = w.take_response() {
+                        super::responses::record_translated(gw, turn, r);
+                    }
+                }
                 up.release(&gw.connector).await;
                 return s.write_response_body(Some(Bytes::from(std::mem::take(&mut out))), true).await;
             }
@@ -661,7 +744,7 @@ async fn stream(
                 };
                 match &mut mode {
                     StreamMode::Translate(t) => t.fail(kind, &e.to_string(), &mut out),
-                    StreamMode::Observe(_) => {
+                    StreamMode::Observe(_) | StreamMode::Responses(_) => {
                         out.extend_from_slice(&stream_error_event(inb.format, kind, &e.to_string()))
                     }
                 }
@@ -766,6 +849,7 @@ pub fn client_gone(ctx: &mut RequestCtx) -> pingora::Result<()> {
 
 enum StreamMode {
     Observe(passthrough::OpenAiStreamUsage),
+    Responses(Box<StreamObserver>),
     Translate(Box<formats::StreamTranslator>),
 }
 
@@ -774,6 +858,12 @@ impl StreamMode {
     fn take_usage(&self, ctx: &mut RequestCtx) {
         ctx.usage = match self {
             StreamMode::Observe(o) => o.usage().unwrap_or_default(),
+            StreamMode::Responses(o) => {
+                if let (None, Some(e)) = (&ctx.error, o.error()) {
+                    ctx.error = Some(e.to_string());
+                }
+                o.usage()
+            }
             StreamMode::Translate(t) => {
                 if let (None, Some(e)) = (&ctx.error, t.error()) {
                     ctx.error = Some(e.to_string());

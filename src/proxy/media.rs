@@ -234,6 +234,7 @@ async fn upload(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, form: Form)
             stream: false,
             include_usage: false,
             gemini_sse: true,
+            turn: None,
         };
         if (200..300).contains(&status) {
             match chat::check_answer(&mut up, inb.op, format, false).await {

@@ -168,12 +168,14 @@ pub fn encode_response(resp: &ChatResponse, opts: &ResponseOptions) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-/// Our response ids always carry the `resp_` prefix SDKs expect.
+/// Our response ids always carry the `resp_` prefix SDKs expect; an upstream without ids gets a
+/// fresh one per response.
 pub(crate) fn response_id(id: &str) -> String {
     if id.starts_with("resp_") {
         id.to_owned()
     } else if id.is_empty() {
-        "resp_gateway".to_owned()
+        // Unique: the gateway's conversation store keys turns by it.
+        format!("resp_{:032x}", fastrand::u128(..))
     } else {
         format!("resp_{id}")
     }

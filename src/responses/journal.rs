@@ -1,6 +1,7 @@
 //! An append-only JSON-lines file under `state_dir`, group-committed: callers push a line into
-//! a shared buffer (no disk I/O on the request path) and one background thread writes the
-//! buffer out every [`FLUSH_INTERVAL`]. Read whole at start; rewritten (temp file + rename) when
+//! a shared buffer (no disk I/O on the request path) and one background task (started on the
+//! runtime of the first append, writing on a blocking thread) writes the buffer out every
+//! [`FLUSH_INTERVAL`]. Outside a runtime an append is written at once. Read whole at start; rewritten (temp file + rename) when
 //! the store compacts it.
 
 use std::fs::{File, OpenOptions};
@@ -57,14 +58,21 @@ impl Journal {
         }
     }
 
-    /// Queue one line (without its newline). Written by the flusher thread.
+    /// Queue one line (without its newline). Written by the flusher task.
     pub fn append(&self, line: &[u8]) {
         {
             let mut p = self.shared.pending.lock();
             p.extend_from_slice(line);
             p.push(b'\n');
         }
-        self.flusher.call_once(|| spawn_flusher(Arc::downgrade(&self.shared)));
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => self.flusher.call_once(|| spawn_flusher(&rt, Arc::downgrade(&self.shared))),
+            Err(_) => {
+                if let Err(e) = self.shared.flush() {
+                    tracing::warn!("stored responses: {e}");
+                }
+            }
+        }
     }
 
     /// Write whatever is pending now.
@@ -130,17 +138,21 @@ impl Shared {
 }
 
 /// The background writer: flushes every `FLUSH_INTERVAL` until the journal is dropped.
-fn spawn_flusher(shared: Weak<Shared>) {
-    let spawned = std::thread::Builder::new().name("responses-journal".into()).spawn(move || loop {
-        std::thread::sleep(FLUSH_INTERVAL);
-        let Some(s) = shared.upgrade() else { return };
-        if let Err(e) = s.flush() {
-            tracing::warn!("stored responses: {e}");
+fn spawn_flusher(rt: &tokio::runtime::Handle, shared: Weak<Shared>) {
+    rt.spawn(async move {
+        loop {
+            tokio::time::sleep(FLUSH_INTERVAL).await;
+            let Some(s) = shared.upgrade() else { return };
+            if s.pending.lock().is_empty() {
+                continue;
+            }
+            match tokio::task::spawn_blocking(move || s.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("stored responses: {e}"),
+                Err(e) => tracing::warn!("stored responses: the journal writer failed: {e}"),
+            }
         }
     });
-    if let Err(e) = spawned {
-        tracing::warn!("stored responses: cannot start the journal writer: {e}");
-    }
 }
 
 #[cfg(test)]
@@ -162,16 +174,25 @@ mod tests {
         assert_eq!(j.read().unwrap(), "{\"a\":2}\n{\"a\":3}\n");
     }
 
-    #[test]
-    fn the_background_writer_flushes_without_being_asked() {
+    #[tokio::test]
+    async fn the_background_writer_flushes_without_being_asked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
         let j = Journal::new(path.clone());
         j.append(b"x");
+        assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), "", "not on the caller's path");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while std::fs::read_to_string(&path).unwrap_or_default() != "x\n" {
             assert!(std::time::Instant::now() < deadline, "never flushed");
-            std::thread::sleep(Duration::from_millis(10));
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    #[test]
+    fn outside_a_runtime_an_append_is_written_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::new(dir.path().join("j.jsonl"));
+        j.append(b"y");
+        assert_eq!(j.read().unwrap(), "y\n");
     }
 }

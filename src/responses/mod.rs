@@ -61,10 +61,8 @@ pub fn owner(p: &Principal) -> String {
 }
 
 fn shard_of(key: &str) -> usize {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut h = rustc_hash::FxBuildHasher.build_hasher();
-    key.hash(&mut h);
-    (h.finish() >> 16) as usize % SHARDS
+    use std::hash::BuildHasher;
+    (rustc_hash::FxBuildHasher.hash_one(key) >> 16) as usize % SHARDS
 }
 
 fn unix(t: SystemTime) -> u64 {

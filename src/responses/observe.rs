@@ -122,7 +122,7 @@ impl StreamObserver {
 
     /// Usage from the terminal event (zero when the stream ended before it).
     pub fn usage(&self) -> Usage {
-        self.usage.clone().unwrap_or_default()
+        self.usage.unwrap_or_default()
     }
 
     /// Whether the terminal event went by.

@@ -221,6 +221,8 @@ models:
         created.push((id, provider));
     }
     assert_eq!(created.iter().filter(|(_, p)| p == "pa").count(), 10);
+    // All of pa's first, then pb's: round robin alone would send half of them elsewhere.
+    created.sort_by(|a, b| a.1.cmp(&b.1));
     let mut reached = 0;
     for (id, creator) in &created {
         let (ca, cb) = (pa.count(), pb.count());

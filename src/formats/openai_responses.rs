@@ -1,7 +1,9 @@
 //! OpenAI Responses API wire format <-> IR: request and response bodies, errors, and (in
 //! `openai_responses_stream.rs`) the `response.*` SSE event machine in both directions.
-//! Pure: no I/O, no config, no auth. The gateway is stateless, so `previous_response_id`,
-//! `conversation` and `item_reference` are refused rather than half-honoured.
+//! Pure: no I/O, no config, no auth. This layer is stateless, so `previous_response_id`,
+//! `conversation` and `item_reference` are refused rather than half-honoured; the proxy resolves
+//! `previous_response_id` before translating (`proxy/responses.rs`: the stored history is
+//! prepended to `input`).
 
 use serde_json::{json, Value};
 

@@ -270,3 +270,53 @@ pub fn responses_request(
     let headers = spec(p.kind).auth_headers(key);
     Ok(UpstreamRequest { method, path_and_query, headers, body })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(text: &str) -> crate::config::Snapshot {
+        let t = format!(
+            "listen: 127.0.0.1:1\nproviders: [{text}]\nmodels: [{{alias: a, targets: [{{provider: p, model: m}}]}}]\n"
+        );
+        crate::config::load_str(&t).unwrap()
+    }
+
+    #[test]
+    fn responses_requests_use_each_kinds_native_path() {
+        let cases = [
+            ("{name: p, kind: openai, base_url: \"http://h/proxy\", api_key: sk}", "/proxy/v1/responses/resp_1?limit=2", ("authorization", "Bearer sk")),
+            ("{name: p, kind: azure_openai, base_url: \"https://r.openai.azure.com\", api_key: az, api_version: \"2024-10-21\"}", "/openai/v1/responses/resp_1?limit=2", ("api-key", "az")),
+            ("{name: p, kind: azure_openai, base_url: \"https://r.openai.azure.com/openai/v1\", api_key: az, api_version: v1}", "/openai/v1/responses/resp_1?limit=2", ("api-key", "az")),
+            ("{name: p, kind: openai_compatible, base_url: \"http://vllm:8000/v1\", responses: true}", "/v1/responses/resp_1?limit=2", ("", "")),
+        ];
+        for (text, path, (hk, hv)) in cases {
+            let snap = provider(text);
+            let r = responses_request(
+                &snap.providers[0],
+                http::Method::GET,
+                "/resp_1",
+                Some("limit=2"),
+                Bytes::new(),
+            )
+            .unwrap();
+            assert_eq!((r.method.as_str(), r.path_and_query.as_str()), ("GET", path), "{text}");
+            let auth: Vec<_> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            if hk.is_empty() {
+                assert!(auth.is_empty(), "{text}");
+            } else {
+                assert_eq!(auth, vec![(hk, hv)], "{text}");
+            }
+        }
+        // A compatible server that did not say `responses: true`, and Anthropic: never.
+        for text in [
+            "{name: p, kind: openai_compatible, base_url: \"http://vllm:8000\"}",
+            "{name: p, kind: anthropic, api_key: k}",
+        ] {
+            let snap = provider(text);
+            assert!(
+                responses_request(&snap.providers[0], http::Method::POST, "", None, Bytes::new()).is_err()
+            );
+        }
+    }
+}

@@ -164,3 +164,30 @@ impl Plan {
         (self.report, self.timed_out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pinned_plan_tries_only_its_target_and_reports_only_it() {
+        let text = "listen: 127.0.0.1:1\nlimits: { max_attempts: 3, circuit_breaker: { failure_threshold: 3 } }\nproviders: [{name: a, kind: mock}, {name: b, kind: mock}]\nmodels: [{alias: x, targets: [{provider: a, model: m0}, {provider: b, model: m1}]}]\n";
+        let store =
+            crate::runtime::RuntimeStore::from_text(std::path::Path::new("x.yaml"), text.into()).unwrap();
+        let rt = store.load();
+        let mut plan = Plan::pinned(&rt, 0, 1);
+        let mut seen = Vec::new();
+        while let Some(step) = plan.next().await {
+            seen.push(step.target);
+            let e = AttemptError::Connect { provider: "b".into(), detail: "refused".into() };
+            plan.failed(&step, &e);
+        }
+        assert_eq!(seen, vec![1, 1, 1], "the pinned target only, up to max_attempts");
+        let (report, _) = plan.into_report();
+        assert!(report.iter().all(|r| r.target == "b/m1"), "{report:?}");
+        // The failures landed on the target's shared state: its circuit is open for everyone.
+        let now = Instant::now();
+        assert!(!rt.routers[0].target(1).is_available(now), "target 1 circuit open");
+        assert!(rt.routers[0].target(0).is_available(now), "target 0 untouched");
+    }
+}

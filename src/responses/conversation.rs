@@ -2,11 +2,12 @@
 //! (Anthropic, Gemini, Bedrock, Chat-only upstreams keep no responses): each response's input
 //! items and the response itself (its output items), per owner, so `previous_response_id` can
 //! be honoured by prepending the stored history. Bounded per owner by turns, bytes and age
-//! (oldest dropped first); mirrored to `state_dir/conversations.jsonl`. `store: false` turns
+//! (oldest dropped first), and in all by bytes (a turn that would pass that is not kept); mirrored to `state_dir/conversations.jsonl`. `store: false` turns
 //! are never given to it.
 
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -28,12 +29,19 @@ pub struct Bounds {
     /// Serialised size of the kept turns.
     pub max_bytes: usize,
     pub max_age: Duration,
+    /// Serialised size of every owner's turns together.
+    pub max_total_bytes: usize,
 }
 
 impl Default for Bounds {
-    /// 10,000 turns, 64 MiB and 30 days per owner.
+    /// 10,000 turns, 64 MiB and 30 days per owner; 1 GiB in all.
     fn default() -> Self {
-        Bounds { max_turns: 10_000, max_bytes: 64 * 1024 * 1024, max_age: super::affinity::RETENTION }
+        Bounds {
+            max_turns: 10_000,
+            max_bytes: 64 * 1024 * 1024,
+            max_age: super::affinity::RETENTION,
+            max_total_bytes: 1024 * 1024 * 1024,
+        }
     }
 }
 
@@ -91,7 +99,13 @@ pub struct ConversationStore {
     shards: Box<[Shard]>,
     bounds: Bounds,
     journal: Option<Journal>,
+    /// Bytes of every owner's turns.
+    total: AtomicUsize,
+    puts: AtomicU64,
 }
+
+/// Expired turns of every owner are swept after this many puts.
+const SWEEP_EVERY: u64 = 1024;
 
 // === impl ConversationStore ===
 
@@ -101,6 +115,8 @@ impl ConversationStore {
             shards: (0..SHARDS).map(|_| RwLock::new(FxHashMap::default())).collect(),
             bounds,
             journal: None,
+            total: AtomicUsize::new(0),
+            puts: AtomicU64::new(0),
         }
     }
 
@@ -121,7 +137,9 @@ impl ConversationStore {
                 Ok(Line::Deleted { id, owner, .. }) => {
                     store.remove(&owner, &id);
                 }
-                Ok(Line::Turn { id, owner, turn }) => store.insert(&owner, id, turn, l.len(), now),
+                Ok(Line::Turn { id, owner, turn }) => {
+                    store.insert(&owner, id, turn, l.len(), now);
+                }
                 Err(_) => {}
             }
         }
@@ -158,17 +176,54 @@ impl ConversationStore {
         self.shards[shard_of(owner)].write().entry(owner.to_string()).or_default().clone()
     }
 
-    fn insert(&self, owner: &str, id: String, turn: Turn, bytes: usize, now: SystemTime) {
+    /// Keep a turn; `false` when the store as a whole is full.
+    fn insert(&self, owner: &str, id: String, turn: Turn, bytes: usize, now: SystemTime) -> bool {
         let o = self.owned_or_new(owner);
         let mut o = o.lock();
+        let before = o.bytes;
         if let Some((_, old)) = o.turns.remove(&id) {
             o.bytes -= old;
             o.order.retain(|x| x != &id);
         }
-        o.order.push_back(id.clone());
-        o.turns.insert(id, (Arc::new(turn), bytes));
-        o.bytes += bytes;
         self.trim(&mut o, now);
+        let fits =
+            self.total.load(Ordering::Relaxed) + o.bytes + bytes <= self.bounds.max_total_bytes + before;
+        if fits {
+            o.order.push_back(id.clone());
+            o.turns.insert(id, (Arc::new(turn), bytes));
+            o.bytes += bytes;
+            self.trim(&mut o, now);
+        }
+        self.account(before, o.bytes);
+        fits
+    }
+
+    /// An owner went from `before` to `after` bytes.
+    fn account(&self, before: usize, after: usize) {
+        if after >= before {
+            self.total.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.total.fetch_sub(before - after, Ordering::Relaxed);
+        }
+    }
+
+    /// Drop expired turns of every owner (and owners left with none).
+    pub fn sweep(&self, now: SystemTime) {
+        for shard in self.shards.iter() {
+            shard.write().retain(|_, owned| {
+                let mut o = owned.lock();
+                let before = o.bytes;
+                self.trim(&mut o, now);
+                self.account(before, o.bytes);
+                // An owner another request holds (about to insert) stays.
+                !o.turns.is_empty() || Arc::strong_count(owned) > 1
+            });
+        }
+    }
+
+    /// Bytes kept, all owners.
+    pub fn bytes(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
     }
 
     /// Drop the oldest turns until the owner is within its bounds.
@@ -195,11 +250,19 @@ impl ConversationStore {
     pub fn put(&self, owner: &str, id: &str, turn: Turn, now: SystemTime) {
         let line = Line::Turn { id: id.to_string(), owner: owner.to_string(), turn };
         let bytes = serde_json::to_vec(&line).unwrap_or_default();
-        if let Line::Turn { id, turn, .. } = line {
-            self.insert(owner, id, turn, bytes.len(), now);
+        let Line::Turn { id, turn, .. } = line else { return };
+        if !self.insert(owner, id, turn, bytes.len(), now) {
+            tracing::warn!(
+                max_total_bytes = self.bounds.max_total_bytes,
+                "stored conversations are full: a turn was not kept"
+            );
+            return;
         }
         if let Some(j) = &self.journal {
             j.append(&bytes);
+        }
+        if self.puts.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep(now);
         }
     }
 
@@ -219,6 +282,7 @@ impl ConversationStore {
             match o.turns.remove(id) {
                 Some((_, n)) => {
                     o.bytes -= n;
+                    self.account(n, 0);
                     true
                 }
                 None => false,
@@ -321,7 +385,12 @@ mod tests {
 
     #[test]
     fn each_owner_is_bounded_by_turns_bytes_and_age() {
-        let b = Bounds { max_turns: 2, max_bytes: 100_000, max_age: Duration::from_secs(50) };
+        let b = Bounds {
+            max_turns: 2,
+            max_bytes: 100_000,
+            max_age: Duration::from_secs(50),
+            max_total_bytes: 1 << 30,
+        };
         let s = ConversationStore::in_memory(b);
         for i in 0..4 {
             s.put("p", &format!("r{i}"), turn(None, 100 + i, "x", "y"), at(100 + i));
@@ -331,7 +400,12 @@ mod tests {
         assert!(s.get("p", "r1", at(104)).is_none());
         assert!(s.get("p", "r3", at(104)).is_some());
         assert!(s.get("p", "r3", at(160)).is_none(), "older than max_age");
-        let b = Bounds { max_turns: 100, max_bytes: 600, max_age: Duration::from_secs(50) };
+        let b = Bounds {
+            max_turns: 100,
+            max_bytes: 600,
+            max_age: Duration::from_secs(50),
+            max_total_bytes: 1 << 30,
+        };
         let s = ConversationStore::in_memory(b);
         for i in 0..10 {
             s.put("p", &format!("r{i}"), turn(None, 100, "x", "y"), at(100));
@@ -339,6 +413,32 @@ mod tests {
         let kept = s.count();
         assert!((2..10).contains(&kept), "bytes bound the owner: {kept}");
         assert!(s.get("p", "r9", at(100)).is_some(), "the newest stays");
+    }
+
+    #[test]
+    fn the_whole_store_is_bounded_and_sweeps_expired_turns_of_idle_owners() {
+        let b = Bounds {
+            max_turns: 100,
+            max_bytes: 100_000,
+            max_age: Duration::from_secs(50),
+            max_total_bytes: 1000,
+        };
+        let s = ConversationStore::in_memory(b);
+        let mut kept = 0;
+        for i in 0..20 {
+            s.put(&format!("owner{i}"), "r", turn(None, 100, "x", "y"), at(100));
+            kept += usize::from(s.get(&format!("owner{i}"), "r", at(100)).is_some());
+        }
+        assert!((1..20).contains(&kept), "some kept, then full: {kept}");
+        assert!(s.bytes() <= 1000, "{}", s.bytes());
+        assert!(s.get("owner19", "r", at(100)).is_none(), "not kept once full");
+        assert!(s.remove("owner0", "r"));
+        let after_remove = s.bytes();
+        s.put("late", "r", turn(None, 100, "x", "y"), at(100));
+        assert!(s.get("late", "r", at(100)).is_some(), "room again after a delete");
+        assert!(s.bytes() > after_remove);
+        s.sweep(at(151));
+        assert_eq!((s.count(), s.bytes()), (0, 0), "every turn expired");
     }
 
     #[test]

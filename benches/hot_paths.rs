@@ -154,7 +154,7 @@ fn responses_store(c: &mut Criterion) {
             "id": "msg_1", "role": "assistant", "content": [{"type": "output_text", "text": "A short answer of a few words."}]}],
             "usage": {"input_tokens": 20, "output_tokens": 8}}),
     };
-    let conv = ConversationStore::open(dir.path(), Bounds::default(), now).unwrap();
+    let conv = ConversationStore::open(dir.path(), Bounds::default(), now, None).unwrap();
     conv.put("project:p", "resp_1", turn(None, "one"), now);
     conv.put("project:p", "resp_2", turn(Some("resp_1"), "two"), now);
     let aff = AffinityStore::open(dir.path(), Duration::from_secs(30 * 24 * 3600), now).unwrap();

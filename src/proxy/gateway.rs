@@ -58,7 +58,7 @@ impl Gateway {
         events: Events,
     ) -> Gateway {
         let opts = pingora::connectors::ConnectorOptions::new(1024);
-        let responses = super::responses::open_stores(&store.load().snap.state_dir);
+        let responses = super::responses::open_stores(&store.load().snap);
         Gateway {
             responses,
             store,

@@ -498,9 +498,17 @@ fn encode_segment(s: &str) -> String {
     out
 }
 
-/// The shared stores, for the gateway's constructor.
-pub fn open_stores(state_dir: &str) -> Arc<responses::Responses> {
-    Arc::new(responses::Responses::open(std::path::Path::new(state_dir), SystemTime::now()))
+/// The shared stores, for the gateway's constructor: under the config's `state_dir`,
+/// conversations sealed under its `master_key` when one is set.
+pub fn open_stores(snap: &crate::config::Snapshot) -> Arc<responses::Responses> {
+    let master = snap
+        .config
+        .master_key
+        .as_ref()
+        .and_then(|m| m.resolve(None).ok())
+        .and_then(|v| crate::config::MasterKey::from_base64(v.expose()).ok());
+    let dir = std::path::Path::new(&snap.state_dir);
+    Arc::new(responses::Responses::open(dir, SystemTime::now(), master))
 }
 
 #[cfg(test)]

@@ -2,8 +2,10 @@
 //! (Anthropic, Gemini, Bedrock, Chat-only upstreams keep no responses): each response's input
 //! items and the response itself (its output items), per owner, so `previous_response_id` can
 //! be honoured by prepending the stored history. Bounded per owner by turns, bytes and age
-//! (oldest dropped first), and in all by bytes (a turn that would pass that is not kept); mirrored to `state_dir/conversations.jsonl`. `store: false` turns
-//! are never given to it.
+//! (oldest dropped first), and in all by bytes (a turn that would pass that is not kept);
+//! mirrored to `state_dir/conversations.jsonl`, each line sealed under the config's
+//! `master_key` when one is set (AES-256-GCM, the `enc:` form of config secrets). `store: false`
+//! turns are never given to it.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -18,6 +20,7 @@ use serde_json::Value;
 
 use super::journal::{Journal, JournalError};
 use super::{shard_of, unix, SHARDS};
+use crate::config::{MasterKey, Secret};
 
 /// The journal file under `state_dir`.
 pub const FILE_NAME: &str = "conversations.jsonl";
@@ -99,6 +102,8 @@ pub struct ConversationStore {
     shards: Box<[Shard]>,
     bounds: Bounds,
     journal: Option<Journal>,
+    /// Seals journal lines at rest.
+    master: Option<MasterKey>,
     /// Bytes of every owner's turns.
     total: AtomicUsize,
     puts: AtomicU64,
@@ -115,24 +120,34 @@ impl ConversationStore {
             shards: (0..SHARDS).map(|_| RwLock::new(FxHashMap::default())).collect(),
             bounds,
             journal: None,
+            master: None,
             total: AtomicUsize::new(0),
             puts: AtomicU64::new(0),
         }
     }
 
     /// Load `state_dir/conversations.jsonl` (applying the bounds at `now`); compacted when most
-    /// of its lines are dead.
+    /// of its lines are dead. With `master`, lines are sealed under it (and sealed lines that
+    /// do not open with it, or without one, are skipped).
     pub fn open(
         state_dir: &Path,
         bounds: Bounds,
         now: SystemTime,
+        master: Option<MasterKey>,
     ) -> Result<ConversationStore, JournalError> {
         let mut store = ConversationStore::in_memory(bounds);
+        store.master = master;
         let journal = Journal::new(state_dir.join(FILE_NAME));
         let text = journal.read()?;
         let mut lines = 0usize;
+        let mut unreadable = 0usize;
         for l in text.lines() {
             lines += 1;
+            let Some(opened) = store.unseal(l) else {
+                unreadable += 1;
+                continue;
+            };
+            let l = opened.as_str();
             match serde_json::from_str::<Line>(l) {
                 Ok(Line::Deleted { id, owner, .. }) => {
                     store.remove(&owner, &id);
@@ -143,8 +158,14 @@ impl ConversationStore {
                 Err(_) => {}
             }
         }
+        if unreadable > 0 {
+            tracing::warn!(
+                unreadable,
+                "stored conversations: sealed lines that do not open with this master_key were skipped"
+            );
+        }
         let live: usize = store.count();
-        if lines > 2 * live + 64 {
+        if unreadable == 0 && lines > 2 * live + 64 {
             let mut out = Vec::new();
             for shard in store.shards.iter() {
                 for (owner, o) in shard.read().iter() {
@@ -153,8 +174,10 @@ impl ConversationStore {
                         if let Some((t, _)) = o.turns.get(id) {
                             let line =
                                 Line::Turn { id: id.clone(), owner: owner.clone(), turn: (**t).clone() };
-                            let _ = serde_json::to_writer(&mut out, &line);
-                            out.push(b'\n');
+                            if let Ok(l) = serde_json::to_vec(&line) {
+                                out.extend_from_slice(&store.seal(l));
+                                out.push(b'\n');
+                            }
                         }
                     }
                 }
@@ -163,6 +186,30 @@ impl ConversationStore {
         }
         store.journal = Some(journal);
         Ok(store)
+    }
+
+    /// A journal line as written: sealed under the master key when there is one.
+    fn seal(&self, line: Vec<u8>) -> Vec<u8> {
+        match (&self.master, String::from_utf8(line)) {
+            (Some(k), Ok(text)) => {
+                serde_json::to_vec(&serde_json::json!({ "sealed": k.encrypt(&text) })).unwrap_or_default()
+            }
+            (_, Ok(text)) => text.into_bytes(),
+            (_, Err(e)) => e.into_bytes(),
+        }
+    }
+
+    /// A journal line as read: opened when sealed (`None` when it cannot be).
+    fn unseal(&self, line: &str) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Sealed {
+            sealed: String,
+        }
+        if !line.starts_with("{\"sealed\":") {
+            return Some(line.to_string());
+        }
+        let s = serde_json::from_str::<Sealed>(line).ok()?;
+        Secret(s.sealed).resolve(self.master.as_ref()).ok().map(|p| p.expose().to_string())
     }
 
     fn owned(&self, owner: &str) -> Option<Arc<Mutex<Owned>>> {
@@ -259,7 +306,7 @@ impl ConversationStore {
             return;
         }
         if let Some(j) = &self.journal {
-            j.append(&bytes);
+            j.append(&self.seal(bytes));
         }
         if self.puts.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.sweep(now);
@@ -292,7 +339,7 @@ impl ConversationStore {
             if let Some(j) = &self.journal {
                 let line = Line::Deleted { id: id.to_string(), owner: owner.to_string(), deleted: true };
                 if let Ok(l) = serde_json::to_vec(&line) {
-                    j.append(&l);
+                    j.append(&self.seal(l));
                 }
             }
         }
@@ -442,16 +489,41 @@ mod tests {
     }
 
     #[test]
+    fn with_a_master_key_the_journal_holds_no_plaintext_and_reopens_only_with_that_key() {
+        const KEY: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+        let key = || Some(MasterKey::from_base64(KEY).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let s = ConversationStore::open(dir.path(), Bounds::default(), at(10), key()).unwrap();
+        s.put("p", "r1", turn(None, 10, "my secret plan", "ok"), at(10));
+        s.put("p", "r2", turn(Some("r1"), 11, "more", "fine"), at(11));
+        s.flush().unwrap();
+        drop(s);
+        let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(!text.contains("secret") && !text.contains("\"p\""), "{text}");
+        let s = ConversationStore::open(dir.path(), Bounds::default(), at(20), key()).unwrap();
+        assert_eq!(
+            texts(&s.history("p", "r2", at(20)).unwrap()),
+            ["my secret plan", "\"ok\"", "more", "\"fine\""]
+        );
+        drop(s);
+        let s = ConversationStore::open(dir.path(), Bounds::default(), at(20), None).unwrap();
+        assert_eq!(s.count(), 0, "sealed lines need the key");
+        let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert_eq!(text.lines().count(), 2, "and are not compacted away without it");
+    }
+
+    #[test]
     fn turns_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let s = ConversationStore::open(dir.path(), Bounds::default(), at(10)).unwrap();
+        let s = ConversationStore::open(dir.path(), Bounds::default(), at(10), None).unwrap();
         s.put("p", "r1", turn(None, 10, "one", "1"), at(10));
         s.put("p", "r2", turn(Some("r1"), 11, "two", "2"), at(11));
         s.put("p", "gone", turn(None, 11, "x", "y"), at(11));
         assert!(s.remove("p", "gone"));
         s.flush().unwrap();
         drop(s);
-        let s = ConversationStore::open(dir.path(), Bounds::default(), at(20)).unwrap();
+        let s = ConversationStore::open(dir.path(), Bounds::default(), at(20), None).unwrap();
         assert_eq!(s.count(), 2);
         assert_eq!(texts(&s.history("p", "r2", at(20)).unwrap()), ["one", "\"1\"", "two", "\"2\""]);
     }

@@ -30,17 +30,19 @@ pub struct Responses {
 // === impl Responses ===
 
 impl Responses {
-    /// Load both stores from `state_dir`; a store that cannot be read starts empty and in memory
-    /// only (logged), rather than keeping the gateway down.
-    pub fn open(state_dir: &Path, now: SystemTime) -> Responses {
+    /// Load both stores from `state_dir` (conversations sealed under `master` when given); a
+    /// store that cannot be read starts empty and in memory only (logged), rather than keeping
+    /// the gateway down.
+    pub fn open(state_dir: &Path, now: SystemTime, master: Option<crate::config::MasterKey>) -> Responses {
         let affinity = AffinityStore::open(state_dir, affinity::RETENTION, now).unwrap_or_else(|e| {
             tracing::warn!("stored responses: {e}; kept in memory only");
             AffinityStore::in_memory(affinity::RETENTION)
         });
-        let conversations = ConversationStore::open(state_dir, Bounds::default(), now).unwrap_or_else(|e| {
-            tracing::warn!("stored conversations: {e}; kept in memory only");
-            ConversationStore::in_memory(Bounds::default())
-        });
+        let conversations = ConversationStore::open(state_dir, Bounds::default(), now, master)
+            .unwrap_or_else(|e| {
+                tracing::warn!("stored conversations: {e}; kept in memory only");
+                ConversationStore::in_memory(Bounds::default())
+            });
         Responses { affinity, conversations }
     }
 

@@ -128,13 +128,26 @@ pub fn prepare(
     };
     let mut body = object(&inb.body)?;
     body.remove("previous_response_id");
-    let mut items = history;
+    // The gateway minted these output items' ids: a provider would look them up and fail.
+    let mut items: Vec<Value> = history.into_iter().map(without_minted_id).collect();
     items.extend(own);
     body.insert("input".into(), Value::Array(items));
     let bytes = serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?;
     inb.body = Bytes::from(bytes);
     inb.peek = passthrough::peek(&inb.body).map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
     Ok(turn)
+}
+
+/// A replayed output item without the `id` the gateway gave it (messages and function calls
+/// are valid input without one; the id means nothing to a provider that did not issue it).
+fn without_minted_id(mut item: Value) -> Value {
+    let ty = item.get("type").and_then(Value::as_str).unwrap_or_default();
+    if matches!(ty, "message" | "function_call") {
+        if let Some(m) = item.as_object_mut() {
+            m.remove("id");
+        }
+    }
+    item
 }
 
 /// Whether some target of `alias` (or of its fallbacks) would get the request translated.
@@ -523,6 +536,12 @@ mod tests {
         assert_eq!(items.len(), 2);
         assert_eq!(own_input(br#"{"model":"m"}"#).unwrap(), Vec::<Value>::new());
         assert_eq!(encode_segment("resp_ab-1"), "resp_ab-1");
+        let m = without_minted_id(
+            json!({"type": "message", "id": "msg_x_0", "role": "assistant", "content": []}),
+        );
+        assert_eq!(m, json!({"type": "message", "role": "assistant", "content": []}));
+        let r = json!({"type": "reasoning", "id": "rs_1", "encrypted_content": "e"});
+        assert_eq!(without_minted_id(r.clone()), r, "reasoning items keep theirs");
         assert_eq!(encode_segment("a/../b?x"), "a%2F..%2Fb%3Fx");
     }
 }

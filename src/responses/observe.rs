@@ -153,7 +153,14 @@ fn sniff_type(data: &str) -> Option<&'static str> {
         ty: Option<std::borrow::Cow<'a, str>>,
     }
     let candidates = ["response.created", TERMINAL[0], TERMINAL[1], TERMINAL[2], "error"];
-    if !candidates.iter().any(|c| has(&format!("\"{c}\""))) {
+    const QUOTED: [&str; 5] = [
+        "\"response.created\"",
+        "\"response.completed\"",
+        "\"response.incomplete\"",
+        "\"response.failed\"",
+        "\"error\"",
+    ];
+    if !QUOTED.iter().any(|q| has(q)) {
         return None;
     }
     let t: T = serde_json::from_str(data).ok()?;

@@ -13,6 +13,7 @@ use super::ctx::RequestCtx;
 use super::endpoint::GeminiCall;
 use super::plan::Plan;
 use super::respond;
+use super::responses::Refusal;
 use super::upstream::{self, AttemptError, Upstream};
 use super::Gateway;
 use crate::admission::{self, Shape};
@@ -121,53 +122,61 @@ pub async fn serve(
     media: Option<MediaOp>,
 ) -> pingora::Result<()> {
     let Some(rt) = ctx.rt.clone() else { return Ok(()) };
-    match admit(s, ctx, &rt, format, gemini, media).await? {
-        Ok(mut inbound) => {
+    match admit(gw, s, ctx, &rt, format, gemini, media).await? {
+        Ok(inbound) => {
             let alias = ctx.alias.unwrap_or_default();
-            if format == Format::OpenAiResponses && media.is_none() {
-                let Some(principal) = ctx.principal.clone() else { return Ok(()) };
-                let now = SystemTime::now();
-                match super::responses::prepare(gw, &rt, &principal, &mut inbound, alias, now) {
-                    Ok(turn) => inbound.turn = Some(turn),
-                    Err(r) => return super::responses::refuse(s, ctx, r).await,
-                }
-            }
             proxy(gw, s, ctx, &rt, &inbound, alias).await
         }
-        Err(e) => respond::error(s, ctx, format, e).await,
+        Err(Refusal::Gateway(e)) => respond::error(s, ctx, format, e).await,
+        Err(r) => super::responses::refuse(s, ctx, r).await,
     }
 }
 
 /// The admission step for a chat or JSON media request: principal, body (bounded), alias,
-/// allow-list and required fields, before anything is sent upstream.
+/// allow-list and required fields, before anything is sent upstream. A Responses request's
+/// `previous_response_id` is resolved first (`responses::prepare`), so the limits count the
+/// history the upstream will see.
 async fn admit(
+    gw: &Gateway,
     s: &mut Session,
     ctx: &mut RequestCtx,
     rt: &Arc<Runtime>,
     format: Format,
     gemini: Option<GeminiCall>,
     media: Option<MediaOp>,
-) -> pingora::Result<Result<Inbound, GatewayError>> {
+) -> pingora::Result<Result<Inbound, Refusal>> {
     let req = s.req_header();
     let principal = match admission::authenticate(rt, &req.headers, req.uri.query(), SystemTime::now()) {
         Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok(Err(e.into())),
     };
     ctx.principal = Some(principal.clone());
     let body = match read_body(s, rt.snap.limits.max_body_bytes).await? {
         Ok(b) => b,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok(Err(e.into())),
     };
     let model_in_path = gemini.is_some();
     let mut inbound = match inbound(format, body, gemini) {
         Ok(i) => i,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok(Err(e.into())),
     };
     if let Some(m) = media {
         inbound.op = Operation::Media(m);
         inbound.stream = false;
     }
     ctx.stream = inbound.stream;
+    if format == Format::OpenAiResponses && media.is_none() {
+        // An alias that does not resolve is refused by `admission::admit` below.
+        if let Ok(alias) = admission::resolve_alias(rt, &principal, &inbound.model) {
+            match super::responses::prepare(gw, rt, &principal, &mut inbound, alias, SystemTime::now()) {
+                Ok(turn) => inbound.turn = Some(turn),
+                Err(r) => {
+                    ctx.alias = Some(alias);
+                    return Ok(Err(r));
+                }
+            }
+        }
+    }
     let shape = media.map(Shape::Media).unwrap_or(Shape::Chat(format));
     let admitted = match admission::admit(
         rt,
@@ -186,7 +195,7 @@ async fn admit(
             {
                 ctx.alias = Some(a);
             }
-            return Ok(Err(e));
+            return Ok(Err(e.into()));
         }
     };
     ctx.alias = admitted.alias;

@@ -2,7 +2,7 @@
 //! Run: `cargo bench --bench hot_paths` (HTML-free text output; `-- <filter>` to pick some).
 
 use std::hint::black_box;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use llm_gateway::formats::passthrough::{self, OpenAiStreamUsage};
@@ -135,5 +135,57 @@ fn translation(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, passthrough_bodies, stream_usage, auth, translation);
+/// The stored-response stores' cost per turn, journals included (group-committed by their task
+/// on a runtime, as in the gateway): a translated route's turn 3 (history of two turns read,
+/// the new turn kept), a native route's record, and a follow-up's lookup.
+fn responses_store(c: &mut Criterion) {
+    use llm_gateway::responses::{Affinity, AffinityStore, Bounds, ConversationStore, Turn};
+    use serde_json::json;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let _enter = rt.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let created = now.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let turn = |prev: Option<&str>, said: &str| Turn {
+        prev: prev.map(str::to_string),
+        created,
+        input: vec![json!({"type": "message", "role": "user", "content": said})],
+        response: json!({"id": "x", "object": "response", "status": "completed", "output": [{"type": "message",
+            "id": "msg_1", "role": "assistant", "content": [{"type": "output_text", "text": "A short answer of a few words."}]}],
+            "usage": {"input_tokens": 20, "output_tokens": 8}}),
+    };
+    let conv = ConversationStore::open(dir.path(), Bounds::default(), now, None).unwrap();
+    conv.put("project:p", "resp_1", turn(None, "one"), now);
+    conv.put("project:p", "resp_2", turn(Some("resp_1"), "two"), now);
+    let aff = AffinityStore::open(dir.path(), Duration::from_secs(30 * 24 * 3600), now).unwrap();
+    let rec = Affinity {
+        owner: "project:p".into(),
+        provider: "openai".into(),
+        model: "gpt-5".into(),
+        alias: "fast".into(),
+        created,
+    };
+    aff.record("resp_known", rec.clone(), now);
+    let mut g = c.benchmark_group("responses_store");
+    g.throughput(Throughput::Elements(1));
+    let mut n = 0u64;
+    g.bench_function("translated_turn3_history_and_put", |x| {
+        x.iter(|| {
+            n += 1;
+            let h = conv.history("project:p", "resp_2", now).unwrap();
+            conv.put("project:p", &format!("resp_t{n}"), turn(Some("resp_2"), "three"), now);
+            black_box(h)
+        })
+    });
+    g.bench_function("native_record", |x| {
+        x.iter(|| {
+            n += 1;
+            aff.record(&format!("resp_n{n}"), rec.clone(), now)
+        })
+    });
+    g.bench_function("native_lookup", |x| x.iter(|| aff.get(black_box("resp_known"), "project:p", now)));
+    g.finish();
+}
+
+criterion_group!(benches, passthrough_bodies, stream_usage, auth, translation, responses_store);
 criterion_main!(benches);

@@ -3,7 +3,7 @@
 //! requests/s per core).
 //!
 //! Run: `cargo bench --bench overhead` (options after `--`: `--duration 5 --connections 32
-//! --rate 2000 --scenario chat|stream`, `--limits` to also measure the same binary with
+//! --rate 2000 --scenario chat|stream|responses-stream`, `--limits` to also measure the same binary with
 //! limits on: RPM, TPM, max_parallel and a budget on the key and its project, all too high
 //! to ever refuse, measured alternately with limits off, `--rounds 3` times, best of each;
 //! `--redis` to compare no limits, limits in memory and limits in a redis-server of the run, and
@@ -61,15 +61,20 @@ fn main() {
 
 async fn run(o: Opts, pin: bool) {
     // chat: OpenAI JSON passthrough; stream: OpenAI SSE passthrough;
-    // anthropic-stream: Anthropic Messages in, OpenAI SSE out (translated per chunk).
-    let stream = o.scenario == "stream" || o.scenario == "anthropic-stream";
-    let mock = start_mock(stream).await;
+    // anthropic-stream: Anthropic Messages in, OpenAI SSE out (translated per chunk);
+    // responses-stream: Responses API SSE passthrough (same deltas, next to `stream`).
+    let responses = o.scenario == "responses-stream";
+    let stream = o.scenario == "stream" || o.scenario == "anthropic-stream" || responses;
+    let mock = start_mock(stream, responses).await;
     let dir = tempfile::tempdir().unwrap();
     let (path, body) = match o.scenario.as_str() {
         "anthropic-stream" => (
             "/v1/messages",
             r#"{"model":"fast","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Say something short."}]}"#,
         ),
+        "responses-stream" => {
+            ("/v1/responses", r#"{"model":"fast","stream":true,"input":"Say something short."}"#)
+        }
         "stream" => (
             "/v1/chat/completions",
             r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"Say something short."}]}"#,
@@ -94,7 +99,8 @@ async fn run(o: Opts, pin: bool) {
     } else {
         body
     };
-    let direct = measure("direct", mock, None, &o, "/v1/chat/completions", direct_body).await;
+    let direct_path = if responses { "/v1/responses" } else { "/v1/chat/completions" };
+    let direct = measure("direct", mock, None, &o, direct_path, direct_body).await;
 
     let bin = env!("CARGO_BIN_EXE_llm-gateway");
     let gw = start_gateway(dir.path(), mock, pin, bin, false);
@@ -452,10 +458,23 @@ fn complete(b: &[u8]) -> Option<usize> {
     (tail.ends_with(b"0\r\n\r\n")).then_some(b.len())
 }
 
-async fn start_mock(stream: bool) -> SocketAddr {
+async fn start_mock(stream: bool, responses: bool) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let resp: Arc<[u8]> = if stream {
+    let resp: Arc<[u8]> = if responses {
+        // The same five deltas as `stream`, as Responses API events.
+        let mut body = String::from("event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_bench\",\"object\":\"response\",\"status\":\"in_progress\",\"output\":[]}}\n\n");
+        for (i, w) in ["The ", "quick ", "brown ", "fox ", "jumps."].iter().enumerate() {
+            body.push_str(&format!("event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"sequence_number\":{},\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"{w}\"}}\n\n", i + 1));
+        }
+        body.push_str("event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":6,\"response\":{\"id\":\"resp_bench\",\"object\":\"response\",\"status\":\"completed\",\"output\":[{\"type\":\"message\",\"id\":\"msg_1\",\"role\":\"assistant\",\"content\":[{\"type\":\"output_text\",\"text\":\"The quick brown fox jumps.\"}]}],\"usage\":{\"input_tokens\":5,\"output_tokens\":5,\"total_tokens\":10}}}\n\n");
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+        .into()
+    } else if stream {
         let mut body = String::new();
         for w in ["The ", "quick ", "brown ", "fox ", "jumps."] {
             body.push_str(&format!("data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{w}\"}},\"finish_reason\":null}}]}}\n\n"));
@@ -646,7 +665,7 @@ fn start_gateway_with(
         ("", "")
     };
     let cfg = format!(
-        "listen: \"{addr}\"\nstate_dir: {}\nlog: {{ requests: false }}\n{redis}providers:\n  - {{ name: up, kind: openai_compatible, base_url: \"http://{mock}\" }}\nmodels:\n  - {{ alias: fast, targets: [ {{ provider: up, model: gpt-4o-mini }} ], pricing: {{ input_per_mtok: 1, output_per_mtok: 2 }} }}\n{project}keys:\n  - {{ id: bench, hash: \"{}\"{key_limits} }}\n",
+        "listen: \"{addr}\"\nstate_dir: {}\nlog: {{ requests: false }}\n{redis}providers:\n  - {{ name: up, kind: openai_compatible, base_url: \"http://{mock}\", responses: true }}\nmodels:\n  - {{ alias: fast, targets: [ {{ provider: up, model: gpt-4o-mini }} ], pricing: {{ input_per_mtok: 1, output_per_mtok: 2 }} }}\n{project}keys:\n  - {{ id: bench, hash: \"{}\"{key_limits} }}\n",
         dir.join("state").display(),
         llm_gateway::auth::stored_form(KEY)
     );

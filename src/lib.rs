@@ -26,6 +26,7 @@ pub mod limits;
 pub mod net;
 pub mod providers;
 pub mod proxy;
+pub mod responses;
 pub mod routing;
 pub mod runtime;
 pub mod server;

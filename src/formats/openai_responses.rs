@@ -1,7 +1,9 @@
 //! OpenAI Responses API wire format <-> IR: request and response bodies, errors, and (in
 //! `openai_responses_stream.rs`) the `response.*` SSE event machine in both directions.
-//! Pure: no I/O, no config, no auth. The gateway is stateless, so `previous_response_id`,
-//! `conversation` and `item_reference` are refused rather than half-honoured.
+//! Pure: no I/O, no config, no auth. This layer is stateless, so `previous_response_id`,
+//! `conversation` and `item_reference` are refused rather than half-honoured; the proxy resolves
+//! `previous_response_id` before translating (`proxy/responses.rs`: the stored history is
+//! prepended to `input`).
 
 use serde_json::{json, Value};
 
@@ -168,12 +170,14 @@ pub fn encode_response(resp: &ChatResponse, opts: &ResponseOptions) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-/// Our response ids always carry the `resp_` prefix SDKs expect.
+/// Our response ids always carry the `resp_` prefix SDKs expect; an upstream without ids gets a
+/// fresh one per response.
 pub(crate) fn response_id(id: &str) -> String {
     if id.starts_with("resp_") {
         id.to_owned()
     } else if id.is_empty() {
-        "resp_gateway".to_owned()
+        // Unique: the gateway's conversation store keys turns by it.
+        format!("resp_{:032x}", fastrand::u128(..))
     } else {
         format!("resp_{id}")
     }

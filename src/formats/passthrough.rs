@@ -19,6 +19,10 @@ pub struct Peek {
     pub stream: bool,
     /// OpenAI `stream_options.include_usage`.
     pub include_usage: bool,
+    /// Responses `previous_response_id` (a string; `null` reads as absent).
+    pub previous_response_id: Option<String>,
+    /// Responses `store` (absent = the API's default, `true`).
+    pub store: Option<bool>,
     layout: Layout,
 }
 
@@ -76,7 +80,7 @@ pub fn peek(body: &[u8]) -> Result<Peek, TranslateError> {
     let top = TopLevel::parse(body)?;
     // A member the gateway routes on or rewrites must be unambiguous: upstream parsers differ
     // on which of two copies wins.
-    for key in ["model", "stream", "stream_options"] {
+    for key in ["model", "stream", "stream_options", "previous_response_id"] {
         if top.0.iter().filter(|(k, _)| k == key).nth(1).is_some() {
             return Err(TranslateError::invalid(key, "appears more than once"));
         }
@@ -104,13 +108,20 @@ pub fn peek(body: &[u8]) -> Result<Peek, TranslateError> {
         .and_then(|raw| serde_json::from_str::<Option<StreamOptions>>(raw.get()).ok().flatten())
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
+    let previous_response_id = match top.get("previous_response_id") {
+        None => None,
+        Some(raw) => serde_json::from_str::<Option<String>>(raw.get())
+            .map_err(|_| TranslateError::invalid("previous_response_id", "must be a string"))?,
+    };
+    let store =
+        top.get("store").and_then(|raw| serde_json::from_str::<Option<bool>>(raw.get()).ok().flatten());
     let layout = Layout {
         model: top.get("model").map(|raw| span(body, raw)),
         stream_options: top.get("stream_options").map(|raw| span(body, raw)),
         first_member: body.iter().position(|&b| b == b'{').map(|i| i + 1).unwrap_or(0),
         members: top.0.len(),
     };
-    Ok(Peek { model, stream, include_usage, layout })
+    Ok(Peek { model, stream, include_usage, previous_response_id, store, layout })
 }
 
 /// Rewrite a same-format request body for its upstream: `model` set to `model` (or removed when
@@ -257,6 +268,11 @@ mod tests {
         let p = peek(b"{}").unwrap();
         assert_eq!((p.model, p.stream, p.include_usage), (None, false, false));
         assert!(peek(b"[1]").is_err());
+        let p = peek(br#"{"model":"a","previous_response_id":"resp_1","store":false}"#).unwrap();
+        assert_eq!((p.previous_response_id.as_deref(), p.store), (Some("resp_1"), Some(false)));
+        let p = peek(br#"{"previous_response_id":null}"#).unwrap();
+        assert_eq!((p.previous_response_id, p.store), (None, None));
+        assert!(peek(br#"{"previous_response_id":7}"#).is_err());
         assert!(peek(br#"{"model":3}"#).is_err());
     }
 

@@ -57,6 +57,12 @@ pub fn request(
     (path, headers)
 }
 
+/// Azure's Responses API lives only in the v1 form: `/openai/v1/responses` plus `sub`.
+pub fn responses_path(prefix: &str, sub: &str) -> String {
+    let v1_prefix = prefix.strip_suffix("/openai").unwrap_or(prefix);
+    format!("{v1_prefix}/openai/v1/responses{sub}")
+}
+
 fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {

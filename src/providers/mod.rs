@@ -185,6 +185,8 @@ pub type Route = (String, Vec<(&'static str, String)>);
 /// The request to send to one upstream for one attempt (the body is shared, never copied).
 #[derive(Clone, Debug)]
 pub struct UpstreamRequest {
+    /// `POST` for every operation except the stored-response reads and deletes.
+    pub method: http::Method,
     pub path_and_query: String,
     /// Headers to send besides Host, Content-Length, Content-Type and Accept-Encoding.
     pub headers: Vec<(&'static str, String)>,
@@ -235,5 +237,86 @@ pub fn build_request(
                 .map_err(|message| ProviderError { provider: p.name.clone(), message })?
         }
     };
-    Ok(UpstreamRequest { path_and_query, headers, body })
+    Ok(UpstreamRequest { method: http::Method::POST, path_and_query, headers, body })
+}
+
+/// A request to a provider's native Responses API: `sub` is the path after `/responses`
+/// (`""`, `/{id}`, `/{id}/input_items`, `/{id}/cancel`, `/input_tokens`) and `query` the
+/// client's query string, passed on. OpenAI and compatible servers: `/v1/responses...`; Azure:
+/// its `/openai/v1/responses...` form (model in the body, whatever `api_version` says).
+pub fn responses_request(
+    p: &Provider,
+    method: http::Method,
+    sub: &str,
+    query: Option<&str>,
+    body: Bytes,
+) -> Result<UpstreamRequest, ProviderError> {
+    if !speaks_responses(p) {
+        return Err(ProviderError {
+            provider: p.name.clone(),
+            message: format!("{} does not speak the Responses API", p.kind.name()),
+        });
+    }
+    let prefix = p.endpoint.as_ref().map(|e| e.path_prefix.as_str()).unwrap_or("");
+    let key = p.api_key.as_ref().map(|k| k.expose());
+    let mut path_and_query = match p.kind {
+        ProviderKind::AzureOpenai => azure_openai::responses_path(prefix, sub),
+        _ => openai::responses_path(prefix, sub),
+    };
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
+    let headers = spec(p.kind).auth_headers(key);
+    Ok(UpstreamRequest { method, path_and_query, headers, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(text: &str) -> crate::config::Snapshot {
+        let t = format!(
+            "listen: 127.0.0.1:1\nproviders: [{text}]\nmodels: [{{alias: a, targets: [{{provider: p, model: m}}]}}]\n"
+        );
+        crate::config::load_str(&t).unwrap()
+    }
+
+    #[test]
+    fn responses_requests_use_each_kinds_native_path() {
+        let cases = [
+            ("{name: p, kind: openai, base_url: \"http://h/proxy\", api_key: sk}", "/proxy/v1/responses/resp_1?limit=2", ("authorization", "Bearer sk")),
+            ("{name: p, kind: azure_openai, base_url: \"https://r.openai.azure.com\", api_key: az, api_version: \"2024-10-21\"}", "/openai/v1/responses/resp_1?limit=2", ("api-key", "az")),
+            ("{name: p, kind: azure_openai, base_url: \"https://r.openai.azure.com/openai/v1\", api_key: az, api_version: v1}", "/openai/v1/responses/resp_1?limit=2", ("api-key", "az")),
+            ("{name: p, kind: openai_compatible, base_url: \"http://vllm:8000/v1\", responses: true}", "/v1/responses/resp_1?limit=2", ("", "")),
+        ];
+        for (text, path, (hk, hv)) in cases {
+            let snap = provider(text);
+            let r = responses_request(
+                &snap.providers[0],
+                http::Method::GET,
+                "/resp_1",
+                Some("limit=2"),
+                Bytes::new(),
+            )
+            .unwrap();
+            assert_eq!((r.method.as_str(), r.path_and_query.as_str()), ("GET", path), "{text}");
+            let auth: Vec<_> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            if hk.is_empty() {
+                assert!(auth.is_empty(), "{text}");
+            } else {
+                assert_eq!(auth, vec![(hk, hv)], "{text}");
+            }
+        }
+        // A compatible server that did not say `responses: true`, and Anthropic: never.
+        for text in [
+            "{name: p, kind: openai_compatible, base_url: \"http://vllm:8000\"}",
+            "{name: p, kind: anthropic, api_key: k}",
+        ] {
+            let snap = provider(text);
+            assert!(
+                responses_request(&snap.providers[0], http::Method::POST, "", None, Bytes::new()).is_err()
+            );
+        }
+    }
 }

@@ -43,3 +43,8 @@ pub fn request(prefix: &str, op: Operation, key: Option<&str>) -> Route {
     let headers = key.map(|k| vec![("authorization", format!("Bearer {k}"))]).unwrap_or_default();
     (path, headers)
 }
+
+/// `/v1/responses` plus `sub` (`/{id}`, `/{id}/input_items`, ...).
+pub fn responses_path(prefix: &str, sub: &str) -> String {
+    format!("{prefix}/v1/responses{sub}")
+}

@@ -13,12 +13,14 @@ use super::ctx::RequestCtx;
 use super::endpoint::GeminiCall;
 use super::plan::Plan;
 use super::respond;
+use super::responses::Refusal;
 use super::upstream::{self, AttemptError, Upstream};
 use super::Gateway;
 use crate::admission::{self, Shape};
 use crate::error::GatewayError;
 use crate::formats::{self, passthrough, validate, ErrorKind, Format, RequestOptions, ResponseOptions};
 use crate::providers::{self, MediaOp, Operation};
+use crate::responses::StreamObserver;
 use crate::routing;
 use crate::runtime::Runtime;
 
@@ -36,6 +38,8 @@ pub struct Inbound {
     /// A Gemini `embedContent` (`Some(false)`) or `batchEmbedContents` (`Some(true)`) call:
     /// `body` is its OpenAI embeddings rewrite, the answer and errors go back in Gemini's shape.
     pub gemini_embed: Option<(bool, formats::embeddings::EmbeddingRequest)>,
+    /// Responses requests: what the stored-response stores need (see `responses::prepare`).
+    pub turn: Option<super::responses::TurnCtx>,
 }
 
 impl Inbound {
@@ -132,34 +136,38 @@ pub async fn serve(
     media: Option<MediaOp>,
 ) -> pingora::Result<()> {
     let Some(rt) = ctx.rt.clone() else { return Ok(()) };
-    match admit(s, ctx, &rt, format, gemini, media).await? {
+    match admit(gw, s, ctx, &rt, format, gemini, media).await? {
         Ok(inbound) => {
             let alias = ctx.alias.unwrap_or_default();
             proxy(gw, s, ctx, &rt, &inbound, alias).await
         }
-        Err(e) => respond::error(s, ctx, format, e).await,
+        Err(Refusal::Gateway(e)) => respond::error(s, ctx, format, e).await,
+        Err(r) => super::responses::refuse(s, ctx, r).await,
     }
 }
 
 /// The admission step for a chat or JSON media request: principal, body (bounded), alias,
-/// allow-list and required fields, before anything is sent upstream.
+/// allow-list and required fields, before anything is sent upstream. A Responses request's
+/// `previous_response_id` is resolved first (`responses::prepare`), so the limits count the
+/// history the upstream will see.
 async fn admit(
+    gw: &Gateway,
     s: &mut Session,
     ctx: &mut RequestCtx,
     rt: &Arc<Runtime>,
     format: Format,
     gemini: Option<GeminiCall>,
     media: Option<MediaOp>,
-) -> pingora::Result<Result<Inbound, GatewayError>> {
+) -> pingora::Result<Result<Inbound, Refusal>> {
     let req = s.req_header();
     let principal = match admission::authenticate(rt, &req.headers, req.uri.query(), SystemTime::now()) {
         Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok(Err(e.into())),
     };
     ctx.principal = Some(principal.clone());
     let body = match read_body(s, rt.snap.limits.max_body_bytes).await? {
         Ok(b) => b,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok(Err(e.into())),
     };
     if rt.snap.log_bodies.is_some() {
         ctx.request_body = Some(body.clone());
@@ -167,13 +175,25 @@ async fn admit(
     let model_in_path = gemini.is_some();
     let mut inbound = match inbound(format, body, gemini) {
         Ok(i) => i,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok(Err(e.into())),
     };
     if let Some(m) = media {
         inbound.op = Operation::Media(m);
         inbound.stream = false;
     }
     ctx.stream = inbound.stream;
+    if format == Format::OpenAiResponses && media.is_none() {
+        // An alias that does not resolve is refused by `admission::admit` below.
+        if let Ok(alias) = admission::resolve_alias(rt, &principal, &inbound.model) {
+            match super::responses::prepare(gw, rt, &principal, &mut inbound, alias, SystemTime::now()) {
+                Ok(turn) => inbound.turn = Some(turn),
+                Err(r) => {
+                    ctx.alias = Some(alias);
+                    return Ok(Err(r));
+                }
+            }
+        }
+    }
     let shape = media.map(Shape::Media).unwrap_or(Shape::Chat(format));
     // A Gemini embedding call is checked as the OpenAI embeddings body it became.
     let model_in_path = model_in_path && inbound.gemini_embed.is_none();
@@ -194,7 +214,7 @@ async fn admit(
             {
                 ctx.alias = Some(a);
             }
-            return Ok(Err(e));
+            return Ok(Err(e.into()));
         }
     };
     ctx.alias = admitted.alias;
@@ -226,6 +246,7 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
             include_usage: false,
             gemini_sse: g.sse,
             gemini_embed: None,
+            turn: None,
         });
     }
     let model = match &peek.model {
@@ -248,6 +269,7 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
         gemini_sse: true,
         gemini_embed: None,
         peek,
+        turn: None,
     })
 }
 
@@ -263,7 +285,11 @@ async fn proxy(
     alias_idx: usize,
 ) -> pingora::Result<()> {
     let snap = &rt.snap;
-    let mut plan = Plan::new(rt, alias_idx);
+    // A follow-up to a response a provider stores goes to that target only.
+    let mut plan = match inb.turn.as_ref().and_then(|t| t.pinned) {
+        Some((alias, target)) => Plan::pinned(rt, alias, target),
+        None => Plan::new(rt, alias_idx),
+    };
     let mut dropped_params: Vec<&'static str>;
     // A copy, so the client connection can be watched while an attempt runs.
     let client_headers = s.req_header().headers.clone();
@@ -274,6 +300,12 @@ async fn proxy(
         let translated_media =
             matches!(inb.op, Operation::Media(_)) && providers::media_translated(provider.kind);
         let upstream_format = match inb.op {
+            // Per target: a Responses request passes through to a target that speaks it.
+            Operation::Chat { .. }
+                if inb.format == Format::OpenAiResponses && providers::speaks_responses(provider) =>
+            {
+                Format::OpenAiResponses
+            }
             Operation::Chat { .. } => providers::chat_format(provider.kind),
             Operation::Media(m) if providers::supports_media(provider.kind, m) => inb.format,
             Operation::Media(m) => {
@@ -312,7 +344,12 @@ async fn proxy(
             };
             dropped_params = dropped;
             let op = inb.op;
-            match providers::build_request(provider, op, &target.model, body, &client_headers) {
+            let built = if upstream_format == Format::OpenAiResponses {
+                providers::responses_request(provider, http::Method::POST, "", None, body)
+            } else {
+                providers::build_request(provider, op, &target.model, body, &client_headers)
+            };
+            match built {
                 Ok(req) => {
                     let send = upstream::send(
                         &gw.connector,
@@ -382,7 +419,7 @@ async fn proxy(
                     };
                     plan.succeeded(&step, header_time);
                     ctx.served = Some((step.alias, step.target));
-                    let names = Names { provider: &provider.name, model: &target.model };
+                    let names = Names { provider: &provider.name, model: &target.model, alias: &alias.name };
                     return respond_upstream(
                         gw,
                         s,
@@ -467,7 +504,9 @@ fn upstream_body(
     default_max_tokens: u32,
 ) -> Result<(Bytes, Vec<&'static str>), GatewayError> {
     if inb.format == to {
-        let model = providers::model_in_body(provider).then_some(model);
+        // The Responses API always names the model in the body (Azure's v1 form included).
+        let in_body = to == Format::OpenAiResponses || providers::model_in_body(provider);
+        let model = in_body.then_some(model);
         let force_usage = inb.stream && to == Format::OpenAiChat && matches!(inb.op, Operation::Chat { .. });
         if to == Format::Gemini {
             return Ok((inb.body.clone(), Vec::new()));
@@ -493,6 +532,8 @@ fn upstream_body(
 pub struct Names<'a> {
     pub provider: &'a str,
     pub model: &'a str,
+    /// The alias the client named (recorded with a stored response, never answered as `model`).
+    pub alias: &'a str,
 }
 
 /// Write a successful upstream answer to the client: passthrough or translated, JSON or stream.
@@ -530,6 +571,7 @@ pub async fn respond_upstream(
         Answer::Translated(body, usage) => {
             up.release(&gw.connector).await;
             ctx.usage = usage;
+            record_translated_body(gw, inb, &body);
             return json_answer(s, ctx, h, body).await;
         }
         Answer::Body(body) => Some(body),
@@ -557,12 +599,18 @@ pub async fn respond_upstream(
             }
         } else if same {
             ctx.usage = usage_of(from, &body).unwrap_or_default();
+            if let (Format::OpenAiResponses, Some(turn)) = (from, &inb.turn) {
+                let id = crate::responses::observe::body_id(&body).unwrap_or_default();
+                super::responses::record_native(gw, turn, &id, names.provider, names.model, names.alias);
+            }
             body
         } else {
             match formats::translate_response(from, inb.format, &body, &opts) {
                 Ok((b, usage)) => {
                     ctx.usage = usage;
-                    Bytes::from(echoed(inb, b))
+                    let b = echoed(inb, b);
+                    record_translated_body(gw, inb, &b);
+                    Bytes::from(b)
                 }
                 Err(e) => {
                     let g = GatewayError::Upstream(format!("cannot translate the upstream answer: {e}"));
@@ -572,7 +620,18 @@ pub async fn respond_upstream(
         };
         return json_answer(s, ctx, h, body).await;
     }
-    stream(gw, s, ctx, inb, up, h, from, &opts).await
+    stream(gw, s, ctx, inb, up, h, from, &opts, &names).await
+}
+
+/// A translated Responses answer: the gateway's conversation store keeps the turn.
+fn record_translated_body(gw: &Gateway, inb: &Inbound, body: &[u8]) {
+    if let Some(turn) = inb.turn.as_ref().filter(|t| t.store && t.input.is_some()) {
+        if inb.format == Format::OpenAiResponses {
+            if let Ok(v) = serde_json::from_slice(body) {
+                super::responses::record_translated(gw, turn, v);
+            }
+        }
+    }
 }
 
 /// A translated answer for a Responses client repeats the request's fields as the real API
@@ -645,6 +704,7 @@ async fn stream(
     mut h: ResponseHeader,
     from: Format,
     opts: &ResponseOptions<'_>,
+    names: &Names<'_>,
 ) -> pingora::Result<()> {
     let same = from == inb.format;
     let gemini_array = inb.format == Format::Gemini && !inb.gemini_sse;
@@ -655,6 +715,9 @@ async fn stream(
 
     let mut mode = if same && from == Format::OpenAiChat {
         StreamMode::Observe(passthrough::OpenAiStreamUsage::new(!inb.include_usage))
+    } else if same && from == Format::OpenAiResponses {
+        // Passed through event by event, byte for byte; only the id and usage are read.
+        StreamMode::Responses(Box::new(StreamObserver::new(false)))
     } else if gemini_array {
         // Upstream Gemini streams are always SSE; this client asked for the JSON-array form.
         StreamMode::Translate(Box::new(formats::StreamTranslator::reencoding(from, inb.format, opts)))
@@ -670,6 +733,11 @@ async fn stream(
         }))
     };
 
+    // A translated Responses stream: its final response goes to the conversation store.
+    let keeps_turn = inb.turn.as_ref().is_some_and(|t| t.store && t.input.is_some());
+    let mut watch =
+        (!same && inb.format == Format::OpenAiResponses && keeps_turn).then(|| StreamObserver::new(true));
+    let mut recorded = false;
     // Each chunk's output is handed to the client as its own buffer (no copy).
     let mut out = Vec::new();
     loop {
@@ -685,6 +753,22 @@ async fn stream(
             Ok(Some(chunk)) => {
                 out.clear();
                 let data = match &mut mode {
+                    StreamMode::Responses(o) => {
+                        o.feed(&chunk);
+                        if let (false, Some(id), Some(turn)) = (recorded, o.id(), &inb.turn) {
+                            // Recorded at `response.created`: a follow-up may come before the end.
+                            super::responses::record_native(
+                                gw,
+                                turn,
+                                id,
+                                names.provider,
+                                names.model,
+                                names.alias,
+                            );
+                            recorded = true;
+                        }
+                        chunk
+                    }
                     StreamMode::Observe(o) => {
                         if o.feed(&chunk, &mut out) {
                             chunk
@@ -704,6 +788,9 @@ async fn stream(
                         Bytes::from(std::mem::take(&mut out))
                     }
                 };
+                if let Some(w) = &mut watch {
+                    w.feed(&data);
+                }
                 if !data.is_empty() {
                     if let Err(e) = s.write_response_body(Some(data), false).await {
                         mode.take_usage(ctx);
@@ -717,8 +804,16 @@ async fn stream(
                 match &mut mode {
                     StreamMode::Translate(t) => t.finish(&mut out),
                     StreamMode::Observe(o) => o.finish(&mut out),
+                    StreamMode::Responses(o) => o.finish(),
                 }
                 mode.take_usage(ctx);
+                if let (Some(w), Some(turn)) = (&mut watch, &inb.turn) {
+                    w.feed(&out);
+                    w.finish();
+                    if let Some(r) = w.take_response() {
+                        super::responses::record_translated(gw, turn, r);
+                    }
+                }
                 up.release(&gw.connector).await;
                 return s.write_response_body(Some(Bytes::from(std::mem::take(&mut out))), true).await;
             }
@@ -732,7 +827,7 @@ async fn stream(
                 };
                 match &mut mode {
                     StreamMode::Translate(t) => t.fail(kind, &e.to_string(), &mut out),
-                    StreamMode::Observe(_) => {
+                    StreamMode::Observe(_) | StreamMode::Responses(_) => {
                         out.extend_from_slice(&stream_error_event(inb.format, kind, &e.to_string()))
                     }
                 }
@@ -837,6 +932,7 @@ pub fn client_gone(ctx: &mut RequestCtx) -> pingora::Result<()> {
 
 enum StreamMode {
     Observe(passthrough::OpenAiStreamUsage),
+    Responses(Box<StreamObserver>),
     Translate(Box<formats::StreamTranslator>),
 }
 
@@ -845,6 +941,12 @@ impl StreamMode {
     fn take_usage(&self, ctx: &mut RequestCtx) {
         ctx.usage = match self {
             StreamMode::Observe(o) => o.usage().unwrap_or_default(),
+            StreamMode::Responses(o) => {
+                if let (None, Some(e)) = (&ctx.error, o.error()) {
+                    ctx.error = Some(e.to_string());
+                }
+                o.usage()
+            }
             StreamMode::Translate(t) => {
                 if let (None, Some(e)) = (&ctx.error, t.error()) {
                     ctx.error = Some(e.to_string());

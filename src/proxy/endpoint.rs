@@ -1,5 +1,6 @@
 //! Which data-plane endpoint a request is for, from its method and path (SPEC section 3).
 
+use super::responses::StoredOp;
 use crate::formats::Format;
 use crate::providers::MediaOp;
 
@@ -35,6 +36,14 @@ pub enum Endpoint {
     },
     /// Anthropic `/v1/messages/count_tokens` (an estimate).
     CountTokens,
+    /// A stored response by id: `GET/DELETE /v1/responses/{id}`, `GET .../input_items`,
+    /// `POST .../cancel`.
+    StoredResponse {
+        id: String,
+        op: StoredOp,
+    },
+    /// `POST /v1/responses/input_tokens`.
+    ResponsesInputTokens,
     /// `/v1/gateway/preflight`: the cost of planned operations against the caller's budgets.
     Preflight,
     /// OpenAI media and embeddings, passed through to the OpenAI family.
@@ -89,6 +98,31 @@ impl Endpoint {
             "/v1/audio/speech" | "/audio/speech" => only(post, "POST", Endpoint::Media(MediaOp::AudioSpeech)),
             "/v1/audio/transcriptions" | "/audio/transcriptions" => {
                 only(post, "POST", Endpoint::Media(MediaOp::AudioTranscriptions))
+            }
+            _ if responses_sub(path).is_some() => {
+                let sub = responses_sub(path).unwrap_or_default();
+                let delete = method == http::Method::DELETE;
+                match sub.split_once('/') {
+                    _ if sub == "input_tokens" => only(post, "POST", Endpoint::ResponsesInputTokens),
+                    None if !sub.is_empty() => match () {
+                        () if get => Endpoint::StoredResponse { id: sub.to_string(), op: StoredOp::Get },
+                        () if delete => {
+                            Endpoint::StoredResponse { id: sub.to_string(), op: StoredOp::Delete }
+                        }
+                        () => Endpoint::MethodNotAllowed { allow: "GET, DELETE" },
+                    },
+                    Some((id, "input_items")) if !id.is_empty() => only(
+                        get,
+                        "GET",
+                        Endpoint::StoredResponse { id: id.to_string(), op: StoredOp::InputItems },
+                    ),
+                    Some((id, "cancel")) if !id.is_empty() => only(
+                        post,
+                        "POST",
+                        Endpoint::StoredResponse { id: id.to_string(), op: StoredOp::Cancel },
+                    ),
+                    _ => Endpoint::NotFound,
+                }
             }
             _ => match gemini_call(path) {
                 Some(("", _)) => Endpoint::NotFound,
@@ -166,6 +200,11 @@ fn model_path(path: &str) -> Option<(&str, bool)> {
 fn gemini_call(path: &str) -> Option<(&str, &str)> {
     let rest = path.strip_prefix("/v1beta/models/").or_else(|| path.strip_prefix("/v1/models/"))?;
     rest.rsplit_once(':')
+}
+
+/// What follows `/v1/responses/` (or `/responses/`).
+fn responses_sub(path: &str) -> Option<&str> {
+    path.strip_prefix("/v1/responses/").or_else(|| path.strip_prefix("/responses/"))
 }
 
 /// The error shape a client on `path` expects, even before we know the endpoint is valid:
@@ -308,5 +347,40 @@ mod tests {
         assert_eq!(error_format_for("/v1beta/nothing", None, &none), Format::Gemini);
         assert_eq!(error_format_for("/v1/messages", None, &google), Format::Anthropic);
         assert_eq!(error_format_for("/v1/chat/completions", None, &google), Format::OpenAiChat);
+    }
+
+    #[test]
+    fn stored_response_paths_map_by_method() {
+        let stored = |id: &str, op| Endpoint::StoredResponse { id: id.into(), op };
+        assert_eq!(
+            Endpoint::classify(&Method::GET, "/v1/responses/resp_1", None),
+            stored("resp_1", StoredOp::Get)
+        );
+        assert_eq!(
+            Endpoint::classify(&Method::DELETE, "/v1/responses/resp_1", None),
+            stored("resp_1", StoredOp::Delete)
+        );
+        assert_eq!(
+            Endpoint::classify(&Method::GET, "/v1/responses/resp_1/input_items", Some("limit=5")),
+            stored("resp_1", StoredOp::InputItems)
+        );
+        assert_eq!(
+            Endpoint::classify(&Method::POST, "/responses/resp_1/cancel", None),
+            stored("resp_1", StoredOp::Cancel)
+        );
+        assert_eq!(
+            Endpoint::classify(&Method::POST, "/v1/responses/input_tokens", None),
+            Endpoint::ResponsesInputTokens
+        );
+        assert_eq!(
+            Endpoint::classify(&Method::POST, "/v1/responses/resp_1", None),
+            Endpoint::MethodNotAllowed { allow: "GET, DELETE" }
+        );
+        assert_eq!(
+            Endpoint::classify(&Method::GET, "/v1/responses/resp_1/cancel", None),
+            Endpoint::MethodNotAllowed { allow: "POST" }
+        );
+        assert_eq!(Endpoint::classify(&Method::GET, "/v1/responses/", None), Endpoint::NotFound);
+        assert_eq!(Endpoint::classify(&Method::GET, "/v1/responses/a/b/c", None), Endpoint::NotFound);
     }
 }

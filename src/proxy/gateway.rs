@@ -45,6 +45,9 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Where budget crossings go (log, metric, audit, webhook), off the request path.
     pub events: Events,
+    /// Stored responses: which target created each, and the gateway's own conversations
+    /// (loaded from the `state_dir` the gateway starts with).
+    pub responses: Arc<crate::responses::Responses>,
 }
 
 impl Gateway {
@@ -56,7 +59,9 @@ impl Gateway {
         events: Events,
     ) -> Gateway {
         let opts = pingora::connectors::ConnectorOptions::new(1024);
+        let responses = super::responses::open_stores(&store.load().snap);
         Gateway {
+            responses,
             store,
             connector: Connector::new(Some(opts)),
             resolver: Resolver::default(),
@@ -195,6 +200,16 @@ impl ProxyHttp for Gateway {
                 ctx.endpoint = format.name();
                 ctx.client_format = Some(format);
                 chat::serve(self, s, ctx, format, gemini, None).await?;
+            }
+            Endpoint::StoredResponse { id, op } => {
+                ctx.endpoint = op.name();
+                ctx.client_format = Some(Format::OpenAiResponses);
+                super::responses::serve_stored(self, s, ctx, id, op).await?;
+            }
+            Endpoint::ResponsesInputTokens => {
+                ctx.endpoint = "responses_input_tokens";
+                ctx.client_format = Some(Format::OpenAiResponses);
+                super::responses::serve_input_tokens(self, s, ctx).await?;
             }
             Endpoint::Media(MediaOp::AudioTranscriptions) => {
                 ctx.endpoint = MediaOp::AudioTranscriptions.name();

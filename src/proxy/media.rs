@@ -235,12 +235,14 @@ async fn upload(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, form: Form)
             include_usage: false,
             gemini_sse: true,
             gemini_embed: None,
+            turn: None,
         };
         if (200..300).contains(&status) {
             match chat::check_answer(&mut up, inb.op, format, false).await {
                 Ok(answer) => {
                     plan.succeeded(&step, started.elapsed());
-                    let names = chat::Names { provider: &provider.name, model: &target.model };
+                    let names =
+                        chat::Names { provider: &provider.name, model: &target.model, alias: &alias.name };
                     return chat::respond_upstream(gw, s, ctx, &inb, up, answer, format, names, &[]).await;
                 }
                 // The upload cannot be sent again: a bad answer ends the request.

@@ -12,6 +12,7 @@ mod media;
 mod plan;
 mod preflight;
 mod respond;
+mod responses;
 mod upstream;
 
 pub use self::{

@@ -21,6 +21,9 @@ pub struct Plan {
     /// Every target this request tried, and how it went.
     pub report: Vec<TargetReport>,
     pub timed_out: bool,
+    /// Pinned to this target of `chain[0]` (a stored response lives there): the inner plan
+    /// runs over a one-target router whose index 0 stands for it.
+    pinned: Option<usize>,
 }
 
 // === impl Plan ===
@@ -40,12 +43,43 @@ impl Plan {
             chain,
             report: Vec::new(),
             timed_out: false,
+            pinned: None,
         }
+    }
+
+    /// The attempts for a request that must reach target `target` of `alias` and no other (a
+    /// follow-up to a response stored in that provider account): no other target, no
+    /// fallback. The target's health and circuit are its shared ones.
+    pub fn pinned(rt: &Arc<Runtime>, alias: usize, target: usize) -> Plan {
+        let snap = &rt.snap;
+        let state = rt.routers[alias].target(target).clone();
+        let router = Arc::new(crate::routing::AliasRouter::new(vec![state], &[1]));
+        let deadline = Instant::now() + snap.limits.upstream_timeout * snap.limits.max_attempts.max(1);
+        Plan {
+            inner: AttemptPlan::new(vec![(alias, router)], snap.limits.max_attempts, deadline),
+            rt: rt.clone(),
+            chain: vec![alias],
+            report: Vec::new(),
+            timed_out: false,
+            pinned: Some(target),
+        }
+    }
+
+    /// The inner plan's view of `step` (index 0 of the one-target router when pinned).
+    fn inner_step(&self, step: &Step) -> Step {
+        let mut s = *step;
+        if self.pinned.is_some() {
+            s.target = 0;
+        }
+        s
     }
 
     /// The next attempt, after sleeping its backoff (if any).
     pub async fn next(&mut self) -> Option<Step> {
-        let step = self.inner.next(Instant::now())?;
+        let mut step = self.inner.next(Instant::now())?;
+        if let Some(t) = self.pinned {
+            step.target = t;
+        }
         if !step.wait.is_zero() {
             tokio::time::sleep(step.wait).await;
         }
@@ -67,7 +101,8 @@ impl Plan {
     }
 
     pub fn succeeded(&mut self, step: &Step, latency: Duration) {
-        self.inner.answered(step, 200, Retry::No, latency, Instant::now());
+        let step = self.inner_step(step);
+        self.inner.answered(&step, 200, Retry::No, latency, Instant::now());
     }
 
     pub fn failed(&mut self, step: &Step, e: &AttemptError) {
@@ -80,7 +115,8 @@ impl Plan {
         };
         let target = self.name(step);
         self.report.push(TargetReport { target, outcome: e.to_string() });
-        self.inner.failed(step, failure, Instant::now());
+        let step = self.inner_step(step);
+        self.inner.failed(&step, failure, Instant::now());
     }
 
     /// The upstream answered `status` (not 2xx), classified by the one error table
@@ -98,7 +134,8 @@ impl Plan {
             None => format!("HTTP {status}"),
         };
         self.report.push(TargetReport { target, outcome });
-        let outcome = self.inner.answered(step, status, class.retry, latency, Instant::now());
+        let step = self.inner_step(step);
+        let outcome = self.inner.answered(&step, status, class.retry, latency, Instant::now());
         !matches!(outcome, Outcome::Success | Outcome::Client)
     }
 
@@ -109,6 +146,9 @@ impl Plan {
             let router = &self.rt.routers[a];
             let alias = &self.rt.snap.aliases[a];
             for (i, t) in alias.targets.iter().enumerate() {
+                if self.pinned.is_some_and(|p| p != i) {
+                    continue;
+                }
                 let name = format!("{}/{}", self.rt.snap.providers[t.provider].name, t.model);
                 if self.report.iter().any(|r| r.target == name) {
                     continue;
@@ -122,5 +162,32 @@ impl Plan {
             }
         }
         (self.report, self.timed_out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pinned_plan_tries_only_its_target_and_reports_only_it() {
+        let text = "listen: 127.0.0.1:1\nlimits: { max_attempts: 3, circuit_breaker: { failure_threshold: 3 } }\nproviders: [{name: a, kind: mock}, {name: b, kind: mock}]\nmodels: [{alias: x, targets: [{provider: a, model: m0}, {provider: b, model: m1}]}]\n";
+        let store =
+            crate::runtime::RuntimeStore::from_text(std::path::Path::new("x.yaml"), text.into()).unwrap();
+        let rt = store.load();
+        let mut plan = Plan::pinned(&rt, 0, 1);
+        let mut seen = Vec::new();
+        while let Some(step) = plan.next().await {
+            seen.push(step.target);
+            let e = AttemptError::Connect { provider: "b".into(), detail: "refused".into() };
+            plan.failed(&step, &e);
+        }
+        assert_eq!(seen, vec![1, 1, 1], "the pinned target only, up to max_attempts");
+        let (report, _) = plan.into_report();
+        assert!(report.iter().all(|r| r.target == "b/m1"), "{report:?}");
+        // The failures landed on the target's shared state: its circuit is open for everyone.
+        let now = Instant::now();
+        assert!(!rt.routers[0].target(1).is_available(now), "target 1 circuit open");
+        assert!(rt.routers[0].target(0).is_available(now), "target 0 untouched");
     }
 }

@@ -292,7 +292,11 @@ fn request_header(
     content_type: &str,
     content_length: Option<usize>,
 ) -> PResult<RequestHeader> {
-    let mut h = RequestHeader::build("POST", req.path_and_query.as_bytes(), Some(6 + req.headers.len()))?;
+    let mut h = RequestHeader::build(
+        req.method.as_str(),
+        req.path_and_query.as_bytes(),
+        Some(6 + req.headers.len()),
+    )?;
     h.insert_header("host", authority)?;
     h.insert_header("content-type", content_type)?;
     match content_length {

@@ -308,6 +308,7 @@ async fn proxy(
             Ok(up) => up,
             Err(e) => {
                 ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+                ctx.attempt_done(provider, &target.model, started, 0, Some(e.kind()));
                 plan.failed(&step, &e);
                 continue;
             }
@@ -342,6 +343,13 @@ async fn proxy(
                                         detail: format!("cannot translate the upstream answer: {e}"),
                                     };
                                     ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+                                    ctx.attempt_done(
+                                        provider,
+                                        &target.model,
+                                        started,
+                                        status,
+                                        Some(e.kind()),
+                                    );
                                     plan.failed(&step, &e);
                                     continue;
                                 }
@@ -350,6 +358,7 @@ async fn proxy(
                         a => a,
                     };
                     plan.succeeded(&step, header_time);
+                    ctx.attempt_done(provider, &target.model, started, status, None);
                     ctx.served = Some((step.alias, step.target));
                     let names = Names { provider: &provider.name, model: &target.model, alias: &alias.name };
                     return respond_upstream(
@@ -367,6 +376,7 @@ async fn proxy(
                 }
                 Err(Refused::Failed(e)) => {
                     ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+                    ctx.attempt_done(provider, &target.model, started, status, Some(e.kind()));
                     plan.failed(&step, &e);
                     continue;
                 }
@@ -375,6 +385,7 @@ async fn proxy(
                     up.release(&gw.connector).await;
                     let status = formats::status_for(class.kind);
                     ctx.attempt_log.push(format!("{}/{}: 2xx with an error", provider.name, target.model));
+                    ctx.attempt_done(provider, &target.model, started, status, Some("client_error"));
                     ctx.error = Some(format!("upstream {status}"));
                     let body = formats::encode_error(inb.format, class.kind, &class.message);
                     let extra = [("x-gateway-provider", provider.name.clone())];
@@ -390,6 +401,7 @@ async fn proxy(
                 detail: format!("answered HTTP {status} (a redirect), which the gateway does not follow"),
             };
             ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+            ctx.attempt_done(provider, &target.model, started, status, Some("redirect"));
             plan.failed(&step, &e);
             continue;
         }
@@ -401,6 +413,7 @@ async fn proxy(
         let headers = up.headers().cloned();
         up.release(&gw.connector).await;
         ctx.attempt_log.push(format!("{}/{}: HTTP {status}", provider.name, target.model));
+        ctx.attempt_done(provider, &target.model, started, status, Some("http"));
         if status == 401 || status == 403 {
             // The provider refused the gateway's own credentials: a config problem of this
             // target, never the client's 401, and the provider's text (which may echo part of

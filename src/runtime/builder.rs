@@ -172,8 +172,7 @@ pub fn jwt_verifier(
 pub fn unenforced_fields(c: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let mut note = |path: String| out.push(format!("{path} is not enforced yet"));
-    for (name, set) in [("otel", c.otel.is_some()), ("jobs", c.jobs.is_some()), ("log.bodies", c.log.bodies)]
-    {
+    for (name, set) in [("jobs", c.jobs.is_some()), ("log.bodies", c.log.bodies)] {
         if set {
             note(name.to_string());
         }

@@ -53,10 +53,7 @@ const DURATION_BUCKETS: [f64; 14] =
 
 #[derive(Debug, thiserror::Error)]
 pub enum OtelError {
-    #[error(
-        "otel.endpoint {endpoint:?} is not an http:// URL with a host (the export is OTLP/HTTP \
-         without TLS: run the collector, or its agent, next to the gateway)"
-    )]
+    #[error("otel.endpoint {endpoint:?} {ENDPOINT_RULE}")]
     Endpoint { endpoint: String },
     #[error("otel: cannot build the {signal} exporter: {reason}")]
     Exporter { signal: &'static str, reason: String },
@@ -401,12 +398,21 @@ impl Pipeline {
     }
 }
 
-/// `{endpoint}{path}` for one signal; the endpoint must be an `http://` URL with a host.
+/// What `otel.endpoint` must be (said by config checks and start errors).
+pub const ENDPOINT_RULE: &str = "must be an http:// URL with a host and no query, e.g. \
+     http://127.0.0.1:4318 (the export is OTLP/HTTP without TLS: run the collector, or its agent, next to the gateway)";
+
+/// Whether `endpoint` is usable as `otel.endpoint` (see `ENDPOINT_RULE`).
+pub fn endpoint_ok(endpoint: &str) -> bool {
+    endpoint.parse::<http::Uri>().is_ok_and(|uri| {
+        uri.scheme_str() == Some("http") && uri.host().is_some_and(|h| !h.is_empty()) && uri.query().is_none()
+    })
+}
+
+/// `{endpoint}{path}` for one signal.
 fn signal_url(endpoint: &str, path: &str) -> Result<String, OtelError> {
-    let bad = || OtelError::Endpoint { endpoint: endpoint.to_string() };
-    let uri: http::Uri = endpoint.parse().map_err(|_| bad())?;
-    if uri.scheme_str() != Some("http") || uri.host().is_none_or(str::is_empty) || uri.query().is_some() {
-        return Err(bad());
+    if !endpoint_ok(endpoint) {
+        return Err(OtelError::Endpoint { endpoint: endpoint.to_string() });
     }
     Ok(format!("{}{path}", endpoint.trim_end_matches('/')))
 }

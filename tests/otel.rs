@@ -67,7 +67,7 @@ fn int(attrs: &[KeyValue], key: &str) -> Option<i64> {
 /// The latest (cumulative) sum and count of `gen_ai.client.token.usage` for `token_type`, and
 /// the count of `gen_ai.client.operation.duration`.
 fn metrics(rx: &MockUpstream) -> Option<(i64, u64, u64)> {
-    let last = rx.requests().into_iter().filter(|r| r.path == "/v1/metrics").next_back()?;
+    let last = rx.requests().into_iter().rfind(|r| r.path == "/v1/metrics")?;
     let req = ExportMetricsServiceRequest::decode(last.body.as_slice()).expect("OTLP protobuf");
     let (mut input_sum, mut input_count, mut durations) = (0i64, 0u64, 0u64);
     for m in req.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics) {

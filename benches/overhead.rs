@@ -145,11 +145,20 @@ async fn run(o: Opts, pin: bool) {
         let (sink, exports, bytes) = start_otlp_sink().await;
         let (mut off, mut on) = (vec![gw_result.max_rps], Vec::new());
         let (mut off_cpu, mut on_cpu) = (vec![gw_result.cpu_us], Vec::new());
+        // CPU ticks by thread name, summed over runs: [off, on].
+        let mut threads: [Vec<(String, u64)>; 2] = [Vec::new(), Vec::new()];
         for _ in 0..rounds {
             for otel in [true, false] {
                 let g = start_gateway_full(dir.path(), mock, pin, bin, false, None, otel.then_some(sink));
                 let name = if otel { "otel on" } else { "otel off" };
                 let r = measure(name, g.addr, Some(g.child.id()), &o, path, body).await;
+                let side = &mut threads[usize::from(otel)];
+                for (comm, t) in thread_ticks(g.child.id()) {
+                    match side.iter_mut().find(|(c, _)| *c == comm) {
+                        Some((_, sum)) => *sum += t,
+                        None => side.push((comm, t)),
+                    }
+                }
                 drop(g);
                 let (rps, cpu) = if otel { (&mut on, &mut on_cpu) } else { (&mut off, &mut off_cpu) };
                 rps.push(r.max_rps);
@@ -171,6 +180,17 @@ async fn run(o: Opts, pin: bool) {
             exports.load(Ordering::Relaxed),
             bytes.load(Ordering::Relaxed) / 1024
         );
+        // Where the CPU time of the gateways went, by thread name (each process's whole life).
+        for (side, mut list) in ["otel off", "otel on"].into_iter().zip(threads) {
+            let total: u64 = list.iter().map(|(_, t)| t).sum::<u64>().max(1);
+            list.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
+            let shares: Vec<String> = list
+                .iter()
+                .filter(|(_, t)| *t * 200 >= total)
+                .map(|(c, t)| format!("{c} {:.1}%", *t as f64 * 100.0 / total as f64))
+                .collect();
+            println!("{side}: CPU time by thread: {}", shares.join(", "));
+        }
     }
     // `--redis`: the same limits in memory vs in Redis (a redis-server of this run, on CPU 0 with
     // the load generator; the gateway on CPU 1) vs none, alternated `--rounds` times; then
@@ -783,6 +803,22 @@ fn cpu_ticks(pid: u32) -> u64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// CPU ticks (user + system) of every thread of `pid`, by thread name.
+fn thread_ticks(pid: u32) -> Vec<(String, u64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("?").to_string();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let t = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        out.push((comm, t));
+    }
+    out
 }
 
 fn ticks_per_sec() -> f64 {

@@ -4,7 +4,8 @@
 //!
 //! The request path only hands a finished request to a bounded queue (`Otel::record`: one
 //! `try_send`, never blocking; when the queue is full the trace is dropped and counted). A
-//! worker thread of its own turns traces into spans and metric points; the SDK's batch span
+//! worker thread of its own (polling once per tick while busy, so senders need not wake it)
+//! turns traces into spans and metric points; the SDK's batch span
 //! processor and periodic metric reader export from their own threads with a blocking HTTP
 //! client. Nothing here runs on a Pingora or tokio thread after `record` returns.
 //!
@@ -12,7 +13,7 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -38,6 +39,8 @@ pub const QUEUE: usize = 4096;
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Spans per OTLP request.
 const MAX_BATCH: usize = 512;
+/// How often a busy worker looks at the queue (`QUEUE` per tick is ~200,000 requests/s).
+const TICK: Duration = Duration::from_millis(20);
 /// Seconds between two "traces dropped" warnings.
 const DROP_WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -263,14 +266,15 @@ impl Pipeline {
     /// The worker's loop: one trace at a time until told to stop or every handle is gone.
     fn run(self, rx: Receiver<Msg>, shared: &Shared) {
         let mut warned_at: Option<(Instant, u64)> = None;
+        let mut busy = false;
         let done = loop {
-            match rx.recv() {
-                Ok(Msg::Trace(t)) => {
+            match next_msg(&rx, &mut busy) {
+                Some(Msg::Trace(t)) => {
                     self.record(&t);
                     shared.exported.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(Msg::Stop(done)) => break Some(done),
-                Err(_) => break None,
+                Some(Msg::Stop(done)) => break Some(done),
+                None => break None,
             }
             let dropped = shared.dropped.load(Ordering::Relaxed);
             let last = warned_at.map(|(_, n)| n).unwrap_or(0);
@@ -407,6 +411,29 @@ pub fn endpoint_ok(endpoint: &str) -> bool {
     endpoint.parse::<http::Uri>().is_ok_and(|uri| {
         uri.scheme_str() == Some("http") && uri.host().is_some_and(|h| !h.is_empty()) && uri.query().is_none()
     })
+}
+
+/// The worker's next message (`None`: every handle is gone). While requests keep coming it
+/// looks once per `TICK`, so a request thread's `try_send` is a queue write that never has to
+/// wake it; after a tick that brought nothing it blocks until the next request.
+fn next_msg(rx: &Receiver<Msg>, busy: &mut bool) -> Option<Msg> {
+    loop {
+        match rx.try_recv() {
+            Ok(m) => {
+                *busy = true;
+                return Some(m);
+            }
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) if *busy => {
+                *busy = false;
+                std::thread::park_timeout(TICK);
+            }
+            Err(TryRecvError::Empty) => {
+                *busy = true;
+                return rx.recv().ok();
+            }
+        }
+    }
 }
 
 /// `{endpoint}{path}` for one signal.

@@ -17,6 +17,11 @@ use prost::Message as _;
 
 const OK: &str = r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":11,"total_tokens":18}}"#;
 const BODY: &str = r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
+const STREAM: [&str; 3] = [
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":11,\"total_tokens\":18}}\n\n",
+    "data: [DONE]\n\n",
+];
 
 /// An OTLP/HTTP collector: answers every export with an empty (valid) protobuf response.
 async fn receiver() -> MockUpstream {
@@ -99,8 +104,14 @@ async fn each_accounted_request_is_one_span_with_its_attempts_as_children_and_th
     let up = MockUpstream::start(|req, n| {
         if n == 0 {
             Reply::json(503, r#"{"error":{"message":"overloaded","type":"server_error"}}"#)
+        } else if req.json()["stream"] == true {
+            // The last event only after a pause: the answering attempt's span lasts as long.
+            Reply::sse(vec![
+                (Wait::None, STREAM[0]),
+                (Wait::Delay(Duration::from_millis(150)), STREAM[1]),
+                (Wait::None, STREAM[2]),
+            ])
         } else {
-            assert!(req.json()["model"].is_string());
             Reply::json(200, OK)
         }
     })
@@ -124,6 +135,18 @@ async fn each_accounted_request_is_one_span_with_its_attempts_as_children_and_th
         assert_eq!(r.status(), 200);
         served_by.push(r.headers()["x-gateway-model"].to_str().unwrap().to_string());
     }
+    // A stream: its tokens come from the usage event; its span ends with the stream.
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("x-request-id", "otel-stream")
+        .body(r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let streamed_by = r.headers()["x-gateway-model"].to_str().unwrap().to_string();
+    assert!(String::from_utf8(r.bytes().await.unwrap().to_vec()).unwrap().contains("[DONE]"));
     // Accounted (an authenticated key) but refused: a span with its error.
     let r = client()
         .post(gw.url("/v1/chat/completions"))
@@ -140,14 +163,14 @@ async fn each_accounted_request_is_one_span_with_its_attempts_as_children_and_th
     assert_eq!(r.status(), 401);
 
     let roots = |all: &[(String, Span)]| all.iter().filter(|(_, s)| s.parent_span_id.is_empty()).count();
-    eventually(Duration::from_secs(10), "4 request spans and their 4 attempt spans", || {
+    eventually(Duration::from_secs(10), "5 request spans and their 5 attempt spans", || {
         let all = spans(&rx);
-        async move { roots(&all) >= 4 && all.len() >= 8 }
+        async move { roots(&all) >= 5 && all.len() >= 10 }
     })
     .await;
     let all = spans(&rx);
-    assert_eq!(roots(&all), 4, "one span per accounted request: {all:#?}");
-    assert_eq!(all.len(), 8, "the 4 request spans and 3 + 1 attempts");
+    assert_eq!(roots(&all), 5, "one span per accounted request: {all:#?}");
+    assert_eq!(all.len(), 10, "the 5 request spans and 3 + 1 + 1 attempts");
     assert!(all.iter().all(|(service, _)| service == "gw-test"));
 
     let request = |id: &str| {
@@ -208,15 +231,31 @@ async fn each_accounted_request_is_one_span_with_its_attempts_as_children_and_th
             );
         }
     }
+    let s = request("otel-stream");
+    assert_eq!(s.name, "chat fast");
+    assert_eq!(text(&s.attributes, "gen_ai.response.model").as_deref(), Some(streamed_by.as_str()));
+    assert_eq!(int(&s.attributes, "gen_ai.usage.input_tokens"), Some(7));
+    assert_eq!(int(&s.attributes, "gen_ai.usage.output_tokens"), Some(11));
+    let kids = children(s);
+    assert_eq!(kids.len(), 1);
+    assert_eq!(
+        kids[0].end_time_unix_nano, s.end_time_unix_nano,
+        "the answering attempt ends with the stream"
+    );
+    assert!(
+        kids[0].end_time_unix_nano - kids[0].start_time_unix_nano >= 150_000_000,
+        "it lasted the stream's pause"
+    );
+
     let refused = request("otel-refused");
     assert_eq!(int(&refused.attributes, "http.response.status_code"), Some(i64::from(refused_status)));
     assert_eq!(text(&refused.attributes, "error.type"), Some(refused_status.to_string()));
     assert!(children(refused).is_empty(), "nothing was sent upstream");
 
-    // Metrics: token usage of the 3 answered requests (7 input tokens each), a duration for all 4.
+    // Metrics: token usage of the 4 answered requests (7 input tokens each), a duration for all 5.
     eventually(Duration::from_secs(10), "the GenAI metrics", || {
         let m = metrics(&rx);
-        async move { m == Some((21, 3, 4)) }
+        async move { m == Some((28, 4, 5)) }
     })
     .await;
     assert!(!gw.log().contains("otel is not enforced"), "{}", gw.log());

@@ -7,7 +7,8 @@
 //! limits on: RPM, TPM, max_parallel and a budget on the key and its project, all too high
 //! to ever refuse, measured alternately with limits off, `--rounds 3` times, best of each;
 //! `--redis` to compare no limits, limits in memory and limits in a redis-server of the run, and
-//! count Redis round trips per request). On a machine with >= 2 CPUs the proxy under test is
+//! count Redis round trips per request; `--otel` to compare OpenTelemetry export off and on, to an
+//! OTLP/HTTP sink of this run). On a machine with >= 2 CPUs the proxy under test is
 //! pinned to CPU 1 with one worker thread, and this process (load generator + mock upstream)
 //! to CPU 0, so "per core" figures compare like with like.
 //!
@@ -138,6 +139,64 @@ async fn run(o: Opts, pin: bool) {
             min(&on_cpu),
             min(&off_cpu)
         );
+    }
+    // `--otel`: OpenTelemetry export off vs on (to an OTLP/HTTP sink in this process that answers
+    // 200 and counts what it gets), alternated `--rounds` times; best of each side.
+    if std::env::args().any(|a| a == "--otel") {
+        let rounds = std::env::args()
+            .skip_while(|a| a != "--rounds")
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3usize);
+        let (sink, exports, bytes) = start_otlp_sink().await;
+        let (mut off, mut on) = (vec![gw_result.max_rps], Vec::new());
+        let (mut off_cpu, mut on_cpu) = (vec![gw_result.cpu_us], Vec::new());
+        // CPU ticks by thread name, summed over runs: [off, on].
+        let mut threads: [Vec<(String, u64)>; 2] = [Vec::new(), Vec::new()];
+        for _ in 0..rounds {
+            for otel in [true, false] {
+                let g = start_gateway_full(dir.path(), mock, pin, bin, false, None, otel.then_some(sink));
+                let name = if otel { "otel on" } else { "otel off" };
+                let r = measure(name, g.addr, Some(g.child.id()), &o, path, body).await;
+                let side = &mut threads[usize::from(otel)];
+                for (comm, t) in thread_ticks(g.child.id()) {
+                    match side.iter_mut().find(|(c, _)| *c == comm) {
+                        Some((_, sum)) => *sum += t,
+                        None => side.push((comm, t)),
+                    }
+                }
+                drop(g);
+                let (rps, cpu) = if otel { (&mut on, &mut on_cpu) } else { (&mut off, &mut off_cpu) };
+                rps.push(r.max_rps);
+                cpu.push(r.cpu_us);
+            }
+        }
+        let max = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
+        let min = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
+        println!(
+            "otel on / off, best of {} and {} runs: throughput {:.3}x ({:.0} vs {:.0} req/s), CPU per request {:.3}x ({:.1} vs {:.1} µs); the sink got {} exports, {} KiB",
+            on.len(),
+            off.len(),
+            max(&on) / max(&off),
+            max(&on),
+            max(&off),
+            min(&on_cpu) / min(&off_cpu),
+            min(&on_cpu),
+            min(&off_cpu),
+            exports.load(Ordering::Relaxed),
+            bytes.load(Ordering::Relaxed) / 1024
+        );
+        // Where the CPU time of the gateways went, by thread name (each process's whole life).
+        for (side, mut list) in ["otel off", "otel on"].into_iter().zip(threads) {
+            let total: u64 = list.iter().map(|(_, t)| t).sum::<u64>().max(1);
+            list.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
+            let shares: Vec<String> = list
+                .iter()
+                .filter(|(_, t)| *t * 200 >= total)
+                .map(|(c, t)| format!("{c} {:.1}%", *t as f64 * 100.0 / total as f64))
+                .collect();
+            println!("{side}: CPU time by thread: {}", shares.join(", "));
+        }
     }
     // `--redis`: the same limits in memory vs in Redis (a redis-server of this run, on CPU 0 with
     // the load generator; the gateway on CPU 1) vs none, alternated `--rounds` times; then
@@ -458,6 +517,42 @@ fn complete(b: &[u8]) -> Option<usize> {
     (tail.ends_with(b"0\r\n\r\n")).then_some(b.len())
 }
 
+/// An OTLP/HTTP collector that answers every export 200 (an empty protobuf response) and counts
+/// the exports and their bytes.
+async fn start_otlp_sink() -> (SocketAddr, Arc<AtomicU64>, Arc<AtomicU64>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (exports, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (e, b) = (exports.clone(), bytes.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            let (e, b) = (e.clone(), b.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::with_capacity(64 * 1024);
+                loop {
+                    let mut tmp = [0u8; 65536];
+                    let n = match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&tmp[..n]);
+                    while let Some(len) = complete(&buf) {
+                        buf.drain(..len);
+                        e.fetch_add(1, Ordering::Relaxed);
+                        b.fetch_add(len as u64, Ordering::Relaxed);
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                        if s.write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, exports, bytes)
+}
+
 async fn start_mock(stream: bool, responses: bool) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -652,7 +747,21 @@ fn start_gateway_with(
     limits: bool,
     redis: Option<&str>,
 ) -> Proc {
+    start_gateway_full(dir, mock, pin, bin, limits, redis, None)
+}
+
+/// `start_gateway_with`, exporting OpenTelemetry to the OTLP/HTTP sink at `otel` when given.
+fn start_gateway_full(
+    dir: &std::path::Path,
+    mock: SocketAddr,
+    pin: bool,
+    bin: &str,
+    limits: bool,
+    redis: Option<&str>,
+    otel: Option<SocketAddr>,
+) -> Proc {
     let addr = free_addr();
+    let otel = otel.map(|a| format!("otel: {{ endpoint: \"http://{a}\" }}\n")).unwrap_or_default();
     let redis = redis
         .map(|u| format!("redis: {{ url: \"{u}\", on_error: closed, timeout_ms: 1000 }}\n"))
         .unwrap_or_default();
@@ -665,7 +774,7 @@ fn start_gateway_with(
         ("", "")
     };
     let cfg = format!(
-        "listen: \"{addr}\"\nstate_dir: {}\nlog: {{ requests: false }}\n{redis}providers:\n  - {{ name: up, kind: openai_compatible, base_url: \"http://{mock}\", responses: true }}\nmodels:\n  - {{ alias: fast, targets: [ {{ provider: up, model: gpt-4o-mini }} ], pricing: {{ input_per_mtok: 1, output_per_mtok: 2 }} }}\n{project}keys:\n  - {{ id: bench, hash: \"{}\"{key_limits} }}\n",
+        "listen: \"{addr}\"\nstate_dir: {}\nlog: {{ requests: false }}\n{redis}{otel}providers:\n  - {{ name: up, kind: openai_compatible, base_url: \"http://{mock}\", responses: true }}\nmodels:\n  - {{ alias: fast, targets: [ {{ provider: up, model: gpt-4o-mini }} ], pricing: {{ input_per_mtok: 1, output_per_mtok: 2 }} }}\n{project}keys:\n  - {{ id: bench, hash: \"{}\"{key_limits} }}\n",
         dir.join("state").display(),
         llm_gateway::auth::stored_form(KEY)
     );
@@ -713,6 +822,22 @@ fn cpu_ticks(pid: u32) -> u64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// CPU ticks (user + system) of every thread of `pid`, by thread name.
+fn thread_ticks(pid: u32) -> Vec<(String, u64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("?").to_string();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let t = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        out.push((comm, t));
+    }
+    out
 }
 
 fn ticks_per_sec() -> f64 {

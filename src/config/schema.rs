@@ -521,14 +521,22 @@ pub struct AlertsConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtelConfig {
-    /// Collector base URL, e.g. `http://127.0.0.1:4318`.
+    /// Collector base URL, e.g. `http://127.0.0.1:4318` (`/v1/traces` and `/v1/metrics` are
+    /// appended). Plain `http://`: run the collector (or its agent) next to the gateway.
     pub endpoint: String,
     #[serde(default = "default_service_name")]
     pub service_name: String,
+    /// How often batched spans and the metrics are sent, in milliseconds (default 5000).
+    #[serde(default = "default_otel_export_interval_ms")]
+    pub export_interval_ms: u64,
 }
 
 fn default_service_name() -> String {
     "llm-gateway".into()
+}
+
+fn default_otel_export_interval_ms() -> u64 {
+    5000
 }
 
 /// `jobs:`: the providers that serve the job APIs.

@@ -195,6 +195,14 @@ pub fn build_with(config: Config, secrets: Secrets) -> Result<Snapshot, ConfigEr
     if l.max_file_bytes == 0 {
         errs.push("limits.max_file_bytes", "0 is not allowed; use a size in bytes such as 536870912");
     }
+    if let Some(o) = &config.otel {
+        if !crate::telemetry::otel::endpoint_ok(&o.endpoint) {
+            errs.push("otel.endpoint", format!("{:?} {}", o.endpoint, crate::telemetry::otel::ENDPOINT_RULE));
+        }
+        if o.export_interval_ms == 0 {
+            errs.push("otel.export_interval_ms", "0 is not allowed; use milliseconds such as 5000");
+        }
+    }
     if let Some(r) = &config.redis {
         if !(r.url.starts_with("redis://") || r.url.starts_with("rediss://")) {
             errs.push("redis.url", format!("{:?} must start with redis:// or rediss://", r.url));

@@ -375,6 +375,7 @@ async fn proxy(
             Ok(up) => up,
             Err(e) => {
                 ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+                ctx.attempt_done(provider, &target.model, started, 0, Some(e.kind()));
                 plan.failed(&step, &e);
                 continue;
             }
@@ -410,6 +411,13 @@ async fn proxy(
                                         detail: format!("cannot translate the upstream answer: {e}"),
                                     };
                                     ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+                                    ctx.attempt_done(
+                                        provider,
+                                        &target.model,
+                                        started,
+                                        status,
+                                        Some(e.kind()),
+                                    );
                                     plan.failed(&step, &e);
                                     continue;
                                 }
@@ -418,6 +426,7 @@ async fn proxy(
                         a => a,
                     };
                     plan.succeeded(&step, header_time);
+                    ctx.attempt_done(provider, &target.model, started, status, None);
                     ctx.served = Some((step.alias, step.target));
                     let names = Names { provider: &provider.name, model: &target.model, alias: &alias.name };
                     return respond_upstream(
@@ -435,6 +444,7 @@ async fn proxy(
                 }
                 Err(Refused::Failed(e)) => {
                     ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+                    ctx.attempt_done(provider, &target.model, started, status, Some(e.kind()));
                     plan.failed(&step, &e);
                     continue;
                 }
@@ -443,6 +453,7 @@ async fn proxy(
                     up.release(&gw.connector).await;
                     let status = formats::status_for(class.kind);
                     ctx.attempt_log.push(format!("{}/{}: 2xx with an error", provider.name, target.model));
+                    ctx.attempt_done(provider, &target.model, started, status, Some("client_error"));
                     ctx.error = Some(format!("upstream {status}"));
                     let body = formats::encode_error(inb.client_format(), class.kind, &class.message);
                     let extra = [("x-gateway-provider", provider.name.clone())];
@@ -458,6 +469,7 @@ async fn proxy(
                 detail: format!("answered HTTP {status} (a redirect), which the gateway does not follow"),
             };
             ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+            ctx.attempt_done(provider, &target.model, started, status, Some("redirect"));
             plan.failed(&step, &e);
             continue;
         }
@@ -469,6 +481,7 @@ async fn proxy(
         let headers = up.headers().cloned();
         up.release(&gw.connector).await;
         ctx.attempt_log.push(format!("{}/{}: HTTP {status}", provider.name, target.model));
+        ctx.attempt_done(provider, &target.model, started, status, Some("http"));
         if status == 401 || status == 403 {
             // The provider refused the gateway's own credentials: a config problem of this
             // target, never the client's 401, and the provider's text (which may echo part of

@@ -1,7 +1,7 @@
 //! The per-request state shared by the hooks: one plain struct, grouped by phase.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::admission::{Admission, Principal};
 use crate::formats::{Format, Usage};
@@ -42,6 +42,9 @@ pub struct RequestCtx {
     /// Time to the answering upstream's response header.
     pub ttfb: Option<std::time::Duration>,
     pub attempt_log: Vec<String>,
+    /// Keep typed attempts (`otel:` is on): each a child span of the request's.
+    pub trace_attempts: bool,
+    pub attempt_trace: Vec<crate::telemetry::Attempt>,
     // --- outcome
     pub status: u16,
     pub usage: Usage,
@@ -55,5 +58,34 @@ impl RequestCtx {
     /// Whether this request's access line carries bodies (`log.bodies`).
     pub fn logs_bodies(&self) -> bool {
         self.rt.as_ref().is_some_and(|rt| rt.snap.log_bodies.is_some())
+    }
+}
+
+// === impl RequestCtx ===
+
+impl RequestCtx {
+    /// One attempt, begun at `started`, is over (or, with `error_type` None, is the one that
+    /// answers and lasts until the request ends): kept for the OpenTelemetry export when on.
+    pub fn attempt_done(
+        &mut self,
+        provider: &crate::config::Provider,
+        model: &str,
+        started: Instant,
+        status: u16,
+        error_type: Option<&'static str>,
+    ) {
+        if !self.trace_attempts {
+            return;
+        }
+        let took = started.elapsed();
+        self.attempt_trace.push(crate::telemetry::Attempt {
+            provider: provider.name.clone(),
+            kind: provider.kind,
+            model: model.to_string(),
+            start: SystemTime::now().checked_sub(took).unwrap_or(SystemTime::UNIX_EPOCH),
+            duration: error_type.map(|_| took),
+            status,
+            error_type,
+        });
     }
 }

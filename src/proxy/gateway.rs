@@ -25,8 +25,7 @@ use crate::limits::Hold;
 use crate::net::Resolver;
 use crate::providers::MediaOp;
 use crate::runtime::RuntimeStore;
-use crate::telemetry::AccessLine;
-use crate::telemetry::{Events, Metrics, RequestSample, TokenCounts};
+use crate::telemetry::{AccessLine, Events, Metrics, Otel, RequestSample, RequestTrace, TokenCounts};
 
 /// Process-wide counters (exported by the admin listener's `/metrics`).
 #[derive(Default)]
@@ -48,6 +47,8 @@ pub struct Gateway {
     /// Stored responses: which target created each, and the gateway's own conversations
     /// (loaded from the `state_dir` the gateway starts with).
     pub responses: Arc<crate::responses::Responses>,
+    /// OpenTelemetry export (`otel:`, read at start); `None` when off.
+    pub otel: Option<Arc<Otel>>,
 }
 
 impl Gateway {
@@ -69,6 +70,7 @@ impl Gateway {
             counters,
             metrics,
             events,
+            otel: None,
         }
     }
 }
@@ -78,7 +80,7 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx { trace_attempts: self.otel.is_some(), ..RequestCtx::default() }
     }
 
     /// Never reached: `request_filter` serves every request and returns `Ok(true)`.
@@ -322,6 +324,9 @@ impl Gateway {
             },
             cost_micros: micros,
         });
+        if let Some(otel) = &self.otel {
+            otel.record(request_trace(snap, ctx, alias.map(|a| a.name.clone()), total, e));
+        }
         let r = UsageRecord {
             time: now_rfc3339(),
             request_id: std::mem::take(&mut ctx.request_id),
@@ -400,6 +405,33 @@ fn access_line(
         line.error = r.error.as_deref();
     }
     line.emit();
+}
+
+/// The OpenTelemetry view of a finished request (its attempts are moved out of `ctx`).
+fn request_trace(
+    snap: &crate::config::Snapshot,
+    ctx: &mut RequestCtx,
+    alias: Option<String>,
+    total: std::time::Duration,
+    e: Option<&pingora::Error>,
+) -> RequestTrace {
+    let kind =
+        ctx.provider.as_ref().and_then(|n| snap.providers.iter().find(|p| &p.name == n)).map(|p| p.kind);
+    RequestTrace {
+        start: SystemTime::now().checked_sub(total).unwrap_or(SystemTime::UNIX_EPOCH),
+        duration: total,
+        request_id: ctx.request_id.clone(),
+        endpoint: ctx.endpoint,
+        alias,
+        provider: ctx.provider.clone(),
+        provider_kind: kind,
+        model: ctx.model.clone(),
+        status: if ctx.status == 0 { 499 } else { ctx.status },
+        input_tokens: ctx.usage.input_tokens,
+        output_tokens: ctx.usage.output_tokens,
+        error: ctx.error.clone().or_else(|| e.map(|e| e.to_string())),
+        attempts: std::mem::take(&mut ctx.attempt_trace),
+    }
 }
 
 /// The prices a request is charged at: those of the target that answered (its own, else its

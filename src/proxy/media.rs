@@ -149,6 +149,7 @@ async fn upload(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, form: Form)
             Ok(p) => p,
             Err(e) => {
                 ctx.attempt_log.push(format!("{}/{}: {e}", provider.name, target.model));
+                ctx.attempt_done(provider, &target.model, started, 0, Some(e.kind()));
                 plan.failed(&step, &e);
                 continue;
             }
@@ -218,6 +219,7 @@ async fn upload(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, form: Form)
         let mut up = match pending.finish().await {
             Ok(up) => up,
             Err(e) => {
+                ctx.attempt_done(provider, &target.model, started, 0, Some(e.kind()));
                 plan.failed(&step, &e);
                 let (tried, timed_out) = plan.into_report();
                 let e = GatewayError::AllTargetsFailed { attempts: ctx.attempts, tried, timed_out };
@@ -241,6 +243,7 @@ async fn upload(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, form: Form)
             match chat::check_answer(&mut up, inb.op, format, false).await {
                 Ok(answer) => {
                     plan.succeeded(&step, started.elapsed());
+                    ctx.attempt_done(provider, &target.model, started, status, None);
                     let names =
                         chat::Names { provider: &provider.name, model: &target.model, alias: &alias.name };
                     return chat::respond_upstream(gw, s, ctx, &inb, up, answer, format, names, &[]).await;

@@ -32,6 +32,19 @@ pub enum AttemptError {
     Io { provider: String, detail: String },
 }
 
+// === impl AttemptError ===
+
+impl AttemptError {
+    /// A short, bounded name of the failure (`error.type` of the attempt's span).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AttemptError::Connect { .. } => "connect",
+            AttemptError::Timeout { .. } => "timeout",
+            AttemptError::Io { .. } => "io",
+        }
+    }
+}
+
 /// An upstream that has answered with a header.
 pub enum Upstream {
     Http {

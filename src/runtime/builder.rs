@@ -186,7 +186,7 @@ pub fn needs_tokenizer(c: &Config) -> bool {
 pub fn unenforced_fields(c: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let mut note = |path: String| out.push(format!("{path} is not enforced yet"));
-    for (name, set) in [("otel", c.otel.is_some()), ("jobs", c.jobs.is_some())] {
+    for (name, set) in [("jobs", c.jobs.is_some())] {
         if set {
             note(name.to_string());
         }

@@ -21,7 +21,12 @@ pub struct Drain {
     pub counters: Arc<Counters>,
     pub usage: UsageLog,
     pub grace: Duration,
+    /// Flushed after the usage log (its last spans and metrics), bounded by `OTEL_FLUSH`.
+    pub otel: Option<Arc<crate::telemetry::Otel>>,
 }
+
+/// The most the stop waits for the OpenTelemetry export to flush.
+const OTEL_FLUSH: Duration = Duration::from_secs(5);
 
 #[async_trait]
 impl BackgroundService for Drain {
@@ -56,6 +61,12 @@ impl BackgroundService for Drain {
         // The account step of every finished request has queued its line: write them all.
         self.usage.close();
         tracing::info!("usage log flushed; exiting");
+        if let Some(otel) = self.otel.clone() {
+            let flushed = tokio::task::spawn_blocking(move || otel.shutdown(OTEL_FLUSH)).await;
+            if !matches!(flushed, Ok(true)) {
+                tracing::warn!("otel: the last spans were not all sent within {OTEL_FLUSH:?}");
+            }
+        }
         std::process::exit(0);
     }
 }

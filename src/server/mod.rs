@@ -94,12 +94,19 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize, upgrade: bool) -> Result<()
     let (events, event_rx) = Events::new();
     let watch = events::Watch::new(event_rx, store.clone(), metrics.clone(), alerts, admin.clone(), spent);
 
+    // OpenTelemetry export: built once at start (a changed `otel:` takes a restart).
+    let otel = match &cfg.otel {
+        Some(o) => Some(Arc::new(crate::telemetry::Otel::start(o).map_err(|e| e.to_string())?)),
+        None => None,
+    };
     let drain = drain::Drain {
         counters: counters.clone(),
         usage: usage.clone(),
         grace: std::time::Duration::from_secs(grace),
+        otel: otel.clone(),
     };
-    let gateway = Gateway::new(store.clone(), usage, counters.clone(), metrics.clone(), events.clone());
+    let mut gateway = Gateway::new(store.clone(), usage, counters.clone(), metrics.clone(), events.clone());
+    gateway.otel = otel;
     let health = background_service("health checks", HealthChecker::new(targets.clone(), Vec::new()));
     let sync = health_sync::HealthSync {
         store: store.clone(),

@@ -6,6 +6,7 @@
 //! - `redact`: the one redaction used by every log line (URLs, headers, free text).
 //! - `access_log`: the JSON access line (`target: "access"`), logging setup with a reload handle.
 //! - `alerts`: webhook events (budget, circuit, alias down, reload failed), never blocking.
+//! - `otel`: OpenTelemetry export (a span per request, attempts as children, GenAI metrics).
 
 mod instruments;
 
@@ -13,6 +14,7 @@ pub mod access_log;
 pub mod alerts;
 pub mod events;
 pub mod metrics;
+pub mod otel;
 pub mod redact;
 
 pub use self::access_log::{init_logging, AccessLine, LogHandle};
@@ -21,4 +23,5 @@ pub use self::events::Events;
 pub use self::metrics::{
     ActiveRequest, BudgetScope, KnownNames, Metrics, RateLimitKind, RequestSample, TokenCounts,
 };
+pub use self::otel::{Attempt, Otel, OtelError, RequestTrace};
 pub use self::redact::{redact_header, redact_text, redact_url};

@@ -56,6 +56,9 @@ pub async fn openai() -> MockUpstream {
             return Reply::json(200, &body.to_string());
         }
         let tool = wants_tool(r);
+        if r.path.ends_with("/responses") {
+            return responses_answer(&model, tool, req["stream"] == json!(true));
+        }
         let usage = json!({"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14});
         if req["stream"] != json!(true) {
             let message = if tool {
@@ -88,6 +91,61 @@ pub async fn openai() -> MockUpstream {
         sse_events(ev, true)
     })
     .await
+}
+
+/// The Responses API's answer (OpenAI speaks it natively; the gateway passes it through).
+fn responses_answer(model: &str, tool: bool, stream: bool) -> Reply {
+    let item = if tool {
+        json!({"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": TOOL, "arguments": "{\"city\":\"Paris\"}", "status": "completed"})
+    } else {
+        json!({"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": "Hello from openai", "annotations": []}]})
+    };
+    let response = |status: &str, output: Value, usage: Value| {
+        json!({"id": "resp_1", "object": "response", "created_at": 1, "status": status, "model": model,
+            "output": output, "parallel_tool_calls": true, "tool_choice": "auto", "tools": [], "usage": usage})
+    };
+    let usage = json!({"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 4, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 14});
+    if !stream {
+        return Reply::json(200, &response("completed", json!([item]), usage).to_string());
+    }
+    let mut events: Vec<Value> = vec![
+        json!({"type": "response.created", "response": response("in_progress", json!([]), Value::Null)}),
+    ];
+    if tool {
+        let mut added = item.clone();
+        added["arguments"] = json!("");
+        added["status"] = json!("in_progress");
+        events.push(json!({"type": "response.output_item.added", "output_index": 0, "item": added}));
+        for delta in ["{\"city\":", "\"Paris\"}"] {
+            events.push(json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 0, "delta": delta}));
+        }
+        events.push(json!({"type": "response.function_call_arguments.done", "item_id": "fc_1", "output_index": 0, "arguments": "{\"city\":\"Paris\"}"}));
+    } else {
+        let part = json!({"type": "output_text", "text": "", "annotations": []});
+        events.push(json!({"type": "response.output_item.added", "output_index": 0,
+            "item": {"type": "message", "id": "msg_1", "status": "in_progress", "role": "assistant", "content": []}}));
+        events.push(json!({"type": "response.content_part.added", "item_id": "msg_1", "output_index": 0, "content_index": 0, "part": part}));
+        for delta in ["Hello ", "from openai"] {
+            events.push(json!({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": delta}));
+        }
+        events.push(json!({"type": "response.output_text.done", "item_id": "msg_1", "output_index": 0, "content_index": 0, "text": "Hello from openai"}));
+        events.push(json!({"type": "response.content_part.done", "item_id": "msg_1", "output_index": 0, "content_index": 0,
+            "part": {"type": "output_text", "text": "Hello from openai", "annotations": []}}));
+    }
+    events.push(json!({"type": "response.output_item.done", "output_index": 0, "item": item.clone()}));
+    events
+        .push(json!({"type": "response.completed", "response": response("completed", json!([item]), usage)}));
+    let named: Vec<(String, Value)> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut e)| {
+            e["sequence_number"] = json!(i);
+            (e["type"].as_str().unwrap_or("").to_string(), e)
+        })
+        .collect();
+    sse_events(named.iter().map(|(n, e)| (Some(n.as_str()), e.clone())).collect(), false)
 }
 
 // === Anthropic Messages ===

@@ -83,6 +83,52 @@ pub async fn read_body(s: &mut Session, max: usize) -> pingora::Result<Result<By
     Ok(Ok(buf.freeze()))
 }
 
+/// The first admission steps every JSON endpoint shares: the caller (kept in `ctx` even when a
+/// later step refuses, so the refusal is accounted to it), then the whole body (bounded by
+/// `limits.max_body_bytes`; kept for the access line under `log.bodies`).
+pub async fn caller_and_body(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    rt: &Arc<Runtime>,
+) -> pingora::Result<Result<(admission::Principal, Bytes), GatewayError>> {
+    let req = s.req_header();
+    let principal = match admission::authenticate(rt, &req.headers, req.uri.query(), SystemTime::now()) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    ctx.principal = Some(principal.clone());
+    let body = match read_body(s, rt.snap.limits.max_body_bytes).await? {
+        Ok(b) => b,
+        Err(e) => return Ok(Err(e)),
+    };
+    if rt.snap.log_bodies.is_some() {
+        ctx.request_body = Some(body.clone());
+    }
+    Ok(Ok((principal, body)))
+}
+
+/// Copy the rest of an upstream body to the client as it comes (the header is written).
+pub async fn pump(
+    gw: &Gateway,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    mut up: Upstream,
+) -> pingora::Result<()> {
+    loop {
+        match up.next_chunk().await {
+            Ok(Some(chunk)) => s.write_response_body(Some(chunk), false).await?,
+            Ok(None) => {
+                up.release(&gw.connector).await;
+                return s.write_response_body(None, true).await;
+            }
+            Err(e) => {
+                ctx.error = Some(e.to_string());
+                return Err(pingora::Error::explain(pingora::ErrorType::ReadError, e.to_string()));
+            }
+        }
+    }
+}
+
 /// A request body that cannot be read (bad chunked framing, a cut or stalled upload) is the
 /// client's 400 in its own shape, not an empty 500; the connection is not reused after it.
 pub fn bad_body(s: &mut Session, e: &pingora::Error) -> GatewayError {
@@ -159,19 +205,10 @@ async fn admit(
     gemini: Option<GeminiCall>,
     media: Option<MediaOp>,
 ) -> pingora::Result<Result<Inbound, Refusal>> {
-    let req = s.req_header();
-    let principal = match admission::authenticate(rt, &req.headers, req.uri.query(), SystemTime::now()) {
-        Ok(p) => p,
+    let (principal, body) = match caller_and_body(s, ctx, rt).await? {
+        Ok(pb) => pb,
         Err(e) => return Ok(Err(e.into())),
     };
-    ctx.principal = Some(principal.clone());
-    let body = match read_body(s, rt.snap.limits.max_body_bytes).await? {
-        Ok(b) => b,
-        Err(e) => return Ok(Err(e.into())),
-    };
-    if rt.snap.log_bodies.is_some() {
-        ctx.request_body = Some(body.clone());
-    }
     let model_in_path = gemini.is_some();
     let mut inbound = match inbound(format, body, gemini) {
         Ok(i) => i,
@@ -680,7 +717,7 @@ async fn binary(
     gw: &Gateway,
     s: &mut Session,
     ctx: &mut RequestCtx,
-    mut up: Upstream,
+    up: Upstream,
     mut h: ResponseHeader,
     content_type: String,
 ) -> pingora::Result<()> {
@@ -690,19 +727,7 @@ async fn binary(
         None => chunked(s, &mut h)?,
     }
     s.write_response_header(Box::new(h), false).await?;
-    loop {
-        match up.next_chunk().await {
-            Ok(Some(chunk)) => s.write_response_body(Some(chunk), false).await?,
-            Ok(None) => {
-                up.release(&gw.connector).await;
-                return s.write_response_body(None, true).await;
-            }
-            Err(e) => {
-                ctx.error = Some(e.to_string());
-                return Err(pingora::Error::explain(pingora::ErrorType::ReadError, e.to_string()));
-            }
-        }
-    }
+    pump(gw, s, ctx, up).await
 }
 
 /// Pass a stream on, translated or observed for usage, ending it with an error event in the

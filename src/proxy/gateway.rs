@@ -453,19 +453,10 @@ async fn count_tokens(
     ctx: &mut RequestCtx,
     rt: &Arc<crate::runtime::Runtime>,
 ) -> Result<std::result::Result<(), GatewayError>> {
-    let req = s.req_header();
-    let principal = match admission::authenticate(rt, &req.headers, req.uri.query(), SystemTime::now()) {
-        Ok(p) => p,
+    let (principal, body) = match chat::caller_and_body(s, ctx, rt).await? {
+        Ok(pb) => pb,
         Err(e) => return Ok(Err(e)),
     };
-    ctx.principal = Some(principal.clone());
-    let body = match chat::read_body(s, rt.snap.limits.max_body_bytes).await? {
-        Ok(b) => b,
-        Err(e) => return Ok(Err(e)),
-    };
-    if rt.snap.log_bodies.is_some() {
-        ctx.request_body = Some(body.clone());
-    }
     let model = match crate::formats::passthrough::peek(&body) {
         Ok(p) => p.model.unwrap_or_default(),
         Err(e) => return Ok(Err(GatewayError::InvalidRequest(e.to_string()))),

@@ -108,14 +108,8 @@ async fn count(
     rt: &Arc<Runtime>,
     model: &str,
 ) -> pingora::Result<Result<u64, GatewayError>> {
-    let req = s.req_header();
-    let principal = match admission::authenticate(rt, &req.headers, req.uri.query(), SystemTime::now()) {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
-    };
-    ctx.principal = Some(principal.clone());
-    let body = match chat::read_body(s, rt.snap.limits.max_body_bytes).await? {
-        Ok(b) => b,
+    let (principal, body) = match chat::caller_and_body(s, ctx, rt).await? {
+        Ok(pb) => pb,
         Err(e) => return Ok(Err(e)),
     };
     let counted = match counted_request(&body) {

@@ -471,7 +471,7 @@ async fn pass_body(
     gw: &Gateway,
     s: &mut Session,
     ctx: &mut RequestCtx,
-    mut up: Upstream,
+    up: Upstream,
     mut h: ResponseHeader,
 ) -> pingora::Result<()> {
     match up.header("content-length").map(str::to_string) {
@@ -482,19 +482,7 @@ async fn pass_body(
         None => s.set_keepalive(None),
     }
     s.write_response_header(Box::new(h), false).await?;
-    loop {
-        match up.next_chunk().await {
-            Ok(Some(chunk)) => s.write_response_body(Some(chunk), false).await?,
-            Ok(None) => {
-                up.release(&gw.connector).await;
-                return s.write_response_body(None, true).await;
-            }
-            Err(e) => {
-                ctx.error = Some(e.to_string());
-                return Err(pingora::Error::explain(pingora::ErrorType::ReadError, e.to_string()));
-            }
-        }
-    }
+    super::chat::pump(gw, s, ctx, up).await
 }
 
 /// A response id as one path segment (ids are `resp_` + URL-safe characters; anything else

@@ -257,3 +257,78 @@ async fn in_flight_slots_of_a_killed_instance_are_freed_by_their_lease() {
     .await;
     eprintln!("slots of a kill -9ed instance freed after {:?} (lease 2 s)", killed.elapsed());
 }
+
+/// `rediss://`: the limits go to a `redis-server` that speaks only TLS, its certificate issued
+/// by a private CA the gateway trusts through `SSL_CERT_FILE`. With `on_error: closed`, a TLS
+/// failure would refuse every request, so three 200s then a 429 prove the shared bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn rediss_shares_limits_over_tls_with_a_private_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    if std::process::Command::new("redis-server").arg("--version").output().is_err() {
+        eprintln!("redis-server is not installed: skipping (.ci/run installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(DnType::CommonName, "llm-gateway test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca_cert, &ca_key)
+        .unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(path("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(path("redis.pem"), leaf.pem()).unwrap();
+    std::fs::write(path("redis.key"), leaf_key.serialize_pem()).unwrap();
+    let port = free_port();
+    let mut redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--tls-cert-file", &path("redis.pem"), "--tls-key-file", &path("redis.key")])
+        .args(["--tls-ca-cert-file", &path("ca.pem"), "--tls-auth-clients", "no"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if started.elapsed() > Duration::from_secs(10) || redis.try_wait().unwrap().is_some() {
+            let _ = redis.kill();
+            panic!("redis-server did not listen for TLS on {port} (built without TLS?)");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let mut cfg = openai_config(&up.url());
+    cfg.0["redis"] =
+        json!({ "url": format!("rediss://localhost:{port}/0"), "on_error": "closed", "timeout_ms": 1000 });
+    cfg.key_mut("k1").as_object_mut().unwrap().insert("rpm".into(), json!(3));
+    let ca = path("ca.pem");
+    let gw = Gateway::start_with_env(&cfg, &[("SSL_CERT_FILE", ca.as_str())], &["SSL_CERT_DIR"]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r =
+            client().post(gw.url("/v1/chat/completions")).bearer_auth(KEY).body(BODY).send().await.unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    let health = health_of(&gw).await;
+    let _ = redis.kill();
+    let _ = redis.wait();
+    println!("rediss: statuses {statuses:?}, health {}", health["limits_backend"]);
+    assert_eq!(statuses, [200, 200, 200, 429], "log:\n{}", gw.log());
+    assert_eq!(health["limits_backend"]["redis"]["available"], true, "{health}");
+    assert_eq!(up.count(), 3, "the refused request never reached the upstream");
+}

@@ -8,36 +8,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn events() -> Vec<(Wait, &'static str)> {
-    let mut v: Vec<(Wait, &'static str)> = (0..10)
-        .map(|_| {
-            (
-                Wait::Delay(Duration::from_millis(200)),
-                "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tick \"},\"finish_reason\":null}]}\n\n",
-            )
-        })
-        .collect();
-    v.push((Wait::None, "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":10,\"total_tokens\":13}}\n\n"));
-    v.push((Wait::None, "data: [DONE]\n\n"));
-    v
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_100_long_streams_finishes_them_all_writes_every_line_and_exits_0() {
-    let up = MockUpstream::start(|_, _| Reply::sse(events())).await;
+    let up = MockUpstream::start(|_, _| tick_stream(10, Duration::from_millis(200))).await;
     let cfg = openai_config(&up.url()).limits(serde_json::json!({ "shutdown_grace_s": 20 }));
     let mut gw = Gateway::start(&cfg).await;
     let url = gw.url("/v1/chat/completions");
-    let body = r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
-    let mut streams = Vec::new();
-    for _ in 0..100 {
-        let url = url.clone();
-        streams.push(tokio::spawn(async move {
-            let r = client().post(url).bearer_auth(KEY).body(body).send().await.unwrap();
-            assert_eq!(r.status(), 200);
-            r.text().await.unwrap_or_default()
-        }));
-    }
+    let streams = open_streams(&url, 100);
     eventually(Duration::from_secs(10), "all 100 streams reached the upstream", || async {
         up.count() == 100
     })
@@ -49,7 +26,7 @@ async fn sigterm_during_100_long_streams_finishes_them_all_writes_every_line_and
     let mut complete = 0;
     for s in streams {
         let text = s.await.unwrap();
-        if text.matches("tick ").count() == 10 && text.ends_with("data: [DONE]\n\n") {
+        if tick_stream_complete(&text, 10) {
             complete += 1;
         }
     }

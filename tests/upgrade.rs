@@ -12,21 +12,6 @@ use common::*;
 
 const OK: &str = r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
 
-/// A stream of 10 ticks, 800 ms apart: longer than Pingora's 5 s hand-over window.
-fn events() -> Vec<(Wait, &'static str)> {
-    let mut v: Vec<(Wait, &'static str)> = (0..10)
-        .map(|_| {
-            (
-                Wait::Delay(Duration::from_millis(800)),
-                "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tick \"},\"finish_reason\":null}]}\n\n",
-            )
-        })
-        .collect();
-    v.push((Wait::None, "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":10,\"total_tokens\":13}}\n\n"));
-    v.push((Wait::None, "data: [DONE]\n\n"));
-    v
-}
-
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
@@ -37,7 +22,7 @@ fn alive(pid: u32) -> bool {
 async fn upgrade_during_100_long_streams_completes_them_all_and_drops_nothing() {
     let up = MockUpstream::start(|r, _| {
         if r.json()["stream"] == true {
-            Reply::sse(events())
+            tick_stream(10, Duration::from_millis(800))
         } else {
             Reply::json(200, OK)
         }
@@ -56,16 +41,7 @@ async fn upgrade_during_100_long_streams_completes_them_all_and_drops_nothing() 
     assert_eq!(std::fs::read_to_string(&pid_file).unwrap().trim(), old.pid().to_string());
 
     let url = old.url("/v1/chat/completions");
-    let body = r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
-    let mut streams = Vec::new();
-    for _ in 0..100 {
-        let url = url.clone();
-        streams.push(tokio::spawn(async move {
-            let r = client().post(url).bearer_auth(KEY).body(body).send().await.unwrap();
-            assert_eq!(r.status(), 200);
-            r.text().await.unwrap_or_default()
-        }));
-    }
+    let streams = open_streams(&url, 100);
     eventually(Duration::from_secs(10), "all 100 streams reached the upstream", || async {
         up.count() == 100
     })
@@ -125,7 +101,7 @@ async fn upgrade_during_100_long_streams_completes_them_all_and_drops_nothing() 
     let mut complete = 0;
     for s in streams {
         let text = s.await.unwrap();
-        if text.matches("tick ").count() == 10 && text.ends_with("data: [DONE]\n\n") {
+        if tick_stream_complete(&text, 10) {
             complete += 1;
         }
     }

@@ -631,3 +631,38 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// An OpenAI stream of `ticks` "tick " deltas, `every` apart, then the usage chunk (3 input,
+/// `ticks` output tokens) and `[DONE]`: a long stream for stop and upgrade tests.
+pub fn tick_stream(ticks: usize, every: Duration) -> Reply {
+    let tick = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tick \"},\"finish_reason\":null}]}\n\n";
+    let mut parts: Vec<(Wait, String)> = (0..ticks).map(|_| (Wait::Delay(every), tick.to_string())).collect();
+    parts.push((Wait::None, format!("data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"stop\"}}],\"usage\":{{\"prompt_tokens\":3,\"completion_tokens\":{ticks},\"total_tokens\":{}}}}}\n\n", ticks + 3)));
+    parts.push((Wait::None, "data: [DONE]\n\n".to_string()));
+    Reply::Stream {
+        status: 200,
+        content_type: "text/event-stream".into(),
+        parts: parts.into_iter().map(|(w, s)| (w, s.into_bytes())).collect(),
+    }
+}
+
+/// Whether a client's text is a whole `tick_stream` of `ticks` ticks.
+pub fn tick_stream_complete(text: &str, ticks: usize) -> bool {
+    text.matches("tick ").count() == ticks && text.ends_with("data: [DONE]\n\n")
+}
+
+/// Open `n` streamed chat requests to `url` with the test key; each task yields the text the
+/// client received (asserting a 200 first).
+pub fn open_streams(url: &str, n: usize) -> Vec<tokio::task::JoinHandle<String>> {
+    let body = r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    (0..n)
+        .map(|_| {
+            let url = url.to_string();
+            tokio::spawn(async move {
+                let r = client().post(url).bearer_auth(KEY).body(body).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.text().await.unwrap_or_default()
+            })
+        })
+        .collect()
+}

@@ -479,6 +479,19 @@ async fn a_client_dribbling_its_request_head_is_cut_at_the_header_deadline() {
     println!("silent connection cut after {cut:?}");
     assert!(cut.is_some_and(|c| c < Duration::from_millis(2500)), "{cut:?}");
 
+    // The admin listener has the same deadline.
+    let admin_head =
+        format!("GET /admin/health HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\r\n");
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", gw.admin_port)).await.unwrap();
+    let cut =
+        closed_after(&mut sock, admin_head.as_bytes(), Duration::from_millis(300), Duration::from_secs(8))
+            .await;
+    println!("dribbling admin client cut after {cut:?}");
+    let cut = cut.expect("an admin client sending a byte every 300 ms was not cut within 8 s");
+    assert!(cut >= Duration::from_millis(900) && cut < Duration::from_millis(2500), "{cut:?}");
+    let r = client().get(gw.admin_url("/admin/health")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 200, "a prompt admin request is served");
+
     // A head that arrived in time: the 2.5 s upstream wait is not the client's.
     let started = Instant::now();
     let r = client()

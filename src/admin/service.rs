@@ -25,6 +25,7 @@ impl AdminService {
 #[async_trait]
 impl ServeHttp for AdminService {
     async fn response(&self, s: &mut ServerSession) -> Response<Vec<u8>> {
+        crate::net::head_received();
         let header = s.req_header();
         let method = header.method.clone();
         let path = header.uri.path().to_string();

@@ -176,7 +176,13 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize, upgrade: bool) -> Result<()
         }
     };
     if let (Some(admin), Some(admin_cfg)) = (&admin, &cfg.admin) {
-        let mut svc = Service::new("llm-gateway admin".to_string(), AdminService::new(admin.clone()));
+        // The same head deadline as the data listener: a client dribbling a request head (or
+        // holding an idle connection) cannot keep an admin connection open.
+        let app = crate::net::HeaderDeadline::new(AdminService::new(admin.clone()), {
+            let store = store.clone();
+            move || std::time::Duration::from_millis(store.load().snap.config.limits.header_timeout_ms)
+        });
+        let mut svc = Service::new("llm-gateway admin".to_string(), app);
         svc.add_tcp(&admin_cfg.listen);
         server.add_service(svc);
     }

@@ -46,6 +46,8 @@ pub enum GatewayError {
     BudgetExceeded { scope: String, spent_usd: f64, limit_usd: f64, retry_after: Option<Duration> },
     #[error("too many requests in flight for {scope} (max_parallel {limit})")]
     TooManyInFlight { scope: String, limit: u32 },
+    #[error("the gateway holds {held} bytes of request bodies and this one would pass limits.max_body_memory_bytes ({cap}); retry shortly")]
+    BodyMemoryFull { held: u64, cap: u64 },
     #[error("the limits backend is unavailable")]
     LimitsUnavailable { retry_after: Duration },
     #[error("{0}")]
@@ -101,6 +103,7 @@ pub fn rescue(e: &GatewayError) -> Rescue {
         }
         G::TooManyInFlight { .. } => (429, ErrorKind::RateLimited, retry(Duration::from_secs(1))),
         G::LimitsUnavailable { retry_after } => (503, ErrorKind::Overloaded, retry(*retry_after)),
+        G::BodyMemoryFull { .. } => (503, ErrorKind::Overloaded, retry(Duration::from_secs(1))),
         G::AllTargetsFailed { timed_out: true, .. } => (504, ErrorKind::UpstreamTimeout, vec![]),
         G::AllTargetsFailed { .. } | G::Upstream(_) => (502, ErrorKind::UpstreamError, vec![]),
         G::Internal(_) => (500, ErrorKind::Internal, vec![]),

@@ -754,3 +754,65 @@ async fn a_client_that_leaves_a_silent_stream_closes_the_upstream_call() {
     assert_eq!(usage.len(), 1);
     assert!(usage[0]["error"].as_str().unwrap_or("").contains("client went away"), "{}", usage[0]);
 }
+
+/// Request bodies held at once have a process-wide cap (`limits.max_body_memory_bytes`): while
+/// one 700 KB body waits on its upstream, a second one would pass the 1 MiB cap and gets 503
+/// with `retry-after` in the caller's shape, never reaching the upstream; once the first
+/// request ends its bytes are given back and the same body is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_held_at_once_are_capped_and_given_back() {
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let g = gate.clone();
+    let up = MockUpstream::start(move |_, n| Reply::Stream {
+        status: 200,
+        content_type: "application/json".into(),
+        parts: vec![(if n == 0 { Wait::Gate(g.clone()) } else { Wait::None }, OK.as_bytes().to_vec())],
+    })
+    .await;
+    let cfg = openai_config(&up.url())
+        .limits(serde_json::json!({ "max_body_bytes": 1_048_576, "max_body_memory_bytes": 1_048_576 }));
+    let gw = Gateway::start(&cfg).await;
+    let big =
+        format!(r#"{{"model":"fast","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(700_000));
+    let first = {
+        let (url, big) = (gw.url("/v1/chat/completions"), big.clone());
+        tokio::spawn(async move {
+            let r = client().post(url).bearer_auth(KEY).body(big).send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        })
+    };
+    eventually(Duration::from_secs(10), "the first body reached the upstream", || async { up.count() == 1 })
+        .await;
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("limits.max_body_memory_bytes (1048576)"), "{v}");
+    assert_eq!(up.count(), 1, "the refused body never reached the upstream");
+    // A small body still fits next to the held one.
+    let small = r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
+    let r = client().post(gw.url("/v1/chat/completions")).bearer_auth(KEY).body(small).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    gate.notify_one();
+    assert_eq!(first.await.unwrap(), (reqwest::StatusCode::OK, OK.to_string()));
+    // The first request gives its bytes back when it is accounted, just after its last byte.
+    eventually(Duration::from_secs(5), "the first body's bytes were given back", || async {
+        let r = client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        r.status() == 200
+    })
+    .await;
+    assert_eq!(up.count(), 3, "the refused body never reached the upstream; the last one did");
+}

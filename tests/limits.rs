@@ -112,15 +112,19 @@ async fn a_spent_project_budget_is_refused_as_insufficient_quota() {
     // One answer costs 1000 * 1 + 1000 * 2 = 3000 micro-dollars; the budget is 0.004 USD.
     let gw = Gateway::start(&config(&up.url(), "", ", budget: { usd: 0.004, period: daily }")).await;
     assert_eq!(chat(&gw, "/v1/chat/completions", BODY).await.status(), 200);
+    // A client has its answer a moment before the gateway settles the request's cost: wait
+    // for each one's usage line (written after the settlement) before the next request.
+    gw.usage_lines(1).await;
     // The second fits the estimate (a few tokens + 10) and lands the spend over 0.004 at most by
     // its actual cost; the third is refused.
     let mut refused = None;
-    for _ in 0..3 {
+    for i in 0..3 {
         let r = chat(&gw, "/v1/chat/completions", BODY).await;
         if r.status() == 429 {
             refused = Some(serde_json::from_slice::<serde_json::Value>(&r.bytes().await.unwrap()).unwrap());
             break;
         }
+        gw.usage_lines(i + 2).await;
     }
     let v = refused.expect("the budget never refused");
     assert_eq!(v["error"]["type"], "insufficient_quota", "{v}");

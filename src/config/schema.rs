@@ -111,6 +111,9 @@ pub enum AdminRole {
 pub struct Limits {
     /// Largest request body accepted, bytes (default 10 MiB); larger gets 413.
     pub max_body_bytes: usize,
+    /// Bytes of request bodies held in memory at once, all requests together (default 512 MiB);
+    /// a body that would pass it gets 503 with `retry-after`.
+    pub max_body_memory_bytes: usize,
     /// Per-attempt upstream timeout, milliseconds (default 120000): time to the response
     /// header, and the longest silence between two body chunks. Expiry gives 504.
     pub upstream_timeout_ms: u64,
@@ -132,6 +135,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: 10 * 1024 * 1024,
+            max_body_memory_bytes: 512 * 1024 * 1024,
             upstream_timeout_ms: 120_000,
             connect_timeout_ms: 5_000,
             max_attempts: 3,

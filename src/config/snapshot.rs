@@ -28,6 +28,7 @@ pub struct Snapshot {
 
 pub struct Limits {
     pub max_body_bytes: usize,
+    pub max_body_memory_bytes: usize,
     pub upstream_timeout: Duration,
     pub connect_timeout: Duration,
     pub max_attempts: u32,

@@ -176,6 +176,12 @@ pub fn build_with(config: Config, secrets: Secrets) -> Result<Snapshot, ConfigEr
     if l.max_body_bytes == 0 {
         errs.push("limits.max_body_bytes", "0 is not allowed; use a size in bytes such as 10485760");
     }
+    if l.max_body_memory_bytes < l.max_body_bytes {
+        errs.push(
+            "limits.max_body_memory_bytes",
+            format!("{} is below limits.max_body_bytes ({}): no body of the largest allowed size could ever be read", l.max_body_memory_bytes, l.max_body_bytes),
+        );
+    }
     if l.upstream_timeout_ms == 0 {
         errs.push("limits.upstream_timeout_ms", "0 is not allowed; use milliseconds such as 120000");
     }
@@ -460,6 +466,7 @@ pub fn build_with(config: Config, secrets: Secrets) -> Result<Snapshot, ConfigEr
     }
     let limits = snapshot::Limits {
         max_body_bytes: l.max_body_bytes,
+        max_body_memory_bytes: l.max_body_memory_bytes,
         upstream_timeout: Duration::from_millis(l.upstream_timeout_ms),
         connect_timeout: Duration::from_millis(l.connect_timeout_ms.max(1)),
         max_attempts: l.max_attempts,

@@ -11,6 +11,7 @@
 //! Not here: which scopes a request has (auth), prices (`accounting::pricing`), rebuilding
 //! spend from the usage log (`accounting::spend`), HTTP statuses and headers (the proxy).
 
+pub mod body_memory;
 mod bpe;
 mod budget;
 mod gcra;

@@ -53,10 +53,21 @@ impl Inbound {
     }
 }
 
-/// Read the whole request body, refusing more than `max` bytes (413). Answers
-/// `Expect: 100-continue` first so clients don't stall waiting for it.
-pub async fn read_body(s: &mut Session, max: usize) -> pingora::Result<Result<Bytes, GatewayError>> {
+/// Read the whole request body, refusing more than `limits.max_body_bytes` (413), or more than
+/// the process may hold at once (`limits.max_body_memory_bytes`, 503: the bytes are reserved
+/// before they are buffered, and the reservation lives in `ctx` until the request ends).
+/// Answers `Expect: 100-continue` first so clients don't stall waiting for it.
+pub async fn read_body(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    rt: &Runtime,
+) -> pingora::Result<Result<Bytes, GatewayError>> {
+    let (max, cap) = (rt.snap.limits.max_body_bytes, rt.snap.limits.max_body_memory_bytes);
     let too_large = || GatewayError::BodyTooLarge { limit: "limits.max_body_bytes", max: max as u64 };
+    let full = |hold: &crate::limits::body_memory::BodyHold| GatewayError::BodyMemoryFull {
+        held: (rt.body_memory.held().saturating_sub(hold.bytes())) as u64,
+        cap: cap as u64,
+    };
     let declared = declared_length(s);
     if declared.is_some_and(|n| n > max) {
         if !expects_continue(s) {
@@ -66,8 +77,17 @@ pub async fn read_body(s: &mut Session, max: usize) -> pingora::Result<Result<By
         }
         return Ok(Err(too_large()));
     }
+    let hold = ctx.body_hold.insert(rt.body_memory.hold());
+    let initial = declared.unwrap_or(16 * 1024).min(max);
+    if !hold.grow(initial, cap) {
+        let e = full(hold);
+        if !expects_continue(s) {
+            drain(s).await;
+        }
+        return Ok(Err(e));
+    }
     answer_expect_continue(s).await?;
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(max));
+    let mut buf = BytesMut::with_capacity(initial);
     loop {
         let chunk = match s.read_request_body().await {
             Ok(Some(chunk)) => chunk,
@@ -77,6 +97,13 @@ pub async fn read_body(s: &mut Session, max: usize) -> pingora::Result<Result<By
         if buf.len() + chunk.len() > max {
             drain(s).await;
             return Ok(Err(too_large()));
+        }
+        // A body without a declared length grows its reservation as it arrives.
+        let past = (buf.len() + chunk.len()).saturating_sub(hold.bytes());
+        if past > 0 && !hold.grow(past, cap) {
+            let e = full(hold);
+            drain(s).await;
+            return Ok(Err(e));
         }
         buf.extend_from_slice(&chunk);
     }
@@ -97,7 +124,7 @@ pub async fn caller_and_body(
         Err(e) => return Ok(Err(e)),
     };
     ctx.principal = Some(principal.clone());
-    let body = match read_body(s, rt.snap.limits.max_body_bytes).await? {
+    let body = match read_body(s, ctx, rt).await? {
         Ok(b) => b,
         Err(e) => return Ok(Err(e)),
     };

@@ -51,6 +51,9 @@ pub struct RequestCtx {
     pub error: Option<String>,
     // --- `log.bodies` (kept only when it is on; cheap clones of the buffers already held)
     pub request_body: Option<bytes::Bytes>,
+    /// The request body's bytes reserved against `limits.max_body_memory_bytes` (given back
+    /// when the request ends).
+    pub body_hold: Option<crate::limits::body_memory::BodyHold>,
     pub response_body: Option<bytes::Bytes>,
 }
 

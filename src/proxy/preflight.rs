@@ -92,7 +92,7 @@ pub async fn serve(s: &mut Session, ctx: &mut RequestCtx, rt: &Arc<Runtime>) -> 
         Err(e) => return respond::error(s, ctx, Format::OpenAiChat, e).await,
     };
     ctx.principal = Some(principal.clone());
-    let body = match chat::read_body(s, rt.snap.limits.max_body_bytes).await? {
+    let body = match chat::read_body(s, ctx, rt).await? {
         Ok(b) => b,
         Err(e) => return respond::error(s, ctx, Format::OpenAiChat, e).await,
     };

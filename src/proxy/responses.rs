@@ -283,7 +283,7 @@ pub async fn serve_stored(
     let query = req.uri.query().map(str::to_string);
     ctx.principal = Some(principal.clone());
     ctx.admission = Some(admission::admit_without_model(principal.clone()));
-    let body = match chat::read_body(s, rt.snap.limits.max_body_bytes).await? {
+    let body = match chat::read_body(s, ctx, &rt).await? {
         Ok(b) => b,
         Err(e) => return respond::error(s, ctx, Format::OpenAiResponses, e).await,
     };
@@ -350,7 +350,7 @@ pub async fn serve_input_tokens(gw: &Gateway, s: &mut Session, ctx: &mut Request
     };
     ctx.principal = Some(principal.clone());
     ctx.admission = Some(admission::admit_without_model(principal.clone()));
-    let body = match chat::read_body(s, rt.snap.limits.max_body_bytes).await? {
+    let body = match chat::read_body(s, ctx, &rt).await? {
         Ok(b) => b,
         Err(e) => return respond::error(s, ctx, Format::OpenAiResponses, e).await,
     };

@@ -16,6 +16,8 @@ use crate::routing::{AliasRouter, CircuitConfig, TargetKey, Targets};
 pub struct Registries {
     pub targets: Arc<Targets>,
     pub limits: Arc<crate::limits::LimitsRegistry>,
+    /// Request-body bytes held in memory, process-wide.
+    pub body_memory: Arc<crate::limits::body_memory::BodyMemory>,
     /// The Redis backend and the settings it was made with (kept while they do not change, so
     /// a reload does not reconnect).
     shared: parking_lot::Mutex<Option<(String, Arc<SharedLimits>)>>,
@@ -31,6 +33,7 @@ impl Default for Registries {
         Registries {
             targets: Targets::new(),
             limits: Arc::new(crate::limits::LimitsRegistry::new()),
+            body_memory: crate::limits::body_memory::BodyMemory::new(),
             shared: parking_lot::Mutex::new(None),
         }
     }
@@ -97,6 +100,7 @@ impl Registries {
             jwt,
             project_rules,
             limits: self.limits.clone(),
+            body_memory: self.body_memory.clone(),
             shared,
         }
     }

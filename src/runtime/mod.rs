@@ -34,6 +34,8 @@ pub struct Runtime {
     pub project_rules: std::collections::HashMap<String, crate::limits::ScopeRules>,
     /// Counters of every key and project (outlive reloads: shared with the registries).
     pub limits: Arc<crate::limits::LimitsRegistry>,
+    /// Request-body bytes held in memory, process-wide (`limits.max_body_memory_bytes`).
+    pub body_memory: Arc<crate::limits::body_memory::BodyMemory>,
     /// `redis:`: limits shared by every instance, and what to do when Redis cannot answer.
     pub shared: Option<Shared>,
 }

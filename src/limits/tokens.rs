@@ -147,6 +147,18 @@ impl TokenizerFamily {
     }
 }
 
+/// The family an alias's requests are counted with: its first target's, else `default`.
+pub fn family_of_alias(
+    snap: &crate::config::Snapshot,
+    alias: Option<usize>,
+    default: TokenizerFamily,
+) -> TokenizerFamily {
+    alias
+        .and_then(|a| snap.aliases[a].targets.first())
+        .map(|t| TokenizerFamily::for_target(snap.providers[t.provider].kind, &t.model))
+        .unwrap_or(default)
+}
+
 /// Load both vocabularies now (about 0.5 s) instead of on the first request that needs one.
 pub fn warm() -> Result<(), TokenizerError> {
     vocabulary(Encoding::O200k)?;

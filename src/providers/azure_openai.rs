@@ -43,13 +43,13 @@ pub fn request(
         (Operation::Media(m), Some("v1")) => format!("{v1_prefix}/openai/v1{}", m.path()),
         (Operation::Media(m), v) => format!(
             "{prefix}/openai/deployments/{}{}?api-version={}",
-            encode_segment(deployment),
+            super::encode_segment(deployment),
             m.path(),
             v.unwrap_or(DEFAULT_API_VERSION)
         ),
         (Operation::Chat { .. }, v) => format!(
             "{prefix}/openai/deployments/{}/chat/completions?api-version={}",
-            encode_segment(deployment),
+            super::encode_segment(deployment),
             v.unwrap_or(DEFAULT_API_VERSION)
         ),
     };
@@ -61,16 +61,4 @@ pub fn request(
 pub fn responses_path(prefix: &str, sub: &str) -> String {
     let v1_prefix = prefix.strip_suffix("/openai").unwrap_or(prefix);
     format!("{v1_prefix}/openai/v1/responses{sub}")
-}
-
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

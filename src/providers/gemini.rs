@@ -23,7 +23,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
 
 pub fn request(prefix: &str, op: Operation, model: &str, key: Option<&str>) -> Route {
     // The model is one path segment: a `/`, `:`, `?` or space in it must not change the URL.
-    let model = encode_segment(model.strip_prefix("models/").unwrap_or(model));
+    let model = super::encode_segment(model.strip_prefix("models/").unwrap_or(model));
     let path = match op {
         Operation::Chat { stream: false } => {
             format!("{prefix}/v1beta/models/{model}:generateContent")
@@ -36,19 +36,6 @@ pub fn request(prefix: &str, op: Operation, model: &str, key: Option<&str>) -> R
     };
     let headers = key.map(|k| vec![("x-goog-api-key", k.to_string())]).unwrap_or_default();
     (path, headers)
-}
-
-/// Percent-encode everything but RFC 3986 unreserved bytes.
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -170,6 +170,21 @@ pub fn supports_media(kind: ProviderKind, op: MediaOp) -> bool {
     spec(kind).serves_media(op)
 }
 
+/// One URL path segment from a name the config or a client gave (a model, a deployment, a
+/// response id): RFC 3986 unreserved bytes kept, everything else percent-encoded, so no name
+/// can add a path segment or a query.
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Whether a provider speaks the Responses API natively (passed through, not translated).
 pub fn speaks_responses(p: &Provider) -> bool {
     match spec(p.kind).responses {

@@ -470,13 +470,11 @@ async fn count_tokens(
     ctx.admission = Some(admitted);
     // Counted with the tokenizer of the alias's first target (a calibrated estimate for
     // non-OpenAI families, see limits::tokens).
-    let family = ctx
-        .alias
-        .and_then(|a| rt.snap.aliases[a].targets.first())
-        .map(|t| {
-            crate::limits::tokens::TokenizerFamily::for_target(rt.snap.providers[t.provider].kind, &t.model)
-        })
-        .unwrap_or(crate::limits::tokens::TokenizerFamily::O200k);
+    let family = crate::limits::tokens::family_of_alias(
+        &rt.snap,
+        ctx.alias,
+        crate::limits::tokens::TokenizerFamily::O200k,
+    );
     let n = crate::limits::tokens::count_request_tokens(Format::Anthropic, &body, family).max(1);
     ctx.usage.input_tokens = n;
     respond::json(s, ctx, 200, format!("{{\"input_tokens\":{n}}}").into_bytes(), &[]).await?;

@@ -124,11 +124,7 @@ async fn count(
     };
     ctx.alias = admitted.alias;
     ctx.admission = Some(admitted);
-    let family = ctx
-        .alias
-        .and_then(|a| rt.snap.aliases[a].targets.first())
-        .map(|t| TokenizerFamily::for_target(rt.snap.providers[t.provider].kind, &t.model))
-        .unwrap_or(TokenizerFamily::Gemini);
+    let family = crate::limits::tokens::family_of_alias(&rt.snap, ctx.alias, TokenizerFamily::Gemini);
     Ok(Ok(count_request_tokens(Format::Gemini, counted, family).max(1)))
 }
 

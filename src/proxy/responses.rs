@@ -300,7 +300,7 @@ pub async fn serve_stored(
         ctx.provider = Some(provider.name.clone());
         ctx.model = Some(a.model.clone());
         ctx.alias = rt.snap.alias(&a.alias).map(|(i, _)| i);
-        let sub = format!("/{}{}", encode_segment(&id), op.suffix());
+        let sub = format!("/{}{}", crate::providers::encode_segment(&id), op.suffix());
         let req = match providers::responses_request(provider, op.method(), &sub, query.as_deref(), body) {
             Ok(r) => r,
             Err(e) => {
@@ -485,20 +485,6 @@ async fn pass_body(
     super::chat::pump(gw, s, ctx, up).await
 }
 
-/// A response id as one path segment (ids are `resp_` + URL-safe characters; anything else
-/// is escaped rather than trusted).
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The shared stores, for the gateway's constructor: under the config's `state_dir`,
 /// conversations sealed under its `master_key` when one is set.
 pub fn open_stores(snap: &crate::config::Snapshot) -> Arc<responses::Responses> {
@@ -523,13 +509,13 @@ mod tests {
         let items = own_input(br#"{"input":[{"type":"message","role":"user","content":"a"},{"type":"reasoning","encrypted_content":"e"}]}"#).unwrap();
         assert_eq!(items.len(), 2);
         assert_eq!(own_input(br#"{"model":"m"}"#).unwrap(), Vec::<Value>::new());
-        assert_eq!(encode_segment("resp_ab-1"), "resp_ab-1");
+        assert_eq!(crate::providers::encode_segment("resp_ab-1"), "resp_ab-1");
         let m = without_minted_id(
             json!({"type": "message", "id": "msg_x_0", "role": "assistant", "content": []}),
         );
         assert_eq!(m, json!({"type": "message", "role": "assistant", "content": []}));
         let r = json!({"type": "reasoning", "id": "rs_1", "encrypted_content": "e"});
         assert_eq!(without_minted_id(r.clone()), r, "reasoning items keep theirs");
-        assert_eq!(encode_segment("a/../b?x"), "a%2F..%2Fb%3Fx");
+        assert_eq!(crate::providers::encode_segment("a/../b?x"), "a%2F..%2Fb%3Fx");
     }
 }

@@ -52,6 +52,10 @@ pub enum GatewayError {
     LimitsUnavailable { retry_after: Duration },
     #[error("{0}")]
     Unsupported(String),
+    /// An object (file, batch, job, video) that does not exist for the caller: another
+    /// project's is answered the same way, so existence is not revealed.
+    #[error("{0}")]
+    NotFound(String),
     /// A browser request from an origin (or with a header) `cors:` does not allow.
     #[error("CORS: {0}")]
     CorsRefused(String),
@@ -86,7 +90,7 @@ pub fn rescue(e: &GatewayError) -> Rescue {
     let (status, kind, headers) = match e {
         G::Unauthenticated(_) => (401, ErrorKind::Authentication, vec![]),
         G::ModelNotAllowed { .. } | G::CorsRefused(_) => (403, ErrorKind::PermissionDenied, vec![]),
-        G::UnknownModel { .. } | G::NoRoute { .. } => (404, ErrorKind::NotFound, vec![]),
+        G::UnknownModel { .. } | G::NoRoute { .. } | G::NotFound(_) => (404, ErrorKind::NotFound, vec![]),
         G::MethodNotAllowed { allow, .. } => {
             (405, ErrorKind::InvalidRequest, vec![("allow", allow.to_string())])
         }

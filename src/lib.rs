@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod formats;
+pub mod jobs;
 pub mod limits;
 pub mod net;
 pub mod providers;

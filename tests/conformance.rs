@@ -10,9 +10,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use common::*;
 
 /// The SDK sets, (venv directory under target/, requirements). "current" is each SDK's major
@@ -22,31 +19,6 @@ const RUNS: &[(&str, &[&str])] = &[
     ("conformance-current", &["openai>=3,<4", "anthropic>=2,<3", "google-genai>=3,<4"]),
     ("conformance-previous", &["openai>=2,<3", "anthropic>=1,<2", "google-genai>=2,<3"]),
 ];
-
-/// The venv's python with `sdks` installed, creating it on first use (or when the stamp says
-/// another list was installed).
-fn venv_python(dir: &str, sdks: &[&str]) -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join(dir);
-    let py = venv.join("bin/python");
-    let stamp = venv.join(".sdks-installed");
-    let want = sdks.join("\n");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
-        return Some(py);
-    }
-    let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("conformance: python3 -m venv failed (is python3-venv installed?)");
-        return None;
-    }
-    let st = Command::new(&py)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade"])
-        .args(sdks)
-        .status()
-        .expect("pip");
-    assert!(st.success(), "pip install of {sdks:?} failed");
-    std::fs::write(&stamp, want).unwrap();
-    Some(py)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn official_sdks_current_and_previous_majors_work_for_every_inbound_and_outbound_pair() {
@@ -71,7 +43,7 @@ async fn official_sdks_current_and_previous_majors_work_for_every_inbound_and_ou
         };
         let url = gw.url("");
         let out = tokio::task::spawn_blocking(move || {
-            Command::new(py)
+            std::process::Command::new(py)
                 .arg(script)
                 .env("GATEWAY_URL", url)
                 .env("GATEWAY_KEY", KEY)

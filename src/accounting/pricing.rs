@@ -37,6 +37,8 @@ pub struct Price {
     pub cache_write: Option<u64>,
     /// Prices of the whole request when its input exceeds [`LONG_CONTEXT_THRESHOLD`].
     pub above_200k: Option<Tier>,
+    /// Batch prices, when configured.
+    pub batch: Option<Tier>,
     pub per_image_nanos: u64,
     pub per_audio_second_nanos: u64,
     pub per_video_second_nanos: u64,
@@ -86,9 +88,29 @@ impl Price {
                 output: usd_to_micros(t.output_per_mtok),
                 cached_input: t.cached_input_per_mtok.map(usd_to_micros),
             }),
+            batch: p.batch.as_ref().map(|t| Tier {
+                input: usd_to_micros(t.input_per_mtok),
+                output: usd_to_micros(t.output_per_mtok),
+                cached_input: t.cached_input_per_mtok.map(usd_to_micros),
+            }),
             per_image_nanos: usd_to_nanos(p.per_image.unwrap_or(0.0)),
             per_audio_second_nanos: usd_to_nanos(p.per_audio_second.unwrap_or(0.0)),
             per_video_second_nanos: usd_to_nanos(p.per_video_second.unwrap_or(0.0)),
+        }
+    }
+
+    /// The prices of a batch's usage: the `batch` tier when configured, else these.
+    pub fn for_batch(&self) -> Price {
+        match self.batch {
+            Some(t) => Price {
+                input: t.input,
+                output: t.output,
+                cached_input: t.cached_input.or(self.cached_input),
+                above_200k: None,
+                batch: None,
+                ..*self
+            },
+            None => *self,
         }
     }
 

@@ -198,11 +198,38 @@ async fn reserve(
         0
     };
     let demand = Demand { tokens: input + cap, cost_micros, input_tokens: input };
+    reserve_demand(rt, &scopes, demand).await
+}
+
+/// Admission for a job call (files, batches, fine-tuning, videos, message batches): the
+/// caller's limits take the request (RPM, an in-flight slot, a budget that is not exhausted)
+/// with no token or cost estimate; a finished job's reported usage settles against the
+/// budgets when it is first read.
+pub async fn admit_job(rt: &Runtime, principal: Principal) -> Result<Admission, GatewayError> {
+    let k = &principal.key;
+    let key_rules = ScopeRules {
+        rpm: k.rpm,
+        tpm: k.tpm,
+        max_parallel: k.max_parallel,
+        budget: k.budget.as_ref().map(crate::limits::BudgetRule::from_config),
+    };
+    let scopes = scopes(rt, &principal, &key_rules);
+    let reservation =
+        if scopes.is_empty() { None } else { reserve_demand(rt, &scopes, Demand::default()).await? };
+    Ok(Admission { principal, alias: None, reservation })
+}
+
+/// Take `demand` in every scope, in Redis when `redis:` is set, else in this instance.
+async fn reserve_demand(
+    rt: &Runtime,
+    scopes: &[(ScopeId, &ScopeRules)],
+    demand: Demand,
+) -> Result<Option<Hold>, GatewayError> {
     if let Some(shared) = &rt.shared {
-        if let Some(r) = LimitsRegistry::too_large(&scopes, demand) {
+        if let Some(r) = LimitsRegistry::too_large(scopes, demand) {
             return Err(refused(r));
         }
-        match shared.limits.admit(&scopes, demand, SystemTime::now()).await {
+        match shared.limits.admit(scopes, demand, SystemTime::now()).await {
             Ok(Ok(r)) => return Ok(Some(Hold::Shared(r))),
             Ok(Err(r)) => return Err(refused(r)),
             Err(e) => match shared.on_error {
@@ -221,7 +248,7 @@ async fn reserve(
         }
     }
     rt.limits
-        .admit(&scopes, demand, mono_ns(Instant::now()), SystemTime::now())
+        .admit(scopes, demand, mono_ns(Instant::now()), SystemTime::now())
         .map(|r| Some(Hold::Local(r)))
         .map_err(refused)
 }

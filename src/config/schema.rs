@@ -319,6 +319,10 @@ pub struct Pricing {
     /// Long-context tier: these prices apply to the whole request when its input exceeds 200k tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub above_200k: Option<TierPricing>,
+    /// Batch prices (OpenAI Batch API, Anthropic Message Batches): a finished batch's
+    /// reported usage is priced at these; without them, at the prices above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<TierPricing>,
     /// USD per image generated or edited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_image: Option<f64>,

@@ -29,6 +29,8 @@ pub struct Snapshot {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_body_memory_bytes: usize,
+    /// The largest file upload (`/v1/files`, multipart video requests).
+    pub max_file_bytes: u64,
     pub upstream_timeout: Duration,
     pub connect_timeout: Duration,
     pub max_attempts: u32,

@@ -467,6 +467,7 @@ pub fn build_with(config: Config, secrets: Secrets) -> Result<Snapshot, ConfigEr
     let limits = snapshot::Limits {
         max_body_bytes: l.max_body_bytes,
         max_body_memory_bytes: l.max_body_memory_bytes,
+        max_file_bytes: l.max_file_bytes,
         upstream_timeout: Duration::from_millis(l.upstream_timeout_ms),
         connect_timeout: Duration::from_millis(l.connect_timeout_ms.max(1)),
         max_attempts: l.max_attempts,

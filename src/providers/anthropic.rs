@@ -20,6 +20,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     model_in: ModelIn::Body,
     legacy_max_tokens: false,
     responses: Responses::Never,
+    jobs: &[crate::jobs::Api::MessageBatches],
 };
 
 pub const API_VERSION: &str = "2023-06-01";

@@ -6,6 +6,7 @@ use super::{AuthScheme, MediaOp, ModelIn, ProviderSpec, Responses};
 use super::{Operation, Route};
 use crate::config::ProviderKind;
 use crate::formats::Format;
+use crate::jobs::Api;
 
 pub const SPEC: ProviderSpec = ProviderSpec {
     kind: ProviderKind::AzureOpenai,
@@ -24,6 +25,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     model_in: ModelIn::PathUnlessV1,
     legacy_max_tokens: false,
     responses: Responses::Native,
+    jobs: &[Api::Files, Api::Batches, Api::FineTuning],
 };
 
 /// Used when the config names no `api_version`.
@@ -55,6 +57,15 @@ pub fn request(
     };
     let headers = key.map(|k| vec![("api-key", k.to_string())]).unwrap_or_default();
     (path, headers)
+}
+
+/// A job API path (`/files/{id}`, ...): `/openai/v1/...` when `api_version: v1`, else
+/// `/openai/...?api-version=...` (files, batches and fine-tuning are not per deployment).
+pub fn jobs_path(prefix: &str, path: &str, api_version: Option<&str>) -> String {
+    match api_version {
+        Some("v1") => format!("{}/openai/v1{path}", prefix.strip_suffix("/openai").unwrap_or(prefix)),
+        v => format!("{prefix}/openai{path}?api-version={}", v.unwrap_or(DEFAULT_API_VERSION)),
+    }
 }
 
 /// Azure's Responses API lives only in the v1 form: `/openai/v1/responses` plus `sub`.

@@ -24,6 +24,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     model_in: ModelIn::Path,
     legacy_max_tokens: false,
     responses: Responses::Never,
+    jobs: &[],
 };
 
 pub fn request(

@@ -19,6 +19,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     model_in: ModelIn::Path,
     legacy_max_tokens: false,
     responses: Responses::Never,
+    jobs: &[],
 };
 
 pub fn request(prefix: &str, op: Operation, model: &str, key: Option<&str>) -> Route {

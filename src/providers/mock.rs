@@ -26,6 +26,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     model_in: ModelIn::Body,
     legacy_max_tokens: false,
     responses: Responses::Never,
+    jobs: &[],
 };
 
 /// Fixed `created` so the same request always gives the same bytes.

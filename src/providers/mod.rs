@@ -110,6 +110,8 @@ pub struct ProviderSpec {
     /// Sends `max_tokens` rather than OpenAI's `max_completion_tokens`.
     pub legacy_max_tokens: bool,
     pub responses: Responses,
+    /// The job APIs it serves (files, batches, fine-tuning, videos, message batches).
+    pub jobs: &'static [crate::jobs::Api],
 }
 
 /// The declaration of `kind`.
@@ -192,6 +194,41 @@ pub fn speaks_responses(p: &Provider) -> bool {
         Responses::WhenConfigured => p.responses,
         Responses::Never => false,
     }
+}
+
+/// A request to a provider's job API (`call`, the client's `query` passed on, `body` as the
+/// client sent it or rewritten). A kind that does not serve the API is an error naming the
+/// provider and the operation.
+pub fn jobs_request(
+    p: &Provider,
+    call: &crate::jobs::JobCall,
+    query: Option<&str>,
+    client: &HeaderMap,
+) -> Result<UpstreamRequest, ProviderError> {
+    if !spec(p.kind).jobs.contains(&call.api) {
+        return Err(ProviderError {
+            provider: p.name.clone(),
+            message: format!("a {} provider does not serve {}", p.kind.name(), call.api.name()),
+        });
+    }
+    let prefix = p.endpoint.as_ref().map(|e| e.path_prefix.as_str()).unwrap_or("");
+    let key = p.api_key.as_ref().map(|k| k.expose());
+    let path = format!("{}{}", call.api.path(), call.sub());
+    let (mut path_and_query, headers) = match p.kind {
+        ProviderKind::AzureOpenai => {
+            (azure_openai::jobs_path(prefix, &path, p.api_version.as_deref()), spec(p.kind).auth_headers(key))
+        }
+        ProviderKind::Anthropic => {
+            let (_, headers) = anthropic::request(prefix, Operation::Chat { stream: false }, key, client);
+            (format!("{prefix}/v1{path}"), headers)
+        }
+        _ => (format!("{prefix}/v1{path}"), spec(p.kind).auth_headers(key)),
+    };
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        path_and_query.push(if path_and_query.contains('?') { '&' } else { '?' });
+        path_and_query.push_str(q);
+    }
+    Ok(UpstreamRequest { method: call.method(), path_and_query, headers, body: Bytes::new() })
 }
 
 /// A provider's answer to "where and how": the path (and query) and the auth headers.

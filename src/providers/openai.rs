@@ -5,6 +5,7 @@ use super::{AuthScheme, MediaOp, ModelIn, ProviderSpec, Responses};
 use super::{Operation, Route};
 use crate::config::ProviderKind;
 use crate::formats::Format;
+use crate::jobs::Api;
 
 const ALL_MEDIA: &[MediaOp] =
     &[MediaOp::Embeddings, MediaOp::ImagesGenerations, MediaOp::AudioSpeech, MediaOp::AudioTranscriptions];
@@ -21,6 +22,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     model_in: ModelIn::Body,
     legacy_max_tokens: false,
     responses: Responses::Native,
+    jobs: &[Api::Files, Api::Batches, Api::FineTuning, Api::Videos],
 };
 
 /// vLLM, llama.cpp server, Ollama, TGI: OpenAI's wire format, key optional, `max_tokens`.
@@ -30,6 +32,7 @@ pub const COMPATIBLE_SPEC: ProviderSpec = ProviderSpec {
     api_key_required: false,
     legacy_max_tokens: true,
     responses: Responses::WhenConfigured,
+    jobs: &[Api::Files, Api::Batches],
     ..SPEC
 };
 

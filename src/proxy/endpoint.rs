@@ -48,6 +48,8 @@ pub enum Endpoint {
     Preflight,
     /// OpenAI media and embeddings, passed through to the OpenAI family.
     Media(MediaOp),
+    /// Files, batches, fine-tuning jobs, videos, message batches.
+    Job(crate::jobs::JobCall),
     /// A known path with the wrong method (405, with `allow`).
     MethodNotAllowed {
         allow: &'static str,
@@ -77,6 +79,12 @@ impl Endpoint {
                 Endpoint::MethodNotAllowed { allow }
             }
         };
+        if let Some(job) = crate::jobs::JobCall::classify(method, path) {
+            return match job {
+                Ok(call) => Endpoint::Job(call),
+                Err(w) => Endpoint::MethodNotAllowed { allow: w.allow },
+            };
+        }
         match path {
             "/healthz" => only(get, "GET", Endpoint::Healthz),
             "/readyz" => only(get, "GET", Endpoint::Readyz),

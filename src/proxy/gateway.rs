@@ -47,6 +47,8 @@ pub struct Gateway {
     /// Stored responses: which target created each, and the gateway's own conversations
     /// (loaded from the `state_dir` the gateway starts with).
     pub responses: Arc<crate::responses::Responses>,
+    /// Who owns each file, batch, job and video created through the gateway.
+    pub objects: Arc<crate::jobs::ObjectStore>,
     /// OpenTelemetry export (`otel:`, read at start); `None` when off.
     pub otel: Option<Arc<Otel>>,
 }
@@ -61,8 +63,11 @@ impl Gateway {
     ) -> Gateway {
         let opts = pingora::connectors::ConnectorOptions::new(1024);
         let responses = super::responses::open_stores(&store.load().snap);
+        let objects =
+            Arc::new(crate::jobs::ObjectStore::open(std::path::Path::new(&store.load().snap.state_dir)));
         Gateway {
             responses,
+            objects,
             store,
             connector: Connector::new(Some(opts)),
             resolver: Resolver::default(),
@@ -221,6 +226,10 @@ impl ProxyHttp for Gateway {
                 ctx.endpoint = op.name();
                 chat::serve(self, s, ctx, Format::OpenAiChat, None, Some(op)).await?;
             }
+            Endpoint::Job(call) => {
+                ctx.endpoint = call.endpoint();
+                super::jobs::serve(self, s, ctx, call).await?;
+            }
             Endpoint::MethodNotAllowed { allow } => {
                 ctx.endpoint = "method_not_allowed";
                 let e = GatewayError::MethodNotAllowed {
@@ -281,12 +290,19 @@ impl Gateway {
                 ctx.usage.input_tokens = res.counted_input_tokens();
             }
         }
-        let micros = price_of(snap, ctx.served)
-            .map(|p| crate::accounting::cost_micros(&p, &ctx.usage, crate::accounting::MediaUnits::default()))
-            .unwrap_or(0);
+        let micros = match ctx.job_micros {
+            Some(m) => m,
+            None => price_of(snap, ctx.served)
+                .map(|p| {
+                    crate::accounting::cost_micros(&p, &ctx.usage, crate::accounting::MediaUnits::default())
+                })
+                .unwrap_or(0),
+        };
         let cost = crate::accounting::usd(micros);
         if let Some(hold) = ctx.admission.take().and_then(|a| a.reservation) {
-            let tokens = ctx.usage.input_tokens + ctx.usage.output_tokens;
+            // A job's tokens were spent by the provider's batch queue, not this minute's TPM.
+            let tokens =
+                if ctx.job_micros.is_some() { 0 } else { ctx.usage.input_tokens + ctx.usage.output_tokens };
             match hold {
                 Hold::Local(res) => {
                     let settled =

@@ -467,7 +467,7 @@ async fn forward(
 }
 
 /// Copy an upstream body to the client as it comes.
-async fn pass_body(
+pub(super) async fn pass_body(
     gw: &Gateway,
     s: &mut Session,
     ctx: &mut RequestCtx,

@@ -2,6 +2,7 @@
 //! binary started on a generated config. Every test gets its own ports and state directory.
 #![allow(dead_code)]
 
+pub mod jobs;
 pub mod providers;
 
 use std::io::Write as _;
@@ -665,4 +666,33 @@ pub fn open_streams(url: &str, n: usize) -> Vec<tokio::task::JoinHandle<String>>
             })
         })
         .collect()
+}
+
+/// The venv's python with `sdks` installed, creating it on first use (or when the stamp says
+/// another list was installed).
+pub fn venv_python(dir: &str, sdks: &[&str]) -> Option<PathBuf> {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join(dir);
+    let py = venv.join("bin/python");
+    let stamp = venv.join(".sdks-installed");
+    let want = sdks.join("\n");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
+        return Some(py);
+    }
+    let ok = std::process::Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("conformance: python3 -m venv failed (is python3-venv installed?)");
+        return None;
+    }
+    let st = std::process::Command::new(&py)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade"])
+        .args(sdks)
+        .status()
+        .expect("pip");
+    assert!(st.success(), "pip install of {sdks:?} failed");
+    std::fs::write(&stamp, want).unwrap();
+    Some(py)
 }

@@ -19,6 +19,12 @@ models:
   - {{ alias: img, targets: [ {{ provider: up, model: gpt-image-1 }} ] }}
   - {{ alias: tts, targets: [ {{ provider: up, model: gpt-4o-mini-tts }} ] }}
   - {{ alias: stt, targets: [ {{ provider: up, model: whisper-1 }} ] }}
+  - {{ alias: legacy, targets: [ {{ provider: up, model: gpt-3.5-turbo-instruct }} ],
+       pricing: {{ input_per_mtok: 1.5, output_per_mtok: 2.0 }} }}
+  - {{ alias: mod, targets: [ {{ provider: up, model: omni-moderation-latest }} ] }}
+  - {{ alias: editor, targets: [ {{ provider: az, model: gpt-image-deploy }}, {{ provider: up, model: gpt-image-1 }} ],
+       pricing: {{ per_image: 0.04 }} }}
+  - {{ alias: dalle2, targets: [ {{ provider: up, model: dall-e-2 }} ], pricing: {{ per_image: 0.02 }} }}
 keys:
   - {{ id: k, hash: "{{KEY_HASH}}" }}
 "#,
@@ -254,4 +260,76 @@ keys:
         .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(bedrock.count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completions_moderations_image_edits_and_variations_are_routed_by_model_and_priced() {
+    let up = MockUpstream::start(|r, _| match r.path.as_str() {
+        "/v1/completions" => Reply::json(
+            200,
+            r#"{"id":"cmpl-1","object":"text_completion","model":"gpt-3.5-turbo-instruct","choices":[{"text":"hi","index":0,"finish_reason":"stop"}],"usage":{"prompt_tokens":1000,"completion_tokens":500,"total_tokens":1500}}"#,
+        ),
+        "/v1/moderations" => {
+            Reply::json(200, r#"{"id":"modr-1","model":"omni-moderation-latest","results":[{"flagged":false}]}"#)
+        }
+        p if p.starts_with("/openai/deployments/gpt-image-deploy/images/edits?api-version=") => {
+            Reply::json(200, r#"{"created":1,"data":[{"b64_json":"YQ=="},{"b64_json":"Yg=="}]}"#)
+        }
+        "/v1/images/variations" => Reply::json(200, r#"{"created":1,"data":[{"url":"https://x/1.png"}]}"#),
+        _ => Reply::json(404, "{}"),
+    })
+    .await;
+    let gw = Gateway::start(&config(&up)).await;
+    let post = |path: &str, body: &str| {
+        client()
+            .post(gw.url(path))
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let r = post("/v1/completions", r#"{"model":"legacy","prompt":["a","b"],"max_tokens":5}"#).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.requests()[0].json()["model"], "gpt-3.5-turbo-instruct");
+    let r = post("/v1/moderations", r#"{"model":"mod","input":"text"}"#).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.requests()[1].json()["model"], "omni-moderation-latest");
+    // Refused before any upstream call: no prompt, no input, no model.
+    for (path, body) in [
+        ("/v1/completions", r#"{"model":"legacy"}"#),
+        ("/v1/moderations", r#"{"model":"mod"}"#),
+        ("/v1/moderations", r#"{"input":"x"}"#),
+    ] {
+        let r = post(path, body).await.unwrap();
+        assert_eq!(r.status(), 400, "{path} {body}");
+    }
+    assert_eq!(up.count(), 2);
+    let form = |model: &str| {
+        format!("--B\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n{model}\r\n--B\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\nPNGDATA\r\n--B\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nadd a hat\r\n--B--\r\n")
+    };
+    let multipart = |path: &str, model: &str| {
+        client()
+            .post(gw.url(path))
+            .bearer_auth(KEY)
+            .header("content-type", "multipart/form-data; boundary=B")
+            .body(form(model))
+            .send()
+    };
+    let r = multipart("/v1/images/edits", "editor").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let got = &up.requests()[2];
+    assert_eq!(got.header("api-key"), Some("az-secret"), "the Azure target serves image edits");
+    assert!(String::from_utf8_lossy(&got.body).contains("\r\n\r\ngpt-image-deploy\r\n"), "model rewritten");
+    // Variations: OpenAI only (Azure has no variations endpoint).
+    let r = multipart("/v1/images/variations", "dalle2").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.requests()[3].path, "/v1/images/variations");
+    // Priced: 1000 in x 1.5 + 500 out x 2.0 = 2500 micro-USD; 2 images x 0.04; 1 x 0.02.
+    let lines = gw.usage_lines(7).await;
+    let cost =
+        |e: &str| lines.iter().find(|l| l["endpoint"] == e).map(|l| l["cost_micros"].as_u64().unwrap_or(0));
+    assert_eq!(cost("completions"), Some(2500));
+    assert_eq!(cost("moderations"), Some(0));
+    assert_eq!(cost("images_edits"), Some(80_000));
+    assert_eq!(cost("images_variations"), Some(20_000));
 }

@@ -102,8 +102,26 @@ pub fn validate(shape: Shape, body: &[u8], model_in_path: bool) -> Result<(), Ga
             }
             Ok(())
         }
+        Shape::Media(MediaOp::Completions) => {
+            let b: Completion = parse(body)?;
+            need_model(b.model, model_in_path)?;
+            match b.prompt {
+                Some(_) => Ok(()),
+                None => Err(GatewayError::MissingField { field: "prompt" }),
+            }
+        }
+        Shape::Media(MediaOp::Moderations) => {
+            let b: Moderation = parse(body)?;
+            need_model(b.model, model_in_path)?;
+            match b.input {
+                Some(_) => Ok(()),
+                None => Err(GatewayError::MissingField { field: "input" }),
+            }
+        }
         // Multipart: checked by the upload path.
-        Shape::Media(MediaOp::AudioTranscriptions) => Ok(()),
+        Shape::Media(MediaOp::AudioTranscriptions | MediaOp::ImagesEdits | MediaOp::ImagesVariations) => {
+            Ok(())
+        }
     }
 }
 
@@ -290,6 +308,20 @@ struct Embeddings {
 struct Prompted {
     model: Option<String>,
     prompt: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    model: Option<String>,
+    /// A string, an array of strings or of token arrays.
+    prompt: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Moderation {
+    /// Optional at OpenAI (a default model); the gateway routes by it, so it is required.
+    model: Option<String>,
+    input: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]

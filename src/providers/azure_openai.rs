@@ -20,6 +20,8 @@ pub const SPEC: ProviderSpec = ProviderSpec {
         MediaOp::ImagesGenerations,
         MediaOp::AudioSpeech,
         MediaOp::AudioTranscriptions,
+        MediaOp::ImagesEdits,
+        MediaOp::Completions,
     ],
     media_translated: false,
     model_in: ModelIn::PathUnlessV1,

@@ -32,6 +32,14 @@ pub enum MediaOp {
     ImagesGenerations,
     AudioSpeech,
     AudioTranscriptions,
+    /// `POST /v1/images/edits` (multipart, streamed like transcriptions).
+    ImagesEdits,
+    /// `POST /v1/images/variations` (multipart).
+    ImagesVariations,
+    /// Legacy text completions (`POST /v1/completions`: vLLM, llama.cpp, TGI, OpenAI).
+    Completions,
+    /// `POST /v1/moderations`.
+    Moderations,
 }
 
 impl MediaOp {
@@ -42,6 +50,10 @@ impl MediaOp {
             MediaOp::ImagesGenerations => "/images/generations",
             MediaOp::AudioSpeech => "/audio/speech",
             MediaOp::AudioTranscriptions => "/audio/transcriptions",
+            MediaOp::ImagesEdits => "/images/edits",
+            MediaOp::ImagesVariations => "/images/variations",
+            MediaOp::Completions => "/completions",
+            MediaOp::Moderations => "/moderations",
         }
     }
 
@@ -51,7 +63,16 @@ impl MediaOp {
             MediaOp::ImagesGenerations => "images_generations",
             MediaOp::AudioSpeech => "audio_speech",
             MediaOp::AudioTranscriptions => "audio_transcriptions",
+            MediaOp::ImagesEdits => "images_edits",
+            MediaOp::ImagesVariations => "images_variations",
+            MediaOp::Completions => "completions",
+            MediaOp::Moderations => "moderations",
         }
+    }
+
+    /// Whether the request is a multipart form (streamed, `model` read from its prefix).
+    pub fn multipart(self) -> bool {
+        matches!(self, MediaOp::AudioTranscriptions | MediaOp::ImagesEdits | MediaOp::ImagesVariations)
     }
 }
 

@@ -7,8 +7,16 @@ use crate::config::ProviderKind;
 use crate::formats::Format;
 use crate::jobs::Api;
 
-const ALL_MEDIA: &[MediaOp] =
-    &[MediaOp::Embeddings, MediaOp::ImagesGenerations, MediaOp::AudioSpeech, MediaOp::AudioTranscriptions];
+const ALL_MEDIA: &[MediaOp] = &[
+    MediaOp::Embeddings,
+    MediaOp::ImagesGenerations,
+    MediaOp::AudioSpeech,
+    MediaOp::AudioTranscriptions,
+    MediaOp::ImagesEdits,
+    MediaOp::ImagesVariations,
+    MediaOp::Completions,
+    MediaOp::Moderations,
+];
 
 pub const SPEC: ProviderSpec = ProviderSpec {
     kind: ProviderKind::Openai,

@@ -676,6 +676,12 @@ pub async fn respond_upstream(
             }
         } else if same {
             ctx.usage = usage_of(from, &body).unwrap_or_default();
+            if let Operation::Media(
+                MediaOp::ImagesGenerations | MediaOp::ImagesEdits | MediaOp::ImagesVariations,
+            ) = inb.op
+            {
+                ctx.images = images_in(&body);
+            }
             if let (Format::OpenAiResponses, Some(turn)) = (from, &inb.turn) {
                 let id = crate::responses::observe::body_id(&body).unwrap_or_default();
                 super::responses::record_native(gw, turn, &id, names.provider, names.model, names.alias);
@@ -698,6 +704,16 @@ pub async fn respond_upstream(
         return json_answer(s, ctx, h, body).await;
     }
     stream(gw, s, ctx, inb, up, h, from, &opts, &names).await
+}
+
+/// How many images an OpenAI images answer holds (`data` entries).
+fn images_in(body: &[u8]) -> u64 {
+    #[derive(serde::Deserialize)]
+    struct Images {
+        #[serde(default)]
+        data: Vec<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Images>(body).map_or(0, |i| i.data.len() as u64)
 }
 
 /// A translated Responses answer: the gateway's conversation store keeps the turn.

@@ -51,6 +51,8 @@ pub struct RequestCtx {
     /// A finished job's cost, charged by the read that saw it finished (micro-USD); replaces
     /// the price of `usage`, and its tokens do not count against TPM.
     pub job_micros: Option<u64>,
+    /// Images an image endpoint answered with (priced at `per_image`).
+    pub images: u64,
     pub error: Option<String>,
     // --- `log.bodies` (kept only when it is on; cheap clones of the buffers already held)
     pub request_body: Option<bytes::Bytes>,

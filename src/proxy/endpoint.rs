@@ -107,6 +107,12 @@ impl Endpoint {
             "/v1/audio/transcriptions" | "/audio/transcriptions" => {
                 only(post, "POST", Endpoint::Media(MediaOp::AudioTranscriptions))
             }
+            "/v1/images/edits" | "/images/edits" => only(post, "POST", Endpoint::Media(MediaOp::ImagesEdits)),
+            "/v1/images/variations" | "/images/variations" => {
+                only(post, "POST", Endpoint::Media(MediaOp::ImagesVariations))
+            }
+            "/v1/completions" | "/completions" => only(post, "POST", Endpoint::Media(MediaOp::Completions)),
+            "/v1/moderations" | "/moderations" => only(post, "POST", Endpoint::Media(MediaOp::Moderations)),
             _ if responses_sub(path).is_some() => {
                 let sub = responses_sub(path).unwrap_or_default();
                 let delete = method == http::Method::DELETE;

@@ -218,9 +218,9 @@ impl ProxyHttp for Gateway {
                 ctx.client_format = Some(Format::OpenAiResponses);
                 super::responses::serve_input_tokens(self, s, ctx).await?;
             }
-            Endpoint::Media(MediaOp::AudioTranscriptions) => {
-                ctx.endpoint = MediaOp::AudioTranscriptions.name();
-                media::transcribe(self, s, ctx).await?;
+            Endpoint::Media(op) if op.multipart() => {
+                ctx.endpoint = op.name();
+                media::upload_form(self, s, ctx, op).await?;
             }
             Endpoint::Media(op) => {
                 ctx.endpoint = op.name();
@@ -294,7 +294,8 @@ impl Gateway {
             Some(m) => m,
             None => price_of(snap, ctx.served)
                 .map(|p| {
-                    crate::accounting::cost_micros(&p, &ctx.usage, crate::accounting::MediaUnits::default())
+                    let media = crate::accounting::MediaUnits { images: ctx.images, ..Default::default() };
+                    crate::accounting::cost_micros(&p, &ctx.usage, media)
                 })
                 .unwrap_or(0),
         };

@@ -1,4 +1,5 @@
-//! `POST /v1/audio/transcriptions`: a multipart upload streamed to the upstream, never held whole.
+//! `POST /v1/audio/transcriptions`, `/v1/images/edits`, `/v1/images/variations`: a multipart
+//! upload streamed to the upstream, never held whole.
 //! The body is read only as far as the `model` part (SDKs send form fields before the file), the
 //! target is chosen, `model` is rewritten in that prefix, and the rest of the upload is forwarded
 //! chunk by chunk. Only a failure to connect can move to another target: once upload bytes have
@@ -23,12 +24,15 @@ use crate::formats::multipart::{boundary_of, model_field as field_value, ModelPa
 use crate::formats::Format;
 use crate::providers::{self, MediaOp, Operation};
 
-const OP: MediaOp = MediaOp::AudioTranscriptions;
-
-pub async fn transcribe(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
+pub async fn upload_form(
+    gw: &Gateway,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    op: MediaOp,
+) -> pingora::Result<()> {
     let format = Format::OpenAiChat;
-    match admit(s, ctx).await? {
-        Ok(form) => upload(gw, s, ctx, form).await,
+    match admit(s, ctx, op).await? {
+        Ok(form) => upload(gw, s, ctx, form, op).await,
         Err(e) => respond::error(s, ctx, format, e).await,
     }
 }
@@ -46,7 +50,11 @@ struct Form {
 /// Admission for an upload: principal, the `model` part (read from the body's prefix), alias and
 /// allow-list. Answers the prefix read so far and the model. A form with two `model` parts is
 /// refused: the provider could read the other one.
-async fn admit(s: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Result<Form, GatewayError>> {
+async fn admit(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    op: MediaOp,
+) -> pingora::Result<Result<Form, GatewayError>> {
     let Some(rt) = ctx.rt.clone() else { return Ok(Err(GatewayError::Internal("no runtime".into()))) };
     let req = s.req_header();
     let principal = match admission::authenticate(&rt, &req.headers, req.uri.query(), SystemTime::now()) {
@@ -105,7 +113,7 @@ async fn admit(s: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Result<
         return Ok(Err(e.into()));
     }
     let model = String::from_utf8_lossy(&prefix[vs..ve]).trim().to_string();
-    match admission::admit(&rt, principal, &model, Shape::Media(OP), None, false).await {
+    match admission::admit(&rt, principal, &model, Shape::Media(op), None, false).await {
         Ok(a) => {
             ctx.alias = a.alias;
             ctx.admission = Some(a);
@@ -115,8 +123,14 @@ async fn admit(s: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Result<
     }
 }
 
-/// Stream the upload to the first target that serves transcriptions.
-async fn upload(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, form: Form) -> pingora::Result<()> {
+/// Stream the upload to the first target that serves `op`.
+async fn upload(
+    gw: &Gateway,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    form: Form,
+    op: MediaOp,
+) -> pingora::Result<()> {
     let Form { prefix, model, done, mut parts } = form;
     let format = Format::OpenAiChat;
     let Some(rt) = ctx.rt.clone() else { return Ok(()) };
@@ -133,12 +147,9 @@ async fn upload(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, form: Form)
         let alias = &snap.aliases[step.alias];
         let target = &alias.targets[step.target];
         let provider = &snap.providers[target.provider];
-        if !providers::supports_media(provider.kind, OP) {
-            ctx.attempt_log.push(format!("provider {} does not serve audio transcriptions", provider.name));
-            plan.skipped(
-                &step,
-                format!("skipped: {} does not serve audio transcriptions", provider.kind.name()),
-            );
+        if !providers::supports_media(provider.kind, op) {
+            ctx.attempt_log.push(format!("provider {} does not serve {}", provider.name, op.name()));
+            plan.skipped(&step, format!("skipped: {} does not serve {}", provider.kind.name(), op.name()));
             continue;
         }
         ctx.attempts += 1;
@@ -157,7 +168,7 @@ async fn upload(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, form: Form)
         // From here on the upload is consumed: no other target can be tried.
         let req = match providers::build_request(
             provider,
-            Operation::Media(OP),
+            Operation::Media(op),
             &target.model,
             Bytes::new(),
             &s.req_header().headers,
@@ -228,7 +239,7 @@ async fn upload(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, form: Form)
         };
         let status = up.status();
         let inb = Inbound {
-            op: Operation::Media(OP),
+            op: Operation::Media(op),
             peek: Default::default(),
             format,
             body: Bytes::new(),
@@ -243,6 +254,7 @@ async fn upload(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, form: Form)
             match chat::check_answer(&mut up, inb.op, format, false).await {
                 Ok(answer) => {
                     plan.succeeded(&step, started.elapsed());
+                    ctx.served = Some((step.alias, step.target));
                     ctx.attempt_done(provider, &target.model, started, status, None);
                     let names =
                         chat::Names { provider: &provider.name, model: &target.model, alias: &alias.name };

@@ -568,7 +568,7 @@ keys:
     std::fs::write(
         &path,
         r#"listen: "127.0.0.1:8080"
-jobs: { provider: anth }
+jobs: { anthropic_provider: anth }
 providers:
   - { name: anth, kind: anthropic, api_key: env:SURELY_UNSET_ANTHROPIC_KEY_FOR_TEST }
 models:
@@ -583,5 +583,5 @@ keys:
     assert!(text.contains("SURELY_UNSET_ANTHROPIC_KEY_FOR_TEST"), "{text}");
     let (code, text) = run(&["--no-secrets"]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("jobs is not enforced yet"), "{text}");
+    assert!(!text.contains("warning"), "jobs: is enforced now: {text}");
 }

@@ -165,6 +165,14 @@ async fn official_sdks_drive_every_job_api_and_another_project_sees_none_of_it()
         .map(|l| l["cost_usd"].as_f64().unwrap_or(0.0))
         .sum();
     assert!((video_cost - 0.8).abs() < 1e-9, "video cost {video_cost}");
+    // The message batch's usage (only in its results: 2 x 10 in, 3 out) charged at the first
+    // of two downloads.
+    let results: Vec<(u64, u64)> = lines
+        .iter()
+        .filter(|l| l["endpoint"] == "message_batches_results")
+        .map(|l| (l["input_tokens"].as_u64().unwrap_or(0), l["output_tokens"].as_u64().unwrap_or(0)))
+        .collect();
+    assert_eq!(results, vec![(20, 6), (0, 0)]);
     // The record survives a restart: B still gets 404, A still reads its file.
     let file_id = lines
         .iter()

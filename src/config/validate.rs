@@ -325,6 +325,29 @@ pub fn build_with(config: Config, secrets: Secrets) -> Result<Snapshot, ConfigEr
         }
     }
     let provider_names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+    // `jobs:` names providers that serve the job APIs.
+    if let Some(j) = &config.jobs {
+        use crate::jobs::Api;
+        for (field, name, api) in [
+            ("jobs.provider", &j.provider, Api::Files),
+            ("jobs.anthropic_provider", &j.anthropic_provider, Api::MessageBatches),
+        ] {
+            let Some(name) = name else { continue };
+            match config.providers.iter().find(|p| &p.name == name) {
+                None => errs.push(field, unknown("provider", name, &provider_names)),
+                Some(p) if !crate::providers::spec(p.kind).jobs.contains(&api) => errs.push(
+                    field,
+                    format!(
+                        "provider {name:?} is of kind {}, which does not serve {}",
+                        p.kind.name(),
+                        api.name()
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+
     let alias_names: Vec<&str> = config.models.iter().map(|m| m.alias.as_str()).collect();
     let mut aliases = Vec::with_capacity(config.models.len());
     for (i, m) in config.models.iter().enumerate() {

@@ -95,3 +95,21 @@ fn a_config_without_any_listener_is_refused() {
     let e = errors(&GOOD.replace("listen: \"127.0.0.1:8080\"", ""));
     assert!(e[0].starts_with("listen: set `listen`"), "{e:?}");
 }
+
+#[test]
+fn jobs_providers_must_exist_and_serve_the_job_apis() {
+    let base = "listen: 127.0.0.1:1\nproviders:\n  - { name: o, kind: openai, api_key: k }\n  - { name: a, kind: anthropic, api_key: k }\nmodels: [ { alias: m, targets: [ { provider: o, model: x } ] } ]\n";
+    assert!(
+        crate::config::load_str(&format!("{base}jobs: {{ provider: o, anthropic_provider: a }}\n")).is_ok()
+    );
+    let e = crate::config::load_str(&format!("{base}jobs: {{ provider: a }}\n")).err().unwrap().to_string();
+    assert!(e.contains("jobs.provider") && e.contains("does not serve files"), "{e}");
+    let e = crate::config::load_str(&format!("{base}jobs: {{ anthropic_provider: o }}\n"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("jobs.anthropic_provider") && e.contains("message_batches"), "{e}");
+    let e =
+        crate::config::load_str(&format!("{base}jobs: {{ provider: nope }}\n")).err().unwrap().to_string();
+    assert!(e.contains("jobs.provider") && e.contains("nope"), "{e}");
+}

@@ -79,6 +79,64 @@ pub fn finished_usage(api: Api, job: &Value) -> Option<JobUsage> {
     }
 }
 
+/// The usage in an Anthropic message batch's results (JSONL, one result per line), summed as
+/// the results stream through: Anthropic reports a batch's usage only there. Holds one line.
+#[derive(Default)]
+pub struct ResultsUsage {
+    line: Vec<u8>,
+    usage: JobUsage,
+    pub model: Option<String>,
+    /// A line was too long to hold: the sum is incomplete and not charged.
+    overflow: bool,
+}
+
+/// The longest results line summed (a message with its content).
+const MAX_RESULT_LINE: usize = 16 * 1024 * 1024;
+
+impl ResultsUsage {
+    pub fn feed(&mut self, mut chunk: &[u8]) {
+        while let Some(nl) = memchr::memchr(b'\n', chunk) {
+            self.push(&chunk[..nl]);
+            self.end_line();
+            chunk = &chunk[nl + 1..];
+        }
+        self.push(chunk);
+    }
+
+    /// The results ended: their summed usage (`None` when a line could not be read whole).
+    pub fn finish(mut self) -> Option<JobUsage> {
+        self.end_line();
+        (!self.overflow).then_some(self.usage)
+    }
+
+    fn push(&mut self, part: &[u8]) {
+        if self.line.len() + part.len() > MAX_RESULT_LINE {
+            self.overflow = true;
+            self.line.clear();
+        } else if !self.overflow || !part.is_empty() {
+            self.line.extend_from_slice(part);
+        }
+    }
+
+    fn end_line(&mut self) {
+        let line = std::mem::take(&mut self.line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(&line) else { return };
+        let Some(m) = v.pointer("/result/message") else { return };
+        let n = |p: &str| m.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+        let (cache_read, cache_write) =
+            (n("/usage/cache_read_input_tokens"), n("/usage/cache_creation_input_tokens"));
+        self.usage.input_tokens += n("/usage/input_tokens") + cache_read + cache_write;
+        self.usage.cached_tokens += cache_read;
+        self.usage.output_tokens += n("/usage/output_tokens");
+        if self.model.is_none() {
+            self.model = m.get("model").and_then(Value::as_str).map(str::to_string);
+        }
+    }
+}
+
 /// One page of a provider's list: the caller's objects in it, whether the provider has more,
 /// and the last id on the page (the cursor for the next page).
 pub struct Page {
@@ -142,6 +200,29 @@ mod tests {
         let v = json!({"status": "completed", "seconds": "8"});
         assert_eq!(finished_usage(Api::Videos, &v).unwrap().video_seconds, 8.0);
         assert_eq!(finished_usage(Api::Videos, &json!({"status": "in_progress", "seconds": "8"})), None);
+    }
+
+    #[test]
+    fn message_batch_results_sum_their_usage_across_chunk_boundaries() {
+        let line = |i: u64| {
+            json!({"custom_id": format!("r{i}"), "result": {"type": "succeeded", "message": {"model": "claude-x",
+                "usage": {"input_tokens": 10 + i, "output_tokens": 3, "cache_read_input_tokens": 2}}}})
+            .to_string()
+        };
+        let text = format!(
+            "{}\n{}\n{}\n{}",
+            line(0),
+            line(1),
+            r#"{"custom_id":"e","result":{"type":"errored"}}"#,
+            line(2)
+        );
+        for chunk in [1, 7, 1000] {
+            let mut r = ResultsUsage::default();
+            text.as_bytes().chunks(chunk).for_each(|c| r.feed(c));
+            assert_eq!(r.model.as_deref(), Some("claude-x"));
+            let u = r.finish().unwrap();
+            assert_eq!((u.input_tokens, u.cached_tokens, u.output_tokens), (33 + 6, 6, 9), "chunk {chunk}");
+        }
     }
 
     #[test]

@@ -736,6 +736,21 @@ async fn observe(gw: &Gateway, ctx: &mut RequestCtx, api: Api, job: &Job, v: &Va
         }
     }
     let Some(usage) = answer::finished_usage(api, v) else { return };
+    let model = v.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
+    charge(gw, ctx, api, job, id, usage, model).await;
+}
+
+/// Charge a finished job's usage to this request, once per job (the record says whether it
+/// was charged before, across restarts).
+async fn charge(
+    gw: &Gateway,
+    ctx: &mut RequestCtx,
+    api: Api,
+    job: &Job,
+    id: &str,
+    usage: JobUsage,
+    model: String,
+) {
     let Some(object) = gw.objects.get(id, &job.owner) else { return };
     if object.charged {
         return;
@@ -750,7 +765,6 @@ async fn observe(gw: &Gateway, ctx: &mut RequestCtx, api: Api, job: &Job, v: &Va
         }
         Err(_) => return,
     }
-    let model = v.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
     let micros = job_cost(&job.rt, api, object.alias.as_deref(), &model, &usage);
     ctx.usage.input_tokens += usage.input_tokens + usage.trained_tokens;
     ctx.usage.output_tokens += usage.output_tokens;
@@ -836,6 +850,52 @@ async fn download(
     if let Some(cd) = up.header("content-disposition").map(str::to_string) {
         h.insert_header("content-disposition", cd)?;
     }
-    super::responses::pass_body(gw, s, ctx, up, h).await?;
+    if call.api != Api::MessageBatches {
+        super::responses::pass_body(gw, s, ctx, up, h).await?;
+        return Ok(Ok(()));
+    }
+    // Anthropic reports a message batch's usage only in its results: summed as they pass.
+    results_through(gw, s, ctx, job, call, up, h).await
+}
+
+async fn results_through(
+    gw: &Gateway,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    job: &Job,
+    call: &JobCall,
+    mut up: Upstream,
+    mut h: ResponseHeader,
+) -> pingora::Result<Result<(), GatewayError>> {
+    match up.header("content-length").map(str::to_string) {
+        Some(len) => h.insert_header("content-length", len)?,
+        None if !s.as_downstream().is_http2() && s.req_header().version != http::Version::HTTP_10 => {
+            h.insert_header("transfer-encoding", "chunked")?
+        }
+        None => s.set_keepalive(None),
+    }
+    s.write_response_header(Box::new(h), false).await?;
+    let mut usage = answer::ResultsUsage::default();
+    loop {
+        match up.next_chunk().await {
+            Ok(Some(chunk)) => {
+                usage.feed(&chunk);
+                s.write_response_body(Some(chunk), false).await?;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                ctx.error = Some(e.to_string());
+                return Err(pingora::Error::explain(pingora::ErrorType::ReadError, e.to_string()));
+            }
+        }
+    }
+    up.release(&gw.connector).await;
+    s.write_response_body(None, true).await?;
+    let model = usage.model.clone().unwrap_or_default();
+    if let (Some(id), Some(u)) = (&call.id, usage.finish()) {
+        if u.input_tokens + u.output_tokens > 0 {
+            charge(gw, ctx, Api::MessageBatches, job, id, u, model).await;
+        }
+    }
     Ok(Ok(()))
 }

@@ -98,6 +98,7 @@ check(mb.processing_status == "ended", "message batch ended")
 check(mb.results_url.startswith(URL + "/v1/messages/batches/"), f"results_url points at the gateway: {mb.results_url}")
 results = [r.custom_id for r in AA.messages.batches.results(mb.id)]
 check(results == ["m-1", "m-2"], f"message batch results: {results}")
+check(len(list(AA.messages.batches.results(mb.id))) == 2, "results read twice")
 check(mb.id in [x.id for x in AA.messages.batches.list()], "messages.batches.list has it")
 mb2 = AA.messages.batches.create(requests=[{"custom_id": "c", "params": {"model": "claude", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]}}])
 check(AA.messages.batches.cancel(mb2.id).processing_status == "canceling", "message batch cancel")

@@ -388,3 +388,37 @@ async fn a_200_mb_batch_file_streams_through_flat_memory_with_every_line_rewritt
     assert_eq!(models.len(), n + 1, "every line arrived");
     assert!(models.iter().all(|m| m == TARGET), "every line names the target model");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_every_instance_serves_any_instances_objects_and_charges_a_batch_once() {
+    let Some(redis) = RedisServer::start().await else { return };
+    let mock = JobsMock::start().await;
+    let mut cfg = config(&mock, Some(1.0));
+    cfg.0["redis"] = json!({ "url": redis.url(), "timeout_ms": 200 });
+    let (one, two) = (Gateway::start(&cfg).await, Gateway::start(&cfg).await);
+    let file: String = (0..3).map(|i| batch_line(i, "cheap", 1) + "\n").collect();
+    let (status, f) = upload(&one, KEY, "batch", file.as_bytes()).await;
+    assert_eq!(status, 200, "{f}");
+    let fid = f["id"].as_str().unwrap().to_string();
+    // The other instance knows the file's owner: the owner reads it, another project gets 404.
+    assert_eq!(call(&two, KEY, reqwest::Method::GET, &format!("/v1/files/{fid}"), None).await.0, 200);
+    assert_eq!(call(&two, KEY_B, reqwest::Method::GET, &format!("/v1/files/{fid}"), None).await.0, 404);
+    let (_, list) = call(&two, KEY, reqwest::Method::GET, "/v1/files", None).await;
+    assert_eq!(list["data"][0]["id"], fid.as_str(), "{list}");
+    // A batch made on the second instance from the first's file, read on both.
+    let body = json!({"input_file_id": fid, "endpoint": "/v1/chat/completions", "completion_window": "24h"});
+    let (status, b) = call(&two, KEY, reqwest::Method::POST, "/v1/batches", Some(body)).await;
+    assert_eq!(status, 200, "{b}");
+    let path = format!("/v1/batches/{}", b["id"].as_str().unwrap());
+    let mut statuses = Vec::new();
+    for gw in [&one, &two, &one, &two] {
+        let (status, v) = call(gw, KEY, reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{v}\n{}\n{}", one.log(), two.log());
+        statuses.push(v["status"].as_str().unwrap_or("").to_string());
+    }
+    assert_eq!(statuses, ["in_progress", "completed", "completed", "completed"]);
+    let (l1, l2) = (one.usage_lines(4).await, two.usage_lines(5).await);
+    let charged: Vec<u64> =
+        l1.iter().chain(&l2).filter_map(|l| l["cost_micros"].as_u64()).filter(|&c| c > 0).collect();
+    assert_eq!(charged, vec![30], "charged once across the two instances");
+}

@@ -102,6 +102,17 @@ impl ObjectStore {
         self.inner.lock().get(id).filter(|o| o.owner == owner).cloned()
     }
 
+    /// The object `id`, whoever owns it.
+    pub fn find(&self, id: &str) -> Option<Object> {
+        self.inner.lock().get(id).cloned()
+    }
+
+    /// Keep a record another instance made (read from Redis) in memory, not in the file: that
+    /// instance's file and Redis hold it.
+    pub fn cache(&self, id: &str, object: Object) {
+        self.inner.lock().entry(id.to_string()).or_insert(object);
+    }
+
     /// Whether `owner` owns `id`.
     pub fn owns(&self, id: &str, owner: &str) -> bool {
         self.inner.lock().get(id).is_some_and(|o| o.owner == owner)

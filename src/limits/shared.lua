@@ -135,7 +135,9 @@ if op == 'settle' then
     end
     local spent, crossed_alert, crossed_limit = 0, 0, 0
     if bud >= 0 then
-      local r = redis.call('HINCRBY', KEYS[k + 4], 'reserved', -reserved_cost)
+      -- `0 - x`, not `-x`: Lua writes -0 as "-0", which HINCRBY refuses as not an integer
+      -- (a settlement of a zero-cost reservation would fail).
+      local r = redis.call('HINCRBY', KEYS[k + 4], 'reserved', 0 - reserved_cost)
       if r < 0 then redis.call('HSET', KEYS[k + 4], 'reserved', 0) end
       spent = redis.call('HINCRBY', KEYS[k + 4], 'spent', actual_cost)
       if ttl > 0 then redis.call('PEXPIRE', KEYS[k + 4], ttl + 86400000) end

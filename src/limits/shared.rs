@@ -26,6 +26,11 @@ use super::{AlertKind, Demand, Dimension, Level, Refusal, ScopeId, ScopeKind, Sc
 /// Key layout and script version: bump both together when the layout changes.
 const PREFIX: &str = "llmgw:v1";
 
+/// The key of a job object's owner record (its id is its own hash tag: one slot per object).
+fn object_key(id: &str) -> String {
+    format!("{PREFIX}:obj:{{{id}}}")
+}
+
 /// How long the breaker stays open after a failed call.
 pub const BREAKER_OPEN: Duration = Duration::from_secs(1);
 
@@ -254,6 +259,46 @@ impl SharedLimits {
             })
             .await?;
         Ok(Some(v.unwrap_or(0)))
+    }
+
+    /// Record a job object's owner record (`value`, JSON) under `id` unless one is there
+    /// (SPEC section 10: every instance serves an id any instance created). `true` if set.
+    pub async fn object_put(&self, id: &str, value: &str) -> Result<bool, SharedError> {
+        let (key, value) = (object_key(id), value.to_string());
+        let set: Option<String> = self
+            .call(|mut conn| async move {
+                redis::cmd("SET").arg(key).arg(value).arg("NX").query_async(&mut conn).await
+            })
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// The owner records of `ids`, in order (`None` where Redis has none), in one round trip.
+    pub async fn objects_get(&self, ids: &[&str]) -> Result<Vec<Option<String>>, SharedError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| object_key(id)).collect();
+        self.call(|mut conn| async move { redis::cmd("MGET").arg(keys).query_async(&mut conn).await }).await
+    }
+
+    /// Mark a finished job as charged: `true` for exactly one caller across every instance.
+    pub async fn object_charge_once(&self, id: &str) -> Result<bool, SharedError> {
+        let key = format!("{}:charged", object_key(id));
+        let set: Option<String> = self
+            .call(|mut conn| async move {
+                redis::cmd("SET").arg(key).arg(1).arg("NX").query_async(&mut conn).await
+            })
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Forget a deleted object.
+    pub async fn object_remove(&self, id: &str) -> Result<(), SharedError> {
+        let keys = vec![object_key(id), format!("{}:charged", object_key(id))];
+        self.call(|mut conn| async move { redis::cmd("DEL").arg(keys).query_async::<i64>(&mut conn).await })
+            .await
+            .map(|_| ())
     }
 
     /// State for `/admin/health`.

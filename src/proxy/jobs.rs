@@ -83,7 +83,7 @@ async fn admit(
     ctx.principal = Some(principal.clone());
     let owner = crate::responses::owner(&principal);
     let object = match &call.id {
-        Some(id) => Some(gw.objects.get(id, &owner).ok_or_else(|| not_found(call.api, id))?),
+        Some(id) => Some(owned(gw, &rt, id, &owner).await.ok_or_else(|| not_found(call.api, id))?),
         None => None,
     };
     // An object lives in the provider account that made it.
@@ -301,14 +301,93 @@ async fn own(
         created: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         charged: false,
     };
-    let (store, id) = (gw.objects.clone(), id.to_string());
-    let r = tokio::task::spawn_blocking(move || store.own(&id, object)).await;
-    match r {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(GatewayError::Internal(format!(
-            "the object was created but its owner could not be recorded: {e}"
-        ))),
-        Err(e) => Err(GatewayError::Internal(e.to_string())),
+    record(gw, &job.rt, id, object).await
+}
+
+// --- the ownership record: this instance's file, and Redis when `redis:` is set (every
+// instance then serves an id any instance created, and a job is charged once across them).
+
+/// The records of `ids` (`None` where neither this instance nor Redis knows one).
+async fn lookup(gw: &Gateway, rt: &Runtime, ids: &[&str]) -> Vec<Option<Object>> {
+    let mut found: Vec<Option<Object>> = ids.iter().map(|id| gw.objects.find(id)).collect();
+    let missing: Vec<&str> = ids.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(id, _)| *id).collect();
+    let Some(shared) = rt.shared.as_ref().filter(|_| !missing.is_empty()) else { return found };
+    match shared.limits.objects_get(&missing).await {
+        Ok(values) => {
+            let mut got = missing.iter().zip(values);
+            for (slot, id) in found.iter_mut().zip(ids) {
+                if slot.is_some() {
+                    continue;
+                }
+                let Some((_, v)) = got.next() else { break };
+                if let Some(o) = v.and_then(|v| serde_json::from_str::<Object>(&v).ok()) {
+                    gw.objects.cache(id, o.clone());
+                    *slot = Some(o);
+                }
+            }
+        }
+        Err(e) => tracing::warn!("{e}; job objects other instances created are unknown until it answers"),
+    }
+    found
+}
+
+/// The record of `id` if `owner` owns it.
+async fn owned(gw: &Gateway, rt: &Runtime, id: &str, owner: &str) -> Option<Object> {
+    lookup(gw, rt, &[id]).await.pop().flatten().filter(|o| o.owner == owner)
+}
+
+/// Record a new object: synced to this instance's file (the answer waits for it), then put in
+/// Redis (a failure there is logged: this instance still serves the id).
+async fn record(gw: &Gateway, rt: &Runtime, id: &str, object: Object) -> Result<(), GatewayError> {
+    let (store, key, local) = (gw.objects.clone(), id.to_string(), object.clone());
+    match tokio::task::spawn_blocking(move || store.own(&key, local)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            return Err(GatewayError::Internal(format!(
+                "the object was created but its owner could not be recorded: {e}"
+            )))
+        }
+        Err(e) => return Err(GatewayError::Internal(e.to_string())),
+    }
+    if let Some(shared) = &rt.shared {
+        let text = serde_json::to_string(&object).unwrap_or_default();
+        if let Err(e) = shared.limits.object_put(id, &text).await {
+            tracing::warn!("{e}; {id} is served by this instance only until it is recorded in Redis");
+        }
+    }
+    Ok(())
+}
+
+/// `true` exactly once per job: Redis decides across instances when it is set (this
+/// instance's file alone when it is not, or does not answer).
+async fn charge_once(gw: &Gateway, rt: &Runtime, id: &str) -> bool {
+    if let Some(shared) = &rt.shared {
+        match shared.limits.object_charge_once(id).await {
+            Ok(false) => return false,
+            Ok(true) => {}
+            Err(e) => tracing::warn!("{e}; {id} charged by this instance's record alone"),
+        }
+    }
+    let (store, key) = (gw.objects.clone(), id.to_string());
+    match tokio::task::spawn_blocking(move || store.charge_once(&key)).await {
+        Ok(Ok(once)) => once || rt.shared.is_some(),
+        Ok(Err(e)) => {
+            tracing::warn!("{e}; the usage of {id} is charged, but the record of it could not be written");
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+async fn forget(gw: &Gateway, rt: &Runtime, id: &str) {
+    let (store, key) = (gw.objects.clone(), id.to_string());
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.remove(&key)).await {
+        tracing::warn!("{e}");
+    }
+    if let Some(shared) = &rt.shared {
+        if let Err(e) = shared.limits.object_remove(id).await {
+            tracing::warn!("{e}");
+        }
     }
 }
 
@@ -343,7 +422,7 @@ async fn create_json(
         Ok(_) => return Ok(Err(GatewayError::InvalidRequest("the body must be a JSON object".into()))),
         Err(e) => return Ok(Err(GatewayError::InvalidRequest(format!("invalid JSON body: {e}")))),
     };
-    let prepared = prepare_create(gw, call.api, job, &mut v);
+    let prepared = prepare_create(gw, call.api, job, &mut v).await;
     let alias = match prepared {
         Ok(a) => a,
         Err(e) => return Ok(Err(e)),
@@ -364,7 +443,7 @@ async fn create_json(
 /// Check and rewrite a create request's body: the files it names must be the caller's, the
 /// models it names aliases the caller may use (rewritten to the target model). Answers the
 /// alias whose prices apply.
-fn prepare_create(
+async fn prepare_create(
     gw: &Gateway,
     api: Api,
     job: &Job,
@@ -374,7 +453,7 @@ fn prepare_create(
     let mut alias = None;
     for (field, id) in answer::referenced_files(api, &Value::Object(v.clone())) {
         // Another project's file is unknown here: a 404 naming it, as OpenAI answers.
-        let Some(file) = gw.objects.get(&id, &job.owner) else { return Err(not_found(Api::Files, &id)) };
+        let Some(file) = owned(gw, rt, &id, &job.owner).await else { return Err(not_found(Api::Files, &id)) };
         if file.provider != rt.snap.providers[job.provider].name {
             return Err(GatewayError::InvalidField {
                 field: field.into(),
@@ -649,7 +728,18 @@ async fn list(
             pass_error(s, ctx, job, status, body).await?;
             return Ok(Ok(()));
         }
-        let page = answer::filter_page(&v, |id| gw.objects.owns(id, &job.owner));
+        let ids: Vec<&str> = v
+            .get("data")
+            .and_then(Value::as_array)
+            .map(|d| d.iter().filter_map(|o| o.get("id").and_then(Value::as_str)).collect())
+            .unwrap_or_default();
+        let mine: std::collections::HashSet<String> = ids
+            .iter()
+            .zip(lookup(gw, &job.rt, &ids).await)
+            .filter(|(_, o)| o.as_ref().is_some_and(|o| o.owner == job.owner))
+            .map(|(id, _)| id.to_string())
+            .collect();
+        let page = answer::filter_page(&v, |id| mine.contains(id));
         let mut items = page.kept.into_iter();
         kept.extend(items.by_ref().take(limit - kept.len()));
         if kept.len() == limit {
@@ -710,8 +800,7 @@ async fn read(
     let id = call.id.clone().unwrap_or_default();
     match call.act {
         Act::Delete => {
-            let (store, gone) = (gw.objects.clone(), id.clone());
-            let _ = tokio::task::spawn_blocking(move || store.remove(&gone)).await;
+            forget(gw, &job.rt, &id).await;
         }
         Act::Get | Act::Cancel => observe(gw, ctx, call.api, job, &v).await,
         _ => {}
@@ -731,7 +820,7 @@ async fn read(
 async fn observe(gw: &Gateway, ctx: &mut RequestCtx, api: Api, job: &Job, v: &Value) {
     let Some(id) = v.get("id").and_then(Value::as_str) else { return };
     for file in answer::made_files(api, v) {
-        if !gw.objects.owns(&file, &job.owner) {
+        if gw.objects.find(&file).is_none() {
             let _ = own(gw, job, &file, crate::jobs::ObjectKind::File, None).await;
         }
     }
@@ -751,19 +840,9 @@ async fn charge(
     usage: JobUsage,
     model: String,
 ) {
-    let Some(object) = gw.objects.get(id, &job.owner) else { return };
-    if object.charged {
+    let Some(object) = owned(gw, &job.rt, id, &job.owner).await else { return };
+    if object.charged || !charge_once(gw, &job.rt, id).await {
         return;
-    }
-    let (store, charged_id) = (gw.objects.clone(), id.to_string());
-    match tokio::task::spawn_blocking(move || store.charge_once(&charged_id)).await {
-        Ok(Ok(true)) => {}
-        Ok(Ok(false)) => return,
-        Ok(Err(e)) => {
-            tracing::warn!("{e}; the usage of {id} will be charged at its next read");
-            return;
-        }
-        Err(_) => return,
     }
     let micros = job_cost(&job.rt, api, object.alias.as_deref(), &model, &usage);
     ctx.usage.input_tokens += usage.input_tokens + usage.trained_tokens;

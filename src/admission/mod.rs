@@ -159,13 +159,7 @@ async fn reserve(
     shape: Shape,
     body: Option<&[u8]>,
 ) -> Result<Option<Hold>, GatewayError> {
-    let k = &principal.key;
-    let key_rules = ScopeRules {
-        rpm: k.rpm,
-        tpm: k.tpm,
-        max_parallel: k.max_parallel,
-        budget: k.budget.as_ref().map(crate::limits::BudgetRule::from_config),
-    };
+    let key_rules = key_rules(&principal.key);
     let scopes = scopes(rt, principal, &key_rules);
     if scopes.is_empty() {
         return Ok(None);
@@ -201,18 +195,22 @@ async fn reserve(
     reserve_demand(rt, &scopes, demand).await
 }
 
+/// The limits of a key as a scope's rules.
+fn key_rules(k: &Key) -> ScopeRules {
+    ScopeRules {
+        rpm: k.rpm,
+        tpm: k.tpm,
+        max_parallel: k.max_parallel,
+        budget: k.budget.as_ref().map(crate::limits::BudgetRule::from_config),
+    }
+}
+
 /// Admission for a job call (files, batches, fine-tuning, videos, message batches): the
 /// caller's limits take the request (RPM, an in-flight slot, a budget that is not exhausted)
 /// with no token or cost estimate; a finished job's reported usage settles against the
 /// budgets when it is first read.
 pub async fn admit_job(rt: &Runtime, principal: Principal) -> Result<Admission, GatewayError> {
-    let k = &principal.key;
-    let key_rules = ScopeRules {
-        rpm: k.rpm,
-        tpm: k.tpm,
-        max_parallel: k.max_parallel,
-        budget: k.budget.as_ref().map(crate::limits::BudgetRule::from_config),
-    };
+    let key_rules = key_rules(&principal.key);
     let scopes = scopes(rt, &principal, &key_rules);
     let reservation =
         if scopes.is_empty() { None } else { reserve_demand(rt, &scopes, Demand::default()).await? };

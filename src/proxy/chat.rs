@@ -765,10 +765,7 @@ async fn binary(
     content_type: String,
 ) -> pingora::Result<()> {
     h.insert_header("content-type", content_type)?;
-    match up.header("content-length").map(str::to_string) {
-        Some(len) => h.insert_header("content-length", len)?,
-        None => chunked(s, &mut h)?,
-    }
+    length_or_chunked(s, &mut h, &up)?;
     s.write_response_header(Box::new(h), false).await?;
     pump(gw, s, ctx, up).await
 }
@@ -1041,6 +1038,14 @@ impl StreamMode {
 /// Mark a response of unknown length as chunked on HTTP/1.1 (without it Pingora writes a
 /// close-delimited body and the client connection cannot be reused; h2 frames bodies itself).
 /// An HTTP/1.0 client cannot read chunked framing: it gets a close-delimited body.
+/// Frame a body passed through from `up`: its length when it gave one, else chunked.
+pub fn length_or_chunked(s: &mut Session, h: &mut ResponseHeader, up: &Upstream) -> pingora::Result<()> {
+    match up.header("content-length") {
+        Some(len) => h.insert_header("content-length", len.to_string()),
+        None => chunked(s, h),
+    }
+}
+
 fn chunked(s: &mut Session, h: &mut ResponseHeader) -> pingora::Result<()> {
     if s.as_downstream().is_http2() {
         return Ok(());

@@ -260,6 +260,40 @@ async fn read_json(gw: &Gateway, mut up: Upstream) -> Result<(u16, Bytes, Value)
     Ok((status, body, v))
 }
 
+/// A provider's JSON answer: `Some` for a 2xx, `None` when it was an error and has been passed
+/// on to the client as it is (its error is in the caller's API shape).
+async fn answered(
+    gw: &Gateway,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    job: &Job,
+    up: Upstream,
+) -> pingora::Result<Result<Option<(u16, Bytes, Value)>, GatewayError>> {
+    let (status, body, v) = match read_json(gw, up).await {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    if (200..300).contains(&status) {
+        return Ok(Ok(Some((status, body, v))));
+    }
+    pass_error(s, ctx, job, status, body).await?;
+    Ok(Ok(None))
+}
+
+/// [`send`], then [`answered`].
+async fn exchange(
+    gw: &Gateway,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    job: &Job,
+    req: &UpstreamRequest,
+) -> pingora::Result<Result<Option<(u16, Bytes, Value)>, GatewayError>> {
+    match send(gw, s, ctx, job, req).await? {
+        Ok(up) => answered(gw, s, ctx, job, up).await,
+        Err(e) => Ok(Err(e)),
+    }
+}
+
 /// Pass a provider's non-2xx answer on as it is (its error is in the caller's API shape).
 async fn pass_error(
     s: &mut Session,
@@ -513,14 +547,11 @@ async fn created(
     up: Upstream,
     alias: Option<String>,
 ) -> pingora::Result<Result<(), GatewayError>> {
-    let (status, body, mut v) = match read_json(gw, up).await {
-        Ok(r) => r,
+    let (status, _, mut v) = match answered(gw, s, ctx, job, up).await? {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(Ok(())),
         Err(e) => return Ok(Err(e)),
     };
-    if !(200..300).contains(&status) {
-        pass_error(s, ctx, job, status, body).await?;
-        return Ok(Ok(()));
-    }
     let Some(id) = v.get("id").and_then(Value::as_str).map(str::to_string) else {
         return Ok(Err(GatewayError::Upstream(format!(
             "provider {} answered a {} creation without an id",
@@ -716,18 +747,11 @@ async fn list(
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        let up = match send(gw, s, ctx, job, &req).await? {
-            Ok(up) => up,
+        let (_, _, v) = match exchange(gw, s, ctx, job, &req).await? {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(Ok(())),
             Err(e) => return Ok(Err(e)),
         };
-        let (status, body, v) = match read_json(gw, up).await {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
-        };
-        if !(200..300).contains(&status) {
-            pass_error(s, ctx, job, status, body).await?;
-            return Ok(Ok(()));
-        }
         let ids: Vec<&str> = v
             .get("data")
             .and_then(Value::as_array)
@@ -785,18 +809,11 @@ async fn read(
         let _ = chat::read_body(s, ctx, &job.rt).await?;
         req.body = Bytes::new();
     }
-    let up = match send(gw, s, ctx, job, &req).await? {
-        Ok(up) => up,
+    let (status, body, mut v) = match exchange(gw, s, ctx, job, &req).await? {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(Ok(())),
         Err(e) => return Ok(Err(e)),
     };
-    let (status, body, mut v) = match read_json(gw, up).await {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(e)),
-    };
-    if !(200..300).contains(&status) {
-        pass_error(s, ctx, job, status, body).await?;
-        return Ok(Ok(()));
-    }
     let id = call.id.clone().unwrap_or_default();
     match call.act {
         Act::Delete => {
@@ -910,12 +927,7 @@ async fn download(
     };
     let status = up.status();
     if !(200..300).contains(&status) {
-        let (status, body, _) = match read_json(gw, up).await {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
-        };
-        pass_error(s, ctx, job, status, body).await?;
-        return Ok(Ok(()));
+        return Ok(answered(gw, s, ctx, job, up).await?.map(|_| ()));
     }
     ctx.status = status;
     let p = &job.rt.snap.providers[job.provider];
@@ -946,13 +958,7 @@ async fn results_through(
     mut up: Upstream,
     mut h: ResponseHeader,
 ) -> pingora::Result<Result<(), GatewayError>> {
-    match up.header("content-length").map(str::to_string) {
-        Some(len) => h.insert_header("content-length", len)?,
-        None if !s.as_downstream().is_http2() && s.req_header().version != http::Version::HTTP_10 => {
-            h.insert_header("transfer-encoding", "chunked")?
-        }
-        None => s.set_keepalive(None),
-    }
+    chat::length_or_chunked(s, &mut h, &up)?;
     s.write_response_header(Box::new(h), false).await?;
     let mut usage = answer::ResultsUsage::default();
     loop {

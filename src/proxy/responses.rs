@@ -474,13 +474,7 @@ pub(super) async fn pass_body(
     up: Upstream,
     mut h: ResponseHeader,
 ) -> pingora::Result<()> {
-    match up.header("content-length").map(str::to_string) {
-        Some(len) => h.insert_header("content-length", len)?,
-        None if !s.as_downstream().is_http2() && s.req_header().version != http::Version::HTTP_10 => {
-            h.insert_header("transfer-encoding", "chunked")?
-        }
-        None => s.set_keepalive(None),
-    }
+    super::chat::length_or_chunked(s, &mut h, &up)?;
     s.write_response_header(Box::new(h), false).await?;
     super::chat::pump(gw, s, ctx, up).await
 }

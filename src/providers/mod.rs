@@ -356,6 +356,34 @@ mod tests {
     }
 
     #[test]
+    fn job_requests_use_each_kinds_path_and_refuse_what_a_kind_does_not_serve() {
+        use crate::jobs::JobCall;
+        let get = |p: &str| JobCall::classify(&http::Method::GET, p).unwrap().unwrap();
+        let cases = [
+            ("{name: p, kind: openai, base_url: \"http://h/proxy\", api_key: sk}", "/v1/files/file-1/content", "/proxy/v1/files/file-1/content?x=1"),
+            ("{name: p, kind: azure_openai, base_url: \"https://r.openai.azure.com\", api_key: az, api_version: \"2024-10-21\"}", "/v1/batches/b1", "/openai/batches/b1?api-version=2024-10-21&x=1"),
+            ("{name: p, kind: azure_openai, base_url: \"https://r.openai.azure.com/openai/v1\", api_key: az, api_version: v1}", "/v1/fine_tuning/jobs/ft1/events", "/openai/v1/fine_tuning/jobs/ft1/events?x=1"),
+            ("{name: p, kind: anthropic, api_key: k}", "/v1/messages/batches/mb1/results", "/v1/messages/batches/mb1/results?x=1"),
+        ];
+        for (text, path, want) in cases {
+            let snap = provider(text);
+            let r = jobs_request(&snap.providers[0], &get(path), Some("x=1"), &HeaderMap::new()).unwrap();
+            assert_eq!((r.method.as_str(), r.path_and_query.as_str()), ("GET", want), "{text}");
+            assert!(!r.headers.is_empty(), "auth headers: {text}");
+        }
+        for (text, path, what) in [
+            ("{name: p, kind: azure_openai, base_url: \"https://r\", api_key: az, api_version: \"2024-10-21\"}", "/v1/videos", "videos"),
+            ("{name: p, kind: anthropic, api_key: k}", "/v1/files", "files"),
+            ("{name: p, kind: openai, api_key: k}", "/v1/messages/batches", "message_batches"),
+            ("{name: p, kind: gemini, api_key: k}", "/v1/batches", "batches"),
+        ] {
+            let snap = provider(text);
+            let e = jobs_request(&snap.providers[0], &get(path), None, &HeaderMap::new()).unwrap_err();
+            assert!(e.to_string().contains(&format!("does not serve {what}")), "{e}");
+        }
+    }
+
+    #[test]
     fn responses_requests_use_each_kinds_native_path() {
         let cases = [
             ("{name: p, kind: openai, base_url: \"http://h/proxy\", api_key: sk}", "/proxy/v1/responses/resp_1?limit=2", ("authorization", "Bearer sk")),

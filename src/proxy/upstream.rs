@@ -1,6 +1,7 @@
 //! One upstream attempt over Pingora's connector: resolve (async), build the peer (TLS with SNI
 //! and verification, timeouts), send the header with an exact Content-Length and the whole body,
 //! read the response header; then hand out body chunks and return the connection to the pool.
+//! The head and the body leave in one write (`net::HeldHead` on the pooled stream).
 //! The built-in `mock` provider answers here too, in-process, through the same `Upstream` type.
 
 use std::time::Duration;
@@ -9,11 +10,12 @@ use bytes::Bytes;
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::v1::client::HttpSession as Http1Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorType, Result as PResult};
 
 use crate::config::{Limits, Provider, ProviderKind};
-use crate::net::Resolver;
+use crate::net::{HeldHead, Resolver};
 use crate::providers::{mock, MediaOp, Operation, UpstreamRequest};
 
 /// How long a pooled upstream connection may sit idle.
@@ -223,8 +225,15 @@ pub async fn open(
             Err(e) => return Err(classify(&name, timeout, &e)),
         }
     }
-    let Some((mut session, peer)) = connected else {
+    let Some((session, peer)) = connected else {
         return Err(last_err.unwrap_or(AttemptError::Connect { provider: name, detail: "no address".into() }));
+    };
+    // The request head leaves with the body's first bytes, in one write (see `HeldHead`).
+    let mut session = match session {
+        HttpSession::H1(h1) => {
+            HttpSession::H1(Http1Session::new_with_options(HeldHead::for_request(h1.into_inner()), &peer))
+        }
+        other => other,
     };
     // The connector does not copy the peer's timeouts onto the session.
     session.set_read_timeout(Some(timeout));

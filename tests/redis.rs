@@ -129,6 +129,32 @@ async fn a_budget_across_instances_overspends_at_most_one_request_and_survives_r
     eprintln!("budget $0.02 over 3 instances, 30 concurrent: {admitted} admitted, spent {spent} µ$, overspend {over} µ$ (one request: 2005 µ$)");
     assert!(over <= 2005, "overspend {over} µ$ is more than one request's cost");
     assert!(admitted >= 9, "the budget admits about ten: {admitted}");
+    // Every instance's admin view reads the shared counters: the spend of all three.
+    for gw in &gws {
+        eventually(Duration::from_secs(5), "the admin view shows the shared spend", || async {
+            let r = client()
+                .get(gw.admin_url("/admin/keys/k1/limits"))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            v["source"] == "redis" && v["key"]["budget"]["spent_micros"].as_u64() == Some(spent)
+        })
+        .await;
+    }
+    // And so does preflight, on every instance.
+    for gw in &gws {
+        let r = client()
+            .post(gw.url("/v1/gateway/preflight"))
+            .bearer_auth(KEY)
+            .body(r#"{"operations":[{"model":"fast","input_tokens":1,"output_tokens":1}]}"#)
+            .send()
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(v["budget_remaining_micros"]["key"].as_u64(), Some(budget.saturating_sub(spent)), "{v}");
+    }
 
     // Spend lives in Redis: every instance restarted still refuses.
     let mut again = Vec::new();

@@ -196,7 +196,7 @@ async fn reserve(
 }
 
 /// The limits of a key as a scope's rules.
-fn key_rules(k: &Key) -> ScopeRules {
+pub fn key_rules(k: &Key) -> ScopeRules {
     ScopeRules {
         rpm: k.rpm,
         tpm: k.tpm,

@@ -142,6 +142,26 @@ pub struct BudgetView {
     pub used_ratio: f64,
 }
 
+// === impl BudgetView ===
+
+impl BudgetView {
+    /// The view of `spent` and `reserved` micro-dollars against `b` in the period of `wall`.
+    pub fn new(b: BudgetRule, wall: SystemTime, spent: u64, reserved: u64) -> BudgetView {
+        BudgetView {
+            period: b.period,
+            period_start: rfc3339(period_start(b.period, wall)),
+            period_end: next_period_start(b.period, wall).map(rfc3339),
+            limit_micros: b.limit_micros,
+            spent_micros: spent,
+            reserved_micros: reserved,
+            remaining_micros: b.limit_micros.saturating_sub(spent + reserved),
+            limit_usd: micros_to_usd(b.limit_micros),
+            spent_usd: micros_to_usd(spent),
+            used_ratio: if b.limit_micros == 0 { 1.0 } else { spent as f64 / b.limit_micros as f64 },
+        }
+    }
+}
+
 // === impl LimitsRegistry ===
 
 impl Default for LimitsRegistry {
@@ -234,18 +254,7 @@ impl LimitsRegistry {
             budget: rules.budget.map(|b| {
                 state.budget.roll(b.period, wall_now);
                 let (spent, reserved) = state.budget.read();
-                BudgetView {
-                    period: b.period,
-                    period_start: rfc3339(period_start(b.period, wall_now)),
-                    period_end: next_period_start(b.period, wall_now).map(rfc3339),
-                    limit_micros: b.limit_micros,
-                    spent_micros: spent,
-                    reserved_micros: reserved,
-                    remaining_micros: b.limit_micros.saturating_sub(spent + reserved),
-                    limit_usd: micros_to_usd(b.limit_micros),
-                    spent_usd: micros_to_usd(spent),
-                    used_ratio: if b.limit_micros == 0 { 1.0 } else { spent as f64 / b.limit_micros as f64 },
-                }
+                BudgetView::new(b, wall_now, spent, reserved)
             }),
         }
     }

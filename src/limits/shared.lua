@@ -41,6 +41,37 @@ end
 local n = tonumber(ARGV[2])
 local id = ARGV[3]
 
+-- peek ARGV: "peek", n, "", then per scope 3 values: rpm, tpm, par (-1 = no such limit).
+--   returns per scope: {rpm_remaining, rpm_reset_ms, tpm_remaining, tpm_reset_ms, in_flight,
+--   spent, reserved}; writes nothing.
+if op == 'peek' then
+  local out = {}
+  for i = 0, n - 1 do
+    local k = i * 4
+    local a = 4 + i * 3
+    local row = {}
+    for slot, limit in ipairs({ tonumber(ARGV[a]), tonumber(ARGV[a + 1]) }) do
+      if limit > 0 then
+        local tat, _, remaining = gcra_level(KEYS[k + slot], limit)
+        table.insert(row, remaining)
+        table.insert(row, math.ceil((tat - now) / 1000))
+      elseif limit == 0 then
+        table.insert(row, 0)
+        table.insert(row, 0)
+      else
+        table.insert(row, -1)
+        table.insert(row, -1)
+      end
+    end
+    table.insert(row, redis.call('ZCOUNT', KEYS[k + 3], now, '+inf'))
+    local v = redis.call('HMGET', KEYS[k + 4], 'spent', 'reserved')
+    table.insert(row, tonumber(v[1] or '0'))
+    table.insert(row, tonumber(v[2] or '0'))
+    table.insert(out, row)
+  end
+  return out
+end
+
 if op == 'admit' then
   local tokens = tonumber(ARGV[4])
   local cost = tonumber(ARGV[5])

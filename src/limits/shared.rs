@@ -261,6 +261,44 @@ impl SharedLimits {
         Ok(Some(v.unwrap_or(0)))
     }
 
+    /// The live state of `scopes` as Redis has it (`GET /admin/keys/{id}/limits` when
+    /// `redis:` is set: this instance's memory holds none of it). One read-only script call.
+    pub async fn state(
+        &self,
+        scopes: &[(ScopeId, &ScopeRules)],
+        wall: SystemTime,
+    ) -> Result<Vec<super::ScopeView>, SharedError> {
+        let tag = tag_of(scopes);
+        let mut inv = self.script.prepare_invoke();
+        inv.arg("peek").arg(scopes.len()).arg("");
+        for (scope, rules) in scopes {
+            for k in keys(&tag, scope, rules, wall) {
+                inv.key(k);
+            }
+            inv.arg(opt(rules.rpm)).arg(opt(rules.tpm)).arg(opt(rules.max_parallel.map(u64::from)));
+        }
+        let rows: Vec<Vec<Value>> =
+            self.call(|mut conn| async move { inv.invoke_async(&mut conn).await }).await?;
+        Ok(scopes
+            .iter()
+            .zip(rows)
+            .map(|((scope, rules), row)| {
+                let int = |i: usize| row.get(i).and_then(as_i64).unwrap_or(0).max(0) as u64;
+                let window = |limit: Option<u64>, at: usize| {
+                    limit.map(|limit| super::WindowView { limit, remaining: int(at), reset_ms: int(at + 1) })
+                };
+                super::ScopeView {
+                    scope: scope.clone(),
+                    rpm: window(rules.rpm, 0),
+                    tpm: window(rules.tpm, 2),
+                    in_flight: u32::try_from(int(4)).unwrap_or(u32::MAX),
+                    max_parallel: rules.max_parallel,
+                    budget: rules.budget.map(|b| super::BudgetView::new(b, wall, int(5), int(6))),
+                }
+            })
+            .collect())
+    }
+
     /// Record a job object's owner record (`value`, JSON) under `id` unless one is there
     /// (SPEC section 10: every instance serves an id any instance created). `true` if set.
     pub async fn object_put(&self, id: &str, value: &str) -> Result<bool, SharedError> {

@@ -24,7 +24,7 @@ use crate::accounting::{cost_micros, resolve_price, MediaUnits};
 use crate::admission::{self, Principal};
 use crate::error::GatewayError;
 use crate::formats::{Format, Usage};
-use crate::limits::{micros_to_usd, BudgetRule, BudgetView, ScopeId, ScopeKind, ScopeRules};
+use crate::limits::{micros_to_usd, BudgetView, ScopeId, ScopeKind, ScopeRules};
 use crate::runtime::Runtime;
 
 /// The planned operations, as the client sends them.
@@ -100,10 +100,28 @@ pub async fn serve(s: &mut Session, ctx: &mut RequestCtx, rt: &Arc<Runtime>) -> 
         ctx.request_body = Some(body.clone());
     }
     let (mono, wall) = (admission::mono_ns(Instant::now()), SystemTime::now());
-    let key_rules = key_rules(&principal);
+    let key_rules = admission::key_rules(&principal.key);
     let scopes = admission::scopes(rt, &principal, &key_rules);
     ctx.rate_headers = rt.limits.rate_headers(&scopes, mono).pairs();
-    match answer(rt, &principal, &body, mono, wall) {
+    // With `redis:` the spend is in Redis (every instance's): read there, in one call.
+    let shared = match &rt.shared {
+        Some(sh) if !scopes.is_empty() => match sh.limits.state(&scopes, wall).await {
+            Ok(views) => Some(views),
+            Err(e) => {
+                tracing::debug!("{e}; preflight reads this instance's counters");
+                None
+            }
+        },
+        _ => None,
+    };
+    let budgets = |id: &ScopeId, rules: &ScopeRules| -> Option<BudgetView> {
+        rules.budget?;
+        match &shared {
+            Some(views) => views.iter().find(|v| &v.scope == id).and_then(|v| v.budget.clone()),
+            None => rt.limits.state(id, rules, mono, wall).budget,
+        }
+    };
+    match answer(rt, &principal, &body, budgets) {
         Ok(a) => {
             let body = serde_json::to_vec(&a).unwrap_or_default();
             respond::json(s, ctx, 200, body, &[]).await
@@ -118,11 +136,10 @@ pub fn answer(
     rt: &Runtime,
     principal: &Principal,
     body: &[u8],
-    mono_now_ns: u64,
-    wall_now: SystemTime,
+    budgets: impl Fn(&ScopeId, &ScopeRules) -> Option<BudgetView>,
 ) -> Result<Preflight, GatewayError> {
     let plan = parse(body)?;
-    let key_rules = key_rules(principal);
+    let key_rules = admission::key_rules(&principal.key);
     let scopes = admission::scopes(rt, principal, &key_rules);
     let mut per_operation = Vec::with_capacity(plan.operations.len());
     let mut total: u64 = 0;
@@ -166,7 +183,7 @@ pub fn answer(
     }
     let mut remaining = Remaining::<u64>::default();
     for (id, rules) in &scopes {
-        let Some(b) = budget_view(rt, id, rules, mono_now_ns, wall_now) else { continue };
+        let Some(b) = budgets(id, rules) else { continue };
         match id.kind {
             ScopeKind::Key => remaining.key = Some(b.remaining_micros),
             ScopeKind::Project => remaining.project = Some(b.remaining_micros),
@@ -221,29 +238,6 @@ fn parse(body: &[u8]) -> Result<Plan, GatewayError> {
     Ok(plan)
 }
 
-/// The key scope's rules, as admission builds them.
-fn key_rules(p: &Principal) -> ScopeRules {
-    let k = &p.key;
-    ScopeRules {
-        rpm: k.rpm,
-        tpm: k.tpm,
-        max_parallel: k.max_parallel,
-        budget: k.budget.as_ref().map(BudgetRule::from_config),
-    }
-}
-
-/// The live budget view of a scope, when its rules have a budget.
-fn budget_view(
-    rt: &Runtime,
-    id: &ScopeId,
-    rules: &ScopeRules,
-    mono_now_ns: u64,
-    wall_now: SystemTime,
-) -> Option<BudgetView> {
-    rules.budget?;
-    rt.limits.state(id, rules, mono_now_ns, wall_now).budget
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,7 +280,10 @@ keys:
     }
 
     fn ask(rt: &Runtime, body: &str) -> Result<Preflight, GatewayError> {
-        answer(rt, &principal(rt), body.as_bytes(), 1_000, SystemTime::now())
+        let wall = SystemTime::now();
+        answer(rt, &principal(rt), body.as_bytes(), |id, rules| {
+            rt.limits.state(id, rules, 1_000, wall).budget
+        })
     }
 
     #[test]
@@ -323,7 +320,7 @@ keys:
         let rt = runtime("");
         let scope = ScopeId::key("k1");
         rt.limits.seed_spend(scope.clone(), crate::config::BudgetPeriod::Daily, 7_000, SystemTime::now());
-        let rules = key_rules(&principal(&rt));
+        let rules = admission::key_rules(&principal(&rt).key);
         // A request in flight holds 1000 µ$ of the key's budget.
         let held = rt
             .limits

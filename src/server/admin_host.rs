@@ -73,12 +73,43 @@ impl LiveViews for Views {
             max_parallel: k.max_parallel,
             budget: k.budget.as_ref().map(BudgetRule::from_config),
         };
-        let key = rt.limits.state(&ScopeId::key(k.id.as_str()), &rules, mono, wall);
-        let project = k.project.as_deref().and_then(|p| {
-            let rules = rt.project_rules.get(p)?;
-            Some(rt.limits.state(&ScopeId::project(p), rules, mono, wall))
-        });
-        Some(serde_json::json!({ "key": key, "project": project }))
+        let key_scope = ScopeId::key(k.id.as_str());
+        let project =
+            k.project.as_deref().and_then(|p| Some((ScopeId::project(p), rt.project_rules.get(p)?)));
+        let mut key = rt.limits.state(&key_scope, &rules, mono, wall);
+        let mut project_view = project.as_ref().map(|(s, r)| rt.limits.state(s, r, mono, wall));
+        // With `redis:` the counters live in Redis (this instance's memory has none of them):
+        // read there, as admission does (the scopes that have a limit).
+        let mut source = "memory".to_string();
+        if let (Some(shared), Ok(handle)) = (&rt.shared, tokio::runtime::Handle::try_current()) {
+            let limited = |r: &ScopeRules| {
+                r.rpm.is_some() || r.tpm.is_some() || r.max_parallel.is_some() || r.budget.is_some()
+            };
+            let mut scopes: Vec<(ScopeId, &ScopeRules)> = Vec::with_capacity(2);
+            if limited(&rules) {
+                scopes.push((key_scope.clone(), &rules));
+            }
+            if let Some((s, r)) = project.as_ref().filter(|(_, r)| limited(r)) {
+                scopes.push((s.clone(), *r));
+            }
+            if !scopes.is_empty() {
+                // Admin handlers run on a blocking thread: waiting here blocks no request.
+                match handle.block_on(shared.limits.state(&scopes, wall)) {
+                    Ok(views) => {
+                        source = "redis".into();
+                        for v in views {
+                            if v.scope == key_scope {
+                                key = v;
+                            } else {
+                                project_view = Some(v);
+                            }
+                        }
+                    }
+                    Err(e) => source = format!("memory ({e})"),
+                }
+            }
+        }
+        Some(serde_json::json!({ "key": key, "project": project_view, "source": source }))
     }
 
     fn usage(&self, q: &UsageQuery) -> Result<serde_json::Value, String> {

@@ -3,8 +3,9 @@
 //! after a soak of mixed traffic, back at idle, against its pre-load level.
 //!
 //! Run: `cargo bench --bench memory` (options after `--`: `--streams 5000` concurrent streams,
-//! `--stream-s 20` how long each stream lasts, `--soak-s 600` the soak, `--threads 2` the
-//! gateway's worker threads). The gateway is the release binary on a mock upstream of this
+//! `--stream-s 20` how long each stream lasts, `--idle-s 0` how long to watch RSS idle after
+//! the streams (a sample every 30 s), `--soak-s 600` the soak, `--threads 2` the gateway's
+//! worker threads). The gateway is the release binary on a mock upstream of this
 //! process (OpenAI SSE, one event per second per stream), with the access log on (at the
 //! default `info` level, written to a file) and usage lines written, as in production.
 
@@ -35,6 +36,7 @@ async fn run() {
     let streams: usize = arg("--streams", 5000);
     let stream_s: u64 = arg("--stream-s", 20);
     let soak_s: u64 = arg("--soak-s", 600);
+    let idle_s: u64 = arg("--idle-s", 0);
     let threads: usize = arg("--threads", 2);
     let mock = start_mock(Duration::from_secs(1), stream_s).await;
     let dir = tempfile::tempdir().unwrap();
@@ -87,6 +89,14 @@ async fn run() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after_streams = kb(pid, "VmRSS");
     println!("after the streams, idle: {} MiB", mib(after_streams));
+    // RSS while idle after the load (does the allocator give it back, or does it drift?).
+    let mut watched = 0;
+    while watched < idle_s {
+        let step = (idle_s - watched).min(30);
+        tokio::time::sleep(Duration::from_secs(step)).await;
+        watched += step;
+        println!("idle {} s after the streams: RSS {} MiB", watched + 5, mib(kb(pid, "VmRSS")));
+    }
 
     // Soak: 200 streams at a time plus JSON requests at ~500/s, for soak_s seconds.
     let until = Instant::now() + Duration::from_secs(soak_s);

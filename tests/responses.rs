@@ -492,3 +492,56 @@ models:
     assert!(journal.contains("\"three\""), "the third turn is kept");
     assert!(!journal.contains("secret"), "store:false never reaches the disk");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_a_response_made_through_one_instance_is_routed_by_id_through_another() {
+    let Some(redis) = RedisServer::start().await else { return };
+    let pa = responses_server("pa").await;
+    let pb = responses_server("pb").await;
+    let cfg = format!(
+        r#"limits: {{ upstream_timeout_ms: 5000 }}
+redis: {{ url: "{}", timeout_ms: 200 }}
+providers:
+  - {{ name: pa, kind: openai_compatible, base_url: "{}", responses: true }}
+  - {{ name: pb, kind: openai_compatible, base_url: "{}", responses: true }}
+models:
+  - {{ alias: pair, targets: [ {{ provider: pa, model: m0 }}, {{ provider: pb, model: m1 }} ] }}
+{}"#,
+        redis.url(),
+        pa.url(),
+        pb.url(),
+        keys()
+    );
+    let (one, two) = (Gateway::start(&cfg).await, Gateway::start(&cfg).await);
+    // Responses made through the first instance, on both targets.
+    let mut created = Vec::new();
+    for i in 0..6 {
+        let r = post(&one, KEY, &format!(r#"{{"model":"pair","input":"turn {i}"}}"#)).await;
+        assert_eq!(r.status(), 200);
+        let provider = r.headers()["x-gateway-provider"].to_str().unwrap().to_string();
+        created.push((json_of(r).await["id"].as_str().unwrap().to_string(), provider));
+    }
+    // Reads and follow-ups through the second: each reaches the creating target.
+    for (id, creator) in &created {
+        // The record reaches Redis off the request's path: wait until a read by id finds it.
+        eventually(Duration::from_secs(5), "the record in Redis", || async {
+            let r =
+                client().get(two.url(&format!("/v1/responses/{id}"))).bearer_auth(KEY).send().await.unwrap();
+            r.status() == 200
+        })
+        .await;
+        let (ca, cb) = (pa.count(), pb.count());
+        let body = format!(r#"{{"model":"pair","input":"more","previous_response_id":"{id}"}}"#);
+        let r = post(&two, KEY, &body).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-gateway-provider"], creator.as_str(), "{id}");
+        assert_eq!(pa.count() + pb.count(), ca + cb + 1, "one attempt");
+        let other = client()
+            .get(two.url(&format!("/v1/responses/{id}")))
+            .bearer_auth(OTHER_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(other.status(), 404, "another project's id through the other instance");
+    }
+}

@@ -26,9 +26,9 @@ use super::{AlertKind, Demand, Dimension, Level, Refusal, ScopeId, ScopeKind, Sc
 /// Key layout and script version: bump both together when the layout changes.
 const PREFIX: &str = "llmgw:v1";
 
-/// The key of a job object's owner record (its id is its own hash tag: one slot per object).
-fn object_key(id: &str) -> String {
-    format!("{PREFIX}:obj:{{{id}}}")
+/// The key of a record (its id is its own hash tag: one slot per record).
+fn record_key(space: &str, id: &str) -> String {
+    format!("{PREFIX}:{space}:{{{id}}}")
 }
 
 /// How long the breaker stays open after a failed call.
@@ -299,30 +299,42 @@ impl SharedLimits {
             .collect())
     }
 
-    /// Record a job object's owner record (`value`, JSON) under `id` unless one is there
-    /// (SPEC section 10: every instance serves an id any instance created). `true` if set.
-    pub async fn object_put(&self, id: &str, value: &str) -> Result<bool, SharedError> {
-        let (key, value) = (object_key(id), value.to_string());
+    /// Put a record (`value`, JSON) of `space` under `id` unless one is there, expiring after
+    /// `ttl` when given: job objects' owners (`obj`) and stored responses' targets (`resp`),
+    /// so every instance serves an id any instance created (SPEC sections 9-10). `true` if set.
+    pub async fn record_put(
+        &self,
+        space: &str,
+        id: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool, SharedError> {
+        let (key, value) = (record_key(space, id), value.to_string());
         let set: Option<String> = self
             .call(|mut conn| async move {
-                redis::cmd("SET").arg(key).arg(value).arg("NX").query_async(&mut conn).await
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(key).arg(value).arg("NX");
+                if let Some(ttl) = ttl {
+                    cmd.arg("EX").arg(ttl.as_secs().max(1));
+                }
+                cmd.query_async(&mut conn).await
             })
             .await?;
         Ok(set.is_some())
     }
 
-    /// The owner records of `ids`, in order (`None` where Redis has none), in one round trip.
-    pub async fn objects_get(&self, ids: &[&str]) -> Result<Vec<Option<String>>, SharedError> {
+    /// The records of `ids` in `space`, in order (`None` where Redis has none), in one round trip.
+    pub async fn records_get(&self, space: &str, ids: &[&str]) -> Result<Vec<Option<String>>, SharedError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = ids.iter().map(|id| object_key(id)).collect();
+        let keys: Vec<String> = ids.iter().map(|id| record_key(space, id)).collect();
         self.call(|mut conn| async move { redis::cmd("MGET").arg(keys).query_async(&mut conn).await }).await
     }
 
-    /// Mark a finished job as charged: `true` for exactly one caller across every instance.
-    pub async fn object_charge_once(&self, id: &str) -> Result<bool, SharedError> {
-        let key = format!("{}:charged", object_key(id));
+    /// `true` for exactly one caller across every instance (a finished job's charge).
+    pub async fn record_once(&self, space: &str, id: &str) -> Result<bool, SharedError> {
+        let key = format!("{}:once", record_key(space, id));
         let set: Option<String> = self
             .call(|mut conn| async move {
                 redis::cmd("SET").arg(key).arg(1).arg("NX").query_async(&mut conn).await
@@ -331,9 +343,9 @@ impl SharedLimits {
         Ok(set.is_some())
     }
 
-    /// Forget a deleted object.
-    pub async fn object_remove(&self, id: &str) -> Result<(), SharedError> {
-        let keys = vec![object_key(id), format!("{}:charged", object_key(id))];
+    /// Forget a record (its object was deleted).
+    pub async fn record_remove(&self, space: &str, id: &str) -> Result<(), SharedError> {
+        let keys = vec![record_key(space, id), format!("{}:once", record_key(space, id))];
         self.call(|mut conn| async move { redis::cmd("DEL").arg(keys).query_async::<i64>(&mut conn).await })
             .await
             .map(|_| ())

@@ -249,6 +249,10 @@ async fn admit(
     if format == Format::OpenAiResponses && media.is_none() {
         // An alias that does not resolve is refused by `admission::admit` below.
         if let Ok(alias) = admission::resolve_alias(rt, &principal, &inbound.model) {
+            if let Some(prev) = inbound.peek.previous_response_id.clone() {
+                let owner = crate::responses::owner(&principal);
+                super::responses::warm(gw, rt, &prev, &owner, SystemTime::now()).await;
+            }
             match super::responses::prepare(gw, rt, &principal, &mut inbound, alias, SystemTime::now()) {
                 Ok(turn) => inbound.turn = Some(turn),
                 Err(r) => {

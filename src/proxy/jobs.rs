@@ -35,6 +35,9 @@ use crate::jobs::{Act, Api, JobCall};
 use crate::providers::{self, Operation, UpstreamRequest};
 use crate::runtime::Runtime;
 
+/// The Redis space of job objects' owner records.
+const OBJECTS: &str = "obj";
+
 /// Pages of a provider's list read for one list call, at most (each up to 100 objects).
 const MAX_LIST_PAGES: usize = 20;
 
@@ -346,7 +349,7 @@ async fn lookup(gw: &Gateway, rt: &Runtime, ids: &[&str]) -> Vec<Option<Object>>
     let mut found: Vec<Option<Object>> = ids.iter().map(|id| gw.objects.find(id)).collect();
     let missing: Vec<&str> = ids.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(id, _)| *id).collect();
     let Some(shared) = rt.shared.as_ref().filter(|_| !missing.is_empty()) else { return found };
-    match shared.limits.objects_get(&missing).await {
+    match shared.limits.records_get(OBJECTS, &missing).await {
         Ok(values) => {
             let mut got = missing.iter().zip(values);
             for (slot, id) in found.iter_mut().zip(ids) {
@@ -385,7 +388,7 @@ async fn record(gw: &Gateway, rt: &Runtime, id: &str, object: Object) -> Result<
     }
     if let Some(shared) = &rt.shared {
         let text = serde_json::to_string(&object).unwrap_or_default();
-        if let Err(e) = shared.limits.object_put(id, &text).await {
+        if let Err(e) = shared.limits.record_put(OBJECTS, id, &text, None).await {
             tracing::warn!("{e}; {id} is served by this instance only until it is recorded in Redis");
         }
     }
@@ -396,7 +399,7 @@ async fn record(gw: &Gateway, rt: &Runtime, id: &str, object: Object) -> Result<
 /// instance's file alone when it is not, or does not answer).
 async fn charge_once(gw: &Gateway, rt: &Runtime, id: &str) -> bool {
     if let Some(shared) = &rt.shared {
-        match shared.limits.object_charge_once(id).await {
+        match shared.limits.record_once(OBJECTS, id).await {
             Ok(false) => return false,
             Ok(true) => {}
             Err(e) => tracing::warn!("{e}; {id} charged by this instance's record alone"),
@@ -419,7 +422,7 @@ async fn forget(gw: &Gateway, rt: &Runtime, id: &str) {
         tracing::warn!("{e}");
     }
     if let Some(shared) = &rt.shared {
-        if let Err(e) = shared.limits.object_remove(id).await {
+        if let Err(e) = shared.limits.record_remove(OBJECTS, id).await {
             tracing::warn!("{e}");
         }
     }

@@ -199,6 +199,28 @@ fn own_input(body: &[u8]) -> Result<Vec<Value>, GatewayError> {
     })
 }
 
+/// The Redis space of stored responses' records (which target made each id, for whom).
+const RESPONSES: &str = "resp";
+
+/// Make sure this instance knows the record of `id` when another instance made it (with
+/// `redis:`, every instance routes a follow-up or a read by id to the creating target).
+pub async fn warm(gw: &Gateway, rt: &Runtime, id: &str, owner: &str, now: SystemTime) {
+    if gw.responses.affinity.get(id, owner, now).is_some() {
+        return;
+    }
+    let Some(shared) = &rt.shared else { return };
+    match shared.limits.records_get(RESPONSES, &[id]).await {
+        Ok(found) => {
+            if let Some(a) = found.into_iter().flatten().next().and_then(|t| serde_json::from_str(&t).ok()) {
+                gw.responses.affinity.cache(id, a);
+            }
+        }
+        Err(e) => {
+            tracing::debug!("{e}; stored responses other instances created are unknown until it answers")
+        }
+    }
+}
+
 /// A response created by a target that stores it: remember where, for whom.
 pub fn record_native(gw: &Gateway, turn: &TurnCtx, id: &str, provider: &str, model: &str, alias: &str) {
     if !turn.store || id.is_empty() {
@@ -212,6 +234,17 @@ pub fn record_native(gw: &Gateway, turn: &TurnCtx, id: &str, provider: &str, mod
         alias: alias.to_string(),
         created: now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
+    // With `redis:`, every instance learns it (off the request's path; kept as long as here).
+    if let Some(shared) = gw.store.load().shared.clone() {
+        let (id, ttl) = (id.to_string(), gw.responses.affinity.retention());
+        if let Ok(text) = serde_json::to_string(&a) {
+            tokio::spawn(async move {
+                if let Err(e) = shared.limits.record_put(RESPONSES, &id, &text, Some(ttl)).await {
+                    tracing::warn!("{e}; response {id} is routed by this instance only");
+                }
+            });
+        }
+    }
     gw.responses.affinity.record(id, a, now);
 }
 
@@ -289,6 +322,7 @@ pub async fn serve_stored(
     };
     let owner = responses::owner(&principal);
     let now = SystemTime::now();
+    warm(gw, &rt, &id, &owner, now).await;
     if let Some(a) = gw.responses.affinity.get(&id, &owner, now) {
         let Some(provider) = rt.snap.providers.iter().find(|p| p.name == a.provider) else {
             let e = GatewayError::Upstream(format!(
@@ -311,6 +345,11 @@ pub async fn serve_stored(
         let up = forward(gw, s, ctx, provider, &a.model, &req).await?;
         if op == StoredOp::Delete && up.is_some_and(|status| (200..300).contains(&status)) {
             gw.responses.affinity.remove(&id, &owner);
+            if let Some(shared) = &rt.shared {
+                if let Err(e) = shared.limits.record_remove(RESPONSES, &id).await {
+                    tracing::warn!("{e}");
+                }
+            }
         }
         return Ok(());
     }

@@ -144,6 +144,17 @@ impl AffinityStore {
         (a.owner == owner && !self.expired(a, now)).then(|| a.clone())
     }
 
+    /// Keep a record another instance made (read from Redis) in memory, not in the journal:
+    /// that instance's journal and Redis hold it.
+    pub fn cache(&self, id: &str, a: Affinity) {
+        self.shard(id).write().entry(id.to_string()).or_insert(a);
+    }
+
+    /// How long a record is kept.
+    pub fn retention(&self) -> Duration {
+        self.retention
+    }
+
     /// Forget `id` (its owner deleted it). `false` when `owner` has no such record.
     pub fn remove(&self, id: &str, owner: &str) -> bool {
         let mut shard = self.shard(id).write();

@@ -95,7 +95,13 @@ async fn run() {
         let step = (idle_s - watched).min(30);
         tokio::time::sleep(Duration::from_secs(step)).await;
         watched += step;
-        println!("idle {} s after the streams: RSS {} MiB", watched + 5, mib(kb(pid, "VmRSS")));
+        println!(
+            "idle {} s after the streams: RSS {} MiB (anonymous {} MiB, of it in huge pages {} MiB)",
+            watched + 5,
+            mib(kb(pid, "VmRSS")),
+            mib(kb(pid, "RssAnon")),
+            mib(smaps_kb(pid, "AnonHugePages"))
+        );
     }
 
     // Soak: 200 streams at a time plus JSON requests at ~500/s, for soak_s seconds.
@@ -286,6 +292,15 @@ fn pause() {
 
 fn kb(pid: u32, field: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A field of `/proc/<pid>/smaps_rollup`, in KiB.
+fn smaps_kb(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     s.lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())

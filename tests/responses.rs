@@ -545,3 +545,77 @@ models:
         assert_eq!(other.status(), 404, "another project's id through the other instance");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn web_search_reaches_anthropics_search_tool_and_a_target_without_search_is_a_clear_400() {
+    // Anthropic answers with its search blocks, then the text with a citation, stream or not.
+    let anth = MockUpstream::start(|r, _| {
+        let req = r.json();
+        let searched = req["tools"].as_array().is_some_and(|t| t.iter().any(|t| t["type"] == "web_search_20250305"));
+        let text = if searched { "searched: the news" } else { "no search tool" };
+        let blocks = json!([
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "news"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [{"type": "web_search_result", "url": "https://x.test", "title": "X", "encrypted_content": "e"}]},
+            {"type": "text", "text": text, "citations": [{"type": "web_search_result_location", "url": "https://x.test", "title": "X", "cited_text": "n", "encrypted_index": "i"}]}]);
+        if req["stream"] != json!(true) {
+            let body = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude", "content": blocks,
+                "stop_reason": "end_turn", "stop_sequence": null, "usage": {"input_tokens": 10, "output_tokens": 4}});
+            return Reply::json(200, &body.to_string());
+        }
+        let mut events = vec![("message_start", json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
+            "role": "assistant", "model": "claude", "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 10, "output_tokens": 1}}}))];
+        events.push(("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}})));
+        events.push(("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"query\":\"news\"}"}})));
+        events.push(("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+        events.push(("content_block_start", json!({"type": "content_block_start", "index": 1, "content_block": blocks[1]})));
+        events.push(("content_block_stop", json!({"type": "content_block_stop", "index": 1})));
+        events.push(("content_block_start", json!({"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": ""}})));
+        events.push(("content_block_delta", json!({"type": "content_block_delta", "index": 2, "delta": {"type": "citations_delta", "citation": blocks[2]["citations"][0]}})));
+        events.push(("content_block_delta", json!({"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": text}})));
+        events.push(("content_block_stop", json!({"type": "content_block_stop", "index": 2})));
+        events.push(("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 4}})));
+        events.push(("message_stop", json!({"type": "message_stop"})));
+        let text: String = events.iter().map(|(e, v)| format!("event: {e}\ndata: {v}\n\n")).collect();
+        Reply::sse(vec![(Wait::None, &text)])
+    })
+    .await;
+    let chat = MockUpstream::start(|_, _| Reply::json(500, "{}")).await;
+    let gw = Gateway::start(format!(
+        r#"limits: {{ upstream_timeout_ms: 5000 }}
+providers:
+  - {{ name: anth, kind: anthropic, base_url: "{}", api_key: sk-ant }}
+  - {{ name: local, kind: openai_compatible, base_url: "{}" }}
+models:
+  - {{ alias: claude, targets: [ {{ provider: anth, model: claude-x }} ] }}
+  - {{ alias: local, targets: [ {{ provider: local, model: llama }} ] }}
+{}"#,
+        anth.url(),
+        chat.url(),
+        keys()
+    ))
+    .await;
+    let body = |model: &str, stream: bool| {
+        format!(
+            r#"{{"model":"{model}","input":"news?","stream":{stream},"tools":[{{"type":"web_search","filters":{{"allowed_domains":["x.test"]}}}}]}}"#
+        )
+    };
+    let r = post(&gw, KEY, &body("claude", false)).await;
+    assert_eq!(r.status(), 200);
+    let v = json_of(r).await;
+    assert!(v.to_string().contains("searched: the news"), "{v}");
+    let sent = anth.requests()[0].json();
+    let tool = sent["tools"].as_array().unwrap().iter().find(|t| t["name"] == "web_search").cloned().unwrap();
+    assert_eq!(tool["allowed_domains"], json!(["x.test"]));
+    let r = post(&gw, KEY, &body("claude", true)).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("searched: the news") && text.contains("response.completed"), "{text}");
+    // A Chat-only target has no server-side search: 400 naming the tool, nothing sent.
+    let r = post(&gw, KEY, &body("local", false)).await;
+    assert_eq!(r.status(), 400);
+    let v = json_of(r).await;
+    let msg = v["error"]["message"].as_str().unwrap_or("");
+    assert!(msg.contains("web_search") && msg.contains("no server-side web search"), "{v}");
+    assert_eq!(chat.count(), 0);
+}

@@ -192,6 +192,9 @@ fn decode_blocks(content: &Value, field: &str) -> Result<Vec<Part>, TranslateErr
                     .map(str::to_owned),
             },
             "redacted_thinking" => Part::RedactedThinking { data: s("data") },
+            // The model's own web searches and their results: what it learned is in the text
+            // blocks that follow (with their citations); no other format has these blocks.
+            "server_tool_use" | "web_search_tool_result" => continue,
             other => return Err(TranslateError::Unsupported(format!("{field}[{j}] of type {other:?}"))),
         };
         out.push(part);
@@ -211,6 +214,9 @@ fn decode_image(src: &Value, field: &str) -> Result<ImageSource, TranslateError>
     }
 }
 
+/// The version of Anthropic's web search tool the gateway asks for.
+pub const WEB_SEARCH_TOOL: &str = "web_search_20250305";
+
 pub fn encode_request(req: &ChatRequest, opts: &RequestOptions) -> Result<Encoded, TranslateError> {
     let mut dropped = Vec::new();
     let s = &req.sampling;
@@ -229,7 +235,7 @@ pub fn encode_request(req: &ChatRequest, opts: &RequestOptions) -> Result<Encode
         body.insert("system".into(), system);
     }
     body.insert("messages".into(), Value::Array(encode_messages(&req.messages)));
-    if !req.tools.is_empty() {
+    if !req.tools.is_empty() || req.web_search.is_some() {
         let tools = req.tools.iter().map(|t| {
             let mut o = Map::new();
             o.insert("name".into(), json!(t.name));
@@ -239,7 +245,19 @@ pub fn encode_request(req: &ChatRequest, opts: &RequestOptions) -> Result<Encode
             o.insert("input_schema".into(), object_schema(&t.parameters));
             Value::Object(o)
         });
-        body.insert("tools".into(), Value::Array(tools.collect()));
+        let mut tools: Vec<Value> = tools.collect();
+        if let Some(ws) = &req.web_search {
+            // Anthropic's server-side web search tool.
+            let mut t = json!({"type": WEB_SEARCH_TOOL, "name": "web_search"});
+            if !ws.allowed_domains.is_empty() {
+                t["allowed_domains"] = json!(ws.allowed_domains);
+            }
+            if let Some(l) = &ws.user_location {
+                t["user_location"] = l.clone();
+            }
+            tools.push(t);
+        }
+        body.insert("tools".into(), Value::Array(tools));
     }
     let disable_parallel = req.parallel_tool_calls == Some(false) && !req.tools.is_empty();
     if !req.tools.is_empty() && (req.tool_choice.is_some() || disable_parallel) {

@@ -44,6 +44,9 @@ const IMAGE_FORMATS: &[(&str, &str)] = &[
 /// - `cache_control` on a text block becomes a `cachePoint` after it.
 /// - Thinking parts without a signature are not replayed (Bedrock would reject them).
 pub fn encode_request(req: &ChatRequest, opts: &RequestOptions) -> Result<Encoded, TranslateError> {
+    if req.web_search.is_some() {
+        return Err(super::WebSearch::unsupported("Bedrock"));
+    }
     let mut dropped: Vec<&'static str> = Vec::new();
     let mut body = Map::new();
 

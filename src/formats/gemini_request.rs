@@ -332,6 +332,13 @@ pub fn encode_request(req: &ChatRequest, _opts: &RequestOptions) -> Result<Encod
             .collect();
         body.insert("tools".into(), json!([{ "functionDeclarations": decls }]));
     }
+    if req.web_search.is_some() {
+        // Grounding with Google Search (it takes no domain or location filter).
+        let tools = body.entry("tools").or_insert_with(|| json!([]));
+        if let Some(a) = tools.as_array_mut() {
+            a.push(json!({"google_search": {}}));
+        }
+    }
     if let Some(tc) = &req.tool_choice {
         let fc = match tc {
             ToolChoice::Auto => json!({"mode": "AUTO"}),

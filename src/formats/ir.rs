@@ -45,6 +45,9 @@ pub struct ChatRequest {
     pub system: Vec<SystemPart>,
     pub messages: Vec<Message>,
     pub tools: Vec<Tool>,
+    /// The provider's own web search, asked for as a built-in tool (Responses `web_search`):
+    /// Anthropic's web search tool, Gemini's Google Search grounding; no other target has one.
+    pub web_search: Option<WebSearch>,
     pub tool_choice: Option<ToolChoice>,
     pub parallel_tool_calls: Option<bool>,
     pub sampling: Sampling,
@@ -127,6 +130,25 @@ pub struct ToolResult {
     /// Text and image parts only.
     pub content: Vec<Part>,
     pub is_error: bool,
+}
+
+/// A server-side web search the model may run (what every provider that has one accepts).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WebSearch {
+    /// Only these domains (Responses `filters.allowed_domains`).
+    pub allowed_domains: Vec<String>,
+    /// `{type: approximate, city, region, country, timezone}` (the same shape at OpenAI and
+    /// Anthropic).
+    pub user_location: Option<Value>,
+}
+
+impl WebSearch {
+    /// The refusal for a target that has no server-side search.
+    pub fn unsupported(target: &str) -> super::TranslateError {
+        super::TranslateError::Unsupported(format!(
+            "the `web_search` tool: {target} targets have no server-side web search (Anthropic and Gemini do)"
+        ))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -265,6 +265,9 @@ fn decode_response_format(v: &Value) -> Option<ResponseFormat> {
 }
 
 pub fn encode_request(req: &ChatRequest, opts: &RequestOptions) -> Result<Encoded, TranslateError> {
+    if req.web_search.is_some() {
+        return Err(super::WebSearch::unsupported("Chat Completions"));
+    }
     let mut dropped = Vec::new();
     let mut body = Map::new();
     body.insert("model".into(), json!(opts.target_model));

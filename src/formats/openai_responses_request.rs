@@ -4,7 +4,7 @@ use serde_json::{json, Map, Value};
 
 use super::super::{
     ChatRequest, Encoded, ImageSource, Message, Part, Reasoning, RequestOptions, ResponseFormat, Role,
-    SystemPart, Tool, ToolCall, ToolChoice, ToolResult, TranslateError,
+    SystemPart, Tool, ToolCall, ToolChoice, ToolResult, TranslateError, WebSearch,
 };
 use super::{image_from_url, str_field, text_part, SIGNATURE_PREFIX};
 
@@ -22,7 +22,7 @@ pub fn decode_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
                 _ => return Err(TranslateError::invalid("instructions", "expected a string")),
             },
             "input" => decode_input(val, &mut req)?,
-            "tools" => req.tools = decode_tools(&val)?,
+            "tools" => (req.tools, req.web_search) = decode_tools(&val)?,
             "tool_choice" => req.tool_choice = decode_tool_choice(&val)?,
             "parallel_tool_calls" => req.parallel_tool_calls = val.as_bool(),
             "max_output_tokens" => req.max_tokens = as_u32(&val, "max_output_tokens")?,
@@ -213,16 +213,31 @@ fn image_to_url(img: &ImageSource) -> String {
     }
 }
 
-fn decode_tools(v: &Value) -> Result<Vec<Tool>, TranslateError> {
+/// The request's function tools, and the web search it asks for (a built-in tool that maps to
+/// the target's own search).
+fn decode_tools(v: &Value) -> Result<(Vec<Tool>, Option<WebSearch>), TranslateError> {
     let Some(arr) = v.as_array() else {
         return match v {
-            Value::Null => Ok(Vec::new()),
+            Value::Null => Ok((Vec::new(), None)),
             _ => Err(TranslateError::invalid("tools", "expected an array")),
         };
     };
     let mut tools = Vec::with_capacity(arr.len());
+    let mut search = None;
     for t in arr {
         match str_field(t, "type") {
+            "web_search"
+            | "web_search_preview"
+            | "web_search_2025_08_26"
+            | "web_search_preview_2025_03_11" => {
+                let allowed = t.pointer("/filters/allowed_domains").and_then(Value::as_array);
+                search = Some(WebSearch {
+                    allowed_domains: allowed
+                        .map(|a| a.iter().filter_map(|d| d.as_str().map(str::to_owned)).collect())
+                        .unwrap_or_default(),
+                    user_location: t.get("user_location").filter(|l| l.is_object()).cloned(),
+                });
+            }
             "function" => tools.push(Tool {
                 name: str_field(t, "name").to_owned(),
                 description: t.get("description").and_then(Value::as_str).map(str::to_owned),
@@ -236,7 +251,7 @@ fn decode_tools(v: &Value) -> Result<Vec<Tool>, TranslateError> {
             }
         }
     }
-    Ok(tools)
+    Ok((tools, search))
 }
 
 fn decode_tool_choice(v: &Value) -> Result<Option<ToolChoice>, TranslateError> {
@@ -283,8 +298,8 @@ pub fn encode_request(req: &ChatRequest, opts: &RequestOptions) -> Result<Encode
         body.insert("instructions".into(), json!(text.join("\n\n")));
     }
     body.insert("input".into(), Value::Array(encode_input(&req.messages)));
-    if !req.tools.is_empty() {
-        let tools: Vec<Value> = req
+    if !req.tools.is_empty() || req.web_search.is_some() {
+        let mut tools: Vec<Value> = req
             .tools
             .iter()
             .map(|t| {
@@ -298,6 +313,16 @@ pub fn encode_request(req: &ChatRequest, opts: &RequestOptions) -> Result<Encode
                 o
             })
             .collect();
+        if let Some(ws) = &req.web_search {
+            let mut t = json!({"type": "web_search"});
+            if !ws.allowed_domains.is_empty() {
+                t["filters"] = json!({"allowed_domains": ws.allowed_domains});
+            }
+            if let Some(l) = &ws.user_location {
+                t["user_location"] = l.clone();
+            }
+            tools.push(t);
+        }
         body.insert("tools".into(), Value::Array(tools));
     }
     if let Some(tc) = &req.tool_choice {

@@ -353,3 +353,47 @@ fn a_translated_responses_stream_echoes_the_request_in_every_response_object() {
     t.feed(chat.as_bytes(), &mut out).unwrap();
     assert!(String::from_utf8(out).unwrap().contains("\"tools\":[]"));
 }
+
+#[test]
+fn a_responses_web_search_maps_to_anthropics_search_tool_and_geminis_grounding_and_is_refused_elsewhere() {
+    let body = br#"{"model":"m","input":"news?","tools":[{"type":"web_search","filters":{"allowed_domains":["example.com"]},"user_location":{"type":"approximate","country":"FR"}},{"type":"function","name":"f","parameters":{"type":"object"}}]}"#;
+    let v = |e: Encoded| serde_json::from_slice::<serde_json::Value>(&e.body).unwrap();
+    let a = v(translate_request(Format::OpenAiResponses, Format::Anthropic, body, &REQ).unwrap());
+    let tools = a["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 2);
+    assert_eq!(tools[0]["name"], "f");
+    assert_eq!(tools[1]["type"], crate::formats::anthropic::WEB_SEARCH_TOOL);
+    assert_eq!(tools[1]["name"], "web_search");
+    assert_eq!(tools[1]["allowed_domains"], serde_json::json!(["example.com"]));
+    assert_eq!(tools[1]["user_location"]["country"], "FR");
+    let g = v(translate_request(Format::OpenAiResponses, Format::Gemini, body, &REQ).unwrap());
+    assert_eq!(g["tools"][1], serde_json::json!({"google_search": {}}));
+    assert!(g["tools"][0]["functionDeclarations"].is_array());
+    // Only web search: Gemini still gets grounding, Anthropic the tool alone.
+    let only = br#"{"model":"m","input":"news?","tools":[{"type":"web_search_preview"}]}"#;
+    let g = v(translate_request(Format::OpenAiResponses, Format::Gemini, only, &REQ).unwrap());
+    assert_eq!(g["tools"], serde_json::json!([{"google_search": {}}]));
+    let a = v(translate_request(Format::OpenAiResponses, Format::Anthropic, only, &REQ).unwrap());
+    assert_eq!(a["tools"].as_array().map(Vec::len), Some(1));
+    for to in [Format::OpenAiChat, Format::Bedrock] {
+        let e = translate_request(Format::OpenAiResponses, to, only, &REQ).unwrap_err().to_string();
+        assert!(e.contains("web_search") && e.contains("no server-side web search"), "{to:?}: {e}");
+    }
+    // Other built-in tools are still refused by name.
+    let fs = br#"{"model":"m","input":"x","tools":[{"type":"file_search","vector_store_ids":["v"]}]}"#;
+    let e = translate_request(Format::OpenAiResponses, Format::Anthropic, fs, &REQ).unwrap_err().to_string();
+    assert!(e.contains("file_search"), "{e}");
+}
+
+#[test]
+fn an_anthropic_answer_with_web_search_blocks_translates_to_its_text() {
+    let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[
+        {"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{"query":"news"}},
+        {"type":"web_search_tool_result","tool_use_id":"srvtoolu_1","content":[{"type":"web_search_result","url":"https://x.test","title":"X","encrypted_content":"e"}]},
+        {"type":"text","text":"Here is the news","citations":[{"type":"web_search_result_location","url":"https://x.test","title":"X","cited_text":"n"}]}],
+        "stop_reason":"end_turn","usage":{"input_tokens":10,"output_tokens":5,"server_tool_use":{"web_search_requests":1}}}"#;
+    let r = decode_response(Format::Anthropic, body).unwrap();
+    let opts = ResponseOptions { model: "m", gemini_sse: true, include_usage: false };
+    let out = String::from_utf8(encode_response(Format::OpenAiResponses, &r, &opts)).unwrap();
+    assert!(out.contains("Here is the news"), "{out}");
+}

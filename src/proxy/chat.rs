@@ -402,8 +402,7 @@ async fn proxy(
             ) {
                 Ok(b) => b,
                 Err(e) => {
-                    let msg =
-                        format!("skipped: cannot translate the request for {}: {e}", provider.kind.name());
+                    let msg = format!("{UNTRANSLATABLE} for {}: {e}", provider.kind.name());
                     ctx.attempt_log.push(format!("{}/{}: {msg}", provider.name, target.model));
                     ctx.attempts -= 1;
                     plan.skipped(&step, msg);
@@ -572,9 +571,19 @@ async fn proxy(
         }
     }
     let (tried, timed_out) = plan.into_report();
+    // No target can take this request as it is (a built-in tool none of them has, ...): the
+    // client's 400, naming each target and why, not an upstream failure.
+    if ctx.attempts == 0 && !tried.is_empty() && tried.iter().all(|t| t.outcome.starts_with(UNTRANSLATABLE)) {
+        let why: Vec<String> = tried.iter().map(|t| format!("{}: {}", t.target, t.outcome)).collect();
+        let e = GatewayError::InvalidRequest(format!("no target can take this request: {}", why.join("; ")));
+        return respond::error(s, ctx, inb.client_format(), e).await;
+    }
     let e = GatewayError::AllTargetsFailed { attempts: ctx.attempts, tried, timed_out };
     respond::error(s, ctx, inb.client_format(), e).await
 }
+
+/// How a target the request cannot be translated for is reported.
+const UNTRANSLATABLE: &str = "skipped: cannot translate the request";
 
 /// The body for one upstream: same format = splice `model` only; else translate via the IR.
 fn upstream_body(

@@ -82,6 +82,22 @@ fn keys() -> String {
     )
 }
 
+/// Alias `pair` over two Responses-speaking targets (`pa`/m0, `pb`/m1), `extra` config lines.
+fn pair_config(pa: &MockUpstream, pb: &MockUpstream, extra: &str) -> String {
+    format!(
+        r#"limits: {{ upstream_timeout_ms: 5000 }}
+{extra}providers:
+  - {{ name: pa, kind: openai_compatible, base_url: "{}", responses: true }}
+  - {{ name: pb, kind: openai_compatible, base_url: "{}", responses: true }}
+models:
+  - {{ alias: pair, targets: [ {{ provider: pa, model: m0 }}, {{ provider: pb, model: m1 }} ] }}
+{}"#,
+        pa.url(),
+        pb.url(),
+        keys()
+    )
+}
+
 async fn post(gw: &Gateway, key: &str, body: &str) -> reqwest::Response {
     client()
         .post(gw.url("/v1/responses"))
@@ -195,19 +211,7 @@ models:
 async fn previous_response_id_reaches_the_creating_target_every_time() {
     let pa = responses_server("pa").await;
     let pb = responses_server("pb").await;
-    let gw = Gateway::start(format!(
-        r#"limits: {{ upstream_timeout_ms: 5000 }}
-providers:
-  - {{ name: pa, kind: openai_compatible, base_url: "{}", responses: true }}
-  - {{ name: pb, kind: openai_compatible, base_url: "{}", responses: true }}
-models:
-  - {{ alias: pair, targets: [ {{ provider: pa, model: m0 }}, {{ provider: pb, model: m1 }} ] }}
-{}"#,
-        pa.url(),
-        pb.url(),
-        keys()
-    ))
-    .await;
+    let gw = Gateway::start(pair_config(&pa, &pb, "")).await;
     // 20 responses, half on each target (ten of them streamed: recorded at response.created).
     let mut created = Vec::new();
     for i in 0..20 {
@@ -498,20 +502,7 @@ async fn with_redis_a_response_made_through_one_instance_is_routed_by_id_through
     let Some(redis) = RedisServer::start().await else { return };
     let pa = responses_server("pa").await;
     let pb = responses_server("pb").await;
-    let cfg = format!(
-        r#"limits: {{ upstream_timeout_ms: 5000 }}
-redis: {{ url: "{}", timeout_ms: 200 }}
-providers:
-  - {{ name: pa, kind: openai_compatible, base_url: "{}", responses: true }}
-  - {{ name: pb, kind: openai_compatible, base_url: "{}", responses: true }}
-models:
-  - {{ alias: pair, targets: [ {{ provider: pa, model: m0 }}, {{ provider: pb, model: m1 }} ] }}
-{}"#,
-        redis.url(),
-        pa.url(),
-        pb.url(),
-        keys()
-    );
+    let cfg = pair_config(&pa, &pb, &format!("redis: {{ url: \"{}\", timeout_ms: 200 }}\n", redis.url()));
     let (one, two) = (Gateway::start(&cfg).await, Gateway::start(&cfg).await);
     // Responses made through the first instance, on both targets.
     let mut created = Vec::new();

@@ -103,11 +103,7 @@ async fn admit(
     let p = &rt.snap.providers[provider];
     ctx.provider = Some(p.name.clone());
     let a = admission::admit_job(&rt, principal.clone()).await?;
-    ctx.rate_headers = match &a.reservation {
-        Some(crate::limits::Hold::Local(r)) => r.headers().pairs(),
-        Some(crate::limits::Hold::Shared(r)) => r.headers().pairs(),
-        None => Vec::new(),
-    };
+    ctx.rate_headers = a.reservation.as_ref().map(|r| r.headers().pairs()).unwrap_or_default();
     ctx.admission = Some(a);
     Ok(Job { rt, principal, owner, provider })
 }

@@ -85,11 +85,17 @@ impl StreamDecoder {
             .map_err(|e| TranslateError::Stream(format!("{} event is not JSON: {e}", ev.event)))?;
         // The `type` in the data is authoritative; the `event:` line names the same thing.
         let ty = v.get("type").and_then(Value::as_str).unwrap_or(ev.event.as_str());
+        let began = self.started;
         if ty != "ping" && ty != "error" {
             self.started = true;
         }
         let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
         match ty {
+            // One message per stream, started first: a later `message_start` would change the
+            // id and model under the client mid-stream (found by fuzzing).
+            "message_start" if began => {
+                return Err(TranslateError::Stream("message_start after the message began".into()))
+            }
             "message_start" => {
                 out.push(StreamEvent::Start { id: s("/message/id"), model: s("/message/model") });
                 if let Some(u) = v.pointer("/message/usage") {

@@ -235,3 +235,18 @@ fn an_empty_or_cut_stream_is_an_error_and_a_stopped_one_is_not() {
         Ok(())
     );
 }
+
+#[test]
+fn a_message_start_after_the_message_began_is_a_malformed_stream() {
+    // Found by fuzzing (`stream_anthropic`): content before any message_start, then one; the
+    // translated stream would change its id mid-way.
+    let start = r#"{"type":"message_start","message":{"id":"msg_2","model":"m2","role":"assistant","content":[],"usage":{"input_tokens":1,"output_tokens":0}}}"#;
+    let text = "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
+    for first in [text.to_string(), format!("event: message_start\ndata: {start}\n\n")] {
+        let input = format!("{first}event: message_start\ndata: {start}\n\n");
+        let mut d = StreamDecoder::default();
+        let mut out = Vec::new();
+        let e = d.feed(input.as_bytes(), &mut out).unwrap_err();
+        assert!(e.to_string().contains("message_start after the message began"), "{e}");
+    }
+}

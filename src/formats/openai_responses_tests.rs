@@ -117,9 +117,13 @@ fn previous_response_id_is_refused_because_the_gateway_is_stateless() {
 }
 
 #[test]
-fn built_in_tools_are_refused_and_function_tools_are_flat() {
-    let e = decode(json!({"input": "x", "tools": [{"type": "web_search"}]})).unwrap_err();
-    assert!(matches!(&e, TranslateError::Unsupported(m) if m.contains("web_search")));
+fn built_in_tools_are_refused_but_web_search_and_function_tools_are_flat() {
+    let e = decode(json!({"input": "x", "tools": [{"type": "file_search"}]})).unwrap_err();
+    assert!(matches!(&e, TranslateError::Unsupported(m) if m.contains("file_search")));
+    // Web search is the target's own search (Anthropic's tool, Gemini's grounding).
+    let r = decode(json!({"input": "x", "tools": [{"type": "web_search_preview", "user_location": {"type": "approximate", "city": "Paris"}}]})).unwrap();
+    assert!(r.tools.is_empty());
+    assert_eq!(r.web_search.and_then(|w| w.user_location).map(|l| l["city"].clone()), Some(json!("Paris")));
     let r = decode(json!({"input": "x", "tools": [{"type": "function", "name": "f",
         "description": "d", "parameters": {"type": "object"}, "strict": true}],
         "tool_choice": {"type": "function", "name": "f"}, "parallel_tool_calls": false}))

@@ -163,6 +163,9 @@ async fn spend_after_a_restart_equals_spend_before() {
     // budget, so a fourth is refused - exactly as if the process had never restarted.
     let gw = gw.restart().await;
     assert_eq!(chat(&gw, "/v1/chat/completions", BODY).await.status(), 200);
+    // The third request settles as it ends, after its answer: wait for its line (written after
+    // the settlement) before the fourth is admitted.
+    assert_eq!(gw.usage_lines(3).await.len(), 3);
     let r = chat(&gw, "/v1/chat/completions", BODY).await;
     assert_eq!(r.status(), 429, "spend was not rebuilt from the usage log:\n{}\n{lines:?}", gw.log());
 }

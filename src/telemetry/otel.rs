@@ -346,7 +346,7 @@ impl Pipeline {
         }
         let cx = Context::new().with_span(span);
         for a in &t.attempts {
-            self.attempt_span(op, a, end, &cx);
+            self.attempt_span(op, a, (t.start, end), &cx);
         }
         cx.span().end_with_timestamp(end);
 
@@ -367,7 +367,16 @@ impl Pipeline {
         }
     }
 
-    fn attempt_span(&self, op: &'static str, a: &Attempt, request_end: SystemTime, parent: &Context) {
+    fn attempt_span(
+        &self,
+        op: &'static str,
+        a: &Attempt,
+        (request_start, request_end): (SystemTime, SystemTime),
+        parent: &Context,
+    ) {
+        // Inside its request's span: the two are measured by different clock reads, which can
+        // disagree by microseconds under load.
+        let start = a.start.clamp(request_start, request_end);
         let mut attrs = vec![
             KeyValue::new("gen_ai.operation.name", op),
             KeyValue::new("gen_ai.provider.name", provider_name(a.kind)),
@@ -388,15 +397,15 @@ impl Pipeline {
             .tracer
             .span_builder(span_name(op, Some(&a.model)))
             .with_kind(SpanKind::Client)
-            .with_start_time(a.start)
+            .with_start_time(start)
             .with_attributes(attrs)
             .start_with_context(&self.tracer, parent);
         if let Some(e) = error_type {
             span.set_status(Status::error(e.into_owned()));
         }
         let end = match a.duration {
-            Some(d) => a.start + d,
-            None => request_end.max(a.start),
+            Some(d) => (start + d).min(request_end),
+            None => request_end,
         };
         span.end_with_timestamp(end);
     }

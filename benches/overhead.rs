@@ -16,6 +16,10 @@
 //! latency at a fixed request rate (open loop, latency measured from the scheduled send time),
 //! and the proxy's CPU time per request (from /proc/<pid>/stat).
 
+#[path = "support/proc.rs"]
+mod proc_stat;
+use proc_stat::cpu_ticks;
+
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -813,15 +817,6 @@ fn start_nginx(dir: &std::path::Path, mock: SocketAddr, pin: bool) -> Option<Pro
         .ok()?;
     wait_port(addr);
     Some(Proc { child, addr })
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // fields after the ")" of the command name: utime is field 14, stime 15 (1-based)
-    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
 /// CPU ticks (user + system) of every thread of `pid`, by thread name.

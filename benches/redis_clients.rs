@@ -18,6 +18,10 @@
 //!
 //! Run: `nice -n 10 cargo bench --bench redis_clients` (after `--`: `--secs 3 --rounds 3`).
 
+#[path = "support/proc.rs"]
+mod proc_stat;
+use proc_stat::cpu_ticks;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -356,16 +360,6 @@ fn own_cpu_us() -> i64 {
     let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
     let us = |t: nix::sys::time::TimeVal| t.tv_sec() * 1_000_000 + t.tv_usec();
     us(u.user_time()) + us(u.system_time())
-}
-
-/// User + system CPU ticks (10 ms) of `pid`, from /proc/<pid>/stat.
-fn cpu_ticks(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // fields after the ")" of the command name: utime is field 14, stime 15 (1-based)
-    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
 /// A `redis-server` of this run (as `tests/common` starts one), stopped by PID.

@@ -290,17 +290,19 @@ fn pause() {
     std::thread::sleep(Duration::from_millis(50));
 }
 
+/// A field of `/proc/<pid>/status`, in KiB.
 fn kb(pid: u32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    proc_kb(pid, "status", field)
 }
 
 /// A field of `/proc/<pid>/smaps_rollup`, in KiB.
 fn smaps_kb(pid: u32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    proc_kb(pid, "smaps_rollup", field)
+}
+
+/// A `Field:  N kB` line of `/proc/<pid>/<file>`.
+fn proc_kb(pid: u32, file: &str, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
     s.lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())

@@ -10,6 +10,12 @@
 #
 # The count includes what the gateway's background tasks did during the run (timers, the
 # config-file watcher); IDLE=1 also counts an idle window as long as the run, for reference.
+#
+# COUNT=instructions runs the gateway under valgrind's callgrind instead and prints the
+# instructions it executed per request in user space (collection on for the N requests only),
+# with the functions that cost most: a count that other load on the machine does not change,
+# where timing is noisy and hardware counters are absent (VMs). CALLGRIND_OUT=file keeps the
+# profile for callgrind_annotate.
 set -euo pipefail
 
 scenario=${1:-chat}
@@ -160,10 +166,17 @@ models:
 keys:
   - { id: syscalls, hash: "$(python3 "$dir/helper.py" hash sk-syscalls)" }
 EOF
-LLM_GATEWAY_LOG=warn "$bin" run --threads 1 -c "$dir/gateway.yaml" >"$dir/gateway.log" 2>&1 &
+mode=${COUNT:-syscalls}
+if [ "$mode" = instructions ]; then
+  command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 1; }
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$dir/callgrind.out" \
+    "$bin" run --threads 1 -c "$dir/gateway.yaml" >"$dir/gateway.log" 2>&1 &
+else
+  LLM_GATEWAY_LOG=warn "$bin" run --threads 1 -c "$dir/gateway.yaml" >"$dir/gateway.log" 2>&1 &
+fi
 gw=$!
 pids+=($gw)
-for _ in $(seq 200); do
+for _ in $(seq 600); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.05
 done
@@ -189,6 +202,19 @@ if [ -n "${TRACE:-}" ]; then
   kill -INT "$st"
   wait "$st" 2>/dev/null || true
   echo "trace of 2 requests in $TRACE"
+  exit 0
+fi
+if [ "$mode" = instructions ]; then
+  callgrind_control -i on "$gw" >/dev/null
+  python3 "$dir/helper.py" client "$port" "$scenario" "$n" >"$dir/elapsed"
+  callgrind_control -i off "$gw" >/dev/null
+  kill -TERM "$gw"
+  wait "$gw" 2>/dev/null || true
+  [ -n "${CALLGRIND_OUT:-}" ] && cp "$dir/callgrind.out" "$CALLGRIND_OUT"
+  callgrind_annotate --inclusive=no "$dir/callgrind.out" 2>/dev/null | awk -v n="$n" '
+    /PROGRAM TOTALS/ { gsub(",", "", $1); printf "scenario '"$scenario"', %d requests: %.1fk instructions per request (user space)\n", n, $1 / n / 1e3 }
+    /file:function/ { top = 1; next }
+    top && NF >= 2 && shown < 25 { c = $1; gsub(",", "", c); if (c + 0 > 0) { f = $0; sub(/^ *[0-9,]+ +(\([^)]*\) +)?/, "", f); sub(/^.*\]? */, "", f); printf "  %8.2fk  %s\n", c / n / 1e3, substr(f, 1, 150); shown++ } }'
   exit 0
 fi
 count "$dir/run.txt" python3 "$dir/helper.py" client "$port" "$scenario" "$n" >"$dir/elapsed"

@@ -162,9 +162,17 @@ impl UsageLog {
     /// Submit one record. Never touches the disk, except after [`Self::close`], when the line
     /// is written at once. (The log's access line is `telemetry::AccessLine`'s.)
     pub fn record(&self, r: &UsageRecord) {
-        let mut line = serde_json::to_vec(r).unwrap_or_default();
-        line.push(b'\n');
-        self.shared.pending.lock().extend_from_slice(&line);
+        {
+            // Serialized straight into the pending batch (no line buffer per record). A record
+            // cannot fail to serialize (plain fields, string keys); if it ever did, its partial
+            // bytes are taken back so the file keeps one whole JSON object per line.
+            let mut pending = self.shared.pending.lock();
+            let start = pending.len();
+            match serde_json::to_writer(&mut *pending, r) {
+                Ok(()) => pending.push(b'\n'),
+                Err(_) => pending.truncate(start),
+            }
+        }
         if self.shared.closed.load(Ordering::Acquire) {
             self.shared.flush(SystemTime::now());
         }

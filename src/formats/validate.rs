@@ -6,7 +6,7 @@
 //! The gateway asks every upstream for `accept-encoding: identity`, so any other
 //! `content-encoding` is refused rather than passed on or decoded.
 
-use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::{classify_upstream_error, Format, UpstreamErrorClass};
@@ -52,7 +52,9 @@ pub fn non_stream_body(
             detail: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
         });
     }
-    let top = match serde_json::from_slice::<TopLevel>(body) {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let top = TopLevelSeed(success_keys(format)).deserialize(&mut de).and_then(|top| de.end().map(|()| top));
+    let top = match top {
         Ok(top) => top,
         Err(e) if e.classify() == serde_json::error::Category::Data => {
             return Err(UpstreamInvalid::NotObject)
@@ -64,7 +66,7 @@ pub fn non_stream_body(
             })
         }
     };
-    if top.error && !top.keys.iter().any(|k| success_keys(format).contains(&k.as_str())) {
+    if top.error && !top.success_key {
         let class = classify_upstream_error(format, 502, None, None, body);
         return Err(UpstreamInvalid::ErrorBody(class));
     }
@@ -119,34 +121,63 @@ fn success_keys(format: Format) -> &'static [&'static str] {
     }
 }
 
-/// The top-level keys of a JSON object, and whether it has a non-null `error` member.
+/// What the top level of a JSON object says: whether it has a non-null `error` member, and
+/// whether it has one of the keys (`success`) of a real answer. Keys are looked at where they
+/// lie in the body (no copy unless escaped).
 struct TopLevel {
-    keys: Vec<String>,
     error: bool,
+    success_key: bool,
 }
 
-impl<'de> Deserialize<'de> for TopLevel {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
+/// Reads a [`TopLevel`], given the success keys of the format.
+struct TopLevelSeed(&'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for TopLevelSeed {
+    type Value = TopLevel;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<TopLevel, D::Error> {
+        struct V(&'static [&'static str]);
         impl<'de> Visitor<'de> for V {
             type Value = TopLevel;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
-                let mut top = TopLevel { keys: Vec::new(), error: false };
-                while let Some(k) = map.next_key::<String>()? {
-                    if k == "error" {
+                let mut top = TopLevel { error: false, success_key: false };
+                while let Some(k) = map.next_key::<Key<'de>>()? {
+                    if k.0 == "error" {
                         top.error |= map.next_value::<Option<Checked>>()?.is_some();
                     } else {
                         map.next_value::<Checked>()?;
                     }
-                    top.keys.push(k);
+                    top.success_key |= self.0.contains(&&*k.0);
                 }
                 Ok(top)
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_map(V(self.0))
+    }
+}
+
+/// An object key, borrowed from the body unless it had escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 

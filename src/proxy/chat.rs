@@ -2,6 +2,7 @@
 //! by `model`, translate, try targets and fallbacks, then stream the answer back translated.
 //! Calls into `auth`, `formats`, `providers` and `routing`; holds no policy of its own.
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -359,8 +360,6 @@ async fn proxy(
         None => Plan::new(rt, alias_idx),
     };
     let mut dropped_params: Vec<&'static str>;
-    // A copy, so the client connection can be watched while an attempt runs.
-    let client_headers = s.req_header().headers.clone();
     while let Some(step) = plan.next().await {
         let alias = &snap.aliases[step.alias];
         let target = &alias.targets[step.target];
@@ -389,9 +388,12 @@ async fn proxy(
         let started = Instant::now();
         let sent = if translated_media {
             dropped_params = Vec::new();
-            let headers = &client_headers;
-            let send = super::embeddings::send(gw, provider, &target.model, &inb.body, &snap.limits, headers);
-            unless_client_gone(s, send).await
+            // A copy, so the client connection can be watched while the attempt runs.
+            let headers = s.req_header().headers.clone();
+            let send =
+                super::embeddings::send(gw, provider, &target.model, &inb.body, &snap.limits, &headers);
+            let sent = unless_client_gone(s, pin!(send)).await;
+            sent
         } else {
             let (body, dropped) = match upstream_body(
                 inb,
@@ -414,7 +416,7 @@ async fn proxy(
             let built = if upstream_format == Format::OpenAiResponses {
                 providers::responses_request(provider, http::Method::POST, "", None, body)
             } else {
-                providers::build_request(provider, op, &target.model, body, &client_headers)
+                providers::build_request(provider, op, &target.model, body, &s.req_header().headers)
             };
             match built {
                 Ok(req) => {
@@ -427,7 +429,7 @@ async fn proxy(
                         &req,
                         &snap.limits,
                     );
-                    unless_client_gone(s, send).await
+                    unless_client_gone(s, pin!(send)).await
                 }
                 Err(e) => {
                     ctx.attempt_log.push(e.to_string());
@@ -454,8 +456,8 @@ async fn proxy(
             ctx.ttfb = Some(header_time);
             // The answer is checked before the client is told 200; a bad one is this target's
             // failure like any other.
-            let checked = unless_client_gone(s, check_answer(&mut up, inb.op, upstream_format, inb.stream));
-            let Some(checked) = checked.await else { return client_gone(ctx) };
+            let check = check_answer(&mut up, inb.op, upstream_format, inb.stream);
+            let Some(checked) = unless_client_gone(s, pin!(check)).await else { return client_gone(ctx) };
             // Reading and checking the body is upstream time too.
             ctx.upstream_time += started.elapsed().saturating_sub(header_time);
             match checked {
@@ -541,7 +543,7 @@ async fn proxy(
             continue;
         }
         // An error answer: read it (bounded) so the connection can be reused, then decide.
-        let Some(err_body) = unless_client_gone(s, up.read_to_end(64 * 1024)).await else {
+        let Some(err_body) = unless_client_gone(s, pin!(up.read_to_end(64 * 1024))).await else {
             return client_gone(ctx);
         };
         let err_body = err_body.unwrap_or_default();
@@ -834,7 +836,7 @@ async fn stream(
     loop {
         // A client that leaves while the upstream is silent ends the stream now (and closes
         // the upstream connection), not at the next write.
-        let Some(next) = unless_client_gone(s, up.next_chunk()).await else {
+        let Some(next) = unless_client_gone(s, pin!(up.next_chunk())).await else {
             mode.take_usage(ctx);
             ctx.error = Some("client went away mid-stream".into());
             s.set_keepalive(None);
@@ -998,7 +1000,14 @@ fn is_json(content_type: &str) -> bool {
 /// Run `work` unless the client goes away first (`None`). `work` is then dropped, which
 /// closes its upstream connection: the provider stops working for nobody. Only for a request
 /// whose body has been read.
-pub async fn unless_client_gone<F: std::future::Future>(s: &mut Session, work: F) -> Option<F::Output> {
+///
+/// `work` is pinned by the caller (`unless_client_gone(s, pin!(fut))`): a future taken by value
+/// would be stored twice in this one's state (argument and `select!`), and an upstream attempt's
+/// future is kilobytes that every request would copy and hold.
+pub async fn unless_client_gone<F: std::future::Future + Unpin>(
+    s: &mut Session,
+    work: F,
+) -> Option<F::Output> {
     let gone = async {
         match s.as_downstream_mut().read_body_or_idle(true).await {
             // Bytes after the body (a pipelined request) are not a disconnect.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
-use pingora::connectors::http::Connector;
+use pingora::connectors::TransportConnector as Connector;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 

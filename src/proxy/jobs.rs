@@ -222,7 +222,7 @@ async fn send(
         req,
         &job.rt.snap.limits,
     );
-    let Some(sent) = chat::unless_client_gone(s, send).await else {
+    let Some(sent) = chat::unless_client_gone(s, std::pin::pin!(send)).await else {
         chat::client_gone(ctx)?;
         return Ok(Err(GatewayError::Upstream("client went away".into())));
     };

@@ -469,7 +469,7 @@ async fn forward(
     let started = Instant::now();
     let op = Operation::Chat { stream: false };
     let send = upstream::send(&gw.connector, &gw.resolver, provider, model, op, req, &rt.snap.limits);
-    let Some(sent) = chat::unless_client_gone(s, send).await else {
+    let Some(sent) = chat::unless_client_gone(s, std::pin::pin!(send)).await else {
         chat::client_gone(ctx)?;
         return Ok(None);
     };

@@ -7,11 +7,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use pingora::connectors::http::Connector;
+use pingora::connectors::TransportConnector as Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::http::v1::client::HttpSession as Http1Session;
 use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::Peer as _;
 use pingora::{ErrorType, Result as PResult};
 
 use crate::config::{Limits, Provider, ProviderKind};
@@ -148,8 +149,14 @@ impl Upstream {
 
     /// Return the connection to the pool (only reused if the body was read to the end).
     pub async fn release(self, connector: &Connector) {
+        // What Pingora's HTTP/1 connector does on release, on the transport pool `open` uses.
         if let Upstream::Http { session, peer, .. } = self {
-            connector.release_http_session(*session, &*peer, Some(POOL_IDLE_TIMEOUT)).await;
+            if let HttpSession::H1(mut h1) = *session {
+                h1.respect_keepalive();
+                if let Some(stream) = h1.reuse().await {
+                    connector.release_stream(stream, peer.reuse_hash(), Some(POOL_IDLE_TIMEOUT));
+                }
+            }
         }
     }
 }
@@ -213,9 +220,16 @@ pub async fn open(
     let mut last_err = None;
     for addr in addrs {
         let peer = peer_for(addr, ep, provider, limits);
-        match connector.get_http_session(&peer).await {
-            Ok((session, _reused)) => {
-                connected = Some((session, peer));
+        // A pooled connection first. A new one is connected through a boxed future: its
+        // state (TCP + TLS handshake, ~9 KB) would otherwise sit inline in every request's
+        // future, which is moved (copied) whole and held for the request's life.
+        let stream = match connector.reused_stream(&peer).await {
+            Some(s) => Ok(s),
+            None => Box::pin(connector.new_stream(&peer)).await,
+        };
+        match stream {
+            Ok(stream) => {
+                connected = Some((stream, peer));
                 break;
             }
             // Refused or unreachable fails fast: try the next address of the same answer.
@@ -225,16 +239,12 @@ pub async fn open(
             Err(e) => return Err(classify(&name, timeout, &e)),
         }
     }
-    let Some((session, peer)) = connected else {
+    let Some((stream, peer)) = connected else {
         return Err(last_err.unwrap_or(AttemptError::Connect { provider: name, detail: "no address".into() }));
     };
-    // The request head leaves with the body's first bytes, in one write (see `HeldHead`).
-    let mut session = match session {
-        HttpSession::H1(h1) => {
-            HttpSession::H1(Http1Session::new_with_options(HeldHead::for_request(h1.into_inner()), &peer))
-        }
-        other => other,
-    };
+    // HTTP/1.1 only (peers offer no ALPN). The request head leaves with the body's first
+    // bytes, in one write (see `HeldHead`).
+    let mut session = HttpSession::H1(Http1Session::new_with_options(HeldHead::for_request(stream), &peer));
     // The connector does not copy the peer's timeouts onto the session.
     session.set_read_timeout(Some(timeout));
     session.set_write_timeout(Some(timeout));

@@ -214,6 +214,11 @@ pub fn rewrite_peeked(body: &[u8], peek: &Peek, model: Option<&str>, force_strea
 }
 
 /// Usage of an OpenAI Chat (or Responses) non-stream response body, if it reports one.
+/// OpenAI usage from the bytes of a `usage` value alone (`null` is none).
+pub fn openai_usage_value(usage: &[u8]) -> Option<Usage> {
+    serde_json::from_slice::<Option<OpenAiUsage>>(usage).ok()?.map(Usage::from)
+}
+
 pub fn openai_usage(body: &[u8]) -> Option<Usage> {
     #[derive(Deserialize)]
     struct Body {

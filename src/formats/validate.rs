@@ -8,6 +8,7 @@
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::{classify_upstream_error, Format, UpstreamErrorClass};
 
@@ -34,13 +35,15 @@ pub enum UpstreamInvalid {
 
 /// Check a non-stream 2xx answer in `format`: identity encoding, a JSON object body, and not
 /// an error object alone. `content_type` and `content_encoding` are the upstream's headers.
-/// Costs one pass over the body without building it (values are checked, not kept).
+/// Costs one pass over the body without building it (values are checked, not kept). Returns
+/// where the top-level `usage` member's value lies in `body`, when there is one, so usage is
+/// read from those bytes instead of another pass over the body.
 pub fn non_stream_body(
     format: Format,
     content_type: Option<&str>,
     content_encoding: Option<&str>,
     body: &[u8],
-) -> Result<(), UpstreamInvalid> {
+) -> Result<Option<std::ops::Range<usize>>, UpstreamInvalid> {
     check_encoding(content_encoding)?;
     if body.trim_ascii().is_empty() {
         return Err(UpstreamInvalid::Empty);
@@ -53,7 +56,9 @@ pub fn non_stream_body(
         });
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let top = TopLevelSeed(success_keys(format)).deserialize(&mut de).and_then(|top| de.end().map(|()| top));
+    let top = TopLevelSeed(success_keys(format), body.as_ptr() as usize)
+        .deserialize(&mut de)
+        .and_then(|top| de.end().map(|()| top));
     let top = match top {
         Ok(top) => top,
         Err(e) if e.classify() == serde_json::error::Category::Data => {
@@ -66,11 +71,19 @@ pub fn non_stream_body(
             })
         }
     };
+    if let Some(at) = top.usage.clone() {
+        if let Err(e) = serde_json::from_slice::<Checked>(&body[at]) {
+            return Err(UpstreamInvalid::NotJson {
+                content_type: content_type.map(str::to_owned),
+                detail: e.to_string(),
+            });
+        }
+    }
     if top.error && !top.success_key {
         let class = classify_upstream_error(format, 502, None, None, body);
         return Err(UpstreamInvalid::ErrorBody(class));
     }
-    Ok(())
+    Ok(top.usage)
 }
 
 /// Check the head of a 2xx answer to a stream request in `format`: identity encoding, and a
@@ -127,26 +140,34 @@ fn success_keys(format: Format) -> &'static [&'static str] {
 struct TopLevel {
     error: bool,
     success_key: bool,
+    /// Where the value of `usage` lies in the body.
+    usage: Option<std::ops::Range<usize>>,
 }
 
-/// Reads a [`TopLevel`], given the success keys of the format.
-struct TopLevelSeed(&'static [&'static str]);
+/// Reads a [`TopLevel`], given the success keys of the format and where the body starts in
+/// memory (to tell where `usage` lies in it).
+struct TopLevelSeed(&'static [&'static str], usize);
 
 impl<'de> DeserializeSeed<'de> for TopLevelSeed {
     type Value = TopLevel;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<TopLevel, D::Error> {
-        struct V(&'static [&'static str]);
+        struct V(&'static [&'static str], usize);
         impl<'de> Visitor<'de> for V {
             type Value = TopLevel;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
-                let mut top = TopLevel { error: false, success_key: false };
+                let mut top = TopLevel { error: false, success_key: false, usage: None };
                 while let Some(k) = map.next_key::<Key<'de>>()? {
                     if k.0 == "error" {
                         top.error |= map.next_value::<Option<Checked>>()?.is_some();
+                    } else if k.0 == "usage" {
+                        // Kept as its bytes; `non_stream_body` checks them like every other value.
+                        let raw = map.next_value::<&'de RawValue>()?;
+                        let start = raw.get().as_ptr() as usize - self.1;
+                        top.usage = Some(start..start + raw.get().len());
                     } else {
                         map.next_value::<Checked>()?;
                     }
@@ -155,7 +176,7 @@ impl<'de> DeserializeSeed<'de> for TopLevelSeed {
                 Ok(top)
             }
         }
-        d.deserialize_map(V(self.0))
+        d.deserialize_map(V(self.0, self.1))
     }
 }
 

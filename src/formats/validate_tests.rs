@@ -6,13 +6,13 @@ const OK_CHAT: &[u8] = br#"{"id":"c","choices":[{"index":0,"message":{"role":"as
 #[test]
 fn a_json_answer_with_identity_encoding_is_valid() {
     for enc in [None, Some("identity"), Some(" Identity "), Some("")] {
-        assert_eq!(non_stream_body(Format::OpenAiChat, Some("application/json"), enc, OK_CHAT), Ok(()));
+        assert_eq!(non_stream_body(Format::OpenAiChat, Some("application/json"), enc, OK_CHAT), Ok(None));
     }
     // The content-type is not what decides: the body is.
-    assert_eq!(non_stream_body(Format::OpenAiChat, Some("text/plain"), None, OK_CHAT), Ok(()));
+    assert_eq!(non_stream_body(Format::OpenAiChat, Some("text/plain"), None, OK_CHAT), Ok(None));
     // Responses carry `"error": null` on success.
     let resp = br#"{"id":"r","object":"response","status":"completed","error":null,"output":[]}"#;
-    assert_eq!(non_stream_body(Format::OpenAiResponses, None, None, resp), Ok(()));
+    assert_eq!(non_stream_body(Format::OpenAiResponses, None, None, resp), Ok(None));
 }
 
 #[test]
@@ -68,7 +68,7 @@ fn an_answer_that_is_not_a_json_object_is_refused() {
     }
     assert_eq!(
         non_stream_body(Format::OpenAiChat, None, None, br#"{"choices":["\ud83d\ude00 \u00e9"]}"#),
-        Ok(())
+        Ok(None)
     );
 }
 
@@ -89,7 +89,7 @@ fn a_2xx_that_is_only_an_error_object_is_refused_and_classified() {
     ));
     // An answer that also has its success members is an answer (the error is informational).
     let both = br#"{"choices":[{"index":0,"message":{"content":"x"}}],"error":{"message":"partial"}}"#;
-    assert_eq!(non_stream_body(Format::OpenAiChat, None, None, both), Ok(()));
+    assert_eq!(non_stream_body(Format::OpenAiChat, None, None, both), Ok(None));
 }
 
 #[test]
@@ -103,4 +103,20 @@ fn a_stream_head_must_not_announce_a_whole_body() {
     }
     // Unusual but possible stream types are left to the stream decoder.
     assert_eq!(stream_head(Format::OpenAiChat, Some("text/plain"), None), Ok(()));
+}
+
+#[test]
+fn the_check_tells_where_usage_lies_and_still_checks_it() {
+    let body = br#"{"id":"c","choices":[],"usage" : {"prompt_tokens":12,"completion_tokens":10}, "x":1}"#;
+    let at = non_stream_body(Format::OpenAiChat, None, None, body).unwrap().expect("usage found");
+    assert_eq!(&body[at], br#"{"prompt_tokens":12,"completion_tokens":10}"#);
+    // An escaped key is found too; a bad escape inside usage is refused like anywhere else.
+    let body = br#"{"choices":[],"us\u0061ge":null}"#;
+    let at = non_stream_body(Format::OpenAiChat, None, None, body).unwrap().expect("usage found");
+    assert_eq!(&body[at], b"null");
+    let bad = br#"{"choices":[],"usage":{"note":"\udb00"}}"#;
+    assert!(matches!(
+        non_stream_body(Format::OpenAiChat, None, None, bad),
+        Err(UpstreamInvalid::NotJson { .. })
+    ));
 }

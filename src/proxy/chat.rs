@@ -465,7 +465,7 @@ async fn proxy(
                     // A body in another format is translated now: one that cannot be is this
                     // target's failure too, not a 502 with the next target untried.
                     let answer = match answer {
-                        Answer::Body(body) if upstream_format != inb.format => {
+                        Answer::Body(body, _) if upstream_format != inb.format => {
                             // The target's model, never the alias (README "Answer fields").
                             let opts = ResponseOptions {
                                 model: &target.model,
@@ -666,7 +666,7 @@ pub async fn respond_upstream(
             record_translated_body(gw, inb, &body);
             return json_answer(s, ctx, h, body).await;
         }
-        Answer::Body(body) => Some(body),
+        Answer::Body(body, usage_at) => Some((body, usage_at)),
         Answer::Stream => None,
         Answer::Binary => {
             // Binary media (e.g. speech audio): stream it through as it comes.
@@ -674,7 +674,7 @@ pub async fn respond_upstream(
             return binary(gw, s, ctx, up, h, content_type).await;
         }
     };
-    if let Some(body) = body {
+    if let Some((body, usage_at)) = body {
         up.release(&gw.connector).await;
         let body = if let Some((batch, req)) = &inb.gemini_embed {
             // An embeddings answer in OpenAI's shape (passed through or already translated).
@@ -690,7 +690,7 @@ pub async fn respond_upstream(
                 }
             }
         } else if same {
-            ctx.usage = usage_of(from, &body).unwrap_or_default();
+            ctx.usage = usage_of(from, &body, usage_at).unwrap_or_default();
             if let Operation::Media(
                 MediaOp::ImagesGenerations | MediaOp::ImagesEdits | MediaOp::ImagesVariations,
             ) = inb.op
@@ -934,8 +934,8 @@ async fn stream(
 
 /// A checked 2xx answer, as it is to be passed on.
 pub enum Answer {
-    /// A whole JSON body, read to its end and valid.
-    Body(Bytes),
+    /// A whole JSON body, read to its end and valid, and where its `usage` value lies in it.
+    Body(Bytes, Option<std::ops::Range<usize>>),
     /// A whole body already translated into the client's format, and its usage.
     Translated(Bytes, formats::Usage),
     /// A stream of events.
@@ -983,8 +983,8 @@ pub async fn check_answer(
     }
     let body = up.read_to_end(upstream::MAX_UPSTREAM_BODY).await.map_err(Refused::Failed)?;
     match validate::non_stream_body(format, ct.as_deref(), ce.as_deref(), &body) {
-        Ok(()) if stream => Err(invalid(up, validate::UpstreamInvalid::NotAStream(ct.unwrap_or_default()))),
-        Ok(()) => Ok(Answer::Body(body)),
+        Ok(_) if stream => Err(invalid(up, validate::UpstreamInvalid::NotAStream(ct.unwrap_or_default()))),
+        Ok(usage_at) => Ok(Answer::Body(body, usage_at)),
         Err(validate::UpstreamInvalid::ErrorBody(class)) if class.retry == formats::Retry::No => {
             Err(Refused::Client(class))
         }
@@ -1080,9 +1080,11 @@ fn chunked(s: &mut Session, h: &mut ResponseHeader) -> pingora::Result<()> {
 }
 
 /// Usage of a same-format non-stream body.
-fn usage_of(format: Format, body: &[u8]) -> Option<formats::Usage> {
+/// The usage of a passed-through answer: OpenAI's from the bytes of its `usage` value
+/// (`usage_at`, found by the answer check), others from the decoded body.
+fn usage_of(format: Format, body: &[u8], usage_at: Option<std::ops::Range<usize>>) -> Option<formats::Usage> {
     match format {
-        Format::OpenAiChat | Format::OpenAiResponses => passthrough::openai_usage(body),
+        Format::OpenAiChat | Format::OpenAiResponses => passthrough::openai_usage_value(body.get(usage_at?)?),
         _ => formats::decode_response(format, body).ok().map(|r| r.usage),
     }
 }

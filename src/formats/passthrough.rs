@@ -37,8 +37,9 @@ struct Layout {
     members: usize,
 }
 
-/// The top-level members of a JSON object, values kept as raw slices of the body.
-struct TopLevel<'a>(Vec<(String, &'a RawValue)>);
+/// The top-level members of a JSON object, keys and values kept as slices of the body (a key
+/// with escapes is decoded).
+struct TopLevel<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
 
 impl<'de> Deserialize<'de> for TopLevel<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -50,8 +51,8 @@ impl<'de> Deserialize<'de> for TopLevel<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut v = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some((k, raw)) = map.next_entry::<String, &'de RawValue>()? {
-                    v.push((k, raw));
+                while let Some((k, raw)) = map.next_entry::<super::validate::Key<'de>, &'de RawValue>()? {
+                    v.push((k.0, raw));
                 }
                 Ok(TopLevel(v))
             }

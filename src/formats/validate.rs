@@ -48,42 +48,32 @@ pub fn non_stream_body(
     if body.trim_ascii().is_empty() {
         return Err(UpstreamInvalid::Empty);
     }
-    // JSON is UTF-8 (checked here at once, with the offending offset).
-    if let Err(e) = std::str::from_utf8(body) {
-        return Err(UpstreamInvalid::NotJson {
-            content_type: content_type.map(str::to_owned),
-            detail: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-        });
-    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let top = TopLevelSeed(success_keys(format), body.as_ptr() as usize)
         .deserialize(&mut de)
         .and_then(|top| de.end().map(|()| top));
-    let top = match top {
-        Ok(top) => top,
-        Err(e) if e.classify() == serde_json::error::Category::Data => {
-            return Err(UpstreamInvalid::NotObject)
-        }
-        Err(e) => {
-            return Err(UpstreamInvalid::NotJson {
-                content_type: content_type.map(str::to_owned),
-                detail: e.to_string(),
-            })
-        }
-    };
+    let top = top.map_err(|e| refused(e, body, content_type))?;
     if let Some(at) = top.usage.clone() {
-        if let Err(e) = serde_json::from_slice::<Checked>(&body[at]) {
-            return Err(UpstreamInvalid::NotJson {
-                content_type: content_type.map(str::to_owned),
-                detail: e.to_string(),
-            });
-        }
+        serde_json::from_slice::<Checked>(&body[at]).map_err(|e| refused(e, body, content_type))?;
     }
     if top.error && !top.success_key {
         let class = classify_upstream_error(format, 502, None, None, body);
         return Err(UpstreamInvalid::ErrorBody(class));
     }
     Ok(top.usage)
+}
+
+/// Why a body the parse refused is refused: not UTF-8 (named so, with the offending offset;
+/// the parse decodes every string, so a body it accepts is valid UTF-8 throughout), JSON but
+/// not an object, or not JSON.
+fn refused(e: serde_json::Error, body: &[u8], content_type: Option<&str>) -> UpstreamInvalid {
+    let not_json =
+        |detail| UpstreamInvalid::NotJson { content_type: content_type.map(str::to_owned), detail };
+    match std::str::from_utf8(body) {
+        Err(bad) => not_json(format!("invalid UTF-8 at byte {}", bad.valid_up_to())),
+        Ok(_) if e.classify() == serde_json::error::Category::Data => UpstreamInvalid::NotObject,
+        Ok(_) => not_json(e.to_string()),
+    }
 }
 
 /// Check the head of a 2xx answer to a stream request in `format`: identity encoding, and a
@@ -181,7 +171,7 @@ impl<'de> DeserializeSeed<'de> for TopLevelSeed {
 }
 
 /// An object key, borrowed from the body unless it had escapes.
-struct Key<'de>(std::borrow::Cow<'de, str>);
+pub(super) struct Key<'de>(pub(super) std::borrow::Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

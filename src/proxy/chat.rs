@@ -209,13 +209,14 @@ pub async fn serve(
     media: Option<MediaOp>,
 ) -> pingora::Result<()> {
     let Some(rt) = ctx.rt.clone() else { return Ok(()) };
-    match admit(gw, s, ctx, &rt, format, gemini, media).await? {
+    // Boxed: admission is over before the answer streams (see `proxy`).
+    match Box::pin(admit(gw, s, ctx, &rt, format, gemini, media)).await? {
         Ok(inbound) => {
             let alias = ctx.alias.unwrap_or_default();
             proxy(gw, s, ctx, &rt, &inbound, alias).await
         }
-        Err(Refusal::Gateway(e)) => respond::error(s, ctx, format, e).await,
-        Err(r) => super::responses::refuse(s, ctx, r).await,
+        Err(Refusal::Gateway(e)) => Box::pin(respond::error(s, ctx, format, e)).await,
+        Err(r) => Box::pin(super::responses::refuse(s, ctx, r)).await,
     }
 }
 
@@ -344,6 +345,11 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
 /// Try the alias's targets, then its fallbacks; answer with the first success. A target the
 /// request cannot be sent to (translation, media support, provider config) is skipped for the
 /// next one like any failure that is not the client's.
+///
+/// Memory: a future is as large as the largest state it can be in, for as long as it lives,
+/// and this one lives as long as the answer streams. So the steps that are over before the
+/// answer streams (connect and send, check the answer, read an error, return a connection to
+/// the pool) are boxed: each takes its memory only while it runs (README "Memory").
 async fn proxy(
     gw: &Gateway,
     s: &mut Session,
@@ -391,7 +397,7 @@ async fn proxy(
             dropped_params = Vec::new();
             let headers = &client_headers;
             let send = super::embeddings::send(gw, provider, &target.model, &inb.body, &snap.limits, headers);
-            unless_client_gone(s, send).await
+            unless_client_gone(s, Box::pin(send)).await
         } else {
             let (body, dropped) = match upstream_body(
                 inb,
@@ -427,7 +433,7 @@ async fn proxy(
                         &req,
                         &snap.limits,
                     );
-                    unless_client_gone(s, send).await
+                    unless_client_gone(s, Box::pin(send)).await
                 }
                 Err(e) => {
                     ctx.attempt_log.push(e.to_string());
@@ -454,7 +460,8 @@ async fn proxy(
             ctx.ttfb = Some(header_time);
             // The answer is checked before the client is told 200; a bad one is this target's
             // failure like any other.
-            let checked = unless_client_gone(s, check_answer(&mut up, inb.op, upstream_format, inb.stream));
+            let checked =
+                unless_client_gone(s, Box::pin(check_answer(&mut up, inb.op, upstream_format, inb.stream)));
             let Some(checked) = checked.await else { return client_gone(ctx) };
             // Reading and checking the body is upstream time too.
             ctx.upstream_time += started.elapsed().saturating_sub(header_time);
@@ -496,6 +503,8 @@ async fn proxy(
                     ctx.attempt_done(provider, &target.model, started, status, None);
                     ctx.served = Some((step.alias, step.target));
                     let names = Names { provider: &provider.name, model: &target.model, alias: &alias.name };
+                    // Not needed past here; not kept for the length of a stream.
+                    drop(client_headers);
                     return respond_upstream(
                         gw,
                         s,
@@ -517,14 +526,14 @@ async fn proxy(
                 }
                 Err(Refused::Client(class)) => {
                     // A 2xx whose body is an error the request itself caused: the client's.
-                    up.release(&gw.connector).await;
+                    Box::pin(up.release(&gw.connector)).await;
                     let status = formats::status_for(class.kind);
                     ctx.attempt_log.push(format!("{}/{}: 2xx with an error", provider.name, target.model));
                     ctx.attempt_done(provider, &target.model, started, status, Some("client_error"));
                     ctx.error = Some(format!("upstream {status}"));
                     let body = formats::encode_error(inb.client_format(), class.kind, &class.message);
                     let extra = [("x-gateway-provider", provider.name.clone())];
-                    return respond::json(s, ctx, status, body, &extra).await;
+                    return Box::pin(respond::json(s, ctx, status, body, &extra)).await;
                 }
             }
         }
@@ -541,12 +550,12 @@ async fn proxy(
             continue;
         }
         // An error answer: read it (bounded) so the connection can be reused, then decide.
-        let Some(err_body) = unless_client_gone(s, up.read_to_end(64 * 1024)).await else {
+        let Some(err_body) = unless_client_gone(s, Box::pin(up.read_to_end(64 * 1024))).await else {
             return client_gone(ctx);
         };
         let err_body = err_body.unwrap_or_default();
         let headers = up.headers().cloned();
-        up.release(&gw.connector).await;
+        Box::pin(up.release(&gw.connector)).await;
         ctx.attempt_log.push(format!("{}/{}: HTTP {status}", provider.name, target.model));
         ctx.attempt_done(provider, &target.model, started, status, Some("http"));
         if status == 401 || status == 403 {
@@ -567,7 +576,7 @@ async fn proxy(
             ctx.status = status;
             ctx.error = Some(format!("upstream {status}"));
             let extra = [("x-gateway-provider", provider.name.clone())];
-            return respond::json(s, ctx, status, message, &extra).await;
+            return Box::pin(respond::json(s, ctx, status, message, &extra)).await;
         }
     }
     let (tried, timed_out) = plan.into_report();
@@ -576,10 +585,10 @@ async fn proxy(
     if ctx.attempts == 0 && !tried.is_empty() && tried.iter().all(|t| t.outcome.starts_with(UNTRANSLATABLE)) {
         let why: Vec<String> = tried.iter().map(|t| format!("{}: {}", t.target, t.outcome)).collect();
         let e = GatewayError::InvalidRequest(format!("no target can take this request: {}", why.join("; ")));
-        return respond::error(s, ctx, inb.client_format(), e).await;
+        return Box::pin(respond::error(s, ctx, inb.client_format(), e)).await;
     }
     let e = GatewayError::AllTargetsFailed { attempts: ctx.attempts, tried, timed_out };
-    respond::error(s, ctx, inb.client_format(), e).await
+    Box::pin(respond::error(s, ctx, inb.client_format(), e)).await
 }
 
 /// How a target the request cannot be translated for is reported.
@@ -659,21 +668,21 @@ pub async fn respond_upstream(
 
     let body = match answer {
         Answer::Translated(body, usage) => {
-            up.release(&gw.connector).await;
+            Box::pin(up.release(&gw.connector)).await;
             ctx.usage = usage;
             record_translated_body(gw, inb, &body);
-            return json_answer(s, ctx, h, body).await;
+            return Box::pin(json_answer(s, ctx, h, body)).await;
         }
         Answer::Body(body) => Some(body),
         Answer::Stream => None,
         Answer::Binary => {
             // Binary media (e.g. speech audio): stream it through as it comes.
             let content_type = up.header("content-type").unwrap_or("application/octet-stream").to_string();
-            return binary(gw, s, ctx, up, h, content_type).await;
+            return Box::pin(binary(gw, s, ctx, up, h, content_type)).await;
         }
     };
     if let Some(body) = body {
-        up.release(&gw.connector).await;
+        Box::pin(up.release(&gw.connector)).await;
         let body = if let Some((batch, req)) = &inb.gemini_embed {
             // An embeddings answer in OpenAI's shape (passed through or already translated).
             use formats::embeddings::gemini_client;
@@ -684,7 +693,7 @@ pub async fn respond_upstream(
                 }
                 Err(e) => {
                     let g = GatewayError::Upstream(format!("cannot translate the upstream answer: {e}"));
-                    return respond::error(s, ctx, Format::Gemini, g).await;
+                    return Box::pin(respond::error(s, ctx, Format::Gemini, g)).await;
                 }
             }
         } else if same {
@@ -710,11 +719,11 @@ pub async fn respond_upstream(
                 }
                 Err(e) => {
                     let g = GatewayError::Upstream(format!("cannot translate the upstream answer: {e}"));
-                    return respond::error(s, ctx, inb.format, g).await;
+                    return Box::pin(respond::error(s, ctx, inb.format, g)).await;
                 }
             }
         };
-        return json_answer(s, ctx, h, body).await;
+        return Box::pin(json_answer(s, ctx, h, body)).await;
     }
     stream(gw, s, ctx, inb, up, h, from, &opts, &names).await
 }
@@ -905,7 +914,7 @@ async fn stream(
                         super::responses::record_translated(gw, turn, r);
                     }
                 }
-                up.release(&gw.connector).await;
+                Box::pin(up.release(&gw.connector)).await;
                 return s.write_response_body(Some(Bytes::from(std::mem::take(&mut out))), true).await;
             }
             Err(e) => {

@@ -51,6 +51,9 @@ pub struct Gateway {
     pub objects: Arc<crate::jobs::ObjectStore>,
     /// OpenTelemetry export (`otel:`, read at start); `None` when off.
     pub otel: Option<Arc<Otel>>,
+    /// The runtime requests are served on (set on the first request), for background work that
+    /// must run on its worker threads (`server::release`).
+    pub runtime: Arc<std::sync::OnceLock<tokio::runtime::Handle>>,
 }
 
 impl Gateway {
@@ -76,6 +79,7 @@ impl Gateway {
             metrics,
             events,
             otel: None,
+            runtime: Arc::default(),
         }
     }
 }
@@ -104,6 +108,9 @@ impl ProxyHttp for Gateway {
     /// not room for the largest of them all, for as long as a stream lasts (README "Memory").
     async fn request_filter(&self, s: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         crate::net::head_received();
+        if self.runtime.get().is_none() {
+            let _ = self.runtime.set(tokio::runtime::Handle::current());
+        }
         ctx.started = Some(Instant::now());
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         self.counters.active.fetch_add(1, Ordering::Relaxed);

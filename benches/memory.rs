@@ -5,7 +5,10 @@
 //! Run: `cargo bench --bench memory` (options after `--`: `--streams 5000` concurrent streams,
 //! `--stream-s 20` how long each stream lasts, `--idle-s 0` how long to watch RSS idle after
 //! the streams (a sample every 30 s), `--soak-s 600` the soak, `--threads 2` the gateway's
-//! worker threads). The gateway is the release binary on a mock upstream of this
+//! worker threads, `--bin PATH` another gateway binary, `--wrap "CMD ARGS"` a command to run
+//! it under, e.g. `--wrap "env MIMALLOC_PURGE_DELAY=0"` or `--wrap heaptrack`: RSS is then
+//! read from the last process in its chain of children, the gateway). The gateway is the
+//! release binary (or `--bin`) on a mock upstream of this
 //! process (OpenAI SSE, one event per second per stream), with the access log on (at the
 //! default `info` level, written to a file) and usage lines written, as in production.
 
@@ -38,10 +41,12 @@ async fn run() {
     let soak_s: u64 = arg("--soak-s", 600);
     let idle_s: u64 = arg("--idle-s", 0);
     let threads: usize = arg("--threads", 2);
+    let bin: String = arg("--bin", env!("CARGO_BIN_EXE_llm-gateway").to_string());
+    let wrap: String = arg("--wrap", String::new());
     let mock = start_mock(Duration::from_secs(1), stream_s).await;
     let dir = tempfile::tempdir().unwrap();
-    let gw = start_gateway(dir.path(), mock, threads);
-    let pid = gw.child.id();
+    let gw = start_gateway(dir.path(), mock, threads, &bin, &wrap);
+    let pid = gw.pid;
     println!("memory: {streams} streams of {stream_s} s, soak {soak_s} s, gateway --threads {threads}");
 
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -249,16 +254,30 @@ fn request_len(b: &[u8]) -> Option<usize> {
 struct Proc {
     child: Child,
     addr: SocketAddr,
+    /// The gateway's own pid (not the wrapper's).
+    pid: u32,
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // Under a wrapper, stop the gateway itself first (SIGTERM: a profiler sees a normal
+        // exit and writes its data), and give the wrapper a while to exit after it.
+        if self.pid != self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid as i32),
+                nix::sys::signal::SIGTERM,
+            );
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(60) && matches!(self.child.try_wait(), Ok(None)) {
+                pause();
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn start_gateway(dir: &std::path::Path, mock: SocketAddr, threads: usize) -> Proc {
+fn start_gateway(dir: &std::path::Path, mock: SocketAddr, threads: usize, bin: &str, wrap: &str) -> Proc {
     let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let cfg = format!(
         "listen: \"{addr}\"\nstate_dir: {}\nlimits: {{ upstream_timeout_ms: 600000 }}\nproviders:\n  - {{ name: up, kind: openai_compatible, base_url: \"http://{mock}\" }}\nmodels:\n  - {{ alias: fast, targets: [ {{ provider: up, model: gpt-4o-mini }} ], pricing: {{ input_per_mtok: 1, output_per_mtok: 2 }} }}\nkeys:\n  - {{ id: bench, hash: \"{}\" }}\n",
@@ -268,7 +287,15 @@ fn start_gateway(dir: &std::path::Path, mock: SocketAddr, threads: usize) -> Pro
     let path = dir.join("gateway.yaml");
     std::fs::write(&path, cfg).unwrap();
     let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_llm-gateway"))
+    let mut cmd = match wrap.split_whitespace().collect::<Vec<_>>().split_first() {
+        Some((prog, args)) => {
+            let mut c = Command::new(prog);
+            c.args(args).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let child = cmd
         .args(["run", "--threads", &threads.to_string(), "-c"])
         .arg(&path)
         .env("LLM_GATEWAY_LOG", "info")
@@ -281,7 +308,23 @@ fn start_gateway(dir: &std::path::Path, mock: SocketAddr, threads: usize) -> Pro
         assert!(t.elapsed() < Duration::from_secs(20), "the gateway did not open {addr}");
         pause();
     }
-    Proc { child, addr }
+    let pid = gateway_pid(child.id(), bin);
+    Proc { child, addr, pid }
+}
+
+/// The gateway's pid under a `--wrap` command: the first process, `pid` or one of its
+/// descendants, that runs `bin` (`pid` itself without a wrapper, or when the wrapper exec()s).
+fn gateway_pid(pid: u32, bin: &str) -> u32 {
+    let bin = std::fs::canonicalize(bin).unwrap_or_default();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        if std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|exe| exe == bin) {
+            return p;
+        }
+        let children = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+        todo.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+    }
+    pid
 }
 
 // A bench process polling a port: blocking is fine here.

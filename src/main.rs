@@ -18,6 +18,21 @@ const EX_CONFIG: u8 = 64;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's collect for the calling thread: frees its pages that are empty (also of blocks
+/// other threads freed) and gives the freed memory back to the OS now. The server runs it on
+/// each data-plane worker once a burst is over (`server::release`): after 2,000 streams, RSS
+/// stayed at the burst's level without it (README "Memory").
+#[allow(unsafe_code)]
+fn release_memory() {
+    extern "C" {
+        /// `void mi_collect(bool force)`, from the mimalloc the `mimalloc` crate links.
+        fn mi_collect(force: bool);
+    }
+    // SAFETY: takes no pointers and touches only the allocator's own state; mimalloc allows it
+    // on any thread at any time.
+    unsafe { mi_collect(true) }
+}
+
 #[derive(Parser)]
 #[command(name = "llm-gateway", version, about = "An LLM gateway on Pingora")]
 struct Cli {
@@ -124,7 +139,7 @@ fn main() -> ExitCode {
             };
             let threads =
                 threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-            if let Err(e) = llm_gateway::server::run(store, threads, upgrade) {
+            if let Err(e) = llm_gateway::server::run(store, threads, upgrade, Some(release_memory)) {
                 eprintln!("llm-gateway: {e}");
                 return ExitCode::from(1);
             }

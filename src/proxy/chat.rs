@@ -210,13 +210,15 @@ pub async fn serve(
     media: Option<MediaOp>,
 ) -> pingora::Result<()> {
     let Some(rt) = ctx.rt.clone() else { return Ok(()) };
+    // Inline: admission's state and the answer's are never alive at once, so it adds no
+    // memory to an open stream (the error answers, rarer, are boxed).
     match admit(gw, s, ctx, &rt, format, gemini, media).await? {
         Ok(inbound) => {
             let alias = ctx.alias.unwrap_or_default();
             proxy(gw, s, ctx, &rt, &inbound, alias).await
         }
-        Err(Refusal::Gateway(e)) => respond::error(s, ctx, format, e).await,
-        Err(r) => super::responses::refuse(s, ctx, r).await,
+        Err(Refusal::Gateway(e)) => Box::pin(respond::error(s, ctx, format, e)).await,
+        Err(r) => Box::pin(super::responses::refuse(s, ctx, r)).await,
     }
 }
 
@@ -345,6 +347,14 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
 /// Try the alias's targets, then its fallbacks; answer with the first success. A target the
 /// request cannot be sent to (translation, media support, provider config) is skipped for the
 /// next one like any failure that is not the client's.
+///
+/// Memory and CPU: a future is as large as the largest state it can be in, for as long as it
+/// lives, and this one lives as long as the answer streams; it is also copied whole when
+/// boxed. So no step here holds a large future inline: connecting a new upstream connection
+/// is boxed inside `upstream::open` (a pooled one needs no connect state), attempts are pinned
+/// by the caller of `unless_client_gone` (not stored twice), and the rare error answers are
+/// boxed. The steps of the common path stay inline, where they cost no allocation: each is
+/// smaller than the streaming state, which they never overlap (README "Memory").
 async fn proxy(
     gw: &Gateway,
     s: &mut Session,
@@ -519,14 +529,14 @@ async fn proxy(
                 }
                 Err(Refused::Client(class)) => {
                     // A 2xx whose body is an error the request itself caused: the client's.
-                    up.release(&gw.connector).await;
+                    Box::pin(up.release(&gw.connector)).await;
                     let status = formats::status_for(class.kind);
                     ctx.attempt_log.push(format!("{}/{}: 2xx with an error", provider.name, target.model));
                     ctx.attempt_done(provider, &target.model, started, status, Some("client_error"));
                     ctx.error = Some(format!("upstream {status}"));
                     let body = formats::encode_error(inb.client_format(), class.kind, &class.message);
                     let extra = [("x-gateway-provider", provider.name.clone())];
-                    return respond::json(s, ctx, status, body, &extra).await;
+                    return Box::pin(respond::json(s, ctx, status, body, &extra)).await;
                 }
             }
         }
@@ -548,7 +558,7 @@ async fn proxy(
         };
         let err_body = err_body.unwrap_or_default();
         let headers = up.headers().cloned();
-        up.release(&gw.connector).await;
+        Box::pin(up.release(&gw.connector)).await;
         ctx.attempt_log.push(format!("{}/{}: HTTP {status}", provider.name, target.model));
         ctx.attempt_done(provider, &target.model, started, status, Some("http"));
         if status == 401 || status == 403 {
@@ -569,7 +579,7 @@ async fn proxy(
             ctx.status = status;
             ctx.error = Some(format!("upstream {status}"));
             let extra = [("x-gateway-provider", provider.name.clone())];
-            return respond::json(s, ctx, status, message, &extra).await;
+            return Box::pin(respond::json(s, ctx, status, message, &extra)).await;
         }
     }
     let (tried, timed_out) = plan.into_report();
@@ -578,10 +588,10 @@ async fn proxy(
     if ctx.attempts == 0 && !tried.is_empty() && tried.iter().all(|t| t.outcome.starts_with(UNTRANSLATABLE)) {
         let why: Vec<String> = tried.iter().map(|t| format!("{}: {}", t.target, t.outcome)).collect();
         let e = GatewayError::InvalidRequest(format!("no target can take this request: {}", why.join("; ")));
-        return respond::error(s, ctx, inb.client_format(), e).await;
+        return Box::pin(respond::error(s, ctx, inb.client_format(), e)).await;
     }
     let e = GatewayError::AllTargetsFailed { attempts: ctx.attempts, tried, timed_out };
-    respond::error(s, ctx, inb.client_format(), e).await
+    Box::pin(respond::error(s, ctx, inb.client_format(), e)).await
 }
 
 /// How a target the request cannot be translated for is reported.
@@ -671,7 +681,7 @@ pub async fn respond_upstream(
         Answer::Binary => {
             // Binary media (e.g. speech audio): stream it through as it comes.
             let content_type = up.header("content-type").unwrap_or("application/octet-stream").to_string();
-            return binary(gw, s, ctx, up, h, content_type).await;
+            return Box::pin(binary(gw, s, ctx, up, h, content_type)).await;
         }
     };
     if let Some((body, usage_at)) = body {
@@ -686,7 +696,7 @@ pub async fn respond_upstream(
                 }
                 Err(e) => {
                     let g = GatewayError::Upstream(format!("cannot translate the upstream answer: {e}"));
-                    return respond::error(s, ctx, Format::Gemini, g).await;
+                    return Box::pin(respond::error(s, ctx, Format::Gemini, g)).await;
                 }
             }
         } else if same {
@@ -712,7 +722,7 @@ pub async fn respond_upstream(
                 }
                 Err(e) => {
                     let g = GatewayError::Upstream(format!("cannot translate the upstream answer: {e}"));
-                    return respond::error(s, ctx, inb.format, g).await;
+                    return Box::pin(respond::error(s, ctx, inb.format, g)).await;
                 }
             }
         };
@@ -907,7 +917,7 @@ async fn stream(
                         super::responses::record_translated(gw, turn, r);
                     }
                 }
-                up.release(&gw.connector).await;
+                Box::pin(up.release(&gw.connector)).await;
                 return s.write_response_body(Some(Bytes::from(std::mem::take(&mut out))), true).await;
             }
             Err(e) => {

@@ -51,6 +51,9 @@ pub struct Gateway {
     pub objects: Arc<crate::jobs::ObjectStore>,
     /// OpenTelemetry export (`otel:`, read at start); `None` when off.
     pub otel: Option<Arc<Otel>>,
+    /// The runtime requests are served on (set on the first request), for background work that
+    /// must run on its worker threads (`server::release`).
+    pub runtime: Arc<std::sync::OnceLock<tokio::runtime::Handle>>,
 }
 
 impl Gateway {
@@ -76,6 +79,7 @@ impl Gateway {
             metrics,
             events,
             otel: None,
+            runtime: Arc::default(),
         }
     }
 }
@@ -99,8 +103,14 @@ impl ProxyHttp for Gateway {
     /// Runs once the request header is read. Serves the whole request (every endpoint) and
     /// returns `Ok(true)`: Pingora then skips its own upstream phases and calls `logging`.
     /// `Err` means the client connection broke while we wrote to it.
+    ///
+    /// The endpoints that go upstream run boxed: this future then holds only the one in use,
+    /// not room for the largest of them all, for as long as a stream lasts (README "Memory").
     async fn request_filter(&self, s: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         crate::net::head_received();
+        if self.runtime.get().is_none() {
+            let _ = self.runtime.set(tokio::runtime::Handle::current());
+        }
         ctx.started = Some(Instant::now());
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         self.counters.active.fetch_add(1, Ordering::Relaxed);
@@ -185,50 +195,51 @@ impl ProxyHttp for Gateway {
             Endpoint::GeminiCountTokens { model } => {
                 ctx.endpoint = "count_tokens";
                 ctx.client_format = Some(Format::Gemini);
-                gemini::count_tokens(s, ctx, &rt, &model).await?;
+                Box::pin(gemini::count_tokens(s, ctx, &rt, &model)).await?;
             }
             Endpoint::GeminiEmbed { model, batch } => {
                 ctx.endpoint = MediaOp::Embeddings.name();
                 ctx.client_format = Some(Format::Gemini);
                 let call = GeminiCall { model, stream: false, sse: false, embed: Some(batch) };
-                chat::serve(self, s, ctx, Format::Gemini, Some(call), Some(MediaOp::Embeddings)).await?;
+                Box::pin(chat::serve(self, s, ctx, Format::Gemini, Some(call), Some(MediaOp::Embeddings)))
+                    .await?;
             }
             Endpoint::CountTokens => {
                 ctx.endpoint = "count_tokens";
-                if let Err(e) = count_tokens(s, ctx, &rt).await? {
+                if let Err(e) = Box::pin(count_tokens(s, ctx, &rt)).await? {
                     respond::error(s, ctx, Format::Anthropic, e).await?;
                 }
             }
             Endpoint::Preflight => {
                 ctx.endpoint = "preflight";
-                preflight::serve(s, ctx, &rt).await?;
+                Box::pin(preflight::serve(s, ctx, &rt)).await?;
             }
             Endpoint::Chat { format, gemini } => {
                 ctx.endpoint = format.name();
                 ctx.client_format = Some(format);
-                chat::serve(self, s, ctx, format, gemini, None).await?;
+                Box::pin(chat::serve(self, s, ctx, format, gemini, None)).await?;
             }
             Endpoint::StoredResponse { id, op } => {
                 ctx.endpoint = op.name();
                 ctx.client_format = Some(Format::OpenAiResponses);
-                super::responses::serve_stored(self, s, ctx, id, op).await?;
+                Box::pin(super::responses::serve_stored(self, s, ctx, id, op)).await?;
             }
             Endpoint::ResponsesInputTokens => {
                 ctx.endpoint = "responses_input_tokens";
                 ctx.client_format = Some(Format::OpenAiResponses);
-                super::responses::serve_input_tokens(self, s, ctx).await?;
+                Box::pin(super::responses::serve_input_tokens(self, s, ctx)).await?;
             }
             Endpoint::Media(op) if op.multipart() => {
                 ctx.endpoint = op.name();
-                media::upload_form(self, s, ctx, op).await?;
+                Box::pin(media::upload_form(self, s, ctx, op)).await?;
             }
             Endpoint::Media(op) => {
                 ctx.endpoint = op.name();
-                chat::serve(self, s, ctx, Format::OpenAiChat, None, Some(op)).await?;
+                Box::pin(chat::serve(self, s, ctx, Format::OpenAiChat, None, Some(op))).await?;
             }
             Endpoint::Job(call) => {
                 ctx.endpoint = call.endpoint();
-                super::jobs::serve(self, s, ctx, call).await?;
+                Box::pin(super::jobs::serve(self, s, ctx, call)).await?;
             }
             Endpoint::MethodNotAllowed { allow } => {
                 ctx.endpoint = "method_not_allowed";

@@ -24,11 +24,19 @@ mod certs;
 mod drain;
 mod events;
 mod health_sync;
+mod release;
 pub mod upgrade;
 
 /// Build and run the server; returns only on a startup error. `upgrade`: take the listening
-/// sockets over from the running process (see `upgrade.rs`).
-pub fn run(store: Arc<RuntimeStore>, threads: usize, upgrade: bool) -> Result<(), String> {
+/// sockets over from the running process (see `upgrade.rs`). `release_memory`: the global
+/// allocator's collect for the calling thread, run on each data-plane worker once a burst is
+/// over (see `release.rs`); `None` leaves freed memory to the allocator.
+pub fn run(
+    store: Arc<RuntimeStore>,
+    threads: usize,
+    upgrade: bool,
+    release_memory: Option<fn()>,
+) -> Result<(), String> {
     crate::net::check_trust_roots()?;
     // SIGTERM: stop accepting after 1 s, then give in-flight requests and streams
     // `limits.shutdown_grace_s` (default 30, the unit's TimeoutStopSec) to finish.
@@ -107,6 +115,7 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize, upgrade: bool) -> Result<()
     };
     let mut gateway = Gateway::new(store.clone(), usage, counters.clone(), metrics.clone(), events.clone());
     gateway.otel = otel;
+    let data_plane = gateway.runtime.clone();
     let health = background_service("health checks", HealthChecker::new(targets.clone(), Vec::new()));
     let sync = health_sync::HealthSync {
         store: store.clone(),
@@ -186,7 +195,6 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize, upgrade: bool) -> Result<()
         svc.add_tcp(&admin_cfg.listen);
         server.add_service(svc);
     }
-    let _ = counters;
     server.add_service(background_service("config reloader", Reloader { store: store.clone(), reload }));
     server.add_service(background_service("usage log", writer));
     server.add_service(background_service("alert webhook", alert_worker));
@@ -199,6 +207,10 @@ pub fn run(store: Arc<RuntimeStore>, threads: usize, upgrade: bool) -> Result<()
     server.add_service(health);
     server.add_service(background_service("health check sync", sync));
     server.add_service(background_service("ready", upgrade::Ready { state_dir }));
+    if let Some(hook) = release_memory {
+        let release = release::Release { counters, runtime: data_plane, workers: threads.max(1), hook };
+        server.add_service(background_service("memory release after bursts", release));
+    }
     tracing::info!(
         listen = cfg.listen.as_deref().unwrap_or("-"),
         tls = cfg.tls.as_ref().map(|t| t.listen.as_str()).unwrap_or("-"),

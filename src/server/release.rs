@@ -1,0 +1,196 @@
+//! Memory back to the OS after a burst: once the data plane has been quiet for a while (no
+//! request started, none in flight), each worker thread of the data-plane runtime runs the
+//! allocator's collect hook once. Not the allocator itself: the hook comes from the binary
+//! (`main.rs`, which owns the `#[global_allocator]`); this module only decides when and where.
+//!
+//! Why: mimalloc keeps freed memory per thread. A block freed by another thread than the one
+//! that allocated it (the usual case on a work-stealing runtime) waits on its page until the
+//! owning thread allocates again, and pages it has emptied are given back (purged) only
+//! during later allocator calls. A fully idle process makes none, so after a burst RSS stayed
+//! where the burst left it (README "Memory"). One collect per worker thread, after the
+//! burst, settles both; under traffic nothing runs.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parking_lot::{Condvar, Mutex};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::runtime::Handle;
+
+use crate::proxy::Counters;
+
+/// How often the request counters are looked at.
+const TICK: Duration = Duration::from_secs(1);
+/// How long the data plane must be quiet before memory is released.
+pub const QUIET: Duration = Duration::from_secs(3);
+/// The most a worker waits for the others to take their turn (it holds its thread meanwhile,
+/// so that the next turn goes to another worker). Only ever spent while nothing is served.
+const MEET: Duration = Duration::from_millis(20);
+
+/// Runs `hook` on every worker of the data-plane runtime once a burst is over.
+pub struct Release {
+    pub counters: Arc<Counters>,
+    /// The data-plane runtime, set by the proxy on its first request.
+    pub runtime: Arc<OnceLock<Handle>>,
+    /// Worker threads of that runtime.
+    pub workers: usize,
+    /// The allocator's collect, run on each worker thread.
+    pub hook: fn(),
+}
+
+#[async_trait]
+impl BackgroundService for Release {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut quiet = Quiet::new(QUIET);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(TICK) => {}
+            }
+            let requests = self.counters.requests.load(Ordering::Relaxed);
+            let active = self.counters.active.load(Ordering::Acquire);
+            if !quiet.observe(requests, active, Instant::now()) {
+                continue;
+            }
+            let Some(rt) = self.runtime.get() else { continue };
+            let started = Instant::now();
+            let reached = on_every_worker(rt, self.workers, self.hook).await;
+            tracing::debug!(
+                workers = self.workers,
+                reached,
+                took_us = started.elapsed().as_micros() as u64,
+                "data plane quiet: freed memory returned to the OS"
+            );
+        }
+    }
+}
+
+/// Run `hook` once on each of `workers` threads of `rt` (as far as they can be reached within
+/// `MEET`); returns on how many it ran.
+async fn on_every_worker(rt: &Handle, workers: usize, hook: fn()) -> usize {
+    let meet = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let (meet, ran) = (meet.clone(), ran.clone());
+            rt.spawn(async move {
+                hook();
+                ran.fetch_add(1, Ordering::Relaxed);
+                // Hold this worker until every task has started, so each runs on its own.
+                let (arrived, all) = &*meet;
+                let mut n = arrived.lock();
+                *n += 1;
+                if *n >= workers {
+                    all.notify_all();
+                } else {
+                    let deadline = Instant::now() + MEET;
+                    while *n < workers && !all.wait_until(&mut n, deadline).timed_out() {}
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    ran.load(Ordering::Relaxed)
+}
+
+/// Decides when a burst is over: `observe` is true once the data plane was last seen busy (a
+/// request started since the last look, or one in flight) `after` ago, once per burst, and
+/// only after some traffic.
+#[derive(Debug)]
+pub struct Quiet {
+    after: Duration,
+    last_requests: u64,
+    busy_at: Option<Instant>,
+    armed: bool,
+}
+
+// === impl Quiet ===
+
+impl Quiet {
+    pub fn new(after: Duration) -> Quiet {
+        Quiet { after, last_requests: 0, busy_at: None, armed: false }
+    }
+
+    /// Look at the counters (requests started so far, requests in flight) at `now`.
+    pub fn observe(&mut self, requests: u64, active: i64, now: Instant) -> bool {
+        if requests != self.last_requests || active > 0 {
+            self.armed |= requests != self.last_requests;
+            self.last_requests = requests;
+            self.busy_at = Some(now);
+            return false;
+        }
+        let quiet_long_enough = self.busy_at.is_some_and(|b| now.duration_since(b) >= self.after);
+        if self.armed && quiet_long_enough {
+            self.armed = false;
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AFTER: Duration = Duration::from_secs(3);
+
+    fn at(t0: Instant, s: u64) -> Instant {
+        t0 + Duration::from_secs(s)
+    }
+
+    #[test]
+    fn fires_once_after_a_burst_has_been_quiet_long_enough() {
+        let t0 = Instant::now();
+        let mut q = Quiet::new(AFTER);
+        assert!(!q.observe(10, 2, at(t0, 0)), "traffic, last seen busy");
+        assert!(!q.observe(10, 0, at(t0, 1)), "quiet for 1 s");
+        assert!(!q.observe(10, 0, at(t0, 2)), "quiet for 2 s");
+        assert!(q.observe(10, 0, at(t0, 3)), "quiet for 3 s");
+        assert!(!q.observe(10, 0, at(t0, 4)), "once per burst");
+        assert!(!q.observe(10, 0, at(t0, 60)), "still once");
+    }
+
+    #[test]
+    fn never_fires_without_traffic() {
+        let t0 = Instant::now();
+        let mut q = Quiet::new(AFTER);
+        for s in 0..10 {
+            assert!(!q.observe(0, 0, at(t0, s)));
+        }
+    }
+
+    #[test]
+    fn a_request_in_flight_or_a_new_one_restarts_the_wait() {
+        let t0 = Instant::now();
+        let mut q = Quiet::new(AFTER);
+        assert!(!q.observe(1, 0, at(t0, 0)));
+        assert!(!q.observe(1, 0, at(t0, 2)));
+        assert!(!q.observe(1, 1, at(t0, 3)), "a long stream is still open");
+        assert!(!q.observe(1, 0, at(t0, 4)));
+        assert!(!q.observe(2, 0, at(t0, 6)), "another request started");
+        assert!(!q.observe(2, 0, at(t0, 7)));
+        assert!(!q.observe(2, 0, at(t0, 8)), "2 s after the last request");
+        assert!(q.observe(2, 0, at(t0, 9)), "3 s after it");
+        assert!(!q.observe(3, 0, at(t0, 11)), "the next burst");
+        assert!(!q.observe(3, 0, at(t0, 13)));
+        assert!(q.observe(3, 0, at(t0, 14)), "fires again 3 s after it");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_hook_runs_on_every_worker() {
+        static THREADS: Mutex<Vec<std::thread::ThreadId>> = Mutex::new(Vec::new());
+        fn hook() {
+            THREADS.lock().push(std::thread::current().id());
+        }
+        let reached = on_every_worker(&Handle::current(), 2, hook).await;
+        assert_eq!(reached, 2);
+        let mut threads = THREADS.lock().clone();
+        threads.dedup();
+        assert_eq!(threads.len(), 2, "ran on two distinct worker threads: {threads:?}");
+    }
+}

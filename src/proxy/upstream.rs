@@ -324,7 +324,10 @@ fn request_header(
     content_type: &str,
     content_length: Option<usize>,
 ) -> PResult<RequestHeader> {
-    let mut h = RequestHeader::build(
+    // Without Pingora's case-preserving name map (a second map insert per header): the names
+    // go out as Pingora titles the standard ones (`Host`, `Content-Type`) and lowercase
+    // otherwise, which HTTP/1.1 treats alike.
+    let mut h = RequestHeader::build_no_case(
         req.method.as_str(),
         req.path_and_query.as_bytes(),
         Some(6 + req.headers.len()),

@@ -15,7 +15,8 @@
 # instructions it executed per request in user space (collection on for the N requests only),
 # with the functions that cost most: a count that other load on the machine does not change,
 # where timing is noisy and hardware counters are absent (VMs). CALLGRIND_OUT=file keeps the
-# profile for callgrind_annotate.
+# profile for callgrind_annotate. NGINX=1 measures nginx as a plain reverse proxy instead (both
+# modes), for comparison.
 set -euo pipefail
 
 scenario=${1:-chat}
@@ -167,10 +168,37 @@ keys:
   - { id: syscalls, hash: "$(python3 "$dir/helper.py" hash sk-syscalls)" }
 EOF
 mode=${COUNT:-syscalls}
+# NGINX=1: measure nginx as a plain reverse proxy on the same mock instead (one process, the
+# overhead bench's settings), for the ratio the performance issue sets.
+cmd=("$bin" run --threads 1 -c "$dir/gateway.yaml")
+if [ "${NGINX:-0}" = 1 ]; then
+  mkdir -p "$dir/nginx"
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $dir/nginx/nginx.pid;
+error_log $dir/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
+  client_body_temp_path $dir/nginx/body; proxy_temp_path $dir/nginx/proxy; fastcgi_temp_path $dir/nginx/fcgi;
+  uwsgi_temp_path $dir/nginx/uwsgi; scgi_temp_path $dir/nginx/scgi;
+  upstream mock { server 127.0.0.1:$mock_port; keepalive 128; keepalive_requests 100000000; }
+  server {
+    listen 127.0.0.1:$port;
+    location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
+  }
+}
+EOF
+  cmd=("$(command -v nginx || echo /usr/sbin/nginx)" -c "$dir/nginx.conf")
+fi
 if [ "$mode" = instructions ]; then
   command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 1; }
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$dir/callgrind.out" \
-    "$bin" run --threads 1 -c "$dir/gateway.yaml" >"$dir/gateway.log" 2>&1 &
+    "${cmd[@]}" >"$dir/gateway.log" 2>&1 &
+elif [ "${NGINX:-0}" = 1 ]; then
+  "${cmd[@]}" >"$dir/gateway.log" 2>&1 &
 else
   LLM_GATEWAY_LOG=warn "$bin" run --threads 1 -c "$dir/gateway.yaml" >"$dir/gateway.log" 2>&1 &
 fi

@@ -402,6 +402,7 @@ async fn proxy(
             let headers = s.req_header().headers.clone();
             let send =
                 super::embeddings::send(gw, provider, &target.model, &inb.body, &snap.limits, &headers);
+            // Bound first: the future borrows `headers`, which the block's tail would outlive.
             let sent = unless_client_gone(s, pin!(send)).await;
             sent
         } else {

@@ -396,4 +396,19 @@ mod tests {
         let p = open(&connector, &resolver, &snap.providers[0], &snap.limits).await;
         assert!(p.is_ok(), "connected through the second address: {:?}", p.err());
     }
+
+    /// Every request's future holds (and is copied with) the largest state of an attempt, so
+    /// connecting a new connection (TCP + TLS, kilobytes of state) must stay boxed, out of it.
+    #[test]
+    fn an_attempt_does_not_hold_the_connect_state_inline() {
+        let snap = crate::config::load_str(
+            "listen: 127.0.0.1:1\nproviders: [{name: p, kind: openai_compatible, base_url: \"https://p.test\"}]\nmodels: [{alias: a, targets: [{provider: p, model: m}]}]\n",
+        )
+        .unwrap();
+        let (connector, resolver) = (Connector::new(None), Resolver::default());
+        let peer = HttpPeer::new("127.0.0.1:443", true, "p.test".into());
+        let connect = std::mem::size_of_val(&connector.new_stream(&peer));
+        let open = std::mem::size_of_val(&open(&connector, &resolver, &snap.providers[0], &snap.limits));
+        assert!(open < connect, "open's future is {open} bytes; a connect alone is {connect}");
+    }
 }

@@ -1,6 +1,9 @@
 //! Memory under load, in one run: the gateway's idle RSS, its RSS while holding thousands of
 //! concurrent slow SSE streams (with the count of streams that did not complete), and its RSS
-//! after a soak of mixed traffic, back at idle, against its pre-load level.
+//! after a soak of mixed traffic, back at idle, against its pre-load level. "Back at idle" is
+//! read 5 s after the soak and again once the upstream connections the soak left in the pool
+//! have been closed for idleness (60 s) and the gateway has released memory after that (its
+//! second release mark, `server::release::MARKS`).
 //!
 //! Run: `cargo bench --bench memory` (options after `--`: `--streams 5000` concurrent streams,
 //! `--stream-s 20` how long each stream lasts, `--idle-s 0` how long to watch RSS idle after
@@ -18,6 +21,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use llm_gateway::server::release::MARKS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -56,7 +60,13 @@ async fn run() {
     assert!(stream(gw.addr, stream_s + 30).await, "a warm-up stream failed");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = kb(pid, "VmRSS");
-    println!("idle RSS: {} MiB at start, {} MiB after one request of each kind", mib(idle_start), mib(idle));
+    println!(
+        "idle RSS: {} MiB at start, {} MiB after one request of each kind (anonymous {} MiB, file {} MiB)",
+        mib(idle_start),
+        mib(idle),
+        mib(kb(pid, "RssAnon")),
+        mib(kb(pid, "RssFile"))
+    );
 
     // N concurrent slow streams, opened over ~2 s.
     let t = Instant::now();
@@ -101,11 +111,12 @@ async fn run() {
         tokio::time::sleep(Duration::from_secs(step)).await;
         watched += step;
         println!(
-            "idle {} s after the streams: RSS {} MiB (anonymous {} MiB, of it in huge pages {} MiB)",
+            "idle {} s after the streams: RSS {} MiB (anonymous {} MiB, of it in huge pages {} MiB), {} sockets open",
             watched + 5,
             mib(kb(pid, "VmRSS")),
             mib(kb(pid, "RssAnon")),
-            mib(smaps_kb(pid, "AnonHugePages"))
+            mib(smaps_kb(pid, "AnonHugePages")),
+            sockets(pid)
         );
     }
 
@@ -144,14 +155,41 @@ async fn run() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after_soak = kb(pid, "VmRSS");
     println!(
-        "soak {soak_s} s: {} requests, {} errors, peak RSS {} MiB; back at idle: {} MiB ({:+.1}% vs pre-load {} MiB)",
+        "soak {soak_s} s: {} requests, {} errors, peak RSS {} MiB; 5 s after: {} MiB ({:+.1}% vs pre-load {} MiB), {} sockets open",
         served.load(Ordering::Relaxed),
         errors.load(Ordering::Relaxed),
         mib(soak_peak),
         mib(after_soak),
         (after_soak as f64 / idle as f64 - 1.0) * 100.0,
-        mib(idle)
+        mib(idle),
+        sockets(pid)
     );
+    // Back at idle: once the upstream connections the load left in the pool have been closed for
+    // idleness and the gateway has released memory after that (its second release mark).
+    let settle = *MARKS.last().unwrap() + Duration::from_secs(5);
+    tokio::time::sleep(settle.saturating_sub(Duration::from_secs(5))).await;
+    let settled = kb(pid, "VmRSS");
+    println!(
+        "back at idle, {} s after the soak (pool closed): {} MiB (anonymous {} MiB, file {} MiB; {:+.1}% vs pre-load {} MiB), {} sockets open",
+        settle.as_secs(),
+        mib(settled),
+        mib(kb(pid, "RssAnon")),
+        mib(kb(pid, "RssFile")),
+        (settled as f64 / idle as f64 - 1.0) * 100.0,
+        mib(idle),
+        sockets(pid)
+    );
+}
+
+/// Sockets the process has open (listeners included).
+fn sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|l| l.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// One streamed chat completion on a new connection; true when it ends with `[DONE]`.

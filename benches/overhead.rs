@@ -8,7 +8,8 @@
 //! to ever refuse, measured alternately with limits off, `--rounds 3` times, best of each;
 //! `--redis` to compare no limits, limits in memory and limits in a redis-server of the run, and
 //! count Redis round trips per request; `--otel` to compare OpenTelemetry export off and on, to an
-//! OTLP/HTTP sink of this run). On a machine with >= 2 CPUs the proxy under test is
+//! OTLP/HTTP sink of this run; `--cold` to measure the first 5 s after start against the next 5
+//! s, gateway and nginx, fresh processes at `--cold-rate 1000` req/s). On a machine with >= 2 CPUs the proxy under test is
 //! pinned to CPU 1 with one worker thread, and this process (load generator + mock upstream)
 //! to CPU 0, so "per core" figures compare like with like.
 //!
@@ -342,6 +343,57 @@ async fn run(o: Opts, pin: bool) {
         println!("gateway / nginx CPU per request: {:.2}x", gw_result.cpu_us / n.cpu_us);
     }
     drop(nginx);
+
+    // `--cold`: the first seconds after start, `--cold-rate` req/s (default 1000), `--rounds`
+    // fresh processes of each (default 3), alternated; added latency over a direct call at the
+    // same rate (the mock is warm by now).
+    if std::env::args().any(|a| a == "--cold") {
+        let value =
+            |name: &str| std::env::args().skip_while(|a| a != name).nth(1).and_then(|v| v.parse().ok());
+        let rate: u64 = value("--cold-rate").unwrap_or(1000);
+        let rounds = value("--rounds").unwrap_or(3) as usize;
+        println!();
+        println!(
+            "cold start: {rate} req/s over {} connections from the moment the port accepts",
+            o.connections
+        );
+        let d = open_loop(mock, request(direct_path, direct_body), o.connections, rate, o.duration).await;
+        let (d50, d99) = (d.value_at_quantile(0.5), d.value_at_quantile(0.99));
+        println!("direct     p50 {d50} µs, p99 {d99} µs");
+        let new_h = || [Histogram::<u64>::new(3).unwrap(), Histogram::<u64>::new(3).unwrap()];
+        let (mut gw_all, mut ngx_all, mut have_nginx) = (new_h(), new_h(), false);
+        for _ in 0..rounds {
+            let gw = || Some(start_gateway(dir.path(), mock, pin, bin, false));
+            if let Some([a, b]) = cold("gateway", gw, &o, path, body, rate).await {
+                gw_all[0].add(a).ok();
+                gw_all[1].add(b).ok();
+            }
+            let ngx = || start_nginx(dir.path(), mock, pin);
+            if let Some([a, b]) = cold("nginx", ngx, &o, "/v1/chat/completions", direct_body, rate).await {
+                ngx_all[0].add(a).ok();
+                ngx_all[1].add(b).ok();
+                have_nginx = true;
+            }
+        }
+        let added = |h: &Histogram<u64>| {
+            (h.value_at_quantile(0.5).saturating_sub(d50), h.value_at_quantile(0.99).saturating_sub(d99))
+        };
+        println!("added over direct, all {rounds} rounds pooled (first 5 s / next 5 s):");
+        let (g0, g1) = (added(&gw_all[0]), added(&gw_all[1]));
+        println!("  gateway p50 +{} / +{} µs, p99 +{} / +{} µs", g0.0, g1.0, g0.1, g1.1);
+        if have_nginx {
+            let (n0, n1) = (added(&ngx_all[0]), added(&ngx_all[1]));
+            println!("  nginx   p50 +{} / +{} µs, p99 +{} / +{} µs", n0.0, n1.0, n0.1, n1.1);
+            let r = |a: u64, b: u64| a as f64 / b.max(1) as f64;
+            println!(
+                "  gateway / nginx added: first 5 s p50 {:.2}x p99 {:.2}x; next 5 s p50 {:.2}x p99 {:.2}x (target <= 1.5x)",
+                r(g0.0, n0.0),
+                r(g0.1, n0.1),
+                r(g1.0, n1.0),
+                r(g1.1, n1.1)
+            );
+        }
+    }
 }
 
 struct Result {
@@ -352,11 +404,7 @@ struct Result {
 }
 
 async fn measure(name: &str, addr: SocketAddr, pid: Option<u32>, o: &Opts, path: &str, body: &str) -> Result {
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\nauthorization: Bearer {KEY}\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let req: Arc<[u8]> = req.into_bytes().into();
+    let req = request(path, body);
     // Warm up (connections, pools, caches).
     let _ = closed_loop(addr, req.clone(), o.connections, Duration::from_millis(500)).await;
     let cpu0 = pid.map(cpu_ticks);
@@ -384,6 +432,44 @@ async fn measure(name: &str, addr: SocketAddr, pid: Option<u32>, o: &Opts, path:
         r.cpu_us
     );
     r
+}
+
+fn request(path: &str, body: &str) -> Arc<[u8]> {
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\nauthorization: Bearer {KEY}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    req.into_bytes().into()
+}
+
+/// `--cold`: a fresh process of `name`, sent `rate` req/s (open loop) from the moment its port
+/// accepts for `2 * WINDOW`; latency of the requests due in the first window and in the second.
+async fn cold(
+    name: &str,
+    start: impl Fn() -> Option<Proc>,
+    o: &Opts,
+    path: &str,
+    body: &str,
+    rate: u64,
+) -> Option<[Histogram<u64>; 2]> {
+    const WINDOW: Duration = Duration::from_secs(5);
+    let p = start()?;
+    let [first, rest] =
+        open_loop_split(p.addr, request(path, body), o.connections, rate, 2 * WINDOW, WINDOW).await;
+    drop(p);
+    let q = |h: &Histogram<u64>, f| h.value_at_quantile(f);
+    println!(
+        "{name:<10} first 5 s: p50 {:>6} p99 {:>6} p99.9 {:>6} max {:>6} µs   next 5 s: p50 {:>6} p99 {:>6} p99.9 {:>6} max {:>6} µs",
+        q(&first, 0.5),
+        q(&first, 0.99),
+        q(&first, 0.999),
+        first.max(),
+        q(&rest, 0.5),
+        q(&rest, 0.99),
+        q(&rest, 0.999),
+        rest.max()
+    );
+    Some([first, rest])
 }
 
 /// N connections, each sending the next request as soon as the previous answer is complete.
@@ -431,14 +517,28 @@ async fn open_loop(
     rate: u64,
     dur: Duration,
 ) -> Histogram<u64> {
+    let [all, _] = open_loop_split(addr, req, conns, rate, dur, dur).await;
+    all
+}
+
+/// `open_loop`, with the latencies of requests due before `split` and from it on apart.
+async fn open_loop_split(
+    addr: SocketAddr,
+    req: Arc<[u8]>,
+    conns: usize,
+    rate: u64,
+    dur: Duration,
+    split: Duration,
+) -> [Histogram<u64>; 2] {
+    let t0 = Instant::now();
     let per_conn = Duration::from_secs_f64(conns as f64 / rate as f64);
     let mut tasks = Vec::new();
     for i in 0..conns {
         let req = req.clone();
         tasks.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new(3).unwrap();
+            let mut h = [Histogram::<u64>::new(3).unwrap(), Histogram::<u64>::new(3).unwrap()];
             let mut c = Conn::connect(addr).await;
-            let start = Instant::now() + per_conn.mul_f64(i as f64 / conns as f64);
+            let start = t0 + per_conn.mul_f64(i as f64 / conns as f64);
             let mut k = 0u32;
             let mut prev_end = start;
             loop {
@@ -452,15 +552,18 @@ async fn open_loop(
                 let from = if prev_end > due { due } else { Instant::now() };
                 c.call(&req).await;
                 prev_end = Instant::now();
-                h.record(prev_end.duration_since(from).as_micros() as u64).ok();
+                let phase = usize::from(due.duration_since(t0) >= split);
+                h[phase].record(prev_end.duration_since(from).as_micros() as u64).ok();
                 k += 1;
             }
             h
         }));
     }
-    let mut all = Histogram::<u64>::new(3).unwrap();
+    let mut all = [Histogram::<u64>::new(3).unwrap(), Histogram::<u64>::new(3).unwrap()];
     for t in tasks {
-        all.add(t.await.unwrap()).ok();
+        let [a, b] = t.await.unwrap();
+        all[0].add(a).ok();
+        all[1].add(b).ok();
     }
     all
 }

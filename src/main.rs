@@ -15,6 +15,9 @@ const EX_CONFIG: u8 = 64;
 
 /// mimalloc rather than glibc malloc: on `cargo bench --bench overhead` (chat, one core) it gave
 /// 30.7k / 33.0k req/s at 32.5 / 30.2 µs CPU per request, against 28.5k / 26.3k at 35.0 / 37.8 µs.
+/// (`RUSTFLAGS="--cfg system_alloc"` builds with the system allocator instead, for heap
+/// profilers such as heaptrack that see only `malloc`; README "Memory".)
+#[cfg(not(system_alloc))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

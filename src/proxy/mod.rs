@@ -20,4 +20,5 @@ pub use self::{
     ctx::RequestCtx,
     endpoint::Endpoint,
     gateway::{Counters, Gateway},
+    upstream::POOL_IDLE_TIMEOUT,
 };

@@ -24,7 +24,7 @@ mod certs;
 mod drain;
 mod events;
 mod health_sync;
-mod release;
+pub mod release;
 pub mod upgrade;
 
 /// Build and run the server; returns only on a startup error. `upgrade`: take the listening

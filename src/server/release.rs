@@ -9,6 +9,10 @@
 //! during later allocator calls. A fully idle process makes none, so after a burst RSS stayed
 //! where the burst left it (README "Memory"). One collect per worker thread, after the
 //! burst, settles both; under traffic nothing runs.
+//!
+//! It runs twice per burst: `QUIET` after it, and again once the upstream connections the burst
+//! left in the pool have been closed for idleness (`POOL_IDLE_TIMEOUT` later), since each held
+//! its own memory (about 10 KiB) and the pool may hold 1,024 of them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -20,12 +24,15 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::runtime::Handle;
 
-use crate::proxy::Counters;
+use crate::proxy::{Counters, POOL_IDLE_TIMEOUT};
 
 /// How often the request counters are looked at.
 const TICK: Duration = Duration::from_secs(1);
 /// How long the data plane must be quiet before memory is released.
 pub const QUIET: Duration = Duration::from_secs(3);
+/// When memory is released after a burst: once it is over, and once the pooled upstream
+/// connections it left have been closed for idleness.
+pub const MARKS: [Duration; 2] = [QUIET, Duration::from_secs(POOL_IDLE_TIMEOUT.as_secs() + QUIET.as_secs())];
 /// The most a worker waits for the others to take their turn (it holds its thread meanwhile,
 /// so that the next turn goes to another worker). Only ever spent while nothing is served.
 const MEET: Duration = Duration::from_millis(20);
@@ -44,7 +51,7 @@ pub struct Release {
 #[async_trait]
 impl BackgroundService for Release {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut quiet = Quiet::new(QUIET);
+        let mut quiet = Quiet::new(&MARKS);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -99,37 +106,41 @@ async fn on_every_worker(rt: &Handle, workers: usize, hook: fn()) -> usize {
 }
 
 /// Decides when a burst is over: `observe` is true once the data plane was last seen busy (a
-/// request started since the last look, or one in flight) `after` ago, once per burst, and
-/// only after some traffic.
+/// request started since the last look, or one in flight) as long ago as each of `marks`, once
+/// per mark and burst, and only after some traffic.
 #[derive(Debug)]
 pub struct Quiet {
-    after: Duration,
+    marks: &'static [Duration],
     last_requests: u64,
     busy_at: Option<Instant>,
-    armed: bool,
+    /// The mark to fire next; `None` until traffic is seen, and once all have fired.
+    next: Option<usize>,
 }
 
 // === impl Quiet ===
 
 impl Quiet {
-    pub fn new(after: Duration) -> Quiet {
-        Quiet { after, last_requests: 0, busy_at: None, armed: false }
+    /// `marks` ascending.
+    pub fn new(marks: &'static [Duration]) -> Quiet {
+        Quiet { marks, last_requests: 0, busy_at: None, next: None }
     }
 
     /// Look at the counters (requests started so far, requests in flight) at `now`.
     pub fn observe(&mut self, requests: u64, active: i64, now: Instant) -> bool {
         if requests != self.last_requests || active > 0 {
-            self.armed |= requests != self.last_requests;
+            if requests != self.last_requests && !self.marks.is_empty() {
+                self.next = Some(0);
+            }
             self.last_requests = requests;
             self.busy_at = Some(now);
             return false;
         }
-        let quiet_long_enough = self.busy_at.is_some_and(|b| now.duration_since(b) >= self.after);
-        if self.armed && quiet_long_enough {
-            self.armed = false;
-            return true;
+        let (Some(i), Some(busy_at)) = (self.next, self.busy_at) else { return false };
+        if now.duration_since(busy_at) < self.marks[i] {
+            return false;
         }
-        false
+        self.next = Some(i + 1).filter(|&n| n < self.marks.len());
+        true
     }
 }
 
@@ -137,7 +148,7 @@ impl Quiet {
 mod tests {
     use super::*;
 
-    const AFTER: Duration = Duration::from_secs(3);
+    const AFTER: [Duration; 1] = [Duration::from_secs(3)];
 
     fn at(t0: Instant, s: u64) -> Instant {
         t0 + Duration::from_secs(s)
@@ -146,7 +157,7 @@ mod tests {
     #[test]
     fn fires_once_after_a_burst_has_been_quiet_long_enough() {
         let t0 = Instant::now();
-        let mut q = Quiet::new(AFTER);
+        let mut q = Quiet::new(&AFTER);
         assert!(!q.observe(10, 2, at(t0, 0)), "traffic, last seen busy");
         assert!(!q.observe(10, 0, at(t0, 1)), "quiet for 1 s");
         assert!(!q.observe(10, 0, at(t0, 2)), "quiet for 2 s");
@@ -158,7 +169,7 @@ mod tests {
     #[test]
     fn never_fires_without_traffic() {
         let t0 = Instant::now();
-        let mut q = Quiet::new(AFTER);
+        let mut q = Quiet::new(&AFTER);
         for s in 0..10 {
             assert!(!q.observe(0, 0, at(t0, s)));
         }
@@ -167,7 +178,7 @@ mod tests {
     #[test]
     fn a_request_in_flight_or_a_new_one_restarts_the_wait() {
         let t0 = Instant::now();
-        let mut q = Quiet::new(AFTER);
+        let mut q = Quiet::new(&AFTER);
         assert!(!q.observe(1, 0, at(t0, 0)));
         assert!(!q.observe(1, 0, at(t0, 2)));
         assert!(!q.observe(1, 1, at(t0, 3)), "a long stream is still open");
@@ -179,6 +190,33 @@ mod tests {
         assert!(!q.observe(3, 0, at(t0, 11)), "the next burst");
         assert!(!q.observe(3, 0, at(t0, 13)));
         assert!(q.observe(3, 0, at(t0, 14)), "fires again 3 s after it");
+    }
+
+    #[test]
+    fn fires_at_each_mark_and_again_for_the_next_burst() {
+        static MARKS: [Duration; 2] = [Duration::from_secs(3), Duration::from_secs(63)];
+        let t0 = Instant::now();
+        let mut q = Quiet::new(&MARKS);
+        assert!(!q.observe(5, 1, at(t0, 0)));
+        assert!(!q.observe(5, 0, at(t0, 2)));
+        assert!(q.observe(5, 0, at(t0, 3)), "the burst is over");
+        assert!(!q.observe(5, 0, at(t0, 4)));
+        assert!(!q.observe(5, 0, at(t0, 62)));
+        assert!(q.observe(5, 0, at(t0, 63)), "the pool it left has been closed");
+        assert!(!q.observe(5, 0, at(t0, 64)), "once per mark");
+        assert!(!q.observe(5, 0, at(t0, 600)));
+        assert!(!q.observe(6, 0, at(t0, 601)), "the next burst");
+        assert!(!q.observe(6, 0, at(t0, 603)));
+        assert!(q.observe(6, 0, at(t0, 604)));
+        assert!(!q.observe(7, 0, at(t0, 610)), "traffic again before the second mark");
+        assert!(q.observe(7, 0, at(t0, 613)), "counts from the first mark again");
+        assert!(q.observe(7, 0, at(t0, 673)));
+    }
+
+    #[test]
+    fn the_second_mark_comes_after_the_pool_is_closed() {
+        assert_eq!(MARKS[0], QUIET);
+        assert!(MARKS[1] > POOL_IDLE_TIMEOUT);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

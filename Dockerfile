@@ -10,9 +10,9 @@ FROM rust:1-bookworm AS build
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin llm-gateway \
+RUN cargo build --profile production --locked --bin llm-gateway \
     && mkdir -p /out/state \
-    && cp target/release/llm-gateway /out/llm-gateway \
+    && cp target/production/llm-gateway /out/llm-gateway \
     && /out/llm-gateway check --no-secrets -c conf/examples/container.yaml
 
 FROM gcr.io/distroless/cc-debian12:nonroot

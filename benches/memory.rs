@@ -1,9 +1,9 @@
 //! Memory under load, in one run: the gateway's idle RSS, its RSS while holding thousands of
 //! concurrent slow SSE streams (with the count of streams that did not complete), and its RSS
 //! after a soak of mixed traffic, back at idle, against its pre-load level. "Back at idle" is
-//! read 5 s after the soak and again once the upstream connections the soak left in the pool
-//! have been closed for idleness (60 s) and the gateway has released memory after that (its
-//! second release mark, `server::release::MARKS`).
+//! read 5 s after the soak, again once the upstream connections the soak left in the pool have
+//! been closed for idleness (60 s), and once the timers of its upstream reads have ended (120 s),
+//! each after the gateway's release that follows (`server::release::SCHEDULE`).
 //!
 //! Run: `cargo bench --bench memory` (options after `--`: `--streams 5000` concurrent streams,
 //! `--stream-s 20` how long each stream lasts, `--idle-s 0` how long to watch RSS idle after
@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use llm_gateway::server::release::MARKS;
+use llm_gateway::server::release::SCHEDULE;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -165,20 +165,25 @@ async fn run() {
         sockets(pid)
     );
     // Back at idle: once the upstream connections the load left in the pool have been closed for
-    // idleness and the gateway has released memory after that (its second release mark).
-    let settle = *MARKS.last().unwrap() + Duration::from_secs(5);
-    tokio::time::sleep(settle.saturating_sub(Duration::from_secs(5))).await;
-    let settled = kb(pid, "VmRSS");
-    println!(
-        "back at idle, {} s after the soak (pool closed): {} MiB (anonymous {} MiB, file {} MiB; {:+.1}% vs pre-load {} MiB), {} sockets open",
-        settle.as_secs(),
-        mib(settled),
-        mib(kb(pid, "RssAnon")),
-        mib(kb(pid, "RssFile")),
-        (settled as f64 / idle as f64 - 1.0) * 100.0,
-        mib(idle),
-        sockets(pid)
-    );
+    // idleness (the gateway's second release), and once the timers of its upstream reads have
+    // ended (the default 120 s upstream timeout; its third release).
+    let mut waited = Duration::from_secs(5);
+    for (i, what) in [(1, "pool closed"), (2, "read timers ended")] {
+        let at = SCHEDULE.mark(i) + Duration::from_secs(5);
+        tokio::time::sleep(at.saturating_sub(waited)).await;
+        waited = at;
+        let settled = kb(pid, "VmRSS");
+        println!(
+            "back at idle, {} s after the soak ({what}): {} MiB (anonymous {} MiB, file {} MiB; {:+.1}% vs pre-load {} MiB), {} sockets open",
+            at.as_secs(),
+            mib(settled),
+            mib(kb(pid, "RssAnon")),
+            mib(kb(pid, "RssFile")),
+            (settled as f64 / idle as f64 - 1.0) * 100.0,
+            mib(idle),
+            sockets(pid)
+        );
+    }
 }
 
 /// Sockets the process has open (listeners included).

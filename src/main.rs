@@ -25,6 +25,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// other threads freed) and gives the freed memory back to the OS now. The server runs it on
 /// each data-plane worker once a burst is over (`server::release`): after 2,000 streams, RSS
 /// stayed at the burst's level without it (README "Memory").
+#[cfg(not(system_alloc))]
 #[allow(unsafe_code)]
 fn release_memory() {
     extern "C" {
@@ -35,6 +36,10 @@ fn release_memory() {
     // on any thread at any time.
     unsafe { mi_collect(true) }
 }
+
+/// The system allocator's build (`--cfg system_alloc`, for heap profilers) releases nothing.
+#[cfg(system_alloc)]
+fn release_memory() {}
 
 #[derive(Parser)]
 #[command(name = "llm-gateway", version, about = "An LLM gateway on Pingora")]

@@ -10,9 +10,12 @@
 //! where the burst left it (README "Memory"). One collect per worker thread, after the
 //! burst, settles both; under traffic nothing runs.
 //!
-//! It runs twice per burst: `QUIET` after it, and again once the upstream connections the burst
-//! left in the pool have been closed for idleness (`POOL_IDLE_TIMEOUT` later), since each held
-//! its own memory (about 10 KiB) and the pool may hold 1,024 of them.
+//! It runs more than once per burst: `QUIET` after it, then every `POOL_IDLE_TIMEOUT` while the
+//! data plane stays quiet, up to `SCHEDULE.count` times. State a burst leaves behind ends later
+//! than the burst: pooled upstream connections close after `POOL_IDLE_TIMEOUT` idle (each held
+//! about 10 KiB, and the pool holds up to 1,024), and the timers of every upstream read stay
+//! registered until their deadline (`limits.upstream_timeout_ms`, 120 s by default), each
+//! keeping the page it sits on; once they end, only a later collect returns their pages.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -30,9 +33,24 @@ use crate::proxy::{Counters, POOL_IDLE_TIMEOUT};
 const TICK: Duration = Duration::from_secs(1);
 /// How long the data plane must be quiet before memory is released.
 pub const QUIET: Duration = Duration::from_secs(3);
-/// When memory is released after a burst: once it is over, and once the pooled upstream
-/// connections it left have been closed for idleness.
-pub const MARKS: [Duration; 2] = [QUIET, Duration::from_secs(POOL_IDLE_TIMEOUT.as_secs() + QUIET.as_secs())];
+/// When memory is released after a burst: once it is over, then every minute while it stays
+/// quiet, for 15 minutes (3 s, 63 s, 123 s, ..., 903 s after the last request).
+pub const SCHEDULE: Schedule = Schedule { first: QUIET, every: POOL_IDLE_TIMEOUT, count: 16 };
+
+/// Release marks: `first`, then every `every`, `count` in all, counted from the end of a burst.
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    pub first: Duration,
+    pub every: Duration,
+    pub count: u32,
+}
+
+impl Schedule {
+    /// The `i`-th mark (from 0).
+    pub fn mark(&self, i: u32) -> Duration {
+        self.first + self.every * i
+    }
+}
 /// The most a worker waits for the others to take their turn (it holds its thread meanwhile,
 /// so that the next turn goes to another worker). Only ever spent while nothing is served.
 const MEET: Duration = Duration::from_millis(20);
@@ -51,7 +69,7 @@ pub struct Release {
 #[async_trait]
 impl BackgroundService for Release {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut quiet = Quiet::new(&MARKS);
+        let mut quiet = Quiet::new(SCHEDULE);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -106,29 +124,28 @@ async fn on_every_worker(rt: &Handle, workers: usize, hook: fn()) -> usize {
 }
 
 /// Decides when a burst is over: `observe` is true once the data plane was last seen busy (a
-/// request started since the last look, or one in flight) as long ago as each of `marks`, once
-/// per mark and burst, and only after some traffic.
+/// request started since the last look, or one in flight) as long ago as each mark of the
+/// schedule, once per mark and burst, and only after some traffic.
 #[derive(Debug)]
 pub struct Quiet {
-    marks: &'static [Duration],
+    schedule: Schedule,
     last_requests: u64,
     busy_at: Option<Instant>,
     /// The mark to fire next; `None` until traffic is seen, and once all have fired.
-    next: Option<usize>,
+    next: Option<u32>,
 }
 
 // === impl Quiet ===
 
 impl Quiet {
-    /// `marks` ascending.
-    pub fn new(marks: &'static [Duration]) -> Quiet {
-        Quiet { marks, last_requests: 0, busy_at: None, next: None }
+    pub fn new(schedule: Schedule) -> Quiet {
+        Quiet { schedule, last_requests: 0, busy_at: None, next: None }
     }
 
     /// Look at the counters (requests started so far, requests in flight) at `now`.
     pub fn observe(&mut self, requests: u64, active: i64, now: Instant) -> bool {
         if requests != self.last_requests || active > 0 {
-            if requests != self.last_requests && !self.marks.is_empty() {
+            if requests != self.last_requests && self.schedule.count > 0 {
                 self.next = Some(0);
             }
             self.last_requests = requests;
@@ -136,10 +153,16 @@ impl Quiet {
             return false;
         }
         let (Some(i), Some(busy_at)) = (self.next, self.busy_at) else { return false };
-        if now.duration_since(busy_at) < self.marks[i] {
+        if now.duration_since(busy_at) < self.schedule.mark(i) {
             return false;
         }
-        self.next = Some(i + 1).filter(|&n| n < self.marks.len());
+        // After a long pause (a suspended VM), skip the marks already passed: one collect.
+        let quiet = now.duration_since(busy_at);
+        let mut n = i + 1;
+        while n < self.schedule.count && self.schedule.mark(n) <= quiet {
+            n += 1;
+        }
+        self.next = Some(n).filter(|&n| n < self.schedule.count);
         true
     }
 }
@@ -148,7 +171,7 @@ impl Quiet {
 mod tests {
     use super::*;
 
-    const AFTER: [Duration; 1] = [Duration::from_secs(3)];
+    const AFTER: Schedule = Schedule { first: Duration::from_secs(3), every: Duration::ZERO, count: 1 };
 
     fn at(t0: Instant, s: u64) -> Instant {
         t0 + Duration::from_secs(s)
@@ -157,7 +180,7 @@ mod tests {
     #[test]
     fn fires_once_after_a_burst_has_been_quiet_long_enough() {
         let t0 = Instant::now();
-        let mut q = Quiet::new(&AFTER);
+        let mut q = Quiet::new(AFTER);
         assert!(!q.observe(10, 2, at(t0, 0)), "traffic, last seen busy");
         assert!(!q.observe(10, 0, at(t0, 1)), "quiet for 1 s");
         assert!(!q.observe(10, 0, at(t0, 2)), "quiet for 2 s");
@@ -169,7 +192,7 @@ mod tests {
     #[test]
     fn never_fires_without_traffic() {
         let t0 = Instant::now();
-        let mut q = Quiet::new(&AFTER);
+        let mut q = Quiet::new(AFTER);
         for s in 0..10 {
             assert!(!q.observe(0, 0, at(t0, s)));
         }
@@ -178,7 +201,7 @@ mod tests {
     #[test]
     fn a_request_in_flight_or_a_new_one_restarts_the_wait() {
         let t0 = Instant::now();
-        let mut q = Quiet::new(&AFTER);
+        let mut q = Quiet::new(AFTER);
         assert!(!q.observe(1, 0, at(t0, 0)));
         assert!(!q.observe(1, 0, at(t0, 2)));
         assert!(!q.observe(1, 1, at(t0, 3)), "a long stream is still open");
@@ -194,9 +217,9 @@ mod tests {
 
     #[test]
     fn fires_at_each_mark_and_again_for_the_next_burst() {
-        static MARKS: [Duration; 2] = [Duration::from_secs(3), Duration::from_secs(63)];
+        let schedule = Schedule { first: Duration::from_secs(3), every: Duration::from_secs(60), count: 3 };
         let t0 = Instant::now();
-        let mut q = Quiet::new(&MARKS);
+        let mut q = Quiet::new(schedule);
         assert!(!q.observe(5, 1, at(t0, 0)));
         assert!(!q.observe(5, 0, at(t0, 2)));
         assert!(q.observe(5, 0, at(t0, 3)), "the burst is over");
@@ -204,6 +227,8 @@ mod tests {
         assert!(!q.observe(5, 0, at(t0, 62)));
         assert!(q.observe(5, 0, at(t0, 63)), "the pool it left has been closed");
         assert!(!q.observe(5, 0, at(t0, 64)), "once per mark");
+        assert!(q.observe(5, 0, at(t0, 123)), "its timers have ended");
+        assert!(!q.observe(5, 0, at(t0, 183)), "three marks in all");
         assert!(!q.observe(5, 0, at(t0, 600)));
         assert!(!q.observe(6, 0, at(t0, 601)), "the next burst");
         assert!(!q.observe(6, 0, at(t0, 603)));
@@ -214,9 +239,24 @@ mod tests {
     }
 
     #[test]
-    fn the_second_mark_comes_after_the_pool_is_closed() {
-        assert_eq!(MARKS[0], QUIET);
-        assert!(MARKS[1] > POOL_IDLE_TIMEOUT);
+    fn a_long_pause_fires_once_not_once_per_missed_mark() {
+        let schedule = Schedule { first: Duration::from_secs(3), every: Duration::from_secs(60), count: 4 };
+        let t0 = Instant::now();
+        let mut q = Quiet::new(schedule);
+        assert!(!q.observe(1, 0, at(t0, 0)));
+        assert!(q.observe(1, 0, at(t0, 130)), "marks 0, 1 and 2 have passed");
+        assert!(!q.observe(1, 0, at(t0, 131)));
+        assert!(q.observe(1, 0, at(t0, 183)), "the last mark");
+        assert!(!q.observe(1, 0, at(t0, 243)));
+    }
+
+    #[test]
+    fn the_schedule_outlasts_the_pool_and_the_default_upstream_timeout() {
+        assert_eq!(SCHEDULE.mark(0), QUIET);
+        assert!(SCHEDULE.mark(1) > POOL_IDLE_TIMEOUT);
+        let default_timeout =
+            Duration::from_millis(crate::config::LimitsConfig::default().upstream_timeout_ms);
+        assert!(SCHEDULE.mark(SCHEDULE.count - 1) > default_timeout);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

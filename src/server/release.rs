@@ -13,9 +13,9 @@
 //! It runs more than once per burst: `QUIET` after it, then every `POOL_IDLE_TIMEOUT` while the
 //! data plane stays quiet, up to `SCHEDULE.count` times. State a burst leaves behind ends later
 //! than the burst: pooled upstream connections close after `POOL_IDLE_TIMEOUT` idle (each held
-//! about 10 KiB, and the pool holds up to 1,024), and the timers of every upstream read stay
-//! registered until their deadline (`limits.upstream_timeout_ms`, 120 s by default), each
-//! keeping the page it sits on; once they end, only a later collect returns their pages.
+//! about 5 KiB resident, and the pool holds up to 1,024), and the timer of every upstream read
+//! stays registered until its deadline (`limits.upstream_timeout_ms`, 120 s by default). What
+//! they free after the burst's collect waits for the next one.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -51,6 +51,7 @@ impl Schedule {
         self.first + self.every * i
     }
 }
+
 /// The most a worker waits for the others to take their turn (it holds its thread meanwhile,
 /// so that the next turn goes to another worker). Only ever spent while nothing is served.
 const MEET: Duration = Duration::from_millis(20);

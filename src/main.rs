@@ -96,12 +96,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // No transparent huge pages for this process: mimalloc asks for them on its arenas, and
-    // once load is over the kernel's khugepaged folds the partly used 2 MiB ranges the
-    // allocator has given back into whole huge pages again, so idle RSS climbs for minutes
-    // after a burst (measured: 2,000 streams, 151 -> 226 MiB over the next two idle minutes,
-    // 242 MiB of it in huge pages). Set before any thread starts; inherited by the upgrade's
-    // new process. (Also `MIMALLOC_ALLOW_THP=0`, which only works from the environment.)
+    // No transparent huge pages for this process: once load is over the kernel's khugepaged
+    // folds the partly used 2 MiB ranges the allocator has given back into whole huge pages
+    // again, so idle RSS climbs for minutes after a burst (measured: 2,000 streams, 151 -> 226
+    // MiB over the next two idle minutes, 242 MiB of it in huge pages). mimalloc is built with
+    // `no_thp`, so it no longer asks for them (it did, on its first arena, before this line
+    // ran); this covers kernels set to THP `always`. Set before any thread starts; inherited by
+    // the upgrade's new process.
     if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
         eprintln!("could not disable transparent huge pages ({e}); memory may be returned more slowly");
     }

@@ -3,7 +3,8 @@
 # loopback, `strace -f -c` attached to the gateway only, N requests from one keep-alive client
 # connection, one after the other; prints the count of each syscall divided by N.
 #
-# Run: cargo build --release && benches/syscalls.sh [chat|stream] [N]    (default: chat 2000)
+# Run: cargo build --release && benches/syscalls.sh [chat|stream|anthropic-stream] [N]
+# (default: chat 2000; anthropic-stream: Anthropic Messages in, the OpenAI mock's stream out)
 # Needs strace and python3 (the mock upstream and the client are the Python below, so their own
 # syscalls are not counted). BIN=path/to/llm-gateway measures another build; TRACE=file writes
 # the I/O syscalls of two requests, in order, instead of counting.
@@ -36,7 +37,7 @@ cleanup() {
 trap cleanup EXIT
 
 cat >"$dir/helper.py" <<'PY'
-"""mock upstream (`mock PORTFILE chat|stream`) and client (`client PORT chat|stream N`)."""
+"""mock upstream (`mock PORTFILE SCENARIO`) and client (`client PORT SCENARIO N`)."""
 import hashlib, socket, sys, time
 
 COMPLETION = (b'{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,'
@@ -75,7 +76,8 @@ def read_request(conn, buf):
     return rest[length:]
 
 def mock(portfile, scenario):
-    body, ct = (sse(), b"text/event-stream") if scenario == "stream" else (COMPLETION, b"application/json")
+    streaming = scenario in ("stream", "anthropic-stream")
+    body, ct = (sse(), b"text/event-stream") if streaming else (COMPLETION, b"application/json")
     resp = b"HTTP/1.1 200 OK\r\ncontent-type: " + ct + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -127,11 +129,18 @@ def read_response(conn, buf):
             return rest
 
 def client(port, scenario, n):
-    stream = "true" if scenario == "stream" else "false"
-    body = ('{"model":"fast","stream":%s,"messages":[{"role":"user","content":"Say something short."}],'
-            '"temperature":0.2}' % stream).encode()
-    req = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer sk-syscalls\r\n"
-           b"content-type: application/json\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    if scenario == "anthropic-stream":
+        # The Anthropic Messages API in, the OpenAI mock's stream out: translated both ways.
+        body = (b'{"model":"fast","stream":true,"max_tokens":64,"messages":[{"role":"user",'
+                b'"content":"Say something short."}],"temperature":0.2}')
+        head = (b"POST /v1/messages HTTP/1.1\r\nhost: gw\r\nx-api-key: sk-syscalls\r\n"
+                b"anthropic-version: 2023-06-01\r\n")
+    else:
+        stream = "true" if scenario == "stream" else "false"
+        body = ('{"model":"fast","stream":%s,"messages":[{"role":"user","content":"Say something short."}],'
+                '"temperature":0.2}' % stream).encode()
+        head = b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer sk-syscalls\r\n"
+    req = head + b"content-type: application/json\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
     conn = socket.create_connection(("127.0.0.1", port))
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     buf = b""

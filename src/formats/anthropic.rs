@@ -505,13 +505,22 @@ pub(crate) fn decode_usage(u: &Value, prev: Usage) -> Usage {
     }
 }
 
-pub(crate) fn encode_usage(u: &Usage) -> Value {
-    json!({
-        "input_tokens": u.input_tokens.saturating_sub(u.cache_read_tokens.saturating_add(u.cache_write_tokens)),
-        "cache_creation_input_tokens": u.cache_write_tokens,
-        "cache_read_input_tokens": u.cache_read_tokens,
-        "output_tokens": u.output_tokens,
-    })
+/// `usage` as Anthropic writes it (`input_tokens` excludes the cached part).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub(crate) struct WireUsage {
+    input_tokens: u64,
+    cache_creation_input_tokens: u64,
+    cache_read_input_tokens: u64,
+    output_tokens: u64,
+}
+
+pub(crate) fn encode_usage(u: &Usage) -> WireUsage {
+    WireUsage {
+        input_tokens: u.input_tokens.saturating_sub(u.cache_read_tokens.saturating_add(u.cache_write_tokens)),
+        cache_creation_input_tokens: u.cache_write_tokens,
+        cache_read_input_tokens: u.cache_read_tokens,
+        output_tokens: u.output_tokens,
+    }
 }
 
 pub fn encode_response(resp: &ChatResponse, opts: &ResponseOptions) -> Vec<u8> {

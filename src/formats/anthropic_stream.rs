@@ -8,9 +8,11 @@
 //! ends, because OpenAI sends usage after `finish_reason`, and then `message_delta` carries
 //! the stop reason with the final cumulative usage, followed by `message_stop`.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::anthropic::{decode_usage, encode_usage, error_value, kind_for_type, stop_reason};
+use serde::Serialize;
+
+use super::anthropic::{decode_usage, encode_usage, error_value, kind_for_type, stop_reason, WireUsage};
 use super::finish_reason;
 use super::sse::{write_json, SseEvent, SseParser};
 use super::{ErrorKind, FinishReason, Format, ResponseOptions, StreamEvent, TranslateError, Usage};
@@ -245,15 +247,15 @@ impl StreamEncoder {
             _ if self.finish.is_some() => {} // nothing but usage may follow the finish
             StreamEvent::TextDelta { text } if !text.is_empty() => {
                 self.open_block(Open::Text, out);
-                self.delta(json!({"type": "text_delta", "text": text}), out);
+                self.delta(Delta::TextDelta { text }, out);
             }
             StreamEvent::ThinkingDelta { text } if !text.is_empty() => {
                 self.open_block(Open::Thinking, out);
-                self.delta(json!({"type": "thinking_delta", "thinking": text}), out);
+                self.delta(Delta::ThinkingDelta { thinking: text }, out);
             }
             // A signature belongs to the open thinking block; with none open it has no home.
             StreamEvent::ThinkingSignature { signature } if self.open == Some(Open::Thinking) => {
-                self.delta(json!({"type": "signature_delta", "signature": signature}), out);
+                self.delta(Delta::SignatureDelta { signature }, out);
             }
             StreamEvent::ToolCallStart { index, id, name, .. } => {
                 if self.tools_seen.contains(index) {
@@ -263,8 +265,7 @@ impl StreamEncoder {
                 self.close_block(out);
                 self.tools_seen.push(*index);
                 let id = if id.is_empty() { format!("toolu_gateway_{index}") } else { id.clone() };
-                let block = json!({"type": "tool_use", "id": id, "name": name, "input": {}});
-                self.block_start(block, out);
+                self.block_start(ContentBlock::ToolUse { id: &id, name, input: Empty {} }, out);
                 self.open = Some(Open::Tool(*index));
             }
             // Fragments of the open call stream straight through. Fragments of a call whose
@@ -272,7 +273,7 @@ impl StreamEncoder {
             StreamEvent::ToolArgsDelta { index, fragment }
                 if !fragment.is_empty() && self.open == Some(Open::Tool(*index)) =>
             {
-                self.delta(json!({"type": "input_json_delta", "partial_json": fragment}), out);
+                self.delta(Delta::InputJsonDelta { partial_json: fragment }, out);
             }
             StreamEvent::Finish(reason) => {
                 self.start("", out);
@@ -292,13 +293,13 @@ impl StreamEncoder {
         self.start("", out);
         self.close_block(out);
         let reason = stop_reason(self.finish.unwrap_or(FinishReason::Stop), !self.tools_seen.is_empty());
-        let delta = json!({
-            "type": "message_delta",
-            "delta": {"stop_reason": reason, "stop_sequence": null},
-            "usage": encode_usage(&self.usage),
-        });
+        let delta = MessageDelta {
+            ty: "message_delta",
+            delta: StopDelta { stop_reason: reason, stop_sequence: None },
+            usage: encode_usage(&self.usage),
+        };
         write_json(out, "message_delta", &delta);
-        write_json(out, "message_stop", &json!({"type": "message_stop"}));
+        write_json(out, "message_stop", &TypeOnly { ty: "message_stop" });
         self.done = true;
     }
 
@@ -313,14 +314,19 @@ impl StreamEncoder {
         }
         self.started = true;
         let id = if id.is_empty() { "msg_gateway" } else { id };
-        let msg = json!({
-            "type": "message_start",
-            "message": {
-                "id": id, "type": "message", "role": "assistant", "model": self.model,
-                "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": encode_usage(&self.usage),
+        let msg = MessageStart {
+            ty: "message_start",
+            message: Message {
+                id,
+                ty: "message",
+                role: "assistant",
+                model: &self.model,
+                content: [],
+                stop_reason: None,
+                stop_sequence: None,
+                usage: encode_usage(&self.usage),
             },
-        });
+        };
         write_json(out, "message_start", &msg);
     }
 
@@ -331,31 +337,118 @@ impl StreamEncoder {
         }
         self.close_block(out);
         let block = match kind {
-            Open::Text => json!({"type": "text", "text": ""}),
-            Open::Thinking => json!({"type": "thinking", "thinking": ""}),
+            Open::Text => ContentBlock::Text { text: "" },
+            Open::Thinking => ContentBlock::Thinking { thinking: "" },
             Open::Tool(_) => return,
         };
         self.block_start(block, out);
         self.open = Some(kind);
     }
 
-    fn block_start(&mut self, block: Value, out: &mut Vec<u8>) {
-        let ev = json!({"type": "content_block_start", "index": self.next_index, "content_block": block});
+    fn block_start(&mut self, block: ContentBlock, out: &mut Vec<u8>) {
+        let ev = BlockEvent { ty: "content_block_start", index: self.next_index, content_block: block };
         write_json(out, "content_block_start", &ev);
     }
 
-    fn delta(&self, delta: Value, out: &mut Vec<u8>) {
-        let ev = json!({"type": "content_block_delta", "index": self.next_index, "delta": delta});
+    fn delta(&self, delta: Delta, out: &mut Vec<u8>) {
+        let ev = DeltaEvent { ty: "content_block_delta", index: self.next_index, delta };
         write_json(out, "content_block_delta", &ev);
     }
 
     fn close_block(&mut self, out: &mut Vec<u8>) {
         if self.open.take().is_some() {
-            let ev = json!({"type": "content_block_stop", "index": self.next_index});
+            let ev = StopEvent { ty: "content_block_stop", index: self.next_index };
             write_json(out, "content_block_stop", &ev);
             self.next_index += 1;
         }
     }
+}
+
+// The events the encoder writes, typed: serialised straight into the output buffer in
+// Anthropic's own field order (`type` first), with no `serde_json::Value` built on the way.
+
+#[derive(Serialize)]
+struct MessageStart<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    message: Message<'a>,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    ty: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: [(); 0],
+    stop_reason: Option<&'static str>,
+    stop_sequence: Option<&'static str>,
+    usage: WireUsage,
+}
+
+#[derive(Serialize)]
+struct BlockEvent<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    index: u32,
+    content_block: ContentBlock<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ContentBlock<'a> {
+    Text { text: &'a str },
+    Thinking { thinking: &'a str },
+    ToolUse { id: &'a str, name: &'a str, input: Empty },
+}
+
+/// `{}`.
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+struct DeltaEvent<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    index: u32,
+    delta: Delta<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Delta<'a> {
+    TextDelta { text: &'a str },
+    ThinkingDelta { thinking: &'a str },
+    SignatureDelta { signature: &'a str },
+    InputJsonDelta { partial_json: &'a str },
+}
+
+#[derive(Serialize)]
+struct StopEvent {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    index: u32,
+}
+
+#[derive(Serialize)]
+struct MessageDelta {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    delta: StopDelta,
+    usage: WireUsage,
+}
+
+#[derive(Serialize)]
+struct StopDelta {
+    stop_reason: &'static str,
+    stop_sequence: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct TypeOnly {
+    #[serde(rename = "type")]
+    ty: &'static str,
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod finish_reason;
 pub mod gemini;
 pub mod grammar;
 pub mod ir;
+pub(crate) mod lenient;
 pub mod multipart;
 pub mod openai_chat;
 mod openai_chat_stream;

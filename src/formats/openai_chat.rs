@@ -12,6 +12,7 @@
 use serde_json::{json, Map, Value};
 
 use super::finish_reason;
+use super::lenient::{Obj, U64};
 use super::tools::value_to_tool_arguments;
 use super::{
     ChatRequest, ChatResponse, Encoded, ErrorKind, Format, ImageSource, Message, Part, Reasoning,
@@ -453,6 +454,45 @@ pub(crate) fn decode_usage(u: &Value) -> Usage {
         cache_read_tokens: n("/prompt_tokens_details/cached_tokens"),
         cache_write_tokens: 0,
         reasoning_tokens: n("/completion_tokens_details/reasoning_tokens"),
+    }
+}
+
+/// `usage` as the stream decoder reads it (typed; the same fields as [`decode_usage`]).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub(crate) struct WireUsage {
+    prompt_tokens: U64,
+    completion_tokens: U64,
+    prompt_tokens_details: Obj<PromptDetails>,
+    completion_tokens_details: Obj<CompletionDetails>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct PromptDetails {
+    cached_tokens: U64,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct CompletionDetails {
+    reasoning_tokens: U64,
+}
+
+// === impl WireUsage ===
+
+impl WireUsage {
+    pub(crate) fn usage(&self) -> Usage {
+        Usage {
+            input_tokens: self.prompt_tokens.or_zero(),
+            output_tokens: self.completion_tokens.or_zero(),
+            cache_read_tokens: self.prompt_tokens_details.as_ref().map_or(0, |d| d.cached_tokens.or_zero()),
+            cache_write_tokens: 0,
+            reasoning_tokens: self
+                .completion_tokens_details
+                .as_ref()
+                .map_or(0, |d| d.reasoning_tokens.or_zero()),
+        }
     }
 }
 

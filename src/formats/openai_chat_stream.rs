@@ -9,10 +9,13 @@
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::finish_reason;
-use super::openai_chat::{decode_usage, encode_usage, error_value};
+use super::lenient::{First, Many, Obj, Str, U64};
+use super::openai_chat::{encode_usage, error_value, WireUsage};
 use super::sse::{write_data, write_json, SseEvent, SseParser};
 use super::{ErrorKind, FinishReason, Format, ResponseOptions, StreamEvent, TranslateError};
 
@@ -79,11 +82,13 @@ impl StreamDecoder {
             self.done = true;
             return Ok(());
         }
-        let v: Value = serde_json::from_str(data)
-            .map_err(|e| TranslateError::Stream(format!("chunk is not JSON: {e}")))?;
-        if let Some(e) = v.get("error") {
-            let (kind, message) =
-                super::openai_chat::decode_error(0, &serde_json::to_vec(&json!({"error": e}))?);
+        let chunk = serde_json::from_str::<Obj<Chunk>>(data)
+            .map_err(|e| TranslateError::Stream(format!("chunk is not JSON: {e}")))?
+            .0
+            .unwrap_or_default();
+        if let Some(e) = chunk.error {
+            let envelope = format!("{{\"error\":{}}}", e.get());
+            let (kind, message) = super::openai_chat::decode_error(0, envelope.as_bytes());
             out.push(StreamEvent::Error { kind, message });
             self.done = true;
             self.errored = true;
@@ -92,46 +97,46 @@ impl StreamDecoder {
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Start {
-                id: v.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                model: v.get("model").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                id: chunk.id.to_owned_string(),
+                model: chunk.model.to_owned_string(),
             });
         }
-        if let Some(choice) = v.pointer("/choices/0") {
-            let delta = choice.get("delta").unwrap_or(&Value::Null);
-            if let Some(t) = delta.get("reasoning_content").and_then(Value::as_str).filter(|t| !t.is_empty())
-            {
-                out.push(StreamEvent::ThinkingDelta { text: t.to_owned() });
+        if let Some(choice) = &chunk.choices.0 {
+            if let Some(delta) = choice.delta.as_ref() {
+                if let Some(t) = delta.reasoning_content.non_empty() {
+                    out.push(StreamEvent::ThinkingDelta { text: t.to_owned() });
+                }
+                if let Some(t) = delta.content.non_empty() {
+                    out.push(StreamEvent::TextDelta { text: t.to_owned() });
+                }
+                if let Some(t) = delta.refusal.non_empty() {
+                    out.push(StreamEvent::TextDelta { text: t.to_owned() });
+                }
+                for (pos, call) in delta.tool_calls.0.iter().enumerate() {
+                    self.on_tool_call(pos, call.as_ref(), out);
+                }
             }
-            if let Some(t) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                out.push(StreamEvent::TextDelta { text: t.to_owned() });
-            }
-            if let Some(t) = delta.get("refusal").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                out.push(StreamEvent::TextDelta { text: t.to_owned() });
-            }
-            for (pos, call) in
-                delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate()
-            {
-                self.on_tool_call(pos, call, out);
-            }
-            if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
+            if let Some(r) = choice.finish_reason.0.as_deref() {
                 self.finished = true;
                 out.push(StreamEvent::Finish(finish_reason::decode(Format::OpenAiChat, r)));
             }
         }
-        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
-            out.push(StreamEvent::Usage(decode_usage(u)));
+        if let Some(u) = chunk.usage.as_ref() {
+            out.push(StreamEvent::Usage(u.usage()));
         }
         Ok(())
     }
 
-    fn on_tool_call(&mut self, pos: usize, call: &Value, out: &mut Vec<StreamEvent>) {
-        let upstream_index = call.get("index").and_then(Value::as_u64).unwrap_or(pos as u64);
+    /// One element of `delta.tool_calls` (`None`: not an object).
+    fn on_tool_call(&mut self, pos: usize, call: Option<&WireToolCall>, out: &mut Vec<StreamEvent>) {
+        let upstream_index = call.and_then(|c| c.index.0).unwrap_or(pos as u64);
+        let function = call.and_then(|c| c.function.as_ref());
         let next = self.tools.len() as u32;
         let index = match self.tools.get(&upstream_index) {
             Some(i) => *i,
             None => {
-                let name = call.pointer("/function/name").and_then(Value::as_str).unwrap_or_default();
-                let id = call.get("id").and_then(Value::as_str).unwrap_or_default();
+                let name = function.map_or("", |f| f.name.as_str());
+                let id = call.map_or("", |c| c.id.as_str());
                 if name.is_empty() && id.is_empty() {
                     // Arguments for a call never announced: nothing to attach them to.
                     return;
@@ -146,11 +151,67 @@ impl StreamDecoder {
                 next
             }
         };
-        if let Some(f) = call.pointer("/function/arguments").and_then(Value::as_str).filter(|f| !f.is_empty())
-        {
+        if let Some(f) = function.and_then(|f| f.arguments.non_empty()) {
             out.push(StreamEvent::ToolArgsDelta { index, fragment: f.to_owned() });
         }
     }
+}
+
+/// One `chat.completion.chunk`, typed: the fields the decoder reads, borrowed from the event's
+/// data; any field of an unexpected JSON type reads as absent (see `lenient`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Chunk<'a> {
+    #[serde(borrow)]
+    id: Str<'a>,
+    #[serde(borrow)]
+    model: Str<'a>,
+    #[serde(borrow)]
+    choices: First<Choice<'a>>,
+    usage: Obj<WireUsage>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Choice<'a> {
+    #[serde(borrow)]
+    delta: Obj<Delta<'a>>,
+    #[serde(borrow)]
+    finish_reason: Str<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Delta<'a> {
+    #[serde(borrow)]
+    content: Str<'a>,
+    #[serde(borrow)]
+    reasoning_content: Str<'a>,
+    #[serde(borrow)]
+    refusal: Str<'a>,
+    #[serde(borrow)]
+    tool_calls: Many<WireToolCall<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireToolCall<'a> {
+    index: U64,
+    #[serde(borrow)]
+    id: Str<'a>,
+    #[serde(borrow)]
+    function: Obj<WireFunction<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireFunction<'a> {
+    #[serde(borrow)]
+    name: Str<'a>,
+    #[serde(borrow)]
+    arguments: Str<'a>,
 }
 
 /// Encodes `StreamEvent`s as an OpenAI Chat SSE stream for the client.

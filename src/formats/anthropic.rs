@@ -14,6 +14,7 @@
 use serde_json::{json, Map, Value};
 
 use super::finish_reason;
+use super::lenient::U64;
 use super::tools::{object_schema, tool_arguments_to_object, tool_id_for_anthropic, value_to_tool_arguments};
 use super::{
     ChatRequest, ChatResponse, Encoded, ErrorKind, FinishReason, Format, ImageSource, Message, Part,
@@ -489,19 +490,45 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, TranslateError> {
 
 /// Anthropic `usage` over `prev` (fields absent here keep their previous value).
 pub(crate) fn decode_usage(u: &Value, prev: Usage) -> Usage {
-    let n = |k: &str| u.get(k).and_then(Value::as_u64);
-    let uncached = n("input_tokens");
-    let read = n("cache_read_input_tokens").unwrap_or(prev.cache_read_tokens);
-    let write = n("cache_creation_input_tokens").unwrap_or(prev.cache_write_tokens);
-    Usage {
-        input_tokens: match uncached {
-            Some(i) => i.saturating_add(read).saturating_add(write),
-            None => prev.input_tokens.max(read.saturating_add(write)),
-        },
-        output_tokens: n("output_tokens").unwrap_or(prev.output_tokens),
-        cache_read_tokens: read,
-        cache_write_tokens: write,
-        reasoning_tokens: prev.reasoning_tokens,
+    let n = |k: &str| U64(u.get(k).and_then(Value::as_u64));
+    let wire = UsageIn {
+        input_tokens: n("input_tokens"),
+        cache_read_input_tokens: n("cache_read_input_tokens"),
+        cache_creation_input_tokens: n("cache_creation_input_tokens"),
+        output_tokens: n("output_tokens"),
+    };
+    wire.over(prev)
+}
+
+/// `usage` as Anthropic sends it, typed (the stream decoder reads it so); a field that is
+/// absent keeps the value it had (`message_delta` repeats only what changed).
+#[derive(Clone, Copy, Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub(crate) struct UsageIn {
+    input_tokens: U64,
+    cache_read_input_tokens: U64,
+    cache_creation_input_tokens: U64,
+    output_tokens: U64,
+}
+
+// === impl UsageIn ===
+
+impl UsageIn {
+    /// These counts over `prev`: Anthropic's `input_tokens` excludes the cached part, ours
+    /// includes it.
+    pub(crate) fn over(&self, prev: Usage) -> Usage {
+        let read = self.cache_read_input_tokens.0.unwrap_or(prev.cache_read_tokens);
+        let write = self.cache_creation_input_tokens.0.unwrap_or(prev.cache_write_tokens);
+        Usage {
+            input_tokens: match self.input_tokens.0 {
+                Some(i) => i.saturating_add(read).saturating_add(write),
+                None => prev.input_tokens.max(read.saturating_add(write)),
+            },
+            output_tokens: self.output_tokens.0.unwrap_or(prev.output_tokens),
+            cache_read_tokens: read,
+            cache_write_tokens: write,
+            reasoning_tokens: prev.reasoning_tokens,
+        }
     }
 }
 

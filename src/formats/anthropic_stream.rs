@@ -8,12 +8,13 @@
 //! ends, because OpenAI sends usage after `finish_reason`, and then `message_delta` carries
 //! the stop reason with the final cumulative usage, followed by `message_stop`.
 
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
-use serde::Serialize;
-
-use super::anthropic::{decode_usage, encode_usage, error_value, kind_for_type, stop_reason, WireUsage};
+use super::anthropic::{encode_usage, error_value, kind_for_type, stop_reason, UsageIn, WireUsage};
 use super::finish_reason;
+use super::lenient::{Obj, Str, U64};
 use super::sse::{write_json, SseEvent, SseParser};
 use super::{ErrorKind, FinishReason, Format, ResponseOptions, StreamEvent, TranslateError, Usage};
 
@@ -83,15 +84,16 @@ impl StreamDecoder {
         if self.done {
             return Ok(());
         }
-        let v: Value = serde_json::from_str(&ev.data)
-            .map_err(|e| TranslateError::Stream(format!("{} event is not JSON: {e}", ev.event)))?;
+        let v = serde_json::from_str::<Obj<EventIn>>(&ev.data)
+            .map_err(|e| TranslateError::Stream(format!("{} event is not JSON: {e}", ev.event)))?
+            .0
+            .unwrap_or_default();
         // The `type` in the data is authoritative; the `event:` line names the same thing.
-        let ty = v.get("type").and_then(Value::as_str).unwrap_or(ev.event.as_str());
+        let ty = v.ty.0.as_deref().unwrap_or(ev.event.as_str());
         let began = self.started;
         if ty != "ping" && ty != "error" {
             self.started = true;
         }
-        let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
         match ty {
             // One message per stream, started first: a later `message_start` would change the
             // id and model under the client mid-stream (found by fuzzing).
@@ -99,28 +101,29 @@ impl StreamDecoder {
                 return Err(TranslateError::Stream("message_start after the message began".into()))
             }
             "message_start" => {
-                out.push(StreamEvent::Start { id: s("/message/id"), model: s("/message/model") });
-                if let Some(u) = v.pointer("/message/usage") {
-                    self.usage = decode_usage(u, self.usage);
+                let m = v.message.as_ref();
+                out.push(StreamEvent::Start {
+                    id: m.map(|m| m.id.to_owned_string()).unwrap_or_default(),
+                    model: m.map(|m| m.model.to_owned_string()).unwrap_or_default(),
+                });
+                if let Some(u) = m.and_then(|m| m.usage.as_ref()) {
+                    self.usage = u.over(self.usage);
                     out.push(StreamEvent::Usage(self.usage));
                 }
             }
             "content_block_start" => {
-                let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-                let cb = v.get("content_block").unwrap_or(&Value::Null);
-                let text = |k: &str| cb.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-                let block = match cb.get("type").and_then(Value::as_str).unwrap_or_default() {
+                let index = v.index.or_zero();
+                let cb = v.content_block.0.unwrap_or_default();
+                let block = match cb.ty.as_str() {
                     "text" => {
-                        let t = text("text");
-                        if !t.is_empty() {
-                            out.push(StreamEvent::TextDelta { text: t });
+                        if let Some(t) = cb.text.non_empty() {
+                            out.push(StreamEvent::TextDelta { text: t.to_owned() });
                         }
                         Block::Text
                     }
                     "thinking" => {
-                        let t = text("thinking");
-                        if !t.is_empty() {
-                            out.push(StreamEvent::ThinkingDelta { text: t });
+                        if let Some(t) = cb.thinking.non_empty() {
+                            out.push(StreamEvent::ThinkingDelta { text: t.to_owned() });
                         }
                         Block::Thinking
                     }
@@ -129,18 +132,13 @@ impl StreamDecoder {
                         self.tools += 1;
                         out.push(StreamEvent::ToolCallStart {
                             index: ordinal,
-                            id: text("id"),
-                            name: text("name"),
+                            id: cb.id.to_owned_string(),
+                            name: cb.name.to_owned_string(),
                             signature: None,
                         });
                         // The start block's input is `{}`; arguments come as input_json_delta.
-                        if let Some(input) =
-                            cb.get("input").filter(|i| i.as_object().is_some_and(|o| !o.is_empty()))
-                        {
-                            out.push(StreamEvent::ToolArgsDelta {
-                                index: ordinal,
-                                fragment: input.to_string(),
-                            });
+                        if let Some(fragment) = cb.input.and_then(non_empty_object) {
+                            out.push(StreamEvent::ToolArgsDelta { index: ordinal, fragment });
                         }
                         Block::Tool(ordinal)
                     }
@@ -149,43 +147,40 @@ impl StreamDecoder {
                 self.blocks.push((index, block));
             }
             "content_block_delta" => {
-                let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                let index = v.index.or_zero();
                 let block = self.blocks.iter().rev().find(|(i, _)| *i == index).map(|(_, b)| *b);
-                let d = v.get("delta").unwrap_or(&Value::Null);
-                let field = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-                match (d.get("type").and_then(Value::as_str).unwrap_or_default(), block) {
-                    ("text_delta", _) => out.push(StreamEvent::TextDelta { text: field("text") }),
-                    ("thinking_delta", _) => out.push(StreamEvent::ThinkingDelta { text: field("thinking") }),
+                let d = v.delta.0.unwrap_or_default();
+                match (d.ty.as_str(), block) {
+                    ("text_delta", _) => out.push(StreamEvent::TextDelta { text: d.text.to_owned_string() }),
+                    ("thinking_delta", _) => {
+                        out.push(StreamEvent::ThinkingDelta { text: d.thinking.to_owned_string() })
+                    }
                     ("signature_delta", _) => {
-                        out.push(StreamEvent::ThinkingSignature { signature: field("signature") })
+                        out.push(StreamEvent::ThinkingSignature { signature: d.signature.to_owned_string() })
                     }
                     ("input_json_delta", Some(Block::Tool(ordinal))) => {
-                        let fragment = field("partial_json");
-                        if !fragment.is_empty() {
-                            out.push(StreamEvent::ToolArgsDelta { index: ordinal, fragment });
+                        if let Some(fragment) = d.partial_json.non_empty() {
+                            out.push(StreamEvent::ToolArgsDelta { index: ordinal, fragment: fragment.to_owned() });
                         }
                     }
                     _ => {}
                 }
             }
             "message_delta" => {
-                if let Some(u) = v.get("usage") {
-                    self.usage = decode_usage(u, self.usage);
+                if let Some(u) = v.usage.as_ref() {
+                    self.usage = u.over(self.usage);
                     out.push(StreamEvent::Usage(self.usage));
                 }
-                if let Some(r) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                if let Some(r) = v.delta.as_ref().and_then(|d| d.stop_reason.0.as_deref()) {
                     self.stopped = true;
                     out.push(StreamEvent::Finish(finish_reason::decode(Format::Anthropic, r)));
                 }
             }
             "message_stop" => self.done = true,
             "error" => {
-                let kind = v
-                    .pointer("/error/type")
-                    .and_then(Value::as_str)
-                    .and_then(kind_for_type)
-                    .unwrap_or(ErrorKind::UpstreamError);
-                out.push(StreamEvent::Error { kind, message: s("/error/message") });
+                let e = v.error.0.unwrap_or_default();
+                let kind = e.ty.0.as_deref().and_then(kind_for_type).unwrap_or(ErrorKind::UpstreamError);
+                out.push(StreamEvent::Error { kind, message: e.message.to_owned_string() });
                 self.done = true;
             }
             // ping, content_block_stop, and event types added later.
@@ -193,6 +188,88 @@ impl StreamDecoder {
         }
         Ok(())
     }
+}
+
+/// A tool_use start block's `input`, as argument text, when it is a non-empty object (the
+/// text is re-serialised, as a `Value` would write it).
+fn non_empty_object(input: &RawValue) -> Option<String> {
+    if !input.get().starts_with('{') {
+        return None;
+    }
+    let v: Value = serde_json::from_str(input.get()).ok()?;
+    v.as_object().is_some_and(|o| !o.is_empty()).then(|| v.to_string())
+}
+
+/// One upstream Anthropic stream event, typed: the fields the decoder reads, borrowed from the
+/// event's data; any field of an unexpected JSON type reads as absent (see `lenient`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct EventIn<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Str<'a>,
+    #[serde(borrow)]
+    message: Obj<MessageIn<'a>>,
+    index: U64,
+    #[serde(borrow)]
+    content_block: Obj<BlockIn<'a>>,
+    #[serde(borrow)]
+    delta: Obj<DeltaIn<'a>>,
+    usage: Obj<UsageIn>,
+    #[serde(borrow)]
+    error: Obj<ErrorIn<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct MessageIn<'a> {
+    #[serde(borrow)]
+    id: Str<'a>,
+    #[serde(borrow)]
+    model: Str<'a>,
+    usage: Obj<UsageIn>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct BlockIn<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Str<'a>,
+    #[serde(borrow)]
+    text: Str<'a>,
+    #[serde(borrow)]
+    thinking: Str<'a>,
+    #[serde(borrow)]
+    id: Str<'a>,
+    #[serde(borrow)]
+    name: Str<'a>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DeltaIn<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Str<'a>,
+    #[serde(borrow)]
+    text: Str<'a>,
+    #[serde(borrow)]
+    thinking: Str<'a>,
+    #[serde(borrow)]
+    signature: Str<'a>,
+    #[serde(borrow)]
+    partial_json: Str<'a>,
+    #[serde(borrow)]
+    stop_reason: Str<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ErrorIn<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Str<'a>,
+    #[serde(borrow)]
+    message: Str<'a>,
 }
 
 /// The block the encoder has open.

@@ -496,14 +496,34 @@ impl WireUsage {
     }
 }
 
-pub(crate) fn encode_usage(u: &Usage) -> Value {
-    json!({
-        "prompt_tokens": u.input_tokens,
-        "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens.saturating_add(u.output_tokens),
-        "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens},
-        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-    })
+/// `usage` as OpenAI writes it.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub(crate) struct UsageOut {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: PromptDetailsOut,
+    completion_tokens_details: CompletionDetailsOut,
+}
+
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+struct PromptDetailsOut {
+    cached_tokens: u64,
+}
+
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+struct CompletionDetailsOut {
+    reasoning_tokens: u64,
+}
+
+pub(crate) fn encode_usage(u: &Usage) -> UsageOut {
+    UsageOut {
+        prompt_tokens: u.input_tokens,
+        completion_tokens: u.output_tokens,
+        total_tokens: u.input_tokens.saturating_add(u.output_tokens),
+        prompt_tokens_details: PromptDetailsOut { cached_tokens: u.cache_read_tokens },
+        completion_tokens_details: CompletionDetailsOut { reasoning_tokens: u.reasoning_tokens },
+    }
 }
 
 /// An assistant message's reasoning: `thinking_blocks` (signed Anthropic thinking carried by

@@ -9,13 +9,12 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
 
 use super::finish_reason;
 use super::lenient::{First, Many, Obj, Str, U64};
-use super::openai_chat::{encode_usage, error_value, WireUsage};
+use super::openai_chat::{encode_usage, error_value, UsageOut, WireUsage};
 use super::sse::{write_data, write_json, SseEvent, SseParser};
 use super::{ErrorKind, FinishReason, Format, ResponseOptions, StreamEvent, TranslateError};
 
@@ -270,33 +269,42 @@ impl StreamEncoder {
             return;
         }
         self.start(out);
-        let delta = match ev {
-            StreamEvent::TextDelta { text } if !text.is_empty() => json!({"content": text}),
-            StreamEvent::ThinkingDelta { text } if !text.is_empty() => json!({"reasoning_content": text}),
+        match ev {
+            StreamEvent::TextDelta { text } if !text.is_empty() => {
+                self.chunk(DeltaOut::Content { content: text }, None, out)
+            }
+            StreamEvent::ThinkingDelta { text } if !text.is_empty() => {
+                self.chunk(DeltaOut::Reasoning { reasoning_content: text }, None, out)
+            }
             StreamEvent::ToolCallStart { index, id, name, .. } => {
                 if self.tools_started.contains(index) {
                     return;
                 }
                 self.tools_started.push(*index);
                 let id = if id.is_empty() { format!("call_{index}") } else { id.clone() };
-                json!({"tool_calls": [{
-                    "index": index, "id": id, "type": "function",
-                    "function": {"name": name, "arguments": ""},
-                }]})
+                let call = ToolCallOut {
+                    index: *index,
+                    id: Some(&id),
+                    ty: Some("function"),
+                    function: FunctionOut { name: Some(name), arguments: "" },
+                };
+                self.chunk(DeltaOut::ToolCalls { tool_calls: [call] }, None, out);
             }
             StreamEvent::ToolArgsDelta { index, fragment } if !fragment.is_empty() => {
                 if !self.tools_started.contains(index) {
                     return;
                 }
-                json!({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
+                let call = ToolCallOut {
+                    index: *index,
+                    id: None,
+                    ty: None,
+                    function: FunctionOut { name: None, arguments: fragment },
+                };
+                self.chunk(DeltaOut::ToolCalls { tool_calls: [call] }, None, out);
             }
-            StreamEvent::Finish(reason) => {
-                self.finish_chunk(*reason, out);
-                return;
-            }
-            _ => return,
-        };
-        self.chunk(delta, Value::Null, out);
+            StreamEvent::Finish(reason) => self.finish_chunk(*reason, out),
+            _ => {}
+        }
     }
 
     /// End of the upstream stream: the finish chunk (`stop` if none came), usage if asked, `[DONE]`.
@@ -310,10 +318,14 @@ impl StreamEncoder {
         }
         if self.include_usage {
             let u = self.usage.unwrap_or_default();
-            let v = json!({
-                "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "choices": [], "usage": encode_usage(&u),
-            });
+            let v = UsageChunk {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+                choices: [],
+                usage: encode_usage(&u),
+            };
             write_json(out, "", &v);
         }
         write_data(out, "[DONE]");
@@ -334,7 +346,7 @@ impl StreamEncoder {
         if self.id.is_empty() {
             self.id = "chatcmpl-gateway".to_owned();
         }
-        self.chunk(json!({"role": "assistant", "content": ""}), Value::Null, out);
+        self.chunk(DeltaOut::Role { role: "assistant", content: "" }, None, out);
     }
 
     fn finish_chunk(&mut self, reason: FinishReason, out: &mut Vec<u8>) {
@@ -342,18 +354,77 @@ impl StreamEncoder {
         if reason == FinishReason::Stop && !self.tools_started.is_empty() {
             reason = FinishReason::ToolCalls;
         }
-        self.chunk(json!({}), json!(finish_reason::encode(Format::OpenAiChat, reason)), out);
+        self.chunk(DeltaOut::Empty {}, Some(finish_reason::encode(Format::OpenAiChat, reason)), out);
         self.finished = true;
     }
 
-    fn chunk(&self, delta: Value, finish: Value, out: &mut Vec<u8>) {
-        let v = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
+    fn chunk(&self, delta: DeltaOut, finish: Option<&'static str>, out: &mut Vec<u8>) {
+        let v = ChunkOut {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices: [ChoiceOut { index: 0, delta, logprobs: None, finish_reason: finish }],
+        };
         write_json(out, "", &v);
     }
+}
+
+// The chunks the encoder writes, typed: serialised straight into the output buffer in
+// OpenAI's own field order, with no `serde_json::Value` built on the way.
+
+#[derive(Serialize)]
+struct ChunkOut<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [ChoiceOut<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct ChoiceOut<'a> {
+    index: u32,
+    delta: DeltaOut<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum DeltaOut<'a> {
+    Role { role: &'static str, content: &'static str },
+    Content { content: &'a str },
+    Reasoning { reasoning_content: &'a str },
+    ToolCalls { tool_calls: [ToolCallOut<'a>; 1] },
+    Empty {},
+}
+
+#[derive(Serialize)]
+struct ToolCallOut<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    ty: Option<&'static str>,
+    function: FunctionOut<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct UsageChunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [(); 0],
+    usage: UsageOut,
 }
 
 #[cfg(test)]

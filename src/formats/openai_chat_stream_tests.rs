@@ -1,5 +1,6 @@
 use super::super::Usage;
 use super::*;
+use serde_json::Value;
 
 fn encode(events: &[StreamEvent], include_usage: bool) -> String {
     let opts = ResponseOptions { model: "gpt-x", gemini_sse: true, include_usage };

@@ -3,7 +3,8 @@
 //! requests/s per core).
 //!
 //! Run: `cargo bench --bench overhead` (options after `--`: `--duration 5 --connections 32
-//! --rate 2000 --scenario chat|stream|responses-stream`, `--limits` to also measure the same binary with
+//! --rate 2000 --scenario chat|stream|anthropic-stream|responses-stream` (`--vs-passthrough` with
+//! anthropic-stream: the translated stream against the same stream passed through, alternated), `--limits` to also measure the same binary with
 //! limits on: RPM, TPM, max_parallel and a budget on the key and its project, all too high
 //! to ever refuse, measured alternately with limits off, `--rounds 3` times, best of each;
 //! `--redis` to compare no limits, limits in memory and limits in a redis-server of the run, and
@@ -317,6 +318,41 @@ async fn run(o: Opts, pin: bool) {
             min(&new_cpu) / min(&old_cpu),
             min(&new_cpu),
             min(&old_cpu)
+        );
+    }
+
+    // `--vs-passthrough` (anthropic-stream): the translated stream against the same stream
+    // passed through (OpenAI in, OpenAI out), same gateway process, alternated `--rounds` times
+    // (default 3); best of each side. The target: translated within 10% of passthrough.
+    if o.scenario == "anthropic-stream" && std::env::args().any(|a| a == "--vs-passthrough") {
+        let rounds = std::env::args()
+            .skip_while(|a| a != "--rounds")
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3usize);
+        let g = start_gateway(dir.path(), mock, pin, bin, false);
+        let pid = Some(g.child.id());
+        let (mut tr_rps, mut tr_cpu, mut pt_rps, mut pt_cpu) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let t = measure("translated", g.addr, pid, &o, path, body).await;
+            let p = measure("passthru", g.addr, pid, &o, "/v1/chat/completions", direct_body).await;
+            tr_rps.push(t.max_rps);
+            tr_cpu.push(t.cpu_us);
+            pt_rps.push(p.max_rps);
+            pt_cpu.push(p.cpu_us);
+        }
+        drop(g);
+        let max = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
+        let min = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
+        println!(
+            "Anthropic in -> OpenAI out / OpenAI passthrough, best of {rounds} alternated runs each: throughput {:.3}x ({:.0} vs {:.0} req/s), CPU per request {:.3}x ({:.1} vs {:.1} µs)",
+            max(&tr_rps) / max(&pt_rps),
+            max(&tr_rps),
+            max(&pt_rps),
+            min(&tr_cpu) / min(&pt_cpu),
+            min(&tr_cpu),
+            min(&pt_cpu)
         );
     }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::anthropic::{encode_usage, error_value, kind_for_type, stop_reason, UsageIn, WireUsage};
 use super::finish_reason;
 use super::lenient::{Obj, Str, U64};
-use super::sse::{write_json, SseEvent, SseParser};
+use super::sse::{write_json, write_json_str, write_json_u64, SseEvent, SseParser};
 use super::{ErrorKind, FinishReason, Format, ResponseOptions, StreamEvent, TranslateError, Usage};
 
 /// What the block at an Anthropic content index is, as far as the decoder cares.
@@ -160,7 +160,10 @@ impl StreamDecoder {
                     }
                     ("input_json_delta", Some(Block::Tool(ordinal))) => {
                         if let Some(fragment) = d.partial_json.non_empty() {
-                            out.push(StreamEvent::ToolArgsDelta { index: ordinal, fragment: fragment.to_owned() });
+                            out.push(StreamEvent::ToolArgsDelta {
+                                index: ordinal,
+                                fragment: fragment.to_owned(),
+                            });
                         }
                     }
                     _ => {}
@@ -427,9 +430,21 @@ impl StreamEncoder {
         write_json(out, "content_block_start", &ev);
     }
 
+    /// One `content_block_delta`, the event of every chunk: written from literal pieces (the
+    /// same bytes as serialising `DeltaEvent`, see the tests).
     fn delta(&self, delta: Delta, out: &mut Vec<u8>) {
-        let ev = DeltaEvent { ty: "content_block_delta", index: self.next_index, delta };
-        write_json(out, "content_block_delta", &ev);
+        let (kind, field, value) = delta.parts();
+        out.extend_from_slice(
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
+        );
+        write_json_u64(out, self.next_index.into());
+        out.extend_from_slice(b",\"delta\":{\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"");
+        out.extend_from_slice(field.as_bytes());
+        out.extend_from_slice(b"\":");
+        write_json_str(out, value);
+        out.extend_from_slice(b"}}\n\n");
     }
 
     fn close_block(&mut self, out: &mut Vec<u8>) {
@@ -484,6 +499,8 @@ enum ContentBlock<'a> {
 #[derive(Serialize)]
 struct Empty {}
 
+/// What `StreamEncoder::delta` writes (tests check the two agree).
+#[cfg(test)]
 #[derive(Serialize)]
 struct DeltaEvent<'a> {
     #[serde(rename = "type")]
@@ -492,13 +509,27 @@ struct DeltaEvent<'a> {
     delta: Delta<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Delta<'a> {
     TextDelta { text: &'a str },
     ThinkingDelta { thinking: &'a str },
     SignatureDelta { signature: &'a str },
     InputJsonDelta { partial_json: &'a str },
+}
+
+// === impl Delta ===
+
+impl<'a> Delta<'a> {
+    /// `(type, field, value)`.
+    fn parts(&self) -> (&'static str, &'static str, &'a str) {
+        match *self {
+            Delta::TextDelta { text } => ("text_delta", "text", text),
+            Delta::ThinkingDelta { thinking } => ("thinking_delta", "thinking", thinking),
+            Delta::SignatureDelta { signature } => ("signature_delta", "signature", signature),
+            Delta::InputJsonDelta { partial_json } => ("input_json_delta", "partial_json", partial_json),
+        }
+    }
 }
 
 #[derive(Serialize)]

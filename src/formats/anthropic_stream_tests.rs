@@ -250,3 +250,26 @@ fn a_message_start_after_the_message_began_is_a_malformed_stream() {
         assert!(e.to_string().contains("message_start after the message began"), "{e}");
     }
 }
+
+#[test]
+fn delta_events_are_the_bytes_their_typed_form_serialises_to() {
+    let text = "plain, then \"quoted\", a \\ and a\nnewline, é";
+    let mut enc = StreamEncoder::new(&ResponseOptions { model: "m", gemini_sse: true, include_usage: false });
+    enc.next_index = 7;
+    for delta in [
+        Delta::TextDelta { text },
+        Delta::ThinkingDelta { thinking: text },
+        Delta::SignatureDelta { signature: "sig" },
+        Delta::InputJsonDelta { partial_json: "{\"city\": \"Par" },
+    ] {
+        let mut templated = Vec::new();
+        enc.delta(delta.clone(), &mut templated);
+        let mut typed = Vec::new();
+        write_json(
+            &mut typed,
+            "content_block_delta",
+            &DeltaEvent { ty: "content_block_delta", index: 7, delta },
+        );
+        assert_eq!(String::from_utf8(templated).unwrap(), String::from_utf8(typed).unwrap());
+    }
+}

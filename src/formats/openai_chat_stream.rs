@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use super::finish_reason;
 use super::lenient::{First, Many, Obj, Str, U64};
 use super::openai_chat::{encode_usage, error_value, UsageOut, WireUsage};
-use super::sse::{write_data, write_json, SseEvent, SseParser};
+use super::sse::{write_data, write_json, write_json_str, write_json_u64, SseEvent, SseParser};
 use super::{ErrorKind, FinishReason, Format, ResponseOptions, StreamEvent, TranslateError};
 
 /// Decodes an upstream OpenAI Chat SSE stream into `StreamEvent`s.
@@ -359,6 +359,32 @@ impl StreamEncoder {
     }
 
     fn chunk(&self, delta: DeltaOut, finish: Option<&'static str>, out: &mut Vec<u8>) {
+        // Text and reasoning deltas, the chunk of nearly every event, from literal pieces (the
+        // same bytes as serialising `ChunkOut`, see the tests).
+        if let (DeltaOut::Content { content: text } | DeltaOut::Reasoning { reasoning_content: text }, None) =
+            (&delta, finish)
+        {
+            let field: &[u8] = if matches!(delta, DeltaOut::Content { .. }) {
+                b"\"content\":"
+            } else {
+                b"\"reasoning_content\":"
+            };
+            out.extend_from_slice(b"data: {\"id\":");
+            write_json_str(out, &self.id);
+            out.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+            write_json_u64(out, self.created);
+            out.extend_from_slice(b",\"model\":");
+            write_json_str(out, &self.model);
+            out.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":{");
+            out.extend_from_slice(field);
+            write_json_str(out, text);
+            out.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+            return;
+        }
+        self.typed_chunk(delta, finish, out);
+    }
+
+    fn typed_chunk(&self, delta: DeltaOut, finish: Option<&'static str>, out: &mut Vec<u8>) {
         let v = ChunkOut {
             id: &self.id,
             object: "chat.completion.chunk",

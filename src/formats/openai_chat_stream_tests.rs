@@ -145,3 +145,23 @@ fn an_empty_or_cut_stream_is_an_error_and_a_finished_one_is_not() {
     assert_eq!(r, Ok(()));
     assert!(matches!(&evs[0], StreamEvent::Error { message, .. } if message == "boom"));
 }
+
+#[test]
+fn text_chunks_are_the_bytes_their_typed_form_serialises_to() {
+    let text = "plain, then \"quoted\", a \\ and a\nnewline, é";
+    let mut enc =
+        StreamEncoder::new(&ResponseOptions { model: "gpt-\"x\"", gemini_sse: true, include_usage: false });
+    enc.id = "chatcmpl-1".into();
+    enc.created = 1_700_000_000;
+    for delta in [DeltaOut::Content { content: text }, DeltaOut::Reasoning { reasoning_content: text }] {
+        let mut templated = Vec::new();
+        enc.chunk(delta, None, &mut templated);
+        let delta = match templated.windows(9).any(|w| w == b"reasoning") {
+            true => DeltaOut::Reasoning { reasoning_content: text },
+            false => DeltaOut::Content { content: text },
+        };
+        let mut typed = Vec::new();
+        enc.typed_chunk(delta, None, &mut typed);
+        assert_eq!(String::from_utf8(templated).unwrap(), String::from_utf8(typed).unwrap());
+    }
+}

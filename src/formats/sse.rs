@@ -205,6 +205,29 @@ pub fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, event: &str, 
     out.extend_from_slice(b"\n\n");
 }
 
+/// Append `s` as a JSON string (quoted, escaped), byte for byte what `serde_json` writes.
+/// Text without a quote, backslash or control character (nearly every delta) is copied in
+/// one piece; anything else goes through `serde_json`'s escaper. The per-chunk events are
+/// written with this and literal keys: a derived `Serialize` escapes every key on every
+/// chunk, which cost more than the rest of the event.
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    let plain = !s.bytes().fold(false, |esc, b| esc | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// Append `n` in decimal.
+pub fn write_json_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
 #[cfg(test)]
 #[path = "sse_tests.rs"]
 mod tests;

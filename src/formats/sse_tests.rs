@@ -74,3 +74,30 @@ fn an_endless_line_is_refused() {
     }
     assert!(failed);
 }
+
+#[test]
+fn json_strings_are_written_as_serde_json_writes_them() {
+    let cases = [
+        "",
+        "plain text",
+        "quote \" inside",
+        "back\\slash",
+        "new\nline",
+        "tab\t",
+        "\u{1}ctl",
+        "\u{7f}del",
+        "é ü 日本 🎉",
+        "</script>",
+        "\r\n\u{8}\u{c}",
+    ];
+    for c in cases {
+        let mut out = b"x".to_vec();
+        write_json_str(&mut out, c);
+        assert_eq!(&out[1..], serde_json::to_vec(c).unwrap().as_slice(), "{c:?}");
+    }
+    let mut out = Vec::new();
+    write_json_u64(&mut out, 0);
+    out.push(b' ');
+    write_json_u64(&mut out, u64::MAX);
+    assert_eq!(out, b"0 18446744073709551615");
+}

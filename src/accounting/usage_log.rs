@@ -91,6 +91,73 @@ pub struct UsageRecord {
     pub error: Option<String>,
 }
 
+// === impl UsageRecord ===
+
+impl UsageRecord {
+    /// Append this record as one JSON line: the bytes `serde_json` writes for it (tests
+    /// check they are equal), from literal keys. The derived `Serialize` escapes each of the
+    /// ~25 keys on every request, which cost more than everything else in the line.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        use crate::formats::sse::{write_json_str, write_json_u64};
+        let opt = |out: &mut Vec<u8>, key: &[u8], v: &Option<String>| {
+            out.extend_from_slice(key);
+            match v {
+                Some(s) => write_json_str(out, s),
+                None => out.extend_from_slice(b"null"),
+            }
+        };
+        // A float cannot fail to serialise (non-finite ones are written as null).
+        let float = |out: &mut Vec<u8>, key: &[u8], f: f64| {
+            out.extend_from_slice(key);
+            let _ = serde_json::to_writer(&mut *out, &f);
+        };
+        let int = |out: &mut Vec<u8>, key: &[u8], n: u64| {
+            out.extend_from_slice(key);
+            write_json_u64(out, n);
+        };
+        out.extend_from_slice(b"{\"time\":");
+        write_json_str(out, &self.time);
+        out.extend_from_slice(b",\"request_id\":");
+        write_json_str(out, &self.request_id);
+        opt(out, b",\"key\":", &self.key);
+        opt(out, b",\"project\":", &self.project);
+        opt(out, b",\"alias\":", &self.alias);
+        opt(out, b",\"provider\":", &self.provider);
+        opt(out, b",\"model\":", &self.model);
+        out.extend_from_slice(b",\"endpoint\":");
+        write_json_str(out, self.endpoint);
+        out.extend_from_slice(if self.stream { b",\"stream\":true" } else { b",\"stream\":false" });
+        int(out, b",\"status\":", self.status.into());
+        int(out, b",\"input_tokens\":", self.input_tokens);
+        int(out, b",\"output_tokens\":", self.output_tokens);
+        int(out, b",\"cached_tokens\":", self.cached_tokens);
+        int(out, b",\"cache_write_tokens\":", self.cache_write_tokens);
+        int(out, b",\"reasoning_tokens\":", self.reasoning_tokens);
+        int(out, b",\"cost_micros\":", self.cost_micros);
+        float(out, b",\"cost_usd\":", self.cost_usd);
+        float(out, b",\"latency_ms\":", self.latency_ms);
+        if let Some(t) = self.ttfb_ms {
+            float(out, b",\"ttfb_ms\":", t);
+        }
+        int(out, b",\"attempts\":", self.attempts.into());
+        if !self.attempt_log.is_empty() {
+            out.extend_from_slice(b",\"attempt_log\":[");
+            for (i, a) in self.attempt_log.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json_str(out, a);
+            }
+            out.push(b']');
+        }
+        if let Some(e) = &self.error {
+            out.extend_from_slice(b",\"error\":");
+            write_json_str(out, e);
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
 /// The handle requests use to submit records. Cheap to clone; when the last clone is
 /// dropped, whatever is pending is written (as by [`UsageLog::close`]).
 #[derive(Clone)]
@@ -163,15 +230,9 @@ impl UsageLog {
     /// is written at once. (The log's access line is `telemetry::AccessLine`'s.)
     pub fn record(&self, r: &UsageRecord) {
         {
-            // Serialized straight into the pending batch (no line buffer per record). A record
-            // cannot fail to serialize (plain fields, string keys); if it ever did, its partial
-            // bytes are taken back so the file keeps one whole JSON object per line.
+            // Written straight into the pending batch (no line buffer per record).
             let mut pending = self.shared.pending.lock();
-            let start = pending.len();
-            match serde_json::to_writer(&mut *pending, r) {
-                Ok(()) => pending.push(b'\n'),
-                Err(_) => pending.truncate(start),
-            }
+            r.write_line(&mut pending);
         }
         if self.shared.closed.load(Ordering::Acquire) {
             self.shared.flush(SystemTime::now());

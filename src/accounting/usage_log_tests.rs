@@ -64,6 +64,44 @@ fn records_carry_the_spec_fields() {
     assert!(v.get("ttfb_ms").is_none());
 }
 
+/// `write_line` writes what the derived `Serialize` writes, for a record with every optional
+/// field set and for one with none (a field added to the struct but not to `write_line` fails
+/// here), and text that needs escaping.
+#[test]
+fn lines_are_the_bytes_serde_writes() {
+    let full = UsageRecord {
+        time: "2026-12-01T10:00:00.123Z".into(),
+        request_id: "req \"quoted\" \\ \n é".into(),
+        key: Some("k1".into()),
+        project: Some("p\u{1}".into()),
+        alias: Some("fast".into()),
+        provider: Some("openai".into()),
+        model: Some("gpt-4o-mini".into()),
+        endpoint: "chat",
+        stream: true,
+        status: 429,
+        input_tokens: u64::MAX,
+        output_tokens: 2,
+        cached_tokens: 3,
+        cache_write_tokens: 4,
+        reasoning_tokens: 5,
+        cost_micros: 1_250,
+        cost_usd: 0.00125,
+        latency_ms: 12.75,
+        ttfb_ms: Some(f64::NAN),
+        attempts: 3,
+        attempt_log: vec!["openai/a: 503".into(), "b: \"x\"".into()],
+        error: Some("upstream said \"no\"".into()),
+    };
+    for r in [full, UsageRecord::default(), UsageRecord { cost_usd: 1e21, latency_ms: 0.1, ..rec(3) }] {
+        let mut line = Vec::new();
+        r.write_line(&mut line);
+        let mut want = serde_json::to_vec(&r).unwrap();
+        want.push(b'\n');
+        assert_eq!(String::from_utf8(line).unwrap(), String::from_utf8(want).unwrap());
+    }
+}
+
 #[test]
 fn the_file_rotates_by_size_without_losing_or_splitting_a_line() {
     let dir = tempfile::tempdir().unwrap();

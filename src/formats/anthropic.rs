@@ -541,6 +541,25 @@ pub(crate) struct WireUsage {
     output_tokens: u64,
 }
 
+// === impl WireUsage ===
+
+impl WireUsage {
+    /// Append the object: the bytes its `Serialize` writes (see the stream tests), from
+    /// literal keys.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        use super::sse::write_json_u64;
+        out.extend_from_slice(b"{\"input_tokens\":");
+        write_json_u64(out, self.input_tokens);
+        out.extend_from_slice(b",\"cache_creation_input_tokens\":");
+        write_json_u64(out, self.cache_creation_input_tokens);
+        out.extend_from_slice(b",\"cache_read_input_tokens\":");
+        write_json_u64(out, self.cache_read_input_tokens);
+        out.extend_from_slice(b",\"output_tokens\":");
+        write_json_u64(out, self.output_tokens);
+        out.push(b'}');
+    }
+}
+
 pub(crate) fn encode_usage(u: &Usage) -> WireUsage {
     WireUsage {
         input_tokens: u.input_tokens.saturating_sub(u.cache_read_tokens.saturating_add(u.cache_write_tokens)),

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::anthropic::{encode_usage, error_value, kind_for_type, stop_reason, UsageIn, WireUsage};
+#[cfg(test)]
+use super::anthropic::WireUsage;
+use super::anthropic::{encode_usage, error_value, kind_for_type, stop_reason, UsageIn};
 use super::finish_reason;
 use super::lenient::{Obj, Str, U64};
 use super::sse::{write_json, write_json_str, write_json_u64, SseEvent, SseParser};
@@ -373,13 +375,8 @@ impl StreamEncoder {
         self.start("", out);
         self.close_block(out);
         let reason = stop_reason(self.finish.unwrap_or(FinishReason::Stop), !self.tools_seen.is_empty());
-        let delta = MessageDelta {
-            ty: "message_delta",
-            delta: StopDelta { stop_reason: reason, stop_sequence: None },
-            usage: encode_usage(&self.usage),
-        };
-        write_json(out, "message_delta", &delta);
-        write_json(out, "message_stop", &TypeOnly { ty: "message_stop" });
+        self.message_delta(reason, out);
+        out.extend_from_slice(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
         self.done = true;
     }
 
@@ -394,20 +391,33 @@ impl StreamEncoder {
         }
         self.started = true;
         let id = if id.is_empty() { "msg_gateway" } else { id };
-        let msg = MessageStart {
-            ty: "message_start",
-            message: Message {
-                id,
-                ty: "message",
-                role: "assistant",
-                model: &self.model,
-                content: [],
-                stop_reason: None,
-                stop_sequence: None,
-                usage: encode_usage(&self.usage),
-            },
-        };
-        write_json(out, "message_start", &msg);
+        self.message_start(id, out);
+    }
+
+    // The events below are written from literal pieces: the same bytes as serialising their
+    // typed form (`MessageStart`, `BlockEvent`, ...; the tests check each), without escaping
+    // every key again on every event.
+
+    fn message_start(&self, id: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(
+            b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":",
+        );
+        write_json_str(out, id);
+        out.extend_from_slice(b",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
+        write_json_str(out, &self.model);
+        out.extend_from_slice(b",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":");
+        encode_usage(&self.usage).write(out);
+        out.extend_from_slice(b"}}\n\n");
+    }
+
+    fn message_delta(&self, reason: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(
+            b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":",
+        );
+        write_json_str(out, reason);
+        out.extend_from_slice(b",\"stop_sequence\":null},\"usage\":");
+        encode_usage(&self.usage).write(out);
+        out.extend_from_slice(b"}\n\n");
     }
 
     fn open_block(&mut self, kind: Open, out: &mut Vec<u8>) {
@@ -426,8 +436,29 @@ impl StreamEncoder {
     }
 
     fn block_start(&mut self, block: ContentBlock, out: &mut Vec<u8>) {
-        let ev = BlockEvent { ty: "content_block_start", index: self.next_index, content_block: block };
-        write_json(out, "content_block_start", &ev);
+        out.extend_from_slice(
+            b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":",
+        );
+        write_json_u64(out, self.next_index.into());
+        out.extend_from_slice(b",\"content_block\":");
+        match block {
+            ContentBlock::Text { text } => {
+                out.extend_from_slice(b"{\"type\":\"text\",\"text\":");
+                write_json_str(out, text);
+            }
+            ContentBlock::Thinking { thinking } => {
+                out.extend_from_slice(b"{\"type\":\"thinking\",\"thinking\":");
+                write_json_str(out, thinking);
+            }
+            ContentBlock::ToolUse { id, name, input: Empty {} } => {
+                out.extend_from_slice(b"{\"type\":\"tool_use\",\"id\":");
+                write_json_str(out, id);
+                out.extend_from_slice(b",\"name\":");
+                write_json_str(out, name);
+                out.extend_from_slice(b",\"input\":{}");
+            }
+        }
+        out.extend_from_slice(b"}}\n\n");
     }
 
     /// One `content_block_delta`, the event of every chunk: written from literal pieces (the
@@ -449,16 +480,20 @@ impl StreamEncoder {
 
     fn close_block(&mut self, out: &mut Vec<u8>) {
         if self.open.take().is_some() {
-            let ev = StopEvent { ty: "content_block_stop", index: self.next_index };
-            write_json(out, "content_block_stop", &ev);
+            out.extend_from_slice(
+                b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":",
+            );
+            write_json_u64(out, self.next_index.into());
+            out.extend_from_slice(b"}\n\n");
             self.next_index += 1;
         }
     }
 }
 
-// The events the encoder writes, typed: serialised straight into the output buffer in
-// Anthropic's own field order (`type` first), with no `serde_json::Value` built on the way.
+// The events the encoder writes, typed, in Anthropic's own field order (`type` first). The
+// encoder writes the same bytes from literal pieces; the tests serialise these to check.
 
+#[cfg(test)]
 #[derive(Serialize)]
 struct MessageStart<'a> {
     #[serde(rename = "type")]
@@ -466,6 +501,7 @@ struct MessageStart<'a> {
     message: Message<'a>,
 }
 
+#[cfg(test)]
 #[derive(Serialize)]
 struct Message<'a> {
     id: &'a str,
@@ -479,6 +515,7 @@ struct Message<'a> {
     usage: WireUsage,
 }
 
+#[cfg(test)]
 #[derive(Serialize)]
 struct BlockEvent<'a> {
     #[serde(rename = "type")]
@@ -487,7 +524,7 @@ struct BlockEvent<'a> {
     content_block: ContentBlock<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ContentBlock<'a> {
     Text { text: &'a str },
@@ -496,7 +533,7 @@ enum ContentBlock<'a> {
 }
 
 /// `{}`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct Empty {}
 
 /// What `StreamEncoder::delta` writes (tests check the two agree).
@@ -532,6 +569,7 @@ impl<'a> Delta<'a> {
     }
 }
 
+#[cfg(test)]
 #[derive(Serialize)]
 struct StopEvent {
     #[serde(rename = "type")]
@@ -539,6 +577,7 @@ struct StopEvent {
     index: u32,
 }
 
+#[cfg(test)]
 #[derive(Serialize)]
 struct MessageDelta {
     #[serde(rename = "type")]
@@ -547,12 +586,14 @@ struct MessageDelta {
     usage: WireUsage,
 }
 
+#[cfg(test)]
 #[derive(Serialize)]
 struct StopDelta {
     stop_reason: &'static str,
     stop_sequence: Option<&'static str>,
 }
 
+#[cfg(test)]
 #[derive(Serialize)]
 struct TypeOnly {
     #[serde(rename = "type")]

@@ -273,3 +273,88 @@ fn delta_events_are_the_bytes_their_typed_form_serialises_to() {
         assert_eq!(String::from_utf8(templated).unwrap(), String::from_utf8(typed).unwrap());
     }
 }
+
+#[test]
+fn every_templated_event_is_the_bytes_its_typed_form_serialises_to() {
+    let mut enc = StreamEncoder::new(&ResponseOptions {
+        model: "claude-\"q\"",
+        gemini_sse: true,
+        include_usage: false,
+    });
+    enc.usage = Usage {
+        input_tokens: 30,
+        output_tokens: 7,
+        cache_read_tokens: 10,
+        cache_write_tokens: 5,
+        reasoning_tokens: 0,
+    };
+    enc.next_index = 2;
+    let usage = encode_usage(&enc.usage);
+    let typed = |event: &str, v: &dyn erased::Ser| {
+        let mut out = Vec::new();
+        out.extend_from_slice(format!("event: {event}\ndata: ").as_bytes());
+        v.write(&mut out);
+        out.extend_from_slice(b"\n\n");
+        String::from_utf8(out).unwrap()
+    };
+    let text = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8(out).unwrap()
+    };
+    let message = Message {
+        id: "msg_\\1",
+        ty: "message",
+        role: "assistant",
+        model: "claude-\"q\"",
+        content: [],
+        stop_reason: None,
+        stop_sequence: None,
+        usage,
+    };
+    assert_eq!(
+        text(&|o| enc.message_start("msg_\\1", o)),
+        typed("message_start", &MessageStart { ty: "message_start", message })
+    );
+    let delta = MessageDelta {
+        ty: "message_delta",
+        delta: StopDelta { stop_reason: "tool_use", stop_sequence: None },
+        usage,
+    };
+    assert_eq!(text(&|o| enc.message_delta("tool_use", o)), typed("message_delta", &delta));
+    for block in [
+        ContentBlock::Text { text: "" },
+        ContentBlock::Thinking { thinking: "" },
+        ContentBlock::ToolUse { id: "toolu_1", name: "get_\"weather\"", input: Empty {} },
+    ] {
+        let mut enc = StreamEncoder::new(&opts());
+        enc.next_index = 3;
+        let mut out = Vec::new();
+        enc.block_start(block.clone(), &mut out);
+        let ev = BlockEvent { ty: "content_block_start", index: 3, content_block: block };
+        assert_eq!(String::from_utf8(out).unwrap(), typed("content_block_start", &ev));
+    }
+    let mut enc = StreamEncoder::new(&opts());
+    enc.open = Some(Open::Text);
+    enc.next_index = 4;
+    let mut out = Vec::new();
+    enc.close_block(&mut out);
+    let stop = StopEvent { ty: "content_block_stop", index: 4 };
+    assert_eq!(String::from_utf8(out).unwrap(), typed("content_block_stop", &stop));
+    let mut out = Vec::new();
+    enc.finish(&mut out);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.ends_with(&typed("message_stop", &TypeOnly { ty: "message_stop" })), "{out}");
+}
+
+/// `&dyn` over the typed events of the test above.
+mod erased {
+    pub trait Ser {
+        fn write(&self, out: &mut Vec<u8>);
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn write(&self, out: &mut Vec<u8>) {
+            serde_json::to_writer(out, self).unwrap();
+        }
+    }
+}

@@ -15,205 +15,20 @@ use serde_json::{json, Map, Value};
 
 use super::finish_reason;
 use super::lenient::U64;
-use super::tools::{object_schema, tool_arguments_to_object, tool_id_for_anthropic, value_to_tool_arguments};
+use super::tools::{object_schema, tool_arguments_to_object, tool_id_for_anthropic};
 use super::{
     ChatRequest, ChatResponse, Encoded, ErrorKind, FinishReason, Format, ImageSource, Message, Part,
-    Reasoning, RequestOptions, ResponseFormat, ResponseOptions, Role, SystemPart, Tool, ToolCall, ToolChoice,
-    ToolResult, TranslateError, Usage,
+    Reasoning, RequestOptions, ResponseFormat, ResponseOptions, Role, SystemPart, ToolChoice, TranslateError,
+    Usage,
 };
 
+pub use super::anthropic_request::decode_request;
 pub use super::anthropic_stream::{StreamDecoder, StreamEncoder};
-
-/// Top-level request fields this file models; everything else goes to `ChatRequest::extra`.
-const MODELLED: &[&str] = &[
-    "model",
-    "messages",
-    "system",
-    "tools",
-    "tool_choice",
-    "max_tokens",
-    "stop_sequences",
-    "temperature",
-    "top_p",
-    "top_k",
-    "thinking",
-    "metadata",
-    "stream",
-];
 
 /// The smallest thinking budget Anthropic accepts.
 const MIN_THINKING_BUDGET: u32 = 1024;
 
 // === Request ===
-
-pub fn decode_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
-    let obj = &super::json_object(body)?;
-    let mut req = ChatRequest {
-        model: obj.get("model").and_then(Value::as_str).unwrap_or_default().to_owned(),
-        ..ChatRequest::default()
-    };
-    match obj.get("system") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) => req.system.push(SystemPart { text: s.clone(), cache_control: None }),
-        Some(Value::Array(blocks)) => {
-            for b in blocks {
-                req.system.push(SystemPart {
-                    text: b.get("text").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                    cache_control: b.get("cache_control").cloned(),
-                });
-            }
-        }
-        Some(_) => {
-            return Err(TranslateError::invalid("system", "must be a string or an array of text blocks"))
-        }
-    }
-    let messages = obj
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| TranslateError::invalid("messages", "is required and must be an array"))?;
-    for (i, m) in messages.iter().enumerate() {
-        let role = match m.get("role").and_then(Value::as_str) {
-            Some("user") => Role::User,
-            Some("assistant") => Role::Assistant,
-            other => {
-                return Err(TranslateError::invalid(
-                    format!("messages[{i}].role"),
-                    format!("{other:?} is not user or assistant"),
-                ))
-            }
-        };
-        let parts =
-            decode_blocks(m.get("content").unwrap_or(&Value::Null), &format!("messages[{i}].content"))?;
-        req.messages.push(Message { role, parts });
-    }
-    for (i, t) in obj.get("tools").and_then(Value::as_array).into_iter().flatten().enumerate() {
-        if let Some(ty) = t.get("type").and_then(Value::as_str).filter(|t| *t != "custom") {
-            return Err(TranslateError::Unsupported(format!("tools[{i}] of server tool type {ty:?}")));
-        }
-        req.tools.push(Tool {
-            name: t
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| TranslateError::invalid(format!("tools[{i}].name"), "is required"))?
-                .to_owned(),
-            description: t.get("description").and_then(Value::as_str).map(str::to_owned),
-            parameters: t.get("input_schema").cloned().unwrap_or(Value::Null),
-            strict: t.get("strict").and_then(Value::as_bool),
-        });
-    }
-    if let Some(tc) = obj.get("tool_choice").filter(|v| !v.is_null()) {
-        req.tool_choice = Some(match tc.get("type").and_then(Value::as_str) {
-            Some("auto") => ToolChoice::Auto,
-            Some("any") => ToolChoice::Required,
-            Some("none") => ToolChoice::None,
-            Some("tool") => {
-                ToolChoice::Tool(tc.get("name").and_then(Value::as_str).unwrap_or_default().to_owned())
-            }
-            other => {
-                return Err(TranslateError::invalid("tool_choice.type", format!("unknown value {other:?}")))
-            }
-        });
-        if tc.get("disable_parallel_tool_use").and_then(Value::as_bool) == Some(true) {
-            req.parallel_tool_calls = Some(false);
-        }
-    }
-    req.max_tokens = obj.get("max_tokens").and_then(Value::as_u64).map(|n| n.min(u32::MAX as u64) as u32);
-    req.sampling.stop = obj
-        .get("stop_sequences")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_owned))
-        .collect();
-    req.sampling.temperature = obj.get("temperature").and_then(Value::as_f64);
-    req.sampling.top_p = obj.get("top_p").and_then(Value::as_f64);
-    req.sampling.top_k = obj.get("top_k").and_then(Value::as_u64).map(|n| n.min(u32::MAX as u64) as u32);
-    if let Some(t) = obj.get("thinking") {
-        if t.get("type").and_then(Value::as_str) == Some("enabled") {
-            req.reasoning = Some(Reasoning {
-                effort: None,
-                budget_tokens: t
-                    .get("budget_tokens")
-                    .and_then(Value::as_u64)
-                    .map(|n| n.min(u32::MAX as u64) as u32),
-            });
-        }
-    }
-    req.user = obj.get("metadata").and_then(|m| m.get("user_id")).and_then(Value::as_str).map(str::to_owned);
-    req.stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    // An Anthropic client always receives usage in the stream.
-    req.include_usage = req.stream;
-    for (k, val) in obj {
-        if !MODELLED.contains(&k.as_str()) {
-            req.extra.insert(k.clone(), val.clone());
-        }
-    }
-    Ok(req)
-}
-
-/// Message `content`: a string or an array of content blocks.
-fn decode_blocks(content: &Value, field: &str) -> Result<Vec<Part>, TranslateError> {
-    let blocks = match content {
-        Value::String(s) => return Ok(vec![Part::Text { text: s.clone(), cache_control: None }]),
-        Value::Array(a) => a,
-        Value::Null => return Ok(Vec::new()),
-        _ => return Err(TranslateError::invalid(field, "must be a string or an array of content blocks")),
-    };
-    let mut out = Vec::with_capacity(blocks.len());
-    for (j, b) in blocks.iter().enumerate() {
-        let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let part = match b.get("type").and_then(Value::as_str).unwrap_or_default() {
-            "text" => Part::Text { text: s("text"), cache_control: b.get("cache_control").cloned() },
-            "image" => Part::Image(decode_image(
-                b.get("source").unwrap_or(&Value::Null),
-                &format!("{field}[{j}].source"),
-            )?),
-            "tool_use" => Part::ToolCall(ToolCall {
-                id: s("id"),
-                name: s("name"),
-                arguments: value_to_tool_arguments(b.get("input").unwrap_or(&Value::Null)),
-                signature: None,
-            }),
-            "tool_result" => Part::ToolResult(ToolResult {
-                call_id: s("tool_use_id"),
-                name: None,
-                content: decode_blocks(
-                    b.get("content").unwrap_or(&Value::Null),
-                    &format!("{field}[{j}].content"),
-                )?,
-                is_error: b.get("is_error").and_then(Value::as_bool).unwrap_or(false),
-            }),
-            // An empty signature (another provider's reasoning shown to the client) is no signature.
-            "thinking" => Part::Thinking {
-                text: s("thinking"),
-                signature: b
-                    .get("signature")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned),
-            },
-            "redacted_thinking" => Part::RedactedThinking { data: s("data") },
-            // The model's own web searches and their results: what it learned is in the text
-            // blocks that follow (with their citations); no other format has these blocks.
-            "server_tool_use" | "web_search_tool_result" => continue,
-            other => return Err(TranslateError::Unsupported(format!("{field}[{j}] of type {other:?}"))),
-        };
-        out.push(part);
-    }
-    Ok(out)
-}
-
-fn decode_image(src: &Value, field: &str) -> Result<ImageSource, TranslateError> {
-    let s = |k: &str| src.get(k).and_then(Value::as_str).map(str::to_owned);
-    match src.get("type").and_then(Value::as_str) {
-        Some("base64") => Ok(ImageSource::Base64 {
-            media_type: s("media_type").unwrap_or_default(),
-            data: s("data").unwrap_or_default(),
-        }),
-        Some("url") => Ok(ImageSource::Url(s("url").unwrap_or_default())),
-        other => Err(TranslateError::Unsupported(format!("{field} of type {other:?}"))),
-    }
-}
 
 /// The version of Anthropic's web search tool the gateway asks for.
 pub const WEB_SEARCH_TOOL: &str = "web_search_20250305";
@@ -474,7 +289,8 @@ fn text_block(text: &str, cache_control: Option<&Value>) -> Value {
 
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse, TranslateError> {
     let v: Value = serde_json::from_slice(body)?;
-    let content = decode_blocks(v.get("content").unwrap_or(&Value::Null), "content")?;
+    let content =
+        super::anthropic_request::decode_response_content(v.get("content").unwrap_or(&Value::Null))?;
     Ok(ChatResponse {
         id: v.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
         model: v.get("model").and_then(Value::as_str).unwrap_or_default().to_owned(),

@@ -1,5 +1,6 @@
 use super::super::Sampling;
 use super::*;
+use crate::formats::{Tool, ToolCall, ToolResult};
 
 fn opts() -> RequestOptions<'static> {
     RequestOptions { target_model: "claude", default_max_tokens: 8192, legacy_max_tokens: false }
@@ -225,4 +226,92 @@ fn thinking_signed_by_another_provider_is_not_sent_to_anthropic() {
     };
     let body = String::from_utf8(super::encode_request(&req, &opts).unwrap().body).unwrap();
     assert!(!body.contains("gemini:abc") && !body.contains("gemini thought"), "{body}");
+}
+
+/// The typed request decoder reads odd shapes as reading a `Value` did: fields of the wrong
+/// type are absent, refusals name the field, unmodelled members are kept, a repeated member
+/// replaces the earlier one.
+#[test]
+fn requests_of_every_shape_decode_as_a_value_reader_would() {
+    let err = |body: &str| decode_request(body.as_bytes()).unwrap_err().to_string();
+    assert!(err("[1]").contains("expected a JSON object"), "{}", err("[1]"));
+    assert!(err("{\"messages\": [").contains("EOF"), "{}", err("{\"messages\": ["));
+    for messages in ["null", "{}", "\"hi\"", "3"] {
+        let e = err(&format!(r#"{{"model":"m","messages":{messages}}}"#));
+        assert!(e.contains("messages") && e.contains("must be an array"), "{messages}: {e}");
+    }
+    let e = err(r#"{"messages":[5]}"#);
+    assert!(e.contains("messages[0].role") && e.contains("None"), "{e}");
+    let e = err(r#"{"messages":[{"role":"system","content":"x"}]}"#);
+    assert!(e.contains("messages[0].role") && e.contains("\"system\""), "{e}");
+    let e = err(r#"{"messages":[{"role":"user","content":7}]}"#);
+    assert!(e.contains("messages[0].content") && e.contains("must be a string or an array"), "{e}");
+    let e = err(r#"{"messages":[{"role":"user","content":[{"type":"text","text":"a"},3]}]}"#);
+    assert!(e.contains("messages[0].content[1] of type \"\""), "{e}");
+    let e = err(
+        r#"{"messages":[{"role":"user","content":[{"type":"tool_result","content":[{"type":"audio"}]}]}]}"#,
+    );
+    assert!(e.contains("messages[0].content[0].content[0] of type \"audio\""), "{e}");
+    let e = err(r#"{"messages":[{"role":"user","content":[{"type":"image","source":{"type":"file"}}]}]}"#);
+    assert!(e.contains("messages[0].content[0].source of type"), "{e}");
+    let e = err(r#"{"system":{"text":"x"},"messages":[]}"#);
+    assert!(e.contains("system"), "{e}");
+    let e = err(r#"{"messages":[],"tools":[{"description":"no name"}]}"#);
+    assert!(e.contains("tools[0].name"), "{e}");
+    let e = err(r#"{"messages":[],"tools":[{"type":"web_search_20250305","name":"w"}]}"#);
+    assert!(e.contains("server tool type"), "{e}");
+
+    let body = r#"{"model":"first","model":"claude-x","max_tokens":"9","temperature":1,"top_p":0.5,"top_k":-1,
+        "stream":"yes","stop_sequences":["END",4],"metadata":{"user_id":"u\"1"},"service_tier":"auto",
+        "system":[{"text":"be brief","cache_control":{"type":"ephemeral"}},7,{"cache_control":null}],
+        "tools":[{"name":"f","input_schema":{"type":"object"},"strict":true},{"type":"custom","name":"g"}],
+        "tool_choice":{"type":"tool","name":"f","disable_parallel_tool_use":true},
+        "thinking":{"type":"enabled","budget_tokens":2048},
+        "messages":[
+          {"role":"user","content":"plain \u00e9"},
+          {"role":"assistant","content":[{"type":"thinking","thinking":"hm","signature":""},
+            {"type":"tool_use","id":"t1","name":"f","input":{"a":1}},{"type":"server_tool_use"}]},
+          {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"ok","is_error":1},
+            {"type":"image","source":{"type":"url","url":"https://x/y.png"}},
+            {"type":"text","text":"t","cache_control":null}]},
+          {"role":"assistant","content":null}
+        ]}"#;
+    let r = decode_request(body.as_bytes()).unwrap();
+    assert_eq!(r.model, "claude-x");
+    assert_eq!(r.max_tokens, None, "a string is not a number");
+    assert_eq!((r.sampling.temperature, r.sampling.top_p, r.sampling.top_k), (Some(1.0), Some(0.5), None));
+    assert!(!r.stream && !r.include_usage);
+    assert_eq!(r.sampling.stop, vec!["END".to_owned()]);
+    assert_eq!(r.user.as_deref(), Some("u\"1"));
+    assert_eq!(r.extra.get("service_tier"), Some(&json!("auto")));
+    assert_eq!(r.extra.len(), 1);
+    assert_eq!(r.system.len(), 3);
+    assert_eq!(r.system[0].cache_control, Some(json!({"type": "ephemeral"})));
+    assert_eq!((r.system[1].text.as_str(), &r.system[1].cache_control), ("", &None));
+    assert_eq!(r.system[2].cache_control, Some(Value::Null));
+    assert_eq!(r.tools.len(), 2);
+    assert_eq!((r.tools[0].strict, &r.tools[0].parameters), (Some(true), &json!({"type": "object"})));
+    assert_eq!(r.tools[1].parameters, Value::Null);
+    assert_eq!(r.tool_choice, Some(ToolChoice::Tool("f".into())));
+    assert_eq!(r.parallel_tool_calls, Some(false));
+    assert_eq!(r.reasoning.as_ref().and_then(|t| t.budget_tokens), Some(2048));
+    assert_eq!(r.messages.len(), 4);
+    assert_eq!(r.messages[0].parts, vec![text("plain é")]);
+    assert_eq!(
+        r.messages[1].parts,
+        vec![
+            Part::Thinking { text: "hm".into(), signature: None },
+            Part::ToolCall(ToolCall {
+                id: "t1".into(),
+                name: "f".into(),
+                arguments: r#"{"a":1}"#.into(),
+                signature: None
+            }),
+        ]
+    );
+    let Part::ToolResult(res) = &r.messages[2].parts[0] else { panic!("{:?}", r.messages[2].parts) };
+    assert_eq!((res.call_id.as_str(), &res.content, res.is_error), ("t1", &vec![text("ok")], false));
+    assert_eq!(r.messages[2].parts[1], Part::Image(ImageSource::Url("https://x/y.png".into())));
+    assert_eq!(r.messages[2].parts[2], Part::Text { text: "t".into(), cache_control: Some(Value::Null) });
+    assert!(r.messages[3].parts.is_empty());
 }

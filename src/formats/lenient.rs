@@ -12,6 +12,11 @@
 //!   (`pointer("/x/0")`).
 //! - [`Many<T>`]: each element of an array, `Some` where it is an object; empty for any
 //!   other JSON value (`as_array().into_iter().flatten()`).
+//! - [`Arr<T>`]: the same, but `None` (not empty) for a value that is not an array
+//!   (`as_array()`).
+//! - [`F64`] (`as_f64`), [`Bool`] (`as_bool`).
+//! - [`present`]: for `Option<Value>` fields, `Some(Value::Null)` for an explicit `null`
+//!   (`get(..).cloned()`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -253,6 +258,106 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Many<T> {
         }
         d.deserialize_any(V(PhantomData))
     }
+}
+
+/// Each element of a JSON array as in [`Many`]; `None` for any other JSON value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arr<T>(pub Option<Vec<Option<T>>>);
+
+impl<T> Default for Arr<T> {
+    fn default() -> Self {
+        Arr(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Arr<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Arr<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some(o) = seq.next_element::<Obj<T>>()? {
+                    all.push(o.0);
+                }
+                Ok(Arr(Some(all)))
+            }
+            absent!(numbers);
+            absent!(strings);
+            absent!(others);
+            absent!(map);
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// A JSON number as `f64`; `None` for any other JSON value.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct F64(pub Option<f64>);
+
+impl<'de> Deserialize<'de> for F64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = F64;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+                Ok(F64(Some(n as f64)))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+                Ok(F64(Some(n as f64)))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
+                Ok(F64(Some(n)))
+            }
+            absent!(strings);
+            absent!(others);
+            absent!(seq);
+            absent!(map);
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A JSON boolean; `None` for any other JSON value.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Bool(pub Option<bool>);
+
+impl<'de> Deserialize<'de> for Bool {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Bool;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
+                Ok(Bool(Some(b)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Bool(None))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Bool(None))
+            }
+            absent!(numbers);
+            absent!(strings);
+            absent!(seq);
+            absent!(map);
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `#[serde(default, deserialize_with = "present")]` on an `Option<Value>`: any value that is
+/// there, `null` included, is `Some` (an absent field stays `None` through `default`).
+pub fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 #[cfg(test)]

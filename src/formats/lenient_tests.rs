@@ -25,6 +25,12 @@ struct Doc<'a> {
     list: First<Inner<'a>>,
     #[serde(borrow)]
     many: Many<Inner<'a>>,
+    #[serde(borrow)]
+    arr: Arr<Inner<'a>>,
+    f: F64,
+    b: Bool,
+    #[serde(deserialize_with = "present")]
+    p: Option<Value>,
 }
 
 /// Every field read typed agrees with the same lookup on a `serde_json::Value`, for values of
@@ -47,7 +53,9 @@ fn typed_fields_read_what_value_lookups_read() {
         r#"{"name":5,"n":"7"}"#,
     ];
     for v in values {
-        let doc = format!(r#"{{"s":{v},"n":{v},"obj":{v},"list":{v},"many":{v},"other":{v}}}"#);
+        let doc = format!(
+            r#"{{"s":{v},"n":{v},"obj":{v},"list":{v},"many":{v},"arr":{v},"f":{v},"b":{v},"p":{v},"other":{v}}}"#
+        );
         let typed: Doc = serde_json::from_str(&doc).unwrap_or_else(|e| panic!("{doc}: {e}"));
         let value: Value = serde_json::from_str(&doc).unwrap();
         assert_eq!(typed.s.0.as_deref(), value["s"].as_str(), "{doc}");
@@ -62,6 +70,10 @@ fn typed_fields_read_what_value_lookups_read() {
         };
         inner(typed.obj.as_ref(), value.get("obj"));
         inner(typed.list.0.as_ref(), value.pointer("/list/0"));
+        assert_eq!(typed.f.0, value["f"].as_f64(), "{doc}");
+        assert_eq!(typed.b.0, value["b"].as_bool(), "{doc}");
+        assert_eq!(typed.p.as_ref(), value.get("p"), "{doc}");
+        assert_eq!(typed.arr.0.as_ref().map(Vec::len), value["arr"].as_array().map(Vec::len), "{doc}");
         let all: Vec<&Value> = value["many"].as_array().into_iter().flatten().collect();
         assert_eq!(typed.many.0.len(), all.len(), "{doc}");
         for (i, v) in typed.many.0.iter().zip(all) {
@@ -80,6 +92,13 @@ fn strings_borrow_unless_escaped() {
     let d: Doc = serde_json::from_str(r#"{"s":""}"#).unwrap();
     assert_eq!(d.s.non_empty(), None);
     assert_eq!(d.s.0.as_deref(), Some(""));
+}
+
+#[test]
+fn absent_fields_read_as_absent() {
+    let d: Doc = serde_json::from_str("{}").unwrap();
+    assert!(d.s.0.is_none() && d.n.0.is_none() && d.f.0.is_none() && d.b.0.is_none());
+    assert!(d.p.is_none() && d.arr.0.is_none() && d.obj.0.is_none() && d.many.0.is_empty());
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! Code in this folder refers to siblings with `super::`, never `crate::`.
 
 pub mod anthropic;
+mod anthropic_request;
 mod anthropic_stream;
 pub mod bedrock;
 pub mod embeddings;

@@ -270,15 +270,12 @@ pub fn encode_request(req: &ChatRequest, opts: &RequestOptions) -> Result<Encode
         return Err(super::WebSearch::unsupported("Chat Completions"));
     }
     let mut dropped = Vec::new();
-    let mut body = Map::new();
-    body.insert("model".into(), json!(opts.target_model));
     let mut messages: Vec<Value> =
         req.system.iter().map(|s| json!({"role": "system", "content": s.text})).collect();
     for m in &req.messages {
         encode_message(m, &mut messages);
     }
-    body.insert("messages".into(), Value::Array(messages));
-    if !req.tools.is_empty() {
+    let tools = (!req.tools.is_empty()).then(|| {
         let tools = req.tools.iter().map(|t| {
             let mut f = Map::new();
             f.insert("name".into(), json!(t.name));
@@ -291,66 +288,105 @@ pub fn encode_request(req: &ChatRequest, opts: &RequestOptions) -> Result<Encode
             }
             json!({"type": "function", "function": f})
         });
-        body.insert("tools".into(), Value::Array(tools.collect()));
-    }
-    if let Some(tc) = &req.tool_choice {
-        let v = match tc {
-            ToolChoice::Auto => json!("auto"),
-            ToolChoice::None => json!("none"),
-            ToolChoice::Required => json!("required"),
-            ToolChoice::Tool(name) => json!({"type": "function", "function": {"name": name}}),
-        };
-        body.insert("tool_choice".into(), v);
-    }
-    if let (Some(p), false) = (req.parallel_tool_calls, req.tools.is_empty()) {
-        body.insert("parallel_tool_calls".into(), json!(p));
-    }
-    if let Some(n) = req.max_tokens {
-        let field = if opts.legacy_max_tokens { "max_tokens" } else { "max_completion_tokens" };
-        body.insert(field.into(), json!(n));
-    }
+        tools.collect()
+    });
+    let tool_choice = req.tool_choice.as_ref().map(|tc| match tc {
+        ToolChoice::Auto => json!("auto"),
+        ToolChoice::None => json!("none"),
+        ToolChoice::Required => json!("required"),
+        ToolChoice::Tool(name) => json!({"type": "function", "function": {"name": name}}),
+    });
     let s = &req.sampling;
-    match s.stop.len() {
-        0 => {}
-        _ => {
-            body.insert("stop".into(), json!(s.stop));
-        }
-    }
-    put(&mut body, "temperature", s.temperature.map(Value::from));
-    put(&mut body, "top_p", s.top_p.map(Value::from));
-    put(&mut body, "seed", s.seed.map(Value::from));
-    put(&mut body, "presence_penalty", s.presence_penalty.map(Value::from));
-    put(&mut body, "frequency_penalty", s.frequency_penalty.map(Value::from));
-    put(&mut body, "n", s.n.map(Value::from));
-    put(&mut body, "logprobs", s.logprobs.map(Value::from));
     if s.top_k.is_some() {
         dropped.push("top_k");
     }
-    if let Some(rf) = &req.response_format {
-        let v = match rf {
-            ResponseFormat::Text => json!({"type": "text"}),
-            ResponseFormat::JsonObject => json!({"type": "json_object"}),
-            ResponseFormat::JsonSchema { name, schema, strict } => {
-                let mut js = json!({"name": name, "schema": schema});
-                if let Some(st) = strict {
-                    js["strict"] = json!(st);
-                }
-                json!({"type": "json_schema", "json_schema": js})
+    let response_format = req.response_format.as_ref().map(|rf| match rf {
+        ResponseFormat::Text => json!({"type": "text"}),
+        ResponseFormat::JsonObject => json!({"type": "json_object"}),
+        ResponseFormat::JsonSchema { name, schema, strict } => {
+            let mut js = json!({"name": name, "schema": schema});
+            if let Some(st) = strict {
+                js["strict"] = json!(st);
             }
-        };
-        body.insert("response_format".into(), v);
-    }
-    if let Some(r) = &req.reasoning {
-        let effort = r.effort.clone().or_else(|| r.budget_tokens.map(|b| effort_for_budget(b).to_owned()));
-        put(&mut body, "reasoning_effort", effort.map(Value::from));
-    }
-    put(&mut body, "user", req.user.clone().map(Value::from));
-    if req.stream {
-        body.insert("stream".into(), json!(true));
+            json!({"type": "json_schema", "json_schema": js})
+        }
+    });
+    let reasoning_effort = req
+        .reasoning
+        .as_ref()
+        .and_then(|r| r.effort.as_deref().or_else(|| r.budget_tokens.map(effort_for_budget)));
+    let body = RequestOut {
+        model: opts.target_model,
+        messages,
+        tools,
+        tool_choice,
+        parallel_tool_calls: req.parallel_tool_calls.filter(|_| !req.tools.is_empty()),
+        max_tokens: req.max_tokens.filter(|_| opts.legacy_max_tokens),
+        max_completion_tokens: req.max_tokens.filter(|_| !opts.legacy_max_tokens),
+        stop: (!s.stop.is_empty()).then_some(&s.stop),
+        temperature: s.temperature,
+        top_p: s.top_p,
+        seed: s.seed,
+        presence_penalty: s.presence_penalty,
+        frequency_penalty: s.frequency_penalty,
+        n: s.n,
+        logprobs: s.logprobs,
+        response_format,
+        reasoning_effort,
+        user: req.user.as_deref(),
+        stream: req.stream.then_some(true),
         // Always: accounting needs the usage chunk; the encoder hides it unless the client asked.
-        body.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    Ok(Encoded { body: serde_json::to_vec(&Value::Object(body))?, dropped })
+        stream_options: req.stream.then_some(StreamOptions { include_usage: true }),
+    };
+    Ok(Encoded { body: serde_json::to_vec(&body)?, dropped })
+}
+
+/// The request body written for an OpenAI Chat upstream, typed (absent members are left out).
+#[derive(serde::Serialize)]
+struct RequestOut<'a> {
+    model: &'a str,
+    messages: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop: Option<&'a Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    n: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(serde::Serialize)]
+struct StreamOptions {
+    include_usage: bool,
 }
 
 /// Anthropic/Gemini thinking budgets as an OpenAI `reasoning_effort`.
@@ -661,12 +697,6 @@ fn str_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 
 fn u32_field(obj: &Map<String, Value>, key: &str) -> Option<u32> {
     obj.get(key).and_then(Value::as_u64).map(|n| n.min(u32::MAX as u64) as u32)
-}
-
-fn put(body: &mut Map<String, Value>, key: &str, v: Option<Value>) {
-    if let Some(v) = v {
-        body.insert(key.into(), v);
-    }
 }
 
 #[cfg(test)]

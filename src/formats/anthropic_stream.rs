@@ -329,15 +329,15 @@ impl StreamEncoder {
             _ if self.finish.is_some() => {} // nothing but usage may follow the finish
             StreamEvent::TextDelta { text } if !text.is_empty() => {
                 self.open_block(Open::Text, out);
-                self.delta(Delta::TextDelta { text }, out);
+                self.delta(Delta::Text { text }, out);
             }
             StreamEvent::ThinkingDelta { text } if !text.is_empty() => {
                 self.open_block(Open::Thinking, out);
-                self.delta(Delta::ThinkingDelta { thinking: text }, out);
+                self.delta(Delta::Thinking { thinking: text }, out);
             }
             // A signature belongs to the open thinking block; with none open it has no home.
             StreamEvent::ThinkingSignature { signature } if self.open == Some(Open::Thinking) => {
-                self.delta(Delta::SignatureDelta { signature }, out);
+                self.delta(Delta::Signature { signature }, out);
             }
             StreamEvent::ToolCallStart { index, id, name, .. } => {
                 if self.tools_seen.contains(index) {
@@ -355,7 +355,7 @@ impl StreamEncoder {
             StreamEvent::ToolArgsDelta { index, fragment }
                 if !fragment.is_empty() && self.open == Some(Open::Tool(*index)) =>
             {
-                self.delta(Delta::InputJsonDelta { partial_json: fragment }, out);
+                self.delta(Delta::InputJson { partial_json: fragment }, out);
             }
             StreamEvent::Finish(reason) => {
                 self.start("", out);
@@ -547,12 +547,16 @@ struct DeltaEvent<'a> {
 }
 
 #[derive(Clone, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type")]
 enum Delta<'a> {
-    TextDelta { text: &'a str },
-    ThinkingDelta { thinking: &'a str },
-    SignatureDelta { signature: &'a str },
-    InputJsonDelta { partial_json: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
 }
 
 // === impl Delta ===
@@ -561,10 +565,10 @@ impl<'a> Delta<'a> {
     /// `(type, field, value)`.
     fn parts(&self) -> (&'static str, &'static str, &'a str) {
         match *self {
-            Delta::TextDelta { text } => ("text_delta", "text", text),
-            Delta::ThinkingDelta { thinking } => ("thinking_delta", "thinking", thinking),
-            Delta::SignatureDelta { signature } => ("signature_delta", "signature", signature),
-            Delta::InputJsonDelta { partial_json } => ("input_json_delta", "partial_json", partial_json),
+            Delta::Text { text } => ("text_delta", "text", text),
+            Delta::Thinking { thinking } => ("thinking_delta", "thinking", thinking),
+            Delta::Signature { signature } => ("signature_delta", "signature", signature),
+            Delta::InputJson { partial_json } => ("input_json_delta", "partial_json", partial_json),
         }
     }
 }

@@ -257,10 +257,10 @@ fn delta_events_are_the_bytes_their_typed_form_serialises_to() {
     let mut enc = StreamEncoder::new(&ResponseOptions { model: "m", gemini_sse: true, include_usage: false });
     enc.next_index = 7;
     for delta in [
-        Delta::TextDelta { text },
-        Delta::ThinkingDelta { thinking: text },
-        Delta::SignatureDelta { signature: "sig" },
-        Delta::InputJsonDelta { partial_json: "{\"city\": \"Par" },
+        Delta::Text { text },
+        Delta::Thinking { thinking: text },
+        Delta::Signature { signature: "sig" },
+        Delta::InputJson { partial_json: "{\"city\": \"Par" },
     ] {
         let mut templated = Vec::new();
         enc.delta(delta.clone(), &mut templated);

@@ -895,6 +895,11 @@ async fn stream(
                 if let Some(w) = &mut watch {
                     w.feed(&data);
                 }
+                if up.body_done() {
+                    // The upstream's body ended with this chunk: its bytes, the closing events
+                    // and the end of the response leave in one write.
+                    return end_stream(gw, s, ctx, inb, up, &mut mode, &mut watch, data).await;
+                }
                 if !data.is_empty() {
                     if let Err(e) = s.write_response_body(Some(data), false).await {
                         mode.take_usage(ctx);
@@ -903,24 +908,7 @@ async fn stream(
                     }
                 }
             }
-            Ok(None) => {
-                out.clear();
-                match &mut mode {
-                    StreamMode::Translate(t) => t.finish(&mut out),
-                    StreamMode::Observe(o) => o.finish(&mut out),
-                    StreamMode::Responses(o) => o.finish(),
-                }
-                mode.take_usage(ctx);
-                if let (Some(w), Some(turn)) = (&mut watch, &inb.turn) {
-                    w.feed(&out);
-                    w.finish();
-                    if let Some(r) = w.take_response() {
-                        super::responses::record_translated(gw, turn, r);
-                    }
-                }
-                Box::pin(up.release(&gw.connector)).await;
-                return s.write_response_body(Some(Bytes::from(std::mem::take(&mut out))), true).await;
-            }
+            Ok(None) => return end_stream(gw, s, ctx, inb, up, &mut mode, &mut watch, Bytes::new()).await,
             Err(e) => {
                 // After the first byte there is no retry: end the stream with an error event.
                 out.clear();
@@ -941,6 +929,48 @@ async fn stream(
             }
         }
     }
+}
+
+/// The upstream's body ended cleanly: write `last` (the end of the stream's bytes, possibly
+/// none) with the client format's closing events and the end of the response in one write,
+/// account the usage, record a Responses turn, and return the connection to the pool.
+#[allow(clippy::too_many_arguments)]
+async fn end_stream(
+    gw: &Gateway,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    inb: &Inbound,
+    up: Upstream,
+    mode: &mut StreamMode,
+    watch: &mut Option<StreamObserver>,
+    last: Bytes,
+) -> pingora::Result<()> {
+    let mut out = Vec::new();
+    match mode {
+        StreamMode::Translate(t) => t.finish(&mut out),
+        StreamMode::Observe(o) => o.finish(&mut out),
+        StreamMode::Responses(o) => o.finish(),
+    }
+    mode.take_usage(ctx);
+    if let (Some(w), Some(turn)) = (watch, &inb.turn) {
+        w.feed(&out);
+        w.finish();
+        if let Some(r) = w.take_response() {
+            super::responses::record_translated(gw, turn, r);
+        }
+    }
+    Box::pin(up.release(&gw.connector)).await;
+    let body = if out.is_empty() {
+        last
+    } else if last.is_empty() {
+        Bytes::from(out)
+    } else {
+        let mut all = Vec::with_capacity(last.len() + out.len());
+        all.extend_from_slice(&last);
+        all.extend_from_slice(&out);
+        Bytes::from(all)
+    };
+    s.write_response_body(Some(body), true).await
 }
 
 /// A checked 2xx answer, as it is to be passed on.

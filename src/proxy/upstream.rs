@@ -111,6 +111,15 @@ impl Upstream {
         }
     }
 
+    /// The body has been read to its end (the last `next_chunk` returned its last bytes).
+    /// `false` when that is not known yet: the next `next_chunk` then returns `None`.
+    pub fn body_done(&mut self) -> bool {
+        match self {
+            Upstream::Mock { .. } => false,
+            Upstream::Http { session, .. } => session.response_done(),
+        }
+    }
+
     /// The whole body, bounded by `max` bytes.
     pub async fn read_to_end(&mut self, max: usize) -> Result<Bytes, AttemptError> {
         let mut buf: Option<bytes::BytesMut> = None;

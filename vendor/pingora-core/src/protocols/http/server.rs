@@ -232,6 +232,11 @@ impl Session {
         }
         match self {
             Self::H1(s) => {
+                if end && !data.is_empty() {
+                    // One write for the last data and the end of the body (llm-gateway patch).
+                    s.write_last_body(&data).await?;
+                    return Ok(());
+                }
                 if !data.is_empty() {
                     s.write_body(&data).await?;
                 }

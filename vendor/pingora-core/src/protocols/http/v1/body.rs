@@ -1426,6 +1426,36 @@ impl BodyWriter {
         }
     }
 
+    /// Write `buf` as the end of the body: for a chunked body, its last data chunk and the
+    /// terminating chunk leave in one write (one syscall where `write_body` + `finish` made
+    /// two); other modes are `write_body` then `finish`. Returns the bytes of `buf` written.
+    /// (llm-gateway patch, vendor/README.md)
+    pub async fn write_last_body<S>(&mut self, stream: &mut S, buf: &[u8]) -> Result<usize>
+    where
+        S: AsyncWrite + Unpin + Send,
+    {
+        match self.body_mode {
+            BM::ChunkedEncoding(written) if !buf.is_empty() => {
+                let size = format!("{:X}\r\n", buf.len());
+                let mut output_buf = Bytes::from(size)
+                    .chain(buf)
+                    .chain(&b"\r\n"[..])
+                    .chain(&LAST_CHUNK[..]);
+                let res = stream.write_all_buf(&mut output_buf).await;
+                self.body_mode = BM::Complete(written + buf.len());
+                match res {
+                    Ok(()) => Ok(buf.len()),
+                    Err(e) => Error::e_because(WriteError, "while writing body", e),
+                }
+            }
+            _ => {
+                let n = self.write_body(stream, buf).await?.unwrap_or(0);
+                self.finish(stream).await?;
+                Ok(n)
+            }
+        }
+    }
+
     pub async fn finish<S>(&mut self, stream: &mut S) -> Result<Option<usize>>
     where
         S: AsyncWrite + Unpin + Send,

@@ -1078,6 +1078,29 @@ impl HttpSession {
         }
     }
 
+    /// Write `buf` as the end of the response body and finish it: `write_body` + `finish_body`,
+    /// but a chunked body's last data chunk and its terminating chunk leave in one write.
+    /// (llm-gateway patch, vendor/README.md)
+    pub async fn write_last_body(&mut self, buf: &[u8]) -> Result<()> {
+        let written = match self.write_timeout(buf.len()) {
+            Some(t) => {
+                let write = self.body_writer.write_last_body(&mut self.underlying_stream, buf);
+                match timeout(t, write).await {
+                    Ok(res) => res,
+                    Err(_) => Error::e_explain(WriteTimedout, format!("writing body, timeout: {t:?}")),
+                }
+            }
+            None => self.body_writer.write_last_body(&mut self.underlying_stream, buf).await,
+        }?;
+        self.body_bytes_sent += written;
+        self.underlying_stream
+            .flush()
+            .await
+            .or_err(WriteError, "flushing body")?;
+        self.maybe_force_close_body_reader();
+        Ok(())
+    }
+
     /// Signal that there is no more body to write.
     /// This call will try to flush the buffer if there is any un-flushed data.
     /// For chunked encoding response, this call will also send the last chunk.

@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use super::super::sse::{write_json, SseEvent, SseParser, MAX_EVENT_BYTES};
+use super::super::sse::{write_json, write_json_str, SseEvent, SseParser, MAX_EVENT_BYTES};
 use super::super::{ErrorKind, FinishReason, ResponseOptions, StreamEvent, ToolCall, TranslateError, Usage};
 use super::{
     call_part, candidate_finish, error_value, kind_from_status_name, str_of, synth_call_id, usage_from_value,
@@ -308,6 +308,45 @@ impl StreamEncoder {
         let _ = serde_json::to_writer(&mut *out, v);
     }
 
+    /// One chunk (SSE event or array element) written by `element` into `out`.
+    fn write_with(&mut self, out: &mut Vec<u8>, element: impl FnOnce(&Self, &mut Vec<u8>)) {
+        if self.sse {
+            out.extend_from_slice(b"data: ");
+            element(self, out);
+            out.extend_from_slice(b"\n\n");
+            return;
+        }
+        if !self.opened {
+            self.opened = true;
+            out.push(b'[');
+        }
+        if self.any {
+            out.extend_from_slice(b",\r\n");
+        }
+        self.any = true;
+        element(self, out);
+    }
+
+    /// A text chunk, the chunk of nearly every event, written from literal pieces (the same
+    /// JSON as `chunk` makes of it; see the tests).
+    fn text_chunk(&mut self, text: &str, out: &mut Vec<u8>) {
+        self.write_with(out, |enc, out| {
+            out.extend_from_slice(b"{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":");
+            write_json_str(out, text);
+            out.extend_from_slice(b"}]},\"index\":0}]");
+            if let Some(u) = &enc.usage {
+                out.extend_from_slice(b",\"usageMetadata\":");
+                // Serialising a Value into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, &usage_to_value(u));
+            }
+            out.extend_from_slice(b",\"modelVersion\":");
+            write_json_str(out, &enc.model);
+            out.extend_from_slice(b",\"responseId\":");
+            write_json_str(out, &enc.id);
+            out.push(b'}');
+        });
+    }
+
     fn chunk(&self, parts: Vec<Value>, finish: Option<FinishReason>) -> Value {
         let mut cand = json!({"content": {"role": "model", "parts": parts}, "index": 0});
         if let Some(r) = finish {
@@ -344,8 +383,7 @@ impl StreamEncoder {
             }
             StreamEvent::TextDelta { text } => {
                 self.flush_calls(out);
-                let v = self.chunk(vec![json!({ "text": text })], None);
-                self.write(&v, out);
+                self.text_chunk(text, out);
             }
             StreamEvent::ThinkingDelta { text } => {
                 self.flush_calls(out);
@@ -477,4 +515,51 @@ pub fn check_stream_grammar(bytes: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod text_chunk_tests {
+    use super::*;
+
+    /// The text chunk written from literal pieces is the JSON `chunk` makes of the same text,
+    /// with and without usage, in both stream forms.
+    #[test]
+    fn text_chunks_are_what_chunk_makes() {
+        let text = "plain, \"quoted\", a \\ and a\nnewline, é";
+        for sse in [true, false] {
+            for usage in [
+                None,
+                Some(Usage { input_tokens: 9, output_tokens: 4, cache_read_tokens: 2, ..Usage::default() }),
+            ] {
+                let opts = ResponseOptions { model: "gemini-\"x\"", gemini_sse: sse, include_usage: false };
+                let mut enc = StreamEncoder::new(&opts);
+                enc.id = "resp-1".into();
+                enc.usage = usage;
+                let mut templated = Vec::new();
+                enc.text_chunk(text, &mut templated);
+                enc.text_chunk(text, &mut templated);
+                let mut valued = Vec::new();
+                let mut enc2 = StreamEncoder::new(&opts);
+                enc2.id = "resp-1".into();
+                enc2.usage = usage;
+                for _ in 0..2 {
+                    let v = enc2.chunk(vec![json!({ "text": text })], None);
+                    enc2.write(&v, &mut valued);
+                }
+                let elements = |b: &[u8]| -> Vec<Value> {
+                    let t = std::str::from_utf8(b).unwrap();
+                    if sse {
+                        t.split("\n\n")
+                            .filter(|e| !e.is_empty())
+                            .map(|e| serde_json::from_str(&e[6..]).unwrap())
+                            .collect()
+                    } else {
+                        serde_json::from_str::<Vec<Value>>(&format!("{t}]")).unwrap()
+                    }
+                };
+                assert_eq!(elements(&templated), elements(&valued), "sse {sse}, usage {usage:?}");
+                assert_eq!(elements(&templated).len(), 2);
+            }
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use super::super::sse::{write_json, SseEvent, SseParser};
+use super::super::sse::{write_json, write_json_str, write_json_u64, SseEvent, SseParser};
 use super::super::{FinishReason, ResponseOptions, StreamEvent, ToolCall, TranslateError, Usage};
 use super::{
     error_type_code, finish_from_response, function_call_item, kind_from_code, message_item, output_text,
@@ -220,9 +220,8 @@ impl StreamEncoder {
                 self.open_message(out);
                 if let Open::Message { index, id, text: t } = &mut self.open {
                     t.push_str(text);
-                    let e = json!({"item_id": id, "output_index": *index, "content_index": 0,
-                        "delta": text, "logprobs": []});
-                    self.emit(out, "response.output_text.delta", e);
+                    write_text_delta(out, self.seq, id, *index, text);
+                    self.seq += 1;
                 }
             }
             StreamEvent::ThinkingDelta { text } => {
@@ -541,5 +540,52 @@ fn non_empty(s: &str, default: &str) -> String {
         default.to_owned()
     } else {
         s.to_owned()
+    }
+}
+
+/// `response.output_text.delta`, the event of every text chunk, written from literal pieces
+/// (`emit` would build a `Value` map for it; the tests check both give the same event).
+fn write_text_delta(out: &mut Vec<u8>, seq: u64, item_id: &str, output_index: usize, delta: &str) {
+    out.extend_from_slice(
+        b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":",
+    );
+    write_json_u64(out, seq);
+    out.extend_from_slice(b",\"item_id\":");
+    write_json_str(out, item_id);
+    out.extend_from_slice(b",\"output_index\":");
+    write_json_u64(out, output_index as u64);
+    out.extend_from_slice(b",\"content_index\":0,\"delta\":");
+    write_json_str(out, delta);
+    out.extend_from_slice(b",\"logprobs\":[]}\n\n");
+}
+
+#[cfg(test)]
+mod text_delta_tests {
+    use super::*;
+
+    /// The text delta written from literal pieces is the event `emit` makes of the same fields.
+    #[test]
+    fn text_delta_events_are_what_emit_writes() {
+        let delta = "plain, \"quoted\", a \\ and a\nnewline, é";
+        let mut templated = Vec::new();
+        write_text_delta(&mut templated, 41, "msg_\"1", 2, delta);
+        let mut enc =
+            StreamEncoder::new(&ResponseOptions { model: "m", gemini_sse: true, include_usage: false });
+        enc.seq = 41;
+        let mut emitted = Vec::new();
+        let e = json!({"item_id": "msg_\"1", "output_index": 2, "content_index": 0, "delta": delta, "logprobs": []});
+        enc.emit(&mut emitted, "response.output_text.delta", e);
+        let data = |b: &[u8]| -> serde_json::Value {
+            let t = std::str::from_utf8(b).unwrap();
+            assert!(
+                t.starts_with("event: response.output_text.delta\ndata: {") && t.ends_with("}\n\n"),
+                "{t}"
+            );
+            serde_json::from_str(&t[t.find("data: ").unwrap() + 6..t.len() - 2]).unwrap()
+        };
+        assert_eq!(data(&templated), data(&emitted));
+        assert!(std::str::from_utf8(&templated)
+            .unwrap()
+            .contains("data: {\"type\":\"response.output_text.delta\","));
     }
 }

@@ -232,6 +232,25 @@ pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Whether process `pid` has a listening TCP socket on `127.0.0.1:port` (or any address), by
+/// matching the socket inodes of `/proc/net/tcp` against the process's open files.
+fn listens(pid: u32, port: u16) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    let mine: std::collections::HashSet<String> = fds
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table.lines().skip(1).any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // local_address is ADDR:PORT in hex; state 0A is LISTEN; the inode is field 9.
+        f.len() > 9
+            && f[3] == "0A"
+            && f[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port)
+            && mine.contains(f[9])
+    })
+}
+
 pub const KEY: &str = "sk-test-key";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
@@ -412,7 +431,15 @@ impl Gateway {
             let data = client.get(self.url("/healthz")).send().await.is_ok_and(|r| r.status() == 200);
             let admin = client.get(self.admin_url("/healthz")).send().await.is_ok_and(|r| r.status() == 200);
             if data && admin {
-                return true;
+                // The ports were free when picked, not when bound: the answers may have come
+                // from another test's gateway that took them in between (its requests then fail
+                // with that gateway's 401s). Only ours counts.
+                if listens(self.child.id(), self.port) && listens(self.child.id(), self.admin_port) {
+                    return true;
+                }
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return false;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

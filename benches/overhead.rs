@@ -54,6 +54,11 @@ fn opts() -> Opts {
     }
 }
 
+/// `--rounds N` (default 3): how many alternated runs each comparison makes.
+fn rounds() -> usize {
+    std::env::args().skip_while(|a| a != "--rounds").nth(1).and_then(|v| v.parse().ok()).unwrap_or(3)
+}
+
 fn main() {
     let o = opts();
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -116,11 +121,7 @@ async fn run(o: Opts, pin: bool) {
     // `--limits`: limits on vs off, same binary, same run, alternated `--rounds` times (default
     // 3); the best of each side is compared (other load on the machine only ever slows a run).
     if std::env::args().any(|a| a == "--limits") {
-        let rounds = std::env::args()
-            .skip_while(|a| a != "--rounds")
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3usize);
+        let rounds = rounds();
         let (mut off, mut on) = (vec![gw_result.max_rps], Vec::new());
         let (mut off_cpu, mut on_cpu) = (vec![gw_result.cpu_us], Vec::new());
         for _ in 0..rounds {
@@ -149,11 +150,7 @@ async fn run(o: Opts, pin: bool) {
     // `--otel`: OpenTelemetry export off vs on (to an OTLP/HTTP sink in this process that answers
     // 200 and counts what it gets), alternated `--rounds` times; best of each side.
     if std::env::args().any(|a| a == "--otel") {
-        let rounds = std::env::args()
-            .skip_while(|a| a != "--rounds")
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3usize);
+        let rounds = rounds();
         let (sink, exports, bytes) = start_otlp_sink().await;
         let (mut off, mut on) = (vec![gw_result.max_rps], Vec::new());
         let (mut off_cpu, mut on_cpu) = (vec![gw_result.cpu_us], Vec::new());
@@ -208,11 +205,7 @@ async fn run(o: Opts, pin: bool) {
     // the load generator; the gateway on CPU 1) vs none, alternated `--rounds` times; then
     // Redis round trips per request, counted by Redis itself (INFO commandstats).
     if std::env::args().any(|a| a == "--redis") {
-        let rounds = std::env::args()
-            .skip_while(|a| a != "--rounds")
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3usize);
+        let rounds = rounds();
         match RedisProc::start(pin) {
             None => println!("redis-server: not installed (apt-get install -y redis-server) - skipped"),
             Some(redis) => {
@@ -285,11 +278,7 @@ async fn run(o: Opts, pin: bool) {
     // `--baseline PATH`: an earlier build of the gateway, measured in the same run, alternated
     // with this build `--rounds` times (default 3); best of each side (load only slows a run).
     if let Some(base_bin) = std::env::args().skip_while(|a| a != "--baseline").nth(1) {
-        let rounds = std::env::args()
-            .skip_while(|a| a != "--rounds")
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3usize);
+        let rounds = rounds();
         let (mut new_rps, mut new_cpu) = (vec![gw_result.max_rps], vec![gw_result.cpu_us]);
         let (mut old_rps, mut old_cpu) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
@@ -325,11 +314,7 @@ async fn run(o: Opts, pin: bool) {
     // passed through (OpenAI in, OpenAI out), same gateway process, alternated `--rounds` times
     // (default 3); best of each side. The target: translated within 10% of passthrough.
     if o.scenario == "anthropic-stream" && std::env::args().any(|a| a == "--vs-passthrough") {
-        let rounds = std::env::args()
-            .skip_while(|a| a != "--rounds")
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3usize);
+        let rounds = rounds();
         let g = start_gateway(dir.path(), mock, pin, bin, false);
         let pid = Some(g.child.id());
         let (mut tr_rps, mut tr_cpu, mut pt_rps, mut pt_cpu) =
@@ -387,7 +372,7 @@ async fn run(o: Opts, pin: bool) {
         let value =
             |name: &str| std::env::args().skip_while(|a| a != name).nth(1).and_then(|v| v.parse().ok());
         let rate: u64 = value("--cold-rate").unwrap_or(1000);
-        let rounds = value("--rounds").unwrap_or(3) as usize;
+        let rounds = rounds();
         println!();
         println!(
             "cold start: {rate} req/s over {} connections from the moment the port accepts",

@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use super::super::sse::{write_json, write_json_str, SseEvent, SseParser, MAX_EVENT_BYTES};
+use super::super::sse::{write_json_str, SseEvent, SseParser, MAX_EVENT_BYTES};
 use super::super::{ErrorKind, FinishReason, ResponseOptions, StreamEvent, ToolCall, TranslateError, Usage};
 use super::{
     call_part, candidate_finish, error_value, kind_from_status_name, str_of, synth_call_id, usage_from_value,
@@ -293,19 +293,10 @@ impl StreamEncoder {
     }
 
     fn write(&mut self, v: &Value, out: &mut Vec<u8>) {
-        if self.sse {
-            write_json(out, "", v);
-            return;
-        }
-        if !self.opened {
-            self.opened = true;
-            out.push(b'[');
-        }
-        if self.any {
-            out.extend_from_slice(b",\r\n");
-        }
-        self.any = true;
-        let _ = serde_json::to_writer(&mut *out, v);
+        // Serialising a Value into a Vec cannot fail.
+        self.write_with(out, |_, out| {
+            let _ = serde_json::to_writer(&mut *out, v);
+        });
     }
 
     /// One chunk (SSE event or array element) written by `element` into `out`.

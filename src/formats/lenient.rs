@@ -238,25 +238,7 @@ impl<T> Default for Many<T> {
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Many<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-            type Value = Many<T>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut all = Vec::new();
-                while let Some(o) = seq.next_element::<Obj<T>>()? {
-                    all.push(o.0);
-                }
-                Ok(Many(all))
-            }
-            absent!(numbers);
-            absent!(strings);
-            absent!(others);
-            absent!(map);
-        }
-        d.deserialize_any(V(PhantomData))
+        Arr::deserialize(d).map(|a| Many(a.0.unwrap_or_default()))
     }
 }
 

@@ -54,6 +54,16 @@ fn opts() -> Opts {
     }
 }
 
+/// The best of several runs: the highest throughput (`max`) or the lowest CPU (`min`); other
+/// load on the machine only ever makes a run worse.
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::MIN, f64::max)
+}
+
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::MAX, f64::min)
+}
+
 /// `--rounds N` (default 3): how many alternated runs each comparison makes.
 fn rounds() -> usize {
     std::env::args().skip_while(|a| a != "--rounds").nth(1).and_then(|v| v.parse().ok()).unwrap_or(3)
@@ -135,8 +145,6 @@ async fn run(o: Opts, pin: bool) {
                 cpu.push(r.cpu_us);
             }
         }
-        let max = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
-        let min = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
         println!(
             "limits on / off, best of {} and {} runs: throughput {:.3}x (target >= 0.97), CPU per request {:.3}x ({:.1} vs {:.1} µs)",
             on.len(),
@@ -174,8 +182,6 @@ async fn run(o: Opts, pin: bool) {
                 cpu.push(r.cpu_us);
             }
         }
-        let max = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
-        let min = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
         println!(
             "otel on / off, best of {} and {} runs: throughput {:.3}x ({:.0} vs {:.0} req/s), CPU per request {:.3}x ({:.1} vs {:.1} µs); the sink got {} exports, {} KiB",
             on.len(),
@@ -295,8 +301,6 @@ async fn run(o: Opts, pin: bool) {
                 cpu.push(r.cpu_us);
             }
         }
-        let max = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
-        let min = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
         println!(
             "gateway / baseline, best of {} and {} runs: throughput {:.3}x ({:.0} vs {:.0} req/s), CPU per request {:.3}x ({:.1} vs {:.1} µs)",
             new_rps.len(),
@@ -328,8 +332,6 @@ async fn run(o: Opts, pin: bool) {
             pt_cpu.push(p.cpu_us);
         }
         drop(g);
-        let max = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
-        let min = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
         println!(
             "Anthropic in -> OpenAI out / OpenAI passthrough, best of {rounds} alternated runs each: throughput {:.3}x ({:.0} vs {:.0} req/s), CPU per request {:.3}x ({:.1} vs {:.1} µs)",
             max(&tr_rps) / max(&pt_rps),

@@ -306,14 +306,8 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, TranslateError> {
 
 /// Anthropic `usage` over `prev` (fields absent here keep their previous value).
 pub(crate) fn decode_usage(u: &Value, prev: Usage) -> Usage {
-    let n = |k: &str| U64(u.get(k).and_then(Value::as_u64));
-    let wire = UsageIn {
-        input_tokens: n("input_tokens"),
-        cache_read_input_tokens: n("cache_read_input_tokens"),
-        cache_creation_input_tokens: n("cache_creation_input_tokens"),
-        output_tokens: n("output_tokens"),
-    };
-    wire.over(prev)
+    // Not an object: nothing changes.
+    <UsageIn as serde::Deserialize>::deserialize(u).unwrap_or_default().over(prev)
 }
 
 /// `usage` as Anthropic sends it, typed (the stream decoder reads it so); a field that is

@@ -262,35 +262,36 @@ struct MessageIn<'a> {
     content: Poly<'a, BlockIn<'a>>,
 }
 
-/// A content block: the fields of every block type (each type reads its own).
+/// A content block: the fields of every block type (each type reads its own; the
+/// stream decoder reads `content_block_start` blocks with it too).
 #[derive(Default, Deserialize)]
 #[serde(default)]
-struct BlockIn<'a> {
+pub(super) struct BlockIn<'a> {
     #[serde(rename = "type", borrow)]
-    ty: Str<'a>,
+    pub(super) ty: Str<'a>,
     #[serde(borrow)]
-    text: Str<'a>,
+    pub(super) text: Str<'a>,
     #[serde(deserialize_with = "present")]
-    cache_control: Option<Value>,
+    pub(super) cache_control: Option<Value>,
     #[serde(deserialize_with = "present")]
-    source: Option<Value>,
+    pub(super) source: Option<Value>,
     #[serde(borrow)]
-    id: Str<'a>,
+    pub(super) id: Str<'a>,
     #[serde(borrow)]
-    name: Str<'a>,
+    pub(super) name: Str<'a>,
     #[serde(deserialize_with = "present")]
-    input: Option<Value>,
+    pub(super) input: Option<Value>,
     #[serde(borrow)]
-    tool_use_id: Str<'a>,
+    pub(super) tool_use_id: Str<'a>,
     #[serde(borrow)]
-    content: Poly<'a, BlockIn<'a>>,
-    is_error: Bool,
+    pub(super) content: Poly<'a, BlockIn<'a>>,
+    pub(super) is_error: Bool,
     #[serde(borrow)]
-    thinking: Str<'a>,
+    pub(super) thinking: Str<'a>,
     #[serde(borrow)]
-    signature: Str<'a>,
+    pub(super) signature: Str<'a>,
     #[serde(borrow)]
-    data: Str<'a>,
+    pub(super) data: Str<'a>,
 }
 
 #[derive(Default, Deserialize)]
@@ -310,7 +311,7 @@ struct ToolIn<'a> {
 /// A member that is a string or an array of objects (`system`, `content`): absent or `null`,
 /// the string, the array (elements that are not objects are `None`), or any other value.
 #[derive(Default)]
-enum Poly<'a, T> {
+pub(super) enum Poly<'a, T> {
     #[default]
     Absent,
     Text(Str<'a>),

@@ -9,12 +9,11 @@
 //! the stop reason with the final cumulative usage, followed by `message_stop`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-use serde_json::Value;
 
 #[cfg(test)]
 use super::anthropic::WireUsage;
 use super::anthropic::{encode_usage, error_value, kind_for_type, stop_reason, UsageIn};
+use super::anthropic_request::BlockIn;
 use super::finish_reason;
 use super::lenient::{Obj, Str, U64};
 use super::sse::{write_json, write_json_str, write_json_u64, SseEvent, SseParser};
@@ -139,8 +138,12 @@ impl StreamDecoder {
                             signature: None,
                         });
                         // The start block's input is `{}`; arguments come as input_json_delta.
-                        if let Some(fragment) = cb.input.and_then(non_empty_object) {
-                            out.push(StreamEvent::ToolArgsDelta { index: ordinal, fragment });
+                        if let Some(input) = cb.input.filter(|i| i.as_object().is_some_and(|o| !o.is_empty()))
+                        {
+                            out.push(StreamEvent::ToolArgsDelta {
+                                index: ordinal,
+                                fragment: input.to_string(),
+                            });
                         }
                         Block::Tool(ordinal)
                     }
@@ -195,19 +198,9 @@ impl StreamDecoder {
     }
 }
 
-/// A tool_use start block's `input`, as argument text, when it is a non-empty object (the
-/// text is re-serialised, as a `Value` would write it).
-fn non_empty_object(input: &RawValue) -> Option<String> {
-    if !input.get().starts_with('{') {
-        return None;
-    }
-    let v: Value = serde_json::from_str(input.get()).ok()?;
-    v.as_object().is_some_and(|o| !o.is_empty()).then(|| v.to_string())
-}
-
 /// One upstream Anthropic stream event, typed: the fields the decoder reads, borrowed from the
 /// event's data; any field of an unexpected JSON type reads as absent (see `lenient`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default)]
 struct EventIn<'a> {
     #[serde(rename = "type", borrow)]
@@ -232,23 +225,6 @@ struct MessageIn<'a> {
     #[serde(borrow)]
     model: Str<'a>,
     usage: Obj<UsageIn>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct BlockIn<'a> {
-    #[serde(rename = "type", borrow)]
-    ty: Str<'a>,
-    #[serde(borrow)]
-    text: Str<'a>,
-    #[serde(borrow)]
-    thinking: Str<'a>,
-    #[serde(borrow)]
-    id: Str<'a>,
-    #[serde(borrow)]
-    name: Str<'a>,
-    #[serde(borrow)]
-    input: Option<&'a RawValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]

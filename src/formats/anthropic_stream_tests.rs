@@ -1,5 +1,6 @@
 use super::super::sse::{SseEvent, SseParser};
 use super::*;
+use serde_json::Value;
 
 fn opts() -> ResponseOptions<'static> {
     ResponseOptions { model: "claude-x", gemini_sse: true, include_usage: false }

@@ -9,6 +9,7 @@
 //! writes the cap as `max_completion_tokens` (reasoning models reject `max_tokens`). Responses
 //! to clients carry signed thinking in `thinking_blocks` so it can return on the next turn.
 
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::finish_reason;
@@ -483,17 +484,11 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, TranslateError> {
 
 /// `usage` of a response or of the final stream chunk.
 pub(crate) fn decode_usage(u: &Value) -> Usage {
-    let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-    Usage {
-        input_tokens: n("/prompt_tokens"),
-        output_tokens: n("/completion_tokens"),
-        cache_read_tokens: n("/prompt_tokens_details/cached_tokens"),
-        cache_write_tokens: 0,
-        reasoning_tokens: n("/completion_tokens_details/reasoning_tokens"),
-    }
+    // Not an object: no counts.
+    WireUsage::deserialize(u).map(|w| w.usage()).unwrap_or_default()
 }
 
-/// `usage` as the stream decoder reads it (typed; the same fields as [`decode_usage`]).
+/// `usage`, typed (the stream decoder reads it from the chunk, [`decode_usage`] from a `Value`).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default)]
 pub(crate) struct WireUsage {

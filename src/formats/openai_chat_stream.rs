@@ -416,7 +416,7 @@ struct ChoiceOut<'a> {
     finish_reason: Option<&'static str>,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 #[serde(untagged)]
 enum DeltaOut<'a> {
     Role { role: &'static str, content: &'static str },
@@ -426,7 +426,7 @@ enum DeltaOut<'a> {
     Empty {},
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct ToolCallOut<'a> {
     index: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -436,7 +436,7 @@ struct ToolCallOut<'a> {
     function: FunctionOut<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct FunctionOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,

@@ -234,7 +234,7 @@ pub fn free_port() -> u16 {
 
 /// Whether process `pid` has a listening TCP socket on `127.0.0.1:port` (or any address), by
 /// matching the socket inodes of `/proc/net/tcp` against the process's open files.
-fn listens(pid: u32, port: u16) -> bool {
+pub fn listens(pid: u32, port: u16) -> bool {
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
     let mine: std::collections::HashSet<String> = fds
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())

@@ -2,16 +2,19 @@
 //! concurrent slow SSE streams (with the count of streams that did not complete), and its RSS
 //! after a soak of mixed traffic, back at idle, against its pre-load level. "Back at idle" is
 //! read 5 s after the soak, again once the upstream connections the soak left in the pool have
-//! been closed for idleness (60 s), and once the timers of its upstream reads have ended (120 s),
-//! each after the gateway's release that follows (`server::release::SCHEDULE`).
+//! been closed for idleness (60 s), and once the timers of its upstream reads have ended (120 s,
+//! the shipped default `limits.upstream_timeout_ms`, which the bench's config keeps), each after
+//! the gateway's release that follows (`server::release::SCHEDULE`).
 //!
 //! Run: `cargo bench --bench memory` (options after `--`: `--streams 5000` concurrent streams,
 //! `--stream-s 20` how long each stream lasts, `--idle-s 0` how long to watch RSS idle after
 //! the streams (a sample every 30 s), `--soak-s 600` the soak, `--threads 2` the gateway's
 //! worker threads, `--bin PATH` another gateway binary, `--wrap "CMD ARGS"` a command to run
 //! it under, e.g. `--wrap "env MIMALLOC_PURGE_DELAY=0"` or `--wrap heaptrack`: RSS is then
-//! read from the last process in its chain of children, the gateway). The gateway is the
-//! release binary (or `--bin`) on a mock upstream of this
+//! read from the last process in its chain of children, the gateway; `--smaps DIR` keeps a copy
+//! of its /proc/<pid>/smaps at each idle reading and its log, for
+//! `benches/support/smaps_diff.py`). The gateway is the release binary (or `--bin`) on a mock
+//! upstream of this
 //! process (OpenAI SSE, one event per second per stream), with the access log on (at the
 //! default `info` level, written to a file) and usage lines written, as in production.
 
@@ -47,6 +50,16 @@ async fn run() {
     let threads: usize = arg("--threads", 2);
     let bin: String = arg("--bin", env!("CARGO_BIN_EXE_llm-gateway").to_string());
     let wrap: String = arg("--wrap", String::new());
+    // `--smaps DIR`: a copy of the gateway's /proc/<pid>/smaps at each idle reading, to see
+    // which mappings hold what stays (`benches/support/smaps_diff.py DIR/a DIR/b`), and the
+    // gateway's log (its stderr) at the end.
+    let smaps: String = arg("--smaps", String::new());
+    let snapshot = |pid: u32, label: &str| {
+        if !smaps.is_empty() {
+            let _ = std::fs::create_dir_all(&smaps);
+            let _ = std::fs::copy(format!("/proc/{pid}/smaps"), format!("{smaps}/{label}.smaps"));
+        }
+    };
     let mock = start_mock(Duration::from_secs(1), stream_s).await;
     let dir = tempfile::tempdir().unwrap();
     let gw = start_gateway(dir.path(), mock, threads, &bin, &wrap);
@@ -60,6 +73,7 @@ async fn run() {
     assert!(stream(gw.addr, stream_s + 30).await, "a warm-up stream failed");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = kb(pid, "VmRSS");
+    snapshot(pid, "0-idle");
     println!(
         "idle RSS: {} MiB at start, {} MiB after one request of each kind (anonymous {} MiB, file {} MiB)",
         mib(idle_start),
@@ -110,6 +124,7 @@ async fn run() {
         let step = (idle_s - watched).min(30);
         tokio::time::sleep(Duration::from_secs(step)).await;
         watched += step;
+        snapshot(pid, &format!("1-streams-{}s", watched + 5));
         println!(
             "idle {} s after the streams: RSS {} MiB (anonymous {} MiB, of it in huge pages {} MiB), {} sockets open",
             watched + 5,
@@ -154,6 +169,7 @@ async fn run() {
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after_soak = kb(pid, "VmRSS");
+    snapshot(pid, "2-soak-5s");
     println!(
         "soak {soak_s} s: {} requests, {} errors, peak RSS {} MiB; 5 s after: {} MiB ({:+.1}% vs pre-load {} MiB), {} sockets open",
         served.load(Ordering::Relaxed),
@@ -173,6 +189,7 @@ async fn run() {
         tokio::time::sleep(at.saturating_sub(waited)).await;
         waited = at;
         let settled = kb(pid, "VmRSS");
+        snapshot(pid, &format!("3-soak-{}s", at.as_secs()));
         println!(
             "back at idle, {} s after the soak ({what}): {} MiB (anonymous {} MiB, file {} MiB; {:+.1}% vs pre-load {} MiB), {} sockets open",
             at.as_secs(),
@@ -183,6 +200,9 @@ async fn run() {
             mib(idle),
             sockets(pid)
         );
+    }
+    if !smaps.is_empty() {
+        let _ = std::fs::copy(dir.path().join("gateway.log"), format!("{smaps}/gateway.log"));
     }
 }
 
@@ -323,7 +343,7 @@ impl Drop for Proc {
 fn start_gateway(dir: &std::path::Path, mock: SocketAddr, threads: usize, bin: &str, wrap: &str) -> Proc {
     let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let cfg = format!(
-        "listen: \"{addr}\"\nstate_dir: {}\nlimits: {{ upstream_timeout_ms: 600000 }}\nproviders:\n  - {{ name: up, kind: openai_compatible, base_url: \"http://{mock}\" }}\nmodels:\n  - {{ alias: fast, targets: [ {{ provider: up, model: gpt-4o-mini }} ], pricing: {{ input_per_mtok: 1, output_per_mtok: 2 }} }}\nkeys:\n  - {{ id: bench, hash: \"{}\" }}\n",
+        "listen: \"{addr}\"\nstate_dir: {}\nproviders:\n  - {{ name: up, kind: openai_compatible, base_url: \"http://{mock}\" }}\nmodels:\n  - {{ alias: fast, targets: [ {{ provider: up, model: gpt-4o-mini }} ], pricing: {{ input_per_mtok: 1, output_per_mtok: 2 }} }}\nkeys:\n  - {{ id: bench, hash: \"{}\" }}\n",
         dir.join("state").display(),
         llm_gateway::auth::stored_form(KEY)
     );

@@ -16,7 +16,8 @@
 //!
 //! Reports, per target: max-throughput req/s (closed loop, N keep-alive connections), p50/p99
 //! latency at a fixed request rate (open loop, latency measured from the scheduled send time),
-//! and the proxy's CPU time per request (from /proc/<pid>/stat).
+//! the proxy's CPU time per request (from /proc/<pid>/stat), and its peak RSS (`VmHWM` from
+//! /proc/<pid>/status, read after its measurement: the nginx worker's for nginx).
 
 #[path = "support/proc.rs"]
 mod proc_stat;
@@ -111,8 +112,8 @@ async fn run(o: Opts, pin: bool) {
         o.scenario, o.connections, o.rate, o.duration
     );
     println!(
-        "{:<10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>14}",
-        "target", "max req/s", "p50 µs", "p99 µs", "fix p50", "fix p99", "cpu µs/req"
+        "{:<10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>14} {:>14}",
+        "target", "max req/s", "p50 µs", "p99 µs", "fix p50", "fix p99", "cpu µs/req", "peak RSS MiB"
     );
 
     // "direct" always calls the mock the way the gateway does (OpenAI format).
@@ -364,6 +365,7 @@ async fn run(o: Opts, pin: bool) {
     if let Some(n) = nginx_result {
         println!("gateway / nginx throughput (one core each): {:.2}x", gw_result.max_rps / n.max_rps);
         println!("gateway / nginx CPU per request: {:.2}x", gw_result.cpu_us / n.cpu_us);
+        println!("peak RSS: gateway {:.1} MiB, nginx worker {:.1} MiB", gw_result.peak_mib, n.peak_mib);
     }
     drop(nginx);
 
@@ -424,6 +426,8 @@ struct Result {
     fixed_p50: u64,
     fixed_p99: u64,
     cpu_us: f64,
+    /// The process's peak RSS (`VmHWM`) at the end of the measurement, MiB.
+    peak_mib: f64,
 }
 
 async fn measure(name: &str, addr: SocketAddr, pid: Option<u32>, o: &Opts, path: &str, body: &str) -> Result {
@@ -443,16 +447,18 @@ async fn measure(name: &str, addr: SocketAddr, pid: Option<u32>, o: &Opts, path:
         fixed_p50: fixed.value_at_quantile(0.5),
         fixed_p99: fixed.value_at_quantile(0.99),
         cpu_us,
+        peak_mib: pid.and_then(peak_rss_mib).unwrap_or(f64::NAN),
     };
     println!(
-        "{:<10} {:>12.0} {:>10} {:>10} {:>10} {:>10} {:>14.1}",
+        "{:<10} {:>12.0} {:>10} {:>10} {:>10} {:>10} {:>14.1} {:>14.1}",
         name,
         r.max_rps,
         h.value_at_quantile(0.5),
         h.value_at_quantile(0.99),
         r.fixed_p50,
         r.fixed_p99,
-        r.cpu_us
+        r.cpu_us,
+        r.peak_mib
     );
     r
 }
@@ -943,6 +949,14 @@ fn start_nginx(dir: &std::path::Path, mock: SocketAddr, pin: bool) -> Option<Pro
         .ok()?;
     wait_port(addr);
     Some(Proc { child, addr })
+}
+
+/// Peak resident set size of `pid` since it started (`VmHWM`), MiB.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// CPU ticks (user + system) of every thread of `pid`, by thread name.

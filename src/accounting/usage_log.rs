@@ -215,7 +215,7 @@ impl UsageLog {
 
     pub fn with_rotation(state_dir: watch::Receiver<PathBuf>, rotation: Rotation) -> (UsageLog, UsageWriter) {
         let shared = Arc::new(Shared {
-            pending: Mutex::new(Vec::with_capacity(64 * 1024)),
+            pending: Mutex::new(Vec::with_capacity(BATCH_CAPACITY)),
             sink: Mutex::new(Sink::default()),
             state_dir,
             rotation,
@@ -323,6 +323,9 @@ impl BackgroundService for UsageReopener {
     }
 }
 
+/// The pending batch's buffer: a burst may grow it for one flush, but only this much is kept.
+const BATCH_CAPACITY: usize = 64 * 1024;
+
 // === impl Shared ===
 
 impl Shared {
@@ -357,9 +360,13 @@ impl Shared {
             }
         }
         let mut pending = self.pending.lock();
-        if pending.is_empty() && pending.capacity() < batch.capacity() {
+        if pending.is_empty() && pending.capacity() < batch.capacity() && batch.capacity() <= BATCH_CAPACITY {
             *pending = batch; // keep the capacity for the next batch
             pending.clear();
+        } else if pending.is_empty() && pending.capacity() == 0 {
+            // A burst's batch (thousands of lines in one interval) is not kept: it would stay
+            // resident for the process's life.
+            *pending = Vec::with_capacity(BATCH_CAPACITY);
         }
     }
 }

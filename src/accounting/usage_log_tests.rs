@@ -285,3 +285,25 @@ fn log_files_lists_rotated_files_in_time_order_then_the_current_one() {
         ]
     );
 }
+
+/// A burst's batch is written whole, but its grown buffer is not kept for the process's life:
+/// what stays pending between flushes is at most `BATCH_CAPACITY`, and a normal batch's buffer
+/// is reused.
+#[test]
+fn a_burst_batch_buffer_is_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _writer, _tx) = log_in(dir.path(), Rotation::default());
+    let burst = 2_000;
+    for i in 0..burst {
+        log.record(&rec(i));
+    }
+    assert!(log.shared.pending.lock().capacity() > BATCH_CAPACITY);
+    log.flush_at(at(DAY1));
+    assert_eq!(ids(&log_files(dir.path()).unwrap()), expected(0..burst));
+    assert_eq!(log.shared.pending.lock().capacity(), BATCH_CAPACITY);
+
+    log.record(&rec(burst));
+    log.flush_at(at(DAY1));
+    assert_eq!(log.shared.pending.lock().capacity(), BATCH_CAPACITY, "a normal batch's buffer is reused");
+    assert_eq!(ids(&log_files(dir.path()).unwrap()), expected(0..burst + 1));
+}

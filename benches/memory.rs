@@ -8,9 +8,10 @@
 //!
 //! Run: `cargo bench --bench memory` (options after `--`: `--streams 5000` concurrent streams,
 //! `--stream-s 20` how long each stream lasts, `--idle-s 0` how long to watch RSS idle after
-//! the streams (a sample every 30 s), `--soak-s 600` the soak, `--threads 2` the gateway's
-//! worker threads, `--bin PATH` another gateway binary, `--wrap "CMD ARGS"` a command to run
-//! it under, e.g. `--wrap "env MIMALLOC_PURGE_DELAY=0"` or `--wrap heaptrack`: RSS is then
+//! the streams (a sample every 30 s), `--soak-s 600` the soak, `--settle-s 0` how long to keep
+//! reading RSS after the soak beyond its two readings (after each release), `--threads 2` the
+//! gateway's worker threads, `--bin PATH` another gateway binary, `--wrap "CMD ARGS"` a command
+//! to run it under, e.g. `--wrap "env MIMALLOC_PURGE_DELAY=0"` or `--wrap heaptrack`: RSS is then
 //! read from the last process in its chain of children, the gateway; `--smaps DIR` keeps a copy
 //! of its /proc/<pid>/smaps at each idle reading and its log, for
 //! `benches/support/smaps_diff.py`). The gateway is the release binary (or `--bin`) on a mock
@@ -183,8 +184,14 @@ async fn run() {
     // Back at idle: once the upstream connections the load left in the pool have been closed for
     // idleness (the gateway's second release), and once the timers of its upstream reads have
     // ended (the default 120 s upstream timeout; its third release).
+    // `--settle-s N`: then after each later release up to N s after the soak.
+    let settle_s: u64 = arg("--settle-s", 0);
+    let later = (3..SCHEDULE.count)
+        .take_while(|&i| (SCHEDULE.mark(i) + Duration::from_secs(5)).as_secs() <= settle_s);
     let mut waited = Duration::from_secs(5);
-    for (i, what) in [(1, "pool closed"), (2, "read timers ended")] {
+    for (i, what) in
+        [(1, "pool closed"), (2, "read timers ended")].into_iter().chain(later.map(|i| (i, "later")))
+    {
         let at = SCHEDULE.mark(i) + Duration::from_secs(5);
         tokio::time::sleep(at.saturating_sub(waited)).await;
         waited = at;

@@ -89,6 +89,10 @@ mod mi {
         /// Every size from 1 byte to 70 KiB (every size class on the way, small, medium and
         /// large pages) at every alignment from 1 to 4 KiB: the block is aligned, holds what was
         /// written, keeps it through a grow and a shrink, and `alloc_zeroed` gives zeros.
+        fn aligned(p: *mut u8, align: usize) -> bool {
+            !p.is_null() && (p as usize).is_multiple_of(align)
+        }
+
         #[test]
         fn every_layout_is_aligned_and_keeps_its_bytes() {
             let a = MiMalloc;
@@ -99,22 +103,22 @@ mod mi {
                     let layout = Layout::from_size_align(size, align).unwrap();
                     unsafe {
                         let z = a.alloc_zeroed(layout);
-                        assert!(!z.is_null() && z as usize % align == 0, "zeroed {size}/{align}");
+                        assert!(aligned(z, align), "zeroed {size}/{align}");
                         assert!(std::slice::from_raw_parts(z, size).iter().all(|&b| b == 0));
                         a.dealloc(z, layout);
 
                         let p = a.alloc(layout);
-                        assert!(!p.is_null() && p as usize % align == 0, "alloc {size}/{align}");
+                        assert!(aligned(p, align), "alloc {size}/{align}");
                         let fill = (size % 251) as u8;
                         std::ptr::write_bytes(p, fill, size);
                         let grown = size * 2 + 24;
                         let q = a.realloc(p, layout, grown);
-                        assert!(!q.is_null() && q as usize % align == 0, "grow {size}/{align}");
+                        assert!(aligned(q, align), "grow {size}/{align}");
                         assert!(std::slice::from_raw_parts(q, size).iter().all(|&b| b == fill));
                         let shrunk = size.div_ceil(2);
                         let big = Layout::from_size_align(grown, align).unwrap();
                         let r = a.realloc(q, big, shrunk);
-                        assert!(!r.is_null() && r as usize % align == 0, "shrink {size}/{align}");
+                        assert!(aligned(r, align), "shrink {size}/{align}");
                         assert!(std::slice::from_raw_parts(r, shrunk).iter().all(|&b| b == fill));
                         a.dealloc(r, Layout::from_size_align(shrunk, align).unwrap());
                     }

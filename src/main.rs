@@ -86,13 +86,14 @@ mod mi {
     mod tests {
         use super::*;
 
-        /// Every size from 1 byte to 70 KiB (every size class on the way, small, medium and
-        /// large pages) at every alignment from 1 to 4 KiB: the block is aligned, holds what was
-        /// written, keeps it through a grow and a shrink, and `alloc_zeroed` gives zeros.
+        /// Not null, and aligned to `align`.
         fn aligned(p: *mut u8, align: usize) -> bool {
             !p.is_null() && (p as usize).is_multiple_of(align)
         }
 
+        /// Every size from 1 byte to 70 KiB (every size class on the way, small, medium and
+        /// large pages) at every alignment from 1 to 4 KiB: the block is aligned, holds what was
+        /// written, keeps it through a grow and a shrink, and `alloc_zeroed` gives zeros.
         #[test]
         fn every_layout_is_aligned_and_keeps_its_bytes() {
             let a = MiMalloc;

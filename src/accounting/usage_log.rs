@@ -360,13 +360,13 @@ impl Shared {
             }
         }
         let mut pending = self.pending.lock();
-        if pending.is_empty() && pending.capacity() < batch.capacity() && batch.capacity() <= BATCH_CAPACITY {
-            *pending = batch; // keep the capacity for the next batch
-            pending.clear();
-        } else if pending.is_empty() && pending.capacity() == 0 {
-            // A burst's batch (thousands of lines in one interval) is not kept: it would stay
-            // resident for the process's life.
-            *pending = Vec::with_capacity(BATCH_CAPACITY);
+        if pending.is_empty() && pending.capacity() < batch.capacity() {
+            // Keep the buffer for the next batch, but not a burst's size (thousands of lines in
+            // one interval): that would stay resident for the process's life.
+            let mut batch = batch;
+            batch.clear();
+            batch.shrink_to(BATCH_CAPACITY);
+            *pending = batch;
         }
     }
 }

@@ -137,7 +137,8 @@ mod mi {
 #[allow(unsafe_code)]
 fn release_memory() {
     extern "C" {
-        /// `void mi_collect(bool force)`, from the mimalloc the `mimalloc` crate links.
+        /// `void mi_collect(bool force)`, from the mimalloc `libmimalloc-sys` builds (it declares
+        /// this one only with its `extended` feature).
         fn mi_collect(force: bool);
     }
     // SAFETY: takes no pointers and touches only the allocator's own state; mimalloc allows it

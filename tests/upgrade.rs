@@ -134,3 +134,127 @@ async fn upgrade_during_100_long_streams_completes_them_all_and_drops_nothing() 
     eventually(Duration::from_secs(15), "the new process exits on SIGTERM", || async { !alive(new_pid) })
         .await;
 }
+
+/// The systemd unit's own command lines, run as systemd runs them (there is no systemd to start
+/// the unit here): `/usr/local/bin/llm-gateway` and `/etc/llm-gateway/gateway.yaml` replaced by
+/// this build and a test config, `$MAINPID` by the main process's pid, the unit's
+/// `Environment=` set and `NOTIFY_SOCKET` given. `ExecStartPre` (check) exits 0; `ExecStart`
+/// serves and reports `READY=1`; `ExecReload` (the upgrade) exits 0 and a new main process
+/// serves and reports itself; the old one exits 0; the unit's `KillSignal` stops the new one,
+/// exit within `TimeoutStopSec`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_units_exec_lines_run_as_written() {
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/llm-gateway.service")).unwrap();
+    let values = |key: &str| -> Vec<String> {
+        unit.lines().filter_map(|l| l.strip_prefix(key)?.strip_prefix('=').map(str::to_owned)).collect()
+    };
+    let one = |key: &str| -> String {
+        let v = values(key);
+        assert_eq!(v.len(), 1, "the unit has one {key}=: {v:?}");
+        v[0].clone()
+    };
+    let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.yaml");
+    let (port, admin_port) = (free_port(), free_port());
+    let body = openai_config(&up.url()).limits(serde_json::json!({ "shutdown_grace_s": 10 })).to_string();
+    std::fs::write(&config, Gateway::config_text(port, admin_port, &dir.path().join("state"), &body))
+        .unwrap();
+    let environment: Vec<(String, String)> = values("Environment")
+        .iter()
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    assert!(environment.iter().any(|(k, _)| k == "LLM_GATEWAY_LOG"), "{environment:?}");
+    let command = |line: &str, mainpid: u32| -> Command {
+        let line = line
+            .replace("/usr/local/bin/llm-gateway", env!("CARGO_BIN_EXE_llm-gateway"))
+            .replace("/etc/llm-gateway/gateway.yaml", config.to_str().unwrap())
+            .replace("$MAINPID", &mainpid.to_string());
+        assert!(!line.contains('$') && !line.contains("/etc/"), "unsubstituted: {line}");
+        let mut words = line.split_whitespace();
+        let mut cmd = Command::new(words.next().unwrap());
+        cmd.args(words).envs(environment.iter().map(|(k, v)| (k, v)));
+        cmd
+    };
+    let notify_path = dir.path().join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
+    let mut buf = vec![0u8; 256];
+    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    let plain = r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
+    let log = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+
+    // ExecStartPre: the config check.
+    let pre = command(&one("ExecStartPre"), 0).output().unwrap();
+    assert!(pre.status.success(), "ExecStartPre: {}", String::from_utf8_lossy(&pre.stderr));
+
+    // ExecStart: serves and tells systemd (Type=notify) it is ready.
+    assert_eq!(one("Type"), "notify");
+    let mut main = command(&one("ExecStart"), 0)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("start.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(15), notify.recv(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), format!("MAINPID={}\nREADY=1\nSTATUS=serving", main.id()));
+    let r = client().post(&url).bearer_auth(KEY).body(plain).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", log("start.log"));
+
+    // ExecReload: the zero-downtime upgrade, with $MAINPID the running process.
+    let reload = command(&one("ExecReload"), main.id());
+    let reload_log = std::fs::File::create(dir.path().join("reload.log")).unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut reload = reload;
+        reload.env("NOTIFY_SOCKET", notify_path).stdout(Stdio::null()).stderr(reload_log).status().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "ExecReload: {}\n{}", log("reload.log"), log("start.log"));
+    let n = tokio::time::timeout(Duration::from_secs(15), notify.recv(&mut buf)).await.unwrap().unwrap();
+    let said = String::from_utf8_lossy(&buf[..n]).to_string();
+    let new_pid: u32 = said
+        .strip_prefix("MAINPID=")
+        .and_then(|r| r.split('\n').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the new main process reports itself: {said:?}"));
+    assert_ne!(new_pid, main.id());
+    assert_eq!(said, format!("MAINPID={new_pid}\nREADY=1\nSTATUS=serving"));
+    let stop_new = scopeguard(new_pid);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(s) = main.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(Instant::now() < deadline, "the old process exits after the upgrade: {}", log("start.log"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(code, Some(0), "{}", log("start.log"));
+    let r = client().post(&url).bearer_auth(KEY).body(plain).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the new process serves: {}", log("reload.log"));
+
+    // KillSignal, within TimeoutStopSec.
+    assert_eq!(one("KillSignal"), "SIGTERM");
+    let stop_within: u64 = one("TimeoutStopSec").parse().unwrap();
+    let killed = Command::new("kill").args(["-TERM", &new_pid.to_string()]).status().unwrap();
+    assert!(killed.success());
+    eventually(
+        Duration::from_secs(stop_within),
+        "the new main process exits on the unit's KillSignal",
+        || async { !alive(new_pid) },
+    )
+    .await;
+    std::mem::forget(stop_new);
+    assert!(log("reload.log").contains("every request in flight finished"), "{}", log("reload.log"));
+}
+
+/// SIGKILLs `pid` when dropped (a failed assertion must not leave the new process running).
+fn scopeguard(pid: u32) -> impl Drop {
+    struct Kill(u32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+        }
+    }
+    Kill(pid)
+}

@@ -206,7 +206,13 @@ pub fn run(
     server.add_service(background_service("usage log reopen on SIGHUP", reopener));
     server.add_service(health);
     server.add_service(background_service("health check sync", sync));
-    server.add_service(background_service("ready", upgrade::Ready { state_dir }));
+    let listen = [
+        cfg.listen.clone(),
+        cfg.tls.as_ref().map(|t| t.listen.clone()),
+        cfg.admin.as_ref().map(|a| a.listen.clone()),
+    ];
+    let listen = listen.into_iter().flatten().collect();
+    server.add_service(background_service("ready", upgrade::Ready { state_dir, listen }));
     if let Some(hook) = release_memory {
         let release = release::Release { counters, runtime: data_plane, workers: threads.max(1), hook };
         server.add_service(background_service("memory release after bursts", release));

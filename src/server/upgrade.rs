@@ -52,15 +52,41 @@ fn notify_to(path: &std::ffi::OsStr, msg: &str) -> std::io::Result<()> {
     sent.map(|_| ())
 }
 
+/// The longest `Ready` waits for the listeners to accept before it reports anyway.
+const LISTEN_WAIT: Duration = Duration::from_secs(10);
+
 /// Once the process serves: write the pid file and tell systemd this process is the service
 /// (after an upgrade the main process is the new one).
+///
+/// "Serves" means every listener accepts. Pingora binds a fresh start's listening sockets as
+/// each service starts, beside this background service, so `READY=1` sent at once could reach
+/// systemd (and whatever waits on the unit) a moment before the port accepts: a client let in
+/// then was refused. So each address in `listen` is first connected to until it accepts (an
+/// unspecified address on its loopback); after an upgrade the sockets are inherited, already
+/// listening, and the first try succeeds.
 pub struct Ready {
     pub state_dir: PathBuf,
+    /// The data, TLS and admin listen addresses (`host:port`).
+    pub listen: Vec<String>,
 }
 
 #[async_trait]
 impl BackgroundService for Ready {
     async fn start(&self, _shutdown: ShutdownWatch) {
+        let deadline = Instant::now() + LISTEN_WAIT;
+        for addr in &self.listen {
+            let probe = probe_address(addr);
+            loop {
+                match tokio::net::TcpStream::connect(probe.as_str()).await {
+                    Ok(_) => break,
+                    Err(e) if Instant::now() >= deadline => {
+                        tracing::warn!(listen = %addr, "the listener does not accept ({e}); reporting ready anyway");
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        }
         let pid = std::process::id();
         let path = pid_file(&self.state_dir);
         let tmp = path.with_extension("pid.tmp");
@@ -70,6 +96,16 @@ impl BackgroundService for Ready {
         }
         sd_notify(&format!("MAINPID={pid}\nREADY=1\nSTATUS=serving"));
         tracing::info!(pid, "serving");
+    }
+}
+
+/// Where to connect to reach a listener bound to `listen`: the same address, or loopback for
+/// an unspecified one (`0.0.0.0`, `[::]`).
+fn probe_address(listen: &str) -> String {
+    match listen.rsplit_once(':') {
+        Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
+        Some(("[::]", port)) => format!("[::1]:{port}"),
+        _ => listen.to_owned(),
     }
 }
 
@@ -164,6 +200,15 @@ fn read_pid(path: &Path) -> Result<u32, UpgradeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listener_is_probed_on_loopback_when_bound_to_every_address() {
+        assert_eq!(probe_address("0.0.0.0:8080"), "127.0.0.1:8080");
+        assert_eq!(probe_address("[::]:8443"), "[::1]:8443");
+        assert_eq!(probe_address("127.0.0.1:9000"), "127.0.0.1:9000");
+        assert_eq!(probe_address("10.1.2.3:80"), "10.1.2.3:80");
+        assert_eq!(probe_address("[::1]:8080"), "[::1]:8080");
+    }
 
     #[test]
     fn a_notification_reaches_the_socket() {

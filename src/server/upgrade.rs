@@ -77,14 +77,18 @@ impl BackgroundService for Ready {
         for addr in &self.listen {
             let probe = probe_address(addr);
             loop {
-                match tokio::net::TcpStream::connect(probe.as_str()).await {
-                    Ok(_) => break,
-                    Err(e) if Instant::now() >= deadline => {
-                        tracing::warn!(listen = %addr, "the listener does not accept ({e}); reporting ready anyway");
-                        break;
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                let left = deadline.saturating_duration_since(Instant::now());
+                let why =
+                    match tokio::time::timeout(left, tokio::net::TcpStream::connect(probe.as_str())).await {
+                        Ok(Ok(_)) => break,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "no answer".to_owned(),
+                    };
+                if Instant::now() >= deadline {
+                    tracing::warn!(listen = %addr, "the listener does not accept ({why}); reporting ready anyway");
+                    break;
                 }
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
         let pid = std::process::id();

@@ -196,6 +196,7 @@ async fn the_units_exec_lines_run_as_written() {
         .stderr(std::fs::File::create(dir.path().join("start.log")).unwrap())
         .spawn()
         .unwrap();
+    let stop_main = scopeguard(main.id());
     let n = tokio::time::timeout(Duration::from_secs(15), notify.recv(&mut buf)).await.unwrap().unwrap();
     assert_eq!(String::from_utf8_lossy(&buf[..n]), format!("MAINPID={}\nREADY=1\nSTATUS=serving", main.id()));
     let r = client().post(&url).bearer_auth(KEY).body(plain).send().await.unwrap();
@@ -224,6 +225,8 @@ async fn the_units_exec_lines_run_as_written() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let code = loop {
         if let Some(s) = main.try_wait().unwrap() {
+            // Reaped: its pid may be reused from here on, so the guard must not fire.
+            std::mem::forget(stop_main);
             break s.code();
         }
         assert!(Instant::now() < deadline, "the old process exits after the upgrade: {}", log("start.log"));
@@ -248,7 +251,7 @@ async fn the_units_exec_lines_run_as_written() {
     assert!(log("reload.log").contains("every request in flight finished"), "{}", log("reload.log"));
 }
 
-/// SIGKILLs `pid` when dropped (a failed assertion must not leave the new process running).
+/// SIGKILLs `pid` when dropped (a failed assertion must not leave a gateway running).
 fn scopeguard(pid: u32) -> impl Drop {
     struct Kill(u32);
     impl Drop for Kill {

@@ -52,18 +52,18 @@ fn notify_to(path: &std::ffi::OsStr, msg: &str) -> std::io::Result<()> {
     sent.map(|_| ())
 }
 
-/// The longest `Ready` waits for the listeners to accept before it reports anyway.
+/// The longest `Ready` waits for the listeners before it reports anyway.
 const LISTEN_WAIT: Duration = Duration::from_secs(10);
 
 /// Once the process serves: write the pid file and tell systemd this process is the service
 /// (after an upgrade the main process is the new one).
 ///
-/// "Serves" means every listener accepts. Pingora binds a fresh start's listening sockets as
-/// each service starts, beside this background service, so `READY=1` sent at once could reach
-/// systemd (and whatever waits on the unit) a moment before the port accepts: a client let in
-/// then was refused. So each address in `listen` is first connected to until it accepts (an
-/// unspecified address on its loopback); after an upgrade the sockets are inherited, already
-/// listening, and the first try succeeds.
+/// "Serves" means every listener is listening. Pingora binds a fresh start's sockets as each
+/// service starts, beside this background service, so `READY=1` sent at once could reach
+/// systemd (and whatever waits on the unit) a moment before the port existed: a client let in
+/// then was refused. So it first waits until this process listens on each configured port
+/// (read from `/proc`, without connecting: a probe connection would be a handshake error in the
+/// TLS listener's log). After an upgrade the sockets are inherited and already listen.
 pub struct Ready {
     pub state_dir: PathBuf,
     /// The data, TLS and admin listen addresses (`host:port`).
@@ -73,25 +73,18 @@ pub struct Ready {
 #[async_trait]
 impl BackgroundService for Ready {
     async fn start(&self, _shutdown: ShutdownWatch) {
+        let pid = std::process::id();
         let deadline = Instant::now() + LISTEN_WAIT;
         for addr in &self.listen {
-            let probe = probe_address(addr);
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let why =
-                    match tokio::time::timeout(left, tokio::net::TcpStream::connect(probe.as_str())).await {
-                        Ok(Ok(_)) => break,
-                        Ok(Err(e)) => e.to_string(),
-                        Err(_) => "no answer".to_owned(),
-                    };
+            let Some(port) = addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()) else { continue };
+            while !listens(pid, port) {
                 if Instant::now() >= deadline {
-                    tracing::warn!(listen = %addr, "the listener does not accept ({why}); reporting ready anyway");
+                    tracing::warn!(listen = %addr, "not listening yet; reporting ready anyway");
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
-        let pid = std::process::id();
         let path = pid_file(&self.state_dir);
         let tmp = path.with_extension("pid.tmp");
         let written = std::fs::write(&tmp, format!("{pid}\n")).and_then(|_| std::fs::rename(&tmp, &path));
@@ -103,14 +96,27 @@ impl BackgroundService for Ready {
     }
 }
 
-/// Where to connect to reach a listener bound to `listen`: the same address, or loopback for
-/// an unspecified one (`0.0.0.0`, `[::]`).
-fn probe_address(listen: &str) -> String {
-    match listen.rsplit_once(':') {
-        Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
-        Some(("[::]", port)) => format!("[::1]:{port}"),
-        _ => listen.to_owned(),
-    }
+/// Whether process `pid` has a listening TCP socket (IPv4 or IPv6, any address) on `port`:
+/// the socket inodes of `/proc/net/tcp` and `tcp6` in state LISTEN against the process's open
+/// files. Where `/proc` cannot be read, it cannot tell and says yes.
+pub fn listens(pid: u32, port: u16) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return !std::path::Path::new("/proc/self").exists();
+    };
+    let sockets: std::collections::HashSet<String> = fds
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
+        .collect();
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table).unwrap_or_default().lines().skip(1).any(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is ADDR:PORT in hex; state 0A is LISTEN; the inode is field 9.
+            f.len() > 9
+                && f[3] == "0A"
+                && f[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port)
+                && sockets.contains(f[9])
+        })
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,12 +212,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_listener_is_probed_on_loopback_when_bound_to_every_address() {
-        assert_eq!(probe_address("0.0.0.0:8080"), "127.0.0.1:8080");
-        assert_eq!(probe_address("[::]:8443"), "[::1]:8443");
-        assert_eq!(probe_address("127.0.0.1:9000"), "127.0.0.1:9000");
-        assert_eq!(probe_address("10.1.2.3:80"), "10.1.2.3:80");
-        assert_eq!(probe_address("[::1]:8080"), "[::1]:8080");
+    fn a_listening_socket_is_seen_and_a_closed_one_is_not() {
+        let me = std::process::id();
+        let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = v4.local_addr().unwrap().port();
+        assert!(listens(me, port));
+        drop(v4);
+        assert!(!listens(me, port));
+        // A connected socket on a port is not a listener.
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(server.local_addr().unwrap()).unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        assert!(!listens(me, client_port));
+        if let Ok(v6) = std::net::TcpListener::bind("[::1]:0") {
+            assert!(listens(me, v6.local_addr().unwrap().port()));
+        }
     }
 
     #[test]

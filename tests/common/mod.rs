@@ -232,23 +232,10 @@ pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Whether process `pid` has a listening TCP socket on `127.0.0.1:port` (or any address), by
-/// matching the socket inodes of `/proc/net/tcp` against the process's open files.
+/// Whether process `pid` has a listening TCP socket on `port` (the gateway's own check,
+/// `server::upgrade::listens`).
 pub fn listens(pid: u32, port: u16) -> bool {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
-    let mine: std::collections::HashSet<String> = fds
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
-        .collect();
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    table.lines().skip(1).any(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        // local_address is ADDR:PORT in hex; state 0A is LISTEN; the inode is field 9.
-        f.len() > 9
-            && f[3] == "0A"
-            && f[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port)
-            && mine.contains(f[9])
-    })
+    llm_gateway::server::upgrade::listens(pid, port)
 }
 
 pub const KEY: &str = "sk-test-key";

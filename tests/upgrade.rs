@@ -119,7 +119,13 @@ async fn upgrade_during_100_long_streams_completes_them_all_and_drops_nothing() 
         statuses.len()
     );
     assert_eq!(complete, 100, "every stream on the old process completes");
-    assert_eq!(stream_lines, 100, "every stream's usage line is written");
+    assert_eq!(
+        stream_lines,
+        100,
+        "every stream's usage line is written (old process exit {code:?} after {old_exit:?}); usage.jsonl:\n{usage}\nold log:\n{}\nnew log:\n{}",
+        old.log(),
+        new_log_text()
+    );
     assert_eq!(ok, statuses.len(), "no request refused during the hand-over: {statuses:?}");
     eventually(Duration::from_secs(5), "a usage line for every request", || async {
         let usage = std::fs::read_to_string(old.dir.path().join("state/usage.jsonl")).unwrap_or_default();

@@ -342,9 +342,15 @@ pub async fn serve_stored(
                     .await
             }
         };
-        let up = forward(gw, s, ctx, provider, &a.model, &req).await?;
+        // A deleted response is forgotten before the client hears it is deleted, so the
+        // client's next request about it is already a 404.
+        let deleted = |status: u16| {
+            if op == StoredOp::Delete && (200..300).contains(&status) {
+                gw.responses.affinity.remove(&id, &owner);
+            }
+        };
+        let up = forward(gw, s, ctx, provider, &a.model, &req, deleted).await?;
         if op == StoredOp::Delete && up.is_some_and(|status| (200..300).contains(&status)) {
-            gw.responses.affinity.remove(&id, &owner);
             if let Some(shared) = &rt.shared {
                 if let Err(e) = shared.limits.record_remove(RESPONSES, &id).await {
                     tracing::warn!("{e}");
@@ -438,7 +444,7 @@ pub async fn serve_input_tokens(gw: &Gateway, s: &mut Session, ctx: &mut Request
                     .await
                 }
             };
-        forward(gw, s, ctx, provider, &target.model, &req).await?;
+        forward(gw, s, ctx, provider, &target.model, &req, |_| {}).await?;
         return Ok(());
     }
     let family = snap.aliases[alias]
@@ -455,7 +461,8 @@ pub async fn serve_input_tokens(gw: &Gateway, s: &mut Session, ctx: &mut Request
 
 /// Send `req` to `provider` and pass its answer on as it is (status, type, body; a stream as
 /// it comes). The provider's 401/403 (the gateway's own credentials) is a 502, its text not
-/// passed on. The upstream status, when there was one.
+/// passed on. `before_answer` gets the upstream's status before anything is written to the
+/// client. The upstream status, when there was one.
 async fn forward(
     gw: &Gateway,
     s: &mut Session,
@@ -463,6 +470,7 @@ async fn forward(
     provider: &crate::config::Provider,
     model: &str,
     req: &providers::UpstreamRequest,
+    before_answer: impl FnOnce(u16),
 ) -> pingora::Result<Option<u16>> {
     let Some(rt) = ctx.rt.clone() else { return Ok(None) };
     ctx.attempts += 1;
@@ -484,6 +492,7 @@ async fn forward(
     ctx.ttfb = Some(started.elapsed());
     ctx.upstream_time += started.elapsed();
     let status = up.status();
+    before_answer(status);
     if status == 401 || status == 403 {
         let _ = up.read_to_end(64 * 1024).await;
         up.release(&gw.connector).await;

@@ -91,6 +91,8 @@ async fn upgrade_during_100_long_streams_completes_them_all_and_drops_nothing() 
     assert!(out.success(), "upgrade failed: {}\nold log:\n{}", new_log_text(), old.log());
     let new_pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     assert_ne!(new_pid, old.pid());
+    // Started by `upgrade`, not a child of this test: stopped by pid if an assertion fails.
+    let stop_new = scopeguard(new_pid);
     println!("upgrade: the new process {new_pid} served {:?} after the command started", started.elapsed());
     // The new process tells systemd it is now the main process.
     let n = tokio::time::timeout(Duration::from_secs(10), notify.recv(&mut buf)).await.unwrap().unwrap();
@@ -139,6 +141,7 @@ async fn upgrade_during_100_long_streams_completes_them_all_and_drops_nothing() 
     let _ = Command::new("kill").args(["-TERM", &new_pid.to_string()]).status();
     eventually(Duration::from_secs(15), "the new process exits on SIGTERM", || async { !alive(new_pid) })
         .await;
+    std::mem::forget(stop_new);
 }
 
 /// The systemd unit's own command lines, run as systemd runs them (there is no systemd to start

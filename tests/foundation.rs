@@ -590,17 +590,13 @@ keys:
     assert!(!text.contains("warning"), "jobs: is enforced now: {text}");
 }
 
-/// The harness's readiness check tells this process's listening socket from another's: a
-/// port this process listens on counts, the same port after it closed does not, and a port
-/// another process (a started gateway) listens on does not count for this one.
+/// The harness's readiness check (the gateway's own `server::upgrade::listens`, whose unit
+/// test covers this process's open and closed listeners) tells whose listening socket a port
+/// is: a started gateway's port counts for the gateway, not for this process.
 #[tokio::test]
 async fn the_harness_knows_whose_listening_socket_a_port_is() {
-    let me = std::process::id();
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    assert!(listens(me, port));
-    drop(l);
-    assert!(!listens(me, port));
     let gw = Gateway::start(&openai_config("http://127.0.0.1:9")).await;
-    assert!(!listens(me, gw.port));
+    assert!(listens(gw.pid(), gw.port));
+    assert!(listens(gw.pid(), gw.admin_port));
+    assert!(!listens(std::process::id(), gw.port));
 }

@@ -344,13 +344,15 @@ pub async fn serve_stored(
         };
         // A deleted response is forgotten before the client hears it is deleted, so the
         // client's next request about it is already a 404.
-        let deleted = |status: u16| {
+        let mut deleted = false;
+        let forget = |status: u16| {
             if op == StoredOp::Delete && (200..300).contains(&status) {
                 gw.responses.affinity.remove(&id, &owner);
+                deleted = true;
             }
         };
-        let up = forward(gw, s, ctx, provider, &a.model, &req, deleted).await?;
-        if op == StoredOp::Delete && up.is_some_and(|status| (200..300).contains(&status)) {
+        forward(gw, s, ctx, provider, &a.model, &req, forget).await?;
+        if deleted {
             if let Some(shared) = &rt.shared {
                 if let Err(e) = shared.limits.record_remove(RESPONSES, &id).await {
                     tracing::warn!("{e}");
@@ -462,7 +464,7 @@ pub async fn serve_input_tokens(gw: &Gateway, s: &mut Session, ctx: &mut Request
 /// Send `req` to `provider` and pass its answer on as it is (status, type, body; a stream as
 /// it comes). The provider's 401/403 (the gateway's own credentials) is a 502, its text not
 /// passed on. `before_answer` gets the upstream's status before anything is written to the
-/// client. The upstream status, when there was one.
+/// client.
 async fn forward(
     gw: &Gateway,
     s: &mut Session,
@@ -471,22 +473,22 @@ async fn forward(
     model: &str,
     req: &providers::UpstreamRequest,
     before_answer: impl FnOnce(u16),
-) -> pingora::Result<Option<u16>> {
-    let Some(rt) = ctx.rt.clone() else { return Ok(None) };
+) -> pingora::Result<()> {
+    let Some(rt) = ctx.rt.clone() else { return Ok(()) };
     ctx.attempts += 1;
     let started = Instant::now();
     let op = Operation::Chat { stream: false };
     let send = upstream::send(&gw.connector, &gw.resolver, provider, model, op, req, &rt.snap.limits);
     let Some(sent) = chat::unless_client_gone(s, std::pin::pin!(send)).await else {
         chat::client_gone(ctx)?;
-        return Ok(None);
+        return Ok(());
     };
     let mut up = match sent {
         Ok(up) => up,
         Err(e) => {
             let e = GatewayError::Upstream(e.to_string());
             respond::error(s, ctx, Format::OpenAiResponses, e).await?;
-            return Ok(None);
+            return Ok(());
         }
     };
     ctx.ttfb = Some(started.elapsed());
@@ -501,7 +503,7 @@ async fn forward(
             provider.name
         ));
         respond::error(s, ctx, Format::OpenAiResponses, e).await?;
-        return Ok(Some(status));
+        return Ok(());
     }
     ctx.status = status;
     let mut h = ResponseHeader::build(status, Some(6))?;
@@ -511,7 +513,7 @@ async fn forward(
     super::cors::add(ctx.cors_origin.as_deref(), &mut h)?;
     h.insert_header("content-type", up.header("content-type").unwrap_or("application/json").to_string())?;
     pass_body(gw, s, ctx, up, h).await?;
-    Ok(Some(status))
+    Ok(())
 }
 
 /// Copy an upstream body to the client as it comes.

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::finish_reason;
 use super::lenient::{Obj, U64};
+use super::scan::Scan;
 use super::tools::value_to_tool_arguments;
 use super::{
     ChatRequest, ChatResponse, Encoded, ErrorKind, Format, ImageSource, Message, Part, Reasoning,
@@ -513,6 +514,37 @@ struct CompletionDetails {
 // === impl WireUsage ===
 
 impl WireUsage {
+    /// `usage` read by the stream decoder's fast path (`None`: left to `serde_json`, see
+    /// `scan`): integers or `null` in the counted fields, objects or `null` for the details.
+    pub(crate) fn scan(p: &mut Scan) -> Option<WireUsage> {
+        let mut u = WireUsage::default();
+        let mut seen = 0u8;
+        let mut once = |bit: u8| {
+            let m = 1u8 << bit;
+            (seen & m == 0).then(|| seen |= m)
+        };
+        p.object()?;
+        let mut first = true;
+        while let Some(key) = p.key(&mut first)? {
+            match key {
+                "prompt_tokens" => u.prompt_tokens = once(0).and_then(|_| p.u64_or_null())?,
+                "completion_tokens" => u.completion_tokens = once(1).and_then(|_| p.u64_or_null())?,
+                "prompt_tokens_details" => {
+                    once(2)?;
+                    u.prompt_tokens_details =
+                        Obj(scan_details(p, "cached_tokens")?.map(|n| PromptDetails { cached_tokens: n }));
+                }
+                "completion_tokens_details" => {
+                    once(3)?;
+                    u.completion_tokens_details = Obj(scan_details(p, "reasoning_tokens")?
+                        .map(|n| CompletionDetails { reasoning_tokens: n }));
+                }
+                _ => p.skip()?,
+            }
+        }
+        Some(u)
+    }
+
     pub(crate) fn usage(&self) -> Usage {
         Usage {
             input_tokens: self.prompt_tokens.or_zero(),
@@ -525,6 +557,28 @@ impl WireUsage {
                 .map_or(0, |d| d.reasoning_tokens.or_zero()),
         }
     }
+}
+
+/// A `*_tokens_details` object (`None` inside `Some` for `null`) with its one counted field.
+fn scan_details(p: &mut Scan, field: &str) -> Option<Option<U64>> {
+    if p.peek()? == b'n' {
+        return p.null().map(|_| None);
+    }
+    let mut n = U64(None);
+    let mut seen = false;
+    p.object()?;
+    let mut first = true;
+    while let Some(key) = p.key(&mut first)? {
+        if key == field {
+            if std::mem::replace(&mut seen, true) {
+                return None;
+            }
+            n = p.u64_or_null()?;
+        } else {
+            p.skip()?;
+        }
+    }
+    Some(Some(n))
 }
 
 /// `usage` as OpenAI writes it.

@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use super::finish_reason;
 use super::lenient::{First, Many, Obj, Str, U64};
 use super::openai_chat::{encode_usage, error_value, UsageOut, WireUsage};
+use super::scan::Scan;
 use super::sse::{write_data, write_json, write_json_str, write_json_u64, SseEvent, SseParser};
 use super::{ErrorKind, FinishReason, Format, ResponseOptions, StreamEvent, TranslateError};
 
@@ -81,10 +82,13 @@ impl StreamDecoder {
             self.done = true;
             return Ok(());
         }
-        let chunk = serde_json::from_str::<Obj<Chunk>>(data)
-            .map_err(|e| TranslateError::Stream(format!("chunk is not JSON: {e}")))?
-            .0
-            .unwrap_or_default();
+        let chunk = match scan_chunk(data) {
+            Some(c) => c,
+            None => serde_json::from_str::<Obj<Chunk>>(data)
+                .map_err(|e| TranslateError::Stream(format!("chunk is not JSON: {e}")))?
+                .0
+                .unwrap_or_default(),
+        };
         if let Some(e) = chunk.error {
             let envelope = format!("{{\"error\":{}}}", e.get());
             let (kind, message) = super::openai_chat::decode_error(0, envelope.as_bytes());
@@ -153,6 +157,170 @@ impl StreamDecoder {
         if let Some(f) = function.and_then(|f| f.arguments.non_empty()) {
             out.push(StreamEvent::ToolArgsDelta { index, fragment: f.to_owned() });
         }
+    }
+}
+
+/// The fast path for a chunk of the everyday shape: the same `Chunk` `serde_json` would
+/// decode, or `None` where the scanner gives up (then `serde_json` decides, see `scan`): any
+/// syntax it does not take, a known key twice (serde's derive rejects it), a field of an
+/// unexpected type (lenient there, left to serde), a non-null `error`.
+fn scan_chunk(data: &str) -> Option<Chunk<'_>> {
+    let mut p = Scan::new(data);
+    let mut c = Chunk::default();
+    let mut seen = Seen::default();
+    p.object()?;
+    let mut first = true;
+    while let Some(key) = p.key(&mut first)? {
+        match key {
+            "id" => c.id = seen.str(0, &mut p)?,
+            "model" => c.model = seen.str(1, &mut p)?,
+            "choices" => {
+                seen.once(2)?;
+                c.choices = First(match p.peek()? {
+                    b'n' => p.null().map(|_| None)?,
+                    b'[' => {
+                        p.array()?;
+                        let mut first = true;
+                        if p.element(&mut first)? {
+                            let choice = scan_choice(&mut p)?;
+                            while p.element(&mut first)? {
+                                p.skip()?;
+                            }
+                            Some(choice)
+                        } else {
+                            None
+                        }
+                    }
+                    _ => return None,
+                });
+            }
+            "usage" => {
+                seen.once(3)?;
+                c.usage = match p.peek()? {
+                    b'n' => p.null().map(|_| Obj(None))?,
+                    b'{' => Obj(Some(WireUsage::scan(&mut p)?)),
+                    _ => return None,
+                };
+            }
+            "error" => {
+                seen.once(4)?;
+                p.null()?;
+            }
+            _ => p.skip()?,
+        }
+    }
+    p.end()?;
+    Some(c)
+}
+
+fn scan_choice<'a>(p: &mut Scan<'a>) -> Option<Choice<'a>> {
+    let mut c = Choice::default();
+    let mut seen = Seen::default();
+    p.object()?;
+    let mut first = true;
+    while let Some(key) = p.key(&mut first)? {
+        match key {
+            "delta" => {
+                seen.once(0)?;
+                c.delta = Obj(match p.peek()? {
+                    b'n' => p.null().map(|_| None)?,
+                    _ => Some(scan_delta(p)?),
+                });
+            }
+            "finish_reason" => c.finish_reason = seen.str(1, p)?,
+            _ => p.skip()?,
+        }
+    }
+    Some(c)
+}
+
+fn scan_delta<'a>(p: &mut Scan<'a>) -> Option<Delta<'a>> {
+    let mut d = Delta::default();
+    let mut seen = Seen::default();
+    p.object()?;
+    let mut first = true;
+    while let Some(key) = p.key(&mut first)? {
+        match key {
+            "content" => d.content = seen.str(0, p)?,
+            "reasoning_content" => d.reasoning_content = seen.str(1, p)?,
+            "refusal" => d.refusal = seen.str(2, p)?,
+            "tool_calls" => {
+                seen.once(3)?;
+                if p.peek()? == b'n' {
+                    p.null()?;
+                    continue;
+                }
+                p.array()?;
+                let mut first = true;
+                while p.element(&mut first)? {
+                    let call = match p.peek()? {
+                        b'n' => p.null().map(|_| None)?,
+                        _ => Some(scan_tool_call(p)?),
+                    };
+                    d.tool_calls.0.push(call);
+                }
+            }
+            _ => p.skip()?,
+        }
+    }
+    Some(d)
+}
+
+fn scan_tool_call<'a>(p: &mut Scan<'a>) -> Option<WireToolCall<'a>> {
+    let mut t = WireToolCall::default();
+    let mut seen = Seen::default();
+    p.object()?;
+    let mut first = true;
+    while let Some(key) = p.key(&mut first)? {
+        match key {
+            "index" => {
+                seen.once(0)?;
+                t.index = p.u64_or_null()?;
+            }
+            "id" => t.id = seen.str(1, p)?,
+            "function" => {
+                seen.once(2)?;
+                if p.peek()? == b'n' {
+                    p.null()?;
+                    continue;
+                }
+                let mut f = WireFunction::default();
+                let mut fseen = Seen::default();
+                p.object()?;
+                let mut ffirst = true;
+                while let Some(key) = p.key(&mut ffirst)? {
+                    match key {
+                        "name" => f.name = fseen.str(0, p)?,
+                        "arguments" => f.arguments = fseen.str(1, p)?,
+                        _ => p.skip()?,
+                    }
+                }
+                t.function = Obj(Some(f));
+            }
+            _ => p.skip()?,
+        }
+    }
+    Some(t)
+}
+
+/// The known keys of one object already read (serde's derive fails on a repeated one).
+#[derive(Default)]
+struct Seen(u8);
+
+impl Seen {
+    fn once(&mut self, bit: u8) -> Option<()> {
+        let m = 1 << bit;
+        if self.0 & m != 0 {
+            return None;
+        }
+        self.0 |= m;
+        Some(())
+    }
+
+    /// A lenient `Str` member (a string or `null`), once.
+    fn str<'a>(&mut self, bit: u8, p: &mut Scan<'a>) -> Option<Str<'a>> {
+        self.once(bit)?;
+        p.string_or_null().map(Str)
     }
 }
 

@@ -2,6 +2,8 @@ use super::super::Usage;
 use super::*;
 use serde_json::Value;
 
+use crate::formats::scan::testgen::Gen;
+
 fn encode(events: &[StreamEvent], include_usage: bool) -> String {
     let opts = ResponseOptions { model: "gpt-x", gemini_sse: true, include_usage };
     let mut enc = StreamEncoder::new(&opts);
@@ -162,221 +164,72 @@ fn text_chunks_are_the_bytes_their_typed_form_serialises_to() {
     }
 }
 
-/// A small deterministic generator of chunk-like JSON (xorshift), for the fast path's test.
-struct Gen(u64);
+fn tool_call(g: &mut Gen) -> String {
+    let members = vec![
+        ("index", g.count()),
+        ("id", g.str_or_null()),
+        ("type", "\"function\"".to_owned()),
+        ("function", {
+            let f = vec![("name", g.str_or_null()), ("arguments", g.str_or_null())];
+            g.object(f)
+        }),
+    ];
+    g.object(members)
+}
 
-impl Gen {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[self.below(from.len())]
-    }
-
-    fn ws(&mut self) -> &'static str {
-        ["", "", "", " ", "\n", "\t", "\r\n "][self.below(7)]
-    }
-
-    fn string(&mut self) -> String {
-        let parts = [
-            "hi",
-            "The ",
-            "",
-            "é",
-            "😀",
-            "\\n",
-            "\\\"",
-            "\\\\",
-            "\\/",
-            "\\t",
-            "\\u00e9",
-            "\\u0041",
-            "\\b\\f\\r",
-            "a b",
-        ];
-        // Rarer: what the fast path leaves to serde_json, or what is not JSON at all.
-        let odd = ["\\ud83d\\ude00", "\\ud83d", "\\ude00x", "\\x", "\\u12", "\u{1}"];
-        let mut s = String::from("\"");
-        for _ in 0..self.below(4) {
-            let part = if self.below(40) == 0 { self.pick(&odd) } else { self.pick(&parts) };
-            s.push_str(part);
-        }
-        s.push('"');
-        s
-    }
-
-    fn number(&mut self) -> String {
-        self.pick(&[
-            "0",
-            "1",
-            "7",
-            "42",
-            "-1",
-            "-0",
-            "1.5",
-            "2e3",
-            "1E+2",
-            "0.0",
-            "01",
-            "1.",
-            "-",
-            "18446744073709551616",
-            "3",
-        ])
-        .to_owned()
-    }
-
-    /// A count: a plain integer, now and then any number (or not one).
-    fn count(&mut self) -> String {
-        if self.below(10) == 0 {
-            self.number()
-        } else {
-            self.below(100_000).to_string()
-        }
-    }
-
-    fn any(&mut self, depth: usize) -> String {
-        match self.below(if depth > 3 { 5 } else { 8 }) {
-            0 | 1 => self.string(),
-            2 => self.number(),
-            3 => self.pick(&["true", "false"]).to_owned(),
-            4 => "null".to_owned(),
-            5 => {
-                let n = self.below(3);
-                let items: Vec<String> = (0..n).map(|_| self.any(depth + 1)).collect();
-                format!("[{}]", items.join(","))
-            }
-            _ => {
-                let keys = ["a", "id", "content", "type", "index"];
-                let n = self.below(3);
-                let items: Vec<String> =
-                    (0..n).map(|_| format!("\"{}\":{}", self.pick(&keys), self.any(depth + 1))).collect();
-                format!("{{{}}}", items.join(","))
-            }
-        }
-    }
-
-    /// An object from `(key, value)` candidates: each present or not, some twice, some with a
-    /// value of any type instead.
-    fn object(&mut self, members: Vec<(&str, String)>) -> String {
-        let mut out = Vec::new();
-        for (k, v) in members {
-            if self.below(5) == 0 {
-                continue;
-            }
-            let v = if self.below(12) == 0 { self.any(2) } else { v };
-            out.push(format!("{}\"{k}\"{}:{}{v}{}", self.ws(), self.ws(), self.ws(), self.ws()));
-            if self.below(25) == 0 {
-                out.push(format!("\"{k}\":{}", self.any(2)));
-            }
-        }
-        if self.below(4) == 0 {
-            let v = self.any(1);
-            out.insert(self.below(out.len() + 1), format!("\"x_unknown\":{v}"));
-        }
-        format!("{{{}}}", out.join(","))
-    }
-
-    fn str_or_null(&mut self) -> String {
-        if self.below(4) == 0 {
-            "null".to_owned()
-        } else {
-            self.string()
-        }
-    }
-
-    fn tool_call(&mut self) -> String {
-        let members = vec![
-            ("index", self.count()),
-            ("id", self.str_or_null()),
-            ("type", "\"function\"".to_owned()),
-            ("function", {
-                let f = vec![("name", self.str_or_null()), ("arguments", self.str_or_null())];
-                self.object(f)
-            }),
-        ];
-        self.object(members)
-    }
-
-    fn chunk(&mut self) -> String {
-        let tool_calls = {
-            let n = self.below(3);
-            let calls: Vec<String> = (0..n).map(|_| self.tool_call()).collect();
-            format!("[{}]", calls.join(","))
-        };
-        let delta = vec![
-            ("role", "\"assistant\"".to_owned()),
-            ("content", self.str_or_null()),
-            ("reasoning_content", self.str_or_null()),
-            ("refusal", self.str_or_null()),
-            ("tool_calls", tool_calls),
-        ];
-        let choices = {
-            let n = self.below(3);
-            let mut cs = Vec::new();
-            for _ in 0..n {
-                let members = vec![
-                    ("index", "0".to_owned()),
-                    ("delta", self.object(delta.clone())),
-                    ("logprobs", "null".to_owned()),
-                    ("finish_reason", self.str_or_null()),
-                ];
-                cs.push(self.object(members));
-            }
-            format!("[{}]", cs.join(","))
-        };
-        let usage = if self.below(2) == 0 {
-            "null".to_owned()
-        } else {
-            let prompt = vec![("cached_tokens", self.count()), ("audio_tokens", self.count())];
-            let completion =
-                vec![("reasoning_tokens", self.count()), ("accepted_prediction_tokens", "0".to_owned())];
+fn chunk(g: &mut Gen) -> String {
+    let tool_calls = {
+        let n = g.below(3);
+        let calls: Vec<String> = (0..n).map(|_| tool_call(g)).collect();
+        format!("[{}]", calls.join(","))
+    };
+    let delta = vec![
+        ("role", "\"assistant\"".to_owned()),
+        ("content", g.str_or_null()),
+        ("reasoning_content", g.str_or_null()),
+        ("refusal", g.str_or_null()),
+        ("tool_calls", tool_calls),
+    ];
+    let choices = {
+        let n = g.below(3);
+        let mut cs = Vec::new();
+        for _ in 0..n {
             let members = vec![
-                ("prompt_tokens", self.count()),
-                ("completion_tokens", self.count()),
-                ("total_tokens", self.count()),
-                (
-                    "prompt_tokens_details",
-                    if self.below(4) == 0 { "null".to_owned() } else { self.object(prompt) },
-                ),
-                ("completion_tokens_details", self.object(completion)),
+                ("index", "0".to_owned()),
+                ("delta", g.object(delta.clone())),
+                ("logprobs", "null".to_owned()),
+                ("finish_reason", g.str_or_null()),
             ];
-            self.object(members)
-        };
-        let members = vec![
-            ("id", self.str_or_null()),
-            ("object", "\"chat.completion.chunk\"".to_owned()),
-            ("created", self.number()),
-            ("model", self.str_or_null()),
-            ("system_fingerprint", self.str_or_null()),
-            ("choices", choices),
-            ("usage", usage),
-            ("error", if self.below(8) == 0 { r#"{"message":"x"}"#.to_owned() } else { "null".to_owned() }),
-        ];
-        self.object(members)
-    }
-
-    /// One to three character edits (delete, insert, replace) that keep the text UTF-8.
-    fn mutate(&mut self, s: &str) -> String {
-        let mut chars: Vec<char> = s.chars().collect();
-        let alphabet: Vec<char> = "{}[]\",:\\ 0123456789-.eEntfrua\u{1}é".chars().collect();
-        for _ in 0..=self.below(3) {
-            let at = self.below(chars.len() + 1);
-            let c = alphabet[self.below(alphabet.len())];
-            match self.below(3) {
-                0 if at < chars.len() => {
-                    chars.remove(at);
-                }
-                1 if at < chars.len() => chars[at] = c,
-                _ => chars.insert(at, c),
-            }
+            cs.push(g.object(members));
         }
-        chars.into_iter().collect()
-    }
+        format!("[{}]", cs.join(","))
+    };
+    let usage = if g.below(2) == 0 {
+        "null".to_owned()
+    } else {
+        let prompt = vec![("cached_tokens", g.count()), ("audio_tokens", g.count())];
+        let completion =
+            vec![("reasoning_tokens", g.count()), ("accepted_prediction_tokens", "0".to_owned())];
+        let members = vec![
+            ("prompt_tokens", g.count()),
+            ("completion_tokens", g.count()),
+            ("total_tokens", g.count()),
+            ("prompt_tokens_details", if g.below(4) == 0 { "null".to_owned() } else { g.object(prompt) }),
+            ("completion_tokens_details", g.object(completion)),
+        ];
+        g.object(members)
+    };
+    let members = vec![
+        ("id", g.str_or_null()),
+        ("object", "\"chat.completion.chunk\"".to_owned()),
+        ("created", g.count()),
+        ("model", g.str_or_null()),
+        ("system_fingerprint", g.str_or_null()),
+        ("choices", choices),
+        ("usage", usage),
+        ("error", if g.below(8) == 0 { r#"{"message":"x"}"#.to_owned() } else { "null".to_owned() }),
+    ];
+    g.object(members)
 }
 
 fn serde_chunk(s: &str) -> Result<String, serde_json::Error> {
@@ -392,7 +245,7 @@ fn the_fast_path_reads_every_chunk_as_serde_json_does_or_gives_up() {
     let mut fast = [0; 2];
     for i in 0..40_000 {
         let mutated = i % 2;
-        let mut s = g.chunk();
+        let mut s = chunk(&mut g);
         if mutated == 1 {
             s = g.mutate(&s);
         }

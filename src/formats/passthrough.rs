@@ -39,7 +39,8 @@ struct Layout {
 
 /// The top-level members of a JSON object, keys and values kept as slices of the body (a key
 /// with escapes is decoded).
-struct TopLevel<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
+#[derive(Debug, PartialEq)]
+struct TopLevel<'a>(Vec<(std::borrow::Cow<'a, str>, &'a str)>);
 
 impl<'de> Deserialize<'de> for TopLevel<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -52,7 +53,7 @@ impl<'de> Deserialize<'de> for TopLevel<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut v = Vec::with_capacity(map.size_hint().unwrap_or(8));
                 while let Some((k, raw)) = map.next_entry::<super::validate::Key<'de>, &'de RawValue>()? {
-                    v.push((k.0, raw));
+                    v.push((k.0, raw.get()));
                 }
                 Ok(TopLevel(v))
             }
@@ -63,17 +64,54 @@ impl<'de> Deserialize<'de> for TopLevel<'de> {
 
 impl<'a> TopLevel<'a> {
     fn parse(body: &'a [u8]) -> Result<Self, TranslateError> {
-        serde_json::from_slice(body).map_err(|e| TranslateError::Json(e.to_string()))
+        match Self::scan(body) {
+            Some(top) => Ok(top),
+            None => serde_json::from_slice(body).map_err(|e| TranslateError::Json(e.to_string())),
+        }
     }
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
+
+    /// The fast path (`scan`): the same members, or `None` where the scanner gives up and
+    /// `serde_json` decides (an escaped key, anything it does not take).
+    fn scan(body: &'a [u8]) -> Option<Self> {
+        let mut p = super::scan::Scan::new(std::str::from_utf8(body).ok()?);
+        let mut v = Vec::with_capacity(8);
+        p.object()?;
+        let mut first = true;
+        while let Some(key) = p.key(&mut first)? {
+            v.push((std::borrow::Cow::Borrowed(key), p.skip_raw()?));
+        }
+        p.end()?;
+        Some(TopLevel(v))
+    }
+
+    fn get(&self, key: &str) -> Option<&'a str> {
         self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 }
 
-/// Byte range of a raw value inside `body` (RawValue borrows from it).
-fn span(body: &[u8], raw: &RawValue) -> (usize, usize) {
-    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
-    (start, start + raw.get().len())
+/// Byte range of a raw value inside `body` (it borrows from it).
+fn span(body: &[u8], raw: &str) -> (usize, usize) {
+    let start = raw.as_ptr() as usize - body.as_ptr() as usize;
+    (start, start + raw.len())
+}
+
+/// A raw value that is a string or `null` (`Err`: another JSON value).
+fn string_or_null(raw: &str) -> Result<Option<String>, ()> {
+    let mut p = super::scan::Scan::new(raw);
+    match p.string_or_null() {
+        Some(v) if p.end().is_some() => Ok(v.map(std::borrow::Cow::into_owned)),
+        _ => serde_json::from_str(raw).map_err(|_| ()),
+    }
+}
+
+/// A raw value that is a boolean or `null` (`Err`: another JSON value).
+fn bool_or_null(raw: &str) -> Result<Option<bool>, ()> {
+    match raw {
+        "true" => Ok(Some(true)),
+        "false" => Ok(Some(false)),
+        "null" => Ok(None),
+        _ => serde_json::from_str(raw).map_err(|_| ()),
+    }
 }
 
 /// Read `model`, `stream` and `stream_options.include_usage` from a JSON body.
@@ -88,15 +126,14 @@ pub fn peek(body: &[u8]) -> Result<Peek, TranslateError> {
     }
     let model = match top.get("model") {
         None => None,
-        Some(raw) => match serde_json::from_str::<Option<String>>(raw.get()) {
-            Ok(m) => m,
-            Err(_) => return Err(TranslateError::invalid("model", "must be a string")),
-        },
+        Some(raw) => {
+            string_or_null(raw).map_err(|()| TranslateError::invalid("model", "must be a string"))?
+        }
     };
     let stream = match top.get("stream") {
         None => false,
-        Some(raw) => serde_json::from_str::<Option<bool>>(raw.get())
-            .map_err(|_| TranslateError::invalid("stream", "must be a boolean"))?
+        Some(raw) => bool_or_null(raw)
+            .map_err(|()| TranslateError::invalid("stream", "must be a boolean"))?
             .unwrap_or(false),
     };
     #[derive(Deserialize)]
@@ -106,16 +143,15 @@ pub fn peek(body: &[u8]) -> Result<Peek, TranslateError> {
     }
     let include_usage = top
         .get("stream_options")
-        .and_then(|raw| serde_json::from_str::<Option<StreamOptions>>(raw.get()).ok().flatten())
+        .and_then(|raw| serde_json::from_str::<Option<StreamOptions>>(raw).ok().flatten())
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
     let previous_response_id = match top.get("previous_response_id") {
         None => None,
-        Some(raw) => serde_json::from_str::<Option<String>>(raw.get())
-            .map_err(|_| TranslateError::invalid("previous_response_id", "must be a string"))?,
+        Some(raw) => string_or_null(raw)
+            .map_err(|()| TranslateError::invalid("previous_response_id", "must be a string"))?,
     };
-    let store =
-        top.get("store").and_then(|raw| serde_json::from_str::<Option<bool>>(raw.get()).ok().flatten());
+    let store = top.get("store").and_then(|raw| bool_or_null(raw).ok().flatten());
     let layout = Layout {
         model: top.get("model").map(|raw| span(body, raw)),
         stream_options: top.get("stream_options").map(|raw| span(body, raw)),
@@ -217,7 +253,69 @@ pub fn rewrite_peeked(body: &[u8], peek: &Peek, model: Option<&str>, force_strea
 /// Usage of an OpenAI Chat (or Responses) non-stream response body, if it reports one.
 /// OpenAI usage from the bytes of a `usage` value alone (`null` is none).
 pub fn openai_usage_value(usage: &[u8]) -> Option<Usage> {
-    serde_json::from_slice::<Option<OpenAiUsage>>(usage).ok()?.map(Usage::from)
+    let fast = std::str::from_utf8(usage).ok().and_then(|text| {
+        let mut p = super::scan::Scan::new(text);
+        let u = if p.peek()? == b'n' { p.null().map(|_| None)? } else { Some(scan_openai_usage(&mut p)?) };
+        p.end().map(|_| u)
+    });
+    match fast {
+        Some(u) => u,
+        None => serde_json::from_slice::<Option<OpenAiUsage>>(usage).ok()?.map(Usage::from),
+    }
+}
+
+/// An [`OpenAiUsage`] object read by the fast path (`scan`), or `None` where the scanner gives
+/// up and `serde_json` decides: a count that is not a plain integer (`null` included: the
+/// derive refuses it), a member given twice under either spelling, details not an object.
+pub(super) fn scan_openai_usage(p: &mut super::scan::Scan) -> Option<Usage> {
+    let mut u = Usage::default();
+    let mut seen = 0u8;
+    let mut once = |bit: u8| {
+        let m = 1u8 << bit;
+        (seen & m == 0).then(|| seen |= m)
+    };
+    p.object()?;
+    let mut first = true;
+    while let Some(key) = p.key(&mut first)? {
+        match key {
+            "prompt_tokens" | "input_tokens" => u.input_tokens = once(0).and_then(|_| p.u64())?,
+            "completion_tokens" | "output_tokens" => u.output_tokens = once(1).and_then(|_| p.u64())?,
+            "prompt_tokens_details" | "input_tokens_details" => {
+                once(2)?;
+                u.cache_read_tokens = scan_details(p)?.0;
+            }
+            "completion_tokens_details" | "output_tokens_details" => {
+                once(3)?;
+                u.reasoning_tokens = scan_details(p)?.1;
+            }
+            _ => p.skip()?,
+        }
+    }
+    Some(u)
+}
+
+/// A [`Details`] object or `null`: its `(cached_tokens, reasoning_tokens)`, 0 when absent.
+fn scan_details(p: &mut super::scan::Scan) -> Option<(u64, u64)> {
+    if p.peek()? == b'n' {
+        return p.null().map(|_| (0, 0));
+    }
+    let (mut cached, mut reasoning) = (None, None);
+    p.object()?;
+    let mut first = true;
+    while let Some(key) = p.key(&mut first)? {
+        let slot = match key {
+            "cached_tokens" => &mut cached,
+            "reasoning_tokens" => &mut reasoning,
+            _ => {
+                p.skip()?;
+                continue;
+            }
+        };
+        if slot.replace(p.u64()?).is_some() {
+            return None;
+        }
+    }
+    Some((cached.unwrap_or(0), reasoning.unwrap_or(0)))
 }
 
 pub fn openai_usage(body: &[u8]) -> Option<Usage> {
@@ -264,6 +362,57 @@ impl From<OpenAiUsage> for Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::scan::testgen::Gen;
+
+    /// A request-like body: the members `peek` reads (each maybe missing, repeated or of
+    /// another type) among others.
+    fn request(g: &mut Gen) -> String {
+        let message = vec![("role", "\"user\"".to_owned()), ("content", g.string())];
+        let messages = format!("[{}]", g.object(message));
+        let options = vec![("include_usage", g.pick(&["true", "false", "null", "1"]).to_owned())];
+        let members = vec![
+            ("model", g.str_or_null()),
+            ("messages", messages),
+            ("max_tokens", g.count()),
+            ("temperature", g.number()),
+            ("stream", g.pick(&["true", "false", "null"]).to_owned()),
+            ("stream_options", g.object(options)),
+            ("store", g.pick(&["true", "false", "null"]).to_owned()),
+            ("previous_response_id", g.str_or_null()),
+        ];
+        g.object(members)
+    }
+
+    #[test]
+    fn the_fast_path_reads_every_body_as_serde_json_does_or_gives_up() {
+        let mut g = Gen(0x1234_5678_9ABC_DEF1);
+        let (mut valid, mut fast) = (0, 0);
+        for i in 0..30_000 {
+            let mut s = request(&mut g);
+            if i % 2 == 1 {
+                s = g.mutate(&s);
+            }
+            let want = serde_json::from_slice::<TopLevel>(s.as_bytes());
+            valid += usize::from(want.is_ok() && i % 2 == 0);
+            if let Some(top) = TopLevel::scan(s.as_bytes()) {
+                fast += usize::from(i % 2 == 0);
+                match &want {
+                    Ok(want) => assert_eq!(&top, want, "{s}"),
+                    Err(e) => panic!("the fast path accepted what serde_json rejects ({e}): {s}"),
+                }
+            }
+            // The members read from raw values, too.
+            if let Ok(top) = want {
+                for (_, raw) in &top.0 {
+                    let serde_str = serde_json::from_str::<Option<String>>(raw).map_err(|_| ());
+                    assert_eq!(string_or_null(raw), serde_str, "{raw}");
+                    let serde_bool = serde_json::from_str::<Option<bool>>(raw).map_err(|_| ());
+                    assert_eq!(bool_or_null(raw), serde_bool, "{raw}");
+                }
+            }
+        }
+        assert!(fast * 2 > valid, "only {fast} of {valid} valid bodies took the fast path");
+    }
 
     #[test]
     fn peek_reads_model_stream_and_include_usage() {

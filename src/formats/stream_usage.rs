@@ -248,14 +248,21 @@ impl OpenAiStreamUsage {
                 self.valid_events += 1;
             }
             if has_usage_object(data) {
-                match serde_json::from_slice::<Chunk>(data) {
-                    Ok(Chunk { choices, usage: Some(u) }) => {
-                        self.usage = Some(Usage::from(u));
-                        usage_only = choices.is_some_and(|c| c.is_empty());
+                if let Some((usage, only)) = scan_usage_chunk(data) {
+                    if usage.is_some() {
+                        self.usage = usage;
+                        usage_only = only;
                     }
-                    Ok(_) => {}
-                    // `choices` of an odd shape: still take the usage, never strip the event.
-                    Err(_) => self.usage = super::passthrough::openai_usage(data).or(self.usage),
+                } else {
+                    match serde_json::from_slice::<Chunk>(data) {
+                        Ok(Chunk { choices, usage: Some(u) }) => {
+                            self.usage = Some(Usage::from(u));
+                            usage_only = choices.is_some_and(|c| c.is_empty());
+                        }
+                        Ok(_) => {}
+                        // `choices` of an odd shape: still take the usage, never strip the event.
+                        Err(_) => self.usage = super::passthrough::openai_usage(data).or(self.usage),
+                    }
                 }
             }
         }
@@ -330,11 +337,54 @@ struct Chunk {
     usage: Option<OpenAiUsage>,
 }
 
+/// The fast path for a chunk with usage (`scan`): what the derived [`Chunk`] gives, as the
+/// usage (`None` for `null`) and whether `choices` is an empty array; `None` where the scanner
+/// gives up and `serde_json` decides.
+fn scan_usage_chunk(data: &[u8]) -> Option<(Option<Usage>, bool)> {
+    let mut p = super::scan::Scan::new(std::str::from_utf8(data).ok()?);
+    let (mut usage, mut choices) = (None, None);
+    p.object()?;
+    let mut first = true;
+    while let Some(key) = p.key(&mut first)? {
+        match key {
+            "usage" if usage.is_none() => {
+                usage = Some(match p.peek()? {
+                    b'n' => p.null().map(|_| None)?,
+                    _ => Some(super::passthrough::scan_openai_usage(&mut p)?),
+                });
+            }
+            "choices" if choices.is_none() => {
+                choices = Some(match p.peek()? {
+                    b'n' => p.null().map(|_| false)?,
+                    _ => {
+                        p.array()?;
+                        let mut first = true;
+                        let mut empty = true;
+                        while p.element(&mut first)? {
+                            empty = false;
+                            p.skip()?;
+                        }
+                        empty
+                    }
+                });
+            }
+            "usage" | "choices" => return None, // twice: the derive refuses it
+            _ => p.skip()?,
+        }
+    }
+    p.end()?;
+    Some((usage.flatten(), choices.unwrap_or(false)))
+}
+
+/// `"usage"`, searched for in every event (the searcher built once).
+static USAGE_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+
 /// Whether `data` has a `"usage"` key whose value is an object (`"usage": null`, which OpenAI
 /// puts on every other chunk when usage is on, does not count). A quote inside a JSON string
 /// is escaped, so `"usage"` followed by a colon can only be a key.
 fn has_usage_object(data: &[u8]) -> bool {
-    memchr::memmem::find_iter(data, b"\"usage\"").any(|at| {
+    USAGE_KEY.find_iter(data).any(|at| {
         let mut rest = data[at + 7..].trim_ascii_start();
         let Some(r) = rest.strip_prefix(b":") else { return false };
         rest = r.trim_ascii_start();

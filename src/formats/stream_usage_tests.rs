@@ -227,3 +227,87 @@ fn the_output_does_not_depend_on_where_the_chunks_were_split() {
         assert_eq!(split_run.1, whole.1, "split {split}");
     }
 }
+
+/// A `usage` value in either spelling (members maybe missing, repeated or of another type).
+fn usage_value(g: &mut crate::formats::scan::testgen::Gen) -> String {
+    if g.below(5) == 0 {
+        return "null".to_owned();
+    }
+    let responses = g.below(3) == 0;
+    let (input, output, input_details, output_details) = if responses {
+        ("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
+    } else {
+        ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
+    };
+    let details = |g: &mut crate::formats::scan::testgen::Gen| {
+        if g.below(4) == 0 {
+            return "null".to_owned();
+        }
+        let m =
+            vec![("cached_tokens", g.count()), ("reasoning_tokens", g.count()), ("audio_tokens", g.count())];
+        g.object(m)
+    };
+    let mut members = vec![
+        (input, g.count()),
+        (output, g.count()),
+        ("total_tokens", g.count()),
+        (input_details, details(g)),
+        (output_details, details(g)),
+    ];
+    if g.below(10) == 0 {
+        // The other spelling of the same count as well: the derive refuses it.
+        members.push(("prompt_tokens", g.count()));
+        members.push(("input_tokens", g.count()));
+    }
+    g.object(members)
+}
+
+#[test]
+fn the_fast_path_reads_usage_chunks_as_serde_json_does_or_gives_up() {
+    let mut g = crate::formats::scan::testgen::Gen(0x0DDB_1A5E_5BAD_5EED);
+    let (mut valid, mut fast) = (0, 0);
+    for i in 0..30_000 {
+        let choices = g.pick(&["[]", "null", "[{\"index\":0,\"delta\":{}}]", "{}", "1"]).to_owned();
+        let members = vec![
+            ("id", g.str_or_null()),
+            ("object", "\"chat.completion.chunk\"".to_owned()),
+            ("choices", choices),
+            ("usage", usage_value(&mut g)),
+        ];
+        let mut s = g.object(members);
+        if i % 2 == 1 {
+            s = g.mutate(&s);
+        }
+        let want = serde_json::from_slice::<Chunk>(s.as_bytes())
+            .map(|c| (c.usage.map(Usage::from), c.choices.is_some_and(|c| c.is_empty())));
+        valid += usize::from(want.is_ok() && i % 2 == 0);
+        let Some((usage, only)) = scan_usage_chunk(s.as_bytes()) else { continue };
+        fast += usize::from(i % 2 == 0);
+        match want {
+            // `usage_only` only matters when there is usage.
+            Ok((want_usage, want_only)) => {
+                assert_eq!(usage, want_usage, "{s}");
+                if usage.is_some() {
+                    assert_eq!(only, want_only, "{s}");
+                }
+            }
+            Err(e) => panic!("the fast path accepted what serde_json rejects ({e}): {s}"),
+        }
+    }
+    assert!(fast * 2 > valid, "only {fast} of {valid} valid chunks took the fast path");
+}
+
+#[test]
+fn a_usage_value_reads_the_same_either_way() {
+    let mut g = crate::formats::scan::testgen::Gen(0x005E_ED0F_7E57);
+    for i in 0..20_000 {
+        let mut s = usage_value(&mut g);
+        if i % 2 == 1 {
+            s = g.mutate(&s);
+        }
+        let serde = serde_json::from_slice::<Option<super::super::passthrough::OpenAiUsage>>(s.as_bytes())
+            .ok()
+            .and_then(|u| u.map(Usage::from));
+        assert_eq!(super::super::passthrough::openai_usage_value(s.as_bytes()), serde, "{s}");
+    }
+}

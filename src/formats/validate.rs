@@ -48,14 +48,10 @@ pub fn non_stream_body(
     if body.trim_ascii().is_empty() {
         return Err(UpstreamInvalid::Empty);
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let top = TopLevelSeed(success_keys(format), body.as_ptr() as usize)
-        .deserialize(&mut de)
-        .and_then(|top| de.end().map(|()| top));
-    let top = top.map_err(|e| refused(e, body, content_type))?;
-    if let Some(at) = top.usage.clone() {
-        serde_json::from_slice::<Checked>(&body[at]).map_err(|e| refused(e, body, content_type))?;
-    }
+    let top = match scan_top_level(success_keys(format), body) {
+        Some(top) => top,
+        None => serde_top_level(success_keys(format), body).map_err(|e| refused(e, body, content_type))?,
+    };
     if top.error && !top.success_key {
         let class = classify_upstream_error(format, 502, None, None, body);
         return Err(UpstreamInvalid::ErrorBody(class));
@@ -127,11 +123,50 @@ fn success_keys(format: Format) -> &'static [&'static str] {
 /// What the top level of a JSON object says: whether it has a non-null `error` member, and
 /// whether it has one of the keys (`success`) of a real answer. Keys are looked at where they
 /// lie in the body (no copy unless escaped).
+#[derive(Debug, PartialEq)]
 struct TopLevel {
     error: bool,
     success_key: bool,
     /// Where the value of `usage` lies in the body.
     usage: Option<std::ops::Range<usize>>,
+}
+
+/// The check's one pass with `serde_json` (see [`scan_top_level`] for the fast path).
+fn serde_top_level(success: &'static [&'static str], body: &[u8]) -> Result<TopLevel, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let top = TopLevelSeed(success, body.as_ptr() as usize).deserialize(&mut de)?;
+    de.end()?;
+    if let Some(at) = top.usage.clone() {
+        serde_json::from_slice::<Checked>(&body[at])?;
+    }
+    Ok(top)
+}
+
+/// The fast path of the check (`scan`): the same [`TopLevel`] the serde pass finds, or `None`
+/// where the scanner gives up (then the serde pass decides, and words any refusal). Every
+/// value is validated as `Checked` would: the scanner gives up on what only a full decode
+/// could refuse (surrogate escapes, numbers that might not fit an `f64`).
+fn scan_top_level(success: &[&str], body: &[u8]) -> Option<TopLevel> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut p = super::scan::Scan::new(text);
+    let mut top = TopLevel { error: false, success_key: false, usage: None };
+    p.object()?;
+    let mut first = true;
+    while let Some(key) = p.key(&mut first)? {
+        match key {
+            // `Option<Checked>`: `null` is no error.
+            "error" if p.peek()? == b'n' => p.null()?,
+            "error" => {
+                p.skip()?;
+                top.error = true;
+            }
+            "usage" => top.usage = Some(p.skip_span()?),
+            _ => p.skip()?,
+        }
+        top.success_key |= success.contains(&key);
+    }
+    p.end()?;
+    Some(top)
 }
 
 /// Reads a [`TopLevel`], given the success keys of the format and where the body starts in

@@ -1,5 +1,6 @@
 use super::super::{ErrorKind, Retry};
 use super::*;
+use crate::formats::scan::testgen::Gen;
 
 const OK_CHAT: &[u8] = br#"{"id":"c","choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}]}"#;
 
@@ -119,4 +120,75 @@ fn the_check_tells_where_usage_lies_and_still_checks_it() {
         non_stream_body(Format::OpenAiChat, None, None, bad),
         Err(UpstreamInvalid::NotJson { .. })
     ));
+}
+
+/// An answer-like body: the members of a chat answer (each maybe missing, repeated or of
+/// another type), an `error` now and then.
+fn answer(g: &mut Gen) -> String {
+    let message = vec![("role", "\"assistant\"".to_owned()), ("content", g.str_or_null())];
+    let choice = vec![
+        ("index", g.count()),
+        ("message", g.object(message)),
+        (
+            "logprobs",
+            if g.below(3) == 0 {
+                format!("{{\"content\":[{{\"logprob\":-0.{}}}]}}", g.count())
+            } else {
+                "null".to_owned()
+            },
+        ),
+        ("finish_reason", g.str_or_null()),
+    ];
+    let choices = format!("[{}]", g.object(choice));
+    let usage =
+        vec![("prompt_tokens", g.count()), ("completion_tokens", g.count()), ("total_tokens", g.number())];
+    let members = vec![
+        ("id", g.str_or_null()),
+        ("object", "\"chat.completion\"".to_owned()),
+        ("created", g.count()),
+        ("model", g.string()),
+        ("choices", choices),
+        ("usage", g.object(usage)),
+        ("error", if g.below(6) == 0 { "{\"message\":\"x\"}".to_owned() } else { "null".to_owned() }),
+    ];
+    g.object(members)
+}
+
+#[test]
+fn the_fast_check_finds_what_the_serde_pass_finds_or_gives_up() {
+    let mut g = Gen(0x2545_F491_4F6C_DD1D);
+    let success = success_keys(Format::OpenAiChat);
+    let (mut valid, mut fast) = (0, 0);
+    for i in 0..30_000 {
+        let mut s = answer(&mut g);
+        if i % 2 == 1 {
+            s = g.mutate(&s);
+        }
+        let want = serde_top_level(success, s.as_bytes());
+        valid += usize::from(want.is_ok() && i % 2 == 0);
+        let Some(top) = scan_top_level(success, s.as_bytes()) else { continue };
+        fast += usize::from(i % 2 == 0);
+        match want {
+            Ok(want) => assert_eq!(top, want, "{s}"),
+            Err(e) => panic!("the fast check accepted what serde_json refuses ({e}): {s}"),
+        }
+    }
+    // Most valid answers take the fast path (not a test passed by always giving up).
+    assert!(fast * 2 > valid, "only {fast} of {valid} valid answers took the fast path");
+}
+
+#[test]
+fn what_only_a_full_decode_refuses_is_left_to_serde() {
+    let success = success_keys(Format::OpenAiChat);
+    for body in [
+        r#"{"choices":[],"x":"\udb00"}"#,
+        r#"{"choices":[],"x":1e400}"#,
+        r#"{"choices":[],"x":"a\u0000b","y":"\ud83d\ude00"}"#,
+    ] {
+        assert_eq!(scan_top_level(success, body.as_bytes()), None, "{body}");
+    }
+    assert!(serde_top_level(success, br#"{"choices":[],"x":"\udb00"}"#).is_err());
+    assert!(serde_top_level(success, br#"{"choices":[],"x":1e400}"#).is_err());
+    // Not UTF-8: left to serde, which refuses it.
+    assert_eq!(scan_top_level(success, b"{\"choices\":\"\xff\"}"), None);
 }

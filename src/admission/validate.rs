@@ -21,7 +21,10 @@ pub enum Shape {
 pub fn validate(shape: Shape, body: &[u8], model_in_path: bool) -> Result<(), GatewayError> {
     match shape {
         Shape::Chat(Format::OpenAiChat) => {
-            let b: OpenAiChat = parse(body)?;
+            let b: OpenAiChat = match OpenAiChat::scan(body) {
+                Some(b) => b,
+                None => parse(body)?,
+            };
             need_model(b.model, model_in_path)?;
             non_empty_array("messages", b.messages.map(|m| m.0))?;
             positive("max_tokens", b.max_tokens)?;
@@ -52,7 +55,10 @@ pub fn validate(shape: Shape, body: &[u8], model_in_path: bool) -> Result<(), Ga
             positive("max_output_tokens", b.max_output_tokens)
         }
         Shape::Chat(Format::Anthropic) | Shape::CountTokens => {
-            let b: Anthropic = parse(body)?;
+            let b: Anthropic = match Anthropic::scan(body) {
+                Some(b) => b,
+                None => parse(body)?,
+            };
             need_model(b.model, model_in_path)?;
             non_empty_array("messages", b.messages.map(|m| m.0))?;
             positive("max_tokens", b.max_tokens)
@@ -237,6 +243,152 @@ struct OpenAiChat {
     _tools: Option<Vec<Obj>>,
 }
 
+/// A member of the shapes read by the fast path ([`scan_fields`]).
+#[derive(Clone, Copy)]
+enum Kind {
+    /// `Option<String>`.
+    Str,
+    /// `Option<Count>` or `Option<Vec<Obj>>`: an array of objects, counted.
+    Objects,
+    Bool,
+    U64,
+    U32,
+    F64,
+}
+
+/// A member's value as the fast path read it (`Absent` and `Null` both read as `None`).
+#[derive(Debug, PartialEq)]
+enum Field {
+    Absent,
+    Null,
+    Str(String),
+    Count(usize),
+    U64(u64),
+    /// A boolean or a number where one is expected (nothing more is kept of it).
+    Ok,
+}
+
+impl Field {
+    fn string(self) -> Option<String> {
+        match self {
+            Field::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn count(&self) -> Option<Count> {
+        match self {
+            Field::Count(n) => Some(Count(*n)),
+            _ => None,
+        }
+    }
+    fn u64(&self) -> Option<u64> {
+        match self {
+            Field::U64(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+/// The fast path of [`parse`] for a shape of the named members (`scan`): their values as the
+/// derived `Deserialize` reads them, or `None` where the scanner gives up and the serde pass
+/// decides (and words any refusal): a member of another type, one given twice, an escaped
+/// key, anything the scanner does not take.
+fn scan_fields<const N: usize>(body: &[u8], fields: [(&str, Kind); N]) -> Option<[Field; N]> {
+    let mut p = crate::formats::scan::Scan::new(std::str::from_utf8(body).ok()?);
+    let mut out = [const { Field::Absent }; N];
+    p.object()?;
+    let mut first = true;
+    while let Some(key) = p.key(&mut first)? {
+        let Some(i) = fields.iter().position(|(name, _)| *name == key) else {
+            p.skip()?;
+            continue;
+        };
+        if out[i] != Field::Absent {
+            return None; // twice: the derive refuses it
+        }
+        let c = p.peek()?;
+        out[i] = if c == b'n' {
+            p.null()?;
+            Field::Null
+        } else {
+            match fields[i].1 {
+                Kind::Str => Field::Str(p.string()?.into_owned()),
+                Kind::Objects => {
+                    p.array()?;
+                    let (mut first, mut n) = (true, 0);
+                    while p.element(&mut first)? {
+                        if p.peek()? != b'{' {
+                            return None;
+                        }
+                        p.skip()?;
+                        n += 1;
+                    }
+                    Field::Count(n)
+                }
+                Kind::Bool if c == b't' || c == b'f' => p.skip().map(|_| Field::Ok)?,
+                Kind::U64 => Field::U64(p.u64()?),
+                Kind::U32 => Field::U64(p.u64().filter(|&n| n <= u64::from(u32::MAX))?),
+                Kind::F64 if c == b'-' || c.is_ascii_digit() => p.skip().map(|_| Field::Ok)?,
+                Kind::Bool | Kind::F64 => return None,
+            }
+        };
+    }
+    p.end()?;
+    Some(out)
+}
+
+impl OpenAiChat {
+    fn scan(body: &[u8]) -> Option<Self> {
+        use Kind::*;
+        let fields = [
+            ("model", Str),
+            ("messages", Objects),
+            ("stream", Bool),
+            ("max_tokens", U64),
+            ("max_completion_tokens", U64),
+            ("temperature", F64),
+            ("top_p", F64),
+            ("n", U32),
+            ("tools", Objects),
+        ];
+        let [model, messages, _, max_tokens, max_completion_tokens, ..] = scan_fields(body, fields)?;
+        Some(OpenAiChat {
+            messages: messages.count(),
+            max_tokens: max_tokens.u64(),
+            max_completion_tokens: max_completion_tokens.u64(),
+            model: model.string(),
+            _stream: None,
+            _temperature: None,
+            _top_p: None,
+            _n: None,
+            _tools: None,
+        })
+    }
+}
+
+impl Anthropic {
+    fn scan(body: &[u8]) -> Option<Self> {
+        use Kind::*;
+        let fields = [
+            ("model", Str),
+            ("messages", Objects),
+            ("max_tokens", U64),
+            ("stream", Bool),
+            ("temperature", F64),
+            ("tools", Objects),
+        ];
+        let [model, messages, max_tokens, ..] = scan_fields(body, fields)?;
+        Some(Anthropic {
+            messages: messages.count(),
+            max_tokens: max_tokens.u64(),
+            model: model.string(),
+            _stream: None,
+            _temperature: None,
+            _tools: None,
+        })
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Input {
@@ -339,6 +491,7 @@ struct Speech {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::scan::testgen::Gen;
 
     fn err(shape: Shape, body: &str) -> String {
         validate(shape, body.as_bytes(), false).unwrap_err().to_string()
@@ -383,6 +536,72 @@ mod tests {
         assert!(e.starts_with("`model`: invalid type: integer"), "{e}");
         assert!(err(chat, "[1,2]").starts_with("the body must be a JSON object"));
         assert!(err(chat, "{\"model\":").starts_with("the body is not valid JSON"));
+    }
+
+    /// A chat body in OpenAI's or Anthropic's shape: the members the check reads (each maybe
+    /// missing, repeated or of another type) among others.
+    fn chat_body(g: &mut Gen) -> String {
+        let message = |g: &mut Gen| {
+            let m = vec![("role", "\"user\"".to_owned()), ("content", g.string())];
+            g.object(m)
+        };
+        let messages = match g.below(6) {
+            0 => "[]".to_owned(),
+            1 => format!("[{},\"text\"]", message(g)),
+            _ => format!("[{},{}]", message(g), message(g)),
+        };
+        let tools = format!("[{}]", g.object(vec![("type", "\"function\"".to_owned())]));
+        let members = vec![
+            ("model", g.str_or_null()),
+            ("messages", messages),
+            ("stream", g.pick(&["true", "false", "null", "1"]).to_owned()),
+            ("max_tokens", g.count()),
+            ("max_completion_tokens", g.pick(&["0", "16", "null", "4294967296", "-1"]).to_owned()),
+            ("temperature", g.number()),
+            ("top_p", g.pick(&["1", "0.5", "null", "\"x\""]).to_owned()),
+            ("n", g.pick(&["1", "4294967296", "null", "1.0"]).to_owned()),
+            ("tools", tools),
+        ];
+        g.object(members)
+    }
+
+    #[test]
+    fn the_fast_path_reads_chat_bodies_as_the_serde_pass_does_or_gives_up() {
+        let mut g = Gen(0xA076_1D64_78BD_642F);
+        let (mut valid, mut fast) = ([0; 2], [0; 2]);
+        for i in 0..30_000 {
+            let mut s = chat_body(&mut g);
+            if i % 2 == 1 {
+                s = g.mutate(&s);
+            }
+            let b = s.as_bytes();
+            let seen = |m: Option<String>, n: Option<Count>, t: Option<u64>, c: Option<u64>| {
+                (m, n.map(|n| n.0), t, c)
+            };
+            let openai = parse::<OpenAiChat>(b)
+                .map(|o| seen(o.model, o.messages, o.max_tokens, o.max_completion_tokens));
+            let anthropic = parse::<Anthropic>(b).map(|a| seen(a.model, a.messages, a.max_tokens, None));
+            valid[0] += usize::from(openai.is_ok() && i % 2 == 0);
+            valid[1] += usize::from(anthropic.is_ok() && i % 2 == 0);
+            if let Some(o) = OpenAiChat::scan(b) {
+                fast[0] += usize::from(i % 2 == 0);
+                let o = seen(o.model, o.messages, o.max_tokens, o.max_completion_tokens);
+                assert_eq!(Ok(o), openai.map_err(|e| e.to_string()), "{s}");
+            }
+            if let Some(a) = Anthropic::scan(b) {
+                fast[1] += usize::from(i % 2 == 0);
+                let a = seen(a.model, a.messages, a.max_tokens, None);
+                assert_eq!(Ok(a), anthropic.map_err(|e| e.to_string()), "{s}");
+            }
+        }
+        for k in 0..2 {
+            assert!(
+                fast[k] * 2 > valid[k],
+                "only {} of {} valid bodies took the fast path",
+                fast[k],
+                valid[k]
+            );
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod openai_chat;
 mod openai_chat_stream;
 pub mod openai_responses;
 pub mod passthrough;
-mod scan;
+pub(crate) mod scan;
 pub mod sse;
 mod stream_usage;
 pub mod tools;

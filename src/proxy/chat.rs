@@ -656,7 +656,7 @@ pub async fn respond_upstream(
     let opts =
         ResponseOptions { model: names.model, gemini_sse: inb.gemini_sse, include_usage: inb.include_usage };
     let same = from == inb.format;
-    let mut h = ResponseHeader::build(200, Some(8))?;
+    let mut h = ResponseHeader::build_no_case(200, Some(8))?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
     h.insert_header("x-gateway-provider", names.provider)?;
     h.insert_header("x-gateway-model", names.model)?;

@@ -930,7 +930,7 @@ async fn download(
     }
     ctx.status = status;
     let p = &job.rt.snap.providers[job.provider];
-    let mut h = ResponseHeader::build(status, Some(8))?;
+    let mut h = ResponseHeader::build_no_case(status, Some(8))?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
     h.insert_header("x-gateway-provider", p.name.as_str())?;
     h.insert_header("x-gateway-attempts", ctx.attempts.to_string())?;

@@ -20,7 +20,7 @@ pub async fn json(
     extra: &[(&'static str, String)],
 ) -> pingora::Result<()> {
     ctx.status = status;
-    let mut h = ResponseHeader::build(status, Some(5 + extra.len()))?;
+    let mut h = ResponseHeader::build_no_case(status, Some(5 + extra.len()))?;
     h.insert_header("content-type", "application/json")?;
     h.insert_header("content-length", body.len().to_string())?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;

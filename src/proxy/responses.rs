@@ -506,7 +506,7 @@ async fn forward(
         return Ok(());
     }
     ctx.status = status;
-    let mut h = ResponseHeader::build(status, Some(6))?;
+    let mut h = ResponseHeader::build_no_case(status, Some(6))?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
     h.insert_header("x-gateway-provider", provider.name.as_str())?;
     h.insert_header("x-gateway-attempts", ctx.attempts.to_string())?;

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use llm_gateway::formats::passthrough::{self, OpenAiStreamUsage};
 
 fn body(prompt_bytes: usize) -> Vec<u8> {
@@ -112,25 +112,39 @@ fn translation(c: &mut Criterion) {
         ("openai_to_responses", Format::OpenAiResponses),
         ("openai_to_gemini", Format::Gemini),
     ] {
+        // A fresh translator (past its first two chunks, so the measured one is a steady-state
+        // delta) per measured chunk: one fed millions of chunks would reach the answer-size cap
+        // (`AnswerTooLarge`).
         g.bench_function(name, |x| {
-            let mut t = StreamTranslator::new(Format::OpenAiChat, to, &opts);
-            let mut out = Vec::with_capacity(4096);
-            t.feed(first, &mut out).unwrap();
-            x.iter(|| {
-                out.clear();
-                t.feed(black_box(chunk), &mut out).unwrap();
-            })
+            x.iter_batched_ref(
+                || {
+                    let mut t = StreamTranslator::new(Format::OpenAiChat, to, &opts);
+                    let mut out = Vec::with_capacity(4096);
+                    t.feed(first, &mut out).unwrap();
+                    t.feed(chunk, &mut out).unwrap();
+                    out.clear();
+                    (t, out)
+                },
+                |(t, out)| t.feed(black_box(chunk), out).unwrap(),
+                BatchSize::NumIterations(1024),
+            )
         });
     }
     let anth = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello there, \"}}\n\n";
+    let anth_start = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
     g.bench_function("anthropic_to_openai", |x| {
-        let mut t = StreamTranslator::new(Format::Anthropic, Format::OpenAiChat, &opts);
-        let mut out = Vec::with_capacity(4096);
-        t.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n", &mut out).unwrap();
-        x.iter(|| {
-            out.clear();
-            t.feed(black_box(anth), &mut out).unwrap();
-        })
+        x.iter_batched_ref(
+            || {
+                let mut t = StreamTranslator::new(Format::Anthropic, Format::OpenAiChat, &opts);
+                let mut out = Vec::with_capacity(4096);
+                t.feed(anth_start, &mut out).unwrap();
+                t.feed(anth, &mut out).unwrap();
+                out.clear();
+                (t, out)
+            },
+            |(t, out)| t.feed(black_box(anth), out).unwrap(),
+            BatchSize::NumIterations(1024),
+        )
     });
     g.finish();
 }

@@ -154,6 +154,15 @@ def main():
                                         (b"Content-Disposition: form-data; name*=utf-8''model", b"b")]))
     put("multipart", "lf_only", form([(model, b"stt"), (file_, b"ab--XyZ")], nl=b"\n"))
     put("multipart", "epilogue", form([(model, b"stt")]) + form([(model, b"dear")]))
+    # scan_differential: JSON documents of every shape a fast path reads (request and answer
+    # bodies, and each `data:` line of the golden OpenAI streams).
+    for kind in ("requests", "responses"):
+        for f in sorted((GOLDEN / kind).glob("*/*.json")):
+            put("scan_differential", kind + "-" + f.parent.name + "-" + f.name, f.read_bytes())
+    for f in in_format("streams", "openai_chat"):
+        for i, line in enumerate(f.read_text().splitlines()):
+            if line.startswith("data: {"):
+                put("scan_differential", f"{f.parent.name}-{f.name}-{i}", line[6:])
     for t in sorted(CORPUS.iterdir()):
         print(f"{t.name}: {len(list(t.iterdir()))} seeds")
 

@@ -3,7 +3,7 @@
 //! body validation → (limits and budget reservation plug in here) → an [`Admission`] the proxy
 //! carries to the end, where accounting runs exactly once.
 
-mod validate;
+pub(crate) mod validate;
 
 pub use self::validate::{validate, Shape};
 

@@ -337,6 +337,24 @@ fn scan_fields<const N: usize>(body: &[u8], fields: [(&str, Kind); N]) -> Option
     Some(out)
 }
 
+/// Panics unless the fast path reads `body` as the serde pass does, for both scanned shapes, or
+/// gives up (tests, fuzzing).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn fast_path_agrees(body: &[u8]) {
+    let seen =
+        |m: Option<String>, n: Option<Count>, t: Option<u64>, c: Option<u64>| (m, n.map(|n| n.0), t, c);
+    if let Some(o) = OpenAiChat::scan(body) {
+        let want = parse::<OpenAiChat>(body)
+            .map(|o| seen(o.model, o.messages, o.max_tokens, o.max_completion_tokens));
+        let got = seen(o.model, o.messages, o.max_tokens, o.max_completion_tokens);
+        assert_eq!(Ok(got), want.map_err(|e| e.to_string()));
+    }
+    if let Some(a) = Anthropic::scan(body) {
+        let want = parse::<Anthropic>(body).map(|a| seen(a.model, a.messages, a.max_tokens, None));
+        assert_eq!(Ok(seen(a.model, a.messages, a.max_tokens, None)), want.map_err(|e| e.to_string()));
+    }
+}
+
 impl OpenAiChat {
     fn scan(body: &[u8]) -> Option<Self> {
         use Kind::*;

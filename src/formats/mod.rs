@@ -24,6 +24,10 @@ mod openai_chat_stream;
 pub mod openai_responses;
 pub mod passthrough;
 pub(crate) mod scan;
+/// The fast paths checked against `serde_json` (the `scan_differential` fuzz target).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use scan::fast_paths_agree;
 pub mod sse;
 mod stream_usage;
 pub mod tools;

@@ -303,6 +303,17 @@ fn scan_tool_call<'a>(p: &mut Scan<'a>) -> Option<WireToolCall<'a>> {
     Some(t)
 }
 
+/// Panics unless the fast path reads `data` as `serde_json` does or gives up (tests, fuzzing).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn fast_path_agrees(data: &str) {
+    if let Some(c) = scan_chunk(data) {
+        match serde_json::from_str::<Obj<Chunk>>(data) {
+            Ok(want) => assert_eq!(format!("{c:?}"), format!("{:?}", want.0.unwrap_or_default()), "{data}"),
+            Err(e) => panic!("the chunk fast path accepted what serde_json rejects ({e}): {data}"),
+        }
+    }
+}
+
 /// The known keys of one object already read (serde's derive fails on a repeated one).
 #[derive(Default)]
 struct Seen(u8);

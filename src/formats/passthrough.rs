@@ -89,6 +89,31 @@ impl<'a> TopLevel<'a> {
     }
 }
 
+/// Panics unless the body's fast path, and the readers of raw values, read `body` as
+/// `serde_json` does or give up; likewise the usage reader (tests, fuzzing).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn fast_path_agrees(body: &[u8]) {
+    let want = serde_json::from_slice::<TopLevel>(body);
+    if let Some(top) = TopLevel::scan(body) {
+        match &want {
+            Ok(want) => assert_eq!(&top, want),
+            Err(e) => panic!("the peek's fast path accepted what serde_json rejects ({e})"),
+        }
+    }
+    if let Ok(top) = want {
+        for (_, raw) in &top.0 {
+            assert_eq!(
+                string_or_null(raw),
+                serde_json::from_str::<Option<String>>(raw).map_err(|_| ()),
+                "{raw}"
+            );
+            assert_eq!(bool_or_null(raw), serde_json::from_str::<Option<bool>>(raw).map_err(|_| ()), "{raw}");
+        }
+    }
+    let serde = serde_json::from_slice::<Option<OpenAiUsage>>(body).ok().and_then(|u| u.map(Usage::from));
+    assert_eq!(openai_usage_value(body), serde);
+}
+
 /// Byte range of a raw value inside `body` (it borrows from it).
 fn span(body: &[u8], raw: &str) -> (usize, usize) {
     let start = raw.as_ptr() as usize - body.as_ptr() as usize;

@@ -493,6 +493,38 @@ mod tests {
     }
 
     #[test]
+    fn every_fast_path_agrees_with_serde_json_on_generated_documents() {
+        // Documents of every shape the fast paths read, whole and mutated, through all of them.
+        let mut g = testgen::Gen(0x6A09_E667_F3BC_C909);
+        for i in 0..20_000 {
+            let keys = [
+                "model",
+                "messages",
+                "choices",
+                "usage",
+                "error",
+                "prompt_tokens",
+                "completion_tokens",
+                "input_tokens",
+                "stream",
+                "max_tokens",
+                "content",
+                "id",
+                "delta",
+                "index",
+            ];
+            let n = g.below(6);
+            let members: Vec<String> =
+                (0..n).map(|_| format!("\"{}\":{}", g.pick(&keys), g.any(0))).collect();
+            let mut s = format!("{{{}}}", members.join(","));
+            if i % 2 == 1 {
+                s = g.mutate(&s);
+            }
+            fast_paths_agree(s.as_bytes());
+        }
+    }
+
+    #[test]
     fn u64_reads_plain_integers_only() {
         assert_eq!(Scan::new("0").u64(), Some(0));
         assert_eq!(Scan::new("18446744073709551615").u64(), Some(u64::MAX));
@@ -500,6 +532,19 @@ mod tests {
             assert_eq!(Scan::new(c).u64(), None, "{c}");
         }
     }
+}
+
+/// Every fast path against its `serde_json` twin on the same bytes: panics where one accepts
+/// what its twin refuses or reads it differently (the `scan_differential` fuzz target, tests).
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn fast_paths_agree(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        super::openai_chat_stream::fast_path_agrees(text);
+    }
+    super::validate::fast_path_agrees(data);
+    super::passthrough::fast_path_agrees(data);
+    super::stream_usage::fast_path_agrees(data);
+    crate::admission::validate::fast_path_agrees(data);
 }
 
 #[cfg(test)]

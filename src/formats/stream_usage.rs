@@ -376,6 +376,24 @@ fn scan_usage_chunk(data: &[u8]) -> Option<(Option<Usage>, bool)> {
     Some((usage.flatten(), choices.unwrap_or(false)))
 }
 
+/// Panics unless the usage chunk's fast path reads `data` as the derived [`Chunk`] does or
+/// gives up (tests, fuzzing).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn fast_path_agrees(data: &[u8]) {
+    if let Some((usage, only)) = scan_usage_chunk(data) {
+        match serde_json::from_slice::<Chunk>(data) {
+            Ok(c) => {
+                let want = c.usage.map(Usage::from);
+                assert_eq!(usage, want);
+                if usage.is_some() {
+                    assert_eq!(only, c.choices.is_some_and(|c| c.is_empty()));
+                }
+            }
+            Err(e) => panic!("the usage chunk's fast path accepted what serde_json rejects ({e})"),
+        }
+    }
+}
+
 /// `"usage"`, searched for in every event (the searcher built once).
 static USAGE_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));

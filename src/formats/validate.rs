@@ -169,6 +169,23 @@ fn scan_top_level(success: &[&str], body: &[u8]) -> Option<TopLevel> {
     Some(top)
 }
 
+/// Panics unless the fast check finds what the serde pass finds, for every format, or gives
+/// up (tests, fuzzing).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn fast_path_agrees(body: &[u8]) {
+    for format in
+        [Format::OpenAiChat, Format::OpenAiResponses, Format::Anthropic, Format::Gemini, Format::Bedrock]
+    {
+        let success = success_keys(format);
+        if let Some(top) = scan_top_level(success, body) {
+            match serde_top_level(success, body) {
+                Ok(want) => assert_eq!(top, want, "{}", String::from_utf8_lossy(body)),
+                Err(e) => panic!("the answer check's fast path accepted what serde_json refuses ({e})"),
+            }
+        }
+    }
+}
+
 /// Reads a [`TopLevel`], given the success keys of the format and where the body starts in
 /// memory (to tell where `usage` lies in it).
 struct TopLevelSeed(&'static [&'static str], usize);

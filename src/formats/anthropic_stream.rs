@@ -16,6 +16,7 @@ use super::anthropic::{encode_usage, error_value, kind_for_type, stop_reason, Us
 use super::anthropic_request::BlockIn;
 use super::finish_reason;
 use super::lenient::{Obj, Str, U64};
+use super::scan::Scan;
 use super::sse::{write_json, write_json_str, write_json_u64, SseEvent, SseParser};
 use super::{ErrorKind, FinishReason, Format, ResponseOptions, StreamEvent, TranslateError, Usage};
 
@@ -85,10 +86,13 @@ impl StreamDecoder {
         if self.done {
             return Ok(());
         }
-        let v = serde_json::from_str::<Obj<EventIn>>(&ev.data)
-            .map_err(|e| TranslateError::Stream(format!("{} event is not JSON: {e}", ev.event)))?
-            .0
-            .unwrap_or_default();
+        let v = match scan_event(&ev.data) {
+            Some(v) => v,
+            None => serde_json::from_str::<Obj<EventIn>>(&ev.data)
+                .map_err(|e| TranslateError::Stream(format!("{} event is not JSON: {e}", ev.event)))?
+                .0
+                .unwrap_or_default(),
+        };
         // The `type` in the data is authoritative; the `event:` line names the same thing.
         let ty = v.ty.0.as_deref().unwrap_or(ev.event.as_str());
         let began = self.started;
@@ -195,6 +199,94 @@ impl StreamDecoder {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// The fast path for the events of every chunk (`content_block_delta`, `content_block_stop`,
+/// `ping`, `message_stop`): the same `EventIn` `serde_json` would decode, or `None` where the
+/// scanner gives up and `serde_json` decides (see `scan`): a non-null `message`,
+/// `content_block`, `usage` or `error` (once per stream), a member of an unexpected type, a
+/// known member twice, any syntax the scanner does not take.
+fn scan_event(data: &str) -> Option<EventIn<'_>> {
+    let mut p = Scan::new(data);
+    let mut e = EventIn::default();
+    let mut seen = 0u8;
+    let mut once = |bit: u8| {
+        let m = 1u8 << bit;
+        (seen & m == 0).then(|| seen |= m)
+    };
+    p.object()?;
+    let mut first = true;
+    while let Some(key) = p.key(&mut first)? {
+        match key {
+            "type" => e.ty = once(0).and_then(|_| p.string_or_null()).map(Str)?,
+            "index" => e.index = once(1).and_then(|_| p.u64_or_null())?,
+            "delta" => {
+                once(2)?;
+                e.delta = Obj(match p.peek()? {
+                    b'n' => p.null().map(|_| None)?,
+                    _ => Some(scan_delta(&mut p)?),
+                });
+            }
+            "message" | "content_block" | "usage" | "error" => {
+                let bit = match key {
+                    "message" => 3,
+                    "content_block" => 4,
+                    "usage" => 5,
+                    _ => 6,
+                };
+                once(bit)?;
+                p.null()?;
+            }
+            _ => p.skip()?,
+        }
+    }
+    p.end()?;
+    Some(e)
+}
+
+fn scan_delta<'a>(p: &mut Scan<'a>) -> Option<DeltaIn<'a>> {
+    let mut d = DeltaIn::default();
+    let mut seen = 0u8;
+    p.object()?;
+    let mut first = true;
+    while let Some(key) = p.key(&mut first)? {
+        let (bit, field) = match key {
+            "type" => (0, &mut d.ty),
+            "text" => (1, &mut d.text),
+            "thinking" => (2, &mut d.thinking),
+            "signature" => (3, &mut d.signature),
+            "partial_json" => (4, &mut d.partial_json),
+            "stop_reason" => (5, &mut d.stop_reason),
+            _ => {
+                p.skip()?;
+                continue;
+            }
+        };
+        if seen & (1 << bit) != 0 {
+            return None;
+        }
+        seen |= 1 << bit;
+        *field = Str(p.string_or_null()?);
+    }
+    Some(d)
+}
+
+/// Panics unless the fast path reads `data` as `serde_json` does or gives up (tests, fuzzing).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn fast_path_agrees(data: &str) {
+    let seen = |e: &EventIn| {
+        let absent =
+            [e.message.0.is_none(), e.content_block.0.is_none(), e.usage.0.is_none(), e.error.0.is_none()];
+        format!("{:?} {:?} {:?} {absent:?}", e.ty, e.index, e.delta)
+    };
+    if let Some(e) = scan_event(data) {
+        match serde_json::from_str::<Obj<EventIn>>(data) {
+            Ok(want) => assert_eq!(seen(&e), seen(&want.0.unwrap_or_default()), "{data}"),
+            Err(err) => {
+                panic!("the Anthropic event fast path accepted what serde_json rejects ({err}): {data}")
+            }
+        }
     }
 }
 

@@ -359,3 +359,52 @@ mod erased {
         }
     }
 }
+
+/// An upstream Anthropic event: the everyday ones, whose members may be missing, repeated or of
+/// another type, and the once-per-stream ones the fast path leaves to serde_json.
+fn event(g: &mut crate::formats::scan::testgen::Gen) -> String {
+    let delta_type =
+        g.pick(&["\"text_delta\"", "\"thinking_delta\"", "\"input_json_delta\"", "\"signature_delta\""]);
+    let delta = vec![
+        ("type", delta_type.to_owned()),
+        ("text", g.str_or_null()),
+        ("thinking", g.str_or_null()),
+        ("partial_json", g.str_or_null()),
+        ("signature", g.str_or_null()),
+        ("stop_reason", g.str_or_null()),
+    ];
+    let ty = g.pick(&[
+        "\"content_block_delta\"",
+        "\"content_block_stop\"",
+        "\"ping\"",
+        "\"message_stop\"",
+        "\"message_delta\"",
+    ]);
+    let members = vec![
+        ("type", ty.to_owned()),
+        ("index", g.count()),
+        ("delta", g.object(delta)),
+        ("usage", if g.below(10) == 0 { "{\"output_tokens\":3}".to_owned() } else { "null".to_owned() }),
+        ("message", if g.below(20) == 0 { "{\"id\":\"m\"}".to_owned() } else { "null".to_owned() }),
+    ];
+    g.object(members)
+}
+
+#[test]
+fn the_fast_path_reads_every_event_as_serde_json_does_or_gives_up() {
+    let mut g = crate::formats::scan::testgen::Gen(0xBB67_AE85_84CA_A73B);
+    let (mut valid, mut fast) = (0, 0);
+    for i in 0..30_000 {
+        let mut s = event(&mut g);
+        if i % 2 == 1 {
+            s = g.mutate(&s);
+        }
+        valid += usize::from(i % 2 == 0 && serde_json::from_str::<Obj<EventIn>>(&s).is_ok());
+        fast += usize::from(i % 2 == 0 && scan_event(&s).is_some());
+        fast_path_agrees(&s);
+    }
+    assert!(fast * 2 > valid, "only {fast} of {valid} valid events took the fast path");
+    // The event of nearly every chunk takes it.
+    let delta = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#;
+    assert!(scan_event(delta).is_some());
+}

@@ -540,6 +540,7 @@ mod tests {
 pub fn fast_paths_agree(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         super::openai_chat_stream::fast_path_agrees(text);
+        super::anthropic_stream::fast_path_agrees(text);
     }
     super::validate::fast_path_agrees(data);
     super::passthrough::fast_path_agrees(data);

@@ -16,7 +16,7 @@ use super::anthropic::{encode_usage, error_value, kind_for_type, stop_reason, Us
 use super::anthropic_request::BlockIn;
 use super::finish_reason;
 use super::lenient::{Obj, Str, U64};
-use super::scan::Scan;
+use super::scan::{Scan, Seen};
 use super::sse::{write_json, write_json_str, write_json_u64, SseEvent, SseParser};
 use super::{ErrorKind, FinishReason, Format, ResponseOptions, StreamEvent, TranslateError, Usage};
 
@@ -210,19 +210,15 @@ impl StreamDecoder {
 fn scan_event(data: &str) -> Option<EventIn<'_>> {
     let mut p = Scan::new(data);
     let mut e = EventIn::default();
-    let mut seen = 0u8;
-    let mut once = |bit: u8| {
-        let m = 1u8 << bit;
-        (seen & m == 0).then(|| seen |= m)
-    };
+    let mut seen = Seen::default();
     p.object()?;
     let mut first = true;
     while let Some(key) = p.key(&mut first)? {
         match key {
-            "type" => e.ty = once(0).and_then(|_| p.string_or_null()).map(Str)?,
-            "index" => e.index = once(1).and_then(|_| p.u64_or_null())?,
+            "type" => e.ty = seen.str(0, &mut p)?,
+            "index" => e.index = seen.once(1).and_then(|_| p.u64_or_null())?,
             "delta" => {
-                once(2)?;
+                seen.once(2)?;
                 e.delta = Obj(match p.peek()? {
                     b'n' => p.null().map(|_| None)?,
                     _ => Some(scan_delta(&mut p)?),
@@ -235,7 +231,7 @@ fn scan_event(data: &str) -> Option<EventIn<'_>> {
                     "usage" => 5,
                     _ => 6,
                 };
-                once(bit)?;
+                seen.once(bit)?;
                 p.null()?;
             }
             _ => p.skip()?,
@@ -247,7 +243,7 @@ fn scan_event(data: &str) -> Option<EventIn<'_>> {
 
 fn scan_delta<'a>(p: &mut Scan<'a>) -> Option<DeltaIn<'a>> {
     let mut d = DeltaIn::default();
-    let mut seen = 0u8;
+    let mut seen = Seen::default();
     p.object()?;
     let mut first = true;
     while let Some(key) = p.key(&mut first)? {
@@ -263,11 +259,7 @@ fn scan_delta<'a>(p: &mut Scan<'a>) -> Option<DeltaIn<'a>> {
                 continue;
             }
         };
-        if seen & (1 << bit) != 0 {
-            return None;
-        }
-        seen |= 1 << bit;
-        *field = Str(p.string_or_null()?);
+        *field = seen.str(bit, p)?;
     }
     Some(d)
 }

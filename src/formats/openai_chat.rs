@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::finish_reason;
 use super::lenient::{Obj, U64};
-use super::scan::Scan;
+use super::scan::{Scan, Seen};
 use super::tools::value_to_tool_arguments;
 use super::{
     ChatRequest, ChatResponse, Encoded, ErrorKind, Format, ImageSource, Message, Part, Reasoning,
@@ -518,24 +518,20 @@ impl WireUsage {
     /// `scan`): integers or `null` in the counted fields, objects or `null` for the details.
     pub(crate) fn scan(p: &mut Scan) -> Option<WireUsage> {
         let mut u = WireUsage::default();
-        let mut seen = 0u8;
-        let mut once = |bit: u8| {
-            let m = 1u8 << bit;
-            (seen & m == 0).then(|| seen |= m)
-        };
+        let mut seen = Seen::default();
         p.object()?;
         let mut first = true;
         while let Some(key) = p.key(&mut first)? {
             match key {
-                "prompt_tokens" => u.prompt_tokens = once(0).and_then(|_| p.u64_or_null())?,
-                "completion_tokens" => u.completion_tokens = once(1).and_then(|_| p.u64_or_null())?,
+                "prompt_tokens" => u.prompt_tokens = seen.once(0).and_then(|_| p.u64_or_null())?,
+                "completion_tokens" => u.completion_tokens = seen.once(1).and_then(|_| p.u64_or_null())?,
                 "prompt_tokens_details" => {
-                    once(2)?;
+                    seen.once(2)?;
                     u.prompt_tokens_details =
                         Obj(scan_details(p, "cached_tokens")?.map(|n| PromptDetails { cached_tokens: n }));
                 }
                 "completion_tokens_details" => {
-                    once(3)?;
+                    seen.once(3)?;
                     u.completion_tokens_details = Obj(scan_details(p, "reasoning_tokens")?
                         .map(|n| CompletionDetails { reasoning_tokens: n }));
                 }

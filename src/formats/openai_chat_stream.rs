@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use super::finish_reason;
 use super::lenient::{First, Many, Obj, Str, U64};
 use super::openai_chat::{encode_usage, error_value, UsageOut, WireUsage};
-use super::scan::Scan;
+use super::scan::{Scan, Seen};
 use super::sse::{write_data, write_json, write_json_str, write_json_u64, SseEvent, SseParser};
 use super::{ErrorKind, FinishReason, Format, ResponseOptions, StreamEvent, TranslateError};
 
@@ -311,27 +311,6 @@ pub(crate) fn fast_path_agrees(data: &str) {
             Ok(want) => assert_eq!(format!("{c:?}"), format!("{:?}", want.0.unwrap_or_default()), "{data}"),
             Err(e) => panic!("the chunk fast path accepted what serde_json rejects ({e}): {data}"),
         }
-    }
-}
-
-/// The known keys of one object already read (serde's derive fails on a repeated one).
-#[derive(Default)]
-struct Seen(u8);
-
-impl Seen {
-    fn once(&mut self, bit: u8) -> Option<()> {
-        let m = 1 << bit;
-        if self.0 & m != 0 {
-            return None;
-        }
-        self.0 |= m;
-        Some(())
-    }
-
-    /// A lenient `Str` member (a string or `null`), once.
-    fn str<'a>(&mut self, bit: u8, p: &mut Scan<'a>) -> Option<Str<'a>> {
-        self.once(bit)?;
-        p.string_or_null().map(Str)
     }
 }
 

@@ -294,23 +294,19 @@ pub fn openai_usage_value(usage: &[u8]) -> Option<Usage> {
 /// derive refuses it), a member given twice under either spelling, details not an object.
 pub(super) fn scan_openai_usage(p: &mut super::scan::Scan) -> Option<Usage> {
     let mut u = Usage::default();
-    let mut seen = 0u8;
-    let mut once = |bit: u8| {
-        let m = 1u8 << bit;
-        (seen & m == 0).then(|| seen |= m)
-    };
+    let mut seen = super::scan::Seen::default();
     p.object()?;
     let mut first = true;
     while let Some(key) = p.key(&mut first)? {
         match key {
-            "prompt_tokens" | "input_tokens" => u.input_tokens = once(0).and_then(|_| p.u64())?,
-            "completion_tokens" | "output_tokens" => u.output_tokens = once(1).and_then(|_| p.u64())?,
+            "prompt_tokens" | "input_tokens" => u.input_tokens = seen.once(0).and_then(|_| p.u64())?,
+            "completion_tokens" | "output_tokens" => u.output_tokens = seen.once(1).and_then(|_| p.u64())?,
             "prompt_tokens_details" | "input_tokens_details" => {
-                once(2)?;
+                seen.once(2)?;
                 u.cache_read_tokens = scan_details(p)?.0;
             }
             "completion_tokens_details" | "output_tokens_details" => {
-                once(3)?;
+                seen.once(3)?;
                 u.reasoning_tokens = scan_details(p)?.1;
             }
             _ => p.skip()?,

@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use super::lenient::U64;
+use super::lenient::{Str, U64};
 
 /// Deeper nesting gives up (`serde_json`'s own limit is 128).
 pub(crate) const MAX_DEPTH: u32 = 64;
@@ -31,6 +31,29 @@ static STOP: [bool; 256] = {
     t[b'\\' as usize] = true;
     t
 };
+
+/// The known members of one object already read: the fast paths give up on a member given
+/// twice, which serde's derive refuses.
+#[derive(Default)]
+pub(crate) struct Seen(u32);
+
+impl Seen {
+    /// Marks member `bit` read; `None` when it was already.
+    pub(crate) fn once(&mut self, bit: u32) -> Option<()> {
+        let m = 1 << bit;
+        if self.0 & m != 0 {
+            return None;
+        }
+        self.0 |= m;
+        Some(())
+    }
+
+    /// A lenient `Str` member (a string or `null`), once.
+    pub(crate) fn str<'a>(&mut self, bit: u32, p: &mut Scan<'a>) -> Option<Str<'a>> {
+        self.once(bit)?;
+        p.string_or_null().map(Str)
+    }
+}
 
 /// A cursor over one JSON document. Every method returns `None` when it gives up.
 pub(crate) struct Scan<'a> {

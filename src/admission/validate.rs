@@ -296,12 +296,10 @@ impl Field {
 fn scan_fields<const N: usize>(body: &[u8], fields: [(&str, Kind); N]) -> Option<[Field; N]> {
     let mut p = crate::formats::scan::Scan::new(std::str::from_utf8(body).ok()?);
     let mut out = [const { Field::Absent }; N];
-    p.object()?;
-    let mut first = true;
-    while let Some(key) = p.key(&mut first)? {
+    p.members(|key, p| {
         let Some(i) = fields.iter().position(|(name, _)| *name == key) else {
             p.skip()?;
-            continue;
+            return Some(());
         };
         if out[i] != Field::Absent {
             return None; // twice: the derive refuses it
@@ -314,15 +312,14 @@ fn scan_fields<const N: usize>(body: &[u8], fields: [(&str, Kind); N]) -> Option
             match fields[i].1 {
                 Kind::Str => Field::Str(p.string()?.into_owned()),
                 Kind::Objects => {
-                    p.array()?;
-                    let (mut first, mut n) = (true, 0);
-                    while p.element(&mut first)? {
+                    let mut n = 0;
+                    p.elements(|p| {
                         if p.peek()? != b'{' {
                             return None;
                         }
-                        p.skip()?;
                         n += 1;
-                    }
+                        p.skip()
+                    })?;
                     Field::Count(n)
                 }
                 Kind::Bool if c == b't' || c == b'f' => p.skip().map(|_| Field::Ok)?,
@@ -332,7 +329,8 @@ fn scan_fields<const N: usize>(body: &[u8], fields: [(&str, Kind); N]) -> Option
                 Kind::Bool | Kind::F64 => return None,
             }
         };
-    }
+        Some(())
+    })?;
     p.end()?;
     Some(out)
 }

@@ -211,17 +211,15 @@ fn scan_event(data: &str) -> Option<EventIn<'_>> {
     let mut p = Scan::new(data);
     let mut e = EventIn::default();
     let mut seen = Seen::default();
-    p.object()?;
-    let mut first = true;
-    while let Some(key) = p.key(&mut first)? {
+    p.members(|key, p| {
         match key {
-            "type" => e.ty = seen.str(0, &mut p)?,
+            "type" => e.ty = seen.str(0, p)?,
             "index" => e.index = seen.once(1).and_then(|_| p.u64_or_null())?,
             "delta" => {
                 seen.once(2)?;
                 e.delta = Obj(match p.peek()? {
                     b'n' => p.null().map(|_| None)?,
-                    _ => Some(scan_delta(&mut p)?),
+                    _ => Some(scan_delta(p)?),
                 });
             }
             "message" | "content_block" | "usage" | "error" => {
@@ -236,7 +234,8 @@ fn scan_event(data: &str) -> Option<EventIn<'_>> {
             }
             _ => p.skip()?,
         }
-    }
+        Some(())
+    })?;
     p.end()?;
     Some(e)
 }
@@ -244,9 +243,7 @@ fn scan_event(data: &str) -> Option<EventIn<'_>> {
 fn scan_delta<'a>(p: &mut Scan<'a>) -> Option<DeltaIn<'a>> {
     let mut d = DeltaIn::default();
     let mut seen = Seen::default();
-    p.object()?;
-    let mut first = true;
-    while let Some(key) = p.key(&mut first)? {
+    p.members(|key, p| {
         let (bit, field) = match key {
             "type" => (0, &mut d.ty),
             "text" => (1, &mut d.text),
@@ -256,11 +253,12 @@ fn scan_delta<'a>(p: &mut Scan<'a>) -> Option<DeltaIn<'a>> {
             "stop_reason" => (5, &mut d.stop_reason),
             _ => {
                 p.skip()?;
-                continue;
+                return Some(());
             }
         };
         *field = seen.str(bit, p)?;
-    }
+        Some(())
+    })?;
     Some(d)
 }
 

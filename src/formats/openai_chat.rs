@@ -519,9 +519,7 @@ impl WireUsage {
     pub(crate) fn scan(p: &mut Scan) -> Option<WireUsage> {
         let mut u = WireUsage::default();
         let mut seen = Seen::default();
-        p.object()?;
-        let mut first = true;
-        while let Some(key) = p.key(&mut first)? {
+        p.members(|key, p| {
             match key {
                 "prompt_tokens" => u.prompt_tokens = seen.once(0).and_then(|_| p.u64_or_null())?,
                 "completion_tokens" => u.completion_tokens = seen.once(1).and_then(|_| p.u64_or_null())?,
@@ -537,7 +535,8 @@ impl WireUsage {
                 }
                 _ => p.skip()?,
             }
-        }
+            Some(())
+        })?;
         Some(u)
     }
 
@@ -562,9 +561,7 @@ fn scan_details(p: &mut Scan, field: &str) -> Option<Option<U64>> {
     }
     let mut n = U64(None);
     let mut seen = false;
-    p.object()?;
-    let mut first = true;
-    while let Some(key) = p.key(&mut first)? {
+    p.members(|key, p| {
         if key == field {
             if std::mem::replace(&mut seen, true) {
                 return None;
@@ -573,7 +570,8 @@ fn scan_details(p: &mut Scan, field: &str) -> Option<Option<U64>> {
         } else {
             p.skip()?;
         }
-    }
+        Some(())
+    })?;
     Some(Some(n))
 }
 

@@ -168,38 +168,35 @@ fn scan_chunk(data: &str) -> Option<Chunk<'_>> {
     let mut p = Scan::new(data);
     let mut c = Chunk::default();
     let mut seen = Seen::default();
-    p.object()?;
-    let mut first = true;
-    while let Some(key) = p.key(&mut first)? {
+    p.members(|key, p| {
         match key {
-            "id" => c.id = seen.str(0, &mut p)?,
-            "model" => c.model = seen.str(1, &mut p)?,
+            "id" => c.id = seen.str(0, p)?,
+            "model" => c.model = seen.str(1, p)?,
             "choices" => {
                 seen.once(2)?;
                 c.choices = First(match p.peek()? {
                     b'n' => p.null().map(|_| None)?,
-                    b'[' => {
-                        p.array()?;
-                        let mut first = true;
-                        if p.element(&mut first)? {
-                            let choice = scan_choice(&mut p)?;
-                            while p.element(&mut first)? {
-                                p.skip()?;
+                    _ => {
+                        // The first element, an object; the others are skipped.
+                        let mut first = None;
+                        let mut n = 0;
+                        p.elements(|p| {
+                            n += 1;
+                            match n {
+                                1 => first = Some(scan_choice(p)?),
+                                _ => p.skip()?,
                             }
-                            Some(choice)
-                        } else {
-                            None
-                        }
+                            Some(())
+                        })?;
+                        first
                     }
-                    _ => return None,
                 });
             }
             "usage" => {
                 seen.once(3)?;
                 c.usage = match p.peek()? {
                     b'n' => p.null().map(|_| Obj(None))?,
-                    b'{' => Obj(Some(WireUsage::scan(&mut p)?)),
-                    _ => return None,
+                    _ => Obj(Some(WireUsage::scan(p)?)),
                 };
             }
             "error" => {
@@ -208,7 +205,8 @@ fn scan_chunk(data: &str) -> Option<Chunk<'_>> {
             }
             _ => p.skip()?,
         }
-    }
+        Some(())
+    })?;
     p.end()?;
     Some(c)
 }
@@ -216,9 +214,7 @@ fn scan_chunk(data: &str) -> Option<Chunk<'_>> {
 fn scan_choice<'a>(p: &mut Scan<'a>) -> Option<Choice<'a>> {
     let mut c = Choice::default();
     let mut seen = Seen::default();
-    p.object()?;
-    let mut first = true;
-    while let Some(key) = p.key(&mut first)? {
+    p.members(|key, p| {
         match key {
             "delta" => {
                 seen.once(0)?;
@@ -230,16 +226,15 @@ fn scan_choice<'a>(p: &mut Scan<'a>) -> Option<Choice<'a>> {
             "finish_reason" => c.finish_reason = seen.str(1, p)?,
             _ => p.skip()?,
         }
-    }
+        Some(())
+    })?;
     Some(c)
 }
 
 fn scan_delta<'a>(p: &mut Scan<'a>) -> Option<Delta<'a>> {
     let mut d = Delta::default();
     let mut seen = Seen::default();
-    p.object()?;
-    let mut first = true;
-    while let Some(key) = p.key(&mut first)? {
+    p.members(|key, p| {
         match key {
             "content" => d.content = seen.str(0, p)?,
             "reasoning_content" => d.reasoning_content = seen.str(1, p)?,
@@ -247,31 +242,28 @@ fn scan_delta<'a>(p: &mut Scan<'a>) -> Option<Delta<'a>> {
             "tool_calls" => {
                 seen.once(3)?;
                 if p.peek()? == b'n' {
-                    p.null()?;
-                    continue;
+                    return p.null();
                 }
-                p.array()?;
-                let mut first = true;
-                while p.element(&mut first)? {
+                p.elements(|p| {
                     let call = match p.peek()? {
                         b'n' => p.null().map(|_| None)?,
                         _ => Some(scan_tool_call(p)?),
                     };
                     d.tool_calls.0.push(call);
-                }
+                    Some(())
+                })?;
             }
             _ => p.skip()?,
         }
-    }
+        Some(())
+    })?;
     Some(d)
 }
 
 fn scan_tool_call<'a>(p: &mut Scan<'a>) -> Option<WireToolCall<'a>> {
     let mut t = WireToolCall::default();
     let mut seen = Seen::default();
-    p.object()?;
-    let mut first = true;
-    while let Some(key) = p.key(&mut first)? {
+    p.members(|key, p| {
         match key {
             "index" => {
                 seen.once(0)?;
@@ -281,25 +273,24 @@ fn scan_tool_call<'a>(p: &mut Scan<'a>) -> Option<WireToolCall<'a>> {
             "function" => {
                 seen.once(2)?;
                 if p.peek()? == b'n' {
-                    p.null()?;
-                    continue;
+                    return p.null();
                 }
                 let mut f = WireFunction::default();
                 let mut fseen = Seen::default();
-                p.object()?;
-                let mut ffirst = true;
-                while let Some(key) = p.key(&mut ffirst)? {
+                p.members(|key, p| {
                     match key {
                         "name" => f.name = fseen.str(0, p)?,
                         "arguments" => f.arguments = fseen.str(1, p)?,
                         _ => p.skip()?,
                     }
-                }
+                    Some(())
+                })?;
                 t.function = Obj(Some(f));
             }
             _ => p.skip()?,
         }
-    }
+        Some(())
+    })?;
     Some(t)
 }
 

@@ -75,11 +75,10 @@ impl<'a> TopLevel<'a> {
     fn scan(body: &'a [u8]) -> Option<Self> {
         let mut p = super::scan::Scan::new(std::str::from_utf8(body).ok()?);
         let mut v = Vec::with_capacity(8);
-        p.object()?;
-        let mut first = true;
-        while let Some(key) = p.key(&mut first)? {
+        p.members(|key, p| {
             v.push((std::borrow::Cow::Borrowed(key), p.skip_raw()?));
-        }
+            Some(())
+        })?;
         p.end()?;
         Some(TopLevel(v))
     }
@@ -295,9 +294,7 @@ pub fn openai_usage_value(usage: &[u8]) -> Option<Usage> {
 pub(super) fn scan_openai_usage(p: &mut super::scan::Scan) -> Option<Usage> {
     let mut u = Usage::default();
     let mut seen = super::scan::Seen::default();
-    p.object()?;
-    let mut first = true;
-    while let Some(key) = p.key(&mut first)? {
+    p.members(|key, p| {
         match key {
             "prompt_tokens" | "input_tokens" => u.input_tokens = seen.once(0).and_then(|_| p.u64())?,
             "completion_tokens" | "output_tokens" => u.output_tokens = seen.once(1).and_then(|_| p.u64())?,
@@ -311,7 +308,8 @@ pub(super) fn scan_openai_usage(p: &mut super::scan::Scan) -> Option<Usage> {
             }
             _ => p.skip()?,
         }
-    }
+        Some(())
+    })?;
     Some(u)
 }
 
@@ -321,21 +319,20 @@ fn scan_details(p: &mut super::scan::Scan) -> Option<(u64, u64)> {
         return p.null().map(|_| (0, 0));
     }
     let (mut cached, mut reasoning) = (None, None);
-    p.object()?;
-    let mut first = true;
-    while let Some(key) = p.key(&mut first)? {
+    p.members(|key, p| {
         let slot = match key {
             "cached_tokens" => &mut cached,
             "reasoning_tokens" => &mut reasoning,
             _ => {
                 p.skip()?;
-                continue;
+                return Some(());
             }
         };
         if slot.replace(p.u64()?).is_some() {
             return None;
         }
-    }
+        Some(())
+    })?;
     Some((cached.unwrap_or(0), reasoning.unwrap_or(0)))
 }
 

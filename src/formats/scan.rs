@@ -107,15 +107,38 @@ impl<'a> Scan<'a> {
         (self.i == self.s.len()).then_some(())
     }
 
+    /// Reads an object: `member` gets each key with the cursor at its value, which it must
+    /// consume (its `None` gives up).
+    #[inline]
+    pub(crate) fn members(&mut self, mut member: impl FnMut(&'a str, &mut Self) -> Option<()>) -> Option<()> {
+        self.object()?;
+        let mut first = true;
+        while let Some(key) = self.key(&mut first)? {
+            member(key, self)?;
+        }
+        Some(())
+    }
+
+    /// Reads an array: `element` gets the cursor at each element, which it must consume.
+    #[inline]
+    pub(crate) fn elements(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.array()?;
+        let mut first = true;
+        while self.element(&mut first)? {
+            element(self)?;
+        }
+        Some(())
+    }
+
     /// Consumes the `{` of an object.
-    pub(crate) fn object(&mut self) -> Option<()> {
+    fn object(&mut self) -> Option<()> {
         self.eat(b'{')?;
         self.enter()
     }
 
     /// The next key of the object being read (its value comes next), or `Some(None)` at its
     /// closing `}`. `first` is `true` before the first member and is kept by the caller.
-    pub(crate) fn key(&mut self, first: &mut bool) -> Option<Option<&'a str>> {
+    fn key(&mut self, first: &mut bool) -> Option<Option<&'a str>> {
         match self.peek()? {
             b'}' => {
                 self.i += 1;
@@ -134,13 +157,13 @@ impl<'a> Scan<'a> {
     }
 
     /// Consumes the `[` of an array.
-    pub(crate) fn array(&mut self) -> Option<()> {
+    fn array(&mut self) -> Option<()> {
         self.eat(b'[')?;
         self.enter()
     }
 
     /// Whether another element of the array being read follows (`false`: its `]` was consumed).
-    pub(crate) fn element(&mut self, first: &mut bool) -> Option<bool> {
+    fn element(&mut self, first: &mut bool) -> Option<bool> {
         match self.peek()? {
             b']' => {
                 self.i += 1;
@@ -334,22 +357,8 @@ impl<'a> Scan<'a> {
     pub(crate) fn skip(&mut self) -> Option<()> {
         match self.peek()? {
             b'"' => self.skip_string(),
-            b'{' => {
-                self.object()?;
-                let mut first = true;
-                while self.key(&mut first)?.is_some() {
-                    self.skip()?;
-                }
-                Some(())
-            }
-            b'[' => {
-                self.array()?;
-                let mut first = true;
-                while self.element(&mut first)? {
-                    self.skip()?;
-                }
-                Some(())
-            }
+            b'{' => self.members(|_, p| p.skip()),
+            b'[' => self.elements(Self::skip),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.null(),

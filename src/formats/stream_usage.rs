@@ -343,27 +343,23 @@ struct Chunk {
 fn scan_usage_chunk(data: &[u8]) -> Option<(Option<Usage>, bool)> {
     let mut p = super::scan::Scan::new(std::str::from_utf8(data).ok()?);
     let (mut usage, mut choices) = (None, None);
-    p.object()?;
-    let mut first = true;
-    while let Some(key) = p.key(&mut first)? {
+    p.members(|key, p| {
         match key {
             "usage" if usage.is_none() => {
                 usage = Some(match p.peek()? {
                     b'n' => p.null().map(|_| None)?,
-                    _ => Some(super::passthrough::scan_openai_usage(&mut p)?),
+                    _ => Some(super::passthrough::scan_openai_usage(p)?),
                 });
             }
             "choices" if choices.is_none() => {
                 choices = Some(match p.peek()? {
                     b'n' => p.null().map(|_| false)?,
                     _ => {
-                        p.array()?;
-                        let mut first = true;
                         let mut empty = true;
-                        while p.element(&mut first)? {
+                        p.elements(|p| {
                             empty = false;
-                            p.skip()?;
-                        }
+                            p.skip()
+                        })?;
                         empty
                     }
                 });
@@ -371,7 +367,8 @@ fn scan_usage_chunk(data: &[u8]) -> Option<(Option<Usage>, bool)> {
             "usage" | "choices" => return None, // twice: the derive refuses it
             _ => p.skip()?,
         }
-    }
+        Some(())
+    })?;
     p.end()?;
     Some((usage.flatten(), choices.unwrap_or(false)))
 }

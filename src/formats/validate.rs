@@ -150,9 +150,7 @@ fn scan_top_level(success: &[&str], body: &[u8]) -> Option<TopLevel> {
     let text = std::str::from_utf8(body).ok()?;
     let mut p = super::scan::Scan::new(text);
     let mut top = TopLevel { error: false, success_key: false, usage: None };
-    p.object()?;
-    let mut first = true;
-    while let Some(key) = p.key(&mut first)? {
+    p.members(|key, p| {
         match key {
             // `Option<Checked>`: `null` is no error.
             "error" if p.peek()? == b'n' => p.null()?,
@@ -164,7 +162,8 @@ fn scan_top_level(success: &[&str], body: &[u8]) -> Option<TopLevel> {
             _ => p.skip()?,
         }
         top.success_key |= success.contains(&key);
-    }
+        Some(())
+    })?;
     p.end()?;
     Some(top)
 }

@@ -105,47 +105,34 @@ fn translation(c: &mut Criterion) {
     let first = br#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}
 
 "#;
+    let anth = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello there, \"}}\n\n";
+    let anth_start = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
     let mut g = c.benchmark_group("stream_chunk");
     g.throughput(Throughput::Elements(1));
-    for (name, to) in [
-        ("openai_to_anthropic", Format::Anthropic),
-        ("openai_to_responses", Format::OpenAiResponses),
-        ("openai_to_gemini", Format::Gemini),
+    for (name, from, to, start, delta) in [
+        ("openai_to_anthropic", Format::OpenAiChat, Format::Anthropic, &first[..], &chunk[..]),
+        ("openai_to_responses", Format::OpenAiChat, Format::OpenAiResponses, first, chunk),
+        ("openai_to_gemini", Format::OpenAiChat, Format::Gemini, first, chunk),
+        ("anthropic_to_openai", Format::Anthropic, Format::OpenAiChat, anth_start, anth),
     ] {
-        // A fresh translator (past its first two chunks, so the measured one is a steady-state
-        // delta) per measured chunk: one fed millions of chunks would reach the answer-size cap
-        // (`AnswerTooLarge`).
+        // A fresh translator, past the start and one delta (so the measured delta is a
+        // steady-state one), per measured chunk: one fed millions of chunks would reach the
+        // answer-size cap (`AnswerTooLarge`).
         g.bench_function(name, |x| {
             x.iter_batched_ref(
                 || {
-                    let mut t = StreamTranslator::new(Format::OpenAiChat, to, &opts);
+                    let mut t = StreamTranslator::new(from, to, &opts);
                     let mut out = Vec::with_capacity(4096);
-                    t.feed(first, &mut out).unwrap();
-                    t.feed(chunk, &mut out).unwrap();
+                    t.feed(start, &mut out).unwrap();
+                    t.feed(delta, &mut out).unwrap();
                     out.clear();
                     (t, out)
                 },
-                |(t, out)| t.feed(black_box(chunk), out).unwrap(),
+                |(t, out)| t.feed(black_box(delta), out).unwrap(),
                 BatchSize::NumIterations(1024),
             )
         });
     }
-    let anth = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello there, \"}}\n\n";
-    let anth_start = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
-    g.bench_function("anthropic_to_openai", |x| {
-        x.iter_batched_ref(
-            || {
-                let mut t = StreamTranslator::new(Format::Anthropic, Format::OpenAiChat, &opts);
-                let mut out = Vec::with_capacity(4096);
-                t.feed(anth_start, &mut out).unwrap();
-                t.feed(anth, &mut out).unwrap();
-                out.clear();
-                (t, out)
-            },
-            |(t, out)| t.feed(black_box(anth), out).unwrap(),
-            BatchSize::NumIterations(1024),
-        )
-    });
     g.finish();
 }
 

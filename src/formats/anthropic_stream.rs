@@ -217,10 +217,7 @@ fn scan_event(data: &str) -> Option<EventIn<'_>> {
             "index" => e.index = seen.once(1).and_then(|_| p.u64_or_null())?,
             "delta" => {
                 seen.once(2)?;
-                e.delta = Obj(match p.peek()? {
-                    b'n' => p.null().map(|_| None)?,
-                    _ => Some(scan_delta(p)?),
-                });
+                e.delta = Obj(p.nullable(scan_delta)?);
             }
             "message" | "content_block" | "usage" | "error" => {
                 let bit = match key {

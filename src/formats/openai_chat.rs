@@ -556,23 +556,22 @@ impl WireUsage {
 
 /// A `*_tokens_details` object (`None` inside `Some` for `null`) with its one counted field.
 fn scan_details(p: &mut Scan, field: &str) -> Option<Option<U64>> {
-    if p.peek()? == b'n' {
-        return p.null().map(|_| None);
-    }
-    let mut n = U64(None);
-    let mut seen = false;
-    p.members(|key, p| {
-        if key == field {
-            if std::mem::replace(&mut seen, true) {
-                return None;
+    p.nullable(|p| {
+        let mut n = U64(None);
+        let mut seen = false;
+        p.members(|key, p| {
+            if key == field {
+                if std::mem::replace(&mut seen, true) {
+                    return None;
+                }
+                n = p.u64_or_null()?;
+            } else {
+                p.skip()?;
             }
-            n = p.u64_or_null()?;
-        } else {
-            p.skip()?;
-        }
-        Some(())
-    })?;
-    Some(Some(n))
+            Some(())
+        })?;
+        Some(n)
+    })
 }
 
 /// `usage` as OpenAI writes it.

@@ -174,30 +174,24 @@ fn scan_chunk(data: &str) -> Option<Chunk<'_>> {
             "model" => c.model = seen.str(1, p)?,
             "choices" => {
                 seen.once(2)?;
-                c.choices = First(match p.peek()? {
-                    b'n' => p.null().map(|_| None)?,
-                    _ => {
-                        // The first element, an object; the others are skipped.
-                        let mut first = None;
-                        let mut n = 0;
-                        p.elements(|p| {
-                            n += 1;
-                            match n {
-                                1 => first = Some(scan_choice(p)?),
-                                _ => p.skip()?,
-                            }
-                            Some(())
-                        })?;
-                        first
-                    }
-                });
+                // The first element, an object; the others are skipped.
+                let mut first = None;
+                let mut n = 0;
+                p.nullable(|p| {
+                    p.elements(|p| {
+                        n += 1;
+                        match n {
+                            1 => first = Some(scan_choice(p)?),
+                            _ => p.skip()?,
+                        }
+                        Some(())
+                    })
+                })?;
+                c.choices = First(first);
             }
             "usage" => {
                 seen.once(3)?;
-                c.usage = match p.peek()? {
-                    b'n' => p.null().map(|_| Obj(None))?,
-                    _ => Obj(Some(WireUsage::scan(p)?)),
-                };
+                c.usage = Obj(p.nullable(WireUsage::scan)?);
             }
             "error" => {
                 seen.once(4)?;
@@ -218,10 +212,7 @@ fn scan_choice<'a>(p: &mut Scan<'a>) -> Option<Choice<'a>> {
         match key {
             "delta" => {
                 seen.once(0)?;
-                c.delta = Obj(match p.peek()? {
-                    b'n' => p.null().map(|_| None)?,
-                    _ => Some(scan_delta(p)?),
-                });
+                c.delta = Obj(p.nullable(scan_delta)?);
             }
             "finish_reason" => c.finish_reason = seen.str(1, p)?,
             _ => p.skip()?,
@@ -241,16 +232,12 @@ fn scan_delta<'a>(p: &mut Scan<'a>) -> Option<Delta<'a>> {
             "refusal" => d.refusal = seen.str(2, p)?,
             "tool_calls" => {
                 seen.once(3)?;
-                if p.peek()? == b'n' {
-                    return p.null();
-                }
-                p.elements(|p| {
-                    let call = match p.peek()? {
-                        b'n' => p.null().map(|_| None)?,
-                        _ => Some(scan_tool_call(p)?),
-                    };
-                    d.tool_calls.0.push(call);
-                    Some(())
+                p.nullable(|p| {
+                    p.elements(|p| {
+                        let call = p.nullable(scan_tool_call)?;
+                        d.tool_calls.0.push(call);
+                        Some(())
+                    })
                 })?;
             }
             _ => p.skip()?,
@@ -272,20 +259,19 @@ fn scan_tool_call<'a>(p: &mut Scan<'a>) -> Option<WireToolCall<'a>> {
             "id" => t.id = seen.str(1, p)?,
             "function" => {
                 seen.once(2)?;
-                if p.peek()? == b'n' {
-                    return p.null();
-                }
-                let mut f = WireFunction::default();
-                let mut fseen = Seen::default();
-                p.members(|key, p| {
-                    match key {
-                        "name" => f.name = fseen.str(0, p)?,
-                        "arguments" => f.arguments = fseen.str(1, p)?,
-                        _ => p.skip()?,
-                    }
-                    Some(())
-                })?;
-                t.function = Obj(Some(f));
+                t.function = Obj(p.nullable(|p| {
+                    let mut f = WireFunction::default();
+                    let mut seen = Seen::default();
+                    p.members(|key, p| {
+                        match key {
+                            "name" => f.name = seen.str(0, p)?,
+                            "arguments" => f.arguments = seen.str(1, p)?,
+                            _ => p.skip()?,
+                        }
+                        Some(())
+                    })?;
+                    Some(f)
+                })?);
             }
             _ => p.skip()?,
         }

@@ -279,7 +279,7 @@ pub fn rewrite_peeked(body: &[u8], peek: &Peek, model: Option<&str>, force_strea
 pub fn openai_usage_value(usage: &[u8]) -> Option<Usage> {
     let fast = std::str::from_utf8(usage).ok().and_then(|text| {
         let mut p = super::scan::Scan::new(text);
-        let u = if p.peek()? == b'n' { p.null().map(|_| None)? } else { Some(scan_openai_usage(&mut p)?) };
+        let u = p.nullable(scan_openai_usage)?;
         p.end().map(|_| u)
     });
     match fast {
@@ -315,9 +315,10 @@ pub(super) fn scan_openai_usage(p: &mut super::scan::Scan) -> Option<Usage> {
 
 /// A [`Details`] object or `null`: its `(cached_tokens, reasoning_tokens)`, 0 when absent.
 fn scan_details(p: &mut super::scan::Scan) -> Option<(u64, u64)> {
-    if p.peek()? == b'n' {
-        return p.null().map(|_| (0, 0));
-    }
+    Some(p.nullable(scan_details_object)?.unwrap_or((0, 0)))
+}
+
+fn scan_details_object(p: &mut super::scan::Scan) -> Option<(u64, u64)> {
     let (mut cached, mut reasoning) = (None, None);
     p.members(|key, p| {
         let slot = match key {

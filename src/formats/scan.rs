@@ -111,9 +111,13 @@ impl<'a> Scan<'a> {
     /// consume (its `None` gives up).
     #[inline]
     pub(crate) fn members(&mut self, mut member: impl FnMut(&'a str, &mut Self) -> Option<()>) -> Option<()> {
-        self.object()?;
+        self.eat(b'{')?;
+        self.enter()?;
         let mut first = true;
-        while let Some(key) = self.key(&mut first)? {
+        while self.more(&mut first, b'}')? {
+            self.ws();
+            let key = self.plain_string()?;
+            self.eat(b':')?;
             member(key, self)?;
         }
         Some(())
@@ -122,50 +126,29 @@ impl<'a> Scan<'a> {
     /// Reads an array: `element` gets the cursor at each element, which it must consume.
     #[inline]
     pub(crate) fn elements(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        self.array()?;
+        self.eat(b'[')?;
+        self.enter()?;
         let mut first = true;
-        while self.element(&mut first)? {
+        while self.more(&mut first, b']')? {
             element(self)?;
         }
         Some(())
     }
 
-    /// Consumes the `{` of an object.
-    fn object(&mut self) -> Option<()> {
-        self.eat(b'{')?;
-        self.enter()
-    }
-
-    /// The next key of the object being read (its value comes next), or `Some(None)` at its
-    /// closing `}`. `first` is `true` before the first member and is kept by the caller.
-    fn key(&mut self, first: &mut bool) -> Option<Option<&'a str>> {
+    /// `null`, as `None`, or a value `read` reads, as `Some`.
+    #[inline]
+    pub(crate) fn nullable<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
         match self.peek()? {
-            b'}' => {
-                self.i += 1;
-                self.depth -= 1;
-                return Some(None);
-            }
-            b',' if !*first => self.i += 1,
-            _ if *first => {}
-            _ => return None,
+            b'n' => self.null().map(|_| None),
+            _ => read(self).map(Some),
         }
-        *first = false;
-        self.ws();
-        let key = self.plain_string()?;
-        self.eat(b':')?;
-        Some(Some(key))
     }
 
-    /// Consumes the `[` of an array.
-    fn array(&mut self) -> Option<()> {
-        self.eat(b'[')?;
-        self.enter()
-    }
-
-    /// Whether another element of the array being read follows (`false`: its `]` was consumed).
-    fn element(&mut self, first: &mut bool) -> Option<bool> {
+    /// Whether another member or element follows in the container being read: `false` once its
+    /// `close` byte is consumed. `first` is `true` before the first one and kept by the caller.
+    fn more(&mut self, first: &mut bool, close: u8) -> Option<bool> {
         match self.peek()? {
-            b']' => {
+            c if c == close => {
                 self.i += 1;
                 self.depth -= 1;
                 return Some(false);
@@ -270,10 +253,7 @@ impl<'a> Scan<'a> {
     /// A string, or `None` inside `Some` for `null` (the lenient `Str` of a field that may be
     /// `null`); any other value gives up.
     pub(crate) fn string_or_null(&mut self) -> Option<Option<Cow<'a, str>>> {
-        match self.peek()? {
-            b'n' => self.null().map(|_| None),
-            _ => self.string().map(Some),
-        }
+        self.nullable(Self::string)
     }
 
     /// A non-negative integer that fits a `u64` (anything else, floats included, gives up).
@@ -299,10 +279,7 @@ impl<'a> Scan<'a> {
 
     /// The lenient `U64` of a field that is an integer or `null` (anything else gives up).
     pub(crate) fn u64_or_null(&mut self) -> Option<U64> {
-        match self.peek()? {
-            b'n' => self.null().map(|_| U64(None)),
-            _ => self.u64().map(|n| U64(Some(n))),
-        }
+        self.nullable(Self::u64).map(U64)
     }
 
     /// Skips one value and returns where it lies (whitespace around it excluded).

@@ -346,23 +346,18 @@ fn scan_usage_chunk(data: &[u8]) -> Option<(Option<Usage>, bool)> {
     p.members(|key, p| {
         match key {
             "usage" if usage.is_none() => {
-                usage = Some(match p.peek()? {
-                    b'n' => p.null().map(|_| None)?,
-                    _ => Some(super::passthrough::scan_openai_usage(p)?),
-                });
+                usage = Some(p.nullable(super::passthrough::scan_openai_usage)?);
             }
             "choices" if choices.is_none() => {
-                choices = Some(match p.peek()? {
-                    b'n' => p.null().map(|_| false)?,
-                    _ => {
-                        let mut empty = true;
-                        p.elements(|p| {
-                            empty = false;
-                            p.skip()
-                        })?;
-                        empty
-                    }
-                });
+                let mut empty = true;
+                let list = p.nullable(|p| {
+                    p.elements(|p| {
+                        empty = false;
+                        p.skip()
+                    })
+                })?;
+                // `null` reads as no list (never "empty").
+                choices = Some(list.is_some() && empty);
             }
             "usage" | "choices" => return None, // twice: the derive refuses it
             _ => p.skip()?,

@@ -130,20 +130,77 @@ mod mi {
 }
 
 /// mimalloc's collect for the calling thread: frees its pages that are empty (also of blocks
-/// other threads freed) and gives the freed memory back to the OS now. The server runs it on
-/// each data-plane worker once a burst is over (`server::release`): after 2,000 streams, RSS
-/// stayed at the burst's level without it (README "Memory").
+/// other threads freed) and gives the freed memory back to the OS now; then gives back the
+/// unused tail of each page still in use (`src/mimalloc_trim.c`). The server runs it on each
+/// data-plane worker once a burst is over (`server::release`): after 2,000 streams, RSS stayed
+/// at the burst's level without the collect, and a few long-lived blocks kept whole pages the
+/// burst had grown resident without the trim (README "Memory").
 #[cfg(not(system_alloc))]
 #[allow(unsafe_code)]
 fn release_memory() {
-    extern "C" {
-        /// `void mi_collect(bool force)`, from the mimalloc `libmimalloc-sys` builds (it declares
-        /// this one only with its `extended` feature).
-        fn mi_collect(force: bool);
-    }
     // SAFETY: takes no pointers and touches only the allocator's own state; mimalloc allows it
     // on any thread at any time.
     unsafe { mi_collect(true) }
+    // SAFETY: as above; it changes only pages the calling thread owns, and only their free
+    // blocks (`src/mimalloc_trim.c`).
+    let trimmed = unsafe { llmgw_mi_trim_thread() };
+    tracing::debug!(trimmed, "allocator pages trimmed");
+}
+
+#[cfg(not(system_alloc))]
+#[allow(unsafe_code)]
+extern "C" {
+    /// `void mi_collect(bool force)`, from the mimalloc `libmimalloc-sys` builds (it declares
+    /// this one only with its `extended` feature).
+    fn mi_collect(force: bool);
+    /// `size_t llmgw_mi_trim_thread(void)`, `src/mimalloc_trim.c` (built by build.rs): shortens
+    /// each partly used page of the calling thread to just past its last live block and gives
+    /// the rest back to the OS; returns the bytes given back.
+    fn llmgw_mi_trim_thread() -> usize;
+}
+
+#[cfg(all(test, not(system_alloc)))]
+#[allow(unsafe_code)]
+mod trim_tests {
+    use super::{llmgw_mi_trim_thread, mi_collect};
+
+    type Block = Box<[u64; 6]>;
+
+    fn block(tag: u64) -> Block {
+        Box::new([tag; 6])
+    }
+
+    /// On a fresh thread (pages of its own): a few long-lived blocks, then a burst in the same
+    /// size class that grows their page to its full capacity, freed again. The trim gives the
+    /// page's tail back; the live blocks keep their bytes; the page serves the next burst with
+    /// blocks that do not overlap (each keeps its own tag while all are live); a second trim
+    /// right after the first finds nothing more to give.
+    #[test]
+    fn trim_gives_back_what_a_burst_grew_and_keeps_live_blocks() {
+        std::thread::spawn(|| {
+            let live: Vec<Block> = (0..8).map(block).collect();
+            let burst: Vec<Block> = (0..20_000).map(|i| block(1_000 + i)).collect();
+            drop(burst);
+            unsafe { mi_collect(true) };
+            let trimmed = unsafe { llmgw_mi_trim_thread() };
+            assert!(trimmed >= 32 * 1024, "gave back {trimmed} bytes");
+            assert_eq!(unsafe { llmgw_mi_trim_thread() }, 0, "nothing left to give");
+            for (i, b) in live.iter().enumerate() {
+                assert_eq!(**b, [i as u64; 6], "live block {i}");
+            }
+            let again: Vec<Block> = (0..20_000).map(|i| block(50_000 + i)).collect();
+            for (i, b) in again.iter().enumerate() {
+                assert_eq!(**b, [50_000 + i as u64; 6], "block {i} of the second burst");
+            }
+            let mut addrs: Vec<usize> =
+                again.iter().chain(&live).map(|b| &**b as *const _ as usize).collect();
+            addrs.sort_unstable();
+            addrs.dedup();
+            assert_eq!(addrs.len(), 20_008, "every block distinct");
+        })
+        .join()
+        .unwrap();
+    }
 }
 
 /// The system allocator's build (`--cfg system_alloc`, for heap profilers) releases nothing.

@@ -196,9 +196,9 @@ pub fn run(
         server.add_service(svc);
     }
     server.add_service(background_service("config reloader", Reloader { store: store.clone(), reload }));
-    server.add_service(background_service("usage log", writer));
+    server.add_service(background_service("usage log", release::Tracked(writer)));
     server.add_service(background_service("alert webhook", alert_worker));
-    server.add_service(background_service("events", watch));
+    server.add_service(background_service("events", release::Tracked(watch)));
     server.add_service(background_service("drain on stop", drain));
     if let Some(r) = cert_reloader {
         server.add_service(background_service("certificate reloader", r));

@@ -1,6 +1,7 @@
 //! Memory back to the OS after a burst: once the data plane has been quiet for a while (no
 //! request started, none in flight), each worker thread of the data-plane runtime runs the
-//! allocator's collect hook once. Not the allocator itself: the hook comes from the binary
+//! allocator's collect hook once, then this service's own thread and those of the background
+//! services wrapped in [`Tracked`] (the ones that allocate under load). Not the allocator itself: the hook comes from the binary
 //! (`main.rs`, which owns the `#[global_allocator]`); this module only decides when and where.
 //!
 //! Why: mimalloc keeps freed memory per thread. A block freed by another thread than the one
@@ -56,6 +57,25 @@ impl Schedule {
 /// so that the next turn goes to another worker). Only ever spent while nothing is served.
 const MEET: Duration = Duration::from_millis(20);
 
+/// The runtimes of the background services that allocate while the data plane is busy (the
+/// usage log writer, the events watcher): once a burst is over the hook runs on their threads
+/// too, after the workers. Filled by [`Tracked`] as each service starts.
+static BACKGROUND: Mutex<Vec<Handle>> = Mutex::new(Vec::new());
+
+/// A background service whose thread the release visits too: records its runtime, then runs
+/// it. For services that implement `start` (the default `start_with_ready_notifier`).
+pub struct Tracked<S>(pub S);
+
+#[async_trait]
+impl<S: BackgroundService + Send + Sync> BackgroundService for Tracked<S> {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        if let Ok(h) = Handle::try_current() {
+            BACKGROUND.lock().push(h);
+        }
+        self.0.start(shutdown).await
+    }
+}
+
 /// Runs `hook` on every worker of the data-plane runtime once a burst is over.
 pub struct Release {
     pub counters: Arc<Counters>,
@@ -84,6 +104,13 @@ impl BackgroundService for Release {
             let Some(rt) = self.runtime.get() else { continue };
             let started = Instant::now();
             let reached = on_every_worker(rt, self.workers, self.hook).await;
+            // This service's own thread, then each tracked background service's.
+            (self.hook)();
+            let background: Vec<Handle> = BACKGROUND.lock().clone();
+            let hook = self.hook;
+            for h in background {
+                let _ = h.spawn(async move { hook() }).await;
+            }
             tracing::debug!(
                 workers = self.workers,
                 reached,

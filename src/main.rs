@@ -201,6 +201,59 @@ mod trim_tests {
         .join()
         .unwrap();
     }
+
+    /// The trim while another thread frees blocks of the trimmed pages (those frees go onto
+    /// the pages' `xthread_free`, which the trim leaves alone): each round, the owner allocates
+    /// a burst, hands most of it to a second thread that frees it block by block, and collects
+    /// and trims in a loop meanwhile. Afterwards its long-lived blocks keep their bytes and a
+    /// new burst gets distinct blocks that keep theirs.
+    #[test]
+    fn trim_is_safe_while_another_thread_frees_into_the_pages() {
+        std::thread::spawn(|| {
+            let live: Vec<Block> = (0..64).map(block).collect();
+            let (to_freer, inbox) = std::sync::mpsc::channel::<Vec<Block>>();
+            let (done, finished) = std::sync::mpsc::channel::<()>();
+            let freer = std::thread::spawn(move || {
+                for burst in inbox {
+                    for b in burst {
+                        drop(b);
+                    }
+                    done.send(()).unwrap();
+                }
+            });
+            let mut trimmed = 0;
+            for round in 0..20u64 {
+                let burst: Vec<Block> = (0..20_000).map(|i| block(round * 100_000 + i)).collect();
+                to_freer.send(burst).unwrap();
+                loop {
+                    unsafe { mi_collect(true) };
+                    trimmed += unsafe { llmgw_mi_trim_thread() };
+                    if finished.try_recv().is_ok() {
+                        break;
+                    }
+                }
+                for (i, b) in live.iter().enumerate() {
+                    assert_eq!(**b, [i as u64; 6], "live block {i} after round {round}");
+                }
+            }
+            drop(to_freer);
+            freer.join().unwrap();
+            unsafe { mi_collect(true) };
+            trimmed += unsafe { llmgw_mi_trim_thread() };
+            assert!(trimmed >= 32 * 1024, "gave back {trimmed} bytes in all");
+            let again: Vec<Block> = (0..20_000).map(|i| block(7_000_000 + i)).collect();
+            for (i, b) in again.iter().enumerate() {
+                assert_eq!(**b, [7_000_000 + i as u64; 6], "block {i} of the last burst");
+            }
+            let mut addrs: Vec<usize> =
+                again.iter().chain(&live).map(|b| &**b as *const _ as usize).collect();
+            addrs.sort_unstable();
+            addrs.dedup();
+            assert_eq!(addrs.len(), 20_064, "every block distinct");
+        })
+        .join()
+        .unwrap();
+    }
 }
 
 /// The system allocator's build (`--cfg system_alloc`, for heap profilers) releases nothing.

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::lenient::{present, Arr, Bool, Obj, Str, F64, U64};
+use super::scan::{Scan, Seen};
 use super::tools::value_to_tool_arguments;
 use super::{
     ChatRequest, ImageSource, Message, Part, Reasoning, Role, SystemPart, Tool, ToolCall, ToolChoice,
@@ -19,8 +20,12 @@ use super::{
 };
 
 pub fn decode_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
-    let Some(w) = serde_json::from_slice::<Obj<RequestIn>>(body)?.0 else {
-        return Err(TranslateError::invalid("body", "expected a JSON object"));
+    let w = match scan_request(body) {
+        Some(w) => w,
+        None => match serde_json::from_slice::<Obj<RequestIn>>(body)?.0 {
+            Some(w) => w,
+            None => return Err(TranslateError::invalid("body", "expected a JSON object")),
+        },
     };
     let mut req = ChatRequest { model: w.model.to_owned_string(), ..ChatRequest::default() };
     match w.system {
@@ -187,6 +192,7 @@ fn decode_image(src: &Value, field: &dyn Fn() -> String) -> Result<ImageSource, 
 
 /// The request body, typed. Decoded by hand (not derived) so that unmodelled members go to
 /// `extra` as they are, and a repeated member replaces the earlier one, as in a `Value`.
+#[cfg_attr(any(test, feature = "fuzzing"), derive(Debug))]
 #[derive(Default)]
 struct RequestIn<'a> {
     model: Str<'a>,
@@ -244,6 +250,109 @@ impl<'de> Deserialize<'de> for RequestIn<'de> {
     }
 }
 
+/// The fast path for a request of the everyday shape: the same `RequestIn` the serde pass
+/// would decode, or `None` where the scanner gives up (then serde decides, with its own
+/// errors; see `scan`). Read by the scanner: `model`, `system` and each message's `role` and
+/// `content` when they are strings, `messages` when an array, `max_tokens` when a plain
+/// integer. Every other member, and those in another shape, is decoded by serde from its own
+/// text, so it reads exactly as in the whole-body pass; if that fails, the whole body goes to
+/// serde. A repeated top-level member replaces the earlier one (as the serde visitor does); a
+/// repeated member of a message gives up (serde's derive refuses it).
+fn scan_request(body: &[u8]) -> Option<RequestIn<'_>> {
+    let mut p = Scan::new(std::str::from_utf8(body).ok()?);
+    let mut r = RequestIn::default();
+    p.members(|key, p| {
+        match key {
+            "model" => {
+                r.model = match p.peek()? {
+                    b'"' | b'n' => Str(p.string_or_null()?),
+                    _ => member(p)?,
+                }
+            }
+            "system" => r.system = poly(p)?,
+            "messages" => r.messages = messages(p)?,
+            "max_tokens" => {
+                r.max_tokens = match p.peek()? {
+                    b'0'..=b'9' => U64(Some(p.u64()?)),
+                    _ => member(p)?,
+                }
+            }
+            "tools" => r.tools = member(p)?,
+            "tool_choice" => r.tool_choice = Some(member(p)?),
+            "stop_sequences" => r.stop_sequences = Some(member(p)?),
+            "temperature" => r.temperature = member(p)?,
+            "top_p" => r.top_p = member(p)?,
+            "top_k" => r.top_k = member(p)?,
+            "thinking" => r.thinking = Some(member(p)?),
+            "metadata" => r.metadata = Some(member(p)?),
+            "stream" => r.stream = member(p)?,
+            _ => {
+                let v: Value = member(p)?;
+                r.extra.insert(key.to_owned(), v);
+            }
+        }
+        Some(())
+    })?;
+    p.end()?;
+    Some(r)
+}
+
+/// One member's value decoded by serde from its own text.
+fn member<'a, T: Deserialize<'a>>(p: &mut Scan<'a>) -> Option<T> {
+    serde_json::from_str(p.skip_raw()?).ok()
+}
+
+/// `system` or a message's `content`: a string read here, anything else by serde.
+fn poly<'a, T: Deserialize<'a>>(p: &mut Scan<'a>) -> Option<Poly<'a, T>> {
+    match p.peek()? {
+        b'"' => Some(Poly::Text(Str(Some(p.string()?)))),
+        _ => member(p),
+    }
+}
+
+/// `messages`: an array of objects read here (`role` a string or `null`, `content` via
+/// [`poly`], other members skipped as serde's derive does); anything else by serde.
+fn messages<'a>(p: &mut Scan<'a>) -> Option<Arr<MessageIn<'a>>> {
+    if p.peek()? != b'[' {
+        return member(p);
+    }
+    let mut all = Vec::new();
+    p.elements(|p| {
+        if p.peek()? != b'{' {
+            all.push(member::<Obj<MessageIn>>(p)?.0);
+            return Some(());
+        }
+        let mut m = MessageIn::default();
+        let mut seen = Seen::default();
+        p.members(|key, p| {
+            match key {
+                "role" => m.role = seen.str(0, p)?,
+                "content" => {
+                    seen.once(1)?;
+                    m.content = poly(p)?;
+                }
+                _ => p.skip()?,
+            }
+            Some(())
+        })?;
+        all.push(Some(m));
+        Some(())
+    })?;
+    Some(Arr(Some(all)))
+}
+
+/// Panics unless the fast path reads `body` as serde does or gives up (tests, fuzzing).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn fast_path_agrees(body: &[u8]) {
+    if let Some(r) = scan_request(body) {
+        match serde_json::from_slice::<Obj<RequestIn>>(body) {
+            Ok(want) => assert_eq!(format!("{r:?}"), format!("{:?}", want.0.unwrap_or_default())),
+            Err(e) => panic!("the request fast path accepted what serde rejects ({e}): {body:?}"),
+        }
+    }
+}
+
+#[cfg_attr(any(test, feature = "fuzzing"), derive(Debug))]
 #[derive(Default, Deserialize)]
 #[serde(default)]
 struct SystemBlockIn<'a> {
@@ -253,6 +362,7 @@ struct SystemBlockIn<'a> {
     cache_control: Option<Value>,
 }
 
+#[cfg_attr(any(test, feature = "fuzzing"), derive(Debug))]
 #[derive(Default, Deserialize)]
 #[serde(default)]
 struct MessageIn<'a> {
@@ -264,6 +374,7 @@ struct MessageIn<'a> {
 
 /// A content block: the fields of every block type (each type reads its own; the
 /// stream decoder reads `content_block_start` blocks with it too).
+#[cfg_attr(any(test, feature = "fuzzing"), derive(Debug))]
 #[derive(Default, Deserialize)]
 #[serde(default)]
 pub(super) struct BlockIn<'a> {
@@ -294,6 +405,7 @@ pub(super) struct BlockIn<'a> {
     pub(super) data: Str<'a>,
 }
 
+#[cfg_attr(any(test, feature = "fuzzing"), derive(Debug))]
 #[derive(Default, Deserialize)]
 #[serde(default)]
 struct ToolIn<'a> {
@@ -310,6 +422,7 @@ struct ToolIn<'a> {
 
 /// A member that is a string or an array of objects (`system`, `content`): absent or `null`,
 /// the string, the array (elements that are not objects are `None`), or any other value.
+#[cfg_attr(any(test, feature = "fuzzing"), derive(Debug))]
 #[derive(Default)]
 pub(super) enum Poly<'a, T> {
     #[default]
@@ -369,3 +482,7 @@ impl<'de: 'a, 'a, T: Deserialize<'de>> Deserialize<'de> for Poly<'a, T> {
         d.deserialize_any(V(std::marker::PhantomData))
     }
 }
+
+#[cfg(test)]
+#[path = "anthropic_request_tests.rs"]
+mod tests;

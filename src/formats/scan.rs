@@ -551,6 +551,7 @@ pub fn fast_paths_agree(data: &[u8]) {
         super::openai_chat_stream::fast_path_agrees(text);
         super::anthropic_stream::fast_path_agrees(text);
     }
+    super::anthropic_request::fast_path_agrees(data);
     super::validate::fast_path_agrees(data);
     super::passthrough::fast_path_agrees(data);
     super::stream_usage::fast_path_agrees(data);

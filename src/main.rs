@@ -170,6 +170,22 @@ mod trim_tests {
         Box::new([tag; 6])
     }
 
+    /// The live blocks keep their tags (`0..`), and a new burst of 20,000 (tags from `first`)
+    /// gets blocks that each keep their own tag while all are live, none shared with `live`.
+    fn check_live_and_new_burst(live: &[Block], first: u64) {
+        for (i, b) in live.iter().enumerate() {
+            assert_eq!(**b, [i as u64; 6], "live block {i}");
+        }
+        let burst: Vec<Block> = (0..20_000).map(|i| block(first + i)).collect();
+        for (i, b) in burst.iter().enumerate() {
+            assert_eq!(**b, [first + i as u64; 6], "block {i} of the new burst");
+        }
+        let mut addrs: Vec<usize> = burst.iter().chain(live).map(|b| &**b as *const _ as usize).collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        assert_eq!(addrs.len(), 20_000 + live.len(), "every block distinct");
+    }
+
     /// On a fresh thread (pages of its own): a few long-lived blocks, then a burst in the same
     /// size class that grows their page to its full capacity, freed again. The trim gives the
     /// page's tail back; the live blocks keep their bytes; the page serves the next burst with
@@ -185,18 +201,7 @@ mod trim_tests {
             let trimmed = unsafe { llmgw_mi_trim_thread() };
             assert!(trimmed >= 32 * 1024, "gave back {trimmed} bytes");
             assert_eq!(unsafe { llmgw_mi_trim_thread() }, 0, "nothing left to give");
-            for (i, b) in live.iter().enumerate() {
-                assert_eq!(**b, [i as u64; 6], "live block {i}");
-            }
-            let again: Vec<Block> = (0..20_000).map(|i| block(50_000 + i)).collect();
-            for (i, b) in again.iter().enumerate() {
-                assert_eq!(**b, [50_000 + i as u64; 6], "block {i} of the second burst");
-            }
-            let mut addrs: Vec<usize> =
-                again.iter().chain(&live).map(|b| &**b as *const _ as usize).collect();
-            addrs.sort_unstable();
-            addrs.dedup();
-            assert_eq!(addrs.len(), 20_008, "every block distinct");
+            check_live_and_new_burst(&live, 50_000);
         })
         .join()
         .unwrap();
@@ -241,15 +246,7 @@ mod trim_tests {
             unsafe { mi_collect(true) };
             trimmed += unsafe { llmgw_mi_trim_thread() };
             assert!(trimmed >= 32 * 1024, "gave back {trimmed} bytes in all");
-            let again: Vec<Block> = (0..20_000).map(|i| block(7_000_000 + i)).collect();
-            for (i, b) in again.iter().enumerate() {
-                assert_eq!(**b, [7_000_000 + i as u64; 6], "block {i} of the last burst");
-            }
-            let mut addrs: Vec<usize> =
-                again.iter().chain(&live).map(|b| &**b as *const _ as usize).collect();
-            addrs.sort_unstable();
-            addrs.dedup();
-            assert_eq!(addrs.len(), 20_064, "every block distinct");
+            check_live_and_new_burst(&live, 7_000_000);
         })
         .join()
         .unwrap();

@@ -93,7 +93,7 @@ static size_t trim_page(mi_page_t* page, uint64_t* freemap) {
 size_t llmgw_mi_trim_thread(void) {
   mi_theap_t* theap = mi_theap_get_default();
   if (theap == NULL || !mi_theap_is_initialized(theap)) return 0;
-  static __thread uint64_t freemap[TRIM_MAX_BLOCKS / 64];
+  uint64_t freemap[TRIM_MAX_BLOCKS / 64];  // 1 KiB on the stack
   size_t trimmed = 0;
   // Not the full queue (MI_BIN_FULL): its pages had no free block when last looked at, and a
   // free on one moves it back to its size class first.

@@ -196,9 +196,12 @@ pub fn run(
         server.add_service(svc);
     }
     server.add_service(background_service("config reloader", Reloader { store: store.clone(), reload }));
-    server.add_service(background_service("usage log", release::Tracked(writer)));
+    let background = release::Background::default();
+    let tracked_writer = release::Tracked { service: writer, threads: background.clone() };
+    server.add_service(background_service("usage log", tracked_writer));
     server.add_service(background_service("alert webhook", alert_worker));
-    server.add_service(background_service("events", release::Tracked(watch)));
+    let tracked_watch = release::Tracked { service: watch, threads: background.clone() };
+    server.add_service(background_service("events", tracked_watch));
     server.add_service(background_service("drain on stop", drain));
     if let Some(r) = cert_reloader {
         server.add_service(background_service("certificate reloader", r));
@@ -214,7 +217,8 @@ pub fn run(
     let listen = listen.into_iter().flatten().collect();
     server.add_service(background_service("ready", upgrade::Ready { state_dir, listen }));
     if let Some(hook) = release_memory {
-        let release = release::Release { counters, runtime: data_plane, workers: threads.max(1), hook };
+        let release =
+            release::Release { counters, runtime: data_plane, workers: threads.max(1), hook, background };
         server.add_service(background_service("memory release after bursts", release));
     }
     tracing::info!(

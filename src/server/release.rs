@@ -1,8 +1,9 @@
 //! Memory back to the OS after a burst: once the data plane has been quiet for a while (no
 //! request started, none in flight), each worker thread of the data-plane runtime runs the
 //! allocator's collect hook once, then this service's own thread and those of the background
-//! services wrapped in [`Tracked`] (the ones that allocate under load). Not the allocator itself: the hook comes from the binary
-//! (`main.rs`, which owns the `#[global_allocator]`); this module only decides when and where.
+//! services wrapped in [`Tracked`] (the ones that allocate under load). Not the allocator
+//! itself: the hook comes from the binary (`main.rs`, which owns the `#[global_allocator]`);
+//! this module only decides when and where.
 //!
 //! Why: mimalloc keeps freed memory per thread. A block freed by another thread than the one
 //! that allocated it (the usual case on a work-stealing runtime) waits on its page until the
@@ -60,19 +61,23 @@ const MEET: Duration = Duration::from_millis(20);
 /// The runtimes of the background services that allocate while the data plane is busy (the
 /// usage log writer, the events watcher): once a burst is over the hook runs on their threads
 /// too, after the workers. Filled by [`Tracked`] as each service starts.
-static BACKGROUND: Mutex<Vec<Handle>> = Mutex::new(Vec::new());
+pub type Background = Arc<Mutex<Vec<Handle>>>;
 
-/// A background service whose thread the release visits too: records its runtime, then runs
-/// it. For services that implement `start` (the default `start_with_ready_notifier`).
-pub struct Tracked<S>(pub S);
+/// A background service whose thread the release visits too: records its runtime in
+/// `threads`, then runs it. For services that implement `start` (the default
+/// `start_with_ready_notifier`).
+pub struct Tracked<S> {
+    pub service: S,
+    pub threads: Background,
+}
 
 #[async_trait]
 impl<S: BackgroundService + Send + Sync> BackgroundService for Tracked<S> {
     async fn start(&self, shutdown: ShutdownWatch) {
         if let Ok(h) = Handle::try_current() {
-            BACKGROUND.lock().push(h);
+            self.threads.lock().push(h);
         }
-        self.0.start(shutdown).await
+        self.service.start(shutdown).await
     }
 }
 
@@ -85,6 +90,8 @@ pub struct Release {
     pub workers: usize,
     /// The allocator's collect, run on each worker thread.
     pub hook: fn(),
+    /// Background services' runtimes the hook also runs on ([`Tracked`]).
+    pub background: Background,
 }
 
 #[async_trait]
@@ -106,7 +113,7 @@ impl BackgroundService for Release {
             let reached = on_every_worker(rt, self.workers, self.hook).await;
             // This service's own thread, then each tracked background service's.
             (self.hook)();
-            let background: Vec<Handle> = BACKGROUND.lock().clone();
+            let background: Vec<Handle> = self.background.lock().clone();
             let hook = self.hook;
             for h in background {
                 let _ = h.spawn(async move { hook() }).await;

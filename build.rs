@@ -3,7 +3,6 @@
 //! layout it reads is that build's. Skipped for `--cfg system_alloc` builds (no mimalloc).
 fn main() {
     println!("cargo:rerun-if-changed=src/mimalloc_trim.c");
-    println!("cargo:rerun-if-env-changed=CARGO_CFG_SYSTEM_ALLOC");
     if std::env::var_os("CARGO_CFG_SYSTEM_ALLOC").is_some() {
         return;
     }

@@ -239,26 +239,8 @@ fn serde_chunk(s: &str) -> Result<String, serde_json::Error> {
 #[test]
 fn the_fast_path_reads_every_chunk_as_serde_json_does_or_gives_up() {
     let mut g = Gen(0x9E37_79B9_7F4A_7C15);
-    // Of the generated chunks serde_json accepts: how many there were, how many the fast path
-    // read (unmutated ones, mutated ones).
-    let mut valid = [0; 2];
-    let mut fast = [0; 2];
-    for i in 0..40_000 {
-        let mutated = i % 2;
-        let mut s = chunk(&mut g);
-        if mutated == 1 {
-            s = g.mutate(&s);
-        }
-        let want = serde_chunk(&s);
-        valid[mutated] += usize::from(want.is_ok());
-        let Some(c) = scan_chunk(&s) else { continue };
-        fast[mutated] += 1;
-        match want {
-            Ok(want) => assert_eq!(format!("{c:?}"), want, "{s}"),
-            Err(e) => panic!("the fast path accepted what serde_json rejects ({e}): {s}"),
-        }
-    }
-    eprintln!("valid {valid:?}, fast {fast:?}");
+    let (valid, fast) =
+        g.differential(40_000, chunk, serde_chunk, |s| scan_chunk(s).map(|c| format!("{c:?}")));
     // Not a test that passes by always giving up: most valid chunks take the fast path (the
     // rest have a field of another type, a non-null error or a surrogate, on purpose).
     assert!(fast[0] * 2 > valid[0], "only {} of {} valid chunks took the fast path", fast[0], valid[0]);

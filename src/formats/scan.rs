@@ -681,6 +681,39 @@ pub(crate) mod testgen {
             format!("{{{}}}", out.join(","))
         }
 
+        /// A differential run: `n` documents from `doc`, every second one mutated, read by the
+        /// fast path (`fast`, its result as `Debug` text, or `None` where it gives up) and by
+        /// serde (`serde`). Panics where the fast path accepts what serde rejects or reads it
+        /// differently; returns, of the documents serde accepts, how many there were and how
+        /// many the fast path read, `[unmutated, mutated]` each.
+        pub(crate) fn differential(
+            &mut self,
+            n: usize,
+            mut doc: impl FnMut(&mut Gen) -> String,
+            serde: impl Fn(&str) -> Result<String, serde_json::Error>,
+            fast: impl Fn(&str) -> Option<String>,
+        ) -> ([usize; 2], [usize; 2]) {
+            let mut valid = [0; 2];
+            let mut read = [0; 2];
+            for i in 0..n {
+                let mutated = i % 2;
+                let mut s = doc(self);
+                if mutated == 1 {
+                    s = self.mutate(&s);
+                }
+                let want = serde(&s);
+                valid[mutated] += usize::from(want.is_ok());
+                let Some(got) = fast(&s) else { continue };
+                read[mutated] += 1;
+                match want {
+                    Ok(want) => assert_eq!(got, want, "{s}"),
+                    Err(e) => panic!("the fast path accepted what serde rejects ({e}): {s}"),
+                }
+            }
+            eprintln!("valid {valid:?}, fast {read:?}");
+            (valid, read)
+        }
+
         pub(crate) fn str_or_null(&mut self) -> String {
             if self.below(4) == 0 {
                 "null".to_owned()

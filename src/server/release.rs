@@ -113,11 +113,7 @@ impl BackgroundService for Release {
             let reached = on_every_worker(rt, self.workers, self.hook).await;
             // This service's own thread, then each tracked background service's.
             (self.hook)();
-            let background: Vec<Handle> = self.background.lock().clone();
-            let hook = self.hook;
-            for h in background {
-                let _ = h.spawn(async move { hook() }).await;
-            }
+            on_background(&self.background, self.hook).await;
             tracing::debug!(
                 workers = self.workers,
                 reached,
@@ -156,6 +152,17 @@ async fn on_every_worker(rt: &Handle, workers: usize, hook: fn()) -> usize {
         let _ = t.await;
     }
     ran.load(Ordering::Relaxed)
+}
+
+/// Run `hook` once on the thread of each runtime in `threads` ([`Tracked`] services); returns
+/// on how many it ran.
+async fn on_background(threads: &Background, hook: fn()) -> usize {
+    let handles: Vec<Handle> = threads.lock().clone();
+    let mut ran = 0;
+    for h in handles {
+        ran += usize::from(h.spawn(async move { hook() }).await.is_ok());
+    }
+    ran
 }
 
 /// Decides when a burst is over: `observe` is true once the data plane was last seen busy (a
@@ -222,6 +229,50 @@ mod tests {
         assert!(q.observe(10, 0, at(t0, 3)), "quiet for 3 s");
         assert!(!q.observe(10, 0, at(t0, 4)), "once per burst");
         assert!(!q.observe(10, 0, at(t0, 60)), "still once");
+    }
+
+    /// What the tracked service's hook saw: the name of the thread it ran on.
+    static RAN_ON: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    fn record_thread() {
+        RAN_ON.lock().push(std::thread::current().name().unwrap_or("").to_owned());
+    }
+
+    /// Stands for a background service: runs until shutdown.
+    struct Idle;
+
+    #[async_trait]
+    impl BackgroundService for Idle {
+        async fn start(&self, mut shutdown: ShutdownWatch) {
+            let _ = shutdown.changed().await;
+        }
+    }
+
+    #[test]
+    fn the_hook_runs_on_the_thread_of_each_tracked_service() {
+        let threads = Background::default();
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let bg = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tracked-bg")
+            .enable_all()
+            .build()
+            .unwrap();
+        let tracked = Arc::new(Tracked { service: Idle, threads: threads.clone() });
+        let running = bg.spawn({
+            let tracked = tracked.clone();
+            async move { tracked.start(shutdown).await }
+        });
+        let t0 = Instant::now();
+        while threads.lock().is_empty() {
+            assert!(t0.elapsed() < Duration::from_secs(5), "the tracked service never registered");
+            std::thread::yield_now();
+        }
+        let here = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        assert_eq!(here.block_on(on_background(&threads, record_thread)), 1);
+        assert_eq!(*RAN_ON.lock(), ["tracked-bg"], "ran on the tracked service's thread");
+        stop.send(true).unwrap();
+        bg.block_on(running).unwrap();
     }
 
     #[test]

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
 use super::endpoint::GeminiCall;
+use super::head::{self, Head};
 use super::plan::Plan;
 use super::respond;
 use super::responses::Refusal;
@@ -656,17 +656,11 @@ pub async fn respond_upstream(
     let opts =
         ResponseOptions { model: names.model, gemini_sse: inb.gemini_sse, include_usage: inb.include_usage };
     let same = from == inb.format;
-    let mut h = ResponseHeader::build_no_case(200, Some(8))?;
-    h.insert_header("x-request-id", ctx.request_id.as_str())?;
-    h.insert_header("x-gateway-provider", names.provider)?;
-    h.insert_header("x-gateway-model", names.model)?;
-    h.insert_header("x-gateway-attempts", ctx.attempts.to_string())?;
-    super::cors::add(ctx.cors_origin.as_deref(), &mut h)?;
-    for (k, v) in &ctx.rate_headers {
-        h.insert_header(*k, v.as_str())?;
-    }
+    let mut h = Head::answer(200, ctx, 6)?;
+    h.set_str(head::X_GATEWAY_PROVIDER, names.provider)?;
+    h.set_str(head::X_GATEWAY_MODEL, names.model)?;
     if !dropped.is_empty() {
-        h.insert_header("x-gateway-dropped-params", dropped.join(","))?;
+        h.set_named("x-gateway-dropped-params", &dropped.join(","))?;
     }
     ctx.status = 200;
 
@@ -766,18 +760,12 @@ fn echoed(inb: &Inbound, body: Vec<u8>) -> Vec<u8> {
 }
 
 /// Write a whole JSON answer under the prepared header.
-async fn json_answer(
-    s: &mut Session,
-    ctx: &mut RequestCtx,
-    mut h: ResponseHeader,
-    body: Bytes,
-) -> pingora::Result<()> {
+async fn json_answer(s: &mut Session, ctx: &mut RequestCtx, mut h: Head, body: Bytes) -> pingora::Result<()> {
     if ctx.logs_bodies() {
         ctx.response_body = Some(body.clone());
     }
-    h.insert_header("content-type", "application/json")?;
-    h.insert_header("content-length", body.len().to_string())?;
-    s.write_response_header(Box::new(h), false).await?;
+    h.json_body(body.len());
+    s.write_response_header(h.into_response(), false).await?;
     s.write_response_body(Some(body), true).await
 }
 
@@ -787,12 +775,12 @@ async fn binary(
     s: &mut Session,
     ctx: &mut RequestCtx,
     up: Upstream,
-    mut h: ResponseHeader,
+    mut h: Head,
     content_type: String,
 ) -> pingora::Result<()> {
-    h.insert_header("content-type", content_type)?;
+    h.set_str(http::header::CONTENT_TYPE, &content_type)?;
     length_or_chunked(s, &mut h, &up)?;
-    s.write_response_header(Box::new(h), false).await?;
+    s.write_response_header(h.into_response(), false).await?;
     pump(gw, s, ctx, up).await
 }
 
@@ -805,17 +793,16 @@ async fn stream(
     ctx: &mut RequestCtx,
     inb: &Inbound,
     mut up: Upstream,
-    mut h: ResponseHeader,
+    mut h: Head,
     from: Format,
     opts: &ResponseOptions<'_>,
     names: &Names<'_>,
 ) -> pingora::Result<()> {
     let same = from == inb.format;
     let gemini_array = inb.format == Format::Gemini && !inb.gemini_sse;
-    h.insert_header("content-type", if gemini_array { "application/json" } else { "text/event-stream" })?;
-    h.insert_header("cache-control", "no-cache")?;
-    chunked(s, &mut h)?;
-    s.write_response_header(Box::new(h), false).await?;
+    h.stream(gemini_array);
+    chunked(s, &mut h);
+    s.write_response_header(h.into_response(), false).await?;
 
     let mut mode = if same && from == Format::OpenAiChat {
         StreamMode::Observe(passthrough::OpenAiStreamUsage::new(!inb.include_usage))
@@ -1102,22 +1089,23 @@ impl StreamMode {
 /// close-delimited body and the client connection cannot be reused; h2 frames bodies itself).
 /// An HTTP/1.0 client cannot read chunked framing: it gets a close-delimited body.
 /// Frame a body passed through from `up`: its length when it gave one, else chunked.
-pub fn length_or_chunked(s: &mut Session, h: &mut ResponseHeader, up: &Upstream) -> pingora::Result<()> {
+pub fn length_or_chunked(s: &mut Session, h: &mut Head, up: &Upstream) -> pingora::Result<()> {
     match up.header("content-length") {
-        Some(len) => h.insert_header("content-length", len.to_string()),
+        Some(len) => h.set_str(http::header::CONTENT_LENGTH, len)?,
         None => chunked(s, h),
     }
+    Ok(())
 }
 
-fn chunked(s: &mut Session, h: &mut ResponseHeader) -> pingora::Result<()> {
+fn chunked(s: &mut Session, h: &mut Head) {
     if s.as_downstream().is_http2() {
-        return Ok(());
+        return;
     }
     if s.req_header().version == http::Version::HTTP_10 {
         s.set_keepalive(None);
-        return Ok(());
+        return;
     }
-    h.insert_header("transfer-encoding", "chunked")
+    h.chunked();
 }
 
 /// Usage of a same-format non-stream body.

@@ -54,11 +54,12 @@ pub enum Cors {
 }
 
 /// Add the CORS headers of an allowed origin to an answer.
-pub fn add(origin: Option<&str>, h: &mut pingora::http::ResponseHeader) -> pingora::Result<()> {
+pub fn add(origin: Option<&str>, h: &mut super::head::Head) -> pingora::Result<()> {
+    use http::header::{HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, VARY};
     if let Some(o) = origin {
-        h.insert_header("access-control-allow-origin", o)?;
-        h.insert_header("vary", "origin")?;
-        h.insert_header("access-control-expose-headers", EXPOSE)?;
+        h.set_str(ACCESS_CONTROL_ALLOW_ORIGIN, o)?;
+        h.set(VARY, HeaderValue::from_static("origin"));
+        h.set(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE));
     }
     Ok(())
 }

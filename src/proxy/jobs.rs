@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use serde_json::{Map, Value};
 
 use super::chat;
 use super::ctx::RequestCtx;
+use super::head::{self, Head};
 use super::respond;
 use super::upstream::{self, Upstream};
 use super::Gateway;
@@ -930,15 +930,11 @@ async fn download(
     }
     ctx.status = status;
     let p = &job.rt.snap.providers[job.provider];
-    let mut h = ResponseHeader::build_no_case(status, Some(8))?;
-    h.insert_header("x-request-id", ctx.request_id.as_str())?;
-    h.insert_header("x-gateway-provider", p.name.as_str())?;
-    h.insert_header("x-gateway-attempts", ctx.attempts.to_string())?;
-    super::cors::add(ctx.cors_origin.as_deref(), &mut h)?;
-    let ct = up.header("content-type").unwrap_or("application/octet-stream").to_string();
-    h.insert_header("content-type", ct)?;
-    if let Some(cd) = up.header("content-disposition").map(str::to_string) {
-        h.insert_header("content-disposition", cd)?;
+    let mut h = Head::answer(status, ctx, 4)?;
+    h.set_str(head::X_GATEWAY_PROVIDER, &p.name)?;
+    h.set_str(http::header::CONTENT_TYPE, up.header("content-type").unwrap_or("application/octet-stream"))?;
+    if let Some(cd) = up.header("content-disposition") {
+        h.set_str(http::header::CONTENT_DISPOSITION, cd)?;
     }
     if call.api != Api::MessageBatches {
         super::responses::pass_body(gw, s, ctx, up, h).await?;
@@ -955,10 +951,10 @@ async fn results_through(
     job: &Job,
     call: &JobCall,
     mut up: Upstream,
-    mut h: ResponseHeader,
+    mut h: Head,
 ) -> pingora::Result<Result<(), GatewayError>> {
     chat::length_or_chunked(s, &mut h, &up)?;
-    s.write_response_header(Box::new(h), false).await?;
+    s.write_response_header(h.into_response(), false).await?;
     let mut usage = answer::ResultsUsage::default();
     loop {
         match up.next_chunk().await {

@@ -8,6 +8,7 @@ mod embeddings;
 mod endpoint;
 mod gateway;
 mod gemini;
+mod head;
 mod jobs;
 mod media;
 mod plan;

@@ -3,10 +3,10 @@
 //! (so clients can tell them from upstream errors) and the headers `error::rescue` says are true.
 
 use bytes::Bytes;
-use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
+use super::head::Head;
 use crate::error::{rescue, GatewayError};
 use crate::formats::{self, Format};
 use crate::telemetry::RateLimitKind;
@@ -20,20 +20,16 @@ pub async fn json(
     extra: &[(&'static str, String)],
 ) -> pingora::Result<()> {
     ctx.status = status;
-    let mut h = ResponseHeader::build_no_case(status, Some(5 + extra.len()))?;
-    h.insert_header("content-type", "application/json")?;
-    h.insert_header("content-length", body.len().to_string())?;
-    h.insert_header("x-request-id", ctx.request_id.as_str())?;
-    h.insert_header("x-gateway-attempts", ctx.attempts.to_string())?;
-    super::cors::add(ctx.cors_origin.as_deref(), &mut h)?;
-    for (k, v) in extra.iter().chain(ctx.rate_headers.iter()) {
-        h.insert_header(*k, v.as_str())?;
+    let mut h = Head::answer(status, ctx, 2 + extra.len())?;
+    h.json_body(body.len());
+    for (k, v) in extra {
+        h.set_named(k, v)?;
     }
     let body = Bytes::from(body);
     if ctx.logs_bodies() {
         ctx.response_body = Some(body.clone());
     }
-    s.write_response_header(Box::new(h), false).await?;
+    s.write_response_header(h.into_response(), false).await?;
     s.write_response_body(Some(body), true).await
 }
 

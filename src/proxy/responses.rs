@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use serde_json::{json, Map, Value};
 
 use super::chat::{self, Inbound};
 use super::ctx::RequestCtx;
+use super::head::{self, Head};
 use super::respond;
 use super::upstream::{self, Upstream};
 use super::Gateway;
@@ -506,12 +506,9 @@ async fn forward(
         return Ok(());
     }
     ctx.status = status;
-    let mut h = ResponseHeader::build_no_case(status, Some(6))?;
-    h.insert_header("x-request-id", ctx.request_id.as_str())?;
-    h.insert_header("x-gateway-provider", provider.name.as_str())?;
-    h.insert_header("x-gateway-attempts", ctx.attempts.to_string())?;
-    super::cors::add(ctx.cors_origin.as_deref(), &mut h)?;
-    h.insert_header("content-type", up.header("content-type").unwrap_or("application/json").to_string())?;
+    let mut h = Head::answer(status, ctx, 4)?;
+    h.set_str(head::X_GATEWAY_PROVIDER, &provider.name)?;
+    h.set_str(http::header::CONTENT_TYPE, up.header("content-type").unwrap_or("application/json"))?;
     pass_body(gw, s, ctx, up, h).await?;
     Ok(())
 }
@@ -522,10 +519,10 @@ pub(super) async fn pass_body(
     s: &mut Session,
     ctx: &mut RequestCtx,
     up: Upstream,
-    mut h: ResponseHeader,
+    mut h: Head,
 ) -> pingora::Result<()> {
     super::chat::length_or_chunked(s, &mut h, &up)?;
-    s.write_response_header(Box::new(h), false).await?;
+    s.write_response_header(h.into_response(), false).await?;
     super::chat::pump(gw, s, ctx, up).await
 }
 

@@ -13,7 +13,7 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::http::v1::client::HttpSession as Http1Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::upstreams::peer::Peer as _;
-use pingora::{ErrorType, Result as PResult};
+use pingora::{ErrorType, OrErr, Result as PResult};
 
 use crate::config::{Limits, Provider, ProviderKind};
 use crate::net::{HeldHead, Resolver};
@@ -333,26 +333,45 @@ fn request_header(
     content_type: &str,
     content_length: Option<usize>,
 ) -> PResult<RequestHeader> {
-    // Without Pingora's case-preserving name map (a second map insert per header): the names
-    // go out as Pingora titles the standard ones (`Host`, `Content-Type`) and lowercase
-    // otherwise, which HTTP/1.1 treats alike.
-    let mut h = RequestHeader::build_no_case(
-        req.method.as_str(),
-        req.path_and_query.as_bytes(),
-        Some(6 + req.headers.len()),
-    )?;
-    h.insert_header("host", authority)?;
-    h.insert_header("content-type", content_type)?;
+    use http::header::{
+        HeaderName, HeaderValue, ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING,
+        USER_AGENT,
+    };
+    const USER_AGENT_VALUE: HeaderValue =
+        HeaderValue::from_static(concat!("llm-gateway/", env!("CARGO_PKG_VERSION")));
+    fn value(v: &str) -> PResult<HeaderValue> {
+        HeaderValue::from_str(v).or_err(ErrorType::InvalidHTTPHeader, "invalid header value")
+    }
+    // Straight into `http`'s map, as `head::Head` does for answers (Pingora's `insert_header`
+    // parses every name and copies every value), and without Pingora's case-preserving name
+    // map: the names go out as Pingora titles the standard ones (`Host`, `Content-Type`) and
+    // lowercase otherwise, which HTTP/1.1 treats alike.
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = req.method.clone();
+    parts.uri = http::Uri::try_from(req.path_and_query.as_str())
+        .or_err(ErrorType::InvalidHTTPHeader, "invalid request path")?;
+    let h = &mut parts.headers;
+    h.reserve(5 + req.headers.len());
+    h.insert(HOST, value(authority)?);
+    h.insert(
+        CONTENT_TYPE,
+        match content_type {
+            "application/json" => HeaderValue::from_static("application/json"),
+            other => value(other)?,
+        },
+    );
     match content_length {
-        Some(n) => h.insert_header("content-length", n.to_string())?,
-        None => h.insert_header("transfer-encoding", "chunked")?,
-    }
-    h.insert_header("accept-encoding", "identity")?;
-    h.insert_header("user-agent", concat!("llm-gateway/", env!("CARGO_PKG_VERSION")))?;
+        Some(n) => h.insert(CONTENT_LENGTH, HeaderValue::from(n)),
+        None => h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked")),
+    };
+    h.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    h.insert(USER_AGENT, USER_AGENT_VALUE);
     for (k, v) in &req.headers {
-        h.insert_header(*k, v.as_str())?;
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .or_err(ErrorType::InvalidHTTPHeader, "invalid header name")?;
+        h.insert(name, value(v)?);
     }
-    Ok(h)
+    Ok(RequestHeader::from(parts))
 }
 
 /// What went wrong, for the client and the log: the error type and its context, without the
@@ -404,6 +423,40 @@ mod tests {
         let connector = Connector::new(None);
         let p = open(&connector, &resolver, &snap.providers[0], &snap.limits).await;
         assert!(p.is_ok(), "connected through the second address: {:?}", p.err());
+    }
+
+    /// The upstream request header, built straight into `http`'s map, writes what Pingora's own
+    /// `build_no_case` + `insert_header` wrote: same request line, same names and values.
+    #[test]
+    fn the_request_header_writes_what_pingoras_inserts_wrote() {
+        let req = UpstreamRequest {
+            method: http::Method::POST,
+            path_and_query: "/v1/messages?beta=true".into(),
+            headers: vec![("x-api-key", "sk-test".into()), ("anthropic-version", "2023-06-01".into())],
+            body: Bytes::new(),
+        };
+        for (ct, len) in [("application/json", Some(42)), ("multipart/form-data; boundary=b", None)] {
+            let ours = request_header("api.test:443", &req, ct, len).unwrap();
+            let mut theirs = RequestHeader::build_no_case("POST", b"/v1/messages?beta=true", None).unwrap();
+            theirs.insert_header("host", "api.test:443").unwrap();
+            theirs.insert_header("content-type", ct).unwrap();
+            match len {
+                Some(n) => theirs.insert_header("content-length", n.to_string()).unwrap(),
+                None => theirs.insert_header("transfer-encoding", "chunked").unwrap(),
+            }
+            theirs.insert_header("accept-encoding", "identity").unwrap();
+            theirs.insert_header("user-agent", concat!("llm-gateway/", env!("CARGO_PKG_VERSION"))).unwrap();
+            theirs.insert_header("x-api-key", "sk-test").unwrap();
+            theirs.insert_header("anthropic-version", "2023-06-01").unwrap();
+            let (mut a, mut b) = (bytes::BytesMut::new(), bytes::BytesMut::new());
+            ours.header_to_h1_wire(&mut a);
+            theirs.header_to_h1_wire(&mut b);
+            assert_eq!(a, b);
+            assert_eq!((ours.method.clone(), ours.uri.clone()), (theirs.method.clone(), theirs.uri.clone()));
+            assert_eq!(ours.raw_path(), theirs.raw_path());
+        }
+        let bad = UpstreamRequest { headers: vec![("x-api-key", "a\nb".into())], ..req };
+        assert!(request_header("api.test", &bad, "application/json", Some(1)).is_err());
     }
 
     /// Every request's future holds (and is copied with) the largest state of an attempt, so

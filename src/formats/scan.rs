@@ -173,6 +173,7 @@ impl<'a> Scan<'a> {
     }
 
     /// A string without escapes, borrowed (keys).
+    #[inline]
     fn plain_string(&mut self) -> Option<&'a str> {
         let b = self.bytes();
         if b.get(self.i) != Some(&b'"') {

@@ -9,6 +9,8 @@
 //! writes the cap as `max_completion_tokens` (reasoning models reject `max_tokens`). Responses
 //! to clients carry signed thinking in `thinking_blocks` so it can return on the next turn.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -272,10 +274,15 @@ pub fn encode_request(req: &ChatRequest, opts: &RequestOptions) -> Result<Encode
         return Err(super::WebSearch::unsupported("Chat Completions"));
     }
     let mut dropped = Vec::new();
-    let mut messages: Vec<Value> =
-        req.system.iter().map(|s| json!({"role": "system", "content": s.text})).collect();
+    let mut messages: Vec<MessageOut> = Vec::with_capacity(req.system.len() + req.messages.len());
+    messages.extend(
+        req.system.iter().map(|s| MessageOut::Text { content: Cow::Borrowed(&s.text), role: "system" }),
+    );
     for m in &req.messages {
-        encode_message(m, &mut messages);
+        match text_message(m) {
+            Some(t) => messages.push(t),
+            None => encode_message(m, &mut messages),
+        }
     }
     let tools = (!req.tools.is_empty()).then(|| {
         let tools = req.tools.iter().map(|t| {
@@ -347,7 +354,7 @@ pub fn encode_request(req: &ChatRequest, opts: &RequestOptions) -> Result<Encode
 #[derive(serde::Serialize)]
 struct RequestOut<'a> {
     model: &'a str,
-    messages: Vec<Value>,
+    messages: Vec<MessageOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tools: Option<Vec<Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -400,7 +407,49 @@ pub(crate) fn effort_for_budget(budget: u32) -> &'static str {
     }
 }
 
-fn encode_message(m: &Message, out: &mut Vec<Value>) {
+/// One message of the request written upstream.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum MessageOut<'a> {
+    /// A message of text alone, the everyday one, written without building a `Value` first:
+    /// `{"content":…,"role":…}`, the members in the order `serde_json`'s map writes them, so
+    /// the bytes are the ones the general path writes (see the tests).
+    Text {
+        content: Cow<'a, str>,
+        role: &'static str,
+    },
+    Value(Value),
+}
+
+/// `m` as a [`MessageOut::Text`] when it is text alone, as the general path would write it:
+/// a user message of one text part without `cache_control`, or an assistant message of text
+/// parts (joined) that is not empty.
+fn text_message(m: &Message) -> Option<MessageOut<'_>> {
+    match (m.role, m.parts.as_slice()) {
+        (Role::User, [Part::Text { text, cache_control: None }]) => {
+            Some(MessageOut::Text { content: Cow::Borrowed(text), role: "user" })
+        }
+        (Role::Assistant, [Part::Text { text, .. }]) => {
+            Some(MessageOut::Text { content: Cow::Borrowed(text), role: "assistant" })
+        }
+        (Role::Assistant, parts)
+            if !parts.is_empty() && parts.iter().all(|p| matches!(p, Part::Text { .. })) =>
+        {
+            let text = parts.iter().map(|p| if let Part::Text { text, .. } = p { text.as_str() } else { "" });
+            Some(MessageOut::Text { content: Cow::Owned(text.collect()), role: "assistant" })
+        }
+        _ => None,
+    }
+}
+
+fn encode_message(m: &Message, out: &mut Vec<MessageOut>) {
+    let mut values = Vec::new();
+    encode_message_values(m, &mut values);
+    out.extend(values.into_iter().map(MessageOut::Value));
+}
+
+/// `m` as the messages it becomes upstream, through `Value` (every shape).
+fn encode_message_values(m: &Message, out: &mut Vec<Value>) {
     match m.role {
         Role::Assistant => out.push(assistant_message(&m.parts, false)),
         Role::User => {

@@ -8,6 +8,29 @@ use std::time::{Duration, SystemTime};
 use super::schema::{Budget, Config, HealthCheck, Pricing, ProviderKind};
 use super::secrets::SecretString;
 
+/// A map keyed by SHA-256 digests, hashed by their first 8 bytes rather than by SipHash over
+/// all 32: a digest is already uniform, and no caller can choose one (finding a key whose
+/// digest starts with given bytes is a preimage search), so flooding one bucket is out of
+/// reach. Half a thousand instructions less on every authenticated request.
+pub type DigestMap<V> = HashMap<[u8; 32], V, std::hash::BuildHasherDefault<DigestHasher>>;
+
+/// The [`DigestMap`] hasher: the first 8 bytes written, as they are.
+#[derive(Default)]
+pub struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut first = [0u8; 8];
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(first);
+    }
+}
+
 pub struct Snapshot {
     /// The config as written (for `/admin/config`; secrets still as references).
     pub config: Config,
@@ -16,7 +39,7 @@ pub struct Snapshot {
     /// Alias name -> index in `aliases`.
     pub alias_index: HashMap<Box<str>, usize>,
     /// SHA-256 of the plaintext key -> key.
-    pub keys: HashMap<[u8; 32], Arc<Key>>,
+    pub keys: DigestMap<Arc<Key>>,
     pub limits: Limits,
     pub log_requests: bool,
     /// `log.bodies`: the most bytes of each body an access line carries (`None`: no bodies).
@@ -173,6 +196,22 @@ fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Digests that share their first 8 bytes share a hash, and the map still tells them apart.
+    #[test]
+    fn a_digest_map_finds_each_digest_even_when_hashes_collide() {
+        let mut m = DigestMap::default();
+        let (mut a, mut b) = ([7u8; 32], [7u8; 32]);
+        a[31] = 1;
+        b[31] = 2;
+        m.insert(a, "a");
+        m.insert(b, "b");
+        m.insert([9u8; 32], "c");
+        assert_eq!(
+            (m.get(&a), m.get(&b), m.get(&[9u8; 32]), m.get(&[7u8; 32])),
+            (Some(&"a"), Some(&"b"), Some(&"c"), None)
+        );
+    }
 
     #[test]
     fn base_url_with_trailing_v1_is_not_doubled() {

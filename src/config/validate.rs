@@ -419,7 +419,7 @@ pub fn build_with(config: Config, secrets: Secrets) -> Result<Snapshot, ConfigEr
         check_limits(&mut errs, &format!("projects[{i}]"), p.rpm, p.tpm, p.max_parallel);
     }
     let projects: Vec<&str> = config.projects.iter().map(|p| p.name.as_str()).collect();
-    let mut keys = HashMap::new();
+    let mut keys = super::snapshot::DigestMap::default();
     let mut key_ids = HashSet::new();
     for (i, k) in config.keys.iter().enumerate() {
         let at = |f: &str| format!("keys[{i}].{f}");

@@ -16,14 +16,19 @@ use super::finish_reason;
 use super::lenient::{First, Many, Obj, Str, U64};
 use super::openai_chat::{encode_usage, error_value, UsageOut, WireUsage};
 use super::scan::{Scan, Seen};
-use super::sse::{write_data, write_json, write_json_str, write_json_u64, SseEvent, SseParser};
+use super::sse::{write_data, write_json, write_json_str, write_json_u64, SseParser, SseSink};
 use super::{ErrorKind, FinishReason, Format, ResponseOptions, StreamEvent, TranslateError};
 
 /// Decodes an upstream OpenAI Chat SSE stream into `StreamEvent`s.
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     sse: SseParser,
-    events: Vec<SseEvent>,
+    st: State,
+}
+
+/// What the decoder knows of the stream so far.
+#[derive(Debug, Default)]
+struct State {
     started: bool,
     /// `[DONE]` or an error chunk was seen.
     done: bool,
@@ -35,6 +40,19 @@ pub struct StreamDecoder {
     tools: HashMap<u64, u32>,
 }
 
+/// Each SSE event decoded where the parser hands it over (in the chunk itself, usually): no
+/// copy of its data.
+struct Sink<'a> {
+    st: &'a mut State,
+    out: &'a mut Vec<StreamEvent>,
+}
+
+impl SseSink for Sink<'_> {
+    fn event(&mut self, _event: &str, data: &str) -> Result<(), TranslateError> {
+        self.st.on_event(data, self.out)
+    }
+}
+
 // === impl StreamDecoder ===
 
 impl StreamDecoder {
@@ -42,39 +60,33 @@ impl StreamDecoder {
         StreamDecoder { sse: SseParser::new(), ..Self::default() }
     }
 
+    /// Events completed before a framing error still count.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
-        // Events completed before a framing error still count.
-        let framing = self.sse.feed(chunk, &mut self.events);
-        self.drain(out)?;
-        framing
+        self.sse.feed_to(chunk, &mut Sink { st: &mut self.st, out })
     }
 
     /// End of the upstream stream. A stream without a single chunk is
     /// `TranslateError::EmptyStream`; one that stops before any `finish_reason` and without
     /// `[DONE]` is `Truncated` (never a silent empty `stop` answer).
     pub fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
-        self.sse.finish(&mut self.events);
-        self.drain(out)?;
-        if self.done {
-            return if self.started || self.errored { Ok(()) } else { Err(TranslateError::EmptyStream) };
+        self.sse.finish_to(&mut Sink { st: &mut self.st, out })?;
+        let st = &self.st;
+        if st.done {
+            return if st.started || st.errored { Ok(()) } else { Err(TranslateError::EmptyStream) };
         }
-        match (self.started, self.finished) {
+        match (st.started, st.finished) {
             (false, _) => Err(TranslateError::EmptyStream),
             (true, false) => Err(TranslateError::Truncated("no finish_reason and no [DONE]".into())),
             (true, true) => Ok(()),
         }
     }
+}
 
-    fn drain(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
-        let mut events = std::mem::take(&mut self.events);
-        let r = events.iter().try_for_each(|ev| self.on_event(ev, out));
-        events.clear();
-        self.events = events; // keep the capacity
-        r
-    }
+// === impl State ===
 
-    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
-        let data = ev.data.trim();
+impl State {
+    fn on_event(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+        let data = data.trim();
         if self.done || data.is_empty() {
             return Ok(());
         }

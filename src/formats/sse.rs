@@ -26,6 +26,48 @@ pub struct SseEvent {
     pub data: String,
 }
 
+/// Where [`SseParser::feed_to`] hands each event as it completes, borrowed: from the chunk
+/// being fed when the event lies whole in it as one `data:` line (the everyday case), else from
+/// the parser's buffers. A sink that reads events in place copies nothing.
+pub trait SseSink {
+    /// One event (`event` is empty when the upstream sent no `event:` field).
+    fn event(&mut self, event: &str, data: &str) -> Result<(), TranslateError>;
+}
+
+/// Collecting owned events.
+impl SseSink for Vec<SseEvent> {
+    fn event(&mut self, event: &str, data: &str) -> Result<(), TranslateError> {
+        self.push(SseEvent { event: event.to_owned(), data: data.to_owned() });
+        Ok(())
+    }
+}
+
+/// A sink and its first error: the events after it in the same feed are dropped (as a decoder
+/// that stops at its first bad event drops them), and the chunk is still parsed to its end.
+struct Deliver<'s, S: ?Sized> {
+    sink: &'s mut S,
+    error: Option<TranslateError>,
+}
+
+impl<S: SseSink + ?Sized> Deliver<'_, S> {
+    #[inline]
+    fn event(&mut self, event: &str, data: &str) {
+        if self.error.is_none() {
+            if let Err(e) = self.sink.event(event, data) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// The sink's error first, else the parser's.
+    fn result(self, framing: Result<(), TranslateError>) -> Result<(), TranslateError> {
+        match self.error {
+            Some(e) => Err(e),
+            None => framing,
+        }
+    }
+}
+
 /// Incremental SSE parser.
 #[derive(Debug, Default)]
 pub struct SseParser {
@@ -38,7 +80,13 @@ pub struct SseParser {
     event: String,
     data: String,
     has_data: bool,
+    /// Tests: every event through the buffers, none handed out whole from the chunk.
+    #[cfg(test)]
+    pub(crate) general_only: bool,
 }
+
+/// Buffers at most this big keep their capacity between events.
+const KEEP_CAPACITY: usize = 64 * 1024;
 
 // === impl SseParser ===
 
@@ -49,6 +97,23 @@ impl SseParser {
 
     /// Feed the next chunk; every event it completes is pushed onto `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), TranslateError> {
+        self.feed_to(chunk, out)
+    }
+
+    /// Feed the next chunk; every event it completes goes to `sink` as it completes. The
+    /// sink's first error stops the delivery (the chunk is still parsed) and is returned
+    /// before any framing error.
+    pub fn feed_to<S: SseSink + ?Sized>(&mut self, chunk: &[u8], sink: &mut S) -> Result<(), TranslateError> {
+        let mut d = Deliver { sink, error: None };
+        let framing = self.feed_inner(chunk, &mut d);
+        d.result(framing)
+    }
+
+    fn feed_inner<S: SseSink + ?Sized>(
+        &mut self,
+        chunk: &[u8],
+        d: &mut Deliver<S>,
+    ) -> Result<(), TranslateError> {
         let mut rest = chunk;
         if self.skip_lf && !rest.is_empty() {
             self.skip_lf = false;
@@ -67,22 +132,30 @@ impl SseParser {
             let mut joined = std::mem::take(&mut self.line);
             joined.extend_from_slice(rest);
             let start = if joined.starts_with(bom) { 3 } else { 0 };
-            return self.feed_lines(&joined[start..], out);
+            return self.feed_lines(&joined[start..], d);
         }
-        self.feed_lines(rest, out)
+        self.feed_lines(rest, d)
     }
 
-    fn feed_lines(&mut self, mut rest: &[u8], out: &mut Vec<SseEvent>) -> Result<(), TranslateError> {
+    fn feed_lines<S: SseSink + ?Sized>(
+        &mut self,
+        mut rest: &[u8],
+        d: &mut Deliver<S>,
+    ) -> Result<(), TranslateError> {
         while let Some(pos) = memchr::memchr2(b'\n', b'\r', rest) {
             let (head, tail) = rest.split_at(pos);
             if self.line.is_empty() {
-                self.process_line(head, out);
+                if let Some(end) = self.whole_data_event(rest, pos, d) {
+                    rest = &rest[end..];
+                    continue;
+                }
+                self.process_line(head, d);
             } else {
                 let mut line = std::mem::take(&mut self.line);
                 line.extend_from_slice(head);
-                self.process_line(&line, out);
+                self.process_line(&line, d);
                 line.clear();
-                if line.capacity() <= 64 * 1024 {
+                if line.capacity() <= KEEP_CAPACITY {
                     self.line = line; // keep the capacity
                 }
             }
@@ -109,21 +182,74 @@ impl SseParser {
         Ok(())
     }
 
+    /// The everyday event, handed to the sink straight from `rest` without a copy: nothing
+    /// pending, a `data:` line (ending at `pos`) of valid UTF-8 right followed by the blank line
+    /// that dispatches it. Returns where the event ends in `rest`, or `None` (nothing done) when
+    /// it is anything else, which then takes the general path: the same event either way.
+    #[inline]
+    fn whole_data_event<S: SseSink + ?Sized>(
+        &mut self,
+        rest: &[u8],
+        pos: usize,
+        d: &mut Deliver<S>,
+    ) -> Option<usize> {
+        if self.has_data || !self.event.is_empty() {
+            return None;
+        }
+        #[cfg(test)]
+        if self.general_only {
+            return None;
+        }
+        let value = rest[..pos].strip_prefix(b"data:")?;
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        if value.len() > MAX_EVENT_BYTES {
+            return None;
+        }
+        let data = std::str::from_utf8(value).ok()?;
+        // The data line's end: `\n`, `\r\n`, or `\r` followed by another byte.
+        let mut at = pos + 1;
+        if rest[pos] == b'\r' && *rest.get(at)? == b'\n' {
+            at += 1;
+        }
+        // The blank line right after it: `\n`, `\r\n`, or `\r` (at the end of the chunk, a
+        // `\n` starting the next one belongs to it).
+        let mut end = at + 1;
+        match rest.get(at)? {
+            b'\n' => {}
+            b'\r' => match rest.get(end) {
+                Some(b'\n') => end += 1,
+                Some(_) => {}
+                None => self.skip_lf = true,
+            },
+            _ => return None,
+        }
+        d.event("", data);
+        Some(end)
+    }
+
     /// End of input: a last line without its newline and an event without its blank line
     /// are still delivered (some upstreams close without the final `\n\n`).
     pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
+        // Collecting into a `Vec` never fails.
+        let _ = self.finish_to(out);
+    }
+
+    /// [`Self::finish`], handing the last events to `sink`.
+    pub fn finish_to<S: SseSink + ?Sized>(&mut self, sink: &mut S) -> Result<(), TranslateError> {
+        let mut d = Deliver { sink, error: None };
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
             if !(self.at_start && b"\xEF\xBB\xBF".starts_with(&line)) {
-                self.process_line(&line, out);
+                self.process_line(&line, &mut d);
             }
         }
-        self.dispatch(out);
+        self.dispatch(&mut d);
+        d.result(Ok(()))
     }
 
-    fn process_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) {
+    fn process_line<S: SseSink + ?Sized>(&mut self, line: &[u8], d: &mut Deliver<S>) {
         if line.is_empty() {
-            self.dispatch(out);
+            self.dispatch(d);
             return;
         }
         if line[0] == b':' {
@@ -137,7 +263,10 @@ impl SseParser {
             None => (line, &b""[..]),
         };
         match field {
-            b"event" => self.event = lossy(value).into_owned(),
+            b"event" => {
+                self.event.clear();
+                self.event.push_str(&lossy(value));
+            }
             b"data" => {
                 if self.has_data {
                     self.data.push('\n');
@@ -149,15 +278,15 @@ impl SseParser {
         }
     }
 
-    fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
+    fn dispatch<S: SseSink + ?Sized>(&mut self, d: &mut Deliver<S>) {
         if self.has_data {
-            out.push(SseEvent {
-                event: std::mem::take(&mut self.event),
-                data: std::mem::take(&mut self.data),
-            });
+            d.event(&self.event, &self.data);
         }
         self.event.clear();
         self.data.clear();
+        if self.data.capacity() > KEEP_CAPACITY {
+            self.data = String::new();
+        }
         self.has_data = false;
     }
 }

@@ -101,3 +101,83 @@ fn json_strings_are_written_as_serde_json_writes_them() {
     write_json_u64(&mut out, u64::MAX);
     assert_eq!(out, b"0 18446744073709551615");
 }
+
+/// Feeds `chunks` (then the end) to `p`, keeping each call's error.
+fn run(mut p: SseParser, chunks: &[&[u8]]) -> (Vec<SseEvent>, Vec<Option<String>>) {
+    let mut out = Vec::new();
+    let mut errors: Vec<_> =
+        chunks.iter().map(|c| p.feed(c, &mut out).err().map(|e| e.to_string())).collect();
+    errors.push(p.finish_to(&mut out).err().map(|e| e.to_string()));
+    (out, errors)
+}
+
+/// An event that lies whole in a chunk is handed out from the chunk itself; that must give
+/// the same events (and errors) as the buffered path, for any bytes split anywhere.
+#[test]
+fn whole_events_read_in_place_are_the_buffered_ones() {
+    let mut g = crate::formats::scan::testgen::Gen(0x55e_0001);
+    let lines: [&[u8]; 14] = [
+        b"data: {\"a\":1}",
+        b"data:x",
+        b"data: ",
+        b"data",
+        b"data:  two spaces",
+        b"data: \xc3\xa9",
+        b"data: \xff bad",
+        b"event: e",
+        b"event:",
+        b": comment",
+        b"id: 1",
+        b"",
+        b"",
+        b"data: [DONE]",
+    ];
+    let ends: [&[u8]; 4] = [b"\n", b"\n", b"\r\n", b"\r"];
+    let mut whole_taken = 0;
+    for _ in 0..5000 {
+        let mut stream = Vec::new();
+        if g.below(10) == 0 {
+            stream.extend_from_slice(b"\xEF\xBB\xBF");
+        }
+        for _ in 0..g.below(12) {
+            stream.extend_from_slice(lines[g.below(lines.len())]);
+            stream.extend_from_slice(ends[g.below(ends.len())]);
+        }
+        let mut chunks = Vec::new();
+        let mut at = 0;
+        while at < stream.len() {
+            let max = if g.below(2) == 0 { 4 } else { 40 };
+            let n = 1 + g.below(max);
+            let end = (at + n).min(stream.len());
+            chunks.push(&stream[at..end]);
+            at = end;
+        }
+        let general = SseParser { general_only: true, ..SseParser::new() };
+        let (want, want_errors) = run(general, &chunks);
+        let (got, got_errors) = run(SseParser::new(), &chunks);
+        assert_eq!((&got, &got_errors), (&want, &want_errors), "{:?}", String::from_utf8_lossy(&stream));
+        whole_taken += usize::from(!got.is_empty());
+    }
+    assert!(whole_taken > 1000, "only {whole_taken} streams had an event");
+}
+
+/// A sink's first error stops the delivery for the rest of that chunk, which is still parsed:
+/// the next chunk's events come out as if nothing had happened.
+#[test]
+fn a_sink_error_drops_the_rest_of_its_chunk_only() {
+    struct FailOn(&'static str, Vec<String>);
+    impl SseSink for FailOn {
+        fn event(&mut self, _event: &str, data: &str) -> Result<(), TranslateError> {
+            if data == self.0 {
+                return Err(TranslateError::Stream("bad".into()));
+            }
+            self.1.push(data.to_owned());
+            Ok(())
+        }
+    }
+    let mut p = SseParser::new();
+    let mut sink = FailOn("b", Vec::new());
+    assert!(p.feed_to(b"data: a\n\ndata: b\n\ndata: c\n\ndata: d", &mut sink).is_err());
+    assert!(p.feed_to(b"\n\nevent: x\ndata: e\n\n", &mut sink).is_ok());
+    assert_eq!(sink.1, ["a", "d", "e"]);
+}

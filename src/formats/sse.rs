@@ -81,8 +81,8 @@ pub struct SseParser {
     data: String,
     has_data: bool,
     /// Tests: every event through the buffers, none handed out whole from the chunk.
-    #[cfg(test)]
-    pub(crate) general_only: bool,
+    #[cfg(any(test, feature = "fuzzing"))]
+    general_only: bool,
 }
 
 /// Buffers at most this big keep their capacity between events.
@@ -196,7 +196,7 @@ impl SseParser {
         if self.has_data || !self.event.is_empty() {
             return None;
         }
-        #[cfg(test)]
+        #[cfg(any(test, feature = "fuzzing"))]
         if self.general_only {
             return None;
         }
@@ -298,6 +298,28 @@ fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
         Ok(s) => std::borrow::Cow::Borrowed(s),
         Err(_) => String::from_utf8_lossy(bytes),
     }
+}
+
+/// Panics unless events read in place from the chunk are the buffered path's, for `stream`
+/// fed in the chunks `splits` gives (tests, fuzzing): the same events and the same errors.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn fast_path_agrees(stream: &[u8], mut splits: impl FnMut() -> usize) {
+    let mut chunks = Vec::new();
+    let mut at = 0;
+    while at < stream.len() {
+        let end = (at + splits().max(1)).min(stream.len());
+        chunks.push(&stream[at..end]);
+        at = end;
+    }
+    let run = |mut p: SseParser| {
+        let mut out = Vec::new();
+        let mut errors: Vec<_> =
+            chunks.iter().map(|c| p.feed(c, &mut out).err().map(|e| e.to_string())).collect();
+        errors.push(p.finish_to(&mut out).err().map(|e| e.to_string()));
+        (out, errors)
+    };
+    let general = run(SseParser { general_only: true, ..SseParser::new() });
+    assert_eq!(run(SseParser::new()), general, "{:?}", String::from_utf8_lossy(stream));
 }
 
 /// Append `event: <name>` (when non-empty) and `data:` lines for `data`, then a blank line.

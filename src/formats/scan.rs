@@ -49,6 +49,7 @@ impl Seen {
     }
 
     /// A lenient `Str` member (a string or `null`), once.
+    #[inline]
     pub(crate) fn str<'a>(&mut self, bit: u32, p: &mut Scan<'a>) -> Option<Str<'a>> {
         self.once(bit)?;
         p.string_or_null().map(Str)
@@ -190,6 +191,7 @@ impl<'a> Scan<'a> {
     }
 
     /// A string value, borrowed when it has no escapes.
+    #[inline]
     pub(crate) fn string(&mut self) -> Option<Cow<'a, str>> {
         self.ws();
         let b = self.bytes();
@@ -235,6 +237,7 @@ impl<'a> Scan<'a> {
     }
 
     /// Skips one string, validating it.
+    #[inline]
     fn skip_string(&mut self) -> Option<()> {
         let b = self.bytes();
         let mut j = self.i + 1;
@@ -253,6 +256,7 @@ impl<'a> Scan<'a> {
 
     /// A string, or `None` inside `Some` for `null` (the lenient `Str` of a field that may be
     /// `null`); any other value gives up.
+    #[inline]
     pub(crate) fn string_or_null(&mut self) -> Option<Option<Cow<'a, str>>> {
         self.nullable(Self::string)
     }

@@ -55,6 +55,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeaderDeadline<
         // Requests a client pipelines (sends before reading the previous answer) are served in
         // order instead of being dropped with the connection (RFC 9112 section 9.3.2).
         session.set_pipelining_enabled(true);
+        // The gateway never writes a client's header names back out (it builds every upstream
+        // request itself), so the request header needs no second map keeping their case.
+        session.set_keep_header_case(false);
         let limit = (self.deadline)();
         let work = self.inner.process_new_http(session, shutdown);
         HEAD_READ
@@ -117,5 +120,37 @@ mod tests {
         assert!(read.await.is_err(), "head read: the deadline never fires");
         // Outside a scope nothing happens and nothing panics.
         head_received();
+    }
+
+    /// With `set_keep_header_case(false)` (the vendored Pingora patch) a request header has no
+    /// case map: its names read the same, and would be written lowercase; by default they keep
+    /// the case they came in.
+    #[tokio::test]
+    async fn a_request_read_without_the_case_map_reads_the_same_headers() {
+        use tokio::io::AsyncWriteExt;
+        for keep in [true, false] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            client
+                .write_all(
+                    b"POST /v1/x HTTP/1.1\r\nHost: gw\r\nX-Mixed-Case: v\r\nAuthorization: Bearer k\r\n\r\n",
+                )
+                .await
+                .unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let mut session =
+                ServerSession::new_http1(Box::new(pingora::protocols::l4::stream::Stream::from(server)));
+            session.set_keep_header_case(keep);
+            assert!(session.read_request().await.unwrap());
+            let h = session.req_header();
+            assert_eq!(h.headers.get("x-mixed-case").unwrap(), "v");
+            assert_eq!(h.headers.get("authorization").unwrap(), "Bearer k");
+            let mut wire = bytes::BytesMut::new();
+            h.header_to_h1_wire(&mut wire);
+            let wire = String::from_utf8(wire.to_vec()).unwrap();
+            assert_eq!(wire.contains("X-Mixed-Case: v"), keep, "{wire}");
+            assert_eq!(wire.contains("x-mixed-case: v"), !keep, "{wire}");
+        }
     }
 }

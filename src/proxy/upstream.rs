@@ -253,7 +253,10 @@ pub async fn open(
     };
     // HTTP/1.1 only (peers offer no ALPN). The request head leaves with the body's first
     // bytes, in one write (see `HeldHead`).
-    let mut session = HttpSession::H1(Http1Session::new_with_options(HeldHead::for_request(stream), &peer));
+    let mut h1 = Http1Session::new_with_options(HeldHead::for_request(stream), &peer);
+    // Every header the gateway passes on from an answer it names itself: no case map.
+    h1.set_keep_header_case(false);
+    let mut session = HttpSession::H1(h1);
     // The connector does not copy the peer's timeouts onto the session.
     session.set_read_timeout(Some(timeout));
     session.set_write_timeout(Some(timeout));
@@ -423,6 +426,37 @@ mod tests {
         let connector = Connector::new(None);
         let p = open(&connector, &resolver, &snap.providers[0], &snap.limits).await;
         assert!(p.is_ok(), "connected through the second address: {:?}", p.err());
+    }
+
+    /// An upstream answer's header read without the case map (the vendored Pingora patch)
+    /// reads the same headers; by default the names keep the case they came in.
+    #[tokio::test]
+    async fn an_answer_read_without_the_case_map_reads_the_same_headers() {
+        use tokio::io::AsyncWriteExt;
+        for keep in [true, false] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let (mut up, _) = listener.accept().await.unwrap();
+                up.write_all(b"HTTP/1.1 200 OK\r\nX-Mixed-Case: v\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n")
+                    .await
+                    .unwrap();
+                up
+            });
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut h1 = Http1Session::new(Box::new(pingora::protocols::l4::stream::Stream::from(tcp)));
+            h1.set_keep_header_case(keep);
+            h1.read_response().await.unwrap();
+            let h = h1.resp_header().unwrap();
+            assert_eq!(h.status, 200);
+            assert_eq!(h.headers.get("x-mixed-case").unwrap(), "v");
+            assert_eq!(h.headers.get("content-type").unwrap(), "application/json");
+            let mut wire = bytes::BytesMut::new();
+            h.header_to_h1_wire(&mut wire);
+            let wire = String::from_utf8(wire.to_vec()).unwrap();
+            assert_eq!(wire.contains("X-Mixed-Case: v"), keep, "{wire}");
+            drop(server.await.unwrap());
+        }
     }
 
     /// The upstream request header, built straight into `http`'s map, writes what Pingora's own

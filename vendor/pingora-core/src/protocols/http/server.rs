@@ -948,6 +948,15 @@ impl Session {
         }
     }
 
+    /// Whether the HTTP/1 request header read next keeps header name case; see
+    /// [`HttpSession::set_keep_header_case`](crate::protocols::http::v1::server::HttpSession::set_keep_header_case).
+    /// No effect on other protocols (HTTP/2 header names are lowercase).
+    pub fn set_keep_header_case(&mut self, keep: bool) {
+        if let Self::H1(s) = self {
+            s.set_keep_header_case(keep);
+        }
+    }
+
     /// Set pipelined bytes to be parsed as the start of this session's request.
     ///
     /// No-op for non-H1 sessions. See

@@ -523,7 +523,12 @@ fn request_id(s: &Session) -> String {
 /// machinery (a thousand instructions a request).
 fn hex_id(n: u128) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    (0..32).rev().map(|i| char::from(HEX[(n >> (i * 4)) as usize & 0xf])).collect()
+    let mut digits = [0u8; 32];
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = HEX[(n >> ((31 - i) * 4)) as usize & 0xf];
+    }
+    // ASCII digits: always UTF-8.
+    std::str::from_utf8(&digits).unwrap_or_default().to_owned()
 }
 
 fn now_rfc3339() -> String {

@@ -227,7 +227,13 @@ async fn each_accounted_request_is_one_span_with_its_attempts_as_children_and_th
             assert_eq!(text(&failed.attributes, "error.type").as_deref(), Some("503"));
             assert!(
                 failed.end_time_unix_nano <= served.start_time_unix_nano,
-                "the retry follows the failure"
+                "the retry follows the failure: request {}..{}, failed {}..{}, served {}..{}",
+                s.start_time_unix_nano,
+                s.end_time_unix_nano,
+                failed.start_time_unix_nano,
+                failed.end_time_unix_nano,
+                served.start_time_unix_nano,
+                served.end_time_unix_nano
             );
         }
     }

@@ -445,8 +445,12 @@ fn request_trace(
 ) -> RequestTrace {
     let kind =
         ctx.provider.as_ref().and_then(|n| snap.providers.iter().find(|p| &p.name == n)).map(|p| p.kind);
+    // The start from two clock reads made together: `total` was measured earlier in the
+    // logging step, and subtracting it from a later `now` would move the whole span later by
+    // the time in between (then the attempts, clamped into it, could overlap).
+    let since_start = ctx.started.map_or(total, |t| t.elapsed());
     RequestTrace {
-        start: SystemTime::now().checked_sub(total).unwrap_or(SystemTime::UNIX_EPOCH),
+        start: SystemTime::now().checked_sub(since_start).unwrap_or(SystemTime::UNIX_EPOCH),
         duration: total,
         request_id: ctx.request_id.clone(),
         endpoint: ctx.endpoint,

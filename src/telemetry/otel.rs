@@ -403,8 +403,10 @@ impl Pipeline {
         if let Some(e) = error_type {
             span.set_status(Status::error(e.into_owned()));
         }
+        // From the attempt's own start: a start moved later into the request's span does not
+        // move its end (which would then pass the next attempt's start).
         let end = match a.duration {
-            Some(d) => (start + d).min(request_end),
+            Some(d) => (a.start + d).clamp(start, request_end),
             None => request_end,
         };
         span.end_with_timestamp(end);

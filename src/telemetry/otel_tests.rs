@@ -133,6 +133,23 @@ fn a_failed_request_carries_its_error_type_and_a_redacted_status() {
     assert_eq!(timed_out.end_time, at(155));
 }
 
+/// An attempt read as starting before its request (two clocks read apart) is moved into the
+/// request's span, but its end stays where its own start and duration put it, so it does not
+/// run past the retry that followed.
+#[test]
+fn an_attempt_moved_into_its_request_keeps_its_end() {
+    let (p, exporter, _) = memory_pipeline();
+    let mut t = retried();
+    t.start = at(50);
+    p.record(&t);
+    p.traces.force_flush().unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
+    let failed =
+        spans.iter().find(|s| attr(s, "error.type").is_some() && s.parent_span_id != SpanId::INVALID);
+    let failed = failed.expect("the failed attempt's span");
+    assert_eq!((failed.start_time, failed.end_time), (at(50), at(110)));
+}
+
 fn histogram_u64(rm: &[ResourceMetrics], name: &str, token_type: &str) -> (u64, u64) {
     for r in rm {
         for scope in r.scope_metrics() {

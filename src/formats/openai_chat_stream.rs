@@ -38,6 +38,14 @@ struct State {
     errored: bool,
     /// Upstream `tool_calls[].index` -> our ordinal (0, 1, ...), for indices already started.
     tools: HashMap<u64, u32>,
+    /// The head of the last chunk the fast path read, and its bytes (see [`Head`]).
+    head: Option<Head>,
+    head_bytes: Vec<u8>,
+    /// Tests and fuzzing: read every chunk whole; and how many were read from a head.
+    #[cfg(any(test, feature = "fuzzing"))]
+    whole_only: bool,
+    #[cfg(any(test, feature = "fuzzing"))]
+    resumed: usize,
 }
 
 /// Each SSE event decoded where the parser hands it over (in the chunk itself, usually): no
@@ -94,7 +102,7 @@ impl State {
             self.done = true;
             return Ok(());
         }
-        let chunk = match scan_chunk(data) {
+        let chunk = match self.scan(data) {
             Some(c) => c,
             None => serde_json::from_str::<Obj<Chunk>>(data)
                 .map_err(|e| TranslateError::Stream(format!("chunk is not JSON: {e}")))?
@@ -142,6 +150,36 @@ impl State {
         Ok(())
     }
 
+    /// The fast path for one chunk: from the end of the previous chunk's head when this one
+    /// starts with the same bytes (after the first chunk: `id` and `model` are not needed
+    /// again), else whole.
+    fn scan<'a>(&mut self, data: &'a str) -> Option<Chunk<'a>> {
+        #[cfg(any(test, feature = "fuzzing"))]
+        if self.whole_only {
+            return scan_chunk(data);
+        }
+        if let Some(h) = self.head.filter(|_| self.started && data.as_bytes().starts_with(&self.head_bytes)) {
+            // The same bytes leave the same state: if the rest does not read, neither would
+            // the whole.
+            #[cfg(any(test, feature = "fuzzing"))]
+            {
+                self.resumed += 1;
+            }
+            return scan_chunk_from(data, Some(h)).map(|(c, _)| c);
+        }
+        let (c, head) = scan_chunk_from(data, None)?;
+        self.head = head;
+        self.head_bytes.clear();
+        if let Some(h) = head {
+            if h.len <= 1024 {
+                self.head_bytes.extend_from_slice(&data.as_bytes()[..h.len]);
+            } else {
+                self.head = None;
+            }
+        }
+        Some(c)
+    }
+
     /// One element of `delta.tool_calls` (`None`: not an object).
     fn on_tool_call(&mut self, pos: usize, call: Option<&WireToolCall>, out: &mut Vec<StreamEvent>) {
         let upstream_index = call.and_then(|c| c.index.0).unwrap_or(pos as u64);
@@ -176,15 +214,38 @@ impl State {
 /// decode, or `None` where the scanner gives up (then `serde_json` decides, see `scan`): any
 /// syntax it does not take, a known key twice (serde's derive rejects it), a field of an
 /// unexpected type (lenient there, left to serde), a non-null `error`.
+#[cfg(any(test, feature = "fuzzing"))]
 fn scan_chunk(data: &str) -> Option<Chunk<'_>> {
-    let mut p = Scan::new(data);
+    scan_chunk_from(data, None).map(|(c, _)| c)
+}
+
+/// Where a chunk's members before `choices` end: the length of its text up to the value of
+/// `choices`, and the members read by then. The chunks of one stream nearly always start with
+/// the same bytes (`{"id":…,"object":…,"created":…,"model":…,"choices":`), which then need not
+/// be read again.
+#[derive(Clone, Copy, Debug)]
+struct Head {
+    len: usize,
+    seen: Seen,
+}
+
+/// [`scan_chunk`], and the chunk's [`Head`] when it has one. With `resume`, the head of an
+/// earlier chunk read by the fast path that `data` starts with, byte for byte: the read goes on
+/// from there, in the state the same bytes left it in (so the chunk reads as a whole read
+/// would, except that the head's `id` and `model` are left unset: the decoder takes them from
+/// the first chunk only).
+fn scan_chunk_from<'a>(data: &'a str, resume: Option<Head>) -> Option<(Chunk<'a>, Option<Head>)> {
     let mut c = Chunk::default();
-    let mut seen = Seen::default();
-    p.members(|key, p| {
+    let mut seen = resume.map_or_else(Seen::default, |h| h.seen);
+    let mut head = None;
+    let mut member = |key: &'a str, p: &mut Scan<'a>| -> Option<()> {
         match key {
             "id" => c.id = seen.str(0, p)?,
             "model" => c.model = seen.str(1, p)?,
             "choices" => {
+                if head.is_none() {
+                    head = Some(Head { len: p.at(), seen });
+                }
                 seen.once(2)?;
                 // The first element, an object; the others are skipped.
                 let mut first = None;
@@ -212,9 +273,22 @@ fn scan_chunk(data: &str) -> Option<Chunk<'_>> {
             _ => p.skip()?,
         }
         Some(())
-    })?;
+    };
+    let mut p = match resume {
+        None => {
+            let mut p = Scan::new(data);
+            p.members(&mut member)?;
+            p
+        }
+        Some(h) => {
+            let mut p = Scan::resume(data, h.len, 1);
+            member("choices", &mut p)?;
+            p.more_members(&mut member)?;
+            p
+        }
+    };
     p.end()?;
-    Some(c)
+    Some((c, head))
 }
 
 fn scan_choice<'a>(p: &mut Scan<'a>) -> Option<Choice<'a>> {
@@ -301,6 +375,24 @@ pub(crate) fn fast_path_agrees(data: &str) {
             Err(e) => panic!("the chunk fast path accepted what serde_json rejects ({e}): {data}"),
         }
     }
+}
+
+/// Panics unless `stream`, decoded with chunks read from the previous chunk's head, gives the
+/// events and errors it gives with every chunk read whole (tests, fuzzing). Returns how many
+/// chunks were read from a head.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn resume_agrees(stream: &[u8]) -> usize {
+    let run = |whole_only: bool| {
+        let mut d = StreamDecoder::new();
+        d.st.whole_only = whole_only;
+        let mut out = Vec::new();
+        let fed = d.feed(stream, &mut out).map_err(|e| e.to_string());
+        let end = d.finish(&mut out).map_err(|e| e.to_string());
+        ((format!("{out:?}"), fed, end), d.st.resumed)
+    };
+    let ((resumed, n), (whole, _)) = (run(false), run(true));
+    assert_eq!(resumed, whole, "{}", String::from_utf8_lossy(stream));
+    n
 }
 
 /// One `chat.completion.chunk`, typed: the fields the decoder reads, borrowed from the event's

@@ -262,3 +262,71 @@ fn everyday_chunks_take_the_fast_path() {
     // An error chunk is left to serde_json (it keeps the raw error object).
     assert!(scan_chunk(r#"{"error":{"message":"overloaded"}}"#).is_none());
 }
+
+/// The chunks of a stream read from the end of the previous chunk's head decode as chunks read
+/// whole: same events, same errors, for streams whose chunks share a head or not, with members
+/// after `choices` that repeat one of the head's, and with bytes dropped.
+#[test]
+fn chunks_read_from_the_previous_head_decode_as_whole_ones() {
+    let mut g = Gen(0x0dd_c0de);
+    let heads = [
+        r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":"#,
+        r#"{"id":"c","choices":"#,
+        r#"{"model":"m","id":"c", "choices":"#,
+        r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"fp","usage":null,"choices":"#,
+        r#"{"id":"c","id":"d","choices":"#,
+        r#"{"error":null,"choices":"#,
+        r#"{"id":7,"choices":"#,
+    ];
+    let tails = [
+        "",
+        "",
+        r#","usage":null"#,
+        r#","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}"#,
+        r#","error":{"message":"x"}"#,
+        r#","id":"again""#,
+        r#","model":"again""#,
+        r#","choices":[]"#,
+        r#","usage":null,"usage":null"#,
+        r#" ,"x":[1,{"y":null}] "#,
+    ];
+    let mut resumed = 0;
+    for _ in 0..4000 {
+        let head = g.pick(&heads);
+        let mut stream = String::new();
+        for _ in 0..=g.below(6) {
+            let head = if g.below(6) == 0 { g.pick(&heads) } else { head };
+            let choice = {
+                let delta = match g.below(4) {
+                    0 => format!(r#"{{"content":{}}}"#, g.string()),
+                    1 => format!(r#"{{"role":"assistant","content":{},"refusal":null}}"#, g.string()),
+                    2 => format!(r#"{{"tool_calls":[{}]}}"#, tool_call(&mut g)),
+                    _ => "{}".to_owned(),
+                };
+                let finish = g.pick(&["null", r#""stop""#, r#""tool_calls""#, "3"]);
+                format!(r#"[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]"#)
+            };
+            let choices = match g.below(8) {
+                0 => "[]".to_owned(),
+                1 => "null".to_owned(),
+                2 => g.any(2),
+                _ => choice,
+            };
+            let mut c = format!("{head}{choices}{}}}", g.pick(&tails));
+            if g.below(10) == 0 {
+                let at = g.below(c.len());
+                if c.is_char_boundary(at) && c.is_char_boundary(at + 1) {
+                    c.remove(at);
+                }
+            }
+            stream.push_str("data: ");
+            stream.push_str(&c);
+            stream.push_str("\n\n");
+        }
+        if g.below(2) == 0 {
+            stream.push_str("data: [DONE]\n\n");
+        }
+        resumed += resume_agrees(stream.as_bytes());
+    }
+    assert!(resumed > 600, "only {resumed} chunks were read from a head");
+}

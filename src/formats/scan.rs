@@ -34,7 +34,7 @@ static STOP: [bool; 256] = {
 
 /// The known members of one object already read: the fast paths give up on a member given
 /// twice, which serde's derive refuses.
-#[derive(Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Seen(u32);
 
 impl Seen {
@@ -108,13 +108,41 @@ impl<'a> Scan<'a> {
         (self.i == self.s.len()).then_some(())
     }
 
+    /// A cursor at byte `at` of `s`, inside `depth` containers: to go on reading a document
+    /// whose first `at` bytes are those of one read before, up to that point.
+    pub(crate) fn resume(s: &'a str, at: usize, depth: u32) -> Self {
+        Scan { s, i: at, depth }
+    }
+
+    /// Where the cursor is.
+    pub(crate) fn at(&self) -> usize {
+        self.i
+    }
+
     /// Reads an object: `member` gets each key with the cursor at its value, which it must
     /// consume (its `None` gives up).
     #[inline]
-    pub(crate) fn members(&mut self, mut member: impl FnMut(&'a str, &mut Self) -> Option<()>) -> Option<()> {
+    pub(crate) fn members(&mut self, member: impl FnMut(&'a str, &mut Self) -> Option<()>) -> Option<()> {
         self.eat(b'{')?;
         self.enter()?;
-        let mut first = true;
+        self.member_loop(true, member)
+    }
+
+    /// The rest of an object of which at least one member was read, as [`Self::members`].
+    #[inline]
+    pub(crate) fn more_members(
+        &mut self,
+        member: impl FnMut(&'a str, &mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.member_loop(false, member)
+    }
+
+    #[inline]
+    fn member_loop(
+        &mut self,
+        mut first: bool,
+        mut member: impl FnMut(&'a str, &mut Self) -> Option<()>,
+    ) -> Option<()> {
         while self.more(&mut first, b'}')? {
             self.ws();
             let key = self.plain_string()?;
@@ -561,6 +589,8 @@ pub fn fast_paths_agree(data: &[u8]) {
     super::passthrough::fast_path_agrees(data);
     super::stream_usage::fast_path_agrees(data);
     crate::admission::validate::fast_path_agrees(data);
+    // The OpenAI chunks read from the previous chunk's head, against whole.
+    super::openai_chat_stream::resume_agrees(data);
     // The SSE parser's in-place events, the stream cut every 1 to 16 bytes as its first byte says.
     let step = data.first().map_or(1, |b| usize::from(b % 16) + 1);
     super::sse::fast_path_agrees(data, || step);

@@ -85,8 +85,12 @@ pub struct SseParser {
     general_only: bool,
 }
 
-/// Buffers at most this big keep their capacity between events.
+/// A line buffer at most this big keeps its capacity between lines.
 const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// An event's data buffer at most this big keeps its capacity between events (the everyday
+/// event never fills it: it is read in place). Small, since an idle stream holds it.
+const KEEP_DATA_CAPACITY: usize = 4 * 1024;
 
 // === impl SseParser ===
 
@@ -284,7 +288,7 @@ impl SseParser {
         }
         self.event.clear();
         self.data.clear();
-        if self.data.capacity() > KEEP_CAPACITY {
+        if self.data.capacity() > KEEP_DATA_CAPACITY {
             self.data = String::new();
         }
         self.has_data = false;

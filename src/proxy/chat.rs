@@ -1085,9 +1085,6 @@ impl StreamMode {
     }
 }
 
-/// Mark a response of unknown length as chunked on HTTP/1.1 (without it Pingora writes a
-/// close-delimited body and the client connection cannot be reused; h2 frames bodies itself).
-/// An HTTP/1.0 client cannot read chunked framing: it gets a close-delimited body.
 /// Frame a body passed through from `up`: its length when it gave one, else chunked.
 pub fn length_or_chunked(s: &mut Session, h: &mut Head, up: &Upstream) -> pingora::Result<()> {
     match up.header("content-length") {
@@ -1097,6 +1094,9 @@ pub fn length_or_chunked(s: &mut Session, h: &mut Head, up: &Upstream) -> pingor
     Ok(())
 }
 
+/// Mark a response of unknown length as chunked on HTTP/1.1 (without it Pingora writes a
+/// close-delimited body and the client connection cannot be reused; h2 frames bodies itself).
+/// An HTTP/1.0 client cannot read chunked framing: it gets a close-delimited body.
 fn chunked(s: &mut Session, h: &mut Head) {
     if s.as_downstream().is_http2() {
         return;

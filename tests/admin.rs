@@ -147,17 +147,22 @@ async fn metrics_parse_and_count_exactly_the_requests_sent() {
             .unwrap();
         assert_eq!(r.status(), 403);
     }
-    let text = client()
-        .get(gw.admin_url("/metrics"))
-        .bearer_auth(VIEWER)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
-    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+    // A request is counted once its answer is written, so the client can ask for the metrics
+    // before the last one is counted: scrape until all nine are (then check there are not more).
+    let scrape_once = || async {
+        let text = client()
+            .get(gw.admin_url("/metrics"))
+            .bearer_auth(VIEWER)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        (text, scrape)
+    };
+    let value_in = |scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]| -> f64 {
         scrape
             .samples
             .iter()
@@ -170,6 +175,12 @@ async fn metrics_parse_and_count_exactly_the_requests_sent() {
             })
             .sum()
     };
+    eventually(std::time::Duration::from_secs(5), "all nine requests counted", || async {
+        value_in(&scrape_once().await.1, "llm_gateway_requests_total", &[]) >= 9.0
+    })
+    .await;
+    let (text, scrape) = scrape_once().await;
+    let value = |name: &str, labels: &[(&str, &str)]| value_in(&scrape, name, labels);
     assert_eq!(value("llm_gateway_requests_total", &[("alias", "fast"), ("status", "200")]), 7.0, "{text}");
     assert_eq!(value("llm_gateway_requests_total", &[("status", "403")]), 2.0, "{text}");
     assert_eq!(value("llm_gateway_tokens_total", &[("direction", "input")]), 21.0, "{text}");

@@ -300,7 +300,8 @@ async fn without_otel_nothing_is_exported_and_a_bad_endpoint_is_refused_by_check
 fn check(cfg: &Cfg) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gateway.yaml");
-    let text = Gateway::config_text(free_port(), free_port(), &dir.path().join("state"), &cfg.to_string());
+    let (port, admin_port) = two_free_ports();
+    let text = Gateway::config_text(port, admin_port, &dir.path().join("state"), &cfg.to_string());
     std::fs::write(&path, text).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_llm-gateway"))
         .args(["check", "-c"])

@@ -166,7 +166,7 @@ async fn the_units_exec_lines_run_as_written() {
     let up = MockUpstream::start(|_, _| Reply::json(200, OK)).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gateway.yaml");
-    let (port, admin_port) = (free_port(), free_port());
+    let (port, admin_port) = two_free_ports();
     let body = openai_config(&up.url()).limits(serde_json::json!({ "shutdown_grace_s": 10 })).to_string();
     std::fs::write(&config, Gateway::config_text(port, admin_port, &dir.path().join("state"), &body))
         .unwrap();

@@ -1,7 +1,8 @@
 //! A deadline on each client request head. Pingora 0.9 bounds only each single read of a
 //! request head (its keep-alive timeout, 60 s, re-armed by every byte), so a client sending one
 //! byte every 30 s holds a connection and its buffers forever; `HttpServerOptions` has no
-//! total deadline for HTTP/1. `HeaderDeadline` wraps the proxy app: each request's turn on a
+//! total deadline for HTTP/1. `HeaderDeadline` wraps the admin listener's app (the data plane
+//! has the same deadline in its own head read, `proxy::DataPlane`): each request's turn on a
 //! connection (from accept, or from the end of the previous answer on a kept-alive one) must
 //! reach the service's `request_filter` - which calls `head_received` - within the deadline,
 //! else the connection is closed without an answer. So an idle kept-alive connection is also
@@ -30,7 +31,7 @@ pub fn head_received() {
     let _ = HEAD_READ.try_with(|h| h.set(true));
 }
 
-/// The proxy app `A`, with a deadline on each request head.
+/// The app `A`, with a deadline on each request head.
 pub struct HeaderDeadline<A> {
     inner: Arc<A>,
     deadline: Box<dyn Fn() -> Duration + Send + Sync>,

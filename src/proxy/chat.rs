@@ -6,8 +6,8 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::Session;
 use bytes::{Bytes, BytesMut};
-use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
 use super::endpoint::GeminiCall;
@@ -144,10 +144,10 @@ pub async fn pump(
 ) -> pingora::Result<()> {
     loop {
         match up.next_chunk().await {
-            Ok(Some(chunk)) => s.write_response_body(Some(chunk), false).await?,
+            Ok(Some(chunk)) => s.write_response_body(chunk, false).await?,
             Ok(None) => {
                 up.release(&gw.connector).await;
-                return s.write_response_body(None, true).await;
+                return s.write_response_body(Bytes::new(), true).await;
             }
             Err(e) => {
                 ctx.error = Some(e.to_string());
@@ -182,7 +182,7 @@ const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Read and discard the rest of a refused request body, for at most `DRAIN_TIMEOUT`.
 pub async fn drain(s: &mut Session) {
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, s.as_downstream_mut().drain_request_body()).await;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, s.drain_request_body()).await;
 }
 
 fn expects_continue(s: &Session) -> bool {
@@ -195,7 +195,7 @@ fn expects_continue(s: &Session) -> bool {
 /// Answer `Expect: 100-continue` so clients don't stall (Pingora never sends the 100 itself).
 pub async fn answer_expect_continue(s: &mut Session) -> pingora::Result<()> {
     if expects_continue(s) {
-        s.as_downstream_mut().write_continue_response().await?;
+        s.write_continue_response().await?;
     }
     Ok(())
 }
@@ -765,8 +765,8 @@ async fn json_answer(s: &mut Session, ctx: &mut RequestCtx, mut h: Head, body: B
         ctx.response_body = Some(body.clone());
     }
     h.json_body(body.len());
-    s.write_response_header(h.into_response(), false).await?;
-    s.write_response_body(Some(body), true).await
+    s.write_response_header(h.into_response()).await?;
+    s.write_response_body(body, true).await
 }
 
 /// Pass a binary media answer through as it comes.
@@ -780,7 +780,7 @@ async fn binary(
 ) -> pingora::Result<()> {
     h.set_str(http::header::CONTENT_TYPE, &content_type)?;
     length_or_chunked(s, &mut h, &up)?;
-    s.write_response_header(h.into_response(), false).await?;
+    s.write_response_header(h.into_response()).await?;
     pump(gw, s, ctx, up).await
 }
 
@@ -802,7 +802,7 @@ async fn stream(
     let gemini_array = inb.format == Format::Gemini && !inb.gemini_sse;
     h.stream(gemini_array);
     chunked(s, &mut h);
-    s.write_response_header(h.into_response(), false).await?;
+    s.write_response_header(h.into_response()).await?;
 
     let mut mode = if same && from == Format::OpenAiChat {
         StreamMode::Observe(passthrough::OpenAiStreamUsage::new(!inb.include_usage))
@@ -873,7 +873,7 @@ async fn stream(
                             ctx.error = Some(e.to_string());
                             let data = Bytes::from(std::mem::take(&mut out));
                             ctx.usage = t.usage();
-                            s.write_response_body(Some(data), true).await?;
+                            s.write_response_body(data, true).await?;
                             return Ok(());
                         }
                         Bytes::from(std::mem::take(&mut out))
@@ -888,7 +888,7 @@ async fn stream(
                     return end_stream(gw, s, ctx, inb, up, &mut mode, &mut watch, data).await;
                 }
                 if !data.is_empty() {
-                    if let Err(e) = s.write_response_body(Some(data), false).await {
+                    if let Err(e) = s.write_response_body(data, false).await {
                         mode.take_usage(ctx);
                         ctx.error = Some("client went away mid-stream".into());
                         return Err(e);
@@ -912,7 +912,7 @@ async fn stream(
                 }
                 mode.take_usage(ctx);
                 ctx.error = Some(e.to_string());
-                return s.write_response_body(Some(Bytes::from(std::mem::take(&mut out))), true).await;
+                return s.write_response_body(Bytes::from(std::mem::take(&mut out)), true).await;
             }
         }
     }
@@ -957,7 +957,7 @@ async fn end_stream(
         all.extend_from_slice(&out);
         Bytes::from(all)
     };
-    s.write_response_body(Some(body), true).await
+    s.write_response_body(body, true).await
 }
 
 /// A checked 2xx answer, as it is to be passed on.
@@ -1037,7 +1037,7 @@ pub async fn unless_client_gone<F: std::future::Future + Unpin>(
     work: F,
 ) -> Option<F::Output> {
     let gone = async {
-        match s.as_downstream_mut().read_body_or_idle(true).await {
+        match s.read_body_or_idle(true).await {
             // Bytes after the body (a pipelined request) are not a disconnect.
             Err(e) if e.etype() == &pingora::ErrorType::ConnectError => std::future::pending().await,
             Err(_) => {}
@@ -1098,7 +1098,7 @@ pub fn length_or_chunked(s: &mut Session, h: &mut Head, up: &Upstream) -> pingor
 /// close-delimited body and the client connection cannot be reused; h2 frames bodies itself).
 /// An HTTP/1.0 client cannot read chunked framing: it gets a close-delimited body.
 fn chunked(s: &mut Session, h: &mut Head) {
-    if s.as_downstream().is_http2() {
+    if s.is_http2() {
         return;
     }
     if s.req_header().version == http::Version::HTTP_10 {

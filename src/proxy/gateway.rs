@@ -7,10 +7,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use async_trait::async_trait;
+use super::Session;
 use pingora::connectors::TransportConnector as Connector;
 use pingora::prelude::*;
-use pingora::proxy::{ProxyHttp, Session};
 
 use super::cors::{self, Cors};
 use super::ctx::RequestCtx;
@@ -84,30 +83,17 @@ impl Gateway {
     }
 }
 
-#[async_trait]
-impl ProxyHttp for Gateway {
-    type CTX = RequestCtx;
-
-    fn new_ctx(&self) -> RequestCtx {
+impl Gateway {
+    pub(super) fn new_ctx(&self) -> RequestCtx {
         RequestCtx { trace_attempts: self.otel.is_some(), ..RequestCtx::default() }
     }
 
-    /// Never reached: `request_filter` serves every request and returns `Ok(true)`.
-    async fn upstream_peer(&self, _s: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        Error::e_explain(
-            ErrorType::InternalError,
-            "upstream_peer is not used: requests are served in request_filter",
-        )
-    }
-
-    /// Runs once the request header is read. Serves the whole request (every endpoint) and
-    /// returns `Ok(true)`: Pingora then skips its own upstream phases and calls `logging`.
-    /// `Err` means the client connection broke while we wrote to it.
+    /// Runs once the request header is read: serves the whole request (every endpoint); the
+    /// app then calls `logging`. `Err` means the client connection broke while we wrote to it.
     ///
     /// The endpoints that go upstream run boxed: this future then holds only the one in use,
     /// not room for the largest of them all, for as long as a stream lasts (README "Memory").
-    async fn request_filter(&self, s: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        crate::net::head_received();
+    pub(super) async fn request_filter(&self, s: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         if self.runtime.get().is_none() {
             let _ = self.runtime.set(tokio::runtime::Handle::current());
         }
@@ -136,12 +122,12 @@ impl ProxyHttp for Gateway {
                     ("access-control-max-age", max_age_s.to_string()),
                 ];
                 respond::json(s, ctx, 204, Vec::new(), &extra).await?;
-                return Ok(true);
+                return Ok(());
             }
             Cors::Refused(why) => {
                 ctx.endpoint = "cors_preflight";
                 respond::error(s, ctx, fallback_format, GatewayError::CorsRefused(why)).await?;
-                return Ok(true);
+                return Ok(());
             }
         }
         match endpoint {
@@ -259,12 +245,12 @@ impl ProxyHttp for Gateway {
                 respond::error(s, ctx, fallback_format, e).await?;
             }
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Runs last, for every request, including ones whose client went away: the `account`
     /// step, exactly once per request that got as far as an authenticated principal.
-    async fn logging(&self, s: &mut Session, e: Option<&pingora::Error>, ctx: &mut RequestCtx) {
+    pub(super) fn logging(&self, s: &Session, e: Option<&pingora::Error>, ctx: &mut RequestCtx) {
         if ctx.status >= 500 || e.is_some() {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
         }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use pingora::proxy::Session;
+use super::Session;
 use serde_json::{json, Value};
 
 use super::ctx::RequestCtx;

@@ -13,8 +13,8 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::Session;
 use bytes::{Bytes, BytesMut};
-use pingora::proxy::Session;
 use serde_json::{Map, Value};
 
 use super::chat;
@@ -580,7 +580,7 @@ fn base_url(s: &Session) -> String {
         .map(str::to_string)
         .or_else(|| req.uri.authority().map(|a| a.to_string()))
         .unwrap_or_else(|| "localhost".into());
-    let tls = s.as_downstream().digest().is_some_and(|d| d.ssl_digest.is_some());
+    let tls = s.digest().is_some_and(|d| d.ssl_digest.is_some());
     format!("{}://{host}", if tls { "https" } else { "http" })
 }
 
@@ -954,13 +954,13 @@ async fn results_through(
     mut h: Head,
 ) -> pingora::Result<Result<(), GatewayError>> {
     chat::length_or_chunked(s, &mut h, &up)?;
-    s.write_response_header(h.into_response(), false).await?;
+    s.write_response_header(h.into_response()).await?;
     let mut usage = answer::ResultsUsage::default();
     loop {
         match up.next_chunk().await {
             Ok(Some(chunk)) => {
                 usage.feed(&chunk);
-                s.write_response_body(Some(chunk), false).await?;
+                s.write_response_body(chunk, false).await?;
             }
             Ok(None) => break,
             Err(e) => {
@@ -970,7 +970,7 @@ async fn results_through(
         }
     }
     up.release(&gw.connector).await;
-    s.write_response_body(None, true).await?;
+    s.write_response_body(Bytes::new(), true).await?;
     let model = usage.model.clone().unwrap_or_default();
     if let (Some(id), Some(u)) = (&call.id, usage.finish()) {
         if u.input_tokens + u.output_tokens > 0 {

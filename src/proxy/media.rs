@@ -7,8 +7,8 @@
 
 use std::time::Instant;
 
+use super::Session;
 use bytes::{Bytes, BytesMut};
-use pingora::proxy::Session;
 
 use super::chat::{self, Inbound};
 use std::time::SystemTime;

@@ -1,6 +1,7 @@
-//! The data plane: the `ProxyHttp` implementation and the per-request flow. This room routes
+//! The data plane: the Pingora app (`app.rs`) and the per-request flow. This room routes
 //! calls into `auth`, `formats`, `providers`, `routing` and `accounting`; nothing else lives here.
 
+mod app;
 mod chat;
 mod cors;
 mod ctx;
@@ -17,7 +18,11 @@ mod respond;
 mod responses;
 mod upstream;
 
+/// The client's side of one request (HTTP/1 or HTTP/2), as Pingora reads and writes it.
+type Session = pingora::protocols::http::ServerSession;
+
 pub use self::{
+    app::DataPlane,
     ctx::RequestCtx,
     endpoint::Endpoint,
     gateway::{Counters, Gateway},

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use pingora::proxy::Session;
+use super::Session;
 use serde::{Deserialize, Serialize};
 
 use super::chat;

@@ -2,8 +2,8 @@
 //! always with `x-request-id` and `x-gateway-attempts`; errors also carry `x-gateway-error`
 //! (so clients can tell them from upstream errors) and the headers `error::rescue` says are true.
 
+use super::Session;
 use bytes::Bytes;
-use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
 use super::head::Head;
@@ -29,8 +29,8 @@ pub async fn json(
     if ctx.logs_bodies() {
         ctx.response_body = Some(body.clone());
     }
-    s.write_response_header(h.into_response(), false).await?;
-    s.write_response_body(Some(body), true).await
+    s.write_response_header(h.into_response()).await?;
+    s.write_response_body(body, true).await
 }
 
 /// Write an error the gateway raised, in `format`'s envelope.

@@ -11,8 +11,8 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::Session;
 use bytes::Bytes;
-use pingora::proxy::Session;
 use serde_json::{json, Map, Value};
 
 use super::chat::{self, Inbound};
@@ -522,7 +522,7 @@ pub(super) async fn pass_body(
     mut h: Head,
 ) -> pingora::Result<()> {
     super::chat::length_or_chunked(s, &mut h, &up)?;
-    s.write_response_header(h.into_response(), false).await?;
+    s.write_response_header(h.into_response()).await?;
     super::chat::pump(gw, s, ctx, up).await
 }
 

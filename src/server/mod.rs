@@ -13,7 +13,7 @@ use pingora::services::listening::Service;
 
 use crate::accounting::UsageLog;
 use crate::admin::{Admin, AdminService, Source};
-use crate::proxy::{Counters, Gateway};
+use crate::proxy::{Counters, DataPlane, Gateway};
 use crate::routing::HealthChecker;
 use crate::runtime::{Reloader, RuntimeStore, Trigger};
 use crate::telemetry::alerts::AlertOptions;
@@ -122,13 +122,8 @@ pub fn run(
         checker: health.task(),
         resolver: Default::default(),
     };
-    let mut app = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());
-    app.handle_init_modules();
-    let app = crate::net::HeaderDeadline::new(app, {
-        let store = store.clone();
-        move || std::time::Duration::from_millis(store.load().snap.config.limits.header_timeout_ms)
-    });
-    let mut proxy = Service::new("llm-gateway data plane".to_string(), app);
+    // The deadline on each request head is the app's own (`proxy::DataPlane`).
+    let mut proxy = Service::new("llm-gateway data plane".to_string(), DataPlane::new(gateway));
     if let Some(addr) = &cfg.listen {
         // Plain HTTP: Pingora's HTTP/1 reader has its own header and body buffers, so the
         // default 64 KiB L4 read buffer in front of them only costs 64 KiB per open connection

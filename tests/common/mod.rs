@@ -232,6 +232,15 @@ pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Two distinct free ports (both held while the second is picked): two `free_port` calls can
+/// return the same port, and a gateway given one port for both listeners passed the readiness
+/// check and then answered a data-plane request from its admin service.
+pub fn two_free_ports() -> (u16, u16) {
+    let a = StdListener::bind("127.0.0.1:0").unwrap();
+    let b = StdListener::bind("127.0.0.1:0").unwrap();
+    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
+}
+
 /// Whether process `pid` has a listening TCP socket on `port` (the gateway's own check,
 /// `server::upgrade::listens`).
 pub fn listens(pid: u32, port: u16) -> bool {
@@ -268,7 +277,7 @@ impl Gateway {
         // before the gateway binds it: if the gateway cannot bind, try other ports.
         for _ in 0..3 {
             let dir = tempfile::tempdir().unwrap();
-            let (port, admin_port) = (free_port(), free_port());
+            let (port, admin_port) = two_free_ports();
             let text = Self::config_text(port, admin_port, &dir.path().join("state"), body);
             std::fs::write(dir.path().join("gateway.yaml"), text).unwrap();
             let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();

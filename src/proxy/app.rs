@@ -1,0 +1,176 @@
+//! The data plane's Pingora app: one request of a client connection at a time, read, served
+//! whole by [`Gateway`] and accounted, then the connection handed back for the next request.
+//!
+//! This gateway answers every request itself (it reads the body, drives the upstream attempts
+//! with Pingora's connector and writes the answer), so it does not run on `pingora-proxy`'s
+//! `HttpProxy`: that layer's cache, upstream and module phases were never reached, yet each
+//! request paid for setting them up (a proxy `Session` with its module contexts, the response
+//! compression module's filters on every header and body write). What it did that this
+//! gateway needs is here: the biased read of the next request head against the service's stop,
+//! a 400 for a malformed head, no `CONNECT`, no keep-alive once stopping, the error answer
+//! when serving failed before an answer was written, and the connection's reuse.
+//!
+//! The deadline on each request head (`limits.header_timeout_ms`, what `net::HeaderDeadline`
+//! gives the admin listener) is part of the same read: Pingora 0.9 bounds only each single
+//! read of a head, so a client sending a byte every 30 s would hold a connection forever. The
+//! turn of a request (from accept, or from the end of the previous answer on a kept-alive
+//! connection) that has no complete head within the deadline closes the connection without an
+//! answer; so does an idle kept-alive connection.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+use pingora::{Error, ErrorSource, ErrorType};
+use tokio::sync::Notify;
+
+use super::Gateway;
+
+/// The data plane's [`HttpServerApp`] around the [`Gateway`].
+pub struct DataPlane {
+    gateway: Gateway,
+    /// Set by `http_cleanup` (the service is stopping); wakes connections idle between
+    /// requests so they close instead of waiting for a next request.
+    stopping: AtomicBool,
+    stop: Notify,
+}
+
+// === impl DataPlane ===
+
+impl DataPlane {
+    pub fn new(gateway: Gateway) -> DataPlane {
+        DataPlane { gateway, stopping: AtomicBool::new(false), stop: Notify::new() }
+    }
+
+    /// Resolves once the service is stopping.
+    async fn stopped(&self) {
+        let notified = self.stop.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read: a stop between the two still wakes this waiter.
+        notified.as_mut().enable();
+        if self.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for DataPlane {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        // Requests a client pipelines (sends before reading the previous answer) are served in
+        // order instead of being dropped with the connection (RFC 9112 section 9.3.2).
+        session.set_pipelining_enabled(true);
+        // The gateway never writes a client's header names back out (it builds every upstream
+        // request itself), so the request header needs no second map keeping their case.
+        session.set_keep_header_case(false);
+        // Read per request: reloadable.
+        let limit = Duration::from_millis(self.gateway.store.load().snap.config.limits.header_timeout_ms);
+        let read = tokio::select! {
+            // Biased: a request already buffered is served, not dropped, when the stop comes.
+            biased;
+            read = session.read_request() => read,
+            () = self.stopped() => return None,
+            () = tokio::time::sleep(limit) => {
+                // Dropping the session closes the connection.
+                tracing::debug!("closed a client connection: no complete request head within {limit:?}");
+                return None;
+            }
+        };
+        match read {
+            Ok(true) => {}
+            // The client closed the connection between requests.
+            Ok(false) => return None,
+            Err(e) => {
+                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                    let _ = session.respond_error(400).await;
+                }
+                tracing::debug!("closed a client connection: reading a request head failed: {e}");
+                session.shutdown().await;
+                return None;
+            }
+        }
+        // Tunnels are not proxied (a CONNECT's framing is not a request's).
+        if session.req_header().method == http::Method::CONNECT {
+            let _ = session.respond_error(405).await;
+            session.shutdown().await;
+            return None;
+        }
+        if *shutdown.borrow() {
+            // Stopping: this request is served, the connection is not kept.
+            session.set_keepalive(None);
+        }
+        let gateway = &self.gateway;
+        let mut ctx = gateway.new_ctx();
+        match gateway.request_filter(&mut session, &mut ctx).await {
+            Ok(()) => {
+                gateway.logging(&session, None, &mut ctx);
+                let settings = HttpPersistentSettings::for_session(&session);
+                // Boxed: the `finish` state would otherwise be room in this future for as long
+                // as a stream is served (README "Memory").
+                Box::pin(session.finish())
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|s| ReusedHttpStream::from_reusable_stream(s, settings))
+            }
+            Err(e) => {
+                // Nearly always the client went away while the answer was written; otherwise
+                // (an answer not yet begun) the client gets a bare error status.
+                let status = failure_status(&e);
+                if status > 0 && session.response_written().is_none() {
+                    let _ = session.respond_error(status).await;
+                }
+                tracing::debug!("serving a request failed: {e}");
+                gateway.logging(&session, Some(&e), &mut ctx);
+                session.on_proxy_failure(e);
+                None
+            }
+        }
+    }
+
+    async fn http_cleanup(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop.notify_waiters();
+    }
+}
+
+/// The status a failed request is answered with, 0 for none (the client is gone): Pingora's
+/// choice for a failed proxy phase.
+fn failure_status(e: &Error) -> u16 {
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_is_answered_like_pingora_answered_it() {
+        let gone = Error::new(ErrorType::WriteError).into_down();
+        assert_eq!(failure_status(&gone), 0, "the client is gone: no answer");
+        let bad_body = Error::new(ErrorType::InvalidHTTPHeader).into_down();
+        assert_eq!(failure_status(&bad_body), 400);
+        assert_eq!(failure_status(&Error::new(ErrorType::ConnectTimedout).into_up()), 502);
+        assert_eq!(failure_status(&Error::new(ErrorType::InternalError)), 500);
+        assert_eq!(failure_status(&Error::new(ErrorType::HTTPStatus(413))), 413);
+    }
+}

@@ -1,7 +1,8 @@
-//! The data-plane `ProxyHttp` implementation. Pingora sends the request header upstream before
-//! the body is read and caps retry replay at 64 KiB, so this gateway serves every request from
-//! `request_filter`: it reads the whole body, drives the upstream attempts itself with
-//! Pingora's connector (see `chat.rs`) and returns `Ok(true)` ("already responded").
+//! The data plane's request handling (`Gateway`), run by its Pingora app (`app.rs`). Pingora's
+//! proxy sends the request header upstream before the body is read and caps retry replay at
+//! 64 KiB, so this gateway serves every request itself in `request_filter`: it reads the whole
+//! body, drives the upstream attempts with Pingora's connector (see `chat.rs`) and writes the
+//! answer; `logging` then accounts it.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -79,7 +79,10 @@ impl HttpServerApp for DataPlane {
             biased;
             read = session.read_request() => read,
             () = self.stopped() => return None,
-            () = tokio::time::sleep(limit) => {
+            // Pingora's shared 10 ms timer wheel, not a tokio timer: on a single-threaded runtime
+            // registering a tokio timer earlier than the driver's next wake-up wakes the driver
+            // (an eventfd write, one syscall per request).
+            () = pingora::prelude::fast_timeout::fast_sleep(limit) => {
                 // Dropping the session closes the connection.
                 tracing::debug!("closed a client connection: no complete request head within {limit:?}");
                 return None;

@@ -51,9 +51,9 @@ pub struct Gateway {
     pub objects: Arc<crate::jobs::ObjectStore>,
     /// OpenTelemetry export (`otel:`, read at start); `None` when off.
     pub otel: Option<Arc<Otel>>,
-    /// The runtime requests are served on (set on the first request), for background work that
-    /// must run on its worker threads (`server::release`).
-    pub runtime: Arc<std::sync::OnceLock<tokio::runtime::Handle>>,
+    /// The worker runtimes requests are served on (each noted by its first request), for
+    /// background work that must run on their threads (`server::release`).
+    pub workers: Arc<crate::server::release::Workers>,
 }
 
 impl Gateway {
@@ -79,7 +79,7 @@ impl Gateway {
             metrics,
             events,
             otel: None,
-            runtime: Arc::default(),
+            workers: Arc::default(),
         }
     }
 }
@@ -95,9 +95,7 @@ impl Gateway {
     /// The endpoints that go upstream run boxed: this future then holds only the one in use,
     /// not room for the largest of them all, for as long as a stream lasts (README "Memory").
     pub(super) async fn request_filter(&self, s: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        if self.runtime.get().is_none() {
-            let _ = self.runtime.set(tokio::runtime::Handle::current());
-        }
+        self.workers.note();
         ctx.started = Some(Instant::now());
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         self.counters.active.fetch_add(1, Ordering::Relaxed);

@@ -1,12 +1,14 @@
 //! Memory back to the OS after a burst: once the data plane has been quiet for a while (no
-//! request started, none in flight), each worker thread of the data-plane runtime runs the
-//! allocator's collect hook once, then this service's own thread and those of the background
+//! request started, none in flight), each data-plane worker thread (one single-threaded
+//! runtime each, noted in [`Workers`] as it serves its first request) runs the allocator's
+//! collect hook once, then this service's own thread and those of the background
 //! services wrapped in [`Tracked`] (the ones that allocate under load). Not the allocator
 //! itself: the hook comes from the binary (`main.rs`, which owns the `#[global_allocator]`);
 //! this module only decides when and where.
 //!
 //! Why: mimalloc keeps freed memory per thread. A block freed by another thread than the one
-//! that allocated it (the usual case on a work-stealing runtime) waits on its page until the
+//! that allocated it (a connection's buffers freed by another connection's thread, an upstream
+//! connection pooled by one thread and taken by another) waits on its page until the
 //! owning thread allocates again, and pages it has emptied are given back (purged) only
 //! during later allocator calls. A fully idle process makes none, so after a burst RSS stayed
 //! where the burst left it (README "Memory"). One collect per worker thread, after the
@@ -19,12 +21,13 @@
 //! stays registered until its deadline (`limits.upstream_timeout_ms`, 120 s by default). What
 //! they free after the burst's collect waits for the next one.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::cell::Cell;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::runtime::Handle;
@@ -54,9 +57,37 @@ impl Schedule {
     }
 }
 
-/// The most a worker waits for the others to take their turn (it holds its thread meanwhile,
-/// so that the next turn goes to another worker). Only ever spent while nothing is served.
-const MEET: Duration = Duration::from_millis(20);
+/// The data plane's worker runtimes, each noted by the first request it serves.
+#[derive(Default)]
+pub struct Workers {
+    handles: Mutex<Vec<Handle>>,
+}
+
+thread_local! {
+    /// Whether this thread's runtime is in the data plane's [`Workers`].
+    static NOTED: Cell<bool> = const { Cell::new(false) };
+}
+
+// === impl Workers ===
+
+impl Workers {
+    /// Note the runtime of the calling thread (a data-plane worker serving a request); a
+    /// thread-local check after its first time.
+    #[inline]
+    pub fn note(&self) {
+        if !NOTED.get() {
+            NOTED.set(true);
+            if let Ok(h) = Handle::try_current() {
+                self.handles.lock().push(h);
+            }
+        }
+    }
+
+    /// The runtimes noted so far.
+    pub fn handles(&self) -> Vec<Handle> {
+        self.handles.lock().clone()
+    }
+}
 
 /// The runtimes of the background services that allocate while the data plane is busy (the
 /// usage log writer, the events watcher): once a burst is over the hook runs on their threads
@@ -84,10 +115,8 @@ impl<S: BackgroundService + Send + Sync> BackgroundService for Tracked<S> {
 /// Runs `hook` on every worker of the data-plane runtime once a burst is over.
 pub struct Release {
     pub counters: Arc<Counters>,
-    /// The data-plane runtime, set by the proxy on its first request.
-    pub runtime: Arc<OnceLock<Handle>>,
-    /// Worker threads of that runtime.
-    pub workers: usize,
+    /// The data-plane worker runtimes, noted by the gateway as they serve.
+    pub workers: Arc<Workers>,
     /// The allocator's collect, run on each worker thread.
     pub hook: fn(),
     /// Background services' runtimes the hook also runs on ([`Tracked`]).
@@ -108,14 +137,12 @@ impl BackgroundService for Release {
             if !quiet.observe(requests, active, Instant::now()) {
                 continue;
             }
-            let Some(rt) = self.runtime.get() else { continue };
             let started = Instant::now();
-            let reached = on_every_worker(rt, self.workers, self.hook).await;
+            let reached = on_every_worker(&self.workers, self.hook).await;
             // This service's own thread, then each tracked background service's.
             (self.hook)();
             on_background(&self.background, self.hook).await;
             tracing::debug!(
-                workers = self.workers,
                 reached,
                 took_us = started.elapsed().as_micros() as u64,
                 "data plane quiet: freed memory returned to the OS"
@@ -124,34 +151,14 @@ impl BackgroundService for Release {
     }
 }
 
-/// Run `hook` once on each of `workers` threads of `rt` (as far as they can be reached within
-/// `MEET`); returns on how many it ran.
-async fn on_every_worker(rt: &Handle, workers: usize, hook: fn()) -> usize {
-    let meet = Arc::new((Mutex::new(0usize), Condvar::new()));
-    let ran = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..workers)
-        .map(|_| {
-            let (meet, ran) = (meet.clone(), ran.clone());
-            rt.spawn(async move {
-                hook();
-                ran.fetch_add(1, Ordering::Relaxed);
-                // Hold this worker until every task has started, so each runs on its own.
-                let (arrived, all) = &*meet;
-                let mut n = arrived.lock();
-                *n += 1;
-                if *n >= workers {
-                    all.notify_all();
-                } else {
-                    let deadline = Instant::now() + MEET;
-                    while *n < workers && !all.wait_until(&mut n, deadline).timed_out() {}
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        let _ = t.await;
+/// Run `hook` once on the thread of each data-plane worker runtime (each is single-threaded:
+/// a task spawned on it runs on its thread); returns on how many it ran.
+async fn on_every_worker(workers: &Workers, hook: fn()) -> usize {
+    let mut ran = 0;
+    for h in workers.handles() {
+        ran += usize::from(h.spawn(async move { hook() }).await.is_ok());
     }
-    ran.load(Ordering::Relaxed)
+    ran
 }
 
 /// Run `hook` once on the thread of each runtime in `threads` ([`Tracked`] services); returns
@@ -345,16 +352,41 @@ mod tests {
         assert!(SCHEDULE.mark(SCHEDULE.count - 1) > default_timeout);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_hook_runs_on_every_worker() {
+    /// Two single-threaded runtimes on threads of their own, as Pingora runs the data plane
+    /// (`work_stealing: false`), each noted by a task it ran: the hook runs once on each thread.
+    #[test]
+    fn the_hook_runs_on_every_worker() {
         static THREADS: Mutex<Vec<std::thread::ThreadId>> = Mutex::new(Vec::new());
         fn hook() {
             THREADS.lock().push(std::thread::current().id());
         }
-        let reached = on_every_worker(&Handle::current(), 2, hook).await;
-        assert_eq!(reached, 2);
-        let mut threads = THREADS.lock().clone();
-        threads.dedup();
-        assert_eq!(threads.len(), 2, "ran on two distinct worker threads: {threads:?}");
+        let workers = Arc::new(Workers::default());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut threads = Vec::new();
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let (workers, mut stopped) = (workers.clone(), stopped.clone());
+            let (tx, rx) = std::sync::mpsc::channel();
+            threads.push(std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async move {
+                    workers.note();
+                    workers.note(); // noted once per thread
+                    tx.send(std::thread::current().id()).unwrap();
+                    let _ = stopped.changed().await;
+                });
+            }));
+            ids.push(rx.recv().unwrap());
+        }
+        assert_eq!(workers.handles().len(), 2);
+        let here = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        assert_eq!(here.block_on(on_every_worker(&workers, hook)), 2);
+        let ran = THREADS.lock().clone();
+        assert_eq!(ran.len(), 2, "{ran:?}");
+        assert!(ids.iter().all(|id| ran.contains(id)), "once on each worker's thread: {ran:?} {ids:?}");
+        stop.send(true).unwrap();
+        for t in threads {
+            t.join().unwrap();
+        }
     }
 }

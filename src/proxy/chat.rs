@@ -136,17 +136,12 @@ pub async fn caller_and_body(
 }
 
 /// Copy the rest of an upstream body to the client as it comes (the header is written).
-pub async fn pump(
-    gw: &Gateway,
-    s: &mut Session,
-    ctx: &mut RequestCtx,
-    mut up: Upstream,
-) -> pingora::Result<()> {
+pub async fn pump(s: &mut Session, ctx: &mut RequestCtx, mut up: Upstream) -> pingora::Result<()> {
     loop {
         match up.next_chunk().await {
             Ok(Some(chunk)) => s.write_response_body(chunk, false).await?,
             Ok(None) => {
-                up.release(&gw.connector).await;
+                up.release().await;
                 return s.write_response_body(Bytes::new(), true).await;
             }
             Err(e) => {
@@ -530,7 +525,7 @@ async fn proxy(
                 }
                 Err(Refused::Client(class)) => {
                     // A 2xx whose body is an error the request itself caused: the client's.
-                    Box::pin(up.release(&gw.connector)).await;
+                    Box::pin(up.release()).await;
                     let status = formats::status_for(class.kind);
                     ctx.attempt_log.push(format!("{}/{}: 2xx with an error", provider.name, target.model));
                     ctx.attempt_done(provider, &target.model, started, status, Some("client_error"));
@@ -559,7 +554,7 @@ async fn proxy(
         };
         let err_body = err_body.unwrap_or_default();
         let headers = up.headers().cloned();
-        Box::pin(up.release(&gw.connector)).await;
+        Box::pin(up.release()).await;
         ctx.attempt_log.push(format!("{}/{}: HTTP {status}", provider.name, target.model));
         ctx.attempt_done(provider, &target.model, started, status, Some("http"));
         if status == 401 || status == 403 {
@@ -666,7 +661,7 @@ pub async fn respond_upstream(
 
     let body = match answer {
         Answer::Translated(body, usage) => {
-            up.release(&gw.connector).await;
+            up.release().await;
             ctx.usage = usage;
             record_translated_body(gw, inb, &body);
             return json_answer(s, ctx, h, body).await;
@@ -676,11 +671,11 @@ pub async fn respond_upstream(
         Answer::Binary => {
             // Binary media (e.g. speech audio): stream it through as it comes.
             let content_type = up.header("content-type").unwrap_or("application/octet-stream").to_string();
-            return Box::pin(binary(gw, s, ctx, up, h, content_type)).await;
+            return Box::pin(binary(s, ctx, up, h, content_type)).await;
         }
     };
     if let Some((body, usage_at)) = body {
-        up.release(&gw.connector).await;
+        up.release().await;
         let body = if let Some((batch, req)) = &inb.gemini_embed {
             // An embeddings answer in OpenAI's shape (passed through or already translated).
             use formats::embeddings::gemini_client;
@@ -771,7 +766,6 @@ async fn json_answer(s: &mut Session, ctx: &mut RequestCtx, mut h: Head, body: B
 
 /// Pass a binary media answer through as it comes.
 async fn binary(
-    gw: &Gateway,
     s: &mut Session,
     ctx: &mut RequestCtx,
     up: Upstream,
@@ -781,7 +775,7 @@ async fn binary(
     h.set_str(http::header::CONTENT_TYPE, &content_type)?;
     length_or_chunked(s, &mut h, &up)?;
     s.write_response_header(h.into_response()).await?;
-    pump(gw, s, ctx, up).await
+    pump(s, ctx, up).await
 }
 
 /// Pass a stream on, translated or observed for usage, ending it with an error event in the
@@ -946,7 +940,7 @@ async fn end_stream(
             super::responses::record_translated(gw, turn, r);
         }
     }
-    Box::pin(up.release(&gw.connector)).await;
+    Box::pin(up.release()).await;
     let body = if out.is_empty() {
         last
     } else if last.is_empty() {

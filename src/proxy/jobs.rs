@@ -229,16 +229,16 @@ async fn send(
     ctx.upstream_time += started.elapsed();
     ctx.ttfb = Some(started.elapsed());
     Ok(match sent {
-        Ok(up) => credentials_ok(gw, p, up).await,
+        Ok(up) => credentials_ok(p, up).await,
         Err(e) => Err(GatewayError::Upstream(e.to_string())),
     })
 }
 
-async fn credentials_ok(gw: &Gateway, p: &Provider, mut up: Upstream) -> Result<Upstream, GatewayError> {
+async fn credentials_ok(p: &Provider, mut up: Upstream) -> Result<Upstream, GatewayError> {
     let status = up.status();
     if status == 401 || status == 403 {
         let _ = up.read_to_end(64 * 1024).await;
-        up.release(&gw.connector).await;
+        up.release().await;
         return Err(GatewayError::Upstream(format!(
             "provider {} refused the gateway's credentials (HTTP {status})",
             p.name
@@ -248,13 +248,13 @@ async fn credentials_ok(gw: &Gateway, p: &Provider, mut up: Upstream) -> Result<
 }
 
 /// A JSON answer from upstream: its status and parsed body (a non-JSON body is `Null`).
-async fn read_json(gw: &Gateway, mut up: Upstream) -> Result<(u16, Bytes, Value), GatewayError> {
+async fn read_json(mut up: Upstream) -> Result<(u16, Bytes, Value), GatewayError> {
     let status = up.status();
     let body = up
         .read_to_end(upstream::MAX_UPSTREAM_BODY)
         .await
         .map_err(|e| GatewayError::Upstream(e.to_string()))?;
-    up.release(&gw.connector).await;
+    up.release().await;
     let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
     Ok((status, body, v))
 }
@@ -262,13 +262,12 @@ async fn read_json(gw: &Gateway, mut up: Upstream) -> Result<(u16, Bytes, Value)
 /// A provider's JSON answer: `Some` for a 2xx, `None` when it was an error and has been passed
 /// on to the client as it is (its error is in the caller's API shape).
 async fn answered(
-    gw: &Gateway,
     s: &mut Session,
     ctx: &mut RequestCtx,
     job: &Job,
     up: Upstream,
 ) -> pingora::Result<Result<Option<(u16, Bytes, Value)>, GatewayError>> {
-    let (status, body, v) = match read_json(gw, up).await {
+    let (status, body, v) = match read_json(up).await {
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
@@ -288,7 +287,7 @@ async fn exchange(
     req: &UpstreamRequest,
 ) -> pingora::Result<Result<Option<(u16, Bytes, Value)>, GatewayError>> {
     match send(gw, s, ctx, job, req).await? {
-        Ok(up) => answered(gw, s, ctx, job, up).await,
+        Ok(up) => answered(s, ctx, job, up).await,
         Err(e) => Ok(Err(e)),
     }
 }
@@ -546,7 +545,7 @@ async fn created(
     up: Upstream,
     alias: Option<String>,
 ) -> pingora::Result<Result<(), GatewayError>> {
-    let (status, _, mut v) = match answered(gw, s, ctx, job, up).await? {
+    let (status, _, mut v) = match answered(s, ctx, job, up).await? {
         Ok(Some(r)) => r,
         Ok(None) => return Ok(Ok(())),
         Err(e) => return Ok(Err(e)),
@@ -684,7 +683,7 @@ async fn upload(
         Err(e) => return Ok(Err(GatewayError::Upstream(e.to_string()))),
     };
     ctx.upstream_time += started.elapsed();
-    let up = match credentials_ok(gw, p, up).await {
+    let up = match credentials_ok(p, up).await {
         Ok(up) => up,
         Err(e) => return Ok(Err(e)),
     };
@@ -926,7 +925,7 @@ async fn download(
     };
     let status = up.status();
     if !(200..300).contains(&status) {
-        return Ok(answered(gw, s, ctx, job, up).await?.map(|_| ()));
+        return Ok(answered(s, ctx, job, up).await?.map(|_| ()));
     }
     ctx.status = status;
     let p = &job.rt.snap.providers[job.provider];
@@ -937,7 +936,7 @@ async fn download(
         h.set_str(http::header::CONTENT_DISPOSITION, cd)?;
     }
     if call.api != Api::MessageBatches {
-        super::responses::pass_body(gw, s, ctx, up, h).await?;
+        super::responses::pass_body(s, ctx, up, h).await?;
         return Ok(Ok(()));
     }
     // Anthropic reports a message batch's usage only in its results: summed as they pass.
@@ -969,7 +968,7 @@ async fn results_through(
             }
         }
     }
-    up.release(&gw.connector).await;
+    up.release().await;
     s.write_response_body(Bytes::new(), true).await?;
     let model = usage.model.clone().unwrap_or_default();
     if let (Some(id), Some(u)) = (&call.id, usage.finish()) {

@@ -285,7 +285,7 @@ async fn upload(
             return respond::error(s, ctx, format, e).await;
         }
         let body = up.read_to_end(64 * 1024).await.unwrap_or_default();
-        up.release(&gw.connector).await;
+        up.release().await;
         ctx.status = status;
         ctx.error = Some(format!("upstream {status}"));
         let extra = [("x-gateway-provider", provider.name.clone())];

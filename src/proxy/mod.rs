@@ -13,6 +13,7 @@ mod head;
 mod jobs;
 mod media;
 mod plan;
+mod pool;
 mod preflight;
 mod respond;
 mod responses;
@@ -26,5 +27,6 @@ pub use self::{
     ctx::RequestCtx,
     endpoint::Endpoint,
     gateway::{Counters, Gateway},
+    pool::sweep as sweep_idle_upstreams,
     upstream::POOL_IDLE_TIMEOUT,
 };

@@ -497,7 +497,7 @@ async fn forward(
     before_answer(status);
     if status == 401 || status == 403 {
         let _ = up.read_to_end(64 * 1024).await;
-        up.release(&gw.connector).await;
+        up.release().await;
         let e = GatewayError::Upstream(format!(
             "provider {} refused the gateway's credentials (HTTP {status})",
             provider.name
@@ -509,13 +509,12 @@ async fn forward(
     let mut h = Head::answer(status, ctx, 4)?;
     h.set_str(head::X_GATEWAY_PROVIDER, &provider.name)?;
     h.set_str(http::header::CONTENT_TYPE, up.header("content-type").unwrap_or("application/json"))?;
-    pass_body(gw, s, ctx, up, h).await?;
+    pass_body(s, ctx, up, h).await?;
     Ok(())
 }
 
 /// Copy an upstream body to the client as it comes.
 pub(super) async fn pass_body(
-    gw: &Gateway,
     s: &mut Session,
     ctx: &mut RequestCtx,
     up: Upstream,
@@ -523,7 +522,7 @@ pub(super) async fn pass_body(
 ) -> pingora::Result<()> {
     super::chat::length_or_chunked(s, &mut h, &up)?;
     s.write_response_header(h.into_response()).await?;
-    super::chat::pump(gw, s, ctx, up).await
+    super::chat::pump(s, ctx, up).await
 }
 
 /// The shared stores, for the gateway's constructor: under the config's `state_dir`,

@@ -1,4 +1,5 @@
-//! One upstream attempt over Pingora's connector: resolve (async), build the peer (TLS with SNI
+//! One upstream attempt over Pingora's connector (new connections; idle ones are kept in
+//! `pool.rs`): resolve (async), build the peer (TLS with SNI
 //! and verification, timeouts), send the header with an exact Content-Length and the whole body,
 //! read the response header; then hand out body chunks and return the connection to the pool.
 //! The head and the body leave in one write (`net::HeldHead` on the pooled stream).
@@ -156,14 +157,14 @@ impl Upstream {
         }
     }
 
-    /// Return the connection to the pool (only reused if the body was read to the end).
-    pub async fn release(self, connector: &Connector) {
-        // What Pingora's HTTP/1 connector does on release, on the transport pool `open` uses.
+    /// Return the connection to this thread's pool (`pool.rs`; only reused if the body was
+    /// read to the end and the answer allows keep-alive).
+    pub async fn release(self) {
         if let Upstream::Http { session, peer, .. } = self {
             if let HttpSession::H1(mut h1) = *session {
                 h1.respect_keepalive();
                 if let Some(stream) = h1.reuse().await {
-                    connector.release_stream(stream, peer.reuse_hash(), Some(POOL_IDLE_TIMEOUT));
+                    super::pool::put(peer.reuse_hash(), stream);
                 }
             }
         }
@@ -232,7 +233,7 @@ pub async fn open(
         // A pooled connection first. A new one is connected through a boxed future: its
         // state (TCP + TLS handshake, ~9 KB) would otherwise sit inline in every request's
         // future, which is moved (copied) whole and held for the request's life.
-        let stream = match connector.reused_stream(&peer).await {
+        let stream = match super::pool::take(peer.reuse_hash()) {
             Some(s) => Ok(s),
             None => Box::pin(connector.new_stream(&peer)).await,
         };

@@ -156,7 +156,12 @@ impl BackgroundService for Release {
 async fn on_every_worker(workers: &Workers, hook: fn()) -> usize {
     let mut ran = 0;
     for h in workers.handles() {
-        ran += usize::from(h.spawn(async move { hook() }).await.is_ok());
+        let run = async move {
+            // The worker's idle upstream connections past their idle time go first.
+            crate::proxy::sweep_idle_upstreams();
+            hook()
+        };
+        ran += usize::from(h.spawn(run).await.is_ok());
     }
     ran
 }

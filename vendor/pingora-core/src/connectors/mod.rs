@@ -261,7 +261,7 @@ impl TransportConnector {
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
                         #[cfg(unix)]
-                        if stream_matches_peer(peer, &stream)
+                        if peer.matches_fd(stream.id())
                             && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
                         {
                             Some(stream)
@@ -466,33 +466,6 @@ impl PreferredHttpVersion {
             .copied()
             .map(|v| if v == 1 { ALPN::H1 } else { ALPN::H2H1 })
     }
-}
-
-/// [llm-gateway patch] Whether a pooled `stream` is connected to `peer`, from the peer address
-/// its socket digest keeps (one `getpeername` per connection, on its first reuse) instead of
-/// [`Peer::matches_fd`], which asked the kernel again on every reuse: one syscall per proxied
-/// request. A stream without a digest, a Unix socket or a proxied peer still takes
-/// `matches_fd`. A broken idle connection is still caught by `test_reusable_stream`.
-#[cfg(unix)]
-fn stream_matches_peer<P: Peer>(peer: &P, stream: &Stream) -> bool {
-    use crate::protocols::l4::socket::SocketAddr as PeerAddr;
-    if peer.get_proxy().is_none() {
-        if let PeerAddr::Inet(want) = peer.address() {
-            let digest = stream.get_socket_digest();
-            if let Some(PeerAddr::Inet(got)) = digest.as_ref().and_then(|d| d.peer_addr()) {
-                // As in `check_fd_match`: 0.0.0.0 may be mapped to 127.0.0.1 by the system.
-                if want.ip().is_unspecified() && want.is_ipv4() {
-                    return true;
-                }
-                if want == got {
-                    return true;
-                }
-                error!("Crit: pooled stream mismatch: peer {want}, stream connected to {got}");
-                return false;
-            }
-        }
-    }
-    peer.matches_fd(stream.id())
 }
 
 use futures::future::FutureExt;

@@ -323,8 +323,11 @@ impl BackgroundService for UsageReopener {
     }
 }
 
-/// The pending batch's buffer: a burst may grow it for one flush, but only this much is kept.
+/// The least room a new pending batch starts with.
 const BATCH_CAPACITY: usize = 64 * 1024;
+/// The most room a new pending batch starts with (a batch may still grow past it). Only what
+/// is written is resident: a quiet interval after a burst starts the next batch small again.
+const BATCH_ROOM_MAX: usize = 16 * 1024 * 1024;
 
 // === impl Shared ===
 
@@ -337,10 +340,17 @@ impl Shared {
     /// Write the pending lines as one batch (rotating first if needed) and fdatasync.
     fn flush(&self, now: SystemTime) {
         let mut sink = self.sink.lock();
-        let batch = std::mem::take(&mut *self.pending.lock());
-        if batch.is_empty() {
-            return;
-        }
+        let batch = {
+            let mut pending = self.pending.lock();
+            if pending.is_empty() {
+                return;
+            }
+            // The next batch gets room for as much as this one held (within `BATCH_ROOM_MAX`), so
+            // under steady load it is not grown by doubling, copying every line written so far,
+            // on every interval. Room not written to is not resident.
+            let room = pending.len().clamp(BATCH_CAPACITY, BATCH_ROOM_MAX);
+            std::mem::replace(&mut *pending, Vec::with_capacity(room))
+        };
         let path = self.state_dir.borrow().join(FILE_NAME);
         if self.reopen.swap(false, Ordering::AcqRel) || sink.path != path {
             sink.file = None;
@@ -358,15 +368,6 @@ impl Shared {
                 }
                 sink.file = None;
             }
-        }
-        let mut pending = self.pending.lock();
-        if pending.is_empty() && pending.capacity() < batch.capacity() {
-            // Keep the buffer for the next batch, but not a burst's size (thousands of lines in
-            // one interval): that would stay resident for the process's life.
-            let mut batch = batch;
-            batch.clear();
-            batch.shrink_to(BATCH_CAPACITY);
-            *pending = batch;
         }
     }
 }

@@ -31,6 +31,16 @@ pub fn head_received() {
     let _ = HEAD_READ.try_with(|h| h.set(true));
 }
 
+/// How every client session of the gateway (data plane and admin) is read.
+pub fn client_session(session: &mut ServerSession) {
+    // Requests a client pipelines (sends before reading the previous answer) are served in
+    // order instead of being dropped with the connection (RFC 9112 section 9.3.2).
+    session.set_pipelining_enabled(true);
+    // The gateway never writes a client's header names back out (it builds every upstream
+    // request itself), so the request header needs no second map keeping their case.
+    session.set_keep_header_case(false);
+}
+
 /// The app `A`, with a deadline on each request head.
 pub struct HeaderDeadline<A> {
     inner: Arc<A>,
@@ -53,12 +63,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeaderDeadline<
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        // Requests a client pipelines (sends before reading the previous answer) are served in
-        // order instead of being dropped with the connection (RFC 9112 section 9.3.2).
-        session.set_pipelining_enabled(true);
-        // The gateway never writes a client's header names back out (it builds every upstream
-        // request itself), so the request header needs no second map keeping their case.
-        session.set_keep_header_case(false);
+        client_session(&mut session);
         let limit = (self.deadline)();
         let work = self.inner.process_new_http(session, shutdown);
         HEAD_READ

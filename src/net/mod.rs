@@ -7,7 +7,7 @@ mod header_deadline;
 mod held_head;
 
 pub use self::dns::Resolver;
-pub use self::header_deadline::{head_received, HeaderDeadline};
+pub use self::header_deadline::{client_session, head_received, HeaderDeadline};
 pub use self::held_head::HeldHead;
 
 /// Pingora's rustls connector loads trust roots from `SSL_CERT_FILE` / `SSL_CERT_DIR` when set

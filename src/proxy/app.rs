@@ -66,12 +66,7 @@ impl HttpServerApp for DataPlane {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        // Requests a client pipelines (sends before reading the previous answer) are served in
-        // order instead of being dropped with the connection (RFC 9112 section 9.3.2).
-        session.set_pipelining_enabled(true);
-        // The gateway never writes a client's header names back out (it builds every upstream
-        // request itself), so the request header needs no second map keeping their case.
-        session.set_keep_header_case(false);
+        crate::net::client_session(&mut session);
         // Read per request: reloadable.
         let limit = Duration::from_millis(self.gateway.store.load().snap.config.limits.header_timeout_ms);
         let read = tokio::select! {

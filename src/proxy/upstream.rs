@@ -325,7 +325,6 @@ fn peer_for(
     o.total_connection_timeout = Some(limits.connect_timeout);
     o.read_timeout = Some(limits.upstream_timeout);
     o.write_timeout = Some(limits.upstream_timeout);
-    o.idle_timeout = Some(POOL_IDLE_TIMEOUT);
     o.verify_cert = provider.tls_verify;
     o.verify_hostname = provider.tls_verify;
     peer

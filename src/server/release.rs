@@ -7,8 +7,8 @@
 //! this module only decides when and where.
 //!
 //! Why: mimalloc keeps freed memory per thread. A block freed by another thread than the one
-//! that allocated it (a connection's buffers freed by another connection's thread, an upstream
-//! connection pooled by one thread and taken by another) waits on its page until the
+//! that allocated it (a usage batch a worker filled and the writer's thread freed, state a
+//! request hands to a background service) waits on its page until the
 //! owning thread allocates again, and pages it has emptied are given back (purged) only
 //! during later allocator calls. A fully idle process makes none, so after a burst RSS stayed
 //! where the burst left it (README "Memory"). One collect per worker thread, after the

@@ -1,14 +1,11 @@
 //! Network helpers the proxy needs that Pingora leaves to us: asynchronous DNS, a deadline on
-//! request heads, one write per upstream request (`HeldHead`), and a check of the TLS trust
-//! roots Pingora will load.
+//! request heads, and a check of the TLS trust roots Pingora will load.
 
 mod dns;
 mod header_deadline;
-mod held_head;
 
 pub use self::dns::Resolver;
 pub use self::header_deadline::{client_session, head_received, HeaderDeadline};
-pub use self::held_head::HeldHead;
 
 /// Pingora's rustls connector loads trust roots from `SSL_CERT_FILE` / `SSL_CERT_DIR` when set
 /// (replacing the system store) and panics at startup if they cannot be read. Check first and

@@ -141,7 +141,7 @@ pub async fn pump(s: &mut Session, ctx: &mut RequestCtx, mut up: Upstream) -> pi
         match up.next_chunk().await {
             Ok(Some(chunk)) => s.write_response_body(chunk, false).await?,
             Ok(None) => {
-                up.release().await;
+                up.release();
                 return s.write_response_body(Bytes::new(), true).await;
             }
             Err(e) => {
@@ -525,7 +525,7 @@ async fn proxy(
                 }
                 Err(Refused::Client(class)) => {
                     // A 2xx whose body is an error the request itself caused: the client's.
-                    Box::pin(up.release()).await;
+                    up.release();
                     let status = formats::status_for(class.kind);
                     ctx.attempt_log.push(format!("{}/{}: 2xx with an error", provider.name, target.model));
                     ctx.attempt_done(provider, &target.model, started, status, Some("client_error"));
@@ -553,8 +553,8 @@ async fn proxy(
             return client_gone(ctx);
         };
         let err_body = err_body.unwrap_or_default();
-        let headers = up.headers().cloned();
-        Box::pin(up.release()).await;
+        let headers = up.headers();
+        up.release();
         ctx.attempt_log.push(format!("{}/{}: HTTP {status}", provider.name, target.model));
         ctx.attempt_done(provider, &target.model, started, status, Some("http"));
         if status == 401 || status == 403 {
@@ -661,7 +661,7 @@ pub async fn respond_upstream(
 
     let body = match answer {
         Answer::Translated(body, usage) => {
-            up.release().await;
+            up.release();
             ctx.usage = usage;
             record_translated_body(gw, inb, &body);
             return json_answer(s, ctx, h, body).await;
@@ -675,7 +675,7 @@ pub async fn respond_upstream(
         }
     };
     if let Some((body, usage_at)) = body {
-        up.release().await;
+        up.release();
         let body = if let Some((batch, req)) = &inb.gemini_embed {
             // An embeddings answer in OpenAI's shape (passed through or already translated).
             use formats::embeddings::gemini_client;
@@ -940,7 +940,7 @@ async fn end_stream(
             super::responses::record_translated(gw, turn, r);
         }
     }
-    Box::pin(up.release()).await;
+    up.release();
     let body = if out.is_empty() {
         last
     } else if last.is_empty() {

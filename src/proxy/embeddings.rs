@@ -44,7 +44,7 @@ pub async fn send(
             upstream::send(&gw.connector, &gw.resolver, provider, model, OP, &up_req, limits).await?;
         let status = up.status();
         let answer = up.read_to_end(upstream::MAX_UPSTREAM_BODY).await?;
-        up.release().await;
+        up.release();
         if !(200..300).contains(&status) {
             // The upstream's own error, in OpenAI's shape, for the usual classification.
             let from = providers::chat_format(provider.kind);

@@ -238,7 +238,7 @@ async fn credentials_ok(p: &Provider, mut up: Upstream) -> Result<Upstream, Gate
     let status = up.status();
     if status == 401 || status == 403 {
         let _ = up.read_to_end(64 * 1024).await;
-        up.release().await;
+        up.release();
         return Err(GatewayError::Upstream(format!(
             "provider {} refused the gateway's credentials (HTTP {status})",
             p.name
@@ -254,7 +254,7 @@ async fn read_json(mut up: Upstream) -> Result<(u16, Bytes, Value), GatewayError
         .read_to_end(upstream::MAX_UPSTREAM_BODY)
         .await
         .map_err(|e| GatewayError::Upstream(e.to_string()))?;
-    up.release().await;
+    up.release();
     let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
     Ok((status, body, v))
 }
@@ -629,7 +629,7 @@ async fn upload(
             return Ok(Err(GatewayError::Upstream(e.to_string())));
         }
     };
-    if let Err(e) = pending.write_header(&req, &content_type, None).await {
+    if let Err(e) = pending.write_header(&req, &content_type, None) {
         chat::drain(s).await;
         return Ok(Err(GatewayError::Upstream(e.to_string())));
     }
@@ -649,7 +649,7 @@ async fn upload(
             break Some(Stop::Form(e));
         }
         if out.len() >= 16 * 1024 {
-            if let Err(e) = pending.write(out.split().freeze()).await {
+            if let Err(e) = pending.write(&out.split()).await {
                 break Some(Stop::Upstream(GatewayError::Upstream(e.to_string())));
             }
         }
@@ -674,7 +674,7 @@ async fn upload(
         return Ok(Err(e));
     }
     if !out.is_empty() {
-        if let Err(e) = pending.write(out.split().freeze()).await {
+        if let Err(e) = pending.write(&out.split()).await {
             return Ok(Err(GatewayError::Upstream(e.to_string())));
         }
     }
@@ -968,7 +968,7 @@ async fn results_through(
             }
         }
     }
-    up.release().await;
+    up.release();
     s.write_response_body(Bytes::new(), true).await?;
     let model = usage.model.clone().unwrap_or_default();
     if let (Some(id), Some(u)) = (&call.id, usage.finish()) {

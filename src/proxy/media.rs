@@ -182,8 +182,8 @@ async fn upload(
         head.extend_from_slice(&prefix[ve..]);
         let length = declared.map(|n| n - (ve - vs) + target.model.len());
         let sent: Result<(), Sent> = async {
-            pending.write_header(&req, &content_type, length).await.map_err(Sent::Failed)?;
-            pending.write(head.freeze()).await.map_err(Sent::Failed)?;
+            pending.write_header(&req, &content_type, length).map_err(Sent::Failed)?;
+            pending.write(&head).await.map_err(Sent::Failed)?;
             let mut total = prefix.len();
             if !done {
                 loop {
@@ -200,7 +200,7 @@ async fn upload(
                     // Checked before the chunk is forwarded: the upstream request is then
                     // abandoned unfinished, so the provider never acts on it.
                     parts.feed(&chunk).map_err(Sent::Refused)?;
-                    pending.write(chunk).await.map_err(Sent::Failed)?;
+                    pending.write(&chunk).await.map_err(Sent::Failed)?;
                 }
             }
             Ok(())
@@ -285,7 +285,7 @@ async fn upload(
             return respond::error(s, ctx, format, e).await;
         }
         let body = up.read_to_end(64 * 1024).await.unwrap_or_default();
-        up.release().await;
+        up.release();
         ctx.status = status;
         ctx.error = Some(format!("upstream {status}"));
         let extra = [("x-gateway-provider", provider.name.clone())];

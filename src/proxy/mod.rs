@@ -9,6 +9,7 @@ mod embeddings;
 mod endpoint;
 mod gateway;
 mod gemini;
+mod h1;
 mod head;
 mod jobs;
 mod media;

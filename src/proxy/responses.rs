@@ -497,7 +497,7 @@ async fn forward(
     before_answer(status);
     if status == 401 || status == 403 {
         let _ = up.read_to_end(64 * 1024).await;
-        up.release().await;
+        up.release();
         let e = GatewayError::Upstream(format!(
             "provider {} refused the gateway's credentials (HTTP {status})",
             provider.name

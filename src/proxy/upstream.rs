@@ -1,23 +1,21 @@
-//! One upstream attempt over Pingora's connector (new connections; idle ones are kept in
-//! `pool.rs`): resolve (async), build the peer (TLS with SNI
-//! and verification, timeouts), send the header with an exact Content-Length and the whole body,
-//! read the response header; then hand out body chunks and return the connection to the pool.
-//! The head and the body leave in one write (`net::HeldHead` on the pooled stream).
+//! One upstream attempt: resolve (async), take an idle connection from this thread's pool
+//! (`pool.rs`) or connect a new one through Pingora's connector (TLS with SNI and verification,
+//! timeouts), then drive the HTTP/1.1 exchange on it (`h1.rs`: the head and the body leave in
+//! one write, the answer's header is parsed in place), hand out body chunks and return the
+//! connection to the pool.
 //! The built-in `mock` provider answers here too, in-process, through the same `Upstream` type.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use pingora::connectors::TransportConnector as Connector;
-use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::protocols::http::client::HttpSession;
-use pingora::protocols::http::v1::client::HttpSession as Http1Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::upstreams::peer::Peer as _;
-use pingora::{ErrorType, OrErr, Result as PResult};
+use pingora::ErrorType;
 
+use super::h1::{self, Conn, Exchange};
 use crate::config::{Limits, Provider, ProviderKind};
-use crate::net::{HeldHead, Resolver};
+use crate::net::Resolver;
 use crate::providers::{mock, MediaOp, Operation, UpstreamRequest};
 
 /// How long a pooled upstream connection may sit idle.
@@ -52,9 +50,9 @@ impl AttemptError {
 /// An upstream that has answered with a header.
 pub enum Upstream {
     Http {
-        session: Box<HttpSession>,
-        peer: Box<HttpPeer>,
-        header: Box<ResponseHeader>,
+        exchange: Box<Exchange>,
+        /// The pool's key for the connection (the peer's reuse hash).
+        reuse: u64,
         provider: String,
         timeout: Duration,
     },
@@ -75,21 +73,22 @@ impl Upstream {
 
     pub fn status(&self) -> u16 {
         match self {
-            Upstream::Http { header, .. } => header.status.as_u16(),
+            Upstream::Http { exchange, .. } => exchange.head.status,
             Upstream::Mock { status, .. } => *status,
         }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
         match self {
-            Upstream::Http { header, .. } => header.headers.get(name).and_then(|v| v.to_str().ok()),
+            Upstream::Http { exchange, .. } => exchange.head.get(name),
             Upstream::Mock { content_type, .. } => (name == "content-type").then_some(*content_type),
         }
     }
 
-    pub fn headers(&self) -> Option<&http::HeaderMap> {
+    /// The answer's header fields as `http`'s map (built on each call: for the error path).
+    pub fn headers(&self) -> Option<http::HeaderMap> {
         match self {
-            Upstream::Http { header, .. } => Some(&header.headers),
+            Upstream::Http { exchange, .. } => Some(exchange.head.to_header_map()),
             Upstream::Mock { .. } => None,
         }
     }
@@ -106,8 +105,8 @@ impl Upstream {
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, AttemptError> {
         match self {
             Upstream::Mock { chunks, .. } => Ok(chunks.next()),
-            Upstream::Http { session, provider, timeout, .. } => {
-                session.read_response_body().await.map_err(|e| classify(provider, *timeout, &e))
+            Upstream::Http { exchange, provider, timeout, .. } => {
+                exchange.next_chunk().await.map_err(|e| exchange_error(provider, *timeout, e))
             }
         }
     }
@@ -117,7 +116,7 @@ impl Upstream {
     pub fn body_done(&mut self) -> bool {
         match self {
             Upstream::Mock { .. } => false,
-            Upstream::Http { session, .. } => session.response_done(),
+            Upstream::Http { exchange, .. } => exchange.done(),
         }
     }
 
@@ -159,13 +158,10 @@ impl Upstream {
 
     /// Return the connection to this thread's pool (`pool.rs`; only reused if the body was
     /// read to the end and the answer allows keep-alive).
-    pub async fn release(self) {
-        if let Upstream::Http { session, peer, .. } = self {
-            if let HttpSession::H1(mut h1) = *session {
-                h1.respect_keepalive();
-                if let Some(stream) = h1.reuse().await {
-                    super::pool::put(peer.reuse_hash(), stream);
-                }
+    pub fn release(self) {
+        if let Upstream::Http { exchange, reuse, .. } = self {
+            if let Some(stream) = exchange.into_reusable() {
+                super::pool::put(reuse, stream);
             }
         }
     }
@@ -193,20 +189,19 @@ pub async fn send(
         });
     }
     let mut p = open(connector, resolver, provider, limits).await?;
-    p.write_header(req, "application/json", Some(req.body.len())).await?;
-    if !req.body.is_empty() {
-        p.write(req.body.clone()).await?;
-    }
+    p.write_header(req, "application/json", Some(req.body.len()))?;
+    p.write(&req.body).await?;
     p.finish().await
 }
 
 /// A connected upstream whose request is being written (for bodies streamed from the client).
 pub struct Pending {
-    session: Box<HttpSession>,
-    peer: Box<HttpPeer>,
+    conn: Box<Conn>,
+    reuse: u64,
     authority: String,
     provider: String,
     timeout: Duration,
+    head_request: bool,
 }
 
 /// Connect (or take a pooled connection) for one attempt.
@@ -233,13 +228,14 @@ pub async fn open(
         // A pooled connection first. A new one is connected through a boxed future: its
         // state (TCP + TLS handshake, ~9 KB) would otherwise sit inline in every request's
         // future, which is moved (copied) whole and held for the request's life.
-        let stream = match super::pool::take(peer.reuse_hash()) {
+        let reuse = peer.reuse_hash();
+        let stream = match super::pool::take(reuse) {
             Some(s) => Ok(s),
             None => Box::pin(connector.new_stream(&peer)).await,
         };
         match stream {
             Ok(stream) => {
-                connected = Some((stream, peer));
+                connected = Some((stream, reuse));
                 break;
             }
             // Refused or unreachable fails fast: try the next address of the same answer.
@@ -249,66 +245,48 @@ pub async fn open(
             Err(e) => return Err(classify(&name, timeout, &e)),
         }
     }
-    let Some((stream, peer)) = connected else {
+    let Some((stream, reuse)) = connected else {
         return Err(last_err.unwrap_or(AttemptError::Connect { provider: name, detail: "no address".into() }));
     };
-    // HTTP/1.1 only (peers offer no ALPN). The request head leaves with the body's first
-    // bytes, in one write (see `HeldHead`).
-    let mut h1 = Http1Session::new_with_options(HeldHead::for_request(stream), &peer);
-    // Every header the gateway passes on from an answer it names itself: no case map.
-    h1.set_keep_header_case(false);
-    let mut session = HttpSession::H1(h1);
-    // The connector does not copy the peer's timeouts onto the session.
-    session.set_read_timeout(Some(timeout));
-    session.set_write_timeout(Some(timeout));
+    // HTTP/1.1 only (peers offer no ALPN).
     Ok(Pending {
-        session: Box::new(session),
-        peer: Box::new(peer),
+        conn: Box::new(Conn::new(stream, timeout)),
+        reuse,
         authority: ep.authority.clone(),
         provider: name,
         timeout,
+        head_request: false,
     })
 }
 
 // === impl Pending ===
 
 impl Pending {
-    /// Write the request header: exact `content_length`, or chunked when it is unknown.
-    pub async fn write_header(
+    /// The request header: exact `content_length`, or chunked when it is unknown. It is held,
+    /// and leaves with the body's first bytes.
+    pub fn write_header(
         &mut self,
         req: &UpstreamRequest,
         content_type: &str,
         content_length: Option<usize>,
     ) -> Result<(), AttemptError> {
-        let header = request_header(&self.authority, req, content_type, content_length)
-            .map_err(|e| AttemptError::Io { provider: self.provider.clone(), detail: e.to_string() })?;
-        let r: PResult<()> = self.session.write_request_header(Box::new(header)).await;
-        r.map_err(|e| classify(&self.provider, self.timeout, &e))
+        self.head_request = req.method == http::Method::HEAD;
+        self.conn
+            .start(&self.authority, req, content_type, content_length)
+            .map_err(|e| AttemptError::Io { provider: self.provider.clone(), detail: e.to_string() })
     }
 
-    pub async fn write(&mut self, data: Bytes) -> Result<(), AttemptError> {
-        let r: PResult<()> = self.session.write_request_body(data, false).await;
-        r.map_err(|e| classify(&self.provider, self.timeout, &e))
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), AttemptError> {
+        self.conn.write(data).await.map_err(|e| exchange_error(&self.provider, self.timeout, e))
     }
 
     /// End the request body and wait for the response header.
-    pub async fn finish(mut self) -> Result<Upstream, AttemptError> {
-        let r: PResult<()> = async {
-            self.session.finish_request_body().await?;
-            self.session.read_response_header().await
+    pub async fn finish(self) -> Result<Upstream, AttemptError> {
+        let Pending { conn, reuse, provider, timeout, head_request, .. } = self;
+        match conn.finish(head_request).await {
+            Ok(exchange) => Ok(Upstream::Http { exchange: Box::new(exchange), reuse, provider, timeout }),
+            Err(e) => Err(exchange_error(&provider, timeout, e)),
         }
-        .await;
-        r.map_err(|e| classify(&self.provider, self.timeout, &e))?;
-        let header = self.session.response_header().cloned().map(Box::new).ok_or_else(|| {
-            AttemptError::Io { provider: self.provider.clone(), detail: "no response header".into() }
-        })?;
-        Ok(Upstream::Http {
-            session: self.session,
-            peer: self.peer,
-            header,
-            provider: self.provider,
-            timeout: self.timeout,
-        })
     }
 }
 
@@ -330,59 +308,19 @@ fn peer_for(
     peer
 }
 
-fn request_header(
-    authority: &str,
-    req: &UpstreamRequest,
-    content_type: &str,
-    content_length: Option<usize>,
-) -> PResult<RequestHeader> {
-    use http::header::{
-        HeaderName, HeaderValue, ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING,
-        USER_AGENT,
-    };
-    const USER_AGENT_VALUE: HeaderValue =
-        HeaderValue::from_static(concat!("llm-gateway/", env!("CARGO_PKG_VERSION")));
-    fn value(v: &str) -> PResult<HeaderValue> {
-        HeaderValue::from_str(v).or_err(ErrorType::InvalidHTTPHeader, "invalid header value")
-    }
-    // Straight into `http`'s map, as `head::Head` does for answers (Pingora's `insert_header`
-    // parses every name and copies every value), and without Pingora's case-preserving name
-    // map: the names go out as Pingora titles the standard ones (`Host`, `Content-Type`) and
-    // lowercase otherwise, which HTTP/1.1 treats alike.
-    let (mut parts, ()) = http::Request::new(()).into_parts();
-    parts.method = req.method.clone();
-    parts.uri = http::Uri::try_from(req.path_and_query.as_str())
-        .or_err(ErrorType::InvalidHTTPHeader, "invalid request path")?;
-    let h = &mut parts.headers;
-    h.reserve(5 + req.headers.len());
-    h.insert(HOST, value(authority)?);
-    h.insert(
-        CONTENT_TYPE,
-        match content_type {
-            "application/json" => HeaderValue::from_static("application/json"),
-            other => value(other)?,
-        },
-    );
-    match content_length {
-        Some(n) => h.insert(CONTENT_LENGTH, HeaderValue::from(n)),
-        None => h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked")),
-    };
-    h.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-    h.insert(USER_AGENT, USER_AGENT_VALUE);
-    for (k, v) in &req.headers {
-        let name = HeaderName::from_bytes(k.as_bytes())
-            .or_err(ErrorType::InvalidHTTPHeader, "invalid header name")?;
-        h.insert(name, value(v)?);
-    }
-    Ok(RequestHeader::from(parts))
-}
-
 /// What went wrong, for the client and the log: the error type and its context, without the
 /// cause chain (which names the gateway's own local address).
 fn describe(e: &pingora::Error) -> String {
     match &e.context {
         Some(c) => format!("{}: {}", e.etype.as_str(), c.as_str().trim()),
         None => e.etype.as_str().to_string(),
+    }
+}
+
+fn exchange_error(provider: &str, timeout: Duration, e: h1::Error) -> AttemptError {
+    match e {
+        h1::Error::Timeout => AttemptError::Timeout { provider: provider.to_string(), after: timeout },
+        e => AttemptError::Io { provider: provider.to_string(), detail: e.to_string() },
     }
 }
 
@@ -426,71 +364,6 @@ mod tests {
         let connector = Connector::new(None);
         let p = open(&connector, &resolver, &snap.providers[0], &snap.limits).await;
         assert!(p.is_ok(), "connected through the second address: {:?}", p.err());
-    }
-
-    /// An upstream answer's header read without the case map (the vendored Pingora patch)
-    /// reads the same headers; by default the names keep the case they came in.
-    #[tokio::test]
-    async fn an_answer_read_without_the_case_map_reads_the_same_headers() {
-        use tokio::io::AsyncWriteExt;
-        for keep in [true, false] {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let server = tokio::spawn(async move {
-                let (mut up, _) = listener.accept().await.unwrap();
-                up.write_all(b"HTTP/1.1 200 OK\r\nX-Mixed-Case: v\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n")
-                    .await
-                    .unwrap();
-                up
-            });
-            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let mut h1 = Http1Session::new(Box::new(pingora::protocols::l4::stream::Stream::from(tcp)));
-            h1.set_keep_header_case(keep);
-            h1.read_response().await.unwrap();
-            let h = h1.resp_header().unwrap();
-            assert_eq!(h.status, 200);
-            assert_eq!(h.headers.get("x-mixed-case").unwrap(), "v");
-            assert_eq!(h.headers.get("content-type").unwrap(), "application/json");
-            let mut wire = bytes::BytesMut::new();
-            h.header_to_h1_wire(&mut wire);
-            let wire = String::from_utf8(wire.to_vec()).unwrap();
-            assert_eq!(wire.contains("X-Mixed-Case: v"), keep, "{wire}");
-            drop(server.await.unwrap());
-        }
-    }
-
-    /// The upstream request header, built straight into `http`'s map, writes what Pingora's own
-    /// `build_no_case` + `insert_header` wrote: same request line, same names and values.
-    #[test]
-    fn the_request_header_writes_what_pingoras_inserts_wrote() {
-        let req = UpstreamRequest {
-            method: http::Method::POST,
-            path_and_query: "/v1/messages?beta=true".into(),
-            headers: vec![("x-api-key", "sk-test".into()), ("anthropic-version", "2023-06-01".into())],
-            body: Bytes::new(),
-        };
-        for (ct, len) in [("application/json", Some(42)), ("multipart/form-data; boundary=b", None)] {
-            let ours = request_header("api.test:443", &req, ct, len).unwrap();
-            let mut theirs = RequestHeader::build_no_case("POST", b"/v1/messages?beta=true", None).unwrap();
-            theirs.insert_header("host", "api.test:443").unwrap();
-            theirs.insert_header("content-type", ct).unwrap();
-            match len {
-                Some(n) => theirs.insert_header("content-length", n.to_string()).unwrap(),
-                None => theirs.insert_header("transfer-encoding", "chunked").unwrap(),
-            }
-            theirs.insert_header("accept-encoding", "identity").unwrap();
-            theirs.insert_header("user-agent", concat!("llm-gateway/", env!("CARGO_PKG_VERSION"))).unwrap();
-            theirs.insert_header("x-api-key", "sk-test").unwrap();
-            theirs.insert_header("anthropic-version", "2023-06-01").unwrap();
-            let (mut a, mut b) = (bytes::BytesMut::new(), bytes::BytesMut::new());
-            ours.header_to_h1_wire(&mut a);
-            theirs.header_to_h1_wire(&mut b);
-            assert_eq!(a, b);
-            assert_eq!((ours.method.clone(), ours.uri.clone()), (theirs.method.clone(), theirs.uri.clone()));
-            assert_eq!(ours.raw_path(), theirs.raw_path());
-        }
-        let bad = UpstreamRequest { headers: vec![("x-api-key", "a\nb".into())], ..req };
-        assert!(request_header("api.test", &bad, "application/json", Some(1)).is_err());
     }
 
     /// Every request's future holds (and is copied with) the largest state of an attempt, so

@@ -177,10 +177,6 @@ impl ResponseHead {
         }
         map
     }
-
-    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.fields().filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
-    }
 }
 
 /// How the rest of the answer's body is delimited.
@@ -355,42 +351,53 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, Error> {
     Ok(Some(ResponseHead { status, http10: version == 0, raw, fields }))
 }
 
-/// The body's framing and whether the connection may be kept (RFC 9112 §6.3, §9.3).
+/// The body's framing and whether the connection may be kept (RFC 9112 §6.3, §9.3), from one
+/// pass over the fields.
 fn framing(head: &ResponseHead, head_request: bool) -> Result<(Framing, bool), Error> {
+    let (mut close, mut keep, mut te_last, mut length): (bool, bool, Option<&[u8]>, Option<u64>) =
+        (false, false, None, None);
+    for (name, value) in head.fields() {
+        // The three names differ in length, so the length picks which one to compare.
+        match name.len() {
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                close |= has_token(value, b"close");
+                keep |= has_token(value, b"keep-alive");
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                // The last coding of the last field decides.
+                te_last = Some(value.rsplit(|&b| b == b',').next().map(trim).unwrap_or_default());
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                for part in value.split(|&b| b == b',') {
+                    let n = std::str::from_utf8(trim(part))
+                        .ok()
+                        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .ok_or_else(|| invalid("invalid Content-Length in the answer"))?;
+                    if length.is_some_and(|l| l != n) {
+                        return Err(invalid("conflicting Content-Length in the answer"));
+                    }
+                    length = Some(n);
+                }
+            }
+            _ => {}
+        }
+    }
     // HTTP/1.0 closes unless it says otherwise; 1.1 keeps unless it says otherwise.
-    let keep_alive = match head.http10 {
-        true => head.all("connection").any(|v| has_token(v, b"keep-alive")),
-        false => !head.all("connection").any(|v| has_token(v, b"close")),
-    };
+    let keep_alive = if head.http10 { keep } else { !close };
     if head.status == 101 {
         return Ok((Framing::Done, false)); // never asked for: the connection is not HTTP any more
     }
     if head_request || (100..200).contains(&head.status) || head.status == 204 || head.status == 304 {
         return Ok((Framing::Done, keep_alive));
     }
-    let mut te = head.all("transfer-encoding").peekable();
-    if te.peek().is_some() {
-        // The last coding decides; anything but chunked is read to the close.
-        let last = te.last().and_then(|v| v.rsplit(|&b| b == b',').next()).map(trim).unwrap_or_default();
+    if let Some(last) = te_last {
+        // Anything but chunked last is read to the close.
         return Ok(if last.eq_ignore_ascii_case(b"chunked") {
             (Framing::Chunked(Chunk::Size), keep_alive)
         } else {
             (Framing::Close, false)
         });
-    }
-    let mut length: Option<u64> = None;
-    for v in head.all("content-length") {
-        for part in v.split(|&b| b == b',') {
-            let n = std::str::from_utf8(trim(part))
-                .ok()
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| invalid("invalid Content-Length in the answer"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(invalid("conflicting Content-Length in the answer"));
-            }
-            length = Some(n);
-        }
     }
     Ok(match length {
         Some(0) => (Framing::Done, keep_alive),

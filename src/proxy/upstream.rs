@@ -95,9 +95,10 @@ impl Upstream {
 
     /// Whether the body is a stream of events (SSE or AWS event-stream).
     pub fn is_event_stream(&self) -> bool {
+        let starts =
+            |ct: &str, mime: &str| ct.get(..mime.len()).is_some_and(|p| p.eq_ignore_ascii_case(mime));
         self.header("content-type").is_some_and(|ct| {
-            let ct = ct.to_ascii_lowercase();
-            ct.starts_with("text/event-stream") || ct.starts_with("application/vnd.amazon.eventstream")
+            starts(ct, "text/event-stream") || starts(ct, "application/vnd.amazon.eventstream")
         })
     }
 

@@ -20,7 +20,7 @@
 //! A connection is offered back to the pool only if the answer was HTTP/1.1 without
 //! `Connection: close`, its body was read to its exact end and nothing followed it.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -239,7 +239,8 @@ impl Conn {
             return Ok(());
         }
         if self.chunked {
-            self.out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            // Writing into a Vec cannot fail.
+            let _ = write!(self.out, "{:x}\r\n", data.len());
         }
         if self.out.len() + data.len() <= HOLD {
             self.out.extend_from_slice(data);
@@ -365,11 +366,12 @@ fn framing(head: &ResponseHead, head_request: bool) -> Result<(Framing, bool), E
             }
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
                 // The last coding of the last field decides.
-                te_last = Some(value.rsplit(|&b| b == b',').next().map(trim).unwrap_or_default());
+                te_last =
+                    Some(value.rsplit(|&b| b == b',').next().map(<[u8]>::trim_ascii).unwrap_or_default());
             }
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 for part in value.split(|&b| b == b',') {
-                    let n = std::str::from_utf8(trim(part))
+                    let n = std::str::from_utf8(part.trim_ascii())
                         .ok()
                         .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
                         .and_then(|s| s.parse::<u64>().ok())
@@ -406,14 +408,8 @@ fn framing(head: &ResponseHead, head_request: bool) -> Result<(Framing, bool), E
     })
 }
 
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
-    &v[start..end]
-}
-
 fn has_token(v: &[u8], token: &[u8]) -> bool {
-    v.split(|&b| b == b',').any(|t| trim(t).eq_ignore_ascii_case(token))
+    v.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// An answer whose header has arrived: its body is read through [`Exchange::next_chunk`].
@@ -475,7 +471,8 @@ impl Exchange {
                 Chunk::Size => {
                     let Some(eol) = line_end(buf)? else { break };
                     let line = &buf[..eol];
-                    let digits = line.split(|&b| b == b';').next().map(trim).unwrap_or_default();
+                    let digits =
+                        line.split(|&b| b == b';').next().map(<[u8]>::trim_ascii).unwrap_or_default();
                     let size = std::str::from_utf8(digits)
                         .ok()
                         .filter(|s| !s.is_empty() && s.len() <= 15)

@@ -10,7 +10,9 @@
 //! `--redis` to compare no limits, limits in memory and limits in a redis-server of the run, and
 //! count Redis round trips per request; `--otel` to compare OpenTelemetry export off and on, to an
 //! OTLP/HTTP sink of this run; `--cold` to measure the first 5 s after start against the next 5
-//! s, gateway and nginx, fresh processes at `--cold-rate 1000` req/s). On a machine with >= 2 CPUs the proxy under test is
+//! s, gateway and nginx, fresh processes at `--cold-rate 1000` req/s; `--vs-nginx` to alternate
+//! the gateway and nginx `--rounds` times and compare the best of each; `--gateway-bin PATH` to
+//! measure another build as the gateway, e.g. `target/production/llm-gateway`). On a machine with >= 2 CPUs the proxy under test is
 //! pinned to CPU 1 with one worker thread, and this process (load generator + mock upstream)
 //! to CPU 0, so "per core" figures compare like with like.
 //!
@@ -125,7 +127,9 @@ async fn run(o: Opts, pin: bool) {
     let direct_path = if responses { "/v1/responses" } else { "/v1/chat/completions" };
     let direct = measure("direct", mock, None, &o, direct_path, direct_body).await;
 
-    let bin = env!("CARGO_BIN_EXE_llm-gateway");
+    // `--gateway-bin PATH`: measure another build as "gateway" (the production build, say).
+    let other_bin = std::env::args().skip_while(|a| a != "--gateway-bin").nth(1);
+    let bin = other_bin.as_deref().unwrap_or(env!("CARGO_BIN_EXE_llm-gateway"));
     let gw = start_gateway(dir.path(), mock, pin, bin, false);
     let gw_result = measure("gateway", gw.addr, Some(gw.child.id()), &o, path, body).await;
     drop(gw);
@@ -342,6 +346,43 @@ async fn run(o: Opts, pin: bool) {
             min(&tr_cpu),
             min(&pt_cpu)
         );
+    }
+
+    // `--vs-nginx`: the gateway and nginx alternated `--rounds` times (default 3), a fresh
+    // process of each per round, best of each side: the ratios (>= 0.7x the requests/s,
+    // <= 1.5x the CPU per request) from runs that met the same state of the machine.
+    if std::env::args().any(|a| a == "--vs-nginx") {
+        let rounds = rounds();
+        let (mut g_rps, mut g_cpu, mut n_rps, mut n_cpu) =
+            (vec![gw_result.max_rps], vec![gw_result.cpu_us], Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let Some(n) = start_nginx(dir.path(), mock, pin) else {
+                println!("nginx: not installed (apt-get install -y nginx) - skipped");
+                break;
+            };
+            let r = measure("nginx", n.addr, n.worker_pid(), &o, "/v1/chat/completions", direct_body).await;
+            drop(n);
+            n_rps.push(r.max_rps);
+            n_cpu.push(r.cpu_us);
+            let g = start_gateway(dir.path(), mock, pin, bin, false);
+            let r = measure("gateway", g.addr, Some(g.child.id()), &o, path, body).await;
+            drop(g);
+            g_rps.push(r.max_rps);
+            g_cpu.push(r.cpu_us);
+        }
+        if !n_rps.is_empty() {
+            println!(
+                "gateway / nginx, best of {} and {} alternated runs: throughput {:.3}x ({:.0} vs {:.0} req/s; target >= 0.7), CPU per request {:.3}x ({:.1} vs {:.1} µs; target <= 1.5)",
+                g_rps.len(),
+                n_rps.len(),
+                max(&g_rps) / max(&n_rps),
+                max(&g_rps),
+                max(&n_rps),
+                min(&g_cpu) / min(&n_cpu),
+                min(&g_cpu),
+                min(&n_cpu)
+            );
+        }
     }
 
     let nginx = start_nginx(dir.path(), mock, pin);

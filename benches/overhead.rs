@@ -67,6 +67,21 @@ fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::MAX, f64::min)
 }
 
+/// One side against another, best of each: `what` names them, with `{}` for each side's run
+/// count; each side is (req/s per run, CPU µs per request per run).
+fn print_best(what: &str, a: (&[f64], &[f64]), b: (&[f64], &[f64]), note: &str) {
+    let what = what.replacen("{}", &a.0.len().to_string(), 1).replacen("{}", &b.0.len().to_string(), 1);
+    println!(
+        "{what}: throughput {:.3}x ({:.0} vs {:.0} req/s), CPU per request {:.3}x ({:.1} vs {:.1} µs){note}",
+        max(a.0) / max(b.0),
+        max(a.0),
+        max(b.0),
+        min(a.1) / min(b.1),
+        min(a.1),
+        min(b.1)
+    );
+}
+
 /// `--rounds N` (default 3): how many alternated runs each comparison makes.
 fn rounds() -> usize {
     std::env::args().skip_while(|a| a != "--rounds").nth(1).and_then(|v| v.parse().ok()).unwrap_or(3)
@@ -306,16 +321,11 @@ async fn run(o: Opts, pin: bool) {
                 cpu.push(r.cpu_us);
             }
         }
-        println!(
-            "gateway / baseline, best of {} and {} runs: throughput {:.3}x ({:.0} vs {:.0} req/s), CPU per request {:.3}x ({:.1} vs {:.1} µs)",
-            new_rps.len(),
-            old_rps.len(),
-            max(&new_rps) / max(&old_rps),
-            max(&new_rps),
-            max(&old_rps),
-            min(&new_cpu) / min(&old_cpu),
-            min(&new_cpu),
-            min(&old_cpu)
+        print_best(
+            "gateway / baseline, best of {} and {} runs",
+            (&new_rps, &new_cpu),
+            (&old_rps, &old_cpu),
+            "",
         );
     }
 
@@ -371,16 +381,11 @@ async fn run(o: Opts, pin: bool) {
             g_cpu.push(r.cpu_us);
         }
         if !n_rps.is_empty() {
-            println!(
-                "gateway / nginx, best of {} and {} alternated runs: throughput {:.3}x ({:.0} vs {:.0} req/s; target >= 0.7), CPU per request {:.3}x ({:.1} vs {:.1} µs; target <= 1.5)",
-                g_rps.len(),
-                n_rps.len(),
-                max(&g_rps) / max(&n_rps),
-                max(&g_rps),
-                max(&n_rps),
-                min(&g_cpu) / min(&n_cpu),
-                min(&g_cpu),
-                min(&n_cpu)
+            print_best(
+                "gateway / nginx, best of {} and {} alternated runs",
+                (&g_rps, &g_cpu),
+                (&n_rps, &n_cpu),
+                " (targets: >= 0.7x the throughput, <= 1.5x the CPU)",
             );
         }
     }

@@ -67,8 +67,6 @@ pub struct HttpSession {
     // If allowed, does not fail with error on invalid content-length
     // (treats as close-delimited response).
     allow_h1_response_invalid_content_length: bool,
-    // Whether the response header keeps each header name's case as received.
-    keep_header_case: bool,
 }
 
 /// HTTP 1.x client session
@@ -102,7 +100,6 @@ impl HttpSession {
             received_upgrade_req_body: false,
             close_delimited_resp: false,
             allow_h1_response_invalid_content_length: false,
-            keep_header_case: true,
         }
     }
 
@@ -287,12 +284,7 @@ impl HttpSession {
                         // while header_refs doesn't as it is still empty
                         let _num_headers = populate_headers(base, &mut header_refs, resp.headers);
 
-                        let build = if self.keep_header_case {
-                            ResponseHeader::build
-                        } else {
-                            ResponseHeader::build_no_case
-                        };
-                        let mut response_header = match build(
+                        let mut response_header = match ResponseHeader::build(
                             resp.code.unwrap(),
                             Some(resp.headers.len()),
                         ) {
@@ -529,14 +521,6 @@ impl HttpSession {
 
     pub fn set_allow_h1_response_invalid_content_length(&mut self, allow: bool) {
         self.allow_h1_response_invalid_content_length = allow;
-    }
-
-    /// Whether the response header read next keeps each header name's case as received (the
-    /// default), for a proxy that forwards the upstream's headers as they came. A client that
-    /// never writes the upstream's header names back out can turn it off: each header then
-    /// costs one map insert instead of two, and no case map is allocated.
-    pub fn set_keep_header_case(&mut self, keep: bool) {
-        self.keep_header_case = keep;
     }
 
     pub(super) fn get_headers_raw(&self) -> &[u8] {

@@ -649,7 +649,10 @@ async fn upload(
             break Some(Stop::Form(e));
         }
         if out.len() >= 16 * 1024 {
-            if let Err(e) = pending.write(&out.split()).await {
+            // The written bytes are copied out (held or sent), so the buffer is reused.
+            let sent = pending.write(&out).await;
+            out.clear();
+            if let Err(e) = sent {
                 break Some(Stop::Upstream(GatewayError::Upstream(e.to_string())));
             }
         }
@@ -674,7 +677,7 @@ async fn upload(
         return Ok(Err(e));
     }
     if !out.is_empty() {
-        if let Err(e) = pending.write(&out.split()).await {
+        if let Err(e) = pending.write(&out).await {
             return Ok(Err(GatewayError::Upstream(e.to_string())));
         }
     }

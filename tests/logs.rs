@@ -34,16 +34,26 @@ async fn one_json_access_line_per_request_with_no_secret_and_no_prompt() {
     let gw = Gateway::start(&openai_config(&up.url())).await;
     let c = client();
     let prompt = r#"{"model":"fast","messages":[{"role":"user","content":"private prompt words"}]}"#;
+    // Each answer's request id, in the order the requests were sent: the access lines are written
+    // by whichever worker served the request, after its answer, so their order in the log is
+    // not the order of the requests.
+    let mut ids = Vec::new();
+    let mut id_of =
+        |r: &reqwest::Response| ids.push(r.headers()["x-request-id"].to_str().unwrap().to_owned());
     let ok = c.post(gw.url("/v1/chat/completions")).bearer_auth(KEY).body(prompt).send().await.unwrap();
     assert_eq!(ok.status(), 200);
+    id_of(&ok);
     let bad_key = "sk-gw-wrongwrongwrongwrong12345";
     let r = c.post(gw.url("/v1/chat/completions")).bearer_auth(bad_key).body(prompt).send().await.unwrap();
     assert_eq!(r.status(), 401);
+    id_of(&r);
     let other = r#"{"model":"other","messages":[{"role":"user","content":"private prompt words"}]}"#;
     let r = c.post(gw.url("/v1/chat/completions")).bearer_auth(KEY).body(other).send().await.unwrap();
     assert_eq!(r.status(), 403);
+    id_of(&r);
     let r = c.get(gw.url("/v1/nothing-here")).bearer_auth(KEY).send().await.unwrap();
     assert_eq!(r.status(), 404);
+    id_of(&r);
     // A Gemini call with the key in the URL.
     let gem = r#"{"contents":[{"role":"user","parts":[{"text":"private prompt words"}]}]}"#;
     let r = c
@@ -53,12 +63,17 @@ async fn one_json_access_line_per_request_with_no_secret_and_no_prompt() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    id_of(&r);
     for _ in 0..3 {
         assert_eq!(c.get(gw.url("/healthz")).send().await.unwrap().status(), 200);
     }
 
-    let lines = wait_access_lines(&gw, 5).await;
-    assert_eq!(lines.len(), 5, "one line per request, none for the probes: {lines:#?}");
+    let logged = wait_access_lines(&gw, 5).await;
+    assert_eq!(logged.len(), 5, "one line per request, none for the probes: {logged:#?}");
+    let lines: Vec<&serde_json::Value> = ids
+        .iter()
+        .map(|id| logged.iter().find(|l| l["request_id"] == id.as_str()).expect("a line for each request id"))
+        .collect();
     let statuses: Vec<u64> = lines.iter().map(|l| l["status"].as_u64().unwrap()).collect();
     assert_eq!(statuses, [200, 401, 403, 404, 200]);
 

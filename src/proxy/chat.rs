@@ -760,7 +760,7 @@ async fn json_answer(s: &mut Session, ctx: &mut RequestCtx, mut h: Head, body: B
         ctx.response_body = Some(body.clone());
     }
     h.json_body(body.len());
-    s.write_response_header(h.into_response()).await?;
+    h.write(s).await?;
     s.write_response_body(body, true).await
 }
 
@@ -774,7 +774,7 @@ async fn binary(
 ) -> pingora::Result<()> {
     h.set_str(http::header::CONTENT_TYPE, &content_type)?;
     length_or_chunked(s, &mut h, &up)?;
-    s.write_response_header(h.into_response()).await?;
+    h.write(s).await?;
     pump(s, ctx, up).await
 }
 
@@ -796,7 +796,7 @@ async fn stream(
     let gemini_array = inb.format == Format::Gemini && !inb.gemini_sse;
     h.stream(gemini_array);
     chunked(s, &mut h);
-    s.write_response_header(h.into_response()).await?;
+    h.write(s).await?;
 
     let mut mode = if same && from == Format::OpenAiChat {
         StreamMode::Observe(passthrough::OpenAiStreamUsage::new(!inb.include_usage))
@@ -1081,8 +1081,16 @@ impl StreamMode {
 
 /// Frame a body passed through from `up`: its length when it gave one, else chunked.
 pub fn length_or_chunked(s: &mut Session, h: &mut Head, up: &Upstream) -> pingora::Result<()> {
-    match up.header("content-length") {
-        Some(len) => h.set_str(http::header::CONTENT_LENGTH, len)?,
+    // The upstream exchange refused an answer whose length does not parse (`h1`).
+    match up.header("content-length").map(|v| v.trim().parse::<usize>()) {
+        Some(Ok(len)) => h.content_length(len),
+        Some(Err(_)) => {
+            return Err(pingora::Error::explain(
+                pingora::ErrorType::InvalidHTTPHeader,
+                "invalid upstream content-length",
+            )
+            .into_up())
+        }
         None => chunked(s, h),
     }
     Ok(())

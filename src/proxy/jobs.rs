@@ -956,7 +956,7 @@ async fn results_through(
     mut h: Head,
 ) -> pingora::Result<Result<(), GatewayError>> {
     chat::length_or_chunked(s, &mut h, &up)?;
-    s.write_response_header(h.into_response()).await?;
+    h.write(s).await?;
     let mut usage = answer::ResultsUsage::default();
     loop {
         match up.next_chunk().await {

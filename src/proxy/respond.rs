@@ -29,7 +29,7 @@ pub async fn json(
     if ctx.logs_bodies() {
         ctx.response_body = Some(body.clone());
     }
-    s.write_response_header(h.into_response()).await?;
+    h.write(s).await?;
     s.write_response_body(body, true).await
 }
 

@@ -521,7 +521,7 @@ pub(super) async fn pass_body(
     mut h: Head,
 ) -> pingora::Result<()> {
     super::chat::length_or_chunked(s, &mut h, &up)?;
-    s.write_response_header(h.into_response()).await?;
+    h.write(s).await?;
     super::chat::pump(s, ctx, up).await
 }
 

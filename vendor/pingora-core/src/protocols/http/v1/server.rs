@@ -958,6 +958,69 @@ impl HttpSession {
         }
     }
 
+    /// Write a final (not 1xx, not upgrade) response header the caller serialised itself
+    /// (llm-gateway patch, vendor/README.md).
+    ///
+    /// `head` is the status line and the header fields, each line ending in CRLF, without
+    /// `Date`, `Connection` and the blank line that ends the header: those are appended here as
+    /// [`Self::write_response_header()`] adds them. The body is framed by `content_length`
+    /// when `Some`, else chunked when `chunked`, else delimited by the close (and the connection
+    /// is not kept); 204, 304 and an answer to HEAD have none. The caller's fields must agree
+    /// with that framing. `header` is what [`Self::response_written()`] returns afterwards (its
+    /// fields are not written).
+    pub async fn write_response_header_raw(
+        &mut self,
+        header: Box<ResponseHeader>,
+        mut head: Vec<u8>,
+        content_length: Option<usize>,
+        chunked: bool,
+    ) -> Result<()> {
+        if self.response_written.as_ref().is_some_and(|r| !r.status.is_informational()) {
+            warn!("Respond header is already sent, cannot send again");
+            return Ok(());
+        }
+        if self.close_on_response_before_downstream_finish
+            && (self.request_header.is_none() || !self.is_body_done())
+        {
+            self.set_keepalive(None);
+        }
+        let status = header.status;
+        if matches!(status.as_u16(), 204 | 304) || self.get_method() == Some(&Method::HEAD) {
+            self.body_writer.init_content_length(0);
+        } else if let Some(len) = content_length {
+            self.body_writer.init_content_length(len);
+        } else if chunked {
+            self.body_writer.init_chunked();
+        } else {
+            self.body_writer.init_close_delimited();
+            self.set_keepalive(None);
+        }
+        if self.update_resp_headers {
+            head.extend_from_slice(b"date: ");
+            head.extend_from_slice(date::get_cached_date().as_bytes());
+            head.extend_from_slice(if self.will_keepalive() {
+                b"\r\nconnection: keep-alive\r\n"
+            } else {
+                b"\r\nconnection: close\r\n"
+            });
+        }
+        head.extend_from_slice(b"\r\n");
+        match self.underlying_stream.write_all(&head).await {
+            Ok(()) => {
+                // Flushed when the body's length is not known (it may be written as it is made).
+                if content_length.is_none() || self.body_writer.finished() {
+                    self.underlying_stream
+                        .flush()
+                        .await
+                        .or_err(WriteError, "flushing response header")?;
+                }
+                self.response_written = Some(header);
+                Ok(())
+            }
+            Err(e) => Error::e_because(WriteError, "writing response header", e),
+        }
+    }
+
     /// Same as [`Self::write_response_header()`] but takes a reference.
     pub async fn write_response_header_ref(&mut self, resp: &ResponseHeader) -> Result<()> {
         self.write_response_header(Box::new(resp.clone())).await

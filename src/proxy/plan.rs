@@ -24,6 +24,9 @@ pub struct Plan {
     /// Pinned to this target of `chain[0]` (a stored response lives there): the inner plan
     /// runs over a one-target router whose index 0 stands for it.
     pinned: Option<usize>,
+    /// When the plan was made, for its first attempt's `next` (one clock read less per
+    /// request: the first attempt follows at once).
+    made: Option<Instant>,
 }
 
 // === impl Plan ===
@@ -36,7 +39,8 @@ impl Plan {
         let mut chain = vec![alias];
         chain.extend(snap.aliases[alias].fallbacks.iter().copied().filter(|&f| f != alias));
         let routers = chain.iter().map(|&a| (a, rt.routers[a].clone())).collect();
-        let deadline = Instant::now() + snap.limits.upstream_timeout * snap.limits.max_attempts.max(1);
+        let now = Instant::now();
+        let deadline = now + snap.limits.upstream_timeout * snap.limits.max_attempts.max(1);
         Plan {
             inner: AttemptPlan::new(routers, snap.limits.max_attempts, deadline),
             rt: rt.clone(),
@@ -44,6 +48,7 @@ impl Plan {
             report: Vec::new(),
             timed_out: false,
             pinned: None,
+            made: Some(now),
         }
     }
 
@@ -54,7 +59,8 @@ impl Plan {
         let snap = &rt.snap;
         let state = rt.routers[alias].target(target).clone();
         let router = Arc::new(crate::routing::AliasRouter::new(vec![state], &[1]));
-        let deadline = Instant::now() + snap.limits.upstream_timeout * snap.limits.max_attempts.max(1);
+        let now = Instant::now();
+        let deadline = now + snap.limits.upstream_timeout * snap.limits.max_attempts.max(1);
         Plan {
             inner: AttemptPlan::new(vec![(alias, router)], snap.limits.max_attempts, deadline),
             rt: rt.clone(),
@@ -62,6 +68,7 @@ impl Plan {
             report: Vec::new(),
             timed_out: false,
             pinned: Some(target),
+            made: Some(now),
         }
     }
 
@@ -76,7 +83,8 @@ impl Plan {
 
     /// The next attempt, after sleeping its backoff (if any).
     pub async fn next(&mut self) -> Option<Step> {
-        let mut step = self.inner.next(Instant::now())?;
+        let now = self.made.take().unwrap_or_else(Instant::now);
+        let mut step = self.inner.next(now)?;
         if let Some(t) = self.pinned {
             step.target = t;
         }

@@ -916,6 +916,19 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// Whether streams add up the time their reads and writes spend pending (what
+/// `get_read_pending_time` and `get_write_pending_time` report): a clock read when a read or
+/// write starts waiting and one when it ends, four per proxied request. On by default
+/// (Pingora's behaviour); [`track_pending_time`] turns it off for the process
+/// (llm-gateway patch, vendor/README.md).
+static TRACK_PENDING_TIME: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns the pending-time accounting of every stream on or off (on by default). Off, the
+/// pending times read zero.
+pub fn track_pending_time(on: bool) {
+    TRACK_PENDING_TIME.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 #[derive(Debug)]
 struct AccumulatedDuration {
     total: Duration,
@@ -931,7 +944,9 @@ impl AccumulatedDuration {
     }
 
     fn start(&mut self) {
-        if self.last_start.is_none() {
+        if self.last_start.is_none()
+            && TRACK_PENDING_TIME.load(std::sync::atomic::Ordering::Relaxed)
+        {
             self.last_start = Some(Instant::now());
         }
     }

@@ -1,5 +1,6 @@
-//! The data plane's Pingora app: one request of a client connection at a time, read, served
-//! whole by [`Gateway`] and accounted, then the connection handed back for the next request.
+//! The data plane's Pingora app: the requests of a client connection one at a time, each read,
+//! served whole by [`Gateway`] and accounted; a kept-alive connection's next request is served
+//! in the same call (Pingora's loop would box a new call per request).
 //!
 //! This gateway answers every request itself (it reads the body, drives the upstream attempts
 //! with Pingora's connector and writes the answer), so it does not run on `pingora-proxy`'s
@@ -61,46 +62,76 @@ impl DataPlane {
 
 #[async_trait]
 impl HttpServerApp for DataPlane {
+    /// Serves every request of the connection: Pingora's own loop would call this (and box its
+    /// future, `async_trait`) once per request of a kept-alive connection.
     async fn process_new_http(
         self: &Arc<Self>,
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        crate::net::client_session(&mut session);
+        loop {
+            if !self.serve(&mut session, shutdown).await {
+                return None;
+            }
+            let settings = HttpPersistentSettings::for_session(&session);
+            // Boxed: the `finish` state would otherwise be room in this future for as long
+            // as a stream is served (README "Memory").
+            let reusable = Box::pin(session.finish()).await.ok().flatten()?;
+            // What Pingora's loop does with a reused stream: a new session, given the
+            // keep-alive settings and any pipelined bytes of the previous one.
+            let (stream, settings) = ReusedHttpStream::from_reusable_stream(reusable, settings).consume();
+            session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+        }
+    }
+
+    async fn http_cleanup(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop.notify_waiters();
+    }
+}
+
+impl DataPlane {
+    /// One request of the connection, read, served and accounted: `true` when the connection
+    /// may be kept for the next one.
+    async fn serve(&self, session: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
+        crate::net::client_session(session);
         // Read per request: reloadable.
         let limit = Duration::from_millis(self.gateway.store.load().snap.config.limits.header_timeout_ms);
         let read = tokio::select! {
             // Biased: a request already buffered is served, not dropped, when the stop comes.
             biased;
             read = session.read_request() => read,
-            () = self.stopped() => return None,
+            () = self.stopped() => return false,
             // Pingora's shared 10 ms timer wheel, not a tokio timer: on a single-threaded runtime
             // registering a tokio timer earlier than the driver's next wake-up wakes the driver
             // (an eventfd write, one syscall per request).
             () = pingora::prelude::fast_timeout::fast_sleep(limit) => {
                 // Dropping the session closes the connection.
                 tracing::debug!("closed a client connection: no complete request head within {limit:?}");
-                return None;
+                return false;
             }
         };
         match read {
             Ok(true) => {}
             // The client closed the connection between requests.
-            Ok(false) => return None,
+            Ok(false) => return false,
             Err(e) => {
                 if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
                     let _ = session.respond_error(400).await;
                 }
                 tracing::debug!("closed a client connection: reading a request head failed: {e}");
                 session.shutdown().await;
-                return None;
+                return false;
             }
         }
         // Tunnels are not proxied (a CONNECT's framing is not a request's).
         if session.req_header().method == http::Method::CONNECT {
             let _ = session.respond_error(405).await;
             session.shutdown().await;
-            return None;
+            return false;
         }
         if *shutdown.borrow() {
             // Stopping: this request is served, the connection is not kept.
@@ -108,17 +139,10 @@ impl HttpServerApp for DataPlane {
         }
         let gateway = &self.gateway;
         let mut ctx = gateway.new_ctx();
-        match gateway.request_filter(&mut session, &mut ctx).await {
+        match gateway.request_filter(session, &mut ctx).await {
             Ok(()) => {
-                gateway.logging(&session, None, &mut ctx);
-                let settings = HttpPersistentSettings::for_session(&session);
-                // Boxed: the `finish` state would otherwise be room in this future for as long
-                // as a stream is served (README "Memory").
-                Box::pin(session.finish())
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|s| ReusedHttpStream::from_reusable_stream(s, settings))
+                gateway.logging(session, None, &mut ctx);
+                true
             }
             Err(e) => {
                 // Nearly always the client went away while the answer was written; otherwise
@@ -128,16 +152,11 @@ impl HttpServerApp for DataPlane {
                     let _ = session.respond_error(status).await;
                 }
                 tracing::debug!("serving a request failed: {e}");
-                gateway.logging(&session, Some(&e), &mut ctx);
+                gateway.logging(session, Some(&e), &mut ctx);
                 session.on_proxy_failure(e);
-                None
+                false
             }
         }
-    }
-
-    async fn http_cleanup(&self) {
-        self.stopping.store(true, Ordering::Release);
-        self.stop.notify_waiters();
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use super::Session;
 use bytes::{Bytes, BytesMut};
@@ -390,7 +390,7 @@ async fn proxy(
         ctx.attempts += 1;
         ctx.provider = Some(provider.name.clone());
         ctx.model = Some(target.model.clone());
-        let started = Instant::now();
+        let started = plan.step_started();
         let sent = if translated_media {
             dropped_params = Vec::new();
             // A copy, so the client connection can be watched while the attempt runs.

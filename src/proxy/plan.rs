@@ -27,6 +27,8 @@ pub struct Plan {
     /// When the plan was made, for its first attempt's `next` (one clock read less per
     /// request: the first attempt follows at once).
     made: Option<Instant>,
+    /// When the current attempt began (after its backoff, if any).
+    step_at: Instant,
 }
 
 // === impl Plan ===
@@ -49,6 +51,7 @@ impl Plan {
             timed_out: false,
             pinned: None,
             made: Some(now),
+            step_at: now,
         }
     }
 
@@ -69,6 +72,7 @@ impl Plan {
             timed_out: false,
             pinned: Some(target),
             made: Some(now),
+            step_at: now,
         }
     }
 
@@ -88,10 +92,18 @@ impl Plan {
         if let Some(t) = self.pinned {
             step.target = t;
         }
+        self.step_at = now;
         if !step.wait.is_zero() {
             tokio::time::sleep(step.wait).await;
+            self.step_at = Instant::now();
         }
         Some(step)
+    }
+
+    /// When the attempt `next` last gave began: the clock read `next` made, or the end of the
+    /// attempt's backoff.
+    pub fn step_started(&self) -> Instant {
+        self.step_at
     }
 
     /// `provider/model` of a step's target.

@@ -18,6 +18,8 @@
 //! connection) that has no complete head within the deadline closes the connection without an
 //! answer; so does an idle kept-alive connection.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,8 +71,12 @@ impl HttpServerApp for DataPlane {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
+        // One registration for the stop for the connection's life, not one per request (each
+        // is a lock, a list insert and a removal).
+        let stop = self.stopped();
+        tokio::pin!(stop);
         loop {
-            if !self.serve(&mut session, shutdown).await {
+            if !self.serve(&mut session, shutdown, stop.as_mut()).await {
                 return None;
             }
             let settings = HttpPersistentSettings::for_session(&session);
@@ -96,7 +102,13 @@ impl HttpServerApp for DataPlane {
 impl DataPlane {
     /// One request of the connection, read, served and accounted: `true` when the connection
     /// may be kept for the next one.
-    async fn serve(&self, session: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
+    /// `stop` resolves once the service is stopping.
+    async fn serve(
+        &self,
+        session: &mut ServerSession,
+        shutdown: &ShutdownWatch,
+        stop: Pin<&mut (impl Future<Output = ()> + Send)>,
+    ) -> bool {
         crate::net::client_session(session);
         // Read per request: reloadable.
         let limit = Duration::from_millis(self.gateway.store.load().snap.config.limits.header_timeout_ms);
@@ -104,7 +116,7 @@ impl DataPlane {
             // Biased: a request already buffered is served, not dropped, when the stop comes.
             biased;
             read = session.read_request() => read,
-            () = self.stopped() => return false,
+            () = stop => return false,
             // Pingora's shared 10 ms timer wheel, not a tokio timer: on a single-threaded runtime
             // registering a tokio timer earlier than the driver's next wake-up wakes the driver
             // (an eventfd write, one syscall per request).

@@ -101,8 +101,7 @@ impl HttpServerApp for DataPlane {
 
 impl DataPlane {
     /// One request of the connection, read, served and accounted: `true` when the connection
-    /// may be kept for the next one.
-    /// `stop` resolves once the service is stopping.
+    /// may be kept for the next one. `stop` resolves once the service is stopping.
     async fn serve(
         &self,
         session: &mut ServerSession,

@@ -199,6 +199,10 @@ struct Sink {
     size: u64,
     /// UTC day of the lines in `file`.
     day: Option<Date>,
+    /// The last batch written, emptied: the next batch's buffer when its size fits, so under
+    /// steady load the lines go into pages already touched rather than fresh ones (a page
+    /// fault each 4 KiB otherwise).
+    spare: Vec<u8>,
 }
 
 /// Dropped with the last `UsageLog`: final flush.
@@ -340,27 +344,43 @@ impl Shared {
     /// Write the pending lines as one batch (rotating first if needed) and fdatasync.
     fn flush(&self, now: SystemTime) {
         let mut sink = self.sink.lock();
-        let batch = {
+        let mut spare = std::mem::take(&mut sink.spare);
+        let mut batch = {
             let mut pending = self.pending.lock();
             if pending.is_empty() {
+                // Quiet: the spare is dropped (its pages were resident).
                 return;
             }
             // The next batch gets room for as much as this one held (within `BATCH_ROOM_MAX`), so
             // under steady load it is not grown by doubling, copying every line written so far,
-            // on every interval. Room not written to is not resident.
+            // on every interval. Room not written to is not resident; the spare is used only
+            // if it is not more than twice that room, so a quiet interval after a burst starts
+            // the next batch small again.
             let room = pending.len().clamp(BATCH_CAPACITY, BATCH_ROOM_MAX);
-            std::mem::replace(&mut *pending, Vec::with_capacity(room))
+            if spare.capacity() < room || spare.capacity() > 2 * room {
+                spare = Vec::with_capacity(room);
+            }
+            std::mem::replace(&mut *pending, spare)
         };
         let path = self.state_dir.borrow().join(FILE_NAME);
         if self.reopen.swap(false, Ordering::AcqRel) || sink.path != path {
             sink.file = None;
         }
         let today = OffsetDateTime::from(now).date();
-        let written = sink
-            .prepare(&path, today, batch.len() as u64, self.rotation, now)
-            .and_then(|f| f.write_all(&batch).and_then(|()| f.sync_data()));
+        let written = sink.prepare(&path, today, batch.len() as u64, self.rotation, now).and_then(|()| {
+            let at = sink.size;
+            let f = sink.file.as_mut().ok_or_else(|| std::io::Error::other("usage log not open"))?;
+            f.write_all(&batch)?;
+            f.sync_data()?;
+            drop_cached(f, at, batch.len());
+            Ok(())
+        });
         match written {
-            Ok(()) => sink.size += batch.len() as u64,
+            Ok(()) => {
+                sink.size += batch.len() as u64;
+                batch.clear();
+                sink.spare = batch;
+            }
             Err(e) => {
                 tracing::error!(path = %path.display(), "cannot write the usage log ({e}); records follow on the log");
                 for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
@@ -384,7 +404,7 @@ impl Sink {
         len: u64,
         rotation: Rotation,
         now: SystemTime,
-    ) -> std::io::Result<&mut File> {
+    ) -> std::io::Result<()> {
         if self.file.is_none() {
             self.open(path, today)?;
         }
@@ -399,7 +419,7 @@ impl Sink {
             }
             self.open(path, today)?;
         }
-        self.file.as_mut().ok_or_else(|| std::io::Error::other("usage log not open"))
+        Ok(())
     }
 
     fn open(&mut self, path: &Path, today: Date) -> std::io::Result<()> {
@@ -418,6 +438,19 @@ impl Sink {
         self.file = Some(file);
         Ok(())
     }
+}
+
+/// Drop the page cache of `len` bytes just written at `offset` and made durable: the gateway
+/// never reads them back on the request path (the usage API tails the file when queried), so
+/// keeping them cached only grows the page cache by the log's size. Measured under load
+/// (perf, chat at c=64) on a machine with free memory: writing the batches took 3.7% of the
+/// gateway's CPU, most of it copying into never-used page-cache pages; with each batch's clean
+/// pages freed, the next batch reuses them and the write takes 1.3%. Advisory: a failure
+/// changes nothing but the cache.
+fn drop_cached(f: &File, offset: u64, len: usize) {
+    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
+    let _ = posix_fadvise(f, offset, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
 }
 
 /// `usage.jsonl.<YYYYmmddTHHMMSSZ>` for the rotation at `now`, with `-1`, `-2`, ... added if

@@ -308,3 +308,27 @@ fn the_next_batch_has_room_for_the_last_and_a_burst_room_is_not_kept() {
     assert_eq!(log.shared.pending.lock().capacity(), BATCH_CAPACITY, "after a quiet interval, small again");
     assert_eq!(ids(&log_files(dir.path()).unwrap()), expected(0..burst + 1));
 }
+
+/// Under steady load the buffer a batch was written from takes the next lines (its pages are
+/// resident already), and an interval with nothing to write drops it.
+#[test]
+fn a_written_batch_buffer_takes_the_next_lines_under_steady_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _writer, _tx) = log_in(dir.path(), Rotation::default());
+    let burst = 1_000;
+    for i in 0..burst {
+        log.record(&rec(i));
+    }
+    let first = log.shared.pending.lock().as_ptr();
+    log.flush_at(at(DAY1));
+    for i in burst..2 * burst {
+        log.record(&rec(i));
+    }
+    log.flush_at(at(DAY1));
+    assert_eq!(log.shared.pending.lock().as_ptr(), first, "the first batch's buffer is reused");
+    assert!(log.shared.sink.lock().spare.capacity() > 0);
+    assert_eq!(ids(&log_files(dir.path()).unwrap()), expected(0..2 * burst));
+
+    log.flush_at(at(DAY1));
+    assert_eq!(log.shared.sink.lock().spare.capacity(), 0, "quiet: the spare is dropped");
+}

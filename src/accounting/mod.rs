@@ -12,7 +12,7 @@ pub use self::{
     },
     spend::rebuild as rebuild_spend,
     usage_log::{
-        log_files, Rotation, UsageLog, UsageRecord, UsageReopener, UsageWriter, FILE_NAME, FLUSH_INTERVAL,
-        MAX_FILE_BYTES,
+        log_files, Rotation, UsageLog, UsageRecord, UsageReopener, UsageWriter, FILE_NAME, MAX_FILE_BYTES,
+        SYNC_INTERVAL, WRITE_INTERVAL,
     },
 };

@@ -1,7 +1,10 @@
 //! The usage log: one JSON line per finished request in `<state_dir>/usage.jsonl` (SPEC
-//! section 6), written by one background task and group-committed (flushed and fdatasync'd
-//! every `FLUSH_INTERVAL`), so after `kill -9` at most the last interval of lines can be
-//! missing. Requests never wait on the disk and never wake the writer: they append their line
+//! section 6), written by one background task: each `WRITE_INTERVAL` the pending lines go to
+//! the file in one write, and every `SYNC_INTERVAL` what was written is fdatasync'd (group
+//! commit). So after `kill -9` at most the last `WRITE_INTERVAL` of lines is missing (written
+//! bytes are the kernel's), after a power loss at most the last `SYNC_INTERVAL`. Writing more
+//! often than syncing keeps the pending buffer small under load (it is most of the memory
+//! the load adds). Requests never wait on the disk and never wake the writer: they append their line
 //! to a shared buffer that the writer swaps out on its tick (a channel send per request cost a
 //! cross-thread wake-up each, which measured as the largest single cost on the hot path).
 //!
@@ -31,7 +34,14 @@ use serde::Serialize;
 use time::{Date, OffsetDateTime};
 use tokio::sync::watch;
 
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// How often pending lines are written to the file.
+pub const WRITE_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How often written lines are made durable (fdatasync); a multiple of `WRITE_INTERVAL`.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Writes per sync.
+const WRITES_PER_SYNC: u32 = (SYNC_INTERVAL.as_millis() / WRITE_INTERVAL.as_millis()) as u32;
 
 /// The current usage file in the state directory.
 pub const FILE_NAME: &str = "usage.jsonl";
@@ -197,6 +207,8 @@ struct Sink {
     path: PathBuf,
     /// Bytes in `file`.
     size: u64,
+    /// Of those, the bytes known durable (fdatasync'd).
+    synced: u64,
     /// UTC day of the lines in `file`.
     day: Option<Date>,
     /// The last batch written, emptied: the next batch's buffer when its size fits, so under
@@ -239,7 +251,7 @@ impl UsageLog {
             r.write_line(&mut pending);
         }
         if self.shared.closed.load(Ordering::Acquire) {
-            self.shared.flush(SystemTime::now());
+            self.shared.flush(SystemTime::now(), true);
         }
     }
 
@@ -260,10 +272,17 @@ impl UsageLog {
         self.shared.close();
     }
 
-    /// Write what is pending now, with `now` as the time that decides rotation (tests).
+    /// Write what is pending now and sync it, with `now` as the time that decides rotation
+    /// (tests).
     #[cfg(test)]
     fn flush_at(&self, now: SystemTime) {
-        self.shared.flush(now);
+        self.shared.flush(now, true);
+    }
+
+    /// Write what is pending now without syncing it (tests).
+    #[cfg(test)]
+    fn write_at(&self, now: SystemTime) {
+        self.shared.flush(now, false);
     }
 }
 
@@ -277,22 +296,29 @@ impl Drop for LastHandle {
 
 #[async_trait]
 impl BackgroundService for UsageWriter {
-    /// Flush every `FLUSH_INTERVAL` until [`UsageLog::close`] (or the last handle is
-    /// dropped). The shutdown signal only triggers an immediate flush: records keep coming
-    /// during the grace period, and the final ones are written by `close`.
+    /// Write every `WRITE_INTERVAL` and sync every `SYNC_INTERVAL` until [`UsageLog::close`]
+    /// (or the last handle is dropped). The shutdown signal only triggers an immediate write
+    /// and sync: records keep coming during the grace period, and the final ones are written
+    /// by `close`.
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+        let mut tick = tokio::time::interval(WRITE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watching = true;
+        let mut writes = 0u32;
         loop {
-            tokio::select! {
-                r = shutdown.changed(), if watching => watching = r.is_ok() && !*shutdown.borrow(),
-                _ = tick.tick() => {}
-            }
+            let stopping = tokio::select! {
+                r = shutdown.changed(), if watching => {
+                    watching = r.is_ok() && !*shutdown.borrow();
+                    true
+                }
+                _ = tick.tick() => false,
+            };
             if self.shared.closed.load(Ordering::Acquire) {
                 return;
             }
-            self.shared.flush(SystemTime::now());
+            writes += 1;
+            let sync = stopping || writes.is_multiple_of(WRITES_PER_SYNC);
+            self.shared.flush(SystemTime::now(), sync);
         }
     }
 }
@@ -338,17 +364,22 @@ const BATCH_ROOM_MAX: usize = 16 * 1024 * 1024;
 impl Shared {
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.flush(SystemTime::now());
+        self.flush(SystemTime::now(), true);
     }
 
-    /// Write the pending lines as one batch (rotating first if needed) and fdatasync.
-    fn flush(&self, now: SystemTime) {
+    /// Write the pending lines as one batch (rotating first if needed), and with `sync`
+    /// fdatasync everything written so far.
+    fn flush(&self, now: SystemTime, sync: bool) {
         let mut sink = self.sink.lock();
         let mut spare = std::mem::take(&mut sink.spare);
         let mut batch = {
             let mut pending = self.pending.lock();
             if pending.is_empty() {
                 // Quiet: the spare is dropped (its pages were resident).
+                drop(pending);
+                if sync {
+                    sink.settle_logged();
+                }
                 return;
             }
             // The next batch gets room for as much as this one held (within `BATCH_ROOM_MAX`), so
@@ -364,22 +395,22 @@ impl Shared {
         };
         let path = self.state_dir.borrow().join(FILE_NAME);
         if self.reopen.swap(false, Ordering::AcqRel) || sink.path != path {
+            sink.settle_logged();
             sink.file = None;
         }
         let today = OffsetDateTime::from(now).date();
         let written = sink.prepare(&path, today, batch.len() as u64, self.rotation, now).and_then(|()| {
-            let at = sink.size;
             let f = sink.file.as_mut().ok_or_else(|| std::io::Error::other("usage log not open"))?;
-            f.write_all(&batch)?;
-            f.sync_data()?;
-            drop_cached(f, at, batch.len());
-            Ok(())
+            f.write_all(&batch)
         });
         match written {
             Ok(()) => {
                 sink.size += batch.len() as u64;
                 batch.clear();
                 sink.spare = batch;
+                if sync {
+                    sink.settle_logged();
+                }
             }
             Err(e) => {
                 tracing::error!(path = %path.display(), "cannot write the usage log ({e}); records follow on the log");
@@ -411,6 +442,7 @@ impl Sink {
         let too_big = self.size > 0 && self.size + len > rotation.max_bytes;
         let old_day = rotation.daily && self.size > 0 && self.day.is_some_and(|d| d < today);
         if too_big || old_day {
+            self.settle()?;
             self.file = None;
             std::fs::rename(path, rotated_name(path, now))?;
             if let Some(dir) = path.parent() {
@@ -422,6 +454,27 @@ impl Sink {
         Ok(())
     }
 
+    /// Make everything written to the open file durable, then drop it from the page cache.
+    fn settle(&mut self) -> std::io::Result<()> {
+        if let Some(f) = &self.file {
+            if self.synced < self.size {
+                f.sync_data()?;
+                drop_cached(f, self.synced, self.size - self.synced);
+                self.synced = self.size;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Sink::settle`], and on failure say so and reopen the file at the next batch (its
+    /// lines were written; only their durability is in doubt).
+    fn settle_logged(&mut self) {
+        if let Err(e) = self.settle() {
+            tracing::error!(path = %self.path.display(), "cannot fdatasync the usage log ({e}); the last lines written may not survive a power loss");
+            self.file = None;
+        }
+    }
+
     fn open(&mut self, path: &Path, today: Date) -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -429,6 +482,7 @@ impl Sink {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let meta = file.metadata()?;
         self.size = meta.len();
+        self.synced = self.size;
         // An existing file's lines are from the day it was last written.
         self.day = match meta.modified() {
             Ok(m) if self.size > 0 => Some(OffsetDateTime::from(m).date()),
@@ -447,7 +501,7 @@ impl Sink {
 /// gateway's CPU, most of it copying into never-used page-cache pages; with each batch's clean
 /// pages freed, the next batch reuses them and the write takes 1.3%. Advisory: a failure
 /// changes nothing but the cache.
-fn drop_cached(f: &File, offset: u64, len: usize) {
+fn drop_cached(f: &File, offset: u64, len: u64) {
     use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
     let _ = posix_fadvise(f, offset, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED);

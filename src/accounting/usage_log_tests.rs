@@ -332,3 +332,51 @@ fn a_written_batch_buffer_takes_the_next_lines_under_steady_load() {
     log.flush_at(at(DAY1));
     assert_eq!(log.shared.sink.lock().spare.capacity(), 0, "quiet: the spare is dropped");
 }
+
+/// A write without a sync puts the lines in the file at once (a `kill -9` cannot lose them);
+/// the sync makes them durable, and a rotation or a reopen syncs the old file before leaving it.
+#[test]
+fn writes_reach_the_file_at_once_and_syncs_settle_them_before_the_file_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let line_len = serde_json::to_vec(&rec(10)).unwrap().len() as u64 + 1;
+    let (log, _w, _tx) = log_in(dir.path(), Rotation { max_bytes: 4 * line_len, daily: false });
+    let unsynced = |log: &UsageLog| {
+        let sink = log.shared.sink.lock();
+        sink.size - sink.synced
+    };
+    log.record(&rec(10));
+    log.record(&rec(11));
+    log.write_at(at(DAY1));
+    assert_eq!(ids(&log_files(dir.path()).unwrap()), expected(10..12), "written before any sync");
+    assert_eq!(unsynced(&log), 2 * line_len);
+
+    log.flush_at(at(DAY1));
+    assert_eq!(unsynced(&log), 0);
+
+    // Two more unsynced lines, then a batch that does not fit: the full file is synced, then
+    // renamed, and the new file starts settled.
+    for i in 12..14 {
+        log.record(&rec(i));
+    }
+    log.write_at(at(DAY1 + 1));
+    assert_eq!(unsynced(&log), 2 * line_len);
+    log.record(&rec(14));
+    log.write_at(at(DAY1 + 2));
+    let files = log_files(dir.path()).unwrap();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(ids(&files), expected(10..15));
+    assert_eq!(unsynced(&log), line_len, "only the new file's unsynced line");
+
+    // A reopen (SIGHUP) syncs before it leaves the file; a sync with nothing pending settles.
+    log.reopen();
+    log.record(&rec(15));
+    log.write_at(at(DAY1 + 3));
+    assert_eq!(unsynced(&log), line_len);
+    log.flush_at(at(DAY1 + 3));
+    assert_eq!(unsynced(&log), 0);
+    log.record(&rec(16));
+    log.write_at(at(DAY1 + 4));
+    log.flush_at(at(DAY1 + 4));
+    assert_eq!(unsynced(&log), 0, "a sync with nothing pending settles what was written");
+    assert_eq!(ids(&log_files(dir.path()).unwrap()), expected(10..17));
+}

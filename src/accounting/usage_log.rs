@@ -417,6 +417,8 @@ impl Shared {
                 for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                     tracing::warn!(target: "usage", "{}", String::from_utf8_lossy(line));
                 }
+                // What earlier batches wrote to this file is synced before it is left.
+                sink.settle_logged();
                 sink.file = None;
             }
         }

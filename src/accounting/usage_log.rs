@@ -209,6 +209,9 @@ struct Sink {
     size: u64,
     /// Of those, the bytes known durable (fdatasync'd).
     synced: u64,
+    /// Bytes made durable by `settle` over the sink's life, whatever the file (tests).
+    #[cfg(test)]
+    settled_total: u64,
     /// UTC day of the lines in `file`.
     day: Option<Date>,
     /// The last batch written, emptied: the next batch's buffer when its size fits, so under
@@ -462,6 +465,10 @@ impl Sink {
             if self.synced < self.size {
                 f.sync_data()?;
                 drop_cached(f, self.synced, self.size - self.synced);
+                #[cfg(test)]
+                {
+                    self.settled_total += self.size - self.synced;
+                }
                 self.synced = self.size;
             }
         }

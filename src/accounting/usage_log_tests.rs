@@ -344,6 +344,7 @@ fn writes_reach_the_file_at_once_and_syncs_settle_them_before_the_file_is_left()
         let sink = log.shared.sink.lock();
         sink.size - sink.synced
     };
+    let settled = |log: &UsageLog| log.shared.sink.lock().settled_total;
     log.record(&rec(10));
     log.record(&rec(11));
     log.write_at(at(DAY1));
@@ -360,17 +361,25 @@ fn writes_reach_the_file_at_once_and_syncs_settle_them_before_the_file_is_left()
     }
     log.write_at(at(DAY1 + 1));
     assert_eq!(unsynced(&log), 2 * line_len);
+    let before = settled(&log);
     log.record(&rec(14));
     log.write_at(at(DAY1 + 2));
     let files = log_files(dir.path()).unwrap();
     assert_eq!(files.len(), 2, "{files:?}");
     assert_eq!(ids(&files), expected(10..15));
+    assert_eq!(
+        settled(&log) - before,
+        2 * line_len,
+        "the old file's unsynced lines were synced before the rename"
+    );
     assert_eq!(unsynced(&log), line_len, "only the new file's unsynced line");
 
     // A reopen (SIGHUP) syncs before it leaves the file; a sync with nothing pending settles.
+    let before = settled(&log);
     log.reopen();
     log.record(&rec(15));
     log.write_at(at(DAY1 + 3));
+    assert_eq!(settled(&log) - before, line_len, "the reopened file's unsynced line was synced first");
     assert_eq!(unsynced(&log), line_len);
     log.flush_at(at(DAY1 + 3));
     assert_eq!(unsynced(&log), 0);

@@ -249,16 +249,22 @@ impl PriceTable {
     /// suffix (`-2024-08-06`, `-20241022`, `@20241022`, `-0613`, `-001`, `-preview-05-20`)
     /// or `-latest`.
     pub fn lookup(&self, model: &str) -> Option<Price> {
-        let mut m = model.trim().to_ascii_lowercase();
-        if let Some(p) = self.models.get(&m) {
+        let model = model.trim();
+        // Lower-cased only when it has to be: no allocation for the usual lower-case name.
+        let mut m = if model.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(model.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(model)
+        };
+        if let Some(p) = self.models.get(m.as_ref()) {
             return Some(*p);
         }
         let steps: [fn(&str) -> Option<&str>; 5] =
             [strip_path, strip_region, strip_bedrock_version, strip_vendor, strip_date];
         for step in steps {
             while let Some(shorter) = step(&m) {
-                m = shorter.to_string();
-                if let Some(p) = self.models.get(&m) {
+                m = std::borrow::Cow::Owned(shorter.to_string());
+                if let Some(p) = self.models.get(m.as_ref()) {
                     return Some(*p);
                 }
             }

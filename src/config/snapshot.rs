@@ -88,6 +88,9 @@ pub struct Endpoint {
     pub path_prefix: String,
     /// The `Host` header value (`host` or `host:port` when the port is not the default).
     pub authority: String,
+    /// A hash of what sets this endpoint's connections apart from other endpoints' at one
+    /// address (TLS or not, the SNI): the upstream pool's key starts from it.
+    pub conn_seed: u64,
 }
 
 pub struct Alias {
@@ -166,7 +169,13 @@ impl Endpoint {
             prefix.truncate(prefix.len() - 3);
         }
         let authority = if port == default_port { host.clone() } else { format!("{host}:{port}") };
-        Ok(Endpoint { tls, host, port, path_prefix: prefix, authority })
+        let conn_seed = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            (tls, host.trim_start_matches('[').trim_end_matches(']')).hash(&mut h);
+            h.finish()
+        };
+        Ok(Endpoint { tls, host, port, path_prefix: prefix, authority, conn_seed })
     }
 
     /// The SNI / certificate name: the host without IPv6 brackets.

@@ -79,12 +79,21 @@ impl HttpServerApp for DataPlane {
             if !self.serve(&mut session, shutdown, stop.as_mut()).await {
                 return None;
             }
-            let settings = HttpPersistentSettings::for_session(&session);
             // Boxed: the `finish` state would otherwise be room in this future for as long
             // as a stream is served (README "Memory").
+            if let ServerSession::H1(h1) = &mut session {
+                // The session is reset in place for the next request: what Pingora's loop does
+                // with a reused stream (a new session, given the keep-alive settings and any
+                // pipelined bytes of the previous one) without building and moving a new one
+                // (`vendor/README.md`).
+                if !matches!(Box::pin(h1.finish_and_reset()).await, Ok(true)) {
+                    return None;
+                }
+                continue;
+            }
+            // HTTP/2 (a stream per request, no reuse here) and anything else: Pingora's finish.
+            let settings = HttpPersistentSettings::for_session(&session);
             let reusable = Box::pin(session.finish()).await.ok().flatten()?;
-            // What Pingora's loop does with a reused stream: a new session, given the
-            // keep-alive settings and any pipelined bytes of the previous one.
             let (stream, settings) = ReusedHttpStream::from_reusable_stream(reusable, settings).consume();
             session = ServerSession::new_http1(stream);
             if let Some(settings) = settings {
@@ -190,6 +199,84 @@ fn failure_status(e: &Error) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use pingora::protocols::l4::stream::Stream;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One session serves three requests of a kept-alive connection, reset in place after each:
+    /// each request is read whole and fresh (its own head and body, no answer yet written),
+    /// the keep-alive settings and the reuse count carry over as Pingora's loop carries them,
+    /// and `Connection: close` ends it.
+    #[tokio::test]
+    async fn a_kept_alive_session_is_reset_in_place_for_each_next_request() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut out = Vec::new();
+            for req in [
+                &b"POST /one HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nfirst"[..],
+                b"POST /two HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nsec\r\n3\r\nond\r\n0\r\n\r\n",
+                b"GET /three HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            ] {
+                c.write_all(req).await.unwrap();
+                // The answer (`ok`, two bytes, after its head) before the next request.
+                let mut buf = [0u8; 1024];
+                let mut got = Vec::new();
+                while !got.ends_with(b"\r\n\r\nok") {
+                    let n = c.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "closed early after {:?}", String::from_utf8_lossy(&got));
+                    got.extend_from_slice(&buf[..n]);
+                }
+                out.push(String::from_utf8(got).unwrap());
+            }
+            let mut rest = Vec::new();
+            c.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty(), "nothing after the last answer");
+            out
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        let mut session = ServerSession::new_http1(Box::new(Stream::from(server)));
+        session.set_keepalive(Some(60));
+        let ServerSession::H1(s) = &mut session else { unreachable!() };
+        s.set_keepalive_reuses_remaining(Some(10));
+        let mut seen = Vec::new();
+        for round in 0..3 {
+            assert!(session.read_request().await.unwrap());
+            assert!(session.response_written().is_none(), "round {round}: a fresh session");
+            let path = session.req_header().uri.path().to_string();
+            let mut body = Vec::new();
+            while let Some(b) = session.read_request_body().await.unwrap() {
+                body.extend_from_slice(&b);
+            }
+            seen.push((path, String::from_utf8(body).unwrap()));
+            let mut head = pingora::http::ResponseHeader::build(200, None).unwrap();
+            head.insert_header("content-length", "2").unwrap();
+            session.write_response_header(Box::new(head)).await.unwrap();
+            session.write_response_body(bytes::Bytes::from_static(b"ok"), true).await.unwrap();
+            // What Pingora's loop would carry to the next session (`HttpPersistentSettings`).
+            let keepalive = session.get_keepalive();
+            let ServerSession::H1(s) = &mut session else { unreachable!() };
+            let kept = s.finish_and_reset().await.unwrap();
+            assert_eq!(kept, round < 2, "round {round}: kept unless the client asked to close");
+            if kept {
+                assert_eq!(s.get_keepalive_reuses_remaining(), Some(9 - round), "one reuse fewer each time");
+                assert_eq!(session.get_keepalive(), keepalive, "the keep-alive timeout carries over");
+            }
+        }
+        drop(session);
+        let answers = client.await.unwrap();
+        assert_eq!(
+            seen,
+            [
+                ("/one".into(), "first".into()),
+                ("/two".into(), "second".into()),
+                ("/three".into(), String::new())
+            ]
+        );
+        assert!(answers.iter().all(|a| a.starts_with("HTTP/1.1 200")), "{answers:?}");
+        assert!(answers[2].to_ascii_lowercase().contains("connection: close"), "{}", answers[2]);
+    }
 
     #[test]
     fn a_failure_is_answered_like_pingora_answered_it() {

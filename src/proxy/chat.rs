@@ -88,7 +88,7 @@ pub async fn read_body(
         return Ok(Err(e));
     }
     answer_expect_continue(s).await?;
-    let mut buf = BytesMut::with_capacity(initial);
+    let mut buf = BytesMut::new();
     loop {
         let chunk = match s.read_request_body().await {
             Ok(Some(chunk)) => chunk,
@@ -105,6 +105,14 @@ pub async fn read_body(
             let e = full(hold);
             drain(s).await;
             return Ok(Err(e));
+        }
+        // The whole body in its first chunk (the usual case: a declared length, read with the
+        // head): that chunk is the body, with no copy and no read to learn that it ended.
+        if buf.is_empty() && s.is_body_done() {
+            return Ok(Ok(chunk));
+        }
+        if buf.is_empty() {
+            buf.reserve(initial.max(chunk.len()));
         }
         buf.extend_from_slice(&chunk);
     }

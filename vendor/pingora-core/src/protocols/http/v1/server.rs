@@ -1574,6 +1574,101 @@ impl HttpSession {
         }
     }
 
+    /// End this request as [`Self::finish_body`] then [`Self::reuse`] do and, when the
+    /// connection is kept, make this session the next request's in place (llm-gateway patch):
+    /// every field is what [`Self::new`] and `HttpPersistentSettings::apply_to_session` would
+    /// give the next session, except the stream and its digest, which are the same connection's.
+    /// Saves building a session (and its digest: two allocations) and moving it, per request of
+    /// a kept-alive connection. `Ok(false)`: the connection is not kept (shut down as `reuse`
+    /// does when keep-alive is off); the session must then be dropped.
+    pub async fn finish_and_reset(&mut self) -> Result<bool> {
+        self.finish_body().await?;
+        if !self.will_keepalive() {
+            debug!("HTTP shutdown connection");
+            self.shutdown().await;
+            return Ok(false);
+        }
+        self.drain_request_body().await?;
+        if self.body_reader.has_bytes_overread() && !self.pipelining_enabled {
+            debug!("bytes overread on request, disallowing reuse");
+            return Ok(false);
+        }
+        let pipelined_prefix = self
+            .pipelining_enabled
+            .then(|| self.take_body_overread())
+            .flatten()
+            .filter(|prefix| !prefix.is_empty());
+        // Named one by one (no `..`): a field added upstream fails to compile here until it is
+        // given its fresh value.
+        let HttpSession {
+            underlying_stream: _,
+            buf,
+            raw_header,
+            preread_body,
+            body_reader,
+            body_writer,
+            proxy_task_state,
+            body_write_buf,
+            body_bytes_sent,
+            body_bytes_read,
+            update_resp_headers,
+            keepalive_timeout: _,
+            read_timeout,
+            write_timeout,
+            total_drain_timeout,
+            response_written,
+            request_header,
+            retry_buffer,
+            upgraded,
+            digest: _,
+            min_send_rate,
+            ignore_info_resp,
+            close_on_response_before_downstream_finish,
+            keepalive_reuses_remaining,
+            connection_user_context,
+            half_closed,
+            abort_on_close,
+            proxy_tasks_enabled,
+            pipelining_enabled: _,
+            keep_header_case,
+            pipelined_prefix: next_prefix,
+            pipelined_idle_bytes_stashed,
+        } = self;
+        *buf = Bytes::new();
+        *raw_header = None;
+        *preread_body = None;
+        *body_reader = BodyReader::new(false);
+        *body_writer = BodyWriter::new();
+        *proxy_task_state = ProxyTaskState::default();
+        *body_write_buf = BytesMut::new();
+        *body_bytes_sent = 0;
+        *body_bytes_read = 0;
+        *update_resp_headers = true;
+        // `keepalive_timeout` and `pipelining_enabled` carry over (`apply_to_session`).
+        *read_timeout = Some(Duration::from_secs(60));
+        *write_timeout = None;
+        *total_drain_timeout = None;
+        *response_written = None;
+        *request_header = None;
+        *retry_buffer = None;
+        *upgraded = false;
+        *min_send_rate = None;
+        *ignore_info_resp = false;
+        *close_on_response_before_downstream_finish = true;
+        // One reuse fewer, as `apply_to_session` counts.
+        if let Some(reuses) = keepalive_reuses_remaining.as_mut() {
+            *reuses = reuses.saturating_sub(1);
+        }
+        *connection_user_context = None;
+        *half_closed = false;
+        *abort_on_close = true;
+        *proxy_tasks_enabled = false;
+        *keep_header_case = true;
+        *next_prefix = pipelined_prefix;
+        *pipelined_idle_bytes_stashed = false;
+        Ok(true)
+    }
+
     /// Write a `100 Continue` response to the client.
     pub async fn write_continue_response(&mut self) -> Result<()> {
         // only send if we haven't already

@@ -817,6 +817,18 @@ impl Drop for Proc {
         // nginx: its worker outlives a killed master; stop it first (by PID).
         if let Some(worker) = self.worker_pid() {
             let _ = Command::new("kill").arg(worker.to_string()).status();
+        } else {
+            // The gateway: SIGINT (Pingora's fast stop, ~50 ms) so it exits through `exit`,
+            // which is when an instrumented build writes its profile (`benches/pgo.sh`);
+            // killed after 5 s if it has not.
+            let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

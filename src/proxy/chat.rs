@@ -38,9 +38,10 @@ pub struct Inbound {
     pub gemini_sse: bool,
     /// A Gemini `embedContent` (`Some(false)`) or `batchEmbedContents` (`Some(true)`) call:
     /// `body` is its OpenAI embeddings rewrite, the answer and errors go back in Gemini's shape.
-    pub gemini_embed: Option<(bool, formats::embeddings::EmbeddingRequest)>,
+    /// Boxed, as `turn`: rare, and every request moves its `Inbound` several times.
+    pub gemini_embed: Option<Box<(bool, formats::embeddings::EmbeddingRequest)>>,
     /// Responses requests: what the stored-response stores need (see `responses::prepare`).
-    pub turn: Option<super::responses::TurnCtx>,
+    pub turn: Option<Box<super::responses::TurnCtx>>,
 }
 
 impl Inbound {
@@ -260,7 +261,7 @@ async fn admit(
                 super::responses::warm(gw, rt, &prev, &owner, SystemTime::now()).await;
             }
             match super::responses::prepare(gw, rt, &principal, &mut inbound, alias, SystemTime::now()) {
-                Ok(turn) => inbound.turn = Some(turn),
+                Ok(turn) => inbound.turn = Some(Box::new(turn)),
                 Err(r) => {
                     ctx.alias = Some(alias);
                     return Ok(Err(r));
@@ -304,7 +305,7 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
             .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
         let body = Bytes::from(formats::embeddings::gemini_client::encode_openai_request(&req));
         let mut inb = inbound(Format::OpenAiChat, body, None)?;
-        inb.gemini_embed = Some((*batch, req));
+        inb.gemini_embed = Some(Box::new((*batch, req)));
         return Ok(inb);
     }
     let peek = passthrough::peek(&body).map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
@@ -684,7 +685,7 @@ pub async fn respond_upstream(
     };
     if let Some((body, usage_at)) = body {
         up.release();
-        let body = if let Some((batch, req)) = &inb.gemini_embed {
+        let body = if let Some((batch, req)) = inb.gemini_embed.as_deref() {
             // An embeddings answer in OpenAI's shape (passed through or already translated).
             use formats::embeddings::gemini_client;
             match gemini_client::decode_openai_response(&body, req) {

@@ -821,14 +821,19 @@ impl Drop for Proc {
             // The gateway: SIGINT (Pingora's fast stop, ~50 ms) so it exits through `exit`,
             // which is when an instrumented build writes its profile (`benches/pgo.sh`);
             // killed after 5 s if it has not.
-            let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
+            let pid = self.child.id().to_string();
+            let _ = Command::new("kill").args(["-INT", &pid]).status();
+            let child = &mut self.child;
+            std::thread::scope(|scope| {
+                let (exited, wait) = std::sync::mpsc::channel();
+                scope.spawn(move || {
+                    let _ = exited.send(child.wait());
+                });
+                if wait.recv_timeout(Duration::from_secs(5)).is_err() {
+                    let _ = Command::new("kill").args(["-KILL", &pid]).status();
                 }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            });
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -5,7 +5,7 @@
 # it. The result is target/pgo/x86_64-unknown-linux-gnu/production/llm-gateway; README
 # "Performance" has what it changes and how it was measured.
 #
-# Run: benches/pgo.sh            (~15 minutes on 2 cores: two LTO builds and ~1 minute of load)
+# Run: benches/pgo.sh            (~25 minutes on 2 cores: two LTO builds and ~10 minutes of load)
 # Needs llvm-profdata of the LLVM that rustc uses (`rustc -vV`, "LLVM version"): on Debian
 # `apt-get install llvm-<major>` (llvm-22 for rustc 1.95), or rustup's `llvm-tools` component.
 # The profile is made fresh each run, never committed: it is only valid for the compiler and

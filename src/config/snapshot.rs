@@ -169,13 +169,14 @@ impl Endpoint {
             prefix.truncate(prefix.len() - 3);
         }
         let authority = if port == default_port { host.clone() } else { format!("{host}:{port}") };
-        let conn_seed = {
+        let mut ep = Endpoint { tls, host, port, path_prefix: prefix, authority, conn_seed: 0 };
+        ep.conn_seed = {
             use std::hash::{Hash, Hasher};
             let mut h = std::hash::DefaultHasher::new();
-            (tls, host.trim_start_matches('[').trim_end_matches(']')).hash(&mut h);
+            (ep.tls, ep.sni()).hash(&mut h);
             h.finish()
         };
-        Ok(Endpoint { tls, host, port, path_prefix: prefix, authority, conn_seed })
+        Ok(ep)
     }
 
     /// The SNI / certificate name: the host without IPv6 brackets.

@@ -401,6 +401,7 @@ mod tests {
         let open = std::mem::size_of_val(&open(&connector, &resolver, &snap.providers[0], &snap.limits));
         assert!(open < connect, "open's future is {open} bytes; a connect alone is {connect}");
     }
+
     /// The pool key tells apart every connection `peer_for` could make differently: address,
     /// port, TLS, SNI and verification; the same peer always gets the same key.
     #[test]

@@ -5,7 +5,7 @@
 
 pub(crate) mod validate;
 
-pub use self::validate::{validate, Shape};
+pub use self::validate::{peek_checked, validate, Shape};
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -98,6 +98,21 @@ fn key_of_jwt(rt: &Runtime, id: auth::JwtIdentity) -> Key {
     }
 }
 
+/// A request body for [`admit`]: its bytes, and whether its shape is already known to pass
+/// [`validate`], read in the same pass as its routing facts ([`peek_checked`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Body<'a> {
+    pub bytes: &'a [u8],
+    pub checked: bool,
+}
+
+impl<'a> Body<'a> {
+    /// A body `admit` checks.
+    pub fn unchecked(bytes: &'a [u8]) -> Self {
+        Body { bytes, checked: false }
+    }
+}
+
 /// Steps 2-5: the alias `model` names, the principal's allow-list, the body's shape, and the
 /// limits (one Redis round trip when `redis:` is set, bounded by its `timeout_ms`).
 pub async fn admit(
@@ -105,14 +120,14 @@ pub async fn admit(
     principal: Principal,
     model: &str,
     shape: Shape,
-    body: Option<&[u8]>,
+    body: Option<Body<'_>>,
     model_in_path: bool,
 ) -> Result<Admission, GatewayError> {
     let alias = resolve_alias(rt, &principal, model)?;
-    if let Some(b) = body {
-        validate(shape, b, model_in_path)?;
+    if let Some(b) = body.filter(|b| !b.checked) {
+        validate(shape, b.bytes, model_in_path)?;
     }
-    let reservation = reserve(rt, &principal, alias, shape, body).await?;
+    let reservation = reserve(rt, &principal, alias, shape, body.map(|b| b.bytes)).await?;
     Ok(Admission { principal, alias: Some(alias), reservation })
 }
 

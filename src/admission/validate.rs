@@ -6,7 +6,9 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use crate::error::GatewayError;
-use crate::formats::Format;
+use crate::formats::passthrough;
+use crate::formats::scan::{Field, Kind, Scan};
+use crate::formats::{Format, TranslateError};
 use crate::providers::MediaOp;
 
 /// What the body must contain, by endpoint.
@@ -20,20 +22,13 @@ pub enum Shape {
 /// Check `body` for `shape`. `model_in_path` (Gemini) skips the `model` field.
 pub fn validate(shape: Shape, body: &[u8], model_in_path: bool) -> Result<(), GatewayError> {
     match shape {
-        Shape::Chat(Format::OpenAiChat) => {
-            let b: OpenAiChat = match OpenAiChat::scan(body) {
-                Some(b) => b,
-                None => parse(body)?,
-            };
-            need_model(b.model, model_in_path)?;
-            non_empty_array("messages", b.messages.map(|m| m.0))?;
-            positive("max_tokens", b.max_tokens)?;
-            positive("max_completion_tokens", b.max_completion_tokens)?;
-            Ok(())
-        }
+        Shape::Chat(Format::OpenAiChat) => match scan_fields(body, OPENAI_CHAT) {
+            Some(f) => OpenAiChat::check_fields(&f, model_in_path),
+            None => parse::<OpenAiChat>(body)?.check(model_in_path),
+        },
         Shape::Chat(Format::OpenAiResponses) => {
             let b: Responses = parse(body)?;
-            need_model(b.model, model_in_path)?;
+            need_model(b.model.as_deref(), model_in_path)?;
             match b.input {
                 Some(Input::Text(t)) if t.is_empty() && b.previous_response_id.is_none() => {
                     Err(GatewayError::InvalidField {
@@ -54,15 +49,10 @@ pub fn validate(shape: Shape, body: &[u8], model_in_path: bool) -> Result<(), Ga
             }?;
             positive("max_output_tokens", b.max_output_tokens)
         }
-        Shape::Chat(Format::Anthropic) | Shape::CountTokens => {
-            let b: Anthropic = match Anthropic::scan(body) {
-                Some(b) => b,
-                None => parse(body)?,
-            };
-            need_model(b.model, model_in_path)?;
-            non_empty_array("messages", b.messages.map(|m| m.0))?;
-            positive("max_tokens", b.max_tokens)
-        }
+        Shape::Chat(Format::Anthropic) | Shape::CountTokens => match scan_fields(body, ANTHROPIC) {
+            Some(f) => Anthropic::check_fields(&f, model_in_path),
+            None => parse::<Anthropic>(body)?.check(model_in_path),
+        },
         Shape::Chat(Format::Gemini) => {
             let b: Gemini = parse(body)?;
             non_empty_array("contents", b.contents.map(|m| m.0))?;
@@ -74,7 +64,7 @@ pub fn validate(shape: Shape, body: &[u8], model_in_path: bool) -> Result<(), Ga
         Shape::Chat(Format::Bedrock) => Ok(()),
         Shape::Media(MediaOp::Embeddings) => {
             let b: Embeddings = parse(body)?;
-            need_model(b.model, model_in_path)?;
+            need_model(b.model.as_deref(), model_in_path)?;
             match b.input {
                 None => Err(GatewayError::MissingField { field: "input" }),
                 Some(EmbedInput::Text(t)) if t.is_empty() => Err(GatewayError::InvalidField {
@@ -90,7 +80,7 @@ pub fn validate(shape: Shape, body: &[u8], model_in_path: bool) -> Result<(), Ga
         }
         Shape::Media(MediaOp::ImagesGenerations) => {
             let b: Prompted = parse(body)?;
-            need_model(b.model, model_in_path)?;
+            need_model(b.model.as_deref(), model_in_path)?;
             match b.prompt {
                 Some(p) if !p.is_empty() => Ok(()),
                 Some(_) => Err(GatewayError::InvalidField {
@@ -102,7 +92,7 @@ pub fn validate(shape: Shape, body: &[u8], model_in_path: bool) -> Result<(), Ga
         }
         Shape::Media(MediaOp::AudioSpeech) => {
             let b: Speech = parse(body)?;
-            need_model(b.model, model_in_path)?;
+            need_model(b.model.as_deref(), model_in_path)?;
             if b.input.is_none() {
                 return Err(GatewayError::MissingField { field: "input" });
             }
@@ -110,7 +100,7 @@ pub fn validate(shape: Shape, body: &[u8], model_in_path: bool) -> Result<(), Ga
         }
         Shape::Media(MediaOp::Completions) => {
             let b: Completion = parse(body)?;
-            need_model(b.model, model_in_path)?;
+            need_model(b.model.as_deref(), model_in_path)?;
             match b.prompt {
                 Some(_) => Ok(()),
                 None => Err(GatewayError::MissingField { field: "prompt" }),
@@ -118,7 +108,7 @@ pub fn validate(shape: Shape, body: &[u8], model_in_path: bool) -> Result<(), Ga
         }
         Shape::Media(MediaOp::Moderations) => {
             let b: Moderation = parse(body)?;
-            need_model(b.model, model_in_path)?;
+            need_model(b.model.as_deref(), model_in_path)?;
             match b.input {
                 Some(_) => Ok(()),
                 None => Err(GatewayError::MissingField { field: "input" }),
@@ -164,7 +154,7 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, GatewayError> {
     }
 }
 
-fn need_model(model: Option<String>, model_in_path: bool) -> Result<(), GatewayError> {
+fn need_model(model: Option<&str>, model_in_path: bool) -> Result<(), GatewayError> {
     if model_in_path {
         return Ok(());
     }
@@ -243,165 +233,166 @@ struct OpenAiChat {
     _tools: Option<Vec<Obj>>,
 }
 
-/// A member of the shapes read by the fast path ([`scan_fields`]).
-#[derive(Clone, Copy)]
-enum Kind {
-    /// `Option<String>`.
-    Str,
-    /// `Option<Count>` or `Option<Vec<Obj>>`: an array of objects, counted.
-    Objects,
-    Bool,
-    U64,
-    U32,
-    F64,
+/// The members of an OpenAI chat body the fast path reads ([`scan_fields`]), typed as
+/// [`OpenAiChat`] declares them; the first five are the ones checked.
+pub(crate) const OPENAI_CHAT: [(&str, Kind); 9] = [
+    ("model", Kind::Str),
+    ("messages", Kind::Objects),
+    ("stream", Kind::Bool),
+    ("max_tokens", Kind::U64),
+    ("max_completion_tokens", Kind::U64),
+    ("temperature", Kind::F64),
+    ("top_p", Kind::F64),
+    ("n", Kind::U32),
+    ("tools", Kind::Objects),
+];
+
+/// The members of an Anthropic Messages body the fast path reads, as [`Anthropic`] declares
+/// them; the first three are the ones checked.
+pub(crate) const ANTHROPIC: [(&str, Kind); 6] = [
+    ("model", Kind::Str),
+    ("messages", Kind::Objects),
+    ("max_tokens", Kind::U64),
+    ("stream", Kind::Bool),
+    ("temperature", Kind::F64),
+    ("tools", Kind::Objects),
+];
+
+/// The checks of a chat body (both formats): a model unless the path names it, at least one
+/// message, and token caps of at least 1.
+fn check_chat(
+    model: Option<&str>,
+    messages: Option<usize>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    model_in_path: bool,
+) -> Result<(), GatewayError> {
+    need_model(model, model_in_path)?;
+    non_empty_array("messages", messages)?;
+    positive("max_tokens", max_tokens)?;
+    positive("max_completion_tokens", max_completion_tokens)
 }
 
-/// A member's value as the fast path read it (`Absent` and `Null` both read as `None`).
-#[derive(Debug, PartialEq)]
-enum Field {
-    Absent,
-    Null,
-    Str(String),
-    Count(usize),
-    U64(u64),
-    /// A boolean or a number where one is expected (nothing more is kept of it).
-    Ok,
+/// What the chat checks read of a body: model, messages, max_tokens, max_completion_tokens.
+#[cfg(any(test, feature = "fuzzing"))]
+type Seen = (Option<String>, Option<usize>, Option<u64>, Option<u64>);
+
+impl OpenAiChat {
+    fn check(&self, model_in_path: bool) -> Result<(), GatewayError> {
+        let m = self.messages.as_ref().map(|m| m.0);
+        check_chat(self.model.as_deref(), m, self.max_tokens, self.max_completion_tokens, model_in_path)
+    }
+
+    fn check_fields(f: &[Field; 9], model_in_path: bool) -> Result<(), GatewayError> {
+        let [model, messages, _, max_tokens, max_completion_tokens, ..] = f;
+        check_chat(
+            model.str(),
+            messages.count(),
+            max_tokens.u64(),
+            max_completion_tokens.u64(),
+            model_in_path,
+        )
+    }
+
+    #[cfg(any(test, feature = "fuzzing"))]
+    fn seen(self) -> Seen {
+        (self.model, self.messages.map(|m| m.0), self.max_tokens, self.max_completion_tokens)
+    }
+
+    #[cfg(any(test, feature = "fuzzing"))]
+    fn seen_fields(f: &[Field; 9]) -> Seen {
+        let [model, messages, _, max_tokens, max_completion_tokens, ..] = f;
+        (model.str().map(str::to_owned), messages.count(), max_tokens.u64(), max_completion_tokens.u64())
+    }
 }
 
-impl Field {
-    fn string(self) -> Option<String> {
-        match self {
-            Field::Str(s) => Some(s),
-            _ => None,
-        }
+impl Anthropic {
+    fn check(&self, model_in_path: bool) -> Result<(), GatewayError> {
+        let m = self.messages.as_ref().map(|m| m.0);
+        check_chat(self.model.as_deref(), m, self.max_tokens, None, model_in_path)
     }
-    fn count(&self) -> Option<Count> {
-        match self {
-            Field::Count(n) => Some(Count(*n)),
-            _ => None,
-        }
+
+    fn check_fields(f: &[Field; 6], model_in_path: bool) -> Result<(), GatewayError> {
+        let [model, messages, max_tokens, ..] = f;
+        check_chat(model.str(), messages.count(), max_tokens.u64(), None, model_in_path)
     }
-    fn u64(&self) -> Option<u64> {
-        match self {
-            Field::U64(n) => Some(*n),
-            _ => None,
-        }
+
+    #[cfg(any(test, feature = "fuzzing"))]
+    fn seen(self) -> Seen {
+        (self.model, self.messages.map(|m| m.0), self.max_tokens, None)
+    }
+
+    #[cfg(any(test, feature = "fuzzing"))]
+    fn seen_fields(f: &[Field; 6]) -> Seen {
+        let [model, messages, max_tokens, ..] = f;
+        (model.str().map(str::to_owned), messages.count(), max_tokens.u64(), None)
     }
 }
 
-/// The fast path of [`parse`] for a shape of the named members (`scan`): their values as the
-/// derived `Deserialize` reads them, or `None` where the scanner gives up and the serde pass
-/// decides (and words any refusal): a member of another type, one given twice, an escaped
-/// key, anything the scanner does not take.
-fn scan_fields<const N: usize>(body: &[u8], fields: [(&str, Kind); N]) -> Option<[Field; N]> {
-    let mut p = crate::formats::scan::Scan::new(std::str::from_utf8(body).ok()?);
+/// The fast path of [`parse`] for a shape of the named members: their values as the derived
+/// `Deserialize` reads them, or `None` where the scanner gives up and the serde pass decides
+/// (and words any refusal): a member of another type, one given twice, an escaped key,
+/// anything the scanner does not take.
+fn scan_fields<'a, const N: usize>(body: &'a [u8], fields: [(&str, Kind); N]) -> Option<[Field<'a>; N]> {
+    let mut p = Scan::new(std::str::from_utf8(body).ok()?);
     let mut out = [const { Field::Absent }; N];
     p.members(|key, p| {
         let Some(i) = fields.iter().position(|(name, _)| *name == key) else {
-            p.skip()?;
-            return Some(());
+            return p.skip();
         };
         if out[i] != Field::Absent {
             return None; // twice: the derive refuses it
         }
-        let c = p.peek()?;
-        out[i] = if c == b'n' {
-            p.null()?;
-            Field::Null
-        } else {
-            match fields[i].1 {
-                Kind::Str => Field::Str(p.string()?.into_owned()),
-                Kind::Objects => {
-                    let mut n = 0;
-                    p.elements(|p| {
-                        if p.peek()? != b'{' {
-                            return None;
-                        }
-                        n += 1;
-                        p.skip()
-                    })?;
-                    Field::Count(n)
-                }
-                Kind::Bool if c == b't' || c == b'f' => p.skip().map(|_| Field::Ok)?,
-                Kind::U64 => Field::U64(p.u64()?),
-                Kind::U32 => Field::U64(p.u64().filter(|&n| n <= u64::from(u32::MAX))?),
-                Kind::F64 if c == b'-' || c.is_ascii_digit() => p.skip().map(|_| Field::Ok)?,
-                Kind::Bool | Kind::F64 => return None,
-            }
-        };
+        out[i] = p.field(fields[i].1)?;
         Some(())
     })?;
     p.end()?;
     Some(out)
 }
 
+/// A chat body's routing facts ([`passthrough::peek`]) and whether it already passes
+/// [`validate`] for `format` (model not in the path), read in one pass over the body: the
+/// checks' members are typed while the members are listed. `false` means not known (the
+/// fast path gave up, or the body fails a check): `validate` then runs, and words any refusal.
+pub fn peek_checked(format: Format, body: &[u8]) -> Result<(passthrough::Peek, bool), TranslateError> {
+    match format {
+        Format::OpenAiChat => {
+            let (peek, f) = passthrough::peek_fields(body, &OPENAI_CHAT)?;
+            Ok((peek, f.is_some_and(|f| OpenAiChat::check_fields(&f, false).is_ok())))
+        }
+        Format::Anthropic => {
+            let (peek, f) = passthrough::peek_fields(body, &ANTHROPIC)?;
+            Ok((peek, f.is_some_and(|f| Anthropic::check_fields(&f, false).is_ok())))
+        }
+        _ => Ok((passthrough::peek(body)?, false)),
+    }
+}
+
 /// Panics unless the fast path reads `body` as the serde pass does, for both scanned shapes, or
-/// gives up (tests, fuzzing).
+/// gives up; likewise the one-pass peek and check (tests, fuzzing).
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn fast_path_agrees(body: &[u8]) {
-    let seen =
-        |m: Option<String>, n: Option<Count>, t: Option<u64>, c: Option<u64>| (m, n.map(|n| n.0), t, c);
-    if let Some(o) = OpenAiChat::scan(body) {
-        let want = parse::<OpenAiChat>(body)
-            .map(|o| seen(o.model, o.messages, o.max_tokens, o.max_completion_tokens));
-        let got = seen(o.model, o.messages, o.max_tokens, o.max_completion_tokens);
-        assert_eq!(Ok(got), want.map_err(|e| e.to_string()));
+    if let Some(f) = scan_fields(body, OPENAI_CHAT) {
+        let want = parse::<OpenAiChat>(body).map(OpenAiChat::seen);
+        assert_eq!(Ok(OpenAiChat::seen_fields(&f)), want.map_err(|e| e.to_string()));
     }
-    if let Some(a) = Anthropic::scan(body) {
-        let want = parse::<Anthropic>(body).map(|a| seen(a.model, a.messages, a.max_tokens, None));
-        assert_eq!(Ok(seen(a.model, a.messages, a.max_tokens, None)), want.map_err(|e| e.to_string()));
+    if let Some(f) = scan_fields(body, ANTHROPIC) {
+        let want = parse::<Anthropic>(body).map(Anthropic::seen);
+        assert_eq!(Ok(Anthropic::seen_fields(&f)), want.map_err(|e| e.to_string()));
     }
-}
-
-impl OpenAiChat {
-    fn scan(body: &[u8]) -> Option<Self> {
-        use Kind::*;
-        let fields = [
-            ("model", Str),
-            ("messages", Objects),
-            ("stream", Bool),
-            ("max_tokens", U64),
-            ("max_completion_tokens", U64),
-            ("temperature", F64),
-            ("top_p", F64),
-            ("n", U32),
-            ("tools", Objects),
-        ];
-        let [model, messages, _, max_tokens, max_completion_tokens, ..] = scan_fields(body, fields)?;
-        Some(OpenAiChat {
-            messages: messages.count(),
-            max_tokens: max_tokens.u64(),
-            max_completion_tokens: max_completion_tokens.u64(),
-            model: model.string(),
-            _stream: None,
-            _temperature: None,
-            _top_p: None,
-            _n: None,
-            _tools: None,
-        })
-    }
-}
-
-impl Anthropic {
-    fn scan(body: &[u8]) -> Option<Self> {
-        use Kind::*;
-        let fields = [
-            ("model", Str),
-            ("messages", Objects),
-            ("max_tokens", U64),
-            ("stream", Bool),
-            ("temperature", F64),
-            ("tools", Objects),
-        ];
-        let [model, messages, max_tokens, ..] = scan_fields(body, fields)?;
-        Some(Anthropic {
-            messages: messages.count(),
-            max_tokens: max_tokens.u64(),
-            model: model.string(),
-            _stream: None,
-            _temperature: None,
-            _tools: None,
-        })
+    for (format, shape) in [
+        (Format::OpenAiChat, Shape::Chat(Format::OpenAiChat)),
+        (Format::Anthropic, Shape::Chat(Format::Anthropic)),
+    ] {
+        let (peek, checked) = (peek_checked(format, body), validate(shape, body, false));
+        assert_eq!(
+            peek.as_ref().map(|p| &p.0),
+            passthrough::peek(body).as_ref(),
+            "the one-pass peek differs"
+        );
+        if let Ok((_, true)) = peek {
+            assert!(checked.is_ok(), "the one-pass check passed what validate refuses: {checked:?}");
+        }
     }
 }
 
@@ -585,32 +576,41 @@ mod tests {
     fn the_fast_path_reads_chat_bodies_as_the_serde_pass_does_or_gives_up() {
         let mut g = Gen(0xA076_1D64_78BD_642F);
         let (mut valid, mut fast) = ([0; 2], [0; 2]);
+        let (mut passes, mut one_pass) = ([0; 2], [0; 2]);
         for i in 0..30_000 {
             let mut s = chat_body(&mut g);
             if i % 2 == 1 {
                 s = g.mutate(&s);
             }
             let b = s.as_bytes();
-            let seen = |m: Option<String>, n: Option<Count>, t: Option<u64>, c: Option<u64>| {
-                (m, n.map(|n| n.0), t, c)
-            };
-            let openai = parse::<OpenAiChat>(b)
-                .map(|o| seen(o.model, o.messages, o.max_tokens, o.max_completion_tokens));
-            let anthropic = parse::<Anthropic>(b).map(|a| seen(a.model, a.messages, a.max_tokens, None));
+            let openai = parse::<OpenAiChat>(b).map(OpenAiChat::seen);
+            let anthropic = parse::<Anthropic>(b).map(Anthropic::seen);
             valid[0] += usize::from(openai.is_ok() && i % 2 == 0);
             valid[1] += usize::from(anthropic.is_ok() && i % 2 == 0);
-            if let Some(o) = OpenAiChat::scan(b) {
+            if let Some(f) = scan_fields(b, OPENAI_CHAT) {
                 fast[0] += usize::from(i % 2 == 0);
-                let o = seen(o.model, o.messages, o.max_tokens, o.max_completion_tokens);
-                assert_eq!(Ok(o), openai.map_err(|e| e.to_string()), "{s}");
+                assert_eq!(Ok(OpenAiChat::seen_fields(&f)), openai.map_err(|e| e.to_string()), "{s}");
             }
-            if let Some(a) = Anthropic::scan(b) {
+            if let Some(f) = scan_fields(b, ANTHROPIC) {
                 fast[1] += usize::from(i % 2 == 0);
-                let a = seen(a.model, a.messages, a.max_tokens, None);
-                assert_eq!(Ok(a), anthropic.map_err(|e| e.to_string()), "{s}");
+                assert_eq!(Ok(Anthropic::seen_fields(&f)), anthropic.map_err(|e| e.to_string()), "{s}");
+            }
+            // The one pass of peek and check reads the body as `peek` and `validate` do.
+            fast_path_agrees(b);
+            for (k, f) in [Format::OpenAiChat, Format::Anthropic].into_iter().enumerate() {
+                if i % 2 == 0 {
+                    passes[k] += usize::from(validate(Shape::Chat(f), b, false).is_ok());
+                    one_pass[k] += usize::from(matches!(peek_checked(f, b), Ok((_, true))));
+                }
             }
         }
         for k in 0..2 {
+            assert!(
+                one_pass[k] * 2 > passes[k],
+                "only {} of {} bodies that pass were known to in the one pass",
+                one_pass[k],
+                passes[k]
+            );
             assert!(
                 fast[k] * 2 > valid[k],
                 "only {} of {} valid bodies took the fast path",

@@ -8,6 +8,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::scan::{Field, Kind};
 pub use super::stream_usage::{OpenAiStreamUsage, STRIP_HOLD_MAX};
 use super::{TranslateError, Usage};
 
@@ -83,6 +84,32 @@ impl<'a> TopLevel<'a> {
         Some(TopLevel(v))
     }
 
+    /// `scan`, reading the members named in `fields` as their kinds in the same pass (one
+    /// given twice gives up, as the derive it stands for refuses it).
+    fn scan_typed<const N: usize>(
+        body: &'a [u8],
+        fields: &[(&str, Kind); N],
+    ) -> Option<(Self, [Field<'a>; N])> {
+        let mut p = super::scan::Scan::new(std::str::from_utf8(body).ok()?);
+        let mut v = Vec::with_capacity(8);
+        let mut typed = [const { Field::Absent }; N];
+        p.members(|key, p| {
+            let raw = match fields.iter().position(|(name, _)| *name == key) {
+                None => p.skip_raw()?,
+                Some(i) if typed[i] != Field::Absent => return None,
+                Some(i) => {
+                    let (f, raw) = p.raw_of(|p| p.field(fields[i].1))?;
+                    typed[i] = f;
+                    raw
+                }
+            };
+            v.push((std::borrow::Cow::Borrowed(key), raw));
+            Some(())
+        })?;
+        p.end()?;
+        Some((TopLevel(v), typed))
+    }
+
     fn get(&self, key: &str) -> Option<&'a str> {
         self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
@@ -140,7 +167,24 @@ fn bool_or_null(raw: &str) -> Result<Option<bool>, ()> {
 
 /// Read `model`, `stream` and `stream_options.include_usage` from a JSON body.
 pub fn peek(body: &[u8]) -> Result<Peek, TranslateError> {
-    let top = TopLevel::parse(body)?;
+    peek_top(body, TopLevel::parse(body)?)
+}
+
+/// `peek`, and in the same pass the members named in `fields` read as their kinds
+/// ([`Scan::field`](super::scan::Scan::field)): `None` in their place where the fast path gave
+/// up (the peek is then read by `serde_json`, as `peek` would).
+pub(crate) fn peek_fields<'a, const N: usize>(
+    body: &'a [u8],
+    fields: &[(&str, Kind); N],
+) -> Result<(Peek, Option<[Field<'a>; N]>), TranslateError> {
+    let (top, typed) = match TopLevel::scan_typed(body, fields) {
+        Some((top, typed)) => (top, Some(typed)),
+        None => (TopLevel::parse(body)?, None),
+    };
+    Ok((peek_top(body, top)?, typed))
+}
+
+fn peek_top(body: &[u8], top: TopLevel<'_>) -> Result<Peek, TranslateError> {
     // A member the gateway routes on or rewrites must be unambiguous: upstream parsers differ
     // on which of two copies wins.
     for key in ["model", "stream", "stream_options", "previous_response_id"] {

@@ -375,6 +375,90 @@ impl<'a> Scan<'a> {
             _ => self.skip_number(),
         }
     }
+
+    /// Reads one value with `read` and returns its text too (whitespace around it excluded).
+    #[inline]
+    pub(crate) fn raw_of<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<(T, &'a str)> {
+        self.ws();
+        let start = self.i;
+        let v = read(self)?;
+        Some((v, self.s.get(start..self.i)?))
+    }
+
+    /// A member's value read as `kind` expects it, as a derived `Deserialize` of the matching
+    /// `Option` would (see [`Kind`]); gives up on a value of another type.
+    pub(crate) fn field(&mut self, kind: Kind) -> Option<Field<'a>> {
+        let c = self.peek()?;
+        if c == b'n' {
+            self.null()?;
+            return Some(Field::Null);
+        }
+        Some(match kind {
+            Kind::Str => Field::Str(self.string()?),
+            Kind::Objects => {
+                let mut n = 0;
+                self.elements(|p| {
+                    if p.peek()? != b'{' {
+                        return None;
+                    }
+                    n += 1;
+                    p.skip()
+                })?;
+                Field::Count(n)
+            }
+            Kind::Bool if c == b't' || c == b'f' => self.skip().map(|_| Field::Ok)?,
+            Kind::U64 => Field::U64(self.u64()?),
+            Kind::U32 => Field::U64(self.u64().filter(|&n| n <= u64::from(u32::MAX))?),
+            Kind::F64 if c == b'-' || c.is_ascii_digit() => self.skip().map(|_| Field::Ok)?,
+            Kind::Bool | Kind::F64 => return None,
+        })
+    }
+}
+
+/// The type a request member must have, as the admission checks read it ([`Scan::field`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kind {
+    /// `Option<String>`.
+    Str,
+    /// An array of objects, counted (`Option<Vec<_>>` of a map type).
+    Objects,
+    Bool,
+    U64,
+    U32,
+    F64,
+}
+
+/// A member's value as [`Scan::field`] read it (`Absent` and `Null` both read as `None`).
+#[derive(Debug, PartialEq)]
+pub(crate) enum Field<'a> {
+    Absent,
+    Null,
+    Str(Cow<'a, str>),
+    Count(usize),
+    U64(u64),
+    /// A boolean or a number where one is expected (nothing more is kept of it).
+    Ok,
+}
+
+impl<'a> Field<'a> {
+    pub(crate) fn str(&self) -> Option<&str> {
+        match self {
+            Field::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub(crate) fn count(&self) -> Option<usize> {
+        match self {
+            Field::Count(n) => Some(*n),
+            _ => None,
+        }
+    }
+    pub(crate) fn u64(&self) -> Option<u64> {
+        match self {
+            Field::U64(n) => Some(*n),
+            _ => None,
+        }
+    }
 }
 
 /// The index of the first `"`, `\\` or control character at or after `j`, 8 bytes at a time

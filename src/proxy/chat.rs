@@ -42,6 +42,8 @@ pub struct Inbound {
     pub gemini_embed: Option<Box<(bool, formats::embeddings::EmbeddingRequest)>>,
     /// Responses requests: what the stored-response stores need (see `responses::prepare`).
     pub turn: Option<Box<super::responses::TurnCtx>>,
+    /// `body` is known to pass admission's shape checks, read in the pass that peeked it.
+    pub checked: bool,
 }
 
 impl Inbound {
@@ -277,7 +279,11 @@ async fn admit(
         principal,
         &inbound.model,
         shape,
-        Some(&inbound.body),
+        // The one-pass check was of the chat shape of the body's format.
+        Some(admission::Body {
+            bytes: &inbound.body,
+            checked: inbound.checked && shape == Shape::Chat(inbound.format),
+        }),
         model_in_path,
     )
     .await
@@ -308,7 +314,12 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
         inb.gemini_embed = Some(Box::new((*batch, req)));
         return Ok(inb);
     }
-    let peek = passthrough::peek(&body).map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+    // The chat formats' shape checks are read in the same pass as the routing facts.
+    let (peek, checked) = match (&gemini, format) {
+        (None, Format::OpenAiChat | Format::Anthropic) => admission::peek_checked(format, &body),
+        _ => passthrough::peek(&body).map(|p| (p, false)),
+    }
+    .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
     if let Some(g) = gemini {
         // Gemini names the model in the path and says "stream" in the URL.
         return Ok(Inbound {
@@ -322,6 +333,7 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
             gemini_sse: g.sse,
             gemini_embed: None,
             turn: None,
+            checked,
         });
     }
     let model = match &peek.model {
@@ -345,6 +357,7 @@ fn inbound(format: Format, body: Bytes, gemini: Option<GeminiCall>) -> Result<In
         gemini_embed: None,
         peek,
         turn: None,
+        checked,
     })
 }
 

@@ -480,7 +480,15 @@ async fn count_tokens(
         Ok(p) => p.model.unwrap_or_default(),
         Err(e) => return Ok(Err(GatewayError::InvalidRequest(e.to_string()))),
     };
-    let admitted = match admission::admit(rt, principal, &model, Shape::CountTokens, Some(&body), false).await
+    let admitted = match admission::admit(
+        rt,
+        principal,
+        &model,
+        Shape::CountTokens,
+        Some(admission::Body::unchecked(&body)),
+        false,
+    )
+    .await
     {
         Ok(a) => a,
         Err(e) => return Ok(Err(e)),

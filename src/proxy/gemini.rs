@@ -118,10 +118,13 @@ async fn count(
     };
     let counted = counted.as_deref().unwrap_or(&body);
     let shape = Shape::Chat(Format::Gemini);
-    let admitted = match admission::admit(rt, principal, model, shape, Some(counted), true).await {
-        Ok(a) => a,
-        Err(e) => return Ok(Err(e)),
-    };
+    let admitted =
+        match admission::admit(rt, principal, model, shape, Some(admission::Body::unchecked(counted)), true)
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
     ctx.alias = admitted.alias;
     ctx.admission = Some(admitted);
     let family = crate::limits::tokens::family_of_alias(&rt.snap, ctx.alias, TokenizerFamily::Gemini);

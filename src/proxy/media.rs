@@ -249,6 +249,7 @@ async fn upload(
             gemini_sse: true,
             gemini_embed: None,
             turn: None,
+            checked: false,
         };
         if (200..300).contains(&status) {
             match chat::check_answer(&mut up, inb.op, format, false).await {

@@ -464,7 +464,7 @@ impl<'a> Field<'a> {
 /// The index of the first `"`, `\\` or control character at or after `j`, 8 bytes at a time
 /// (`None`: the text ends first).
 #[inline]
-fn find_stop(b: &[u8], mut j: usize) -> Option<usize> {
+pub(crate) fn find_stop(b: &[u8], mut j: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     while let Some(word) = b.get(j..j + 8) {

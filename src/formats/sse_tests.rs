@@ -95,6 +95,17 @@ fn json_strings_are_written_as_serde_json_writes_them() {
         write_json_str(&mut out, c);
         assert_eq!(&out[1..], serde_json::to_vec(c).unwrap().as_slice(), "{c:?}");
     }
+    // Each character to escape at each place of strings longer and shorter than a word.
+    for len in 0..20 {
+        for at in 0..len {
+            for c in ['"', '\\', '\n', '\u{0}', '\u{1f}', '\u{7f}', 'é'] {
+                let s: String = (0..len).map(|i| if i == at { c } else { 'a' }).collect();
+                let mut out = Vec::new();
+                write_json_str(&mut out, &s);
+                assert_eq!(out, serde_json::to_vec(&s).unwrap(), "{s:?}");
+            }
+        }
+    }
     let mut out = Vec::new();
     write_json_u64(&mut out, 0);
     out.push(b' ');

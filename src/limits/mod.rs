@@ -31,7 +31,7 @@ use crate::config::{self, BudgetPeriod};
 pub use self::{
     budget::Crossing as AlertKind,
     gcra::{Level, WINDOW},
-    period::{next_period_start, period_start, rfc3339},
+    period::{next_period_start, period_start, rfc3339, rfc3339_fraction},
     registry::{
         go_duration, BudgetAlert, BudgetView, LimitsRegistry, RateHeaders, Reservation, ScopeView, Settled,
         WindowView,

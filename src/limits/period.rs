@@ -68,6 +68,45 @@ pub fn rfc3339(wall: SystemTime) -> String {
         .unwrap_or_default()
 }
 
+/// `wall` in RFC 3339 UTC with its fraction of a second, as the `time` crate's `Rfc3339`
+/// writes it (`2026-03-02T10:04:05.25Z`: no fraction when it is 0, else up to nine digits
+/// with trailing zeros trimmed). This runs for every request's usage line, so the date and
+/// time of day are formatted once per second per thread and the fraction by `itoa`; instants
+/// before 1970 or after 9999 go through `time` whole.
+pub fn rfc3339_fraction(wall: SystemTime) -> String {
+    thread_local! {
+        /// The last second formatted on this thread, without its `Z`.
+        static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let d = match wall.duration_since(UNIX_EPOCH) {
+        Ok(d) if d.as_secs() < 253_402_300_800 => d,
+        _ => {
+            return time::OffsetDateTime::from(wall)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        }
+    };
+    let mut out = String::with_capacity(31);
+    SECOND.with_borrow_mut(|(secs, text)| {
+        if *secs != d.as_secs() {
+            *text = rfc3339(UNIX_EPOCH + Duration::from_secs(d.as_secs()));
+            text.pop(); // the `Z`
+            *secs = d.as_secs();
+        }
+        out.push_str(text);
+    });
+    let nanos = d.subsec_nanos();
+    if nanos != 0 {
+        let mut digits = itoa::Buffer::new();
+        // Nine digits with their leading zeros: those of 1_000_000_000 + nanos after the `1`.
+        let nine = &digits.format(1_000_000_000 + nanos)[1..];
+        out.push('.');
+        out.push_str(nine.trim_end_matches('0'));
+    }
+    out.push('Z');
+    out
+}
+
 /// Seconds since the Unix epoch (0 for earlier instants).
 fn unix_secs(wall: SystemTime) -> u64 {
     wall.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -168,5 +207,31 @@ mod tests {
         assert_eq!(next_period_start(BudgetPeriod::Total, a), None);
         assert!(!same_kind(period_id(BudgetPeriod::Daily, a), period_id(BudgetPeriod::Monthly, a)));
         assert_eq!(rfc3339(at("2026-03-02T00:00:00Z")), "2026-03-02T00:00:00Z");
+        // With a fraction: as the `time` crate writes it, for instants all over the range.
+        let by_time = |w: SystemTime| {
+            time::OffsetDateTime::from(w).format(&time::format_description::well_known::Rfc3339).unwrap()
+        };
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let secs = match i % 4 {
+                0 => x % 253_402_300_800,
+                1 => 1_700_000_000 + x % 100_000_000,
+                2 => x % 86_400 * 3,
+                _ => 951_782_400 + x % 1_000 * 86_400, // around 2000-02-29
+            };
+            let nanos = match i % 5 {
+                0 => 0,
+                1 => (x >> 32) as u32 % 1_000 * 1_000_000,
+                2 => (x >> 32) as u32 % 10 * 100_000_000,
+                _ => (x >> 32) as u32 % 1_000_000_000,
+            };
+            let w = UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+            assert_eq!(rfc3339_fraction(w), by_time(w), "{secs}.{nanos:09}");
+        }
+        let before = UNIX_EPOCH - std::time::Duration::from_millis(1500);
+        assert_eq!(rfc3339_fraction(before), by_time(before));
     }
 }

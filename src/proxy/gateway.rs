@@ -343,7 +343,7 @@ impl Gateway {
             otel.record(request_trace(snap, ctx, alias.map(|a| a.name.clone()), total, e));
         }
         let r = UsageRecord {
-            time: rfc3339(wall),
+            time: crate::limits::rfc3339_fraction(wall),
             request_id: std::mem::take(&mut ctx.request_id),
             key: Some(principal.id().to_string()),
             project: principal.project().map(str::to_string),
@@ -528,11 +528,6 @@ fn hex_id(n: u128) -> String {
     }
     // ASCII digits: always UTF-8.
     std::str::from_utf8(&digits).unwrap_or_default().to_owned()
-}
-
-fn rfc3339(wall: SystemTime) -> String {
-    let t = time::OffsetDateTime::from(wall);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 # The production build with profile-guided optimisation (PGO): an instrumented production
 # build serves the overhead bench's workloads (chat, streams passed through and translated,
 # Responses, limits on), its profile is merged, and the production build is made again with
-# it. The result is target/pgo/x86_64-unknown-linux-gnu/production/llm-gateway; README
-# "Performance" has what it changes and how it was measured.
+# it. The result is target/pgo/<host triple>/production/llm-gateway (x86_64-unknown-linux-gnu
+# on x86-64 Linux); README "Performance" has what it changes and how it was measured.
 #
-# Run: benches/pgo.sh            (~25 minutes on 2 cores: two LTO builds and ~10 minutes of load)
+# Run: benches/pgo.sh            (~15-25 minutes on 2 cores: two LTO builds and a few minutes of load)
 # Needs llvm-profdata of the LLVM that rustc uses (`rustc -vV`, "LLVM version"): on Debian
 # `apt-get install llvm-<major>` (llvm-22 for rustc 1.95), or rustup's `llvm-tools` component.
 # The profile is made fresh each run, never committed: it is only valid for the compiler and
@@ -13,7 +13,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-triple=x86_64-unknown-linux-gnu
+triple=$(rustc -vV | sed -n 's/^host: //p')
 major=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
 profdata=""
 for c in "llvm-profdata-$major" "$(rustc --print sysroot)/lib/rustlib/$triple/bin/llvm-profdata" llvm-profdata; do

@@ -76,22 +76,28 @@ fn refused(e: serde_json::Error, body: &[u8], content_type: Option<&str>) -> Ups
 /// content-type that is not plainly a whole body (`application/json`, `text/html`). A missing
 /// or unusual content-type is accepted; the stream decoder then judges the bytes.
 pub fn stream_head(
-    format: Format,
     content_type: Option<&str>,
     content_encoding: Option<&str>,
 ) -> Result<(), UpstreamInvalid> {
     check_encoding(content_encoding)?;
     let Some(ct) = content_type else { return Ok(()) };
-    let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    let expected = match format {
-        Format::Bedrock => "application/vnd.amazon.eventstream",
-        _ => "text/event-stream",
-    };
-    let whole_body = mime == "application/json" || mime.ends_with("+json") || mime == "text/html";
-    if mime != expected && whole_body {
+    // A JSON or HTML type is never the stream's own (event stream, Bedrock's event stream).
+    if is_json_mime(ct) || mime(ct).eq_ignore_ascii_case("text/html") {
         return Err(UpstreamInvalid::NotAStream(ct.to_owned()));
     }
     Ok(())
+}
+
+/// The media type of a `content-type` value, without its parameters (any case).
+fn mime(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or_default().trim()
+}
+
+/// A `content-type` of JSON: `application/json` or a `+json` type, in any case.
+pub fn is_json_mime(content_type: &str) -> bool {
+    let m = mime(content_type);
+    let suffix = m.len().checked_sub(5).and_then(|at| m.get(at..));
+    m.eq_ignore_ascii_case("application/json") || suffix.is_some_and(|s| s.eq_ignore_ascii_case("+json"))
 }
 
 /// Check the `content-encoding` of an answer passed through as it comes (binary media):

@@ -1012,14 +1012,14 @@ pub async fn check_answer(
     let invalid = |up: &Upstream, e: validate::UpstreamInvalid| {
         Refused::Failed(AttemptError::Io { provider: up.provider().to_string(), detail: e.to_string() })
     };
-    if up.is_event_stream() || (stream && !ct.as_deref().is_some_and(is_json)) {
+    if up.is_event_stream() || (stream && !ct.as_deref().is_some_and(validate::is_json_mime)) {
         // A stream, or an unusual content-type on one (the stream decoder judges the bytes).
-        return match validate::stream_head(format, ct.as_deref(), ce.as_deref()) {
+        return match validate::stream_head(ct.as_deref(), ce.as_deref()) {
             Ok(()) => Ok(Answer::Stream),
             Err(e) => Err(invalid(up, e)),
         };
     }
-    if matches!(op, Operation::Media(_)) && !ct.as_deref().is_some_and(is_json) {
+    if matches!(op, Operation::Media(_)) && !ct.as_deref().is_some_and(validate::is_json_mime) {
         return match validate::encoding(ce.as_deref()) {
             Ok(()) => Ok(Answer::Binary),
             Err(e) => Err(invalid(up, e)),
@@ -1034,11 +1034,6 @@ pub async fn check_answer(
         }
         Err(e) => Err(invalid(up, e)),
     }
-}
-
-fn is_json(content_type: &str) -> bool {
-    let mime = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    mime == "application/json" || mime.ends_with("+json")
 }
 
 /// Run `work` unless the client goes away first (`None`). `work` is then dropped, which

@@ -114,7 +114,7 @@ keys:
                     p,
                     "fast",
                     Shape::Chat(Format::OpenAiChat),
-                    Some(body),
+                    Some(admission::Body::unchecked(body)),
                     false,
                 ))
                 .unwrap();

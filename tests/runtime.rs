@@ -46,6 +46,8 @@ async fn required_fields_are_refused_in_the_callers_shape_and_never_sent_upstrea
         ("/v1beta/models/fast:generateContent", "{}", "/error/status"),
         ("/v1/models/fast:generateContent", r#"{"contents":[]}"#, "/error/status"),
         ("/v1/embeddings", r#"{"model":"fast"}"#, "/error/type"),
+        // A valid chat body is still checked as what its endpoint takes.
+        ("/v1/embeddings", r#"{"model":"fast","messages":[{"role":"user","content":"x"}]}"#, "/error/type"),
     ];
     for (path, body, shape) in cases {
         let r = post(&gw, path, body).await;

@@ -335,19 +335,9 @@ impl Anthropic {
 /// anything the scanner does not take.
 fn scan_fields<'a, const N: usize>(body: &'a [u8], fields: [(&str, Kind); N]) -> Option<[Field<'a>; N]> {
     let mut p = Scan::new(std::str::from_utf8(body).ok()?);
-    let mut out = [const { Field::Absent }; N];
-    p.members(|key, p| {
-        let Some(i) = fields.iter().position(|(name, _)| *name == key) else {
-            return p.skip();
-        };
-        if out[i] != Field::Absent {
-            return None; // twice: the derive refuses it
-        }
-        out[i] = p.field(fields[i].1)?;
-        Some(())
-    })?;
+    let typed = p.typed_members(&fields, None)?;
     p.end()?;
-    Some(out)
+    Some(typed)
 }
 
 /// A chat body's routing facts ([`passthrough::peek`]) and whether it already passes

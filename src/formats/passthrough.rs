@@ -74,14 +74,7 @@ impl<'a> TopLevel<'a> {
     /// The fast path (`scan`): the same members, or `None` where the scanner gives up and
     /// `serde_json` decides (an escaped key, anything it does not take).
     fn scan(body: &'a [u8]) -> Option<Self> {
-        let mut p = super::scan::Scan::new(std::str::from_utf8(body).ok()?);
-        let mut v = Vec::with_capacity(8);
-        p.members(|key, p| {
-            v.push((std::borrow::Cow::Borrowed(key), p.skip_raw()?));
-            Some(())
-        })?;
-        p.end()?;
-        Some(TopLevel(v))
+        Self::scan_typed(body, &[]).map(|(top, [])| top)
     }
 
     /// `scan`, reading the members named in `fields` as their kinds in the same pass (one
@@ -92,20 +85,7 @@ impl<'a> TopLevel<'a> {
     ) -> Option<(Self, [Field<'a>; N])> {
         let mut p = super::scan::Scan::new(std::str::from_utf8(body).ok()?);
         let mut v = Vec::with_capacity(8);
-        let mut typed = [const { Field::Absent }; N];
-        p.members(|key, p| {
-            let raw = match fields.iter().position(|(name, _)| *name == key) {
-                None => p.skip_raw()?,
-                Some(i) if typed[i] != Field::Absent => return None,
-                Some(i) => {
-                    let (f, raw) = p.raw_of(|p| p.field(fields[i].1))?;
-                    typed[i] = f;
-                    raw
-                }
-            };
-            v.push((std::borrow::Cow::Borrowed(key), raw));
-            Some(())
-        })?;
+        let typed = p.typed_members(fields, Some(&mut v))?;
         p.end()?;
         Some((TopLevel(v), typed))
     }

@@ -376,6 +376,35 @@ impl<'a> Scan<'a> {
         }
     }
 
+    /// Reads an object: the members named in `fields` as their kinds (one given twice gives
+    /// up, as the derive the kinds stand for refuses it), the others skipped. With `list`,
+    /// every member's key and text go to it too, in order.
+    #[inline]
+    pub(crate) fn typed_members<const N: usize>(
+        &mut self,
+        fields: &[(&str, Kind); N],
+        mut list: Option<&mut Vec<(Cow<'a, str>, &'a str)>>,
+    ) -> Option<[Field<'a>; N]> {
+        let mut typed = [const { Field::Absent }; N];
+        self.members(|key, p| {
+            let raw = match fields.iter().position(|(name, _)| *name == key) {
+                None if list.is_none() => return p.skip(),
+                None => p.skip_raw()?,
+                Some(i) if typed[i] != Field::Absent => return None,
+                Some(i) => {
+                    let (f, raw) = p.raw_of(|p| p.field(fields[i].1))?;
+                    typed[i] = f;
+                    raw
+                }
+            };
+            if let Some(list) = list.as_deref_mut() {
+                list.push((Cow::Borrowed(key), raw));
+            }
+            Some(())
+        })?;
+        Some(typed)
+    }
+
     /// Reads one value with `read` and returns its text too (whitespace around it excluded).
     #[inline]
     pub(crate) fn raw_of<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<(T, &'a str)> {

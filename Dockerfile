@@ -10,8 +10,8 @@ FROM rust:1-bookworm AS build
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# PGO=1: the build with profile-guided optimisation (benches/pgo.sh: ~25 minutes on 2 cores
-# instead of ~9; 14-16 % fewer instructions per request, README "Performance"), with rustup's
+# PGO=1: the build with profile-guided optimisation (benches/pgo.sh: ~15-25 minutes on 2 cores
+# instead of ~9; 21 % fewer instructions per request, README "Performance"), with rustup's
 # llvm-tools for llvm-profdata. The default stays the plain production build.
 ARG PGO=0
 RUN if [ "$PGO" = 1 ]; then \
